@@ -1,0 +1,33 @@
+# raman-edge: the two commands of the README, plus the benchmark and the shipped-model recipe.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SHARED ?= ../shared/datasets
+MODEL  := models/sers-pesticides
+
+.PHONY: demo test bench models clean
+
+$(VENV)/.installed-%: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+# Classify the shipped example spectra with the shipped model (NumPy backend).
+demo: $(VENV)/.installed-device
+	$(VENV)/bin/raman-device classify --model $(MODEL) --format table $(MODEL)/examples/*/*
+
+# The full test suite (device, trainer with TensorFlow, TFLite parity).
+test: $(VENV)/.installed-device,train,test
+	$(PY) -m pytest -q
+
+# Latency, throughput, cold start, memory and FLOP of the shipped model.
+bench: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_device.py
+
+# Rebuild the shipped model from the SERS pesticide data set (recipe and timing in the model card).
+models: $(VENV)/.installed-device,train,test
+	models/recipes/sers-pesticides.sh $(SHARED)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,17 @@
+"""raman-edge device runtime: spectra, features, model bundles and classification on NumPy alone.
+
+Importing this package loads NumPy and nothing heavier; TensorFlow and SciPy are never needed here.
+"""
+from .bundle import ModelBundle, load_bundle
+from .classifier import Classifier, Prediction
+from .errors import RamanEdgeError
+from .features import FEATURE_NAMES, engineered_features
+from .resample import Resampler, resample
+from .spectrum import Axis, Spectrum
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Axis", "Classifier", "FEATURE_NAMES", "ModelBundle", "Prediction", "RamanEdgeError", "Resampler",
+    "Spectrum", "engineered_features", "load_bundle", "resample", "__version__",
+]

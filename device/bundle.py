@@ -1,0 +1,274 @@
+"""Model bundles: a directory holding the weights twice (NumPy and TFLite) and a model card.
+
+Layout::
+
+    BUNDLE/
+      model.json     model card: provenance, classes, axis, metrics, and the SHA-256 of every file
+      model.npz      pure NumPy: everything the NumPy backend needs (loaded with allow_pickle=False)
+      model.tflite   the same network for a TFLite runtime
+      examples/...   optional example spectra with their expected labels (listed in the card)
+
+Loading verifies the schema version and the hash of every file, and refuses a bundle with a missing,
+modified or unlisted file, so what runs is exactly what was exported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BundleError
+from .features import FEATURE_NAMES
+from .inputs import Standardizer
+from .network import ACTIVATIONS, Dense
+from .spectrum import Axis
+
+#: Version of the bundle format this code reads and writes.
+SCHEMA_VERSION = 1
+CARD_FILE = "model.json"
+NPZ_FILE = "model.npz"
+TFLITE_FILE = "model.tflite"
+#: Order of the model inputs: intensities on the axis, then the engineered features.
+INPUT_LAYOUT = "intensities+features"
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A verified model bundle, ready for a backend.
+
+    Attributes
+    ----------
+    path : Path
+        The bundle directory.
+    card : dict
+        The parsed model card (``model.json``).
+    model_id : str
+        ``NAME@`` followed by the first 12 hex digits of the SHA-256 of ``model.npz``.
+    class_names : tuple of str
+    axis : Axis
+    prominence : float
+        Peak threshold of the features, fraction of each spectrum's range.
+    standardizer : Standardizer
+        Input statistics of the training data, shape (points + 22,) each.
+    layers : tuple of Dense
+    leaky_slope : float
+    """
+
+    path: Path
+    card: dict
+    name: str
+    model_id: str
+    class_names: tuple
+    axis: Axis
+    prominence: float
+    standardizer: Standardizer
+    layers: tuple
+    leaky_slope: float
+
+    @property
+    def input_size(self) -> int:
+        """Number of model inputs: axis points + 22 features."""
+        return self.axis.points + len(FEATURE_NAMES)
+
+    @property
+    def tflite_path(self) -> Path:
+        return self.path / TFLITE_FILE
+
+    @property
+    def examples(self) -> list[tuple[Path, str]]:
+        """Example spectra shipped in the bundle, as (path, expected label)."""
+        return [(self.path / e["file"], e["label"]) for e in self.card.get("examples", [])]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fail(path: Path, problem: str, remedy: str = "re-export the bundle or restore it from a good copy") -> BundleError:
+    return BundleError(f"model bundle {path}: {problem}; {remedy}.")
+
+
+def load_bundle(path) -> ModelBundle:
+    """Load and verify a model bundle directory.
+
+    Raises
+    ------
+    BundleError
+        If the directory or a file is missing, a hash does not match, a file is not listed in the
+        card, the schema version is unknown, or the weights are inconsistent.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise _fail(path, "not found or not a directory",
+                    "pass the directory that holds model.json, model.npz and model.tflite")
+    card_path = path / CARD_FILE
+    if not card_path.is_file():
+        raise _fail(path, f"{CARD_FILE} is missing")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(path, f"{CARD_FILE} is not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise _fail(path, f"{CARD_FILE} does not hold a JSON object")
+    version = card.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise _fail(path, f"unknown bundle schema version {version!r} (this raman-edge reads {SCHEMA_VERSION})",
+                    "use the raman-edge release that wrote it, or re-export it with this one")
+    files = card.get("files")
+    if not isinstance(files, dict) or NPZ_FILE not in files or TFLITE_FILE not in files:
+        raise _fail(path, f"the card does not list {NPZ_FILE} and {TFLITE_FILE} with their hashes")
+    for rel, entry in files.items():
+        target = path / rel
+        if not target.is_file():
+            raise _fail(path, f"{rel} is missing")
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if sha256_file(target) != expected:
+            raise _fail(path, f"{rel} does not match its SHA-256 in {CARD_FILE}: it is corrupt or was modified")
+    for found in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = found.relative_to(path).as_posix()
+        if rel != CARD_FILE and rel not in files:
+            raise _fail(path, f"{rel} is not listed in {CARD_FILE}",
+                        "bundles are verified whole: remove the file or re-export the bundle")
+    return _read_npz(path, card)
+
+
+def _read_npz(path: Path, card: dict) -> ModelBundle:
+    try:
+        with np.load(path / NPZ_FILE, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # np.load raises many types for damaged archives
+        raise _fail(path, f"{NPZ_FILE} cannot be read ({exc})") from None
+    try:
+        if int(arrays["schema_version"]) != SCHEMA_VERSION:
+            raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
+        if str(arrays["input_layout"]) != INPUT_LAYOUT:
+            raise _fail(path, f"unknown input layout {str(arrays['input_layout'])!r}")
+        features = tuple(str(s) for s in arrays["feature_names"])
+        if features != FEATURE_NAMES:
+            raise _fail(path, "its engineered features differ from this raman-edge's",
+                        "re-export it with this release")
+        axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), int(arrays["axis_points"]))
+        activations = [str(a) for a in arrays["layer_activations"]]
+        layers = []
+        for i, act in enumerate(activations):
+            if act not in ACTIVATIONS:
+                raise _fail(path, f"layer {i} has unknown activation {act!r}")
+            layers.append(Dense(arrays[f"layer{i}_kernel"].astype(np.float64),
+                                arrays[f"layer{i}_bias"].astype(np.float64), act))
+        classes = tuple(str(s) for s in arrays["class_names"])
+        std = Standardizer(arrays["scaler_mean"].astype(np.float64), arrays["scaler_scale"].astype(np.float64))
+        name = str(arrays["name"])
+        prominence = float(arrays["prominence"])
+        slope = float(arrays["leaky_slope"])
+    except KeyError as exc:
+        raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise _fail(path, f"{NPZ_FILE} holds a malformed entry ({exc})") from None
+    width = axis.points + len(FEATURE_NAMES)
+    if std.mean.shape != (width,) or std.scale.shape != (width,) or not np.all(std.scale > 0):
+        raise _fail(path, f"scaler statistics do not fit {width} inputs")
+    for i, layer in enumerate(layers):
+        if layer.kernel.ndim != 2 or layer.kernel.shape[0] != width or layer.bias.shape != (layer.kernel.shape[1],):
+            raise _fail(path, f"layer {i} weights have shapes {layer.kernel.shape}, {layer.bias.shape}, "
+                              f"which do not chain from {width} inputs")
+        width = layer.kernel.shape[1]
+    if not layers or width != len(classes) or layers[-1].activation != "softmax":
+        raise _fail(path, f"the network must end in a softmax over the {len(classes)} classes")
+    sha = card["files"][NPZ_FILE]["sha256"]
+    return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
+                       axis=axis, prominence=prominence, standardizer=std, layers=tuple(layers),
+                       leaky_slope=slope)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float, standardizer: Standardizer,
+                 layers, leaky_slope: float, tflite: bytes, card: dict,
+                 examples: list[tuple[str, bytes, str]] = ()) -> ModelBundle:
+    """Write a bundle directory, then load it back through :func:`load_bundle`.
+
+    Parameters
+    ----------
+    path : path-like
+        Bundle directory; an existing bundle there is replaced only once the new one is complete.
+    name : str
+        Model name, the first part of the model id.
+    class_names : sequence of str
+    axis : Axis
+    prominence : float
+    standardizer : Standardizer
+    layers : sequence of Dense
+    leaky_slope : float
+    tflite : bytes
+        The TFLite flatbuffer of the same network.
+    card : dict
+        Model card fields; ``schema_version``, ``id``, ``files`` and ``examples`` are filled in here.
+    examples : sequence of (file name, bytes, expected label)
+        Example spectra stored under ``examples/``.
+
+    Returns
+    -------
+    ModelBundle
+    """
+    path = Path(path)
+    arrays = {
+        "schema_version": np.array(SCHEMA_VERSION), "name": np.array(name),
+        "input_layout": np.array(INPUT_LAYOUT), "class_names": np.array(list(class_names)),
+        "feature_names": np.array(FEATURE_NAMES), "prominence": np.array(float(prominence)),
+        "axis_start": np.array(axis.start), "axis_stop": np.array(axis.stop), "axis_points": np.array(axis.points),
+        "scaler_mean": np.asarray(standardizer.mean, np.float64),
+        "scaler_scale": np.asarray(standardizer.scale, np.float64),
+        "leaky_slope": np.array(float(leaky_slope)),
+        "layer_activations": np.array([layer.activation for layer in layers]),
+    }
+    for i, layer in enumerate(layers):
+        arrays[f"layer{i}_kernel"] = np.asarray(layer.kernel, np.float32)
+        arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        with open(tmp / NPZ_FILE, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        _write(tmp / TFLITE_FILE, tflite)
+        listed = []
+        for fname, data, label in examples:
+            rel = f"examples/{fname}"
+            _write(tmp / rel, data)
+            listed.append({"file": rel, "label": label})
+        files = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
+                 for rel in [NPZ_FILE, TFLITE_FILE] + [e["file"] for e in listed]}
+        full = {"schema_version": SCHEMA_VERSION, "id": f"{name}@{files[NPZ_FILE]['sha256'][:12]}", **card,
+                "files": files, "examples": listed}
+        _write(tmp / CARD_FILE, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        os.chmod(tmp, 0o755)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_bundle(path)

@@ -1,0 +1,93 @@
+"""The classifier: spectrum in, verdict out, through resampling, features, scaling and a backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .backends import make_backend
+from .bundle import ModelBundle
+from .inputs import raw_inputs
+from .resample import Resampler
+from .spectrum import Spectrum
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The verdict on one spectrum.
+
+    Attributes
+    ----------
+    label : str
+        The most probable class.
+    confidence : float
+        Its probability, 0-1.
+    probabilities : dict of str to float
+        Probability of every class, in the model's class order.
+    model_id : str
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict
+    model_id: str
+
+
+class Classifier:
+    """Classify spectra with a model bundle on the NumPy or the TFLite backend.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    backend : str
+        ``"numpy"`` (default, needs nothing but NumPy) or ``"tflite"``.
+    """
+
+    #: Number of instrument axes whose resampling weights are kept.
+    CACHE_SIZE = 8
+
+    def __init__(self, bundle: ModelBundle, backend: str = "numpy"):
+        self.bundle = bundle
+        self.backend = make_backend(bundle, backend)
+        self._resamplers: list[Resampler] = []
+
+    def _resampler(self, shift: np.ndarray) -> Resampler:
+        for r in self._resamplers:
+            if r.matches(shift):
+                return r
+        r = Resampler(shift, self.bundle.axis)
+        self._resamplers = [r] + self._resamplers[: self.CACHE_SIZE - 1]
+        return r
+
+    def on_axis(self, spectra: Sequence[Spectrum]) -> np.ndarray:
+        """Resample spectra onto the model axis: shape (n, points).
+
+        Raises
+        ------
+        AxisCoverageError
+            If a spectrum does not cover the model axis.
+        """
+        return np.stack([self._resampler(s.shift)(s.intensity) for s in spectra])
+
+    def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
+        b = self.bundle
+        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence)))
+
+    def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:
+        """Class probabilities (n, C) for spectra on any axis that covers the model's."""
+        return self.probabilities_on_axis(self.on_axis(spectra))
+
+    def _prediction(self, p: np.ndarray) -> Prediction:
+        k = int(np.argmax(p))
+        names = self.bundle.class_names
+        return Prediction(names[k], float(p[k]), {c: float(v) for c, v in zip(names, p)}, self.bundle.model_id)
+
+    def classify(self, spectrum: Spectrum) -> Prediction:
+        """The verdict on one spectrum."""
+        return self._prediction(self.probabilities([spectrum])[0])
+
+    def classify_many(self, spectra: Sequence[Spectrum]) -> list[Prediction]:
+        """Verdicts on several spectra, computed as one batch."""
+        return [self._prediction(p) for p in self.probabilities(spectra)]

@@ -1,0 +1,106 @@
+"""``raman-device``: the device runtime's command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .backends import BACKENDS
+from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
+
+
+def _table(rows: list[dict]) -> str:
+    heads = ["file", "label", "confidence", "expected"]
+    show = [h for h in heads if any(h in r for r in rows)]
+    cells = [[str(r.get(h, "")) for h in show] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(show)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+    return "\n".join([line(show), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+def cmd_classify(args) -> int:
+    """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
+    from .bundle import load_bundle
+    from .classifier import Classifier
+    from .readers import read_spectra
+
+    bundle = load_bundle(args.model)
+    clf = Classifier(bundle, backend=args.backend)
+    expected = {p.resolve(): label for p, label in bundle.examples}
+    failed = 0
+    rows = []
+    for name in args.files:
+        try:
+            spectra = read_spectra(name)
+            predictions = clf.classify_many(spectra)
+        except (SpectrumFileError, SpectrumError) as exc:
+            msg = str(exc)
+            print(f"error: {msg if msg.startswith(str(name)) else f'{name}: {msg}'}", file=sys.stderr)
+            failed += 1
+            continue
+        for s, p in zip(spectra, predictions):
+            row = {"file": str(name)}
+            if "index" in s.meta:
+                row["index"] = s.meta["index"]
+            row.update(label=p.label, confidence=round(p.confidence, 6),
+                       probabilities={k: round(v, 6) for k, v in p.probabilities.items()}, model=p.model_id)
+            if args.format == "json":
+                print(json.dumps(row), flush=True)
+            else:
+                shown = {"file": Path(name).name + (f"[{row['index']}]" if "index" in row else ""),
+                         "label": p.label, "confidence": f"{p.confidence:.3f}"}
+                if Path(name).resolve() in expected:
+                    shown["expected"] = expected[Path(name).resolve()]
+                rows.append(shown)
+    if args.format == "table" and rows:
+        print(f"model {bundle.model_id} ({clf.backend.name} backend)")
+        print(_table(rows))
+    if failed:
+        print(f"{failed} of {len(args.files)} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_info(args) -> int:
+    """Print a bundle's identity, classes, axis and FLOP count after verifying it."""
+    from .bundle import load_bundle
+    from .cost import flop_count
+
+    b = load_bundle(args.model)
+    out = {"id": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
+           "inputs": b.input_size, "flop_per_spectrum": flop_count(b.axis, b.layers)["total"],
+           "files_verified": sorted(b.card["files"])}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
+    c.add_argument("--model", required=True, help="model bundle directory")
+    c.add_argument("--backend", choices=BACKENDS, default="numpy", help="inference backend (default numpy)")
+    c.add_argument("--format", choices=("json", "table"), default="json",
+                   help="one JSON line per spectrum (default) or a readable table")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.set_defaults(func=cmd_classify)
+    i = sub.add_parser("info", help="verify a model bundle and show what it is")
+    i.add_argument("--model", required=True, help="model bundle directory")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RamanEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

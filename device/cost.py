@@ -1,0 +1,48 @@
+"""Analytic operation count of one classification, from the bundle's shapes.
+
+Every addition, multiplication, division, comparison, exponential and square root counts as one
+floating-point operation (FLOP); a multiply-accumulate counts as two. Data movement does not count.
+"""
+from __future__ import annotations
+
+from .features import FEATURE_NAMES
+
+#: Operations per axis point for the 22 features: mean 1, centring 1, squares 1, variance 1,
+#: third and fourth moments 4, sum of squares 2, |y - mu| and its mean 2, max 1, min 1, argmax 1,
+#: quartiles by selection ~3, central differences 1, their max 1, their squares summed 2,
+#: local-maximum tests 3, valley minima 1.
+FEATURE_FLOP_PER_POINT = 26
+#: Upper bound per peak candidate of the prominence pass (push, pops, comparisons, base updates);
+#: candidates are at most (points - 1) / 2.
+PEAK_FLOP_PER_CANDIDATE = 10
+#: Linear interpolation: one subtraction, one multiplication, one addition per point.
+RESAMPLE_FLOP_PER_POINT = 3
+
+
+def flop_count(axis, layers) -> dict:
+    """FLOP per spectrum, by stage, for a model axis and its dense layers.
+
+    Returns
+    -------
+    dict
+        ``resample``, ``features`` (an upper bound: it assumes the most peak candidates possible),
+        ``standardise``, ``network`` and ``total``.
+    """
+    points = axis.points
+    width = points + len(FEATURE_NAMES)
+    network = 0
+    for layer in layers:
+        fan_in, units = layer.kernel.shape
+        network += 2 * fan_in * units + units  # multiply-accumulate, bias
+        if layer.activation in ("relu", "leaky_relu"):
+            network += 2 * units  # compare, scale
+        elif layer.activation == "softmax":
+            network += 4 * units  # max-subtract, exp, sum, divide
+    stages = {
+        "resample": RESAMPLE_FLOP_PER_POINT * points,
+        "features": FEATURE_FLOP_PER_POINT * points + PEAK_FLOP_PER_CANDIDATE * ((points - 1) // 2) + 40,
+        "standardise": 2 * width,
+        "network": network,
+    }
+    stages["total"] = sum(stages.values())
+    return stages

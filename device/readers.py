@@ -1,0 +1,143 @@
+"""Reading spectrum files: two-column text/CSV and NumPy ``.npz``.
+
+Text files hold Raman shift (cm-1) and intensity, one point per line. The delimiter is detected
+(semicolon, tab, comma or white space), leading non-numeric lines are taken as a header, lines
+starting with ``#`` are comments, numbers may use scientific notation (``5.008228e+002``), and with a
+semicolon or tab delimiter a decimal comma (``500,82``) is understood.
+
+``.npz`` files hold ``X`` (one spectrum of shape (N,) or several of shape (n, N)) and ``wavenumber``
+of shape (N,), and are read with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SpectrumError, SpectrumFileError
+from .spectrum import Spectrum
+
+#: Largest spectrum file read, bytes; a spectrum is a few tens of kB.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_spectra(path) -> list[Spectrum]:
+    """Read every spectrum in a file.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    list of Spectrum
+        One for a text file; one per row of ``X`` for ``.npz``. ``meta`` holds ``source`` (the path)
+        and, for ``.npz``, ``index``.
+
+    Raises
+    ------
+    SpectrumFileError
+        If the file cannot be read or parsed, or its data is not a valid spectrum.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SpectrumFileError(f"{path}: cannot open ({exc.strerror or exc}); check the path.") from None
+    if path.is_dir():
+        raise SpectrumFileError(f"{path}: is a directory; pass spectrum files.")
+    if size > MAX_FILE_BYTES:
+        raise SpectrumFileError(f"{path}: {size} bytes is too large for a spectrum file "
+                                f"(limit {MAX_FILE_BYTES}); is it the right file?")
+    try:
+        if path.suffix.lower() == ".npz":
+            return _read_npz(path)
+        return [_spectrum(path, *parse_two_columns(path.read_bytes(), str(path)), {"source": str(path)})]
+    except OSError as exc:
+        raise SpectrumFileError(f"{path}: cannot read ({exc.strerror or exc}).") from None
+
+
+def _spectrum(path: Path, shift, intensity, meta) -> Spectrum:
+    try:
+        return Spectrum(shift, intensity, meta)
+    except SpectrumError as exc:
+        raise SpectrumFileError(f"{path}: {exc}") from None
+
+
+def _read_npz(path: Path) -> list[Spectrum]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z.files or "wavenumber" not in z.files:
+                raise SpectrumFileError(f"{path}: an .npz spectrum file needs arrays 'X' and 'wavenumber'; "
+                                        f"it has {', '.join(z.files) or 'none'}.")
+            X, wn = z["X"], z["wavenumber"]
+    except SpectrumFileError:
+        raise
+    except Exception as exc:  # zipfile, pickle refusal, truncated data: all mean an unreadable file
+        raise SpectrumFileError(f"{path}: not a readable .npz file ({exc}).") from None
+    if X.ndim == 1:
+        return [_spectrum(path, wn, X, {"source": str(path)})]
+    if X.ndim != 2:
+        raise SpectrumFileError(f"{path}: 'X' must have shape (N,) or (n, N); got {X.shape}.")
+    return [_spectrum(path, wn, row, {"source": str(path), "index": i}) for i, row in enumerate(X)]
+
+
+def _delimiter(line: str):
+    for d in (";", "\t", ","):
+        if d in line:
+            return d
+    return None
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np.ndarray]:
+    """Parse two-column text into (shift, intensity) arrays of shape (N,).
+
+    Raises
+    ------
+    SpectrumFileError
+        If the text is not two columns of numbers, naming the first offending line.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    if "\x00" in text:
+        raise SpectrumFileError(f"{name}: binary data, not a text spectrum; export it as CSV or text.")
+    lines = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines())]
+    lines = [(i, ln) for i, ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise SpectrumFileError(f"{name}: empty file; expected two columns (Raman shift, intensity).")
+    delim = None
+    decimal_comma = False
+    rows = []
+    for lineno, ln in lines:
+        if delim is None and not rows:
+            delim = _delimiter(ln)
+            decimal_comma = delim in (";", "\t") and "," in ln
+        fields = [f.strip() for f in (ln.split(delim) if delim else ln.split())]
+        while fields and fields[-1] == "":
+            fields.pop()
+        if decimal_comma:
+            fields = [f.replace(",", ".") for f in fields]
+        numeric = len(fields) == 2 and all(_is_number(f) for f in fields)
+        if not numeric:
+            if not rows:  # header line(s) before the data
+                delim = None
+                continue
+            raise SpectrumFileError(
+                f"{name}: line {lineno} is not two numbers ({ln[:60]!r}); expected Raman shift and "
+                "intensity on every data line.")
+        rows.append((float(fields[0]), float(fields[1])))
+    if not rows:
+        raise SpectrumFileError(f"{name}: no line holds two numbers; expected two columns "
+                                "(Raman shift in cm-1, intensity).")
+    arr = np.array(rows, dtype=np.float64)
+    return arr[:, 0], arr[:, 1]

@@ -1,0 +1,91 @@
+"""The spectrum and axis types of the device runtime."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import InvalidAxisError
+from .validation import check_axis, check_spectrum
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A uniform Raman-shift axis owned by a model.
+
+    Attributes
+    ----------
+    start, stop : float
+        First and last Raman shift, cm-1, both included.
+    points : int
+        Number of points (so the step is ``(stop - start) / (points - 1)`` cm-1).
+    """
+
+    start: float
+    stop: float
+    points: int
+
+    def __post_init__(self):
+        start, stop, points = check_axis(self.start, self.stop, self.points)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "stop", stop)
+        object.__setattr__(self, "points", points)
+
+    @property
+    def step(self) -> float:
+        """Spacing between points, cm-1."""
+        return (self.stop - self.start) / (self.points - 1)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The axis as an array of shape (points,), cm-1."""
+        return np.linspace(self.start, self.stop, self.points)
+
+    @classmethod
+    def parse(cls, text: str) -> "Axis":
+        """Build an axis from ``"START:STOP:POINTS"``, e.g. ``"501:1999:1499"``."""
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise InvalidAxisError(f"an axis is START:STOP:POINTS, e.g. 501:1999:1499; got {text!r}")
+        try:
+            return cls(float(parts[0]), float(parts[1]), int(parts[2]))
+        except ValueError:
+            raise InvalidAxisError(
+                f"an axis is START:STOP:POINTS with numbers and a whole number of points, "
+                f"e.g. 501:1999:1499; got {text!r}"
+            ) from None
+
+    def __str__(self) -> str:
+        return f"{self.start:g}:{self.stop:g}:{self.points}"
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """One Raman spectrum: intensities on a Raman-shift axis, with metadata.
+
+    Construction validates the data (see :mod:`device.validation`) and stores read-only float64
+    arrays on a strictly increasing axis.
+
+    Attributes
+    ----------
+    shift : ndarray, shape (N,)
+        Raman shift, cm-1, strictly increasing.
+    intensity : ndarray, shape (N,)
+        Intensity at each shift (counts or arbitrary units).
+    meta : mapping
+        Free-form metadata: source file, instrument, laser line, integration time, ...
+    """
+
+    shift: np.ndarray
+    intensity: np.ndarray
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        x, y = check_spectrum(self.shift, self.intensity)
+        object.__setattr__(self, "shift", x)
+        object.__setattr__(self, "intensity", y)
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    def __len__(self) -> int:
+        return self.shift.size

@@ -1,0 +1,1 @@
+"""raman-edge firmware bridge: serial spectrometer protocols, calibration and device simulators."""

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Rebuilds models/sers-pesticides from the SERSFormer pesticide data set (MIT licence).
+# Usage: models/recipes/sers-pesticides.sh [DATASETS_DIR]   (default ../shared/datasets)
+# Examples shipped in the bundle: per pesticide one 0.5 ppm and one 10 ppm spectrum, and two controls,
+# the first of each (sorted by name) in the data set's raw_subset; they are also training spectra.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+data="${1:-../shared/datasets}/sersformer_pesticides"
+examples="$(mktemp -d)"
+trap 'rm -rf "$examples"' EXIT
+for class in "$data"/raw_subset/*/; do
+  name="$(basename "$class")"
+  mkdir -p "$examples/$name"
+  if [ "$name" = No_pest_present ]; then
+    ls "$class" | sort | head -n 2
+  else
+    { ls "$class" | grep -E '(^|[ _])0\.5( |_|ppm)' | sort | head -n 1
+      ls "$class" | grep -E '(^|[ _])10(\.0)?( |_|ppm)' | sort | head -n 1; }
+  fi | while IFS= read -r f; do cp "$class/$f" "$examples/$name/"; done
+done
+exec .venv/bin/raman-train fit "$data/sersformer_pesticides.npz" --out models/sers-pesticides \
+  --name sers-pesticides --tune --holdout concentration_ppm=0.5 --cv-folds 5 --examples "$examples" \
+  --description "pesticide residues on spinach by SERS: five pesticides and a pesticide-free control" \
+  --data-source "SERSFormer data set: Hajikhani et al. (2024), 'A Machine Learning Approach for Rapid Detection of Pesticides by SERS Coupled with Transformers'; github.com/BioinfoMachineLearning/SERSFormer" \
+  --data-licence "MIT" \
+  --data-attribution "Copyright (c) 2023 BioinfoMachineLearning. Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated documentation files (the 'Software'), to deal in the Software without restriction, subject to the MIT licence notice."

@@ -1,0 +1,242 @@
+"""Labelled spectra from the layouts users have, resampled onto one model axis.
+
+Supported layouts:
+
+* a directory with one sub-folder per class, each holding spectrum files (two-column text/CSV or
+  ``.npz``), one spectrum per file as most instrument exports write them;
+* a wide table (``.csv``, ``.tsv``, ``.txt``): a header row naming a label column and one column per
+  Raman shift, then one spectrum per row;
+* ``.npz`` with ``X`` (n, N), ``y`` (n,), ``wavenumber`` (N,) and ``class_names``; any other array of
+  length n (e.g. ``concentration_ppm``) is kept as per-spectrum metadata.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import RamanEdgeError, SpectrumError
+from device.readers import read_spectra
+from device.resample import Resampler
+from device.spectrum import Axis
+from device.validation import check_spectrum
+
+
+class DatasetError(RamanEdgeError):
+    """A training data set cannot be used as given."""
+
+
+@dataclass
+class Dataset:
+    """Labelled spectra on one axis.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, points)
+        Intensities on ``axis``.
+    y : ndarray of int, shape (n,)
+        Class index of each spectrum.
+    class_names : tuple of str
+    axis : Axis
+    sources : list of str
+        Where each spectrum came from (file, or file and row).
+    meta : dict of str to ndarray
+        Extra per-spectrum arrays of length n.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    class_names: tuple
+    axis: Axis
+    sources: list
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the resampled intensities (float32) and labels: identifies the training data."""
+        h = hashlib.sha256(np.ascontiguousarray(self.X, np.float32).tobytes())
+        h.update(np.ascontiguousarray(self.y, np.int64).tobytes())
+        return h.hexdigest()
+
+    def counts(self) -> dict:
+        """Number of spectra per class name."""
+        return {c: int((self.y == i).sum()) for i, c in enumerate(self.class_names)}
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        """The spectra at ``index`` (indices or boolean mask)."""
+        idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        return Dataset(self.X[idx], self.y[idx], self.class_names, self.axis, [self.sources[i] for i in idx],
+                       {k: v[idx] for k, v in self.meta.items()})
+
+
+def load_dataset(path, axis: Axis | None = None) -> Dataset:
+    """Load labelled spectra and resample them onto ``axis``.
+
+    Parameters
+    ----------
+    path : path-like
+        Class-folder directory, wide table or ``.npz`` (see the module docstring).
+    axis : Axis, optional
+        Model axis. By default: for ``.npz`` and tables, their own grid when it is uniform; for
+        folders (and non-uniform grids), the range every spectrum covers, at the median step.
+
+    Raises
+    ------
+    DatasetError
+        Empty classes, unreadable files, axes that do not overlap, a bad layout.
+    """
+    path = Path(path)
+    if path.is_dir():
+        shifts, ys, labels, sources, classes = _read_folders(path)
+        meta = {}
+    elif path.suffix.lower() == ".npz":
+        shifts, ys, labels, sources, classes, meta = _read_npz(path)
+    elif path.is_file():
+        shifts, ys, labels, sources, classes = _read_table(path)
+        meta = {}
+    else:
+        raise DatasetError(f"{path}: not found; give a class-folder directory, a wide .csv table or an .npz file.")
+    if axis is None:
+        axis = _default_axis(shifts, sources)
+    X = _resample_all(shifts, ys, axis, sources)
+    return Dataset(X, np.asarray(labels, dtype=np.int64), tuple(classes), axis, sources, meta)
+
+
+def _read_folders(root: Path):
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root}: no class sub-folders; put each class's spectrum files in a folder named "
+                           "after the class.")
+    shifts, ys, labels, sources = [], [], [], []
+    for k, folder in enumerate(folders):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DatasetError(f"class folder {folder} holds no spectrum files; add spectra or remove the folder.")
+        for f in files:
+            try:
+                spectra = read_spectra(f)
+            except RamanEdgeError as exc:
+                raise DatasetError(f"unreadable training file: {exc}") from None
+            for s in spectra:
+                shifts.append(s.shift)
+                ys.append(s.intensity)
+                labels.append(k)
+                sources.append(str(f) + (f"[{s.meta['index']}]" if "index" in s.meta else ""))
+    return shifts, ys, labels, sources, [f.name for f in folders]
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise DatasetError(f"{path}: not a readable .npz file ({exc}).") from None
+    missing = [k for k in ("X", "y", "wavenumber", "class_names") if k not in arrays]
+    if missing:
+        raise DatasetError(f"{path}: a training .npz needs X, y, wavenumber and class_names; missing {missing}.")
+    X, y, wn = arrays["X"], arrays["y"], arrays["wavenumber"]
+    names = [str(c) for c in arrays["class_names"]]
+    if X.ndim != 2 or y.shape != (X.shape[0],) or wn.shape != (X.shape[1],):
+        raise DatasetError(f"{path}: shapes X {X.shape}, y {y.shape}, wavenumber {wn.shape} do not fit "
+                           "(need (n, N), (n,), (N,)).")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= len(names):
+        raise DatasetError(f"{path}: y must hold class indices 0..{len(names) - 1}.")
+    for k, c in enumerate(names):
+        if not (y == k).any():
+            raise DatasetError(f"{path}: class {c!r} has no spectra; drop it from class_names or add data.")
+    meta = {k: v for k, v in arrays.items()
+            if k not in ("X", "y", "wavenumber", "class_names") and v.shape[:1] == (X.shape[0],)}
+    wn, X = _increasing(path, wn, X)
+    sources = [f"{path}[{i}]" for i in range(X.shape[0])]
+    return [wn] * X.shape[0], list(X), y.tolist(), sources, names, meta
+
+
+def _read_table(path: Path):
+    text = path.read_bytes()
+    try:
+        lines = [ln for ln in text.decode("utf-8-sig").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text table; give a class-folder directory, a wide .csv or an .npz.") from None
+    if len(lines) < 2:
+        raise DatasetError(f"{path}: a wide table needs a header row and at least one spectrum row.")
+    delim = next((d for d in (";", "\t", ",") if d in lines[0]), None)
+    header = [h.strip() for h in (lines[0].split(delim) if delim else lines[0].split())]
+    label_cols = [i for i, h in enumerate(header) if not _number(h)]
+    if len(label_cols) != 1:
+        raise DatasetError(
+            f"{path}: a wide table needs exactly one label column (a non-numeric header) and one column per "
+            f"Raman shift (numeric headers); found {len(label_cols)} non-numeric header(s).")
+    lc = label_cols[0]
+    shift_cols = [i for i in range(len(header)) if i != lc]
+    wn = np.array([float(header[i]) for i in shift_cols])
+    ys, names = [], []
+    for lineno, ln in enumerate(lines[1:], start=2):
+        fields = [f.strip() for f in (ln.split(delim) if delim else ln.split())]
+        if len(fields) != len(header):
+            raise DatasetError(f"{path}: line {lineno} has {len(fields)} fields, the header {len(header)}.")
+        try:
+            ys.append(np.array([float(fields[i]) for i in shift_cols]))
+        except ValueError:
+            raise DatasetError(f"{path}: line {lineno} holds a non-numeric intensity.") from None
+        names.append(fields[lc])
+    wn, Y = _increasing(path, wn, np.array(ys))
+    ys = list(Y)
+    classes = sorted(set(names))
+    labels = [classes.index(n) for n in names]
+    sources = [f"{path}:{i}" for i in range(2, len(lines) + 1)]
+    return [wn] * len(ys), ys, labels, sources, classes
+
+
+def _increasing(path: Path, wn: np.ndarray, X: np.ndarray):
+    """The shared axis made strictly increasing (columns of ``X`` reversed with it if needed)."""
+    try:
+        checked, _ = check_spectrum(wn, np.zeros(np.shape(wn)))
+    except SpectrumError as exc:
+        raise DatasetError(f"{path}: the Raman-shift axis is unusable: {exc}") from None
+    return checked, (X[:, ::-1] if wn[0] > wn[-1] else X)
+
+
+def _number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _default_axis(shifts: list, sources: list) -> Axis:
+    first = shifts[0]
+    if all(s is first for s in shifts) or all(s.shape == first.shape and np.array_equal(s, first) for s in shifts):
+        steps = np.diff(first)
+        if np.allclose(steps, steps.mean(), rtol=1e-6, atol=0):
+            return Axis(float(first[0]), float(first[-1]), first.size)
+    lo_i = int(np.argmax([s[0] for s in shifts]))
+    hi_i = int(np.argmin([s[-1] for s in shifts]))
+    lo, hi = shifts[lo_i][0], shifts[hi_i][-1]
+    if lo >= hi:
+        raise DatasetError(
+            f"the spectra's axes do not overlap: {sources[lo_i]} starts at {lo:g} cm-1 but {sources[hi_i]} ends "
+            f"at {hi:g} cm-1; train separate models or drop the outliers.")
+    step = float(np.median(np.concatenate([np.diff(s) for s in shifts[:: max(1, len(shifts) // 50)]])))
+    points = int(np.floor((hi - lo) / step + 1e-9)) + 1
+    return Axis(float(lo), float(lo + (points - 1) * step), points)
+
+
+def _resample_all(shifts: list, ys: list, axis: Axis, sources: list) -> np.ndarray:
+    X = np.empty((len(ys), axis.points))
+    cache: list[Resampler] = []
+    for i, (s, y) in enumerate(zip(shifts, ys)):
+        r = next((c for c in cache if c.matches(s)), None)
+        if r is None:
+            try:
+                r = Resampler(np.asarray(s, np.float64), axis)
+            except SpectrumError as exc:
+                raise DatasetError(f"{sources[i]}: {exc}") from None
+            cache = [r] + cache[:15]
+        X[i] = r(y)
+    if not np.isfinite(X).all():
+        bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
+        raise DatasetError(f"{sources[bad]}: holds NaN or infinite intensities; repair or drop it.")
+    return X

@@ -1,0 +1,79 @@
+"""Export of a trained network to TFLite, and the three-way check run at every export."""
+from __future__ import annotations
+
+import numpy as np
+
+from device.backends import TFLiteBackend
+from device.errors import RamanEdgeError
+from device.network import forward
+
+#: Largest tolerated difference between any two backends' probabilities at export.
+PARITY_TOLERANCE = 1e-5
+
+
+class ExportCheckError(RamanEdgeError):
+    """Keras, TFLite and NumPy disagree on the exported model."""
+
+
+def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
+    """Convert dense layers to a float32 TFLite flatbuffer with a dynamic batch dimension.
+
+    The network is rebuilt from the exported weights as a TensorFlow concrete function and converted
+    from that (not from the Keras model), which sidesteps Keras 3's fragile ``from_keras_model`` and
+    guarantees that the TFLite file holds exactly the weights written to ``model.npz``.
+    """
+    import tensorflow as tf
+
+    weights = [(tf.constant(np.asarray(l.kernel, np.float32)), tf.constant(np.asarray(l.bias, np.float32)),
+                l.activation) for l in layers]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, input_size], tf.float32, name="inputs")])
+    def network(x):
+        for kernel, bias, act in weights:
+            x = tf.matmul(x, kernel) + bias
+            if act == "leaky_relu":
+                x = tf.nn.leaky_relu(x, alpha=leaky_slope)
+            elif act == "relu":
+                x = tf.nn.relu(x)
+            elif act == "softmax":
+                x = tf.nn.softmax(x)
+        return x
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([network.get_concrete_function()])
+    return converter.convert()
+
+
+def export_check(keras_probs: np.ndarray, Z: np.ndarray, layers, leaky_slope: float, tflite: bytes) -> dict:
+    """Compare Keras, TFLite and NumPy probabilities on the same standardised inputs.
+
+    Parameters
+    ----------
+    keras_probs : ndarray, shape (n, C)
+        The trained Keras model's output on ``Z``.
+    Z : ndarray, shape (n, D)
+    layers, leaky_slope
+        The exported network.
+    tflite : bytes
+        The exported TFLite model.
+
+    Returns
+    -------
+    dict
+        Maximum absolute differences, argmax agreement, the TFLite runtime used and ``passed``.
+
+    Raises
+    ------
+    ExportCheckError
+        If any two differ by more than :data:`PARITY_TOLERANCE` or pick a different class.
+    """
+    backend = TFLiteBackend(tflite, Z.shape[1])
+    probs = {"keras": keras_probs, "tflite": backend.probabilities(Z), "numpy": forward(Z, layers, leaky_slope)}
+    pairs = [("keras", "tflite"), ("keras", "numpy"), ("tflite", "numpy")]
+    diff = {f"{a}_vs_{b}": float(np.abs(probs[a] - probs[b]).max()) for a, b in pairs}
+    agree = {f"{a}_vs_{b}": bool(np.array_equal(probs[a].argmax(1), probs[b].argmax(1))) for a, b in pairs}
+    result = {"spectra": int(Z.shape[0]), "tflite_runtime": backend.provider, "max_abs_difference": diff,
+              "identical_argmax": agree, "tolerance": PARITY_TOLERANCE,
+              "passed": all(v <= PARITY_TOLERANCE for v in diff.values()) and all(agree.values())}
+    if not result["passed"]:
+        raise ExportCheckError(f"exported backends disagree: {result}")
+    return result

@@ -1,0 +1,88 @@
+"""The compact network of the published SERS method, built and trained with Keras.
+
+Dense(5) with Leaky ReLU, then Dense(classes) with softmax; Adam, an L2 weight penalty on both
+kernels, sparse categorical cross-entropy (methods.md, part A).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from device.network import Dense
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Training settings of the compact network.
+
+    Attributes
+    ----------
+    hidden : int
+        Units of the hidden layer (the method uses 5).
+    leaky_slope : float
+        Leaky ReLU slope for negative inputs. 0.3 is Keras' ``LeakyReLU`` layer default, which a
+        Keras implementation of the method gets unless it says otherwise.
+    learning_rate : float
+        Adam step size.
+    l2 : float
+        L2 penalty coefficient on the kernels (Keras ``l2(l2)`` adds ``l2 * sum(w**2)`` to the loss).
+    epochs : int
+        Passes over the training data (the method uses 50).
+    batch_size : int
+    """
+
+    hidden: int = 5
+    leaky_slope: float = 0.3
+    learning_rate: float = 1e-3
+    l2: float = 1e-3
+    epochs: int = 50
+    batch_size: int = 32
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build(input_size: int, n_classes: int, hp: Hyperparameters, seed: int):
+    """A freshly initialised Keras model (Glorot-uniform kernels, zero biases) for the given seed."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    reg = keras.regularizers.L2(hp.l2)
+    model = keras.Sequential([
+        keras.Input(shape=(input_size,)),
+        keras.layers.Dense(hp.hidden, kernel_regularizer=reg),
+        keras.layers.LeakyReLU(negative_slope=hp.leaky_slope),
+        keras.layers.Dense(n_classes, activation="softmax", kernel_regularizer=reg),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, seed: int):
+    """Train on standardised inputs ``Z`` (n, D) and labels ``y`` (n,).
+
+    Returns
+    -------
+    model : keras.Model
+    loss : list of float
+        Training loss per epoch (including the L2 penalty).
+    """
+    model = build(Z.shape[1], n_classes, hp, seed)
+    history = model.fit(Z.astype(np.float32), y, epochs=hp.epochs, batch_size=hp.batch_size, shuffle=True,
+                        verbose=0)
+    return model, [float(v) for v in history.history["loss"]]
+
+
+def predict(model, Z: np.ndarray) -> np.ndarray:
+    """Class probabilities of a trained Keras model for ``Z`` (n, D): shape (n, C)."""
+    return np.asarray(model.predict(Z.astype(np.float32), batch_size=4096, verbose=0), dtype=np.float64)
+
+
+def dense_layers(model, hp: Hyperparameters) -> tuple:
+    """The trained weights as device :class:`~device.network.Dense` layers (float32 values)."""
+    hidden, out = [l for l in model.layers if l.__class__.__name__ == "Dense"]
+    (k1, b1), (k2, b2) = hidden.get_weights(), out.get_weights()
+    return (Dense(k1.astype(np.float32), b1.astype(np.float32), "leaky_relu"),
+            Dense(k2.astype(np.float32), b2.astype(np.float32), "softmax"))
