@@ -7,10 +7,10 @@ spectrum. Peaks whose prominence is at least the threshold are kept.
 
 Implementation: candidates are found with vectorised comparisons; every spectrum of the batch is
 laid end to end as a sequence of items (a "wall" of infinite height at each row start, then the
-row's candidates), with the minimum of the samples between consecutive items (the valleys) from one
-``np.minimum.reduceat``. One left-to-right pass with a stack then yields both bases of every peak in
-O(number of candidates): a peak's left base is fixed when it is pushed and its right base when a
-strictly higher item pops it (ties defer to the equal peak that popped it).
+row's candidates, and a last wall), with the minimum of the samples between consecutive items (the
+valleys) from one ``np.minimum.reduceat``. One left-to-right pass with a stack then settles every
+peak in O(number of candidates): its left base is known when it is pushed, its right base when a
+strictly higher item pops it (a peak popped by an equal one takes that one's right base too).
 """
 from __future__ import annotations
 
@@ -19,63 +19,69 @@ import numpy as np
 _INF = float("inf")
 
 
-def _candidates(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Local maxima of each row of ``Y`` (n, N), as (rows, cols) sorted by row then column."""
+def _candidates(Y: np.ndarray) -> np.ndarray:
+    """Flat indices (into ``Y.ravel()``) of the local maxima of each row of ``Y`` (n, N), sorted."""
     n, N = Y.shape
     mid = Y[:, 1:-1]
     if not np.any(Y[:, 1:] == Y[:, :-1]):
-        rows, cols = np.nonzero((mid > Y[:, :-2]) & (mid > Y[:, 2:]))
-        return rows, cols + 1
+        k = np.flatnonzero((mid > Y[:, :-2]) & (mid > Y[:, 2:]))
+        return k + 2 * (k // (N - 2)) + 1
     # Flat tops present: follow the sign of the slope, skipping flat stretches.
     slope = np.sign(np.diff(Y, axis=1)).ravel()
     moving = np.flatnonzero(slope)
     s = slope[moving]
     k = np.flatnonzero((s[:-1] > 0) & (s[1:] < 0))
-    up, down = moving[k], moving[k + 1]
+    up, down = moving[k], moving[k + 1]  # indices into the (n, N - 1) slopes
     rows = up // (N - 1)
     same = rows == down // (N - 1)
     rows, up, down = rows[same], up[same], down[same]
-    cols = ((up - rows * (N - 1) + 1) + (down - rows * (N - 1))) // 2
-    return rows, cols
+    return rows * N + (up - rows * (N - 1) + 1 + down - rows * (N - 1)) // 2
 
 
-def _bases(H: list, V: list) -> tuple[list, list]:
-    """Left and right base of every item of the sequence ``H`` (walls are +inf).
+def _settle(H: list, V: list, thresholds: list) -> list:
+    """Indices of the items of ``H`` whose prominence reaches their row's threshold.
 
-    ``V[t]`` is the lowest sample between item ``t`` and item ``t + 1``.
+    ``H`` starts and ends with a wall (+inf) and has one between rows; ``V[t]`` is the lowest
+    sample between items ``t`` and ``t + 1``; ``thresholds[r]`` belongs to row ``r``.
     """
-    T = len(H)
-    left = [_INF] * T
-    right = [_INF] * T
-    ties = []
-    st_h: list = []
-    st_base: list = []
-    st_idx: list = []
-    cur = _INF
-    for t in range(T):
+    kept = []
+    ties = []  # (peak, equal peak that popped it, lowest valley between, left base, threshold)
+    right = {}
+    st_h, st_base, st_idx = [], [], []
+    row = 0
+    thr = thresholds[0]
+    for t in range(1, len(H)):
         h = H[t]
-        if t:
-            cur = V[t - 1]
+        cur = V[t - 1]
         while st_h and st_h[-1] <= h:
             hj = st_h.pop()
             bj = st_base.pop()
             j = st_idx.pop()
-            right[j] = cur
             if hj == h:
-                ties.append((j, t))
+                ties.append((j, t, cur, bj, thr))
+            else:
+                right[j] = cur
+                if hj - (bj if bj > cur else cur) >= thr:
+                    kept.append(j)
             if bj < cur:
                 cur = bj
-        left[t] = cur
+        if h == _INF:  # wall: the next row starts
+            row += 1
+            if row < len(thresholds):
+                thr = thresholds[row]
+            continue
         st_h.append(h)
         st_base.append(cur)
         st_idx.append(t)
-    for j, t in reversed(ties):
-        if right[t] < right[j]:
-            right[j] = right[t]
-    return left, right
+    for j, t, cur, bj, thr in reversed(ties):
+        rj = right[t] if right[t] < cur else cur
+        right[j] = rj
+        if H[j] - (bj if bj > rj else rj) >= thr:
+            kept.append(j)
+    return kept
 
 
-def prominent_peaks(Y: np.ndarray, min_prominence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def prominent_peaks(Y: np.ndarray, min_prominence: np.ndarray) -> np.ndarray:
     """Peaks of each row whose prominence is at least that row's threshold.
 
     Parameters
@@ -87,25 +93,21 @@ def prominent_peaks(Y: np.ndarray, min_prominence: np.ndarray) -> tuple[np.ndarr
 
     Returns
     -------
-    rows, cols : ndarray of int, shape (k,)
-        Row and sample index of each kept peak, sorted by row then column.
+    ndarray of int, shape (k,)
+        Flat index (``row * N + column``) of each kept peak, sorted.
     """
     n, N = Y.shape
-    rows, cols = _candidates(Y)
-    flat = Y.ravel()
-    # Item sequence: wall of row 0, its candidates, wall of row 1, ..., final wall.
-    m = rows.size
-    item_pos = np.empty(n + 1 + m, dtype=np.intp)
-    is_wall = np.zeros(n + 1 + m, dtype=bool)
-    wall_at = np.arange(n + 1) + np.searchsorted(rows, np.arange(n + 1), side="left")
-    is_wall[wall_at] = True
-    item_pos[wall_at] = np.arange(n + 1) * N
-    item_pos[~is_wall] = rows * N + cols
-    valleys = np.minimum.reduceat(flat, item_pos[:-1])
-    heights = np.full(item_pos.size, _INF)
-    heights[~is_wall] = flat[rows * N + cols]
-    left, right = _bases(heights.tolist(), valleys.tolist())
-    peak = ~is_wall
-    prominence = heights[peak] - np.maximum(np.array(left)[peak], np.array(right)[peak])
-    keep = prominence >= min_prominence[rows]
-    return rows[keep], cols[keep]
+    peaks = _candidates(Y)
+    walls = np.arange(n + 1) * N
+    # Sequence positions: wall r sits before the candidates of row r.
+    order = np.concatenate((np.arange(n + 1) + np.searchsorted(peaks, walls), np.arange(peaks.size)
+                            + np.searchsorted(walls, peaks, side="right")))
+    pos = np.empty(n + 1 + peaks.size, dtype=np.intp)
+    pos[order] = np.concatenate((walls, peaks))
+    flat = np.append(Y.ravel(), _INF)  # walls read the +inf appended at index n * N
+    is_wall = np.zeros(pos.size, dtype=bool)
+    is_wall[order[: n + 1]] = True
+    heights = flat[np.where(is_wall, n * N, pos)]
+    valleys = np.minimum.reduceat(flat[:-1], pos[:-1])
+    kept = _settle(heights.tolist(), valleys.tolist(), np.asarray(min_prominence, np.float64).tolist())
+    return np.sort(pos[kept])

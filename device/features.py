@@ -64,14 +64,20 @@ ZERO_RTOL = 1e-12
 
 
 def _quartile_spread(Y: np.ndarray) -> np.ndarray:
-    """Q3 - Q1 of each row, linear interpolation between order statistics (NumPy 'linear')."""
+    """Q3 - Q1 of each row, linear interpolation between order statistics (NumPy's 'linear').
+
+    One partition places the lower order statistic of each quartile; the next one up is the
+    minimum of what lies above it.
+    """
     N = Y.shape[1]
     q1, q3 = (N - 1) * 0.25, (N - 1) * 0.75
     i1, i3 = int(q1), int(q3)
-    j1, j3 = min(i1 + 1, N - 1), min(i3 + 1, N - 1)
-    part = np.partition(Y, sorted({i1, j1, i3, j3}), axis=1)
-    lo = part[:, i1] + (part[:, j1] - part[:, i1]) * (q1 - i1)
-    hi = part[:, i3] + (part[:, j3] - part[:, i3]) * (q3 - i3)
+    part = np.partition(Y, (i1, i3), axis=1)
+    lo, hi = part[:, i1], part[:, i3]
+    if q1 > i1:
+        lo = lo + (part[:, i1 + 1:i3 + 1].min(axis=1) - lo) * (q1 - i1)
+    if q3 > i3:
+        hi = hi + (part[:, i3 + 1:].min(axis=1) - hi) * (q3 - i3)
     return hi - lo
 
 
@@ -95,16 +101,17 @@ def engineered_features(Y, axis: Axis, prominence: float = DEFAULT_PROMINENCE) -
     Y = check_matrix(Y, axis.points)
     n, N = Y.shape
     h = axis.step
+    total = np.add.reduce
 
-    mu = Y.mean(axis=1)
+    mu = total(Y, axis=1) / N
     C = Y - mu[:, None]
     C2 = C * C
-    var = C2.mean(axis=1)
+    var = total(C2, axis=1) / N
     sigma = np.sqrt(var)
-    m3 = (C2 * C).mean(axis=1)
-    m4 = (C2 * C2).mean(axis=1)
-    ss = np.einsum("ij,ij->i", Y, Y)
-    mad = np.abs(C).mean(axis=1)
+    m3 = total(C2 * C, axis=1) / N
+    m4 = total(C2 * C2, axis=1) / N
+    ss = total(Y * Y, axis=1)
+    mad = total(np.abs(C), axis=1) / N
     hi = Y.max(axis=1)
     lo = Y.min(axis=1)
     scale = np.maximum(np.abs(hi), np.abs(lo))
@@ -124,23 +131,26 @@ def engineered_features(Y, axis: Axis, prominence: float = DEFAULT_PROMINENCE) -
     grad_max = np.maximum(inner.max(axis=1) / (2 * h), np.maximum(first, last))
     # Sum of the inner central differences telescopes to (y[-1] + y[-2] - y[1] - y[0]).
     grad_mean = ((Y[:, -1] + Y[:, -2] - Y[:, 1] - Y[:, 0]) / (2 * h) + first + last) / N
-    grad_sq = np.einsum("ij,ij->i", inner, inner) / (4 * h * h) + first * first + last * last
+    grad_sq = total(inner * inner, axis=1) / (4 * h * h) + first * first + last * last
     grad_std = np.sqrt(np.maximum(grad_sq / N - grad_mean * grad_mean, 0.0))
 
     rng = hi - lo
-    rows, cols = prominent_peaks(Y, prominence * rng)
+    peaks = prominent_peaks(Y, prominence * rng)
+    rows = peaks // N
     count = np.bincount(rows, minlength=n)
     positions = axis.values
     end = np.cumsum(count)
     several = count >= 2
     spacing = np.zeros(n)
     if several.any():
-        first_peak = positions[cols[(end - count)[several]]]
-        last_peak = positions[cols[end[several] - 1]]
+        first_peak = positions[peaks[(end - count)[several]] % N]
+        last_peak = positions[peaks[end[several] - 1] % N]
         spacing[several] = (last_peak - first_peak) / (count[several] - 1)
 
-    return np.column_stack((
-        mu, sigma, np.sqrt(ss), ss, var, stability, kurtosis, skewness, ss / N, mad, hi, lo, rng,
-        _quartile_spread(Y), np.abs(hi - mu), np.abs(lo - mu), cv, count.astype(np.float64),
-        spacing, positions[Y.argmax(axis=1)], grad_max, grad_std,
-    ))
+    columns = (mu, sigma, np.sqrt(ss), ss, var, stability, kurtosis, skewness, ss / N, mad, hi, lo, rng,
+               _quartile_spread(Y), np.abs(hi - mu), np.abs(lo - mu), cv, count, spacing,
+               positions[Y.argmax(axis=1)], grad_max, grad_std)
+    out = np.empty((n, len(FEATURE_NAMES)))
+    for k, column in enumerate(columns):
+        out[:, k] = column
+    return out

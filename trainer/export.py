@@ -39,7 +39,9 @@ def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
                 x = tf.nn.softmax(x)
         return x
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([network.get_concrete_function()])
+    owner = tf.Module()
+    owner.network = network
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([network.get_concrete_function()], owner)
     return converter.convert()
 
 
