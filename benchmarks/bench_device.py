@@ -51,15 +51,23 @@ def naive_probabilities(shift, intensity, bundle) -> np.ndarray:
     return forward(z[None], bundle.layers, bundle.leaky_slope)
 
 
-def timings(fn, repeat: int) -> np.ndarray:
-    for _ in range(min(50, repeat)):
-        fn()
-    out = np.empty(repeat)
-    for i in range(repeat):
-        t = time.perf_counter_ns()
-        fn()
-        out[i] = time.perf_counter_ns() - t
-    return out / 1e3  # microseconds
+def interleaved(fns: dict, repeat: int, block: int = 50) -> dict:
+    """Per-call times (microseconds) of each function, measured in alternating blocks.
+
+    Alternating keeps every function under the same machine conditions, so their ratios hold even
+    when the machine's speed drifts during the run.
+    """
+    for fn in fns.values():
+        for _ in range(block):
+            fn()
+    out = {name: [] for name in fns}
+    for _ in range(max(1, repeat // block)):
+        for name, fn in fns.items():
+            for _ in range(block):
+                t = time.perf_counter_ns()
+                fn()
+                out[name].append(time.perf_counter_ns() - t)
+    return {name: np.array(v) / 1e3 for name, v in out.items()}
 
 
 def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
@@ -77,21 +85,21 @@ def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
                        layers=layers, leaky_slope=0.3)
 
 
-def latency_rows(bundle, spectra, repeat, tflite_bytes=None):
+def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
+    """(path, median us, p99 us, speed-up over the baseline) for one spectrum on each path."""
     from device.backends import TFLiteBackend
 
-    rows = []
-    clf = Classifier(bundle, "numpy")
-    naive = timings(lambda: naive_probabilities(spectra[0].shift, spectra[0].intensity, bundle), repeat)
-    fast = timings(lambda: clf.probabilities(spectra[:1]), repeat)
-    tfl = Classifier(bundle, "numpy")
-    tfl.backend = TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes else TFLiteBackend.from_bundle(bundle)
-    lite = timings(lambda: tfl.probabilities(spectra[:1]), repeat)
-    base = np.median(naive)
-    for name, t in (("straightforward NumPy/SciPy (baseline)", naive), ("raman-edge, NumPy backend", fast),
-                    ("raman-edge, TFLite backend", lite)):
-        rows.append((name, np.median(t), np.percentile(t, 99), base / np.median(t)))
-    return rows
+    numpy_clf = Classifier(bundle, "numpy")
+    tflite_clf = Classifier(bundle, "numpy")
+    tflite_clf.backend = (TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
+                          else TFLiteBackend.from_bundle(bundle))
+    t = interleaved({
+        "straightforward NumPy/SciPy (baseline)": lambda: naive_probabilities(spectrum.shift, spectrum.intensity, bundle),
+        "raman-edge, NumPy backend": lambda: numpy_clf.probabilities([spectrum]),
+        "raman-edge, TFLite backend": lambda: tflite_clf.probabilities([spectrum]),
+    }, repeat)
+    base = np.median(t["straightforward NumPy/SciPy (baseline)"])
+    return [(name, np.median(v), np.percentile(v, 99), base / np.median(v)) for name, v in t.items()]
 
 
 def throughput(bundle, X, backend, tflite_bytes=None, batch=1024) -> float:
@@ -107,24 +115,47 @@ def throughput(bundle, X, backend, tflite_bytes=None, batch=1024) -> float:
     return len(X) / (time.perf_counter() - t)
 
 
-def cold_start(bundle, file, runs) -> tuple[float, float]:
-    exe = Path(sys.executable).parent / "raman-device"
-    walls, rss = [], []
+#: Runs a command from a minimal interpreter and prints its wall time and peak RSS: the child's
+#: ru_maxrss counts the memory of the process it was forked from, so that must be small.
+LAUNCHER = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - t, usage.ru_maxrss, status)
+"""
+
+
+def launch(argv: list) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MB) of one run of ``argv`` (which must succeed)."""
+    out = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *argv], capture_output=True, text=True, check=True)
+    wall, rss, status = out.stdout.split()
+    assert status == "0", f"{argv} failed"
+    return float(wall), float(rss) / 1024
+
+
+def cold_start_rows(bundle, file, runs) -> list:
+    """(what, median wall s, peak RSS MB) of a bare interpreter, one importing NumPy, and the CLI."""
+    py = sys.executable
+    exe = str(Path(py).parent / "raman-device")
+    cases = {"python -c pass (floor)": [py, "-c", "pass"],
+             "python -c 'import numpy' (baseline)": [py, "-c", "import numpy"],
+             "raman-device classify, one file": [exe, "classify", "--model", str(bundle.path), str(file)]}
+    results = {name: [] for name in cases}
     for _ in range(runs):
-        t = time.perf_counter()
-        p = subprocess.Popen([str(exe), "classify", "--model", str(bundle.path), str(file)], stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(p.pid, 0)
-        walls.append(time.perf_counter() - t)
-        rss.append(usage.ru_maxrss / 1024)  # kB -> MB on Linux
-        assert status == 0
-    return float(np.median(walls)), float(np.max(rss))
+        for name, argv in cases.items():
+            results[name].append(launch(argv))
+    return [(name, float(np.median([w for w, _ in r])), float(max(m for _, m in r))) for name, r in results.items()]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     args = ap.parse_args()
-    repeat, runs = (300, 3) if args.quick else (3000, 10)
+    repeat, runs = (300, 3) if args.quick else (2000, 10)
     bundle = load_bundle(MODEL)
     spectra = [read_spectra(p)[0] for p, _ in bundle.examples]
     paper = paper_axis_bundle(bundle)
@@ -137,7 +168,7 @@ def main() -> int:
     print("| model axis | path | median | p99 | speed-up vs baseline |\n|---|---|---|---|---|")
     for label, b, tb in ((f"shipped, {bundle.axis.points} points", bundle, None),
                          (f"published, {paper.axis.points} points", paper, paper_tflite)):
-        for name, med, p99, ratio in latency_rows(b, spectra, repeat, tb):
+        for name, med, p99, ratio in latency_rows(b, spectra[0], repeat, tb):
             print(f"| {label} | {name} | {med:.0f} | {p99:.0f} | {ratio:.1f}x |")
     print(f"\n(input: a real instrument spectrum of {spectra[0].shift.size} points, resampled on the fly)\n")
 
@@ -145,16 +176,28 @@ def main() -> int:
         with np.load(DATASET, allow_pickle=False) as z:
             X = z["X"].astype(np.float64)
         print("## Batch throughput on the model axis (spectra per second, batches of 1024)\n")
-        print("| model axis | NumPy backend | TFLite backend |\n|---|---|---|")
-        print(f"| shipped, {bundle.axis.points} points (all {len(X)} real spectra) | "
-              f"{throughput(bundle, X, 'numpy'):,.0f} | {throughput(bundle, X, 'tflite'):,.0f} |")
-        Xp = np.stack([np.interp(paper.axis.values, np.arange(501.0, 2000.0), x) for x in X])
-        print(f"| published, {paper.axis.points} points (same spectra, resampled) | "
-              f"{throughput(paper, Xp, 'numpy'):,.0f} | {throughput(paper, Xp, 'tflite', paper_tflite):,.0f} |\n")
+        print("| model axis | straightforward, one at a time (baseline) | NumPy backend | TFLite backend |")
+        print("|---|---|---|---|")
+        for label, b, Xb, tb in ((f"shipped, {bundle.axis.points} points (all {len(X)} real spectra)", bundle, X, None),
+                                 (f"published, {paper.axis.points} points (same spectra, resampled)", paper,
+                                  np.stack([np.interp(paper.axis.values, np.arange(501.0, 2000.0), x) for x in X]),
+                                  paper_tflite)):
+            sub = Xb[:: max(1, len(Xb) // 500)]
+            axis = b.axis.values
+            t = time.perf_counter()
+            for x in sub:
+                naive_probabilities(axis, x, b)
+            base = len(sub) / (time.perf_counter() - t)
+            np_rate, tf_rate = throughput(b, Xb, "numpy"), throughput(b, Xb, "tflite", tb)
+            print(f"| {label} | {base:,.0f} | {np_rate:,.0f} ({np_rate / base:.0f}x) | {tf_rate:,.0f} "
+                  f"({tf_rate / base:.0f}x) |")
+        print()
 
-    wall, rss = cold_start(bundle, bundle.examples[0][0], runs)
-    print("## Cold start of `raman-device classify` on one file (new process, NumPy backend)\n")
-    print(f"| median wall time | peak RSS |\n|---|---|\n| {wall * 1000:.0f} ms | {rss:.0f} MB |\n")
+    print("## Cold start on one file, each a new process (interleaved runs)\n")
+    print("| command | median wall time | peak RSS |\n|---|---|---|")
+    for name, wall, rss in cold_start_rows(bundle, bundle.examples[0][0], runs):
+        print(f"| {name} | {wall * 1000:.0f} ms | {rss:.0f} MB |")
+    print()
     print("## Analytic FLOP per spectrum\n\n| model axis | resample | features | standardise | network | total |")
     print("|---|---|---|---|---|---|")
     for label, b in ((f"shipped, {bundle.axis.points} points", bundle), (f"published, {paper.axis.points} points", paper)):

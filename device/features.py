@@ -62,6 +62,9 @@ DEFAULT_PROMINENCE = 0.05
 #: Relative tolerance under which sigma (flat spectrum) or mu (zero mean) count as zero.
 ZERO_RTOL = 1e-12
 
+#: Rows processed together: large batches go in chunks that stay in the CPU cache.
+CHUNK_ROWS = 256
+
 
 def _quartile_spread(Y: np.ndarray) -> np.ndarray:
     """Q3 - Q1 of each row, linear interpolation between order statistics (NumPy's 'linear').
@@ -79,6 +82,11 @@ def _quartile_spread(Y: np.ndarray) -> np.ndarray:
     if q3 > i3:
         hi = hi + (part[:, i3 + 1:].min(axis=1) - hi) * (q3 - i3)
     return hi - lo
+
+
+def _rowdot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (n, N) arrays: shape (n,)."""
+    return np.einsum("ij,ij->i", A, B)
 
 
 def engineered_features(Y, axis: Axis, prominence: float = DEFAULT_PROMINENCE) -> np.ndarray:
@@ -99,58 +107,58 @@ def engineered_features(Y, axis: Axis, prominence: float = DEFAULT_PROMINENCE) -
         Columns in the order of :data:`FEATURE_NAMES`.
     """
     Y = check_matrix(Y, axis.points)
+    if Y.shape[0] > CHUNK_ROWS:
+        return np.concatenate([_features(Y[i:i + CHUNK_ROWS], axis, prominence)
+                               for i in range(0, Y.shape[0], CHUNK_ROWS)])
+    return _features(Y, axis, prominence)
+
+
+def _features(Y: np.ndarray, axis: Axis, prominence: float) -> np.ndarray:
+    """:func:`engineered_features` of validated spectra ``Y`` (n, points)."""
     n, N = Y.shape
     h = axis.step
     total = np.add.reduce
+    rowdot = _rowdot
 
     mu = total(Y, axis=1) / N
     C = Y - mu[:, None]
     C2 = C * C
     var = total(C2, axis=1) / N
     sigma = np.sqrt(var)
-    m3 = total(C2 * C, axis=1) / N
-    m4 = total(C2 * C2, axis=1) / N
-    ss = total(Y * Y, axis=1)
-    mad = total(np.abs(C), axis=1) / N
+    ss = rowdot(Y, Y)
     hi = Y.max(axis=1)
     lo = Y.min(axis=1)
-    scale = np.maximum(np.abs(hi), np.abs(lo))
+    rng = hi - lo
+    scale = np.maximum(hi, -lo)  # max |y|
 
+    # Statistics undefined for a flat spectrum (or a zero mean) are 0, never NaN or inf.
     flat = sigma <= ZERO_RTOL * scale
-    s = np.where(flat, 1.0, sigma)
-    stability = np.where(flat, 0.0, 1.0 / (s * s))
-    kurtosis = np.where(flat, 0.0, m4 / (s * s) ** 2)
-    skewness = np.where(flat, 0.0, m3 / (s * s * s))
+    inv_var = 1.0 / np.where(flat, 1.0, var)
+    inv_var[flat] = 0.0
     zero_mean = np.abs(mu) <= ZERO_RTOL * scale
-    cv = np.where(zero_mean, 0.0, sigma / np.where(zero_mean, 1.0, mu))
+    cv = sigma / np.where(zero_mean, 1.0, mu)
+    cv[zero_mean] = 0.0
 
     # Derivative: (y[i+1] - y[i-1]) / 2h inside, one-sided differences at both ends.
     inner = Y[:, 2:] - Y[:, :-2]
-    first = (Y[:, 1] - Y[:, 0]) / h
-    last = (Y[:, -1] - Y[:, -2]) / h
-    grad_max = np.maximum(inner.max(axis=1) / (2 * h), np.maximum(first, last))
-    # Sum of the inner central differences telescopes to (y[-1] + y[-2] - y[1] - y[0]).
-    grad_mean = ((Y[:, -1] + Y[:, -2] - Y[:, 1] - Y[:, 0]) / (2 * h) + first + last) / N
-    grad_sq = total(inner * inner, axis=1) / (4 * h * h) + first * first + last * last
-    grad_std = np.sqrt(np.maximum(grad_sq / N - grad_mean * grad_mean, 0.0))
+    ends = (Y[:, [1, -1]] - Y[:, [0, -2]]) / h
+    # The inner differences telescope: their sum is y[-1] + y[-2] - y[1] - y[0].
+    grad_mean = ((Y[:, -1] + Y[:, -2] - Y[:, 1] - Y[:, 0]) / (2 * h) + total(ends, axis=1)) / N
+    grad_sq = rowdot(inner, inner) / (4 * h * h) + rowdot(ends, ends)
 
-    rng = hi - lo
     peaks = prominent_peaks(Y, prominence * rng)
-    rows = peaks // N
-    count = np.bincount(rows, minlength=n)
-    positions = axis.values
-    end = np.cumsum(count)
-    several = count >= 2
+    count = np.bincount(peaks // N, minlength=n)
     spacing = np.zeros(n)
-    if several.any():
-        first_peak = positions[peaks[(end - count)[several]] % N]
-        last_peak = positions[peaks[end[several] - 1] % N]
-        spacing[several] = (last_peak - first_peak) / (count[several] - 1)
+    if peaks.size:
+        last = np.cumsum(count) - 1  # index of each row's last peak (rows without peaks are masked)
+        first = np.clip(last - count + 1, 0, peaks.size - 1)
+        step = (peaks[np.clip(last, 0, None)] - peaks[first]) * h / np.maximum(count - 1, 1)
+        spacing[count >= 2] = step[count >= 2]
 
-    columns = (mu, sigma, np.sqrt(ss), ss, var, stability, kurtosis, skewness, ss / N, mad, hi, lo, rng,
-               _quartile_spread(Y), np.abs(hi - mu), np.abs(lo - mu), cv, count, spacing,
-               positions[Y.argmax(axis=1)], grad_max, grad_std)
-    out = np.empty((n, len(FEATURE_NAMES)))
-    for k, column in enumerate(columns):
-        out[:, k] = column
-    return out
+    return np.array((
+        mu, sigma, np.sqrt(ss), ss, var, inv_var, rowdot(C2, C2) / N * inv_var * inv_var,
+        rowdot(C2, C) / N * inv_var / np.where(flat, 1.0, sigma), ss / N, total(np.abs(C), axis=1) / N,
+        hi, lo, rng, _quartile_spread(Y), np.abs(hi - mu), np.abs(lo - mu), cv, count, spacing,
+        axis.values[Y.argmax(axis=1)], np.maximum(inner.max(axis=1) / (2 * h), ends.max(axis=1)),
+        np.sqrt(np.maximum(grad_sq / N - grad_mean * grad_mean, 0.0)),
+    )).T

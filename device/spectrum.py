@@ -31,6 +31,9 @@ class Axis:
         object.__setattr__(self, "start", start)
         object.__setattr__(self, "stop", stop)
         object.__setattr__(self, "points", points)
+        values = np.linspace(start, stop, points)
+        values.flags.writeable = False
+        object.__setattr__(self, "_values", values)
 
     @property
     def step(self) -> float:
@@ -39,8 +42,8 @@ class Axis:
 
     @property
     def values(self) -> np.ndarray:
-        """The axis as an array of shape (points,), cm-1."""
-        return np.linspace(self.start, self.stop, self.points)
+        """The axis as a read-only array of shape (points,), cm-1."""
+        return self._values
 
     @classmethod
     def parse(cls, text: str) -> "Axis":
