@@ -173,7 +173,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "name": name,
         "description": prov.pop("description", f"compact network trained on {Path(data).name}"),
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "data": {**prov, "path": str(data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
+        "data": {**prov, "file": Path(data).name, "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
                  "fingerprint_sha256": ds.fingerprint},
         "classes": list(ds.class_names),
         "axis": {"start": ds.axis.start, "stop": ds.axis.stop, "points": ds.axis.points, "step": ds.axis.step,

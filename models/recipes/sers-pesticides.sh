@@ -20,7 +20,7 @@ for class in "$data"/raw_subset/*/; do
 done
 exec .venv/bin/raman-train fit "$data/sersformer_pesticides.npz" --out models/sers-pesticides \
   --name sers-pesticides --tune --holdout concentration_ppm=0.5 --cv-folds 5 --examples "$examples" \
-  --description "pesticide residues on spinach by SERS: five pesticides and a pesticide-free control" \
+  --description "pesticide residues on spinach by SERS: five pesticides and a pesticide-free control (the example spectra are training spectra: a self-test, not an accuracy claim)" \
   --data-source "SERSFormer data set: Hajikhani et al. (2024), 'A Machine Learning Approach for Rapid Detection of Pesticides by SERS Coupled with Transformers'; github.com/BioinfoMachineLearning/SERSFormer" \
   --data-licence "MIT" \
-  --data-attribution "Copyright (c) 2023 BioinfoMachineLearning. Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated documentation files (the 'Software'), to deal in the Software without restriction, subject to the MIT licence notice."
+  --data-attribution "Copyright (c) 2023 BioinfoMachineLearning; MIT licence, full text in models/LICENSES/SERSFormer-data-MIT.txt"
