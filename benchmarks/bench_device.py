@@ -90,9 +90,8 @@ def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
     from device.backends import TFLiteBackend
 
     numpy_clf = Classifier(bundle, "numpy")
-    tflite_clf = Classifier(bundle, "numpy")
-    tflite_clf.backend = (TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
-                          else TFLiteBackend.from_bundle(bundle))
+    tflite_clf = Classifier(bundle, TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
+                            else TFLiteBackend.from_bundle(bundle))
     t = interleaved({
         "straightforward NumPy/SciPy (baseline)": lambda: naive_probabilities(spectrum.shift, spectrum.intensity, bundle),
         "raman-edge, NumPy backend": lambda: numpy_clf.probabilities([spectrum]),
@@ -105,9 +104,11 @@ def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
 def throughput(bundle, X, backend, tflite_bytes=None, batch=1024) -> float:
     from device.backends import TFLiteBackend
 
-    clf = Classifier(bundle, "numpy")
     if backend == "tflite":
-        clf.backend = TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes else TFLiteBackend.from_bundle(bundle)
+        clf = Classifier(bundle, TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
+                         else TFLiteBackend.from_bundle(bundle))
+    else:
+        clf = Classifier(bundle, "numpy")
     clf.probabilities_on_axis(X[:batch])
     t = time.perf_counter()
     for i in range(0, len(X), batch):

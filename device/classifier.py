@@ -40,8 +40,9 @@ class Classifier:
     Parameters
     ----------
     bundle : ModelBundle
-    backend : str
-        ``"numpy"`` (default, needs nothing but NumPy) or ``"tflite"``.
+    backend : str or backend object
+        ``"numpy"`` (default, needs nothing but NumPy), ``"tflite"``, or an object with a
+        ``probabilities(Z)`` method such as :class:`~device.backends.TFLiteBackend`.
     """
 
     #: Number of instrument axes whose resampling weights are kept.
@@ -49,7 +50,7 @@ class Classifier:
 
     def __init__(self, bundle: ModelBundle, backend: str = "numpy"):
         self.bundle = bundle
-        self.backend = make_backend(bundle, backend)
+        self.backend = make_backend(bundle, backend) if isinstance(backend, str) else backend
         self._resamplers: list[Resampler] = []
 
     def _resampler(self, shift: np.ndarray) -> Resampler:

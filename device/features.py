@@ -137,7 +137,7 @@ def _features(Y: np.ndarray, axis: Axis, prominence: float) -> np.ndarray:
     inv_var[flat] = 0.0
     zero_mean = np.abs(mu) <= ZERO_RTOL * scale
     cv = sigma / np.where(zero_mean, 1.0, mu)
-    cv[zero_mean] = 0.0
+    cv[zero_mean | flat] = 0.0
 
     # Derivative: (y[i+1] - y[i-1]) / 2h inside, one-sided differences at both ends.
     inner = Y[:, 2:] - Y[:, :-2]

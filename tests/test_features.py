@@ -135,3 +135,11 @@ def test_peaks_match_scipy_on_arbitrary_floats(Y):
 def test_peaks_match_scipy_on_every_real_spectrum_class(sers_npz):
     X = sers_npz["X"][::7]
     assert_same_peaks(X, 0.05)
+
+
+def test_nearly_flat_spectrum_counts_as_flat():
+    axis = Axis(500, 600, 101)
+    y = np.full(101, 1000.0)
+    y[50] += 1e-10  # sigma ~1e-11 <= 1e-12 x 1000
+    f = dict(zip(FEATURE_NAMES, engineered_features(y, axis)[0]))
+    assert f["stability"] == f["kurtosis"] == f["skewness"] == f["cv"] == 0.0
