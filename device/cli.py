@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args, interrupted: str = "interrupted") -> int:
+    """Run ``args.func(args)`` as a command: errors a user can cause become a message on stderr
+    and exit status 2, never a traceback; Ctrl-C prints ``interrupted`` and returns 130."""
     try:
         return args.func(args)
     except RamanEdgeError as exc:
@@ -102,8 +103,12 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
+
+
+def main(argv=None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

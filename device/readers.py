@@ -89,7 +89,8 @@ def _delimiter(line: str):
     return None
 
 
-def _is_number(s: str) -> bool:
+def is_number(s: str) -> bool:
+    """True if ``s`` parses as a float (scientific notation included)."""
     try:
         float(s)
     except ValueError:
@@ -127,7 +128,7 @@ def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np
             fields.pop()
         if decimal_comma:
             fields = [f.replace(",", ".") for f in fields]
-        numeric = len(fields) == 2 and all(_is_number(f) for f in fields)
+        numeric = len(fields) == 2 and all(is_number(f) for f in fields)
         if not numeric:
             if not rows:  # header line(s) before the data
                 delim = None

@@ -8,7 +8,7 @@ from device.backends import NumpyBackend, TFLiteBackend
 from device.classifier import Classifier
 from device.errors import AxisCoverageError
 from device.readers import read_spectra
-from device.spectrum import Spectrum
+from device.spectrum import Axis, Spectrum
 
 from helpers import make_bundle
 
@@ -36,7 +36,7 @@ def test_shipped_examples_come_back_with_their_labels(shipped_bundle):
 
 
 def test_single_equals_batch_and_prediction_fields(tmp_path, raw_files):
-    bundle = make_bundle(tmp_path / "b", axis=__import__("device").Axis(600, 1800, 500))
+    bundle = make_bundle(tmp_path / "b", axis=Axis(600, 1800, 500))
     clf = Classifier(bundle)
     spectra = [read_spectra(f)[0] for f in raw_files[:5]]
     many = clf.classify_many(spectra)

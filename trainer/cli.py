@@ -54,20 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    from device.errors import RamanEdgeError
+    from device.cli import run
 
-    try:
-        return args.func(args)
-    except RamanEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
+    return run(build_parser().parse_args(argv), interrupted="interrupted: nothing was written")
 
 
 if __name__ == "__main__":

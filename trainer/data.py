@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import RamanEdgeError, SpectrumError
-from device.readers import read_spectra
+from device.readers import is_number, read_spectra
 from device.resample import Resampler
 from device.spectrum import Axis
 from device.validation import check_spectrum
@@ -163,7 +163,7 @@ def _read_table(path: Path):
         raise DatasetError(f"{path}: a wide table needs a header row and at least one spectrum row.")
     delim = next((d for d in (";", "\t", ",") if d in lines[0]), None)
     header = [h.strip() for h in (lines[0].split(delim) if delim else lines[0].split())]
-    label_cols = [i for i, h in enumerate(header) if not _number(h)]
+    label_cols = [i for i, h in enumerate(header) if not is_number(h)]
     if len(label_cols) != 1:
         raise DatasetError(
             f"{path}: a wide table needs exactly one label column (a non-numeric header) and one column per "
@@ -196,14 +196,6 @@ def _increasing(path: Path, wn: np.ndarray, X: np.ndarray):
     except SpectrumError as exc:
         raise DatasetError(f"{path}: the Raman-shift axis is unusable: {exc}") from None
     return checked, (X[:, ::-1] if wn[0] > wn[-1] else X)
-
-
-def _number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
 
 
 def _default_axis(shifts: list, sources: list) -> Axis:
