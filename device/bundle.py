@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import BundleError
 from .features import FEATURE_NAMES
+from .fileio import publish_directory, write_synced
 from .inputs import Standardizer
 from .network import ACTIVATIONS, Dense
 from .spectrum import Axis
@@ -191,14 +192,6 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
                        leaky_slope=slope)
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float, standardizer: Standardizer,
                  layers, leaky_slope: float, tflite: bytes, card: dict,
                  examples: list[tuple[str, bytes, str]] = ()) -> ModelBundle:
@@ -248,26 +241,18 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float,
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        _write(tmp / TFLITE_FILE, tflite)
+        write_synced(tmp / TFLITE_FILE, tflite)
         listed = []
         for fname, data, label in examples:
             rel = f"examples/{fname}"
-            _write(tmp / rel, data)
+            write_synced(tmp / rel, data)
             listed.append({"file": rel, "label": label})
         files = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
                  for rel in [NPZ_FILE, TFLITE_FILE] + [e["file"] for e in listed]}
         full = {"schema_version": SCHEMA_VERSION, "id": f"{name}@{files[NPZ_FILE]['sha256'][:12]}", **card,
                 "files": files, "examples": listed}
-        _write(tmp / CARD_FILE, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, path)
+        write_synced(tmp / CARD_FILE, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        publish_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

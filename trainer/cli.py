@@ -20,8 +20,69 @@ def cmd_fit(args) -> int:
                   if v}
     fit_bundle(args.data, args.out, axis=Axis.parse(args.axis) if args.axis else None, hp=hp, seed=args.seed,
                tune_hp=args.tune, holdout=parse_holdout(args.holdout) if args.holdout else None,
-               cv_folds=args.cv_folds, name=args.name, examples=args.examples, provenance=provenance)
+               cv_folds=args.cv_folds, name=args.name, examples=args.examples, provenance=provenance,
+               chosen_by=args.chosen_by)
     return 0
+
+
+def cmd_synth(args) -> int:
+    from .synth import CLASSES, write
+
+    counts = _counts(args.counts)
+    files = write(args.out, counts, args.seed)
+    print(f"wrote {len(files)} SYNTHETIC spectra to {args.out} "
+          f"({', '.join(f'{c} {n}' for c, n in zip(CLASSES, counts))}; seed {args.seed})")
+    return 0
+
+
+def _counts(text: str) -> tuple:
+    from device.errors import RamanEdgeError
+
+    try:
+        counts = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 4 or min(counts) < 1:
+        raise RamanEdgeError(f"--counts takes four positive whole numbers (edifenphos, ethyl parathion, "
+                             f"mixture, control), e.g. 36,36,29,15; got {text!r}")
+    return counts
+
+
+def cmd_evaluate(args) -> int:
+    from device.spectrum import Axis
+
+    from .data import load_dataset
+    from .model import Hyperparameters
+    from .protocol import Settings, run
+    from .report import write_report
+
+    hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
+                         l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
+    settings = Settings(folds=args.folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine)
+    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
+    print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
+          f"{settings.repeats} x {settings.folds}-fold, {settings.engine} engine", flush=True)
+    result = run(ds, settings, log=lambda msg: print(msg, flush=True))
+    data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
+            "fingerprint_sha256": ds.fingerprint}
+    sett = {"folds": settings.folds, "repeats": settings.repeats, "seed": settings.seed, "engine": settings.engine,
+            "hyperparameters": hp.as_dict(), "importance_band_width_cm-1": settings.band_width_cm,
+            "importance_permutations": settings.permutations}
+    write_report(args.report, result, sett, data, ds.class_names, ds.axis.values, ds.X.mean(axis=0))
+    print(f"accuracy {100 * result['accuracy_mean']:.2f} % +/- {100 * result['accuracy_std']:.2f} % "
+          f"(mean +/- std over {settings.repeats} repeats); report in {args.report} ({result['seconds']} s)")
+    return 0
+
+
+def _training_options(p) -> None:
+    p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the kernels")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
+    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,14 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="train the compact network and export a model bundle")
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
-    f.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
-    f.add_argument("--epochs", type=int, default=50)
-    f.add_argument("--learning-rate", type=float, default=1e-3)
-    f.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the kernels")
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
-    f.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
-    f.add_argument("--seed", type=int, default=0)
+    _training_options(f)
     f.add_argument("--tune", action="store_true", help="choose learning rate and L2 by inner cross-validation")
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
                    help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without them")
@@ -48,7 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-licence", help="the data's licence (for the model card)")
     f.add_argument("--data-attribution", help="required attribution (for the model card)")
     f.add_argument("--description", help="one line on what the model is for")
+    f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune)")
     f.set_defaults(func=cmd_fit)
+    y = sub.add_parser("synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")
+    y.add_argument("--out", required=True, help="directory to write")
+    y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--counts", default="36,36,29,15",
+                   help="spectra of edifenphos, ethyl parathion, mixture, control (default the paper's 36,36,29,15)")
+    y.set_defaults(func=cmd_synth)
+    e = sub.add_parser("evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
+    e.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
+    e.add_argument("--report", required=True, help="report directory to write")
+    e.add_argument("--folds", type=int, default=15)
+    e.add_argument("--repeats", type=int, default=10)
+    e.add_argument("--engine", choices=("vectorized", "naive"), default="vectorized",
+                   help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
+    _training_options(e)
+    e.set_defaults(func=cmd_evaluate)
     return p
 
 
@@ -56,7 +126,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from device.cli import run
 
-    return run(build_parser().parse_args(argv), interrupted="interrupted: nothing was written")
+    return run(build_parser().parse_args(argv),
+               interrupted="interrupted: nothing was written (an existing bundle or report is unchanged)")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def _software() -> dict:
 
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
-               examples: Path | None = None, provenance: dict | None = None, log=print):
+               examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
+               log=print):
     """Train the compact network on ``data`` and export a verified bundle to ``out``.
 
     Parameters
@@ -117,6 +118,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         Class-folder directory of example spectra to ship in the bundle with their labels.
     provenance : dict, optional
         Card fields describing the data: ``source``, ``licence``, ``attribution``, ``description``.
+    chosen_by : str, optional
+        How the hyperparameters were chosen, for the card, when they were not tuned here.
 
     Returns
     -------
@@ -167,7 +170,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
                            "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
     chosen = ("learning rate and L2 by inner cross-validation over the grid below; the rest fixed by the "
               "published method (5 hidden units, 50 epochs) or Keras defaults (Leaky ReLU slope 0.3, batch 32)"
-              if tune_hp else "given on the command line or raman-train defaults; not tuned")
+              if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
     prov = dict(provenance or {})
     card = {
         "name": name,

@@ -30,3 +30,29 @@ def classification_report(y_true, y_pred, class_names) -> dict:
                           "support": int(support[i])} for i, c in enumerate(class_names)},
         "confusion_matrix": cm.tolist(),
     }
+
+
+def roc_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates at every distinct score threshold, from (0, 0) to (1, 1).
+
+    Parameters
+    ----------
+    positive : ndarray of bool, shape (n,)
+    score : ndarray, shape (n,)
+        Higher means more likely positive.
+    """
+    order = np.argsort(-score, kind="mergesort")
+    s, pos = score[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]  # end of each run of equal scores
+    tp = np.cumsum(pos)[last]
+    fp = (last + 1) - tp
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+
+
+def one_vs_rest_auc(y_true: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Area under the one-vs-rest ROC curve of each class (trapezoidal rule)."""
+    aucs = []
+    for c in range(probabilities.shape[1]):
+        fpr, tpr = roc_curve(y_true == c, probabilities[:, c])
+        aucs.append(float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)))
+    return aucs

@@ -77,7 +77,8 @@ def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, see
 
 def predict(model, Z: np.ndarray) -> np.ndarray:
     """Class probabilities of a trained Keras model for ``Z`` (n, D): shape (n, C)."""
-    return np.asarray(model.predict(Z.astype(np.float32), batch_size=4096, verbose=0), dtype=np.float64)
+    out = [model(Z[i:i + 4096].astype(np.float32), training=False) for i in range(0, len(Z), 4096)]
+    return np.concatenate([np.asarray(o, dtype=np.float64) for o in out])
 
 
 def dense_layers(model, hp: Hyperparameters) -> tuple:

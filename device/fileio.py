@@ -1,0 +1,31 @@
+"""Durable file writing: whole files synced to disk, whole directories swapped into place."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (creating parent directories) and sync it to disk."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def publish_directory(tmp: Path, out: Path) -> None:
+    """Put the complete directory ``tmp`` at ``out``, replacing any old one, never leaving half of one.
+
+    ``tmp`` must be on the same file system as ``out`` (create it beside ``out``).
+    """
+    os.chmod(tmp, 0o755)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, out)
