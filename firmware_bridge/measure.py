@@ -1,0 +1,49 @@
+"""One calibrated measurement from a driver: dark frame, laser gating, inversion, Raman-shift axis."""
+from __future__ import annotations
+
+import numpy as np
+
+from .calibration import Measurement, raman_shift
+from .drivers import Spectrometer
+
+
+def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True) -> Measurement:
+    """Acquire one spectrum and calibrate it.
+
+    With a laser line (OBP lamp enable) and ``dark_frame``, a dark spectrum is taken first with the
+    laser off at the same integration time and subtracted; the laser is switched off again on every
+    path, errors included. Inverted detectors (TCD1304) are inverted against their shielded dark
+    elements. Pixels are put in order of increasing Raman shift.
+
+    Parameters
+    ----------
+    spectrometer : Spectrometer
+        An open driver, with integration time and averages set.
+    laser_nm : float
+        The measured laser line, nm.
+    dark_frame : bool
+        Take and subtract a dark frame where the device can gate its laser.
+    """
+    dark = None
+    if spectrometer.has_laser:
+        try:
+            if dark_frame:
+                spectrometer.set_laser(False)
+                dark, _ = spectrometer.acquire()
+            spectrometer.set_laser(True)
+            counts, meta = spectrometer.acquire()
+        finally:
+            spectrometer.set_laser(False)
+    else:
+        counts, meta = spectrometer.acquire()
+    if meta.get("inverted"):
+        intensity = meta["dark_reference"] - counts
+    elif dark is not None:
+        intensity = counts - dark
+    else:
+        intensity = counts.copy()
+    shift = raman_shift(spectrometer.wavelengths(), laser_nm)
+    order = np.argsort(shift)
+    meta = dict(meta, laser_nm=laser_nm, dark_subtracted=dark is not None or bool(meta.get("inverted")),
+                **{k: v for k, v in spectrometer.identify().items() if k not in meta})
+    return Measurement(shift[order], intensity[order], counts[order], meta)

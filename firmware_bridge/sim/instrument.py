@@ -1,0 +1,116 @@
+"""The instrument model: a Raman spectrum in, the raw pixel counts of a detector out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import raman_shift, wavelengths
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """What turns photons at a Raman shift into counts on a pixel.
+
+    Attributes
+    ----------
+    coefficients : tuple of float
+        Wavelength polynomial, nm, in the pixel index.
+    pixels : int
+    laser_nm : float
+        The true laser line (a driver should be configured with this measured value).
+    max_count : int
+        Saturation: 2^bits - 1.
+    dark_level : float
+        Counts with no light and no exposure (offset).
+    dark_rate : float
+        Dark current, counts per second.
+    gain : float
+        Counts per second per unit of scene intensity at the response maximum.
+    electrons_per_count : float
+        Conversion gain; sets the shot noise.
+    read_noise : float
+        Counts rms per readout.
+    inverted : bool
+        Counts fall with light (TCD1304): raw = dark_level - signal.
+    """
+
+    coefficients: tuple
+    pixels: int
+    laser_nm: float
+    max_count: int
+    dark_level: float
+    dark_rate: float
+    gain: float
+    electrons_per_count: float
+    read_noise: float
+    inverted: bool = False
+    first_pixel: int = 0
+
+    def shifts(self) -> np.ndarray:
+        """Raman shift of every pixel, cm-1 (may decrease or hold anti-Stokes values)."""
+        return raman_shift(wavelengths(self.coefficients, self.pixels, self.first_pixel), self.laser_nm)
+
+    def response(self) -> np.ndarray:
+        """Relative spectral response of every pixel: a broad hump, 0.6 at the ends, 1 in the middle."""
+        x = np.linspace(-1, 1, self.pixels)
+        return 1.0 - 0.4 * x * x
+
+    def expected(self, scene_shift: np.ndarray, scene_intensity: np.ndarray, seconds: float) -> np.ndarray:
+        """Mean counts above the dark level (before noise) for one exposure, shape (pixels,)."""
+        shift = self.shifts()
+        order = np.argsort(scene_shift)
+        light = np.interp(shift, scene_shift[order], scene_intensity[order], left=0.0, right=0.0)
+        return (self.gain * np.clip(light, 0, None) * self.response() + self.dark_rate) * seconds
+
+    def render(self, scene_shift, scene_intensity, seconds: float, rng) -> np.ndarray:
+        """One exposure: integer counts, shape (pixels,), with shot and read noise, clipped to the ADC."""
+        signal = self.expected(np.asarray(scene_shift, float), np.asarray(scene_intensity, float), seconds)
+        electrons = rng.poisson(signal * self.electrons_per_count)
+        counts = electrons / self.electrons_per_count + rng.normal(0.0, self.read_noise, self.pixels)
+        raw = self.dark_level - counts if self.inverted else self.dark_level + counts
+        return np.clip(np.rint(raw), 0, self.max_count).astype(np.int64)
+
+
+class Scene:
+    """Raman spectra of the samples a simulated spectrometer looks at, one sample at a time.
+
+    Built from an ``.npz`` with ``X`` (n, N) and ``wavenumber`` (N,), or from two-column text files
+    (Raman shift, intensity; comma or white space; ``#`` comments), or from arrays. Each spectrum is
+    scaled to a peak of 1 (units differ between sources); an instrument's gain sets the counts.
+    """
+
+    def __init__(self, spectra: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None):
+        if not spectra:
+            raise ValueError("a scene needs at least one spectrum")
+        self.spectra = []
+        for x, y in spectra:
+            y = np.asarray(y, float) - min(0.0, float(np.min(y)))
+            self.spectra.append((np.asarray(x, float), y / max(float(np.max(y)), 1e-300)))
+        self.names = names or [f"spectrum {i}" for i in range(len(spectra))]
+        self._index = 0
+
+    @classmethod
+    def from_path(cls, path) -> "Scene":
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                X, wn = np.atleast_2d(z["X"]), z["wavenumber"]
+            return cls([(wn, x) for x in X], [f"{path.name}[{i}]" for i in range(len(X))])
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".txt")) \
+            if path.is_dir() else [path]
+        spectra = []
+        for f in files:
+            text = [ln for ln in f.read_text().splitlines() if ln.strip() and ln[0] in "0123456789.-+"]
+            arr = np.array([[float(v) for v in ln.replace(",", " ").split()[:2]] for ln in text])
+            spectra.append((arr[:, 0], arr[:, 1]))
+        return cls(spectra, [f.name for f in files])
+
+    def current(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """The spectrum (shift, intensity) of the sample in view, and its name."""
+        return (*self.spectra[self._index], self.names[self._index])
+
+    def advance(self) -> None:
+        """The next sample comes into view (after the last, the first again)."""
+        self._index = (self._index + 1) % len(self.spectra)

@@ -1,0 +1,119 @@
+"""A simulated serial line: a device state machine, its output paced at the baud rate, and the host side."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+
+class SimulatedLine:
+    """Connects a host (a driver, through a serial port object) to a simulated device.
+
+    Bytes the device emits become readable at ``baud / 10`` bytes per second after the device's
+    processing delay, as on a real UART; with ``paced=False`` they are readable at once (unit tests).
+    A host whose baud rate differs from a UART device's loses what it sends and reads nothing, as
+    garbage at the wrong rate never forms a frame (native USB devices ignore the baud rate).
+    """
+
+    def __init__(self, device, paced: bool = True):
+        self.device = device
+        self.paced = paced
+        self.host_baud = device.baud
+        self._chunks: deque = deque()  # [start time, seconds per byte, bytes, next index]
+        self._end = 0.0
+        self._cond = threading.Condition()
+        self.closed = False
+        device.attach(self)
+
+    # -- device side -------------------------------------------------------------------
+    def emit(self, data: bytes, delay: float = 0.0) -> None:
+        """Queue device output, readable ``delay`` seconds from now and paced at the device's baud."""
+        if not data:
+            return
+        with self._cond:
+            now = time.monotonic()
+            per_byte = 10.0 / self.device.baud if self.paced else 0.0
+            start = max(now + (delay if self.paced else 0.0), self._end)
+            self._chunks.append([start, per_byte, bytes(data), 0])
+            self._end = start + per_byte * len(data)
+            self._cond.notify_all()
+
+    def discard_output(self) -> None:
+        """Drop everything not yet read (device reset)."""
+        with self._cond:
+            self._chunks.clear()
+            self._end = time.monotonic()
+
+    # -- host side -----------------------------------------------------------------------
+    def _in_step(self) -> bool:
+        return not self.device.baud_sensitive or self.host_baud == self.device.baud
+
+    def write(self, data: bytes) -> None:
+        with self._cond:
+            if self._in_step():
+                self.device.receive(bytes(data), time.monotonic())
+            self._cond.notify_all()
+
+    def _take(self, size: int, now: float) -> bytes:
+        out = bytearray()
+        while self._chunks and len(out) < size:
+            chunk = self._chunks[0]
+            start, per_byte, data, i = chunk
+            ready = len(data) if per_byte == 0 else min(len(data), int((now - start) / per_byte) + 1 if now >= start else 0)
+            n = min(ready - i, size - len(out))
+            if n <= 0:
+                break
+            out += data[i:i + n]
+            chunk[3] = i + n
+            if chunk[3] == len(data):
+                self._chunks.popleft()
+        return bytes(out)
+
+    def _next_ready(self) -> float | None:
+        if not self._chunks:
+            return None
+        start, per_byte, data, i = self._chunks[0]
+        return start + per_byte * i
+
+    def read(self, size: int, timeout: float | None) -> bytes:
+        """Up to ``size`` bytes, waiting at most ``timeout`` seconds (None: until ``size`` arrive)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = bytearray()
+        with self._cond:
+            while len(out) < size and not self.closed:
+                now = time.monotonic()
+                self.device.poll(now)
+                if self._in_step():
+                    out += self._take(size - len(out), now)
+                else:
+                    self._take(1 << 30, now)  # at the wrong baud rate nothing readable arrives
+                if len(out) >= size or (deadline is not None and now >= deadline):
+                    break
+                ready = self._next_ready()
+                waits = [t - now for t in (ready, deadline, self.device.next_event()) if t is not None]
+                self._cond.wait(max(0.0, min(waits)) if waits else None)
+        return bytes(out)
+
+    def waiting(self) -> int:
+        """Bytes readable now."""
+        with self._cond:
+            now = time.monotonic()
+            self.device.poll(now)
+            count = 0
+            for start, per_byte, data, i in self._chunks:
+                ready = len(data) if per_byte == 0 else (min(len(data), int((now - start) / per_byte) + 1)
+                                                         if now >= start else 0)
+                count += max(0, ready - i)
+                if ready < len(data):
+                    break
+            return count if self._in_step() else 0
+
+    def drain(self) -> None:
+        """Discard what the host could read now."""
+        with self._cond:
+            self._take(1 << 30, time.monotonic())
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()

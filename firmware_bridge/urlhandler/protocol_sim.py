@@ -1,0 +1,77 @@
+"""``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=2017|2019]``: a simulated spectrometer."""
+from __future__ import annotations
+
+import urllib.parse
+
+from serial.serialutil import PortNotOpenError, SerialBase, SerialException
+
+from ..sim.serve import make_line
+
+
+class Serial(SerialBase):
+    """A pyserial port whose other end is a simulated device (see :mod:`firmware_bridge.sim`)."""
+
+    BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+    def __init__(self, *args, **kwargs):
+        self.line = None
+        super().__init__(*args, **kwargs)
+
+    def open(self):
+        if self.is_open:
+            raise SerialException("port is already open")
+        parts = urllib.parse.urlsplit(self.port)
+        if parts.scheme != "sim":
+            raise SerialException(f"expected sim://PROTOCOL[?options], got {self.port!r}")
+        options = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
+        try:
+            self.line = make_line(parts.netloc, options)
+        except (ValueError, KeyError) as exc:
+            raise SerialException(f"{self.port}: {exc}") from None
+        self.is_open = True
+        self._reconfigure_port()
+
+    def close(self):
+        if self.line is not None:
+            self.line.close()
+        super().close()
+
+    def _reconfigure_port(self):
+        if self.line is not None:
+            self.line.host_baud = self._baudrate
+
+    @property
+    def in_waiting(self):
+        self._check()
+        return self.line.waiting()
+
+    def read(self, size=1):
+        self._check()
+        return self.line.read(size, self._timeout)
+
+    def write(self, data):
+        self._check()
+        self.line.write(bytes(data))
+        return len(data)
+
+    def reset_input_buffer(self):
+        self._check()
+        self.line.drain()
+
+    def reset_output_buffer(self):
+        self._check()
+
+    def _check(self):
+        if not self.is_open or self.line is None:
+            raise PortNotOpenError()
+        if self.line.closed:
+            raise SerialException("simulated device has gone away")
+
+    def _update_dtr_state(self):
+        pass
+
+    def _update_rts_state(self):
+        pass
+
+    def _update_break_state(self):
+        pass

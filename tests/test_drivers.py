@@ -1,0 +1,167 @@
+"""The real drivers against the simulators over the sim:// pyserial URL handler."""
+import numpy as np
+import pytest
+
+from firmware_bridge import obp, tcd1304
+from firmware_bridge.calibration import raman_shift, wavelength_of_shift
+from firmware_bridge.drivers import (DRIVERS, MicrospecSpectrometer, OBPSpectrometer, TCD1304Spectrometer,
+                                     open_port)
+from firmware_bridge.errors import (DeviceError, DeviceNotAnswering, FramingError, NackError, PortGoneError,
+                                    SettingError, ShortFrameError, SpectrometerTimeout)
+from firmware_bridge.measure import measure
+from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS
+
+SETUP = {"obp": ({}, 785.0, 0.05, 4), "tcd1304": ({"coefficients": TCD1304_COEFFICIENTS}, 785.0, 0.02, 20),
+         "microspec": ({}, 532.0, 0.02, 4)}
+
+
+def test_shift_wavelength_table():
+    nm = [785.000, 797.521, 817.070, 851.872, 889.770, 931.198, 1026.815, 1048.344]
+    cm = [0, 200, 500, 1000, 1500, 2000, 3000, 3200]
+    np.testing.assert_allclose(raman_shift(nm, 785.0), cm, atol=0.01)
+    np.testing.assert_allclose(wavelength_of_shift(cm, 785.0), nm, atol=0.001)
+    assert raman_shift(851.872, 785.1) - raman_shift(851.872, 785.0) == pytest.approx(-1.62, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def one_sample(shipped_bundle, tmp_path_factory):
+    """A scene of one real spectrum (a shipped example, 500-2000 cm-1), widened with a flat floor."""
+    x, y = np.loadtxt(shipped_bundle.examples[0][0], delimiter=",").T
+    path = tmp_path_factory.mktemp("scene") / "one.csv"
+    grid = np.linspace(-300, 3700, 4001)
+    np.savetxt(path, np.c_[grid, np.interp(grid, x, y, left=y[0], right=y[-1])], delimiter=",")
+    return path
+
+
+@pytest.mark.parametrize("protocol", sorted(SETUP))
+def test_round_trip_scene_to_raman_shift(protocol, one_sample):
+    kwargs, laser, seconds, averages = SETUP[protocol]
+    with DRIVERS[protocol](f"sim://{protocol}?paced=0&seed=5&scene={one_sample}", **kwargs) as spec:
+        spec.set_integration_time(seconds)
+        spec.set_averages(averages)
+        device = spec.port.line.device
+        m = measure(spec, laser)
+        assert np.all(np.diff(m.shift) > 0) and m.meta["laser_nm"] == laser
+        inst = device.instrument
+        expected = inst.expected(*device.scene.current()[:2], seconds) - inst.dark_rate * seconds
+        expected = expected[np.argsort(raman_shift(spec.wavelengths(), laser))]
+        noise = np.sqrt((expected + inst.dark_rate * seconds) / inst.electrons_per_count + inst.read_noise ** 2)
+        if not m.meta["dark_subtracted"]:  # no laser line to take a dark frame with: raw counts
+            expected = expected + inst.dark_level + inst.dark_rate * seconds
+        if protocol == "obp":  # dark frame subtracted: its noise adds, and the dark current cancels
+            noise = np.sqrt(noise ** 2 + inst.dark_rate * seconds / inst.electrons_per_count + inst.read_noise ** 2)
+        z = (m.intensity - expected) / (noise / np.sqrt(averages))
+        if protocol == "tcd1304":  # the shielded dark reference and the even/odd offset shift the level a little
+            z = z - np.median(z)
+        assert np.median(np.abs(z)) < 1.5 and np.mean(np.abs(z) < 6) > 0.99, (np.median(np.abs(z)), np.abs(z).max())
+        assert expected.max() > 20 * noise.max() / np.sqrt(averages)  # the scene is really there
+        if spec.has_laser:
+            assert device.laser_on is False
+
+
+def test_obp_identity_settings_and_nacks():
+    with OBPSpectrometer("sim://obp?paced=0") as spec:
+        info = spec.identify()
+        assert info["serial"] == "STS04211" and info["pixels"] == 1024 and spec.port.baudrate == 115200
+        assert spec.port.line.device.baud == 115200
+        np.testing.assert_allclose(spec.wavelengths()[[0, -1]], [779.97, 1089.86], atol=0.01)
+        assert 20 < spec.temperature() < 27
+        with pytest.raises(SettingError, match="10 us - 85 s"):
+            spec.set_integration_time(100)
+        with pytest.raises(NackError, match="error 2 \\(unknown message type\\)") as info:
+            spec._query(0x00999999)
+        assert info.value.code == 2
+        spec._send(obp.SET_LAMP_ENABLE, b"\x07", ack=True)
+        with pytest.raises(NackError, match="payload data invalid"):
+            spec._receive(obp.SET_LAMP_ENABLE, 1.0)
+        assert spec.identify()["serial"] == "STS04211"  # and the driver keeps working
+
+
+def test_obp_device_checks_md5_and_driver_resyncs_after_garbage():
+    with OBPSpectrometer("sim://obp?paced=0") as spec:
+        bad = bytearray(obp.encode(obp.Message(obp.GET_SERIAL_NUMBER, checksum_type=obp.CHECKSUM_MD5)))
+        bad[30] ^= 0xFF
+        spec.port.write(bytes(bad))
+        with pytest.raises(NackError, match="bad checksum"):
+            spec._receive(obp.GET_SERIAL_NUMBER, 1.0)
+        line = spec.port.line
+        spec._send(obp.GET_SERIAL_NUMBER, b"", ack=False)
+        line._chunks.appendleft([0.0, 0.0, b"\x17\xc1garbage\xc1", 0])  # noise before the reply
+        assert spec._receive(obp.GET_SERIAL_NUMBER, 1.0).data == b"STS04211"
+        line.emit(obp.encode(obp.Message(obp.GET_SERIAL_NUMBER, b"x"))[:50])  # a torn reply on the line
+        assert spec.identify()["serial"] == "STS04211"
+
+
+def test_obp_reset_goes_silent_and_comes_back_at_9600():
+    spec = OBPSpectrometer("sim://obp?paced=0")
+    spec.open()
+    spec._send(obp.RESET, b"", ack=False)
+    assert spec.port.line.device.baud == 9600
+    with pytest.raises(SpectrometerTimeout):
+        spec._query(obp.GET_SERIAL_NUMBER)
+    spec.port.close()
+    spec.open()  # power-up rate again, switched to 115200
+    assert spec.identify()["serial"] == "STS04211"
+    spec.close()
+
+
+def test_wrong_baud_and_missing_port():
+    with pytest.raises(DeviceNotAnswering, match="no OBP device answers"):
+        spec = OBPSpectrometer("sim://obp?paced=0")
+        spec.POWER_UP_BAUD = 19200
+        spec.open()
+    with pytest.raises(PortGoneError, match="ls /dev/ttyACM"):
+        open_port("/dev/ttyNOSUCHPORT", 115200, 1.0)
+    with TCD1304Spectrometer("sim://tcd1304?paced=0", baud=57600) as spec:
+        with pytest.raises(SpectrometerTimeout, match="no TCD1304 frame"):
+            spec.acquire()
+
+
+def test_tcd1304_rotation_short_frames_and_software_averaging():
+    with TCD1304Spectrometer("sim://tcd1304?paced=0") as spec:
+        spec.set_integration_time(0.01)
+        with pytest.raises(SettingError):
+            spec.set_integration_time(1e-6)
+        spec.port.write(b"\x00")  # one stray byte: the next command's 12-byte window is rotated
+        spec.port.write(tcd1304.encode_command(20000, 20000, 0, 1))
+        # the window [00 'E' 'R' ... 00] rotates to 'E','R' first: a command, garbled but accepted
+        assert spec.port.line.device.settings is not None
+        counts, meta = spec.acquire()  # the driver drains and works again
+        assert counts.shape == (3648,) and meta["inverted"] and 3000 < meta["dark_reference"] < 4095
+        spec.set_averages(20)
+        sent = []
+        write = spec.port.write
+        spec.port.write = lambda data: sent.append(bytes(data)) or write(data)
+        spec.acquire()
+        assert [c[11] for c in sent] == [15, 5]
+        spec.port.line.device.rng = np.random.default_rng(0)
+        spec.port.write = lambda data: write(data) or spec.port.line._chunks[-1].__setitem__(2, b"\x00" * 100) \
+            if spec.port.line._chunks else None
+        with pytest.raises((ShortFrameError, SpectrometerTimeout)):
+            spec.acquire()
+
+
+def test_tcd1304_firmware_2017_mode_byte():
+    with TCD1304Spectrometer("sim://tcd1304?paced=0&firmware=2017", firmware="2017") as spec:
+        spec.set_integration_time(0.01)
+        spec.set_averages(2)
+        counts, _ = spec.acquire()
+        assert counts.shape == (3648,)
+    with pytest.raises(SettingError):
+        TCD1304Spectrometer("sim://tcd1304", firmware="2020")
+
+
+def test_microspec_errors_are_device_errors():
+    with MicrospecSpectrometer("sim://microspec?paced=0") as spec:
+        spec.port.write(b"SPEC.INTEG\n")
+        with pytest.raises(DeviceError, match="requires 1 argument"):
+            from firmware_bridge import microspec
+
+            microspec.parse_spectrum(spec._readline(1.0, "reply"))
+        spec.set_integration_time(0.01)
+        counts, _ = spec.acquire()
+        assert counts.shape == (288,)
+        with pytest.raises(SettingError):
+            spec.set_integration_time(0)
+        with pytest.raises(SettingError):
+            spec.set_laser(True)
