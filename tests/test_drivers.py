@@ -6,7 +6,7 @@ from firmware_bridge import obp, tcd1304
 from firmware_bridge.calibration import raman_shift, wavelength_of_shift
 from firmware_bridge.drivers import (DRIVERS, MicrospecSpectrometer, OBPSpectrometer, TCD1304Spectrometer,
                                      open_port)
-from firmware_bridge.errors import (DeviceError, DeviceNotAnswering, FramingError, NackError, PortGoneError,
+from firmware_bridge.errors import (DeviceError, DeviceNotAnswering, NackError, PortGoneError,
                                     SettingError, ShortFrameError, SpectrometerTimeout)
 from firmware_bridge.measure import measure
 from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS
