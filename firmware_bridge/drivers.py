@@ -14,6 +14,7 @@ import numpy as np
 
 from . import microspec, obp, tcd1304
 from .calibration import wavelengths as polynomial_wavelengths
+from .integrity import check_no_isolated_spikes
 from .errors import (BridgeError, DeviceNotAnswering, FramingError, NackError, PortGoneError, SettingError,
                      ShortFrameError, SpectrometerTimeout)
 
@@ -21,16 +22,20 @@ from .errors import (BridgeError, DeviceNotAnswering, FramingError, NackError, P
 TIMEOUT_MARGIN = 0.5
 
 
-def open_port(url: str, baud: int, timeout: float):
-    """Open a serial port or URL, turning the usual failures into :class:`PortGoneError`."""
+def open_port(url: str, baud: int, timeout: float, port=None):
+    """Open a serial port or URL (or reopen ``port``), turning the usual failures into :class:`PortGoneError`."""
     import serial
 
     from .sim.serve import register
 
     register()
     try:
-        return serial.serial_for_url(url, baudrate=baud, timeout=timeout)
-    except serial.SerialException as exc:
+        if port is None:
+            return serial.serial_for_url(url, baudrate=baud, timeout=timeout)
+        port.baudrate = baud
+        port.open()
+        return port
+    except (serial.SerialException, OSError) as exc:
         reason = str(exc)
         hint = ("add the user to the 'dialout' group (sudo usermod -aG dialout $USER, then log in again)"
                 if "ermission" in reason else
@@ -53,6 +58,8 @@ class Spectrometer:
         self.port = None
         self.integration_s = 0.1
         self.averages = 1
+        #: Slack on every timeout from the protocol's timing model, seconds.
+        self.timeout_margin = TIMEOUT_MARGIN
 
     def __enter__(self):
         self.open()
@@ -62,12 +69,16 @@ class Spectrometer:
         self.close()
 
     def open(self) -> None:
-        self.port = open_port(self.url, self.baud, timeout=1.0)
+        self._connect(self.baud)
+
+    def _connect(self, baud: int) -> None:
+        """Open the port at ``baud``; a port lost earlier is reopened (the same device comes back)."""
+        self.port = open_port(self.url, baud, 1.0, None if self.port is None or self.port.is_open else self.port)
 
     def close(self) -> None:
         if self.port is not None:
             try:
-                if self.has_laser:
+                if self.has_laser and self.port.is_open:
                     self.set_laser(False)
             except BridgeError:
                 pass
@@ -99,19 +110,27 @@ class Spectrometer:
         raise SettingError(f"the {self.protocol} device has no laser line; gate the laser another way (GPIO)")
 
     # -- helpers ---------------------------------------------------------------------------
-    def _io(self, fn, *args):
+    def _io(self, method: str, *args):
+        """Call a method of the port, reconnecting first if it went away; I/O failures -> PortGoneError."""
         import serial
 
         if self.port is None:
-            raise PortGoneError(f"{self.url} is not open")
+            raise PortGoneError(f"{self.url} is not open; open the spectrometer first")
+        if not self.port.is_open:
+            self.open()  # the port went away earlier: reconnect, then re-apply the settings
+            self._restore()
         try:
-            return fn(*args)
+            return getattr(self.port, method)(*args)
         except (serial.SerialException, OSError) as exc:
+            self.port.close()  # kept, to be reopened by the next call
             raise PortGoneError(f"{self.url} went away ({exc}); check the cable and power") from None
+
+    def _restore(self) -> None:
+        """Re-apply settings the device lost (after a reconnection or a reset)."""
 
     def _read_exact(self, size: int, timeout: float, what: str) -> bytes:
         self.port.timeout = timeout
-        data = self._io(self.port.read, size)
+        data = self._io("read", size)
         if len(data) < size:
             self._drain()
             if not data:
@@ -121,9 +140,9 @@ class Spectrometer:
 
     def _drain(self, quiet: float = 0.05) -> None:
         """Discard input until the line has been quiet for ``quiet`` seconds."""
-        self._io(self.port.reset_input_buffer)
+        self._io("reset_input_buffer")
         self.port.timeout = quiet
-        while self._io(self.port.read, 4096):
+        while self._io("read", 4096):
             pass
 
 
@@ -133,33 +152,53 @@ class OBPSpectrometer(Spectrometer):
     protocol = "obp"
     has_laser = True  # the lamp-enable line gates the laser driver
     POWER_UP_BAUD = 9600
+    OPEN_ATTEMPTS = 3  # a reply damaged on the line does not make opening fail
 
     def __init__(self, url: str, baud: int = 115200, md5: bool = True):
         super().__init__(url, baud)
         self.md5 = md5
         self._pixels = None
+        self._laser = False
+        self._settings_sent = False
+        self._recovering = False
+        self._serial = None
+        self._coefficients = None
 
     def open(self) -> None:
-        self.port = open_port(self.url, self.POWER_UP_BAUD, timeout=1.0)
+        self._connect(self.POWER_UP_BAUD)
+        self._recovering = True  # opening is its own recovery
         try:
             if self.baud != self.POWER_UP_BAUD:
-                try:
-                    self._command(obp.SET_RS232_BAUD_RATE, struct.pack("<I", self.baud))
-                except SpectrometerTimeout:
-                    pass  # perhaps already switched by an earlier session: try the target rate
+                for attempt in range(self.OPEN_ATTEMPTS):
+                    try:
+                        self._command(obp.SET_RS232_BAUD_RATE, struct.pack("<I", self.baud))
+                        break
+                    except SpectrometerTimeout:
+                        break  # perhaps already switched by an earlier session: try the target rate
+                    except (FramingError, ShortFrameError, NackError):
+                        if attempt == self.OPEN_ATTEMPTS - 1:
+                            raise
                 self.port.baudrate = self.baud
-            self._pixels = struct.unpack("<I", self._query(obp.GET_NUMBER_OF_PIXELS, b"", 4).data[:4])[0]
+            for attempt in range(self.OPEN_ATTEMPTS):
+                try:
+                    reply = self._query(obp.GET_NUMBER_OF_PIXELS, b"", 4)
+                    break
+                except (FramingError, ShortFrameError, NackError):
+                    if attempt == self.OPEN_ATTEMPTS - 1:
+                        raise
+            self._pixels = struct.unpack("<I", reply.data[:4])[0]
         except SpectrometerTimeout:
             self.port.close()
-            self.port = None
             raise DeviceNotAnswering(f"{self.url}: no OBP device answers at {self.POWER_UP_BAUD} or {self.baud} "
                                      "baud; is it powered, and is this the right port?") from None
+        finally:
+            self._recovering = False
 
     def _send(self, message_type: int, data: bytes, ack: bool) -> None:
         self._drain(0.0)
         msg = obp.Message(message_type, data, obp.FLAG_ACK_REQUESTED if ack else 0,
                           checksum_type=obp.CHECKSUM_MD5 if self.md5 else obp.CHECKSUM_NONE)
-        self._io(self.port.write, obp.encode(msg))
+        self._io("write", obp.encode(msg))
 
     def _receive(self, message_type: int, timeout: float) -> obp.Message:
         deadline = time.monotonic() + timeout
@@ -171,7 +210,7 @@ class OBPSpectrometer(Spectrometer):
                 self._drain()
                 raise SpectrometerTimeout(f"no reply to OBP message 0x{message_type:08X} within {timeout:.2f} s")
             self.port.timeout = left
-            b = self._io(self.port.read, 1)
+            b = self._io("read", 1)
             if not b:
                 continue
             if prev + b == obp.START:
@@ -194,44 +233,85 @@ class OBPSpectrometer(Spectrometer):
         return msg
 
     def _timeout(self, reply_bytes: int, device_seconds: float = 0.0) -> float:
-        return device_seconds + (obp.MIN_SIZE + reply_bytes) * 10 / self.port.baudrate + TIMEOUT_MARGIN
+        return device_seconds + (obp.MIN_SIZE + reply_bytes) * 10 / self.port.baudrate + self.timeout_margin
+
+    def _exchange(self, message_type: int, data: bytes, ack: bool, reply_bytes: int, device_seconds: float):
+        self._send(message_type, data, ack)
+        try:
+            return self._receive(message_type, self._timeout(reply_bytes, device_seconds))
+        except SpectrometerTimeout:
+            self._recover()
+            raise
+
+    def _recover(self) -> None:
+        """After a silence: if the device reset (back at 9600 baud, settings lost), bring it back."""
+        if self._recovering or self.port is None:
+            return
+        self._recovering = True
+        try:
+            try:
+                self._send(obp.GET_NUMBER_OF_PIXELS, b"", ack=False)
+                self._receive(obp.GET_NUMBER_OF_PIXELS, self._timeout(4))
+                return  # it is there: only that reply was lost
+            except BridgeError:
+                pass
+            try:
+                self.port.close()
+                self.open()
+                self._restore()
+            except BridgeError:
+                pass  # still gone: the next command tries again
+        finally:
+            self._recovering = False
+
+    def _restore(self) -> None:
+        if self._settings_sent:
+            self._command(obp.SET_ITIME_USEC, struct.pack("<I", round(self.integration_s * 1e6)))
+            self._command(obp.SET_SCANS_TO_AVERAGE, struct.pack("<H", self.averages))
+        if self._laser:
+            self._command(obp.SET_LAMP_ENABLE, b"\x01")
 
     def _query(self, message_type: int, data: bytes = b"", reply_bytes: int = 16, device_seconds: float = 0.0):
-        self._send(message_type, data, ack=False)
-        return self._receive(message_type, self._timeout(reply_bytes, device_seconds))
+        return self._exchange(message_type, data, False, reply_bytes, device_seconds)
 
     def _command(self, message_type: int, data: bytes) -> None:
-        self._send(message_type, data, ack=True)
-        self._receive(message_type, self._timeout(0))
+        self._exchange(message_type, data, True, 0, 0.0)
 
     def identify(self) -> dict:
-        serial_number = self._query(obp.GET_SERIAL_NUMBER).data.rstrip(b"\0").decode("ascii", "replace")
-        return {"protocol": self.protocol, "model": "Ocean STS-class (OBP)", "serial": serial_number,
-                "pixels": self._pixels, "baud": self.port.baudrate}
+        if self._serial is None:  # constant: read once
+            self._serial = self._query(obp.GET_SERIAL_NUMBER).data.rstrip(b"\0").decode("ascii", "replace")
+        return {"protocol": self.protocol, "model": "Ocean STS-class (OBP)", "serial": self._serial,
+                "pixels": self._pixels, "baud": self.baud}
 
     def set_integration_time(self, seconds: float) -> None:
         us = round(seconds * 1e6)
         if not 10 <= us <= 85_000_000:
             raise SettingError(f"integration time {seconds:g} s is outside the device's 10 us - 85 s")
-        self._command(obp.SET_ITIME_USEC, struct.pack("<I", us))
         self.integration_s = us * 1e-6
+        self._settings_sent = True
+        self._command(obp.SET_ITIME_USEC, struct.pack("<I", us))
 
     def set_averages(self, n: int) -> None:
         super().set_averages(n)
         if self.averages > 5000:
             raise SettingError(f"the device averages at most 5000 scans, not {n}")
+        self._settings_sent = True
         self._command(obp.SET_SCANS_TO_AVERAGE, struct.pack("<H", self.averages))
 
     def set_laser(self, on: bool) -> None:
+        self._laser = bool(on)
         self._command(obp.SET_LAMP_ENABLE, bytes((1 if on else 0,)))
 
     def temperature(self) -> float:
         return struct.unpack("<f", self._query(obp.GET_TEMPERATURE, b"\x00").data[:4])[0]
 
     def wavelengths(self) -> np.ndarray:
-        count = self._query(obp.GET_WL_COEFF_COUNT).data[0]
-        coeffs = [struct.unpack("<f", self._query(obp.GET_WL_COEFF, bytes((i,))).data[:4])[0] for i in range(count)]
-        return polynomial_wavelengths(coeffs, self._pixels)
+        """From the polynomial stored in the device (read once)."""
+        if self._coefficients is None:
+            count = self._query(obp.GET_WL_COEFF_COUNT).data[0]
+            self._coefficients = [struct.unpack("<f", self._query(obp.GET_WL_COEFF, bytes((i,))).data[:4])[0]
+                                  for i in range(count)]
+        return polynomial_wavelengths(self._coefficients, self._pixels)
 
     def acquire(self) -> tuple[np.ndarray, dict]:
         msg = self._query(obp.GET_RAW_SPECTRUM_NOW, b"", 2 * self._pixels, self.integration_s * self.averages)
@@ -268,8 +348,8 @@ class TCD1304Spectrometer(Spectrometer):
         sh, icg = tcd1304.periods(self.integration_s, self.fm)
         command = tcd1304.encode_command(sh, icg, tcd1304.ONE_SHOT[self.firmware], averages)
         self._drain()
-        self._io(self.port.write, command)  # all 12 bytes in one write (the USB build needs it)
-        timeout = tcd1304.latency(sh, icg, averages, self.baud, self.fm) * 1.5 + TIMEOUT_MARGIN
+        self._io("write", command)  # all 12 bytes in one write (the USB build needs it)
+        timeout = tcd1304.latency(sh, icg, averages, self.baud, self.fm) * 1.5 + self.timeout_margin
         data = self._read_exact(tcd1304.FRAME_BYTES, timeout, "TCD1304 frame")
         try:
             return tcd1304.decode_frame(data)
@@ -289,6 +369,7 @@ class TCD1304Spectrometer(Spectrometer):
         shielded = np.arange(tcd1304.SHIELDED.start, tcd1304.SHIELDED.stop)
         frame[::2] -= frame[shielded[shielded % 2 == 0]].mean() - frame[shielded[shielded % 2 == 1]].mean()
         dark = float(frame[tcd1304.SHIELDED].mean())
+        check_no_isolated_spikes(frame[tcd1304.ACTIVE], "TCD1304 frame")
         return frame[tcd1304.ACTIVE].astype(np.float64), {
             "protocol": self.protocol, "integration_s": self.integration_s, "averages": self.averages,
             "dark_reference": dark, "inverted": True}
@@ -317,7 +398,7 @@ class MicrospecSpectrometer(Spectrometer):
 
     def _readline(self, timeout: float, what: str) -> bytes:
         self.port.timeout = timeout
-        line = self._io(self.port.read_until, b"\n", microspec.MAX_LINE)
+        line = self._io("read_until", b"\n", microspec.MAX_LINE)
         if not line.endswith(b"\n"):
             self._drain()
             if not line:
@@ -329,20 +410,25 @@ class MicrospecSpectrometer(Spectrometer):
         if not 0 < seconds <= 10:
             raise SettingError(f"integration time {seconds:g} s is outside 0-10 s")
         self._drain()
-        self._io(self.port.write, microspec.command("SPEC.INTEG", float(seconds)))
+        self._io("write", microspec.command("SPEC.INTEG", float(seconds)))
         self.integration_s = seconds
+
+    def _restore(self) -> None:
+        self._io("write", microspec.command("SPEC.INTEG", float(self.integration_s)))
 
     def acquire(self) -> tuple[np.ndarray, dict]:
         total = np.zeros(microspec.CHANNELS)
         for _ in range(self.averages):
             self._drain()
-            self._io(self.port.write, microspec.command("SPEC.READ?"))
-            line = self._readline(self.integration_s + self.LINE_TIME + TIMEOUT_MARGIN, "spectrum line")
+            self._io("write", microspec.command("SPEC.READ?"))
+            line = self._readline(self.integration_s + self.LINE_TIME + self.timeout_margin, "spectrum line")
             try:
-                total += microspec.parse_spectrum(line)
+                values = microspec.parse_spectrum(line)
             except FramingError:
                 self._drain()
                 raise
+            check_no_isolated_spikes(values, "C12880MA spectrum")
+            total += values
         return total / self.averages, {"protocol": self.protocol, "integration_s": self.integration_s,
                                        "averages": self.averages}
 

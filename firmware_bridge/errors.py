@@ -43,3 +43,7 @@ class DeviceNotAnswering(BridgeError):
 
 class PortGoneError(BridgeError):
     """The serial port disappeared (unplugged cable, device reset, USB power)."""
+
+
+class SpikeError(BridgeError):
+    """A single pixel jumps far out of line with its neighbours: a transmission error or a cosmic ray."""

@@ -126,6 +126,12 @@ class OBPDevice(SimulatedDevice):
         handler = self.HANDLERS.get(msg.message_type)
         if handler is None:
             return self._reply(msg, error=2)
+        faults = self.line.faults
+        if faults is not None and faults.device_faults and msg.message_type != obp.RESET:
+            if faults.roll("spontaneous reset", 0.2):
+                return self.reset(now)
+            if faults.roll("NACK", 0.3):
+                return self._reply(msg, error=7)  # device not ready
         handler(self, msg, now)
 
     def _u(self, msg: obp.Message, fmt: str):
@@ -226,7 +232,7 @@ class OBPDevice(SimulatedDevice):
 
 def sts_instrument(laser_nm: float = 785.0) -> Instrument:
     return Instrument(STS_COEFFICIENTS, 1024, laser_nm, max_count=16383, dark_level=1500.0, dark_rate=200.0,
-                      gain=20000.0, electrons_per_count=4.0, read_noise=12.0)
+                      gain=20000.0, electrons_per_count=4.0, read_noise=12.0, resolution_pixels=5.0)
 
 
 # --------------------------------------------------------------------------- Rossel TCD1304 firmware
@@ -310,7 +316,8 @@ class TCD1304Device(SimulatedDevice):
 
 def tcd1304_instrument(laser_nm: float = 785.0) -> Instrument:
     return Instrument(TCD1304_COEFFICIENTS, 3648, laser_nm, max_count=4095, dark_level=3600.0, dark_rate=300.0,
-                      gain=40000.0, electrons_per_count=10.0, read_noise=3.0, inverted=True)
+                      gain=40000.0, electrons_per_count=10.0, read_noise=3.0, inverted=True,
+                      resolution_pixels=3.0)
 
 
 # --------------------------------------------------------------------------- Hamamatsu C12880MA sketches
@@ -356,4 +363,5 @@ class MicrospecDevice(SimulatedDevice):
 
 def c12880_instrument(laser_nm: float = 532.0) -> Instrument:
     return Instrument(microspec.EXAMPLE_COEFFICIENTS, microspec.CHANNELS, laser_nm, max_count=65535,
-                      dark_level=800.0, dark_rate=500.0, gain=60000.0, electrons_per_count=2.0, read_noise=20.0)
+                      dark_level=800.0, dark_rate=500.0, gain=60000.0, electrons_per_count=2.0, read_noise=20.0,
+                      resolution_pixels=8.0)  # 15 nm at ~1.8 nm per pixel

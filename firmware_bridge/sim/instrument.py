@@ -34,6 +34,8 @@ class Instrument:
         Counts rms per readout.
     inverted : bool
         Counts fall with light (TCD1304): raw = dark_level - signal.
+    resolution_pixels : float
+        Spectral resolution (FWHM of the line spread), pixels.
     """
 
     coefficients: tuple
@@ -47,6 +49,15 @@ class Instrument:
     read_noise: float
     inverted: bool = False
     first_pixel: int = 0
+    resolution_pixels: float = 3.0
+
+    def _blur(self, light: np.ndarray) -> np.ndarray:
+        """The optics' line spread: a Gaussian of FWHM ``resolution_pixels``."""
+        sigma = self.resolution_pixels / 2.3548
+        half = int(np.ceil(4 * sigma))
+        kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma) ** 2)
+        padded = np.pad(light, half, mode="edge")
+        return np.convolve(padded, kernel / kernel.sum(), mode="valid")
 
     def shifts(self) -> np.ndarray:
         """Raman shift of every pixel, cm-1 (may decrease or hold anti-Stokes values)."""
@@ -59,9 +70,12 @@ class Instrument:
 
     def expected(self, scene_shift: np.ndarray, scene_intensity: np.ndarray, seconds: float) -> np.ndarray:
         """Mean counts above the dark level (before noise) for one exposure, shape (pixels,)."""
-        shift = self.shifts()
+        # Each pixel collects light over its width (4 samples), blurred by the optics.
+        sub_pixels = self.first_pixel - 0.375 + 0.25 * np.arange(4 * self.pixels)
+        sub = raman_shift(np.polynomial.polynomial.polyval(sub_pixels, self.coefficients), self.laser_nm)
         order = np.argsort(scene_shift)
-        light = np.interp(shift, scene_shift[order], scene_intensity[order], left=0.0, right=0.0)
+        light = np.interp(sub, scene_shift[order], scene_intensity[order], left=0.0, right=0.0)
+        light = self._blur(light.reshape(self.pixels, 4).mean(axis=1))
         return (self.gain * np.clip(light, 0, None) * self.response() + self.dark_rate) * seconds
 
     def render(self, scene_shift, scene_intensity, seconds: float, rng) -> np.ndarray:

@@ -15,9 +15,11 @@ class SimulatedLine:
     garbage at the wrong rate never forms a frame (native USB devices ignore the baud rate).
     """
 
-    def __init__(self, device, paced: bool = True):
+    def __init__(self, device, paced: bool = True, faults=None):
         self.device = device
         self.paced = paced
+        self.faults = faults
+        self.gone_until = 0.0
         self.host_baud = device.baud
         self._chunks: deque = deque()  # [start time, seconds per byte, bytes, next index]
         self._end = 0.0
@@ -30,6 +32,10 @@ class SimulatedLine:
         """Queue device output, readable ``delay`` seconds from now and paced at the device's baud."""
         if not data:
             return
+        if self.faults is not None:
+            data, stalled = self.faults.damage(bytes(data))
+            if stalled:
+                return  # held back longer than any timeout: the reply never comes
         with self._cond:
             now = time.monotonic()
             per_byte = 10.0 / self.device.baud if self.paced else 0.0
@@ -48,8 +54,21 @@ class SimulatedLine:
     def _in_step(self) -> bool:
         return not self.device.baud_sensitive or self.host_baud == self.device.baud
 
+    def vanish(self, seconds: float) -> None:
+        """The port disappears (cable pulled, USB reset) and comes back ``seconds`` later."""
+        with self._cond:
+            self.gone_until = time.monotonic() + seconds
+            self.discard_output()
+
+    def gone(self) -> bool:
+        return time.monotonic() < self.gone_until
+
     def write(self, data: bytes) -> None:
         with self._cond:
+            if self.faults is not None and self.faults.device_faults and self.faults.roll("port vanished", 0.1):
+                self.vanish(0.2 if self.paced else 0.05)
+            if self.gone():
+                return
             if self._in_step():
                 self.device.receive(bytes(data), time.monotonic())
             self._cond.notify_all()

@@ -8,6 +8,7 @@ import numpy as np
 from .devices import (MicrospecDevice, OBPDevice, TCD1304Device, c12880_instrument, sts_instrument,
                       tcd1304_instrument)
 from .instrument import Scene
+from .faults import FaultInjector
 from .line import SimulatedLine
 
 PROTOCOLS = ("obp", "tcd1304", "microspec")
@@ -39,13 +40,14 @@ def make_device(protocol: str, scene: Scene | None = None, seed: int = 0, laser_
 
 def make_line(protocol: str, options: dict) -> SimulatedLine:
     """A line to a new simulated device, from ``sim://`` URL options."""
-    unknown = set(options) - {"seed", "paced", "scene", "laser", "firmware"}
+    unknown = set(options) - {"seed", "paced", "scene", "laser", "firmware", "faults"}
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)}")
     scene = Scene.from_path(options["scene"]) if "scene" in options else None
     device = make_device(protocol, scene, int(options.get("seed", 0)),
                          float(options["laser"]) if "laser" in options else None, options.get("firmware", "2019"))
-    return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"))
+    faults = FaultInjector(float(options["faults"]), int(options.get("seed", 0)) + 1) if "faults" in options else None
+    return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"), faults=faults)
 
 
 def register() -> None:

@@ -1,4 +1,4 @@
-"""``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=2017|2019]``: a simulated spectrometer."""
+"""``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=2017|2019&faults=RATE]``: a simulated spectrometer."""
 from __future__ import annotations
 
 import urllib.parse
@@ -24,17 +24,22 @@ class Serial(SerialBase):
         if parts.scheme != "sim":
             raise SerialException(f"expected sim://PROTOCOL[?options], got {self.port!r}")
         options = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
-        try:
-            self.line = make_line(parts.netloc, options)
-        except (ValueError, KeyError) as exc:
-            raise SerialException(f"{self.port}: {exc}") from None
+        if self.line is not None:  # reopened: the same device is still at the other end
+            if self.line.gone():
+                raise SerialException(f"could not open port {self.port}: [Errno 2] No such file or directory")
+            self.line.closed = False
+        else:
+            try:
+                self.line = make_line(parts.netloc, options)
+            except (ValueError, KeyError) as exc:
+                raise SerialException(f"{self.port}: {exc}") from None
         self.is_open = True
         self._reconfigure_port()
 
     def close(self):
         if self.line is not None:
             self.line.close()
-        super().close()
+        self.is_open = False
 
     def _reconfigure_port(self):
         if self.line is not None:
@@ -52,6 +57,7 @@ class Serial(SerialBase):
     def write(self, data):
         self._check()
         self.line.write(bytes(data))
+        self._check()
         return len(data)
 
     def reset_input_buffer(self):
@@ -64,8 +70,9 @@ class Serial(SerialBase):
     def _check(self):
         if not self.is_open or self.line is None:
             raise PortNotOpenError()
-        if self.line.closed:
-            raise SerialException("simulated device has gone away")
+        if self.line.closed or self.line.gone():
+            raise SerialException("device reports readiness to read but returned no data "
+                                  "(device disconnected or multiple access on port?)")
 
     def _update_dtr_state(self):
         pass

@@ -1,0 +1,39 @@
+"""Checks for protocols that carry no checksum (TCD1304 frames, C12880MA text lines).
+
+Their optics spread every real spectral feature over several pixels, so a single pixel far out of
+line with both neighbours is a corrupted value or a cosmic ray; either way the acquisition is
+refused so that it can be repeated, never passed on as a spectrum.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import SpikeError
+
+#: A pixel is isolated when its second difference exceeds this many robust noise widths...
+SPIKE_SIGMAS = 12.0
+#: ... and this many counts (so that quantisation steps on a flat dark never count) ...
+SPIKE_MIN_COUNTS = 8.0
+#: ... and this fraction of its height above the pixels two away. A one-pixel spike has a second
+#: difference equal to its height (ratio ~1); a peak resolved by the optics over two pixels or more
+#: has at most ~0.55.
+SPIKE_SHAPE = 0.8
+
+
+def check_no_isolated_spikes(counts: np.ndarray, what: str) -> None:
+    """Raise :class:`SpikeError` if one pixel stands out from both neighbours beyond noise and optics.
+
+    The noise width is 1.4826 x the median absolute deviation of the second differences. The two
+    pixels at each end are not checked (their neighbourhood is incomplete).
+    """
+    y = np.asarray(counts, dtype=np.float64)
+    d = y[2:-2] - 0.5 * (y[1:-3] + y[3:-1])  # second difference at pixels 2 .. N-3
+    h = y[2:-2] - 0.5 * (y[:-4] + y[4:])  # height above the pixels two away
+    all_d = y[1:-1] - 0.5 * (y[:-2] + y[2:])
+    sigma = 1.4826 * np.median(np.abs(all_d - np.median(all_d)))
+    limit = max(SPIKE_SIGMAS * sigma, SPIKE_MIN_COUNTS)
+    bad = np.flatnonzero((np.abs(d) > limit) & (np.abs(d) > SPIKE_SHAPE * np.abs(h)))
+    if bad.size:
+        k = int(bad[np.argmax(np.abs(d[bad]))])
+        raise SpikeError(f"{what}: pixel {k + 2} stands {abs(d[k]):.0f} counts out of line with its neighbours "
+                         f"(noise {sigma:.1f}): a transmission error or a cosmic ray; acquire again")
