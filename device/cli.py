@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from .backends import BACKENDS
+from firmware_bridge.commandline import run as run_command
+
 from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
 
 
@@ -92,19 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args, interrupted: str = "interrupted") -> int:
-    """Run ``args.func(args)`` as a command: errors a user can cause become a message on stderr
-    and exit status 2, never a traceback; Ctrl-C prints ``interrupted`` and returns 130."""
-    try:
-        return args.func(args)
-    except RamanEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
+    """Run ``args.func(args)`` as a command: user errors are one message and exit status 2."""
+    return run_command(args.func, args, (RamanEdgeError,), interrupted)
 
 
 def main(argv=None) -> int:

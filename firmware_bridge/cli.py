@@ -1,23 +1,180 @@
-"""``raman-bridge``: talking to spectrometer firmware over serial."""
+"""``raman-bridge``: spectrometers over serial: simulate, probe, acquire, calibrate."""
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import threading
+
+import numpy as np
+
+from .commandline import run
+from .errors import BridgeError
+from .sim.serve import PROTOCOLS
+
+
+def _floats(text: str) -> tuple:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise BridgeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _driver(args):
+    from .drivers import DRIVERS
+
+    kwargs = {}
+    if args.coefficients:
+        if args.protocol == "obp":
+            raise BridgeError("an OBP device stores its own wavelength polynomial; drop --coefficients")
+        kwargs["coefficients"] = _floats(args.coefficients)
+    if args.protocol == "tcd1304":
+        kwargs["firmware"] = args.firmware
+    if args.baud:
+        kwargs["baud"] = args.baud
+    return DRIVERS[args.protocol](args.port, **kwargs)
+
+
+def _measure(args):
+    from .measure import measure
+
+    with _driver(args) as spec:
+        spec.set_integration_time(args.integration)
+        spec.set_averages(args.averages)
+        return spec.identify(), measure(spec, args.laser, dark_frame=not args.no_dark)
+
+
+def cmd_simulate(args) -> int:
+    from .sim.faults import FaultInjector
+    from .sim.instrument import Scene
+    from .sim.line import SimulatedLine
+    from .sim.pty import PtyServer
+    from .sim.serve import make_device
+
+    device = make_device(args.protocol, Scene.from_path(args.scene) if args.scene else None, args.seed,
+                         args.laser, args.firmware)
+    faults = FaultInjector(args.faults, args.seed + 1) if args.faults else None
+    server = PtyServer(SimulatedLine(device, paced=not args.instant, faults=faults)).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"{args.protocol} simulator on {server.path}  (laser {device.instrument.laser_nm:g} nm; Ctrl-C stops)",
+          flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if faults is not None:
+            print(f"faults injected: {faults.counts}", flush=True)
+    return 0
+
+
+def cmd_probe(args) -> int:
+    info, m = _measure(args)
+    top = int(np.argmax(m.intensity))
+    print(json.dumps({**info, "points": int(m.shift.size),
+                      "shift_range_cm-1": [round(float(m.shift[0]), 2), round(float(m.shift[-1]), 2)],
+                      "max_intensity": round(float(m.intensity[top]), 2), "at_cm-1": round(float(m.shift[top]), 2),
+                      "raw_max": float(m.raw.max()), "dark_subtracted": m.meta["dark_subtracted"],
+                      "integration_s": args.integration, "averages": args.averages, "laser_nm": args.laser}, indent=2))
+    return 0
+
+
+def cmd_acquire(args) -> int:
+    info, m = _measure(args)
+    header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": args.integration, "averages": args.averages,
+                                                   "laser_nm": args.laser, **{k: m.meta[k] for k in ("dark_subtracted",)}}.items())
+    body = "".join(f"{x:.4f},{y:.4f}\n" for x, y in zip(m.shift, m.intensity))
+    with open(args.out, "w") as f:
+        f.write(header + "\nraman_shift_cm-1,intensity\n" + body)
+    print(f"wrote {m.shift.size} points ({m.shift[0]:.1f} to {m.shift[-1]:.1f} cm-1) to {args.out}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from pathlib import Path
+
+    from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
+
+    if args.reference in RAMAN_STANDARDS:
+        lines_nm = wavelength_of_shift(RAMAN_STANDARDS[args.reference], args.laser)
+    else:
+        values = np.loadtxt(Path(args.reference), comments="#", ndmin=1, usecols=0)
+        lines_nm = values if args.unit == "nm" else wavelength_of_shift(values, args.laser)
+    with _driver(args) as spec:
+        spec.set_integration_time(args.integration)
+        spec.set_averages(args.averages)
+        counts, meta = spec.acquire()
+        guess = _floats(args.guess) if args.guess else tuple(np.polynomial.polynomial.polyfit(
+            np.arange(counts.size), spec.wavelengths(), args.degree))
+    signal_counts = meta["dark_reference"] - counts if meta.get("inverted") else counts
+    try:
+        fit = fit_wavelengths(signal_counts, lines_nm, guess, args.degree)
+    except ValueError as exc:
+        raise BridgeError(str(exc)) from None
+    print(f"{'pixel':>9} {'reference nm':>13} {'residual nm':>12} {'residual cm-1':>14}")
+    for p, r, e in zip(fit.pixels, fit.reference_nm, fit.residual_nm):
+        print(f"{p:9.2f} {r:13.3f} {e:12.4f} {raman_shift(r, args.laser) - raman_shift(r - e, args.laser):14.3f}")
+    print(f"{len(fit.pixels)} lines, rms residual {fit.rms_nm:.4f} nm; coefficients (nm, pixel from 0): "
+          + ",".join(f"{c:.10g}" for c in fit.coefficients))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"coefficients": fit.coefficients, "laser_nm": args.laser,
+                                              "reference": args.reference, "lines": len(fit.pixels),
+                                              "rms_residual_nm": fit.rms_nm}, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _device_options(p, laser_required=True) -> None:
+    p.add_argument("--protocol", choices=PROTOCOLS, required=True)
+    p.add_argument("--port", required=True, help="serial port (/dev/ttyACM0, /dev/ttyUSB0, a simulator's /dev/pts/N)")
+    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200)")
+    p.add_argument("--laser", type=float, required=laser_required, help="measured laser line, nm")
+    p.add_argument("--integration", type=float, default=0.1, help="integration time, s (default 0.1)")
+    p.add_argument("--averages", type=int, default=1)
+    p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec)")
+    p.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
+    p.add_argument("--no-dark", action="store_true", help="do not take a dark frame (OBP)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog="raman-bridge",
-        description="Spectrometer firmware bridge. Drivers for the Ocean Binary Protocol, the TCD1304 "
-                    "and the C12880MA, their simulators and calibration are being added; this release "
-                    "has no subcommands yet.",
-    )
+    p = argparse.ArgumentParser(prog="raman-bridge", description="Spectrometers over serial: the Ocean Binary "
+                                "Protocol, Rossel's TCD1304 firmware and the C12880MA microspec sketch.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("simulate", help="serve a simulated spectrometer on a pseudo-terminal")
+    s.add_argument("--protocol", choices=PROTOCOLS, required=True)
+    s.add_argument("--scene", help="Raman spectra to show: .npz (X, wavenumber), a two-column file or a folder "
+                                   "(default: the shipped example spectra)")
+    s.add_argument("--faults", type=float, default=0.0, help="fault rate per reply, 0-1 (default 0)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--laser", type=float, help="the simulated laser line, nm (default 785; microspec 532)")
+    s.add_argument("--firmware", choices=("2017", "2019"), default="2019")
+    s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
+    s.set_defaults(func=cmd_simulate)
+    pr = sub.add_parser("probe", help="identify a device and summarise one calibrated spectrum")
+    _device_options(pr)
+    pr.set_defaults(func=cmd_probe)
+    a = sub.add_parser("acquire", help="save one calibrated spectrum as CSV (Raman shift, intensity)")
+    _device_options(a)
+    a.add_argument("--out", required=True)
+    a.set_defaults(func=cmd_acquire)
+    c = sub.add_parser("calibrate", help="fit the pixel -> wavelength polynomial to a reference")
+    _device_options(c)
+    c.add_argument("--reference", required=True,
+                   help="polystyrene, cyclohexane, or a file of line positions (one per line; see --unit)")
+    c.add_argument("--unit", choices=("nm", "cm-1"), default="nm", help="unit of a reference file (lamps: nm, air)")
+    c.add_argument("--guess", help="starting polynomial c0,c1,... nm (default: the device's or --coefficients)")
+    c.add_argument("--degree", type=int, default=3)
+    c.add_argument("--out", help="write the fit (coefficients, residual) as JSON")
+    c.set_defaults(func=cmd_calibrate)
+    return p
 
 
 def main(argv=None) -> int:
-    build_parser().parse_args(argv)
-    build_parser().print_help()
-    return 0
+    return run(lambda a: a.func(a), build_parser().parse_args(argv), (BridgeError, OSError, ValueError))
 
 
 if __name__ == "__main__":

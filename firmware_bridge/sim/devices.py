@@ -192,8 +192,8 @@ class OBPDevice(SimulatedDevice):
             return
         if on not in (0, 1):
             return self._reply(msg, error=6)
-        if on and not self.laser_on:
-            self.scene.advance()  # the laser comes on over the next sample
+        if self.laser_on and not on:
+            self.scene.advance()  # measurement over: the next sample is put in place
         self.laser_on = bool(on)
         self._reply(msg)
 
@@ -282,7 +282,6 @@ class TCD1304Device(SimulatedDevice):
             self.continuous = mode == 1
             avg = avg if 1 <= avg <= 15 else 1
         self.settings = (max(sh, 1), max(icg, 1), avg)
-        self.scene.advance()  # no laser line: every acquisition looks at the next sample
         t_icg = icg / self.fm
         self._due = now + (0.030 + 2 * t_icg + avg * t_icg if self.line.paced else 0.0)
 
@@ -296,6 +295,7 @@ class TCD1304Device(SimulatedDevice):
             return
         sh, icg, avg = self.settings
         self.line.emit(tcd1304.encode_frame(self.frame(sh / self.fm, avg)))
+        self.scene.advance()  # no laser line: each frame is the next sample
         if self.continuous:
             transmit = tcd1304.FRAME_BYTES * 10 / self.baud
             self._due = now + (max(avg * icg / self.fm, transmit) if self.line.paced else 0.0)
@@ -352,9 +352,9 @@ class MicrospecDevice(SimulatedDevice):
             except ValueError:
                 self.line.emit(b"### Error: SPEC.INTEG requires 1 argument 'time' (s)\n")
         elif name == "SPEC.READ?":
-            self.scene.advance()  # no laser line: every acquisition looks at the next sample
             counts = np.rint(self.exposure(self.integration, 1)).astype(np.int64)
             self.line.emit(microspec.format_spectrum(counts), delay=self.integration)
+            self.scene.advance()  # no laser line: each acquisition is the next sample
         elif name == "SPEC.TIMING?":
             self.line.emit((",".join(str(10 * i) for i in range(10)) + "\n").encode())
         else:
