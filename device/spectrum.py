@@ -92,3 +92,9 @@ class Spectrum:
 
     def __len__(self) -> int:
         return self.shift.size
+
+    @classmethod
+    def from_measurement(cls, measurement) -> "Spectrum":
+        """The spectrum of a :class:`firmware_bridge.calibration.Measurement` (a spectrometer's calibrated
+        output), with its device identity and settings as metadata."""
+        return cls(measurement.shift, measurement.intensity, dict(measurement.meta))

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .devices import (MicrospecDevice, OBPDevice, TCD1304Device, c12880_instrument, sts_instrument,
-                      tcd1304_instrument)
+from .devices import (GroupGetsDevice, MicrospecDevice, OBPDevice, TCD1304Device, c12880_instrument, sts_instrument,
+                      c12880_uno_instrument, tcd1304_instrument)
 from .instrument import Scene
 from .faults import FaultInjector
 from .line import SimulatedLine
 
-PROTOCOLS = ("obp", "tcd1304", "microspec")
+PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
 _DEFAULT_SCENE = Path(__file__).resolve().parents[2] / "models" / "sers-pesticides" / "examples"
 
 
@@ -35,6 +35,8 @@ def make_device(protocol: str, scene: Scene | None = None, seed: int = 0, laser_
         return TCD1304Device(tcd1304_instrument(laser_nm or 785.0), scene, seed, firmware)
     if protocol == "microspec":
         return MicrospecDevice(c12880_instrument(laser_nm or 532.0), scene, seed)
+    if protocol == "groupgets":
+        return GroupGetsDevice(c12880_uno_instrument(laser_nm or 532.0), scene, seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
 
