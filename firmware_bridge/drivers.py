@@ -24,7 +24,10 @@ TIMEOUT_MARGIN = 0.5
 
 def open_port(url: str, baud: int, timeout: float, port=None):
     """Open a serial port or URL (or reopen ``port``), turning the usual failures into :class:`PortGoneError`."""
-    import serial
+    try:
+        import serial
+    except ImportError:
+        raise PortGoneError("pyserial is not installed: pip install 'raman-edge[device]'") from None
 
     from .sim.serve import register
 
