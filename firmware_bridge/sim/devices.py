@@ -153,45 +153,42 @@ class OBPDevice(SimulatedDevice):
         self._reply(msg, struct.pack("<I", self.baud))
 
     def _set_baud(self, msg, now):
-        baud = self._u(msg, "<I")
+        baud = self._setting(msg, "<I", lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400, 460800))
         if baud is None:
             return
-        if baud not in (9600, 19200, 38400, 57600, 115200, 230400, 460800):
-            return self._reply(msg, error=6)
         self._reply(msg)  # acknowledged at the old rate, then the rate changes
-        self.line._end = max(self.line._end, now)
         self.baud = baud
 
+    def _setting(self, msg, fmt: str, valid) -> int | None:
+        """The value a SET message carries, or None after a NACK (5: wrong size, 6: invalid value)."""
+        value = self._u(msg, fmt)
+        if value is not None and not valid(value):
+            self._reply(msg, error=6)
+            return None
+        return value
+
     def _set_itime(self, msg, now):
-        us = self._u(msg, "<I")
-        if us is None:
-            return
-        if not self.MIN_ITIME_US <= us <= self.MAX_ITIME_US:
-            return self._reply(msg, error=6)
-        self.itime_us = us
-        self._reply(msg)
+        us = self._setting(msg, "<I", lambda v: self.MIN_ITIME_US <= v <= self.MAX_ITIME_US)
+        if us is not None:
+            self.itime_us = us
+            self._reply(msg)
 
     def _get_itime(self, msg, now):
         self._reply(msg, struct.pack("<I", self.itime_us))
 
     def _set_scans(self, msg, now):
-        n = self._u(msg, "<H")
-        if n is None:
-            return
-        if not 1 <= n <= 5000:
-            return self._reply(msg, error=6)
-        self.scans = n
-        self._reply(msg)
+        n = self._setting(msg, "<H", lambda v: 1 <= v <= 5000)
+        if n is not None:
+            self.scans = n
+            self._reply(msg)
 
     def _get_scans(self, msg, now):
         self._reply(msg, struct.pack("<H", self.scans))
 
     def _lamp(self, msg, now):
-        on = self._u(msg, "<B")
+        on = self._setting(msg, "<B", lambda v: v in (0, 1))
         if on is None:
             return
-        if on not in (0, 1):
-            return self._reply(msg, error=6)
         if self.laser_on and not on:
             self.scene.advance()  # measurement over: the next sample is put in place
         self.laser_on = bool(on)
@@ -291,7 +288,7 @@ class TCD1304Device(SimulatedDevice):
     def poll(self, now: float) -> None:
         if self._due is None or now < self._due:
             return
-        if self.continuous and self.line._chunks:  # host has not read the last frame yet
+        if self.continuous and self.line.pending():  # host has not read the last frame yet
             return
         sh, icg, avg = self.settings
         self.line.emit(tcd1304.encode_frame(self.frame(sh / self.fm, avg)))
@@ -386,7 +383,7 @@ class GroupGetsDevice(SimulatedDevice):
         return self._due
 
     def poll(self, now: float) -> None:
-        if now < self._due or len(self.line._chunks) > 2:  # a host that does not read loses lines
+        if now < self._due or self.line.pending() > 2:  # a host that does not read loses lines
             return
         counts = np.rint(self.exposure(self.INTEGRATION, 1)).astype(np.int64)
         line = microspec.format_spectrum(counts, trailing_comma=True)

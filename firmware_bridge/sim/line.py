@@ -44,6 +44,10 @@ class SimulatedLine:
             self._end = start + per_byte * len(data)
             self._cond.notify_all()
 
+    def pending(self) -> int:
+        """Replies emitted and not yet wholly read."""
+        return len(self._chunks)
+
     def discard_output(self) -> None:
         """Drop everything not yet read (device reset)."""
         with self._cond:
