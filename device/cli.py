@@ -76,6 +76,57 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _when(text: str | None) -> float | None:
+    """ISO 8601 date or date-time (UTC unless it says otherwise) -> seconds since the epoch."""
+    from datetime import datetime, timezone
+
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise RamanEdgeError(f"expected a date or time like 2026-11-22 or 2026-11-22T14:30, got {text!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _records(args):
+    from .record import RecordStore
+
+    if not Path(args.db).is_file():
+        raise RamanEdgeError(f"no record at {args.db}; give the service's database file with --db")
+    store = RecordStore(args.db)
+    return store.query(_when(args.since), _when(args.until), args.label, args.limit)
+
+
+def cmd_history(args) -> int:
+    """List measurements, newest first: one JSON line each (without the spectra)."""
+    from datetime import datetime, timezone
+
+    for r in _records(args):
+        print(json.dumps({"id": r.id, "time": datetime.fromtimestamp(r.time, timezone.utc).isoformat(timespec="seconds"),
+                          "trigger": r.trigger, "verdict": r.verdict, "confidence": r.confidence, "model": r.model,
+                          "error": r.error}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Export recorded spectra (on the model's axis) as training data for raman-train."""
+    from .bundle import load_bundle
+    from .record import export
+
+    n = export(_records(args), args.out, load_bundle(args.model).axis, args.format)
+    print(f"wrote {n} spectra to {args.out} (labels are the recorded verdicts: review them before training)")
+    return 0
+
+
+def _record_filters(p) -> None:
+    p.add_argument("--db", required=True, help="the service's record (SQLite file)")
+    p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
+    p.add_argument("--until", help="up to this date or time")
+    p.add_argument("--label", help="only this verdict")
+    p.add_argument("--limit", type=int, help="at most this many, newest first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -89,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="verify a model bundle and show what it is")
     i.add_argument("--model", required=True, help="model bundle directory")
     i.set_defaults(func=cmd_info)
+    h = sub.add_parser("history", help="list recorded measurements")
+    _record_filters(h)
+    h.set_defaults(func=cmd_history)
+    x = sub.add_parser("export", help="export recorded spectra as training data (csv or npz)")
+    _record_filters(x)
+    x.add_argument("--model", required=True, help="bundle whose axis the spectra are resampled onto")
+    x.add_argument("--format", choices=("csv", "npz"), required=True)
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=cmd_export)
     return p
 
 

@@ -1,0 +1,111 @@
+"""The measurement record: durable, queryable, exportable as training data."""
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.record import Record, RecordError, RecordStore, export
+from device.spectrum import Axis
+from trainer.data import load_dataset
+
+BIN = Path(sys.executable).parent
+
+
+def sample(i, verdict="Oxamyl_present"):
+    shift = np.linspace(400, 2100, 300)
+    return Record(trigger="button", device={"protocol": "obp", "serial": "STS04211", "integration_s": 0.1},
+                  raw=np.arange(300.0) + i, shift=shift, intensity=np.sin(shift / 50) + i, model="m@abc",
+                  model_files={"model.npz": "ab" * 32}, probabilities={verdict: 0.9, "other": 0.1},
+                  verdict=verdict, confidence=0.9, time=1_790_000_000.0 + 60 * i)
+
+
+def test_round_trip_and_queries(tmp_path):
+    store = RecordStore(tmp_path / "data" / "record.db")
+    ids = [store.add(sample(i, "A" if i % 2 else "B")) for i in range(5)]
+    store.add(Record(trigger="control-port", device={}, error="no spectrometer", time=1_790_000_500.0))
+    assert ids == [1, 2, 3, 4, 5] and store.count() == 6
+    last = store.last()
+    assert last.error == "no spectrometer" and last.verdict is None and last.raw is None
+    r = store.query(verdict="A", newest_first=False)
+    assert [x.id for x in r] == [2, 4]
+    np.testing.assert_array_equal(r[0].raw, np.arange(300.0) + 1)
+    assert r[0].device["serial"] == "STS04211" and r[0].probabilities == {"A": 0.9, "other": 0.1}
+    assert [x.id for x in store.query(since=1_790_000_060.0, until=1_790_000_180.0)] == [3, 2]
+    assert store.integrity_ok()
+    mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
+    sync = store._db.execute("PRAGMA synchronous").fetchone()[0]
+    assert mode == "wal" and sync == 2  # FULL
+
+
+def test_unusable_location_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RecordError, match="cannot open the record .*permissions and free space"):
+        RecordStore(tmp_path / "file" / "record.db")
+    bad = tmp_path / "not-a-db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RecordError):
+        RecordStore(bad)
+
+
+def test_a_stored_record_survives_sigkill(tmp_path):
+    db = tmp_path / "record.db"
+    code = (
+        "import sys, os, numpy as np\n"
+        "from device.record import Record, RecordStore\n"
+        f"s = RecordStore({str(db)!r})\n"
+        "for i in range(1000):\n"
+        "    rid = s.add(Record('button', {}, shift=np.arange(10.0), intensity=np.ones(10), verdict='x'))\n"
+        "    print(rid, flush=True)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    reported = [int(p.stdout.readline()) for _ in range(25)]
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    store = RecordStore(db)
+    assert store.integrity_ok()
+    assert store.count() >= reported[-1]  # every id reported before the kill is on disk
+    assert {r.id for r in store.query()} >= set(reported)
+
+
+def test_export_feeds_the_trainer(tmp_path):
+    store = RecordStore(tmp_path / "r.db")
+    for i in range(6):
+        store.add(sample(i, "A" if i % 2 else "B"))
+    store.add(sample(9, "uncertain"))
+    narrow = sample(10)
+    narrow.shift = np.linspace(900, 1000, 300)
+    store.add(narrow)
+    axis = Axis(500, 2000, 751)
+    assert export(store.query(), tmp_path / "x.npz", axis, "npz") == 6
+    assert export(store.query(), tmp_path / "x.csv", axis, "csv") == 6
+    a, b = load_dataset(tmp_path / "x.npz"), load_dataset(tmp_path / "x.csv")
+    assert a.class_names == b.class_names == ("A", "B") and str(a.axis) == "500:2000:751"
+    np.testing.assert_allclose(a.X, b.X, rtol=1e-5)
+
+
+def test_history_and_export_commands(tmp_path, shipped_bundle):
+    store = RecordStore(tmp_path / "r.db")
+    x = shipped_bundle.axis.values
+    for i in range(3):
+        rec = sample(i, shipped_bundle.class_names[i])
+        rec.shift, rec.intensity = x, np.cos(x / 40) + i
+        store.add(rec)
+    r = subprocess.run([str(BIN / "raman-device"), "history", "--db", str(tmp_path / "r.db"), "--limit", "2"],
+                       capture_output=True, text=True)
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert r.returncode == 0 and [row["id"] for row in rows] == [3, 2] and rows[0]["time"].startswith("2026")
+    r = subprocess.run([str(BIN / "raman-device"), "export", "--db", str(tmp_path / "r.db"), "--model",
+                        str(shipped_bundle.path), "--format", "npz", "--out", str(tmp_path / "e.npz"),
+                        "--since", "2026-09-21T12:00"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and load_dataset(tmp_path / "e.npz").X.shape[1] == shipped_bundle.axis.points
+    r = subprocess.run([str(BIN / "raman-device"), "history", "--db", str(tmp_path / "none.db")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no record at" in r.stderr
+    r = subprocess.run([str(BIN / "raman-device"), "history", "--db", str(tmp_path / "r.db"), "--since", "yesterday"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "ISO" not in r.stderr and "expected a date" in r.stderr
