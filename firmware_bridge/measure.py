@@ -7,12 +7,13 @@ from .calibration import Measurement, raman_shift
 from .drivers import Spectrometer
 
 
-def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True) -> Measurement:
+def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
     """Acquire one spectrum and calibrate it.
 
-    With a laser line (OBP lamp enable) and ``dark_frame``, a dark spectrum is taken first with the
-    laser off at the same integration time and subtracted; the laser is switched off again on every
-    path, errors included. Inverted detectors (TCD1304) are inverted against their shielded dark
+    With a laser switch (the device's own laser line, such as OBP lamp enable, or else ``laser``, a
+    callable taking True/False, e.g. a GPIO output) and ``dark_frame``, a dark spectrum is taken first
+    with the laser off at the same integration time and subtracted; the laser is switched off again on
+    every path, errors included. Inverted detectors (TCD1304) are inverted against their shielded dark
     elements. Pixels are put in order of increasing Raman shift.
 
     Parameters
@@ -25,19 +26,20 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
         Take and subtract a dark frame where the device can gate its laser.
     """
     dark = None
-    if spectrometer.has_laser:
+    switch = spectrometer.set_laser if spectrometer.has_laser else laser
+    if switch is not None:
         try:
             if dark_frame:
-                spectrometer.set_laser(False)
+                switch(False)
                 dark, _ = spectrometer.acquire()
-            spectrometer.set_laser(True)
+            switch(True)
             counts, meta = spectrometer.acquire()
         finally:
-            spectrometer.set_laser(False)
+            switch(False)
     else:
         counts, meta = spectrometer.acquire()
     if meta.get("inverted"):
-        intensity = meta["dark_reference"] - counts
+        intensity = meta["dark_reference"] - counts if dark is None else dark - counts
     elif dark is not None:
         intensity = counts - dark
     else:

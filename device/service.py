@@ -1,0 +1,186 @@
+"""The measurement service: one spectrometer, one model, one record; triggers call :meth:`Service.measure`.
+
+A measurement: laser on, acquire (with a dark frame where the laser can be gated), laser off on every
+path, calibrate, classify, decide (a verdict below the configured confidence is ``uncertain``), record
+durably, and only then reply. Measurements are serialised: a trigger while one runs is answered
+``busy``. At start the model is verified and checked on its own example spectra; if they do not come
+back with their expected labels, the service stays up but refuses to report verdicts, and says why.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from firmware_bridge.drivers import DRIVERS
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.measure import measure
+
+from .bundle import load_bundle
+from .classifier import Classifier
+from .config import Config
+from .errors import RamanEdgeError
+from .readers import read_spectra
+from .record import Record, RecordError, RecordStore
+from .spectrum import Spectrum
+
+RECORD_FILE = "record.db"
+
+
+class Service:
+    """Everything a trigger needs, for one configuration.
+
+    Parameters
+    ----------
+    config : Config
+    laser : callable, optional
+        ``laser(True/False)`` for a spectrometer without its own laser line (a GPIO output).
+    indicate : callable, optional
+        ``indicate(reply)`` after each measurement (status LEDs, buzzer).
+    """
+
+    def __init__(self, config: Config, laser=None, indicate=None):
+        self.config = config
+        self.laser = laser
+        self.indicate = indicate
+        self._lock = threading.Lock()
+        self._spectrometer = None
+        self.spectrometer_error = None
+        self.counts = {"measurements": 0, "errors": 0, "busy": 0}
+        self.bundle = load_bundle(config.model.bundle)
+        self.classifier = Classifier(self.bundle, config.model.backend)
+        self.self_test = self._self_test()
+        self.store = RecordStore(config.data_directory / RECORD_FILE)
+        self.started = time.time()
+
+    def _self_test(self) -> dict:
+        """Classify the bundle's example spectra; every expected label must come back."""
+        failures = []
+        for path, label in self.bundle.examples:
+            try:
+                got = self.classifier.classify(read_spectra(path)[0]).label
+            except RamanEdgeError as exc:
+                got = f"error: {exc}"
+            if got != label:
+                failures.append(f"{path.name}: expected {label}, got {got}")
+        passed = bool(self.bundle.examples) and not failures
+        reason = None if passed else ("the bundle has no example spectra to check it with" if not self.bundle.examples
+                                      else "; ".join(failures))
+        return {"passed": passed, "examples": len(self.bundle.examples), "reason": reason}
+
+    # -- spectrometer ---------------------------------------------------------------------------
+    def spectrometer(self):
+        """The open driver, opened on first use; raises BridgeError while it is missing."""
+        if self._spectrometer is None:
+            s = self.config.spectrometer
+            kwargs = {}
+            if s.coefficients is not None:
+                kwargs["coefficients"] = s.coefficients
+            if s.baud is not None:
+                kwargs["baud"] = s.baud
+            if s.protocol == "tcd1304":
+                kwargs["firmware"] = s.firmware
+            driver = DRIVERS[s.protocol](s.port, **kwargs)
+            try:
+                driver.open()
+                if s.protocol != "groupgets":
+                    driver.set_integration_time(s.integration_s)
+                driver.set_averages(s.averages)
+            except BridgeError as exc:
+                self.spectrometer_error = str(exc)
+                driver.close()
+                raise
+            self._spectrometer, self.spectrometer_error = driver, None
+        return self._spectrometer
+
+    def _laser(self, on: bool) -> None:
+        if self.laser is not None:
+            self.laser(on)
+
+    # -- commands ---------------------------------------------------------------------------------
+    def measure(self, trigger: str) -> dict:
+        """One measurement, start to record; the reply says ok, the verdict, or what went wrong."""
+        if not self._lock.acquire(blocking=False):
+            self.counts["busy"] += 1
+            return {"ok": False, "busy": True, "error": "busy: a measurement is running"}
+        try:
+            return self._measure(trigger)
+        finally:
+            self._lock.release()
+
+    def _measure(self, trigger: str) -> dict:
+        if not self.self_test["passed"]:
+            return {"ok": False, "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
+        s = self.config.spectrometer
+        rec = Record(trigger=trigger, device={"protocol": s.protocol, "port": s.port, "laser_nm": s.laser_nm,
+                                              "integration_s": s.integration_s, "averages": s.averages},
+                     model=self.bundle.model_id,
+                     model_files={k: v["sha256"] for k, v in self.bundle.card["files"].items()})
+        try:
+            spectrometer = self.spectrometer()
+            try:
+                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser if not spectrometer.has_laser else None)
+            finally:
+                self._laser(False)  # whatever happened, the laser is off
+            rec.device.update(m.meta)
+            rec.raw, rec.shift, rec.intensity = m.raw, m.shift, m.intensity
+            prediction = self.classifier.classify(Spectrum.from_measurement(m))
+        except (BridgeError, RamanEdgeError) as exc:
+            if isinstance(exc, BridgeError):
+                self.spectrometer_error = str(exc)
+            rec.error = f"{type(exc).__name__}: {exc}"
+            return self._finish(rec, {"ok": False, "error": str(exc)})
+        self.spectrometer_error = None
+        rec.probabilities = prediction.probabilities
+        rec.confidence = prediction.confidence
+        rec.verdict = prediction.label if prediction.confidence >= self.config.model.min_confidence else "uncertain"
+        return self._finish(rec, {"ok": True, "verdict": rec.verdict, "label": prediction.label,
+                                  "confidence": round(prediction.confidence, 6),
+                                  "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
+                                  "model": self.bundle.model_id})
+
+    def _finish(self, rec: Record, reply: dict) -> dict:
+        """Record first; a verdict that cannot be recorded is not reported."""
+        try:
+            reply["id"] = self.store.add(rec)
+        except RecordError as exc:
+            self.counts["errors"] += 1
+            reply = {"ok": False, "error": str(exc)}
+        else:
+            self.counts["measurements" if reply["ok"] else "errors"] += 1
+        if self.indicate is not None:
+            self.indicate(reply)
+        return reply
+
+    def status(self) -> dict:
+        if not self.self_test["passed"]:
+            state = "self-test failed"
+        elif self._lock.locked():
+            state = "measuring"
+        elif self._spectrometer is None and self.spectrometer_error:
+            state = "no spectrometer"  # it could not be opened; the next trigger tries again
+        else:
+            state = "ready"
+        return {"state": state, "spectrometer": self.config.spectrometer.protocol,
+                "spectrometer_error": self.spectrometer_error, "model": self.bundle.model_id,
+                "self_test": self.self_test, "counts": dict(self.counts), "records": self.store.count(),
+                "uptime_s": round(time.time() - self.started, 1)}
+
+    def last(self) -> dict:
+        r = self.store.last()
+        if r is None:
+            return {"ok": False, "error": "no measurement recorded yet"}
+        return {"ok": True, "id": r.id, "time": r.time, "trigger": r.trigger, "verdict": r.verdict,
+                "confidence": r.confidence, "error": r.error, "model": r.model}
+
+    def model_info(self) -> dict:
+        b = self.bundle
+        return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
+                "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}
+
+    def close(self) -> None:
+        """Laser off, spectrometer closed, record closed."""
+        self._laser(False)
+        if self._spectrometer is not None:
+            self._spectrometer.close()
+            self._spectrometer = None
+        self.store.close()

@@ -1,0 +1,115 @@
+"""The measurement service against simulated spectrometers, and the control-port protocol."""
+import json
+import shutil
+import threading
+
+import pytest
+
+from device.config import parse_config
+from device.control import COMMANDS, LineReader, dispatch, reply
+from device.service import RECORD_FILE, Service
+
+
+def config(tmp_path, bundle, port, protocol="obp", extra=""):
+    text = f"""
+[spectrometer]
+protocol = "{protocol}"
+port = "{port}"
+laser_nm = 785.0
+integration_s = 0.05
+averages = 2
+{extra}
+[model]
+bundle = "{bundle}"
+min_confidence = 0.8
+[data]
+directory = "{tmp_path / 'data'}"
+"""
+    return parse_config(text)
+
+
+def test_measure_records_and_replies(tmp_path, shipped_bundle):
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=2"))
+    assert svc.self_test == {"passed": True, "examples": 12, "reason": None}
+    r = svc.measure("command")
+    assert r["ok"] and r["id"] == 1 and r["model"] == shipped_bundle.model_id
+    assert r["verdict"] in shipped_bundle.class_names + ("uncertain",)
+    assert (r["verdict"] == "uncertain") == (r["confidence"] < 0.8)
+    row = svc.store.last()
+    assert row.trigger == "command" and row.raw.shape == (1024,) and row.shift.shape == (1024,)
+    assert row.device["serial"] == "STS04211" and row.device["dark_subtracted"] is True
+    assert row.model_files["model.npz"] == shipped_bundle.card["files"]["model.npz"]["sha256"]
+    assert svc._spectrometer.port.line.device.laser_on is False
+    assert svc.status()["state"] == "ready" and svc.status()["records"] == 1
+    svc.close()
+    assert (tmp_path / "data" / RECORD_FILE).is_file()
+
+
+def test_busy_while_measuring(tmp_path, shipped_bundle):
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?seed=1"))  # paced: takes real time
+    first = {}
+    t = threading.Thread(target=lambda: first.update(svc.measure("button")))
+    t.start()
+    while not svc._lock.locked():
+        pass
+    assert svc.measure("control-port") == {"ok": False, "busy": True, "error": "busy: a measurement is running"}
+    assert svc.status()["state"] == "measuring"
+    t.join()
+    assert first["ok"] and svc.counts["busy"] == 1 and svc.store.count() == 1
+    svc.close()
+
+
+def test_missing_spectrometer_is_reported_and_recorded(tmp_path, shipped_bundle):
+    svc = Service(config(tmp_path, shipped_bundle.path, "/dev/ttyNOSUCH"))
+    r = svc.measure("button")
+    assert not r["ok"] and "cannot open /dev/ttyNOSUCH" in r["error"]
+    assert svc.status()["state"] == "no spectrometer"
+    row = svc.store.last()
+    assert row.verdict is None and row.error.startswith("PortGoneError")
+    svc.close()
+
+
+def test_self_test_failure_refuses_verdicts(tmp_path, shipped_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle.path, bundle)
+    card = json.loads((bundle / "model.json").read_text())
+    first = card["examples"][0]
+    first["label"] = "Oxamyl_present" if first["label"] == "No_pest_present" else "No_pest_present"
+    (bundle / "model.json").write_text(json.dumps(card))
+    svc = Service(config(tmp_path, bundle, "sim://obp?paced=0"))
+    assert not svc.self_test["passed"] and "expected" in svc.self_test["reason"]
+    r = svc.measure("button")
+    assert not r["ok"] and "self-test" in r["error"] and svc.status()["state"] == "self-test failed"
+    svc.close()
+
+
+def test_gpio_laser_is_off_after_success_and_error(tmp_path, shipped_bundle):
+    states = []
+    cfg = config(tmp_path, shipped_bundle.path, "sim://tcd1304?paced=0", "tcd1304",
+                 "coefficients = [772.5, 0.086, -2.1e-6]")
+    svc = Service(cfg, laser=states.append)
+    assert svc.measure("button")["ok"]
+    assert states[-1] is False and True in states
+    svc._spectrometer.port.line.vanish(10)  # the spectrometer disappears mid-use
+    r = svc.measure("button")
+    assert not r["ok"] and states[-1] is False
+    svc.close()
+
+
+def test_control_protocol(tmp_path, shipped_bundle):
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0"))
+    reader = LineReader()
+    lines = reader.feed(b"help\r\nSTATUS\nMODEL\nLAST\nfoo\nMEASURE now\n" + b"X" * 100 + b"\n\xff\n\n")
+    replies = [json.loads(reply(dispatch(text, svc) if text is not None else {"ok": False, "error": err}))
+               for text, err in lines]
+    assert replies[0]["commands"] == COMMANDS
+    assert replies[1]["state"] == "ready" and replies[2]["classes"] == list(shipped_bundle.class_names)
+    assert replies[3] == {"command": "LAST", "ok": False, "error": "no measurement recorded yet"}
+    assert "unknown command 'foo'" in replies[4]["error"] and "takes no arguments" in replies[5]["error"]
+    assert "longer than 64 bytes" in replies[6]["error"] and "not ASCII" in replies[7]["error"]
+    assert "empty line" in replies[8]["error"]
+    m = dispatch("measure", svc)
+    assert m["command"] == "MEASURE" and m["ok"] and dispatch("LAST", svc)["id"] == m["id"]
+    assert svc.store.count() == 1  # only the real MEASURE made a record
+    assert reader.feed(b"STAT") == [] and reader.feed(b"US\n") == [("STATUS", None)]
+    svc.close()
