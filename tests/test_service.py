@@ -3,7 +3,6 @@ import json
 import shutil
 import threading
 
-import pytest
 
 from device.config import parse_config
 from device.control import COMMANDS, LineReader, dispatch, reply
