@@ -119,6 +119,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    """Run the measurement service until SIGTERM."""
+    from .config import load_config
+    from .runner import Runner
+
+    return Runner(load_config(args.config), log=lambda msg: print(msg, flush=True)).run()
+
+
+def cmd_measure(args) -> int:
+    """Send a command to the running service and print its reply."""
+    from .config import load_config
+    from .runner import SOCKET_FILE, send_command
+
+    path = Path(args.socket) if args.socket else load_config(args.config).data_directory / SOCKET_FILE
+    try:
+        answer = send_command(path, args.command)
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise RamanEdgeError(f"no service is listening at {path}; is raman-device run going?") from None
+    except OSError as exc:
+        raise RamanEdgeError(f"cannot talk to the service at {path}: {exc}") from None
+    print(json.dumps(answer))
+    return 0 if answer.get("ok") else 1
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
@@ -140,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="verify a model bundle and show what it is")
     i.add_argument("--model", required=True, help="model bundle directory")
     i.set_defaults(func=cmd_info)
+    r = sub.add_parser("run", help="run the measurement service (triggers: control port, button, local socket)")
+    r.add_argument("--config", required=True, help="configuration file (TOML)")
+    r.set_defaults(func=cmd_run)
+    m = sub.add_parser("measure", help="ask the running service to measure (or STATUS, LAST, MODEL)")
+    where = m.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the service's configuration file (to find its socket)")
+    where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
+    m.add_argument("--command", default="MEASURE", choices=("MEASURE", "STATUS", "LAST", "MODEL", "HELP"))
+    m.set_defaults(func=cmd_measure)
     h = sub.add_parser("history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)

@@ -177,6 +177,11 @@ class Service:
         return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
                 "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}
 
+    def shutdown(self) -> None:
+        """Wait for a running measurement to finish, then :meth:`close`."""
+        with self._lock:
+            self.close()
+
     def close(self) -> None:
         """Laser off, spectrometer closed, record closed."""
         self._laser(False)

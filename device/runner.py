@@ -1,0 +1,213 @@
+"""``raman-device run``: the service with its triggers, outputs and systemd integration.
+
+Triggers: the control port (serial line protocol of :mod:`device.control`), a local Unix socket with
+the same protocol (``raman-device measure`` uses it), and a GPIO push button (gpiozero). Verdicts are
+logged on stdout (journald under systemd). With ``NOTIFY_SOCKET`` set, readiness, status and watchdog
+pings are sent with the standard ``sd_notify`` datagram. SIGTERM lets a running measurement finish,
+switches the laser off and closes the spectrometer and the record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+from .config import Config
+from .control import LineReader, dispatch, reply
+from .service import Service
+
+SOCKET_FILE = "control.sock"
+
+
+def sd_notify(message: str) -> bool:
+    """Send ``message`` (e.g. ``READY=1``) to systemd if it is listening; True if sent."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(message.encode(), address)
+        return True
+    except OSError:
+        return False
+
+
+def watchdog_interval() -> float | None:
+    """Half the watchdog period systemd asks for, in seconds, or None."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+        return None
+    return int(usec) / 2e6
+
+
+class Runner:
+    """The running service: triggers feeding one :class:`Service`, until :meth:`stop`."""
+
+    def __init__(self, config: Config, log=print):
+        self.config = config
+        self.log = log
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._gpio = []
+        laser = self._gpio_output(config.outputs.laser_pin)
+        self._leds = (self._gpio_output(config.outputs.led_ok_pin), self._gpio_output(config.outputs.led_alert_pin),
+                      self._gpio_output(config.outputs.buzzer_pin))
+        self.service = Service(config, laser=(lambda on: laser.on() if on else laser.off()) if laser else None,
+                               indicate=self._indicate)
+
+    # -- GPIO ---------------------------------------------------------------------------------
+    def _gpio_output(self, pin):
+        if pin is None:
+            return None
+        from gpiozero import OutputDevice
+
+        device = OutputDevice(pin, initial_value=False)
+        self._gpio.append(device)
+        return device
+
+    def _indicate(self, result: dict) -> None:
+        ok_led, alert_led, buzzer = self._leds
+        good = result.get("ok") and result.get("verdict") not in (None, "uncertain")
+        for device, on in ((ok_led, good), (alert_led, not good)):
+            if device is not None:
+                device.on() if on else device.off()
+        if buzzer is not None and not good:
+            buzzer.blink(on_time=0.1, off_time=0.1, n=2)
+        if result.get("ok"):
+            self.log(f"measurement {result.get('id')}: {result['verdict']} ({result['confidence']:.3f}, "
+                     f"{result['model']})")
+        elif not result.get("busy"):
+            self.log(f"measurement failed: {result.get('error')}")
+
+    def _button(self) -> None:
+        pin = self.config.triggers.button_pin
+        if pin is None:
+            return
+        from gpiozero import Button
+
+        button = Button(pin, pull_up=True, bounce_time=0.05)
+        button.when_pressed = lambda: self.service.measure("button")
+        self._gpio.append(button)
+
+    # -- line-protocol triggers -----------------------------------------------------------------
+    def _serve_stream(self, read, write) -> None:
+        reader = LineReader()
+        while not self.stopping.is_set():
+            data = read()
+            if data is None:
+                return
+            for text, error in reader.feed(data):
+                answer = dispatch(text, self.service) if text is not None else {"ok": False, "error": error}
+                write(reply(answer))
+
+    def _control_port(self) -> None:
+        port_name = self.config.triggers.control_port
+        if port_name is None:
+            return
+        import serial
+
+        port = serial.serial_for_url(port_name, baudrate=self.config.triggers.control_baud, timeout=0.2)
+
+        def read():
+            try:
+                return port.read(256)
+            except serial.SerialException as exc:
+                self.log(f"control port {port_name} failed: {exc}")
+                return None
+
+        self._start(lambda: self._serve_stream(read, port.write), "control port")
+
+    def socket_path(self) -> Path:
+        return self.config.data_directory / SOCKET_FILE
+
+    def _local_socket(self) -> None:
+        path = self.socket_path()
+        path.unlink(missing_ok=True)
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(path))
+        os.chmod(path, 0o660)
+        server.listen(4)
+        server.settimeout(0.2)
+
+        def accept():
+            while not self.stopping.is_set():
+                try:
+                    conn, _ = server.accept()
+                except socket.timeout:
+                    continue
+                conn.settimeout(0.2)
+
+                def read(c=conn):
+                    try:
+                        return c.recv(256) or None
+                    except socket.timeout:
+                        return b""
+
+                threading.Thread(target=lambda c=conn: (self._serve_stream(read, c.sendall), c.close()),
+                                 daemon=True).start()
+            server.close()
+            path.unlink(missing_ok=True)
+
+        self._start(accept, "local socket")
+
+    def _start(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        self._control_port()
+        self._local_socket()
+        self._button()
+        try:
+            self.service.spectrometer()
+        except Exception as exc:  # noqa: BLE001 - reported, retried on the next trigger
+            self.log(f"spectrometer not available yet: {exc}")
+        status = self.service.status()
+        self.log(f"ready: {status['state']}; model {status['model']}; self-test "
+                 f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}")
+        sd_notify(f"READY=1\nSTATUS={status['state']}")
+        interval = watchdog_interval()
+        last_ping = 0.0
+        while not self.stopping.wait(0.2):
+            if interval is not None and time.monotonic() - last_ping >= interval:
+                sd_notify("WATCHDOG=1")
+                last_ping = time.monotonic()
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Let a running measurement finish, then laser off and everything closed."""
+        self.stopping.set()
+        sd_notify("STOPPING=1")
+        for t in self._threads:  # triggers stop taking commands (the socket file goes with its thread)
+            t.join(timeout=2)
+        self.service.shutdown()  # waits for a measurement in progress
+        for device in self._gpio:
+            device.close()
+        self.log("stopped")
+
+
+def send_command(path, command: str, timeout: float = 120.0) -> dict:
+    """Send one command to a running service's local socket and return its JSON reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(command.encode("ascii") + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)

@@ -1,0 +1,129 @@
+"""raman-device run: the service process with its control port on a pty, its socket, and a mock button."""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import tty
+from pathlib import Path
+
+from device.config import parse_config
+from device.record import RecordStore
+
+BIN = Path(sys.executable).parent
+
+
+def write_config(tmp_path, bundle, spectrometer_port, control_port=None, extra=""):
+    text = f"""
+[spectrometer]
+protocol = "obp"
+port = "{spectrometer_port}"
+laser_nm = 785.0
+integration_s = 0.2
+averages = 1
+[model]
+bundle = "{bundle}"
+[triggers]
+{f'control_port = "{control_port}"' if control_port else ''}
+{extra}
+[data]
+directory = "{tmp_path / 'data'}"
+"""
+    path = tmp_path / "raman-edge.toml"
+    path.write_text(text)
+    return path
+
+
+def read_lines(fd, n, timeout=30.0):
+    data, deadline = b"", time.monotonic() + timeout
+    while data.count(b"\n") < n and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            data += os.read(fd, 65536)
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_service_process_end_to_end(tmp_path, shipped_bundle):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?seed=3", os.ttyname(slave))
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        while line and not line.startswith("ready:"):
+            line = proc.stdout.readline()
+        assert line.startswith("ready: ready") and "self-test passed" in line
+        os.write(master, b"STATUS\nMEASURE\n")
+        status, first = read_lines(master, 2)
+        assert status["command"] == "STATUS" and status["state"] == "ready"
+        assert first["command"] == "MEASURE" and first["ok"], first
+        # Two triggers at once: the control port and the local command; one of them is told busy.
+        os.write(master, b"MEASURE\n")
+        local = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
+                               text=True)
+        (second,) = read_lines(master, 1)
+        answers = [second, json.loads(local.stdout)]
+        assert sum(a.get("busy", False) for a in answers) == 1 and sum(a.get("ok", False) for a in answers) == 1
+        os.write(master, b"LAST\nbogus\n")
+        last, bogus = read_lines(master, 2)
+        assert last["id"] == 2 and "unknown command" in bogus["error"]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
+        assert "measurement 1:" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)
+    store = RecordStore(tmp_path / "data" / "record.db")
+    assert store.count() == 2 and store.integrity_ok()
+    assert not (tmp_path / "data" / "control.sock").exists()
+
+
+def test_measure_command_without_a_service(tmp_path, shipped_bundle):
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp")
+    r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2 and "no service is listening" in r.stderr
+
+
+def test_bad_config_is_reported_before_anything_starts(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[spectrometer]\nprotocol = "nope"\n')
+    r = subprocess.run([str(BIN / "raman-device"), "run", "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2 and "spectrometer.protocol: must be one of" in r.stderr and "model.bundle: missing" in r.stderr
+
+
+def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    from device.runner import Runner
+
+    Device.pin_factory = MockFactory()
+    try:
+        cfg = parse_config(write_config(tmp_path, shipped_bundle.path, "sim://tcd1304?paced=0",
+                                        extra="button_pin = 17").read_text()
+                           .replace('protocol = "obp"', 'protocol = "tcd1304"\ncoefficients = [772.5, 0.086, -2.1e-6]')
+                           .replace("[data]", "[outputs]\nlaser_pin = 24\nled_ok_pin = 22\nled_alert_pin = 27\n[data]"))
+        messages = []
+        runner = Runner(cfg, log=messages.append)
+        runner._button()
+        button = Device.pin_factory.pin(17)
+        button.drive_low()
+        deadline = time.monotonic() + 20
+        while runner.service.store.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        button.drive_high()
+        record = runner.service.store.last()
+        assert record is not None and record.trigger == "button"
+        assert Device.pin_factory.pin(24).state in (0, False)  # laser off afterwards
+        lit = Device.pin_factory.pin(22).state, Device.pin_factory.pin(27).state
+        assert sorted(bool(v) for v in lit) == [False, True]  # exactly one status LED on
+        assert any(m.startswith("measurement") for m in messages)
+        runner.stop()
+    finally:
+        Device.pin_factory.close()
+        Device.pin_factory = None
