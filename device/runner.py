@@ -41,7 +41,8 @@ def sd_notify(message: str) -> bool:
 def watchdog_interval() -> float | None:
     """Half the watchdog period systemd asks for, in seconds, or None."""
     usec = os.environ.get("WATCHDOG_USEC")
-    if not usec or os.environ.get("WATCHDOG_PID", str(os.getpid())) != str(os.getpid()):
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):  # the watchdog is meant for another process
         return None
     return int(usec) / 2e6
 

@@ -127,3 +127,31 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
     finally:
         Device.pin_factory.close()
         Device.pin_factory = None
+
+
+def test_systemd_notifications(tmp_path, shipped_bundle):
+    import socket
+
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
+    sock_path = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="400000")
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        messages = [listener.recv(1024).decode() for _ in range(3)]
+        assert messages[0].startswith("READY=1\nSTATUS=ready")
+        assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        proc.send_signal(signal.SIGTERM)
+        while True:
+            m = listener.recv(1024).decode()
+            if m != "WATCHDOG=1":
+                break
+        assert m == "STOPPING=1"
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        listener.close()
