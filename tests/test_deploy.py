@@ -1,0 +1,39 @@
+"""The shipped systemd unit passes systemd's own checks, and its exposure stays low."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "deploy" / "raman-edge.service"
+
+
+def rendered(tmp_path) -> Path:
+    """The unit with ExecStart pointing at this environment's raman-device (verify checks it exists)."""
+    exe = Path(sys.executable).parent / "raman-device"
+    unit = tmp_path / "raman-edge.service"
+    unit.write_text(UNIT.read_text().replace("/opt/raman-edge/venv/bin/raman-device", str(exe)))
+    return unit
+
+
+def test_unit_verifies(tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze is needed (Debian package systemd)"
+    r = subprocess.run(["systemd-analyze", "verify", str(rendered(tmp_path))], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
+
+
+def test_unit_exposure_is_low(tmp_path):
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(rendered(tmp_path))],
+                       capture_output=True, text=True)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout).group(1))
+    assert score <= 1.0, r.stdout
+
+
+def test_unit_essentials():
+    text = UNIT.read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=raman-edge",
+                 "SupplementaryGroups=dialout gpio", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "StateDirectory=raman-edge", "PrivateTmp=yes",
+                 "ExecStart=/opt/raman-edge/venv/bin/raman-device run --config /etc/raman-edge/raman-edge.toml"):
+        assert line in text, line
