@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 
-.PHONY: demo test bench bench-protocol models clean
+.PHONY: demo test bench bench-protocol bench-service models clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(VENV)/.installed-device,train,test
 # The published 10 x 15-fold protocol: vectorised engine against the naive Keras loop.
 bench-protocol: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_protocol.py
+
+# The measurement service: trigger-to-verdict overhead, idle memory and CPU.
+bench-service: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_service.py
 
 # Rebuild the shipped model from the SERS pesticide data set (recipe and timing in the model card).
 models: $(VENV)/.installed-device,train,test

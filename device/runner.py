@@ -117,7 +117,8 @@ class Runner:
 
         def read():
             try:
-                return port.read(256)
+                data = port.read(1)  # returns at the first byte (or after the 0.2 s timeout)
+                return data + port.read(port.in_waiting) if data else data
             except serial.SerialException as exc:
                 self.log(f"control port {port_name} failed: {exc}")
                 return None
