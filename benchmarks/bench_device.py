@@ -39,6 +39,8 @@ def naive_probabilities(shift, intensity, bundle) -> np.ndarray:
 
     x = bundle.axis.values
     y = np.interp(x, shift, intensity)
+    if bundle.normalisation == "snv":
+        y = (y - y.mean()) / y.std()
     mu, sd = y.mean(), y.std()
     q1, q3 = np.percentile(y, [25, 75])
     g = np.gradient(y, bundle.axis.step)
@@ -82,7 +84,7 @@ def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
     return ModelBundle(path=bundle.path, card={}, name="paper-axis", model_id="paper-axis", class_names=bundle.class_names,
                        axis=axis, prominence=bundle.prominence,
                        standardizer=Standardizer(rng.normal(0, 1, width), rng.uniform(0.5, 2, width)),
-                       layers=layers, leaky_slope=0.3)
+                       layers=layers, leaky_slope=0.3, normalisation=bundle.normalisation)
 
 
 def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
@@ -199,12 +201,12 @@ def main() -> int:
     for name, wall, rss in cold_start_rows(bundle, bundle.examples[0][0], runs):
         print(f"| {name} | {wall * 1000:.0f} ms | {rss:.0f} MB |")
     print()
-    print("## Analytic FLOP per spectrum\n\n| model axis | resample | features | standardise | network | total |")
-    print("|---|---|---|---|---|---|")
+    print("## Analytic FLOP per spectrum\n\n| model axis | resample | normalise | features | standardise | network | total |")
+    print("|---|---|---|---|---|---|---|")
     for label, b in ((f"shipped, {bundle.axis.points} points", bundle), (f"published, {paper.axis.points} points", paper)):
-        f = flop_count(b.axis, b.layers)
-        print(f"| {label} | {f['resample']:,} | {f['features']:,} | {f['standardise']:,} | {f['network']:,} | "
-              f"{f['total']:,} |")
+        f = flop_count(b.axis, b.layers, b.normalisation)
+        print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f['features']:,} | {f['standardise']:,} | "
+              f"{f['network']:,} | {f['total']:,} |")
     return 0
 
 

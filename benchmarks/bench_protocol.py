@@ -43,7 +43,7 @@ def main() -> int:
     result = run(ds, Settings(folds=folds, repeats=repeats, hp=hp), log=lambda m: None)
     vec = time.perf_counter() - t
 
-    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE)
+    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, "snv")  # as the vectorised run (Settings default)
     t = time.perf_counter()
     fits = 0
     for r in range(args.naive_repeats):

@@ -4,7 +4,8 @@ Layout::
 
     BUNDLE/
       model.json     model card: provenance, classes, axis, metrics, and the SHA-256 of every file
-      model.npz      pure NumPy: everything the NumPy backend needs (loaded with allow_pickle=False)
+      model.npz      pure NumPy: everything the NumPy backend needs (loaded with allow_pickle=False);
+                     a bundle without a "normalisation" entry uses none
       model.tflite   the same network for a TFLite runtime
       examples/...   optional example spectra with their expected labels (listed in the card)
 
@@ -26,7 +27,7 @@ import numpy as np
 from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
-from .inputs import Standardizer
+from .inputs import NORMALISATIONS, Standardizer
 from .network import ACTIVATIONS, Dense
 from .spectrum import Axis
 
@@ -55,6 +56,8 @@ class ModelBundle:
     axis : Axis
     prominence : float
         Peak threshold of the features, fraction of each spectrum's range.
+    normalisation : str
+        Per-spectrum normalisation applied before the features (``none`` or ``snv``).
     standardizer : Standardizer
         Input statistics of the training data, shape (points + 22,) each.
     layers : tuple of Dense
@@ -71,6 +74,7 @@ class ModelBundle:
     standardizer: Standardizer
     layers: tuple
     leaky_slope: float
+    normalisation: str = "none"
 
     @property
     def input_size(self) -> int:
@@ -172,6 +176,9 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
         name = str(arrays["name"])
         prominence = float(arrays["prominence"])
         slope = float(arrays["leaky_slope"])
+        normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
+        if normalisation not in NORMALISATIONS:
+            raise _fail(path, f"unknown normalisation {normalisation!r}", "use the raman-edge release that wrote it")
     except KeyError as exc:
         raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -189,12 +196,12 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=prominence, standardizer=std, layers=tuple(layers),
-                       leaky_slope=slope)
+                       leaky_slope=slope, normalisation=normalisation)
 
 
 def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float, standardizer: Standardizer,
                  layers, leaky_slope: float, tflite: bytes, card: dict,
-                 examples: list[tuple[str, bytes, str]] = ()) -> ModelBundle:
+                 examples: list[tuple[str, bytes, str]] = (), normalisation: str = "none") -> ModelBundle:
     """Write a bundle directory, then load it back through :func:`load_bundle`.
 
     Parameters
@@ -208,6 +215,8 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float,
     prominence : float
     standardizer : Standardizer
     layers : sequence of Dense
+    normalisation : str
+        Per-spectrum normalisation, one of :data:`device.inputs.NORMALISATIONS`.
     leaky_slope : float
     tflite : bytes
         The TFLite flatbuffer of the same network.
@@ -228,7 +237,7 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float,
         "axis_start": np.array(axis.start), "axis_stop": np.array(axis.stop), "axis_points": np.array(axis.points),
         "scaler_mean": np.asarray(standardizer.mean, np.float64),
         "scaler_scale": np.asarray(standardizer.scale, np.float64),
-        "leaky_slope": np.array(float(leaky_slope)),
+        "leaky_slope": np.array(float(leaky_slope)), "normalisation": np.array(normalisation),
         "layer_activations": np.array([layer.activation for layer in layers]),
     }
     for i, layer in enumerate(layers):

@@ -74,7 +74,7 @@ class Classifier:
     def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
         """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
         b = self.bundle
-        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence)))
+        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation)))
 
     def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:
         """Class probabilities (n, C) for spectra on any axis that covers the model's."""

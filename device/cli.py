@@ -70,7 +70,7 @@ def cmd_info(args) -> int:
 
     b = load_bundle(args.model)
     out = {"id": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
-           "inputs": b.input_size, "flop_per_spectrum": flop_count(b.axis, b.layers)["total"],
+           "inputs": b.input_size, "normalisation": b.normalisation, "flop_per_spectrum": flop_count(b.axis, b.layers, b.normalisation)["total"],
            "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))
     return 0

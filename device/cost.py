@@ -19,13 +19,17 @@ PEAK_FLOP_PER_CANDIDATE = 10
 RESAMPLE_FLOP_PER_POINT = 3
 
 
-def flop_count(axis, layers) -> dict:
-    """FLOP per spectrum, by stage, for a model axis and its dense layers.
+#: Standard normal variate: mean, centring, squares and their sum, division.
+SNV_FLOP_PER_POINT = 5
+
+
+def flop_count(axis, layers, normalisation: str = "none") -> dict:
+    """FLOP per spectrum, by stage, for a model axis, its dense layers and its normalisation.
 
     Returns
     -------
     dict
-        ``resample``, ``features`` (an upper bound: it assumes the most peak candidates possible),
+        ``resample``, ``normalise``, ``features`` (an upper bound: it assumes the most peak candidates possible),
         ``standardise``, ``network`` and ``total``.
     """
     points = axis.points
@@ -40,6 +44,7 @@ def flop_count(axis, layers) -> dict:
             network += 4 * units  # max-subtract, exp, sum, divide
     stages = {
         "resample": RESAMPLE_FLOP_PER_POINT * points,
+        "normalise": SNV_FLOP_PER_POINT * points if normalisation == "snv" else 0,
         "features": FEATURE_FLOP_PER_POINT * points + PEAK_FLOP_PER_CANDIDATE * ((points - 1) // 2) + 40,
         "standardise": 2 * width,
         "network": network,

@@ -9,7 +9,27 @@ from .features import engineered_features
 from .spectrum import Axis
 
 
-def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float) -> np.ndarray:
+#: Per-spectrum intensity normalisations a bundle may use: ``none`` (the published method's raw
+#: intensities) or ``snv`` (standard normal variate: each spectrum minus its mean, divided by its
+#: standard deviation), which makes the model indifferent to gain, laser power, integration time and a
+#: constant baseline offset.
+NORMALISATIONS = ("none", "snv")
+
+
+def normalise(Y: np.ndarray, method: str) -> np.ndarray:
+    """Apply a per-spectrum normalisation to ``Y`` (n, points); a flat spectrum becomes zeros under SNV."""
+    Y = np.asarray(Y, dtype=np.float64)
+    if method == "none":
+        return Y
+    if method == "snv":
+        Y = np.atleast_2d(Y)
+        centred = Y - Y.mean(axis=1, keepdims=True)
+        sd = centred.std(axis=1, keepdims=True)
+        return centred / np.where(sd > 0, sd, 1.0)
+    raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALISATIONS)}")
+
+
+def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, normalisation: str = "none") -> np.ndarray:
     """Unscaled model inputs for spectra on ``axis``.
 
     Parameters
@@ -18,14 +38,16 @@ def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float) -> np.ndarray:
     axis : Axis
     prominence : float
         Peak threshold of the features (fraction of each spectrum's range).
+    normalisation : str
+        One of :data:`NORMALISATIONS`, applied to each spectrum before anything else.
 
     Returns
     -------
     ndarray, shape (n, points + 22)
-        The intensities, then the features in :data:`device.features.FEATURE_NAMES` order.
+        The (normalised) intensities, then the features in :data:`device.features.FEATURE_NAMES` order.
     """
+    Y = normalise(np.atleast_2d(np.asarray(Y, dtype=np.float64)), normalisation)
     F = engineered_features(Y, axis, prominence)
-    Y = np.asarray(Y, dtype=np.float64).reshape(F.shape[0], -1)
     return np.concatenate((Y, F), axis=1)
 
 

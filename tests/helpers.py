@@ -10,7 +10,7 @@ from device.network import Dense
 from device.spectrum import Axis
 
 
-def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0, examples=()):
+def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
     """Write a bundle of the compact network's shape with random weights (TFLite via the trainer)."""
     from trainer.export import tflite_bytes
 
@@ -23,4 +23,4 @@ def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0,
     std = Standardizer(rng.normal(0, 1, width), rng.uniform(0.5, 2, width))
     return write_bundle(path, name="tiny", class_names=classes, axis=axis, prominence=0.05, standardizer=std,
                         layers=layers, leaky_slope=0.3, tflite=tflite_bytes(layers, 0.3, width),
-                        card={"description": "test bundle"}, examples=examples)
+                        card={"description": "test bundle"}, examples=examples, normalisation=normalisation)

@@ -47,7 +47,7 @@ def test_every_spectrum_tested_once_per_repeat_and_shuffles_differ(small, monkey
 
 
 def test_standardisation_sees_training_rows_only(small, monkeypatch):
-    R = raw_inputs(small.X, small.axis, 0.05)
+    R = raw_inputs(small.X, small.axis, 0.05, protocol.Settings().normalisation)
     fitted = []
     real = protocol.Standardizer.fit
     monkeypatch.setattr(protocol.Standardizer, "fit", classmethod(lambda cls, X: fitted.append(X) or real(X)))

@@ -21,7 +21,7 @@ def cmd_fit(args) -> int:
     fit_bundle(args.data, args.out, axis=Axis.parse(args.axis) if args.axis else None, hp=hp, seed=args.seed,
                tune_hp=args.tune, holdout=parse_holdout(args.holdout) if args.holdout else None,
                cv_folds=args.cv_folds, name=args.name, examples=args.examples, provenance=provenance,
-               chosen_by=args.chosen_by)
+               chosen_by=args.chosen_by, normalisation=args.normalise)
     return 0
 
 
@@ -58,7 +58,8 @@ def cmd_evaluate(args) -> int:
 
     hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
                          l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
-    settings = Settings(folds=args.folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine)
+    settings = Settings(folds=args.folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine,
+                        normalisation=args.normalise)
     ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
           f"{settings.repeats} x {settings.folds}-fold, {settings.engine} engine", flush=True)
@@ -66,6 +67,7 @@ def cmd_evaluate(args) -> int:
     data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
             "fingerprint_sha256": ds.fingerprint}
     sett = {"folds": settings.folds, "repeats": settings.repeats, "seed": settings.seed, "engine": settings.engine,
+            "normalisation": settings.normalisation,
             "hyperparameters": hp.as_dict(), "importance_band_width_cm-1": settings.band_width_cm,
             "importance_permutations": settings.permutations}
     write_report(args.report, result, sett, data, ds.class_names, ds.axis.values, ds.X.mean(axis=0))
@@ -83,6 +85,9 @@ def _training_options(p) -> None:
     p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
     p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--normalise", choices=("snv", "none"), default="snv",
+                   help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
+                        "offset) or none (raw intensities, as the published method)")
 
 
 def build_parser() -> argparse.ArgumentParser:

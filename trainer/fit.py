@@ -90,7 +90,7 @@ def _software() -> dict:
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
-               log=print):
+               normalisation: str = "snv", log=print):
     """Train the compact network on ``data`` and export a verified bundle to ``out``.
 
     Parameters
@@ -120,6 +120,9 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         Card fields describing the data: ``source``, ``licence``, ``attribution``, ``description``.
     chosen_by : str, optional
         How the hyperparameters were chosen, for the card, when they were not tuned here.
+    normalisation : str
+        Per-spectrum normalisation before the features: ``snv`` (default) or ``none`` (the published
+        method's raw intensities).
 
     Returns
     -------
@@ -134,7 +137,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         raise DatasetError(f"{data}: found {n_classes} class; a classifier needs at least two.")
     log(f"data: {ds.X.shape[0]} spectra, {n_classes} classes, axis {ds.axis} cm-1")
     example_files = _examples(Path(examples), ds.class_names) if examples else []
-    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE)
+    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, normalisation)
     metrics: dict = {}
     split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
     tuning = None
@@ -183,6 +186,9 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
                  "unit": "cm-1 (Raman shift)"},
         "preprocessing": {
             "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
+            "normalisation": {"snv": "standard normal variate per spectrum (minus its mean, over its standard "
+                                     "deviation), before the features",
+                              "none": "none: raw intensities, as the published method"}[normalisation],
             "inputs": f"{ds.axis.points} intensities followed by {len(FEATURE_NAMES)} engineered features",
             "features": list(FEATURE_NAMES),
             "peak_prominence": f"{DEFAULT_PROMINENCE} x (max - min) of each spectrum",
@@ -194,13 +200,13 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
                             "seed": seed, "chosen_by": chosen, **({"tuning": tuning} if tuning else {})},
         "metrics": metrics,
-        "flop_per_spectrum": flop_count(ds.axis, layers),
+        "flop_per_spectrum": flop_count(ds.axis, layers, normalisation),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "software": _software(),
     }
     bundle = write_bundle(out, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
                           standardizer=std, layers=layers, leaky_slope=hp.leaky_slope, tflite=tfl, card=card,
-                          examples=example_files)
+                          examples=example_files, normalisation=normalisation)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle

@@ -36,6 +36,7 @@ class Settings:
     engine: str = "vectorized"
     band_width_cm: float = 20.0  # spectral bands of the permutation importance
     permutations: int = 3  # shuffles per group and fold in the permutation importance
+    normalisation: str = "snv"  # per-spectrum, before the features; "none" as the published method
 
 
 def fold_seeds(seed: int, repeat: int, folds: int) -> tuple[list, list]:
@@ -122,7 +123,7 @@ def run(ds: Dataset, settings: Settings, log=print) -> dict:
     t0 = time.perf_counter()
     hp = settings.hp
     n_classes = len(ds.class_names)
-    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE)
+    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, settings.normalisation)
     feat_groups, band_groups = _groups(ds.axis.points, ds.axis.step, settings.band_width_cm)
     groups = feat_groups + band_groups
     rng = np.random.default_rng([settings.seed, 7])
