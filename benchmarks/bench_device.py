@@ -47,7 +47,9 @@ def naive_probabilities(shift, intensity, bundle) -> np.ndarray:
     peaks, _ = scipy.signal.find_peaks(y, prominence=bundle.prominence * np.ptp(y))
     f = [mu, sd, np.linalg.norm(y), np.sum(y ** 2), sd ** 2, 1 / sd ** 2, scipy.stats.kurtosis(y, fisher=False),
          scipy.stats.skew(y), np.mean(y ** 2), np.mean(np.abs(y - mu)), y.max(), y.min(), np.ptp(y), q3 - q1,
-         abs(y.max() - mu), abs(y.min() - mu), sd / mu, len(peaks),
+         abs(y.max() - mu), abs(y.min() - mu),
+         sd / mu if abs(mu) > 1e-12 * np.abs(y).max() else 0.0,  # the documented zero-mean rule
+         len(peaks),
          np.mean(np.diff(x[peaks])) if len(peaks) > 1 else 0.0, x[np.argmax(y)], g.max(), g.std()]
     z = (np.concatenate([y, f]) - bundle.standardizer.mean) / bundle.standardizer.scale
     return forward(z[None], bundle.layers, bundle.leaky_slope)
@@ -167,7 +169,7 @@ def main() -> int:
     paper_tflite = tflite_bytes(paper.layers, paper.leaky_slope, paper.input_size)
 
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, NumPy {np.__version__}\n")
-    print("## One spectrum: resample + 22 features + standardise + network (microseconds)\n")
+    print("## One spectrum: resample + normalisation + 22 features + standardise + network (microseconds)\n")
     print("| model axis | path | median | p99 | speed-up vs baseline |\n|---|---|---|---|---|")
     for label, b, tb in ((f"shipped, {bundle.axis.points} points", bundle, None),
                          (f"published, {paper.axis.points} points", paper, paper_tflite)):
