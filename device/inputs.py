@@ -51,11 +51,18 @@ def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, normalisation: str 
     return np.concatenate((Y, F), axis=1)
 
 
+#: Relative spread under which a training column counts as constant.
+CONSTANT_RTOL = 1e-12
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Column-wise standardisation ``(x - mean) / scale``.
 
-    A column that is constant in the training data gets scale 1, so it maps to 0 instead of NaN.
+    A column that is constant in the training data (its standard deviation at most
+    :data:`CONSTANT_RTOL` x max(1, |mean|), i.e. rounding noise) gets scale 1, so it maps to ~0: never
+    NaN, and never rounding noise blown up to unit size (after SNV, features such as the mean are
+    constant by construction).
     """
 
     mean: np.ndarray
@@ -67,7 +74,7 @@ class Standardizer:
         X = np.asarray(X, dtype=np.float64)
         mean = X.mean(axis=0)
         std = X.std(axis=0)
-        return cls(mean, np.where(std > 0, std, 1.0))
+        return cls(mean, np.where(std > CONSTANT_RTOL * np.maximum(1.0, np.abs(mean)), std, 1.0))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Standardise ``X`` (n, D)."""

@@ -58,3 +58,18 @@ def test_old_bundles_mean_none_and_unknown_values_are_refused(tmp_path):
         else:
             with pytest.raises(BundleError, match="unknown normalisation 'area'"):
                 load_bundle(tmp_path / "b")
+
+
+def test_features_constant_under_snv_do_not_carry_rounding_noise(sers_npz):
+    from device.features import FEATURE_NAMES
+    from device.inputs import Standardizer, raw_inputs
+    from device.spectrum import Axis
+
+    X = sers_npz["X"][::40]
+    R = raw_inputs(X, Axis(501, 1999, 1499), 0.05, "snv")
+    std = Standardizer.fit(R)
+    Z = std.transform(R)
+    for name in ("mean", "std", "variance", "stability", "cv", "energy", "norm", "sum_squares"):
+        col = 1499 + FEATURE_NAMES.index(name)
+        assert std.scale[col] == 1.0 and np.abs(Z[:, col]).max() < 1e-9, name
+    assert np.all(std.scale[:1499] != 1.0)  # the intensities themselves vary
