@@ -9,6 +9,7 @@ from pathlib import Path
 from .backends import BACKENDS
 from firmware_bridge.commandline import run as run_command
 
+from .control import COMMANDS
 from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
 
 
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = m.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="the service's configuration file (to find its socket)")
     where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
-    m.add_argument("--command", default="MEASURE", choices=("MEASURE", "STATUS", "LAST", "MODEL", "HELP"))
+    m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS))
     m.set_defaults(func=cmd_measure)
     h = sub.add_parser("history", help="list recorded measurements")
     _record_filters(h)
