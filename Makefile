@@ -13,8 +13,10 @@ $(VENV)/.installed-%: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$*]"
 	touch $@
 
-# Classify the shipped example spectra with the shipped model (NumPy backend).
+# The whole loop: a simulated spectrometer on a pty, the service on it with the shipped model,
+# triggers through the control port, verdicts, a fresh record; then the example files classified directly.
 demo: $(VENV)/.installed-device
+	$(VENV)/bin/raman-device demo --model $(MODEL) --measurements 6
 	$(VENV)/bin/raman-device classify --model $(MODEL) --format table $(MODEL)/examples/*/*
 
 # The full test suite (device, trainer with TensorFlow, TFLite parity).

@@ -144,6 +144,13 @@ def cmd_measure(args) -> int:
     return 0 if answer.get("ok") else 1
 
 
+def cmd_demo(args) -> int:
+    """The whole loop: simulated spectrometer, the service, triggers, verdicts, record."""
+    from .demo import run_demo
+
+    return run_demo(Path(args.model), args.measurements, Path(args.data), out=lambda msg: print(msg, flush=True))
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
@@ -174,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
     m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS))
     m.set_defaults(func=cmd_measure)
+    d = sub.add_parser("demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
+    d.add_argument("--model", required=True, help="model bundle (with example spectra)")
+    d.add_argument("--measurements", type=int, default=6)
+    d.add_argument("--data", default="demo-data", help="data directory of the demo's service (emptied first)")
+    d.set_defaults(func=cmd_demo)
     h = sub.add_parser("history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)
