@@ -21,6 +21,7 @@ from .control import LineReader, dispatch, reply
 from .service import Service
 
 SOCKET_FILE = "control.sock"
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer, s
 
 
 def sd_notify(message: str) -> bool:
@@ -158,6 +159,19 @@ class Runner:
 
         self._start(accept, "local socket")
 
+    def _reconnect(self) -> None:
+        """Keep trying to open a missing spectrometer, waiting 0.5 s, 1 s, 2 s ... up to 30 s between tries."""
+        delay = RETRY_FIRST
+        while not self.stopping.wait(delay):
+            if self.service._spectrometer is not None:
+                delay = RETRY_FIRST
+            elif self.service.try_connect():
+                self.log("spectrometer connected")
+                sd_notify("STATUS=ready")
+                delay = RETRY_FIRST
+            else:
+                delay = min(2 * delay, RETRY_MAX)
+
     def _start(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
@@ -171,10 +185,9 @@ class Runner:
         self._control_port()
         self._local_socket()
         self._button()
-        try:
-            self.service.spectrometer()
-        except Exception as exc:  # noqa: BLE001 - reported, retried on the next trigger
-            self.log(f"spectrometer not available yet: {exc}")
+        if not self.service.try_connect():
+            self.log(f"spectrometer not available yet ({self.service.spectrometer_error}); retrying with back-off")
+        self._start(self._reconnect, "reconnect")
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
                  f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}")

@@ -92,6 +92,20 @@ class Service:
             self._spectrometer, self.spectrometer_error = driver, None
         return self._spectrometer
 
+    def try_connect(self) -> bool:
+        """Open the spectrometer if it is not open and no measurement is running; True once it is open."""
+        if self._spectrometer is not None:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.spectrometer()
+            return True
+        except BridgeError:
+            return False
+        finally:
+            self._lock.release()
+
     def _laser(self, on: bool) -> None:
         if self.laser is not None:
             self.laser(on)

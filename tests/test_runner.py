@@ -155,3 +155,34 @@ def test_systemd_notifications(tmp_path, shipped_bundle):
         if proc.poll() is None:
             proc.kill()
         listener.close()
+
+
+def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bundle):
+    """The service starts without its spectrometer and connects by itself once it appears."""
+    from firmware_bridge.sim.line import SimulatedLine
+    from firmware_bridge.sim.pty import PtyServer
+    from firmware_bridge.sim.serve import make_device
+
+    link = tmp_path / "spectrometer"
+    cfg = write_config(tmp_path, shipped_bundle.path, str(link))
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        first = proc.stdout.readline()
+        assert "spectrometer not available yet" in first and "retrying with back-off" in first
+        assert proc.stdout.readline().startswith("ready: no spectrometer")
+        server = PtyServer(SimulatedLine(make_device("obp"), paced=False)).start()
+        link.symlink_to(server.path)  # plugged in
+        line = proc.stdout.readline()
+        assert line.strip() == "spectrometer connected"
+        r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg), "--command", "STATUS"],
+                           capture_output=True, text=True)
+        assert json.loads(r.stdout)["state"] == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if server is not None:
+            server.stop()
