@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 import tty
+
+import pytest
 from pathlib import Path
 
 from device.config import parse_config
@@ -186,3 +188,42 @@ def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bun
             proc.kill()
         if server is not None:
             server.stop()
+
+
+@pytest.mark.parametrize("protocol, extra, check_verdicts", [
+    ("tcd1304", 'coefficients = [772.5, 0.086, -2.1e-6]\nintegration_s = 0.05', True),
+    # A visible-light detector at ~15 nm resolution cannot resolve Raman bands: only the loop is checked.
+    ("microspec", "", False),
+])
+def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, protocol, extra, check_verdicts):
+    from firmware_bridge.sim.instrument import Scene
+    from firmware_bridge.sim.line import SimulatedLine
+    from firmware_bridge.sim.pty import PtyServer
+    from firmware_bridge.sim.serve import make_device
+
+    scene = Scene.from_path(shipped_bundle.path / "examples")
+    server = PtyServer(SimulatedLine(make_device(protocol, scene, seed=2), paced=True)).start()
+    laser = 532.0 if protocol == "microspec" else 785.0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[spectrometer]\nprotocol = "{protocol}"\nport = "{server.path}"\nlaser_nm = {laser}\n{extra}\n'
+                   f'[model]\nbundle = "{shipped_bundle.path}"\n[data]\ndirectory = "{tmp_path / "data"}"\n')
+    expected = {p.name: label for p, label in shipped_bundle.examples}
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("ready: ready")
+        for _ in range(3):
+            sample = scene.current()[2]
+            r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
+                               text=True)
+            answer = json.loads(r.stdout)
+            assert answer["ok"], answer
+            if check_verdicts:
+                assert answer["verdict"] == expected[sample], (sample, answer)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+    assert RecordStore(tmp_path / "data" / "record.db").count() == 3
