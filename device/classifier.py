@@ -9,7 +9,7 @@ import numpy as np
 from .backends import make_backend
 from .bundle import ModelBundle
 from .inputs import raw_inputs
-from .resample import Resampler
+from .resample import ResamplerCache
 from .spectrum import Spectrum
 
 
@@ -45,21 +45,10 @@ class Classifier:
         ``probabilities(Z)`` method such as :class:`~device.backends.TFLiteBackend`.
     """
 
-    #: Number of instrument axes whose resampling weights are kept.
-    CACHE_SIZE = 8
-
     def __init__(self, bundle: ModelBundle, backend: str = "numpy"):
         self.bundle = bundle
         self.backend = make_backend(bundle, backend) if isinstance(backend, str) else backend
-        self._resamplers: list[Resampler] = []
-
-    def _resampler(self, shift: np.ndarray) -> Resampler:
-        for r in self._resamplers:
-            if r.matches(shift):
-                return r
-        r = Resampler(shift, self.bundle.axis)
-        self._resamplers = [r] + self._resamplers[: self.CACHE_SIZE - 1]
-        return r
+        self._resamplers = ResamplerCache(bundle.axis)
 
     def on_axis(self, spectra: Sequence[Spectrum]) -> np.ndarray:
         """Resample spectra onto the model axis: shape (n, points).
@@ -69,7 +58,7 @@ class Classifier:
         AxisCoverageError
             If a spectrum does not cover the model axis.
         """
-        return np.stack([self._resampler(s.shift)(s.intensity) for s in spectra])
+        return np.stack([self._resamplers.get(s.shift)(s.intensity) for s in spectra])
 
     def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
         """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""

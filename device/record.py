@@ -168,14 +168,15 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
     it before training on it. Returns the number of spectra written.
     """
     from .errors import AxisCoverageError
-    from .resample import Resampler
+    from .resample import ResamplerCache
 
+    resamplers = ResamplerCache(axis)
     rows, labels, ids, times = [], [], [], []
     for r in records:
         if r.verdict is None or r.shift is None or r.verdict == "uncertain":
             continue
         try:
-            rows.append(Resampler(r.shift, axis)(r.intensity))
+            rows.append(resamplers.get(r.shift)(r.intensity))
         except AxisCoverageError:
             continue
         labels.append(r.verdict)

@@ -62,6 +62,30 @@ class Resampler:
         )
 
 
+class ResamplerCache:
+    """Resamplers onto one target axis for the last ``size`` source axes seen (instruments rarely change)."""
+
+    def __init__(self, target: Axis, size: int = 8):
+        self.target = target
+        self.size = size
+        self._items: list[Resampler] = []
+
+    def get(self, source: np.ndarray) -> Resampler:
+        """The resampler for ``source`` (built and kept if new).
+
+        Raises
+        ------
+        AxisCoverageError
+            If ``source`` does not cover the target axis.
+        """
+        for r in self._items:
+            if r.matches(source):
+                return r
+        r = Resampler(source, self.target)
+        self._items = [r] + self._items[: self.size - 1]
+        return r
+
+
 def resample(shift: np.ndarray, intensity: np.ndarray, target: Axis) -> np.ndarray:
     """Resample one spectrum (or a batch sharing ``shift``) onto ``target`` by linear interpolation.
 

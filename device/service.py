@@ -132,7 +132,7 @@ class Service:
         try:
             spectrometer = self.spectrometer()
             try:
-                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser if not spectrometer.has_laser else None)
+                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser)  # the device's own laser line first
             finally:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)

@@ -54,3 +54,17 @@ def test_matches_recognises_the_same_axis():
     src = np.linspace(400, 2000, 100)
     r = Resampler(src, Axis(500, 1900, 50))
     assert r.matches(src) and r.matches(src.copy()) and not r.matches(src + 1)
+
+
+def test_cache_reuses_and_evicts():
+    from device.resample import ResamplerCache
+
+    cache = ResamplerCache(Axis(500, 1900, 50), size=2)
+    a, b, c = (np.linspace(400, 2000 + k, 100) for k in range(3))
+    ra = cache.get(a)
+    assert cache.get(a.copy()) is ra  # same axis, same weights
+    cache.get(b)
+    cache.get(c)  # a is the oldest and goes
+    assert cache.get(a) is not ra
+    with pytest.raises(AxisCoverageError):
+        cache.get(np.linspace(600, 2000, 100))

@@ -19,7 +19,7 @@ import numpy as np
 
 from device.errors import RamanEdgeError, SpectrumError
 from device.readers import is_number, read_spectra
-from device.resample import Resampler
+from device.resample import ResamplerCache
 from device.spectrum import Axis
 from device.validation import check_spectrum
 
@@ -218,16 +218,12 @@ def _default_axis(shifts: list, sources: list) -> Axis:
 
 def _resample_all(shifts: list, ys: list, axis: Axis, sources: list) -> np.ndarray:
     X = np.empty((len(ys), axis.points))
-    cache: list[Resampler] = []
+    cache = ResamplerCache(axis, size=16)
     for i, (s, y) in enumerate(zip(shifts, ys)):
-        r = next((c for c in cache if c.matches(s)), None)
-        if r is None:
-            try:
-                r = Resampler(np.asarray(s, np.float64), axis)
-            except SpectrumError as exc:
-                raise DatasetError(f"{sources[i]}: {exc}") from None
-            cache = [r] + cache[:15]
-        X[i] = r(y)
+        try:
+            X[i] = cache.get(np.asarray(s, np.float64))(y)
+        except SpectrumError as exc:
+            raise DatasetError(f"{sources[i]}: {exc}") from None
     if not np.isfinite(X).all():
         bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise DatasetError(f"{sources[bad]}: holds NaN or infinite intensities; repair or drop it.")

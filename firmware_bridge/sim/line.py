@@ -77,13 +77,20 @@ class SimulatedLine:
                 self.device.receive(bytes(data), time.monotonic())
             self._cond.notify_all()
 
+    @staticmethod
+    def _arrived(chunk, now: float) -> int:
+        """How many bytes of a queued reply have arrived at the host by ``now``."""
+        start, per_byte, data, _ = chunk
+        if per_byte == 0:
+            return len(data)
+        return min(len(data), int((now - start) / per_byte) + 1) if now >= start else 0
+
     def _take(self, size: int, now: float) -> bytes:
         out = bytearray()
         while self._chunks and len(out) < size:
             chunk = self._chunks[0]
-            start, per_byte, data, i = chunk
-            ready = len(data) if per_byte == 0 else min(len(data), int((now - start) / per_byte) + 1 if now >= start else 0)
-            n = min(ready - i, size - len(out))
+            data, i = chunk[2], chunk[3]
+            n = min(self._arrived(chunk, now) - i, size - len(out))
             if n <= 0:
                 break
             out += data[i:i + n]
@@ -123,11 +130,10 @@ class SimulatedLine:
             now = time.monotonic()
             self.device.poll(now)
             count = 0
-            for start, per_byte, data, i in self._chunks:
-                ready = len(data) if per_byte == 0 else (min(len(data), int((now - start) / per_byte) + 1)
-                                                         if now >= start else 0)
-                count += max(0, ready - i)
-                if ready < len(data):
+            for chunk in self._chunks:
+                ready = self._arrived(chunk, now)
+                count += max(0, ready - chunk[3])
+                if ready < len(chunk[2]):
                     break
             return count if self._in_step() else 0
 
