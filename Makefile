@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
+TARGET ?= bookworm-aarch64
 
-.PHONY: demo test bench bench-protocol bench-service models clean
+.PHONY: demo test bench bench-protocol bench-service models bundle clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,5 +40,10 @@ bench-service: $(VENV)/.installed-device,train,test
 models: $(VENV)/.installed-device,train,test
 	models/recipes/sers-pesticides.sh $(SHARED)
 
+# The offline installation bundle for a board (Raspberry Pi OS bookworm, 64-bit): wheels pinned by hash,
+# models, unit, udev rule, install.sh -> dist/raman-edge-VERSION-$(TARGET).tar.gz. TARGET=host for this machine.
+bundle: $(VENV)/.installed-device
+	$(PY) deploy/build_bundle.py --target $(TARGET)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -151,6 +151,16 @@ def cmd_demo(args) -> int:
     return run_demo(Path(args.model), args.measurements, Path(args.data), out=lambda msg: print(msg, flush=True))
 
 
+def cmd_install(args) -> int:
+    """Lay out the service on this board from an unpacked offline bundle."""
+    from .install import install
+
+    install(Path(args.source), Path(args.root), config=Path(args.config) if args.config else None,
+            port=args.port, usb_id=args.usb_id, operator=args.operator, enable=args.enable,
+            log=lambda msg: print(msg, flush=True))
+    return 0
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
@@ -195,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=("csv", "npz"), required=True)
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
+    n = sub.add_parser("install", help="lay out the service on this board from an unpacked bundle (make bundle)")
+    n.add_argument("--from", dest="source", required=True, help="the unpacked bundle directory")
+    n.add_argument("--root", default="/", help="install under this directory instead of / (staging)")
+    n.add_argument("--config", help="configuration file to install (default: keep the one there, or the example)")
+    spectrometer = n.add_mutually_exclusive_group()
+    spectrometer.add_argument("--port", help="the spectrometer's port now (e.g. /dev/ttyUSB0), for the udev rule")
+    spectrometer.add_argument("--usb-id", help="the spectrometer's USB identity VID:PID[:SERIAL], for the udev rule")
+    n.add_argument("--operator", help="a login that may use 'raman-device measure' (joins group raman-edge)")
+    n.add_argument("--enable", action="store_true", help="enable and (re)start the service")
+    n.set_defaults(func=cmd_install)
     return p
 
 

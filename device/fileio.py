@@ -29,3 +29,11 @@ def publish_directory(tmp: Path, out: Path) -> None:
         shutil.rmtree(old)
     else:
         os.rename(tmp, out)
+
+
+def write_replacing(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` atomically: written and synced beside it, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.new")
+    write_synced(tmp, data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
