@@ -1,4 +1,4 @@
-"""Inference backends: each turns standardised inputs (n, D) into class probabilities (n, C)."""
+"""Inference backends: each turns a bundle's network inputs (n, D) into class probabilities (n, C)."""
 from __future__ import annotations
 
 import numpy as np
@@ -19,9 +19,12 @@ class NumpyBackend:
     def __init__(self, bundle: ModelBundle):
         self._layers = bundle.layers
         self._slope = bundle.leaky_slope
+        self._convnet = bundle.convnet
 
     def probabilities(self, Z: np.ndarray) -> np.ndarray:
-        """Class probabilities for standardised inputs ``Z`` (n, D): shape (n, C), float64."""
+        """Class probabilities for the network's inputs ``Z`` (n, D): shape (n, C), float64."""
+        if self._convnet is not None:
+            return self._convnet.probabilities(Z)
         return forward(Z, self._layers, self._slope)
 
 

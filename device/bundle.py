@@ -5,7 +5,11 @@ Layout::
     BUNDLE/
       model.json     model card: provenance, classes, axis, metrics, and the SHA-256 of every file
       model.npz      pure NumPy: everything the NumPy backend needs (loaded with allow_pickle=False);
-                     a bundle without a "normalisation" entry uses none
+                     a bundle without a "normalisation" entry uses none. Its "input_layout" says which
+                     network it holds: "intensities+features" for the compact dense network, whose inputs
+                     are the intensities and the 22 features, standardised; "intensities" for a
+                     convolutional network (device.convnet), whose inputs are the normalised intensities
+                     and whose operations are listed as JSON in "architecture"
       model.tflite   the same network for a TFLite runtime
       examples/...   optional example spectra with their expected labels (listed in the card)
 
@@ -28,6 +32,7 @@ from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
 from .inputs import NORMALISATIONS, Standardizer
+from .convnet import ConvNet, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense
 from .spectrum import Axis
 
@@ -36,8 +41,10 @@ SCHEMA_VERSION = 1
 CARD_FILE = "model.json"
 NPZ_FILE = "model.npz"
 TFLITE_FILE = "model.tflite"
-#: Order of the model inputs: intensities on the axis, then the engineered features.
+#: Inputs of the compact network: intensities on the axis, then the engineered features, standardised.
 INPUT_LAYOUT = "intensities+features"
+#: Inputs of a convolutional network: the normalised intensities on the axis.
+CONV_INPUT_LAYOUT = "intensities"
 
 
 @dataclass(frozen=True)
@@ -57,11 +64,14 @@ class ModelBundle:
     prominence : float
         Peak threshold of the features, fraction of each spectrum's range.
     normalisation : str
-        Per-spectrum normalisation applied before the features (``none`` or ``snv``).
-    standardizer : Standardizer
-        Input statistics of the training data, shape (points + 22,) each.
+        Per-spectrum normalisation applied first (``none`` or ``snv``).
+    standardizer : Standardizer or None
+        Compact network: input statistics of the training data, shape (points + 22,) each.
     layers : tuple of Dense
+        Compact network: its layers (empty for a convolutional network).
     leaky_slope : float
+    convnet : ConvNet or None
+        Convolutional network (then the inputs are the normalised intensities alone).
     """
 
     path: Path
@@ -71,15 +81,21 @@ class ModelBundle:
     class_names: tuple
     axis: Axis
     prominence: float
-    standardizer: Standardizer
+    standardizer: Standardizer | None
     layers: tuple
     leaky_slope: float
     normalisation: str = "none"
+    convnet: ConvNet | None = None
 
     @property
     def input_size(self) -> int:
-        """Number of model inputs: axis points + 22 features."""
-        return self.axis.points + len(FEATURE_NAMES)
+        """Number of model inputs: axis points (+ 22 features for the compact network)."""
+        return self.axis.points + (0 if self.convnet is not None else len(FEATURE_NAMES))
+
+    @property
+    def architecture(self) -> str:
+        """``compact`` (dense network on intensities + features) or ``convolutional``."""
+        return "compact" if self.convnet is None else "convolutional"
 
     @property
     def tflite_path(self) -> Path:
@@ -157,13 +173,21 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
     try:
         if int(arrays["schema_version"]) != SCHEMA_VERSION:
             raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
-        if str(arrays["input_layout"]) != INPUT_LAYOUT:
-            raise _fail(path, f"unknown input layout {str(arrays['input_layout'])!r}")
+        layout = str(arrays["input_layout"])
+        if layout not in (INPUT_LAYOUT, CONV_INPUT_LAYOUT):
+            raise _fail(path, f"unknown input layout {layout!r}", "use the raman-edge release that wrote it")
+        axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), int(arrays["axis_points"]))
+        classes = tuple(str(s) for s in arrays["class_names"])
+        name = str(arrays["name"])
+        normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
+        if normalisation not in NORMALISATIONS:
+            raise _fail(path, f"unknown normalisation {normalisation!r}", "use the raman-edge release that wrote it")
+        if layout == CONV_INPUT_LAYOUT:
+            return _conv_bundle(path, card, arrays, name, classes, axis, normalisation)
         features = tuple(str(s) for s in arrays["feature_names"])
         if features != FEATURE_NAMES:
             raise _fail(path, "its engineered features differ from this raman-edge's",
                         "re-export it with this release")
-        axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), int(arrays["axis_points"]))
         activations = [str(a) for a in arrays["layer_activations"]]
         layers = []
         for i, act in enumerate(activations):
@@ -171,14 +195,9 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
                 raise _fail(path, f"layer {i} has unknown activation {act!r}")
             layers.append(Dense(arrays[f"layer{i}_kernel"].astype(np.float64),
                                 arrays[f"layer{i}_bias"].astype(np.float64), act))
-        classes = tuple(str(s) for s in arrays["class_names"])
         std = Standardizer(arrays["scaler_mean"].astype(np.float64), arrays["scaler_scale"].astype(np.float64))
-        name = str(arrays["name"])
         prominence = float(arrays["prominence"])
         slope = float(arrays["leaky_slope"])
-        normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
-        if normalisation not in NORMALISATIONS:
-            raise _fail(path, f"unknown normalisation {normalisation!r}", "use the raman-edge release that wrote it")
     except KeyError as exc:
         raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -199,8 +218,27 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
                        leaky_slope=slope, normalisation=normalisation)
 
 
-def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float, standardizer: Standardizer,
-                 layers, leaky_slope: float, tflite: bytes, card: dict,
+def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple, axis: Axis,
+                 normalisation: str) -> ModelBundle:
+    """The convolutional network of a bundle whose inputs are the normalised intensities."""
+    try:
+        spec = json.loads(str(arrays["architecture"]))
+        net = from_arrays(spec, {k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+    except KeyError as exc:
+        raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise _fail(path, f"its convolutional network is malformed ({exc})") from None
+    if net.head_bias.size != len(classes):
+        raise _fail(path, f"the network must end in a softmax over the {len(classes)} classes")
+    sha = card["files"][NPZ_FILE]["sha256"]
+    return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
+                       axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
+                       normalisation=normalisation, convnet=net)
+
+
+def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, card: dict,
+                 prominence: float = 0.0, standardizer: Standardizer | None = None, layers=(),
+                 leaky_slope: float = 0.0, convnet: ConvNet | None = None,
                  examples: list[tuple[str, bytes, str]] = (), normalisation: str = "none") -> ModelBundle:
     """Write a bundle directory, then load it back through :func:`load_bundle`.
 
@@ -212,12 +250,12 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float,
         Model name, the first part of the model id.
     class_names : sequence of str
     axis : Axis
-    prominence : float
-    standardizer : Standardizer
-    layers : sequence of Dense
+    prominence, standardizer, layers, leaky_slope
+        The compact network: feature peak threshold, input statistics, dense layers, Leaky ReLU slope.
+    convnet : ConvNet, optional
+        A convolutional network instead (the compact network's arguments are then not used).
     normalisation : str
         Per-spectrum normalisation, one of :data:`device.inputs.NORMALISATIONS`.
-    leaky_slope : float
     tflite : bytes
         The TFLite flatbuffer of the same network.
     card : dict
@@ -231,18 +269,24 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, prominence: float,
     """
     path = Path(path)
     arrays = {
-        "schema_version": np.array(SCHEMA_VERSION), "name": np.array(name),
-        "input_layout": np.array(INPUT_LAYOUT), "class_names": np.array(list(class_names)),
-        "feature_names": np.array(FEATURE_NAMES), "prominence": np.array(float(prominence)),
+        "schema_version": np.array(SCHEMA_VERSION), "name": np.array(name), "class_names": np.array(list(class_names)),
         "axis_start": np.array(axis.start), "axis_stop": np.array(axis.stop), "axis_points": np.array(axis.points),
-        "scaler_mean": np.asarray(standardizer.mean, np.float64),
-        "scaler_scale": np.asarray(standardizer.scale, np.float64),
-        "leaky_slope": np.array(float(leaky_slope)), "normalisation": np.array(normalisation),
-        "layer_activations": np.array([layer.activation for layer in layers]),
+        "normalisation": np.array(normalisation),
     }
-    for i, layer in enumerate(layers):
-        arrays[f"layer{i}_kernel"] = np.asarray(layer.kernel, np.float32)
-        arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)
+    if convnet is not None:
+        spec, weights = to_arrays(convnet)
+        arrays.update({"input_layout": np.array(CONV_INPUT_LAYOUT), "architecture": np.array(json.dumps(spec)),
+                       **{f"net.{k}": v for k, v in weights.items()}})
+    else:
+        arrays.update({
+            "input_layout": np.array(INPUT_LAYOUT), "feature_names": np.array(FEATURE_NAMES),
+            "prominence": np.array(float(prominence)), "scaler_mean": np.asarray(standardizer.mean, np.float64),
+            "scaler_scale": np.asarray(standardizer.scale, np.float64), "leaky_slope": np.array(float(leaky_slope)),
+            "layer_activations": np.array([layer.activation for layer in layers]),
+        })
+        for i, layer in enumerate(layers):
+            arrays[f"layer{i}_kernel"] = np.asarray(layer.kernel, np.float32)
+            arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

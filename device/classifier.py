@@ -1,4 +1,4 @@
-"""The classifier: spectrum in, verdict out, through resampling, features, scaling and a backend."""
+"""The classifier: spectrum in, verdict out, through resampling, normalisation, features and a backend."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ import numpy as np
 
 from .backends import make_backend
 from .bundle import ModelBundle
-from .inputs import raw_inputs
+from .inputs import normalise, raw_inputs
 from .resample import ResamplerCache
 from .spectrum import Spectrum
 
@@ -63,6 +63,8 @@ class Classifier:
     def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
         """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
         b = self.bundle
+        if b.convnet is not None:
+            return self.backend.probabilities(normalise(Y, b.normalisation))
         return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation)))
 
     def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:

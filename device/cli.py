@@ -67,12 +67,12 @@ def cmd_classify(args) -> int:
 def cmd_info(args) -> int:
     """Print a bundle's identity, classes, axis and FLOP count after verifying it."""
     from .bundle import load_bundle
-    from .cost import flop_count
+    from .cost import bundle_flop_count
 
     b = load_bundle(args.model)
-    out = {"id": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
-           "inputs": b.input_size, "normalisation": b.normalisation, "flop_per_spectrum": flop_count(b.axis, b.layers, b.normalisation)["total"],
-           "files_verified": sorted(b.card["files"])}
+    out = {"id": b.model_id, "architecture": b.architecture, "classes": list(b.class_names),
+           "axis_cm-1": str(b.axis), "inputs": b.input_size, "normalisation": b.normalisation,
+           "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))
     return 0
 

@@ -51,3 +51,28 @@ def flop_count(axis, layers, normalisation: str = "none") -> dict:
     }
     stages["total"] = sum(stages.values())
     return stages
+
+
+def convnet_flop_count(axis, net, normalisation: str = "snv") -> dict:
+    """FLOP per spectrum, by stage, of a convolutional network (:class:`device.convnet.ConvNet`).
+
+    Returns
+    -------
+    dict
+        ``resample``, ``normalise``, ``network`` and ``total``.
+    """
+    points = axis.points
+    stages = {
+        "resample": RESAMPLE_FLOP_PER_POINT * points,
+        "normalise": SNV_FLOP_PER_POINT * points if normalisation == "snv" else 0,
+        "network": net.flop(points),
+    }
+    stages["total"] = sum(stages.values())
+    return stages
+
+
+def bundle_flop_count(bundle) -> dict:
+    """FLOP per spectrum, by stage, of whichever network a bundle holds."""
+    if bundle.convnet is not None:
+        return convnet_flop_count(bundle.axis, bundle.convnet, bundle.normalisation)
+    return flop_count(bundle.axis, bundle.layers, bundle.normalisation)

@@ -7,21 +7,39 @@ import sys
 
 
 def cmd_fit(args) -> int:
+    from device.errors import RamanEdgeError
     from device.spectrum import Axis
 
-    from .fit import fit_bundle
-    from .model import Hyperparameters
     from .splits import parse_holdout
 
-    hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
-                         l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
-    fit_bundle(args.data, args.out, axis=Axis.parse(args.axis) if args.axis else None, hp=hp, seed=args.seed,
-               tune_hp=args.tune, holdout=parse_holdout(args.holdout) if args.holdout else None,
-               cv_folds=args.cv_folds, name=args.name, examples=args.examples, provenance=provenance,
-               chosen_by=args.chosen_by, normalisation=args.normalise)
+    common = dict(axis=Axis.parse(args.axis) if args.axis else None, seed=args.seed,
+                  holdout=parse_holdout(args.holdout) if args.holdout else None, cv_folds=args.cv_folds,
+                  name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by)
+    if args.model == "compact":
+        from .fit import fit_bundle
+        from .model import Hyperparameters
+
+        hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope,
+                             learning_rate=args.learning_rate or 1e-3, l2=1e-3 if args.l2 is None else args.l2,
+                             epochs=args.epochs or 50, batch_size=args.batch_size)
+        fit_bundle(args.data, args.out, hp=hp, tune_hp=args.tune, normalisation=args.normalise or "snv", **common)
+        return 0
+    from .convfit import fit_conv_bundle
+    from .convnets import ConvHyperparameters
+
+    if args.tune or args.normalise == "none":
+        raise RamanEdgeError(f"--model {args.model} takes no --tune and always uses SNV inputs; "
+                             "remove --tune / --normalise none")
+    base = ConvHyperparameters()
+    if args.epochs:
+        raise RamanEdgeError(f"--model {args.model} trains for a number of optimizer steps: use --steps, not --epochs")
+    hp = ConvHyperparameters(learning_rate=args.learning_rate or base.learning_rate,
+                             l2=base.l2 if args.l2 is None else args.l2, steps=args.steps,
+                             batch_size=args.batch_size, augment=not args.no_augment)
+    fit_conv_bundle(args.data, args.out, args.model, hp=hp, **common)
     return 0
 
 
@@ -76,16 +94,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _training_options(p) -> None:
+def _training_options(p, defaults: bool = True) -> None:
+    """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the kernels")
+    p.add_argument("--epochs", type=int, default=50 if defaults else None,
+                   help="passes over the data (default 50; the compact network)")
+    p.add_argument("--learning-rate", type=float, default=1e-3 if defaults else None, help="Adam step (default 1e-3)")
+    p.add_argument("--l2", type=float, default=1e-3 if defaults else None,
+                   help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
     p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--normalise", choices=("snv", "none"), default="snv",
+    p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
                         "offset) or none (raw intensities, as the published method)")
 
@@ -93,10 +114,17 @@ def _training_options(p) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-train", description="Train and export raman-edge models.")
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fit", help="train the compact network and export a model bundle")
+    f = sub.add_parser("fit", help="train a model (compact network or convolutional) and export a bundle")
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
-    _training_options(f)
+    f.add_argument("--model", choices=("compact", "cnn", "resnet", "se-resnet"), default="compact",
+                   help="compact: the published Dense(5) network on intensities + features (default); cnn, resnet, "
+                        "se-resnet: 1-D convolutional networks on the normalised spectrum")
+    f.add_argument("--steps", type=int, default=1000,
+                   help="convolutional models: optimizer steps (batches) to train for (default 1000)")
+    f.add_argument("--no-augment", action="store_true",
+                   help="convolutional models: train without the inferior-acquisition augmentation")
+    _training_options(f, defaults=False)
     f.add_argument("--tune", action="store_true", help="choose learning rate and L2 by inner cross-validation")
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
                    help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without them")

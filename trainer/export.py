@@ -5,7 +5,6 @@ import numpy as np
 
 from device.backends import TFLiteBackend
 from device.errors import RamanEdgeError
-from device.network import forward
 
 #: Largest tolerated difference between any two backends' probabilities at export.
 PARITY_TOLERANCE = 1e-5
@@ -45,16 +44,53 @@ def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
     return converter.convert()
 
 
-def export_check(keras_probs: np.ndarray, Z: np.ndarray, layers, leaky_slope: float, tflite: bytes) -> dict:
-    """Compare Keras, TFLite and NumPy probabilities on the same standardised inputs.
+def tflite_convnet_bytes(net, points: int) -> bytes:
+    """Convert a :class:`~device.convnet.ConvNet` to a float32 TFLite flatbuffer, inputs (batch, points).
+
+    Built, like :func:`tflite_bytes`, as a concrete function from the exported (folded) weights.
+    """
+    import tensorflow as tf
+
+    from device.convnet import Conv, MaxPool, Residual
+
+    const = lambda a: tf.constant(np.asarray(a, np.float32))  # noqa: E731
+
+    def conv(x, c: Conv):
+        y = tf.nn.conv1d(x, const(c.kernel), stride=c.stride, padding="SAME") + const(c.bias)
+        return tf.nn.relu(y) if c.activation == "relu" else y
+
+    @tf.function(input_signature=[tf.TensorSpec([None, points], tf.float32, name="inputs")])
+    def network(x):
+        x = tf.expand_dims(x, -1)
+        for op in net.body:
+            if isinstance(op, Conv):
+                x = conv(x, op)
+            elif isinstance(op, MaxPool):
+                x = tf.nn.max_pool1d(x, op.size, op.size, "VALID")
+            elif isinstance(op, Residual):
+                h = conv(conv(x, op.conv1), op.conv2)
+                if op.se is not None:
+                    z = tf.nn.relu(tf.matmul(tf.reduce_mean(h, axis=1), const(op.se.w1)) + const(op.se.b1))
+                    h = h * tf.expand_dims(tf.sigmoid(tf.matmul(z, const(op.se.w2)) + const(op.se.b2)), 1)
+                x = tf.nn.relu(h + (conv(x, op.shortcut) if op.shortcut is not None else x))
+        return tf.nn.softmax(tf.matmul(tf.reduce_mean(x, axis=1), const(net.head_kernel)) + const(net.head_bias))
+
+    owner = tf.Module()
+    owner.network = network
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([network.get_concrete_function()], owner)
+    return converter.convert()
+
+
+def export_check(keras_probs: np.ndarray, Z: np.ndarray, numpy_probs: np.ndarray, tflite: bytes) -> dict:
+    """Compare Keras, TFLite and NumPy probabilities on the same network inputs.
 
     Parameters
     ----------
     keras_probs : ndarray, shape (n, C)
         The trained Keras model's output on ``Z``.
     Z : ndarray, shape (n, D)
-    layers, leaky_slope
-        The exported network.
+    numpy_probs : ndarray, shape (n, C)
+        The device's NumPy forward pass of the exported weights on ``Z``.
     tflite : bytes
         The exported TFLite model.
 
@@ -69,7 +105,7 @@ def export_check(keras_probs: np.ndarray, Z: np.ndarray, layers, leaky_slope: fl
         If any two differ by more than :data:`PARITY_TOLERANCE` or pick a different class.
     """
     backend = TFLiteBackend(tflite, Z.shape[1])
-    probs = {"keras": keras_probs, "tflite": backend.probabilities(Z), "numpy": forward(Z, layers, leaky_slope)}
+    probs = {"keras": keras_probs, "tflite": backend.probabilities(Z), "numpy": numpy_probs}
     pairs = [("keras", "tflite"), ("keras", "numpy"), ("tflite", "numpy")]
     diff = {f"{a}_vs_{b}": float(np.abs(probs[a] - probs[b]).max()) for a, b in pairs}
     agree = {f"{a}_vs_{b}": bool(np.array_equal(probs[a].argmax(1), probs[b].argmax(1))) for a, b in pairs}

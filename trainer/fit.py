@@ -13,6 +13,7 @@ from device.bundle import write_bundle
 from device.cost import flop_count
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inputs import Standardizer, raw_inputs
+from device.network import forward
 from device.readers import read_spectra
 
 from . import model as net
@@ -64,7 +65,7 @@ def cross_validate(R, ds: Dataset, hp, folds: int, seed: int, log) -> dict:
             "macro_f1_mean": float(np.mean([f["macro_f1"] for f in per_fold])), "folds": per_fold}
 
 
-def _examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
+def read_examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
     out = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         if sub.name not in class_names:
@@ -77,7 +78,7 @@ def _examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
     return out
 
 
-def _software() -> dict:
+def software_versions() -> dict:
     import keras
     import tensorflow as tf
 
@@ -136,7 +137,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     if n_classes < 2:
         raise DatasetError(f"{data}: found {n_classes} class; a classifier needs at least two.")
     log(f"data: {ds.X.shape[0]} spectra, {n_classes} classes, axis {ds.axis} cm-1")
-    example_files = _examples(Path(examples), ds.class_names) if examples else []
+    example_files = read_examples(Path(examples), ds.class_names) if examples else []
     R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, normalisation)
     metrics: dict = {}
     split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
@@ -166,7 +167,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     keras_probs = net.predict(model, Z)
     layers = net.dense_layers(model, hp)
     tfl = tflite_bytes(layers, hp.leaky_slope, Z.shape[1])
-    check = export_check(keras_probs, Z, layers, hp.leaky_slope, tfl)
+    check = export_check(keras_probs, Z, forward(Z, layers, hp.leaky_slope), tfl)
     log(f"export check passed: max |difference| {max(check['max_abs_difference'].values()):.2e} "
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
     metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
@@ -203,7 +204,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "flop_per_spectrum": flop_count(ds.axis, layers, normalisation),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
-        "software": _software(),
+        "software": software_versions(),
     }
     bundle = write_bundle(out, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
                           standardizer=std, layers=layers, leaky_slope=hp.leaky_slope, tflite=tfl, card=card,

@@ -1,0 +1,115 @@
+"""Training a convolutional bundle (``raman-train fit --model cnn|resnet|se-resnet``): metrics, export."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from device.bundle import write_bundle
+from device.cost import convnet_flop_count
+from device.inputs import normalise
+
+from . import convnets
+from .data import DatasetError, load_dataset
+from .export import export_check, tflite_convnet_bytes
+from .fit import read_examples, software_versions
+from .metrics import classification_report
+from .splits import holdout_split, stratified_folds
+
+
+def fit_predict(kind: str, ds, train: np.ndarray, test: np.ndarray, hp: convnets.ConvHyperparameters,
+                seed: int) -> np.ndarray:
+    """Train on the ``train`` rows of ``ds`` and return the predicted classes of the ``test`` rows."""
+    model, _ = convnets.train(kind, ds.X[train], ds.axis.values, ds.y[train], len(ds.class_names), hp, seed)
+    return convnets.predict(model, normalise(ds.X[test], "snv")).argmax(axis=1)
+
+
+def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperparameters = convnets.ConvHyperparameters(),
+                    seed: int = 0, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
+                    examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
+                    log=print):
+    """Train a convolutional network of ``kind`` on ``data`` and export a verified bundle to ``out``.
+
+    Parameters are those of :func:`trainer.fit.fit_bundle` (without tuning or a normalisation choice:
+    the inputs are always the SNV-normalised spectra), plus ``kind`` (one of
+    :data:`trainer.convnets.CONV_MODELS`) and its :class:`~trainer.convnets.ConvHyperparameters`.
+
+    Returns
+    -------
+    ModelBundle
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    name = name or out.name
+    ds = load_dataset(data, axis)
+    n_classes = len(ds.class_names)
+    if n_classes < 2:
+        raise DatasetError(f"{data}: found {n_classes} class; a classifier needs at least two.")
+    log(f"data: {ds.X.shape[0]} spectra, {n_classes} classes, axis {ds.axis} cm-1; model {kind}")
+    example_files = read_examples(Path(examples), ds.class_names) if examples else []
+    metrics: dict = {}
+    if holdout:
+        train, test, desc = holdout_split(ds, holdout[0], holdout[1], seed)
+        log(f"held-out evaluation: {train.size} train / {test.size} test")
+        rep = classification_report(ds.y[test], fit_predict(kind, ds, train, test, hp, seed), ds.class_names)
+        metrics["holdout"] = {"split": desc, "train_spectra": int(train.size), "test_spectra": int(test.size), **rep}
+        log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
+    if cv_folds > 1:
+        log(f"{cv_folds}-fold cross-validation")
+        per_fold = []
+        for i, (tr, te) in enumerate(stratified_folds(ds.y, cv_folds, seed)):
+            rep = classification_report(ds.y[te], fit_predict(kind, ds, tr, te, hp, seed + i), ds.class_names)
+            per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+            log(f"  fold {i + 1}/{cv_folds}: accuracy {rep['accuracy']:.4f}")
+        acc = [f["accuracy"] for f in per_fold]
+        metrics["cross_validation"] = {
+            "protocol": f"stratified {cv_folds}-fold, shuffled with seed {seed}, weights fitted per fold",
+            "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+            "macro_f1_mean": float(np.mean([f["macro_f1"] for f in per_fold])), "folds": per_fold}
+        log(f"  accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}")
+
+    log("final fit on all spectra")
+    model, loss = convnets.train(kind, ds.X, ds.axis.values, ds.y, n_classes, hp, seed)
+    X = normalise(ds.X, "snv")
+    keras_probs = convnets.predict(model, X)
+    net = convnets.to_convnet(model, kind, hp)
+    tfl = tflite_convnet_bytes(net, ds.axis.points)
+    check = export_check(keras_probs, X, net.probabilities(X), tfl)
+    log(f"export check passed: max |difference| {max(check['max_abs_difference'].values()):.2e} "
+        f"on {check['spectra']} spectra ({check['tflite_runtime']})")
+    metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
+                           "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
+    prov = dict(provenance or {})
+    card = {
+        "name": name,
+        "description": prov.pop("description", f"{kind} trained on {Path(data).name}"),
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "data": {**prov, "file": Path(data).name, "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
+                 "fingerprint_sha256": ds.fingerprint},
+        "classes": list(ds.class_names),
+        "axis": {"start": ds.axis.start, "stop": ds.axis.stop, "points": ds.axis.points, "step": ds.axis.step,
+                 "unit": "cm-1 (Raman shift)"},
+        "preprocessing": {
+            "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
+            "normalisation": "standard normal variate per spectrum (minus its mean, over its standard deviation)",
+            "inputs": f"the {ds.axis.points} normalised intensities",
+        },
+        "network": {"kind": kind, "architecture": convnets.__doc__.split("\n\n")[1].strip(),
+                    "parameters": net.parameters, "batch_normalisation": "folded into the convolutions at export"},
+        "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
+                            "seed": seed, "augmentation": "trainer.degrade.augment, fresh every epoch" if hp.augment
+                            else "none",
+                            "chosen_by": chosen_by or "the defaults of trainer/convnets.py, fixed a priori for "
+                                                      "1,000-3,000-point spectra; not tuned on this data"},
+        "metrics": metrics,
+        "flop_per_spectrum": convnet_flop_count(ds.axis, net, "snv"),
+        "export_check": check,
+        "training_seconds": round(time.perf_counter() - t0, 1),
+        "software": software_versions(),
+    }
+    bundle = write_bundle(out, name=name, class_names=ds.class_names, axis=ds.axis, tflite=tfl, card=card,
+                          convnet=net, normalisation="snv", examples=example_files)
+    log(f"wrote {out} ({bundle.model_id})")
+    return bundle
