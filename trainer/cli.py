@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def cmd_fit(args) -> int:
@@ -94,6 +95,50 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from device.errors import RamanEdgeError
+    from device.spectrum import Axis
+
+    from .compare import MODELS, compare, make_split
+    from .compare_report import tables, write_compare_report
+    from .data import load_dataset
+
+    models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
+    try:
+        snr = tuple(float(v) for v in args.snr.split(",")) if args.snr else ()
+    except ValueError:
+        raise RamanEdgeError(f"--snr takes numbers separated by commas, e.g. 100,20,5; got {args.snr!r}") from None
+    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
+    split = make_split(args.split, ds, args.seed)
+    print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
+          f"{len(models)} models; split: {split.description}", flush=True)
+    result = compare(ds, split, models, snr, args.seed, args.steps, log=lambda msg: print(msg, flush=True))
+    data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
+            "fingerprint_sha256": ds.fingerprint}
+    settings = {"split": args.split, "models": list(models), "snr_levels": list(snr), "seed": args.seed,
+                "conv_steps": args.steps}
+    write_compare_report(args.report, result, settings, data)
+    print("\n".join(tables(result)))
+    print(f"report in {args.report} ({result['seconds']} s)")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from device.bundle import load_bundle
+
+    from .explain import explain, write_explanations
+
+    bundle = load_bundle(args.bundle)
+    entries = explain(bundle, args.files, args.class_name)
+    written = write_explanations(args.out, bundle, entries)
+    for e in entries:
+        bands = ", ".join(f"{b['shift_cm-1']:.0f}" for b in e["top_bands"])
+        print(f"{Path(e['file']).name}: {e['verdict']} ({e['confidence']:.3f}); {e['method']} for "
+              f"{e['explained_class']}: top bands {bands} cm-1")
+    print(f"wrote {len(written)} figure(s) and explanations.json to {args.out}")
+    return 0
+
+
 def _training_options(p, defaults: bool = True) -> None:
     """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
@@ -152,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
     _training_options(e)
     e.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
+    c.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
+    c.add_argument("--report", required=True, help="report directory to write")
+    c.add_argument("--split", default="auto",
+                   help="auto (default: repeated:3x5 up to 1000 spectra, else holdout:0.2), repeated:RxK, kfold:K, "
+                        "holdout:FRACTION or holdout:KEY=VALUE[,VALUE] (a group held out)")
+    c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
+    c.add_argument("--snr", default="300,100,50,20,10,5,2",
+                   help="SNR levels of the acquisition-quality sweep (empty for none)")
+    c.add_argument("--steps", type=int, default=1000, help="optimizer steps of the convolutional models")
+    c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=cmd_compare)
+    x = sub.add_parser("explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
+    x.add_argument("bundle", help="model bundle directory")
+    x.add_argument("files", nargs="+", metavar="FILE", help="spectrum files")
+    x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
+    x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict")
+    x.set_defaults(func=cmd_explain)
     return p
 
 

@@ -14,8 +14,9 @@ from device.inputs import normalise
 from . import convnets
 from .data import DatasetError, load_dataset
 from .export import export_check, tflite_convnet_bytes
-from .fit import read_examples, software_versions
+from .fit import read_examples
 from .metrics import classification_report
+from .report import software_versions
 from .splits import holdout_split, stratified_folds
 
 

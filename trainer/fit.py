@@ -1,7 +1,6 @@
 """Training a compact-network bundle: optional tuning, held-out and cross-validated metrics, export."""
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from . import model as net
 from .data import Dataset, DatasetError, load_dataset
 from .export import export_check, tflite_bytes
 from .metrics import classification_report
+from .report import software_versions
 from .splits import holdout_split, stratified_folds
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient), by inner stratified K-fold.
@@ -76,16 +76,6 @@ def read_examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
     if not out:
         raise DatasetError(f"{folder}: no example spectra (expected one sub-folder per class).")
     return out
-
-
-def software_versions() -> dict:
-    import keras
-    import tensorflow as tf
-
-    import device
-
-    return {"python": platform.python_version(), "numpy": np.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "raman_edge": device.__version__}
 
 
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,

@@ -18,7 +18,8 @@ PUBLISHED = {"accuracy_mean": 0.9858, "accuracy_std": 0.0041,
              "protocol": "15-fold CV repeated 10 times, 116 real SERS spectra (J. Phys.: Photonics 2025)"}
 
 
-def _software() -> dict:
+def software_versions() -> dict:
+    """Versions of Python and of the libraries that shaped a result, for reports and model cards."""
     import sklearn
 
     import device
@@ -166,7 +167,7 @@ def write_report(out, result: dict, settings: dict, data: dict, class_names, axi
     try:
         figures = _figures(result, class_names, axis_values, mean_spectrum, tmp)
         public = {k: v for k, v in result.items() if k != "roc_data"}
-        report = {"settings": settings, "data": data, "software": _software(), "results": public,
+        report = {"settings": settings, "data": data, "software": software_versions(), "results": public,
                   "figures": figures}
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_markdown(report))

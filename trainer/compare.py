@@ -1,0 +1,194 @@
+"""``raman-train compare``: every model under the same splits, with its cost, and an acquisition-quality sweep.
+
+For each split, each model is trained on the training spectra and tested on the test spectra as they
+are and degraded to each SNR level of the sweep (:mod:`trainer.degrade`; the same degraded spectra for
+every model). On the first split each trained model is also measured: parameters, FLOP per spectrum
+(analytic, from the axis through the verdict: resampling, normalisation, features where the model has
+them, the model), size on disk (the bundle's ``model.npz`` + ``model.tflite`` for the networks, the
+pickled estimator for the classical models) and latency per spectrum in the device runtime (the
+networks; the classical models have none).
+
+Models: the compact network of part A (SNV inputs + features, its defaults), the convolutional
+networks of :mod:`trainer.convnets`, and the classical baselines of :mod:`trainer.classical`, all on
+SNV-normalised spectra. Nothing is tuned on the data.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.bundle import write_bundle
+from device.classifier import Classifier
+from device.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT, convnet_flop_count, flop_count
+from device.features import DEFAULT_PROMINENCE
+from device.inputs import Standardizer, normalise, raw_inputs
+from device.network import forward
+
+from . import classical, convnets
+from . import model as compact
+from .data import Dataset, DatasetError
+from .degrade import SNR_LEVELS, degrade
+from .export import tflite_bytes, tflite_convnet_bytes
+from .metrics import classification_report
+from .splits import holdout_split, parse_holdout, stratified_folds
+
+MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
+#: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.
+SMALL_SET = 1000
+#: Single-spectrum calls timed per model (median reported), after warm-up.
+LATENCY_CALLS = 50
+
+
+@dataclass
+class Split:
+    """Named train/test index pairs."""
+
+    description: str
+    pairs: list = field(default_factory=list)
+
+
+def make_split(text: str, ds: Dataset, seed: int) -> Split:
+    """Parse ``--split``: ``auto``, ``repeated:RxK``, ``kfold:K``, ``holdout:FRACTION`` or ``holdout:KEY=V[,V]``.
+
+    ``auto`` is repeated stratified K-fold (3 x 5) for at most :data:`SMALL_SET` spectra, else a
+    stratified random 20 % hold-out.
+    """
+    n = len(ds.y)
+    if text == "auto":
+        text = "repeated:3x5" if n <= SMALL_SET else "holdout:0.2"
+    m = re.fullmatch(r"repeated:(\d+)x(\d+)|kfold:(\d+)|holdout:(.+)", text)
+    if not m:
+        raise DatasetError(f"--split {text!r}: use auto, repeated:RxK (e.g. 3x5), kfold:K, holdout:FRACTION "
+                           "(e.g. 0.2) or holdout:KEY=VALUE[,VALUE]")
+    if m.group(1) or m.group(3):
+        repeats, folds = (int(m.group(1)), int(m.group(2))) if m.group(1) else (1, int(m.group(3)))
+        pairs = [p for r in range(repeats) for p in stratified_folds(ds.y, folds, seed + r)]
+        return Split(f"stratified {folds}-fold cross-validation, repeated {repeats} times (seeds {seed}..."
+                     f"{seed + repeats - 1})", pairs)
+    arg = m.group(4)
+    try:
+        fraction = float(arg)
+    except ValueError:
+        key, values = parse_holdout(arg)
+        train, test, desc = holdout_split(ds, key, values, seed)
+        return Split(f"hold-out by group: {desc}", [(train, test)])
+    if not 0 < fraction < 1:
+        raise DatasetError(f"--split holdout:{arg}: the test fraction must be between 0 and 1")
+    folds = max(2, round(1 / fraction))
+    return Split(f"stratified random hold-out of 1/{folds} of the spectra (seed {seed})",
+                 [stratified_folds(ds.y, folds, seed)[0]])
+
+
+@dataclass
+class Trained:
+    """A fitted model: ``predict(Y)`` -> class probabilities or labels for spectra ``Y`` on the axis."""
+
+    predict: object
+    fit_seconds: float
+    cost: dict
+
+
+def _latency(clf: Classifier, Y: np.ndarray) -> float:
+    """Median seconds of one single-spectrum classification on the axis, in the device runtime."""
+    times = []
+    for i in range(LATENCY_CALLS + 5):
+        row = Y[i % len(Y)][None]
+        t = time.perf_counter()
+        clf.probabilities_on_axis(row)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times[5:]))
+
+
+def _bundle_cost(tmp: Path, Y: np.ndarray, ds: Dataset, **bundle_args) -> dict:
+    """Size on disk (model.npz + model.tflite) and device latency of a bundle written for measuring."""
+    b = write_bundle(tmp, name="compare", class_names=ds.class_names, axis=ds.axis, card={}, **bundle_args)
+    size = sum((b.path / f).stat().st_size for f in ("model.npz", "model.tflite"))
+    return {"size_bytes": size, "size_of": "bundle (model.npz + model.tflite)",
+            "latency_s": _latency(Classifier(b), Y)}
+
+
+def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int, measure: bool) -> Trained:
+    """Fit model ``name`` on the ``train`` rows; with ``measure``, also its cost (see the module docstring)."""
+    Y, y, axis, n_classes = ds.X[train], ds.y[train], ds.axis, len(ds.class_names)
+    t0 = time.perf_counter()
+    cost: dict = {}
+    if name == "compact":
+        hp = compact.Hyperparameters()
+        R = raw_inputs(Y, axis, DEFAULT_PROMINENCE, "snv")
+        std = Standardizer.fit(R)
+        model, _ = compact.train(std.transform(R), y, n_classes, hp, seed)
+        layers = compact.dense_layers(model, hp)
+        fit_s = time.perf_counter() - t0
+        predict = lambda Yt: forward(std.transform(raw_inputs(Yt, axis, DEFAULT_PROMINENCE, "snv")),  # noqa: E731
+                                     layers, hp.leaky_slope)
+        if measure:
+            with tempfile.TemporaryDirectory() as tmp:
+                cost = _bundle_cost(Path(tmp) / "b", Y, ds, prominence=DEFAULT_PROMINENCE, standardizer=std,
+                                    layers=layers, leaky_slope=hp.leaky_slope, normalisation="snv",
+                                    tflite=tflite_bytes(layers, hp.leaky_slope, R.shape[1]))
+            cost.update(parameters=int(sum(l.kernel.size + l.bias.size for l in layers)),
+                        flop=flop_count(axis, layers, "snv")["total"])
+    elif name in convnets.CONV_MODELS:
+        hp = convnets.ConvHyperparameters(steps=steps)
+        model, _ = convnets.train(name, Y, axis.values, y, n_classes, hp, seed)
+        net = convnets.to_convnet(model, name, hp)
+        fit_s = time.perf_counter() - t0
+        predict = lambda Yt: net.probabilities(normalise(Yt, "snv"))  # noqa: E731
+        if measure:
+            with tempfile.TemporaryDirectory() as tmp:
+                cost = _bundle_cost(Path(tmp) / "b", Y, ds, convnet=net, normalisation="snv",
+                                    tflite=tflite_convnet_bytes(net, axis.points))
+            cost.update(parameters=net.parameters, flop=convnet_flop_count(axis, net, "snv")["total"])
+    else:
+        est = classical.make_classical(name, seed).fit(normalise(Y, "snv"), y)
+        fit_s = time.perf_counter() - t0
+        predict = lambda Yt: est.predict(normalise(Yt, "snv"))  # noqa: E731
+        if measure:
+            cost = {"parameters": classical.parameter_count(est), "size_bytes": classical.model_size_bytes(est),
+                    "size_of": "pickled estimator", "latency_s": None,
+                    "flop": (RESAMPLE_FLOP_PER_POINT + SNV_FLOP_PER_POINT) * axis.points
+                    + classical.classical_flops(est, axis.points)}
+    return Trained(predict, fit_s, cost)
+
+
+def _labels(out: np.ndarray) -> np.ndarray:
+    return out.argmax(axis=1) if out.ndim == 2 else np.asarray(out)
+
+
+def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0, steps: int = 1000,
+            log=print) -> dict:
+    """Run the comparison; returns per-model results (see :func:`trainer.report_compare.write_compare_report`)."""
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise DatasetError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    t_start = time.perf_counter()
+    conditions = ["clean", *[f"snr{s:g}" for s in snr_levels]]
+    results = {m: {"splits": [], "cost": None, "fit_seconds": []} for m in models}
+    for i, (train, test) in enumerate(split.pairs):
+        rng = np.random.default_rng(seed + 1000 + i)
+        tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
+        for name in models:
+            trained = train_model(name, ds, train, seed + i, steps, measure=i == 0)
+            scores = {}
+            for cond in conditions:
+                rep = classification_report(ds.y[test], _labels(trained.predict(tests[cond])), ds.class_names)
+                scores[cond] = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+            results[name]["splits"].append(scores)
+            results[name]["fit_seconds"].append(trained.fit_seconds)
+            if i == 0:
+                results[name]["cost"] = trained.cost
+            log(f"split {i + 1}/{len(split.pairs)} {name:14s} accuracy {scores['clean']['accuracy']:.4f}  "
+                f"at SNR {snr_levels[-1]:g}: {scores[conditions[-1]]['accuracy']:.4f}  ({trained.fit_seconds:.1f} s)")
+    for name, r in results.items():
+        for cond in conditions:
+            acc = [s[cond]["accuracy"] for s in r["splits"]]
+            f1 = [s[cond]["macro_f1"] for s in r["splits"]]
+            r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+                                                 "macro_f1_mean": float(np.mean(f1))}
+    return {"split": split.description, "splits": len(split.pairs), "conditions": conditions,
+            "snr_levels": list(snr_levels), "models": results, "seconds": round(time.perf_counter() - t_start, 1)}

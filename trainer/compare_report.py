@@ -1,0 +1,99 @@
+"""The comparison report: ``report.json``, ``report.md`` (two tables) and ``snr.png``, written atomically."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from device.fileio import publish_directory
+
+from .report import software_versions
+
+
+def _size(n) -> str:
+    return "-" if n is None else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _flop(n) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def tables(result: dict) -> list[str]:
+    """The two Markdown tables: models (accuracy and cost) and accuracy against SNR."""
+    models = result["models"]
+    lines = ["| model | accuracy (mean +/- std) | macro F1 | parameters | FLOP / spectrum | size on disk | "
+             "latency / spectrum (device) | fit time |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        s, c = r["summary"]["clean"], r["cost"]
+        latency = "-" if c["latency_s"] is None else f"{1e3 * c['latency_s']:.2f} ms"
+        lines.append(f"| {name} | {100 * s['accuracy_mean']:.2f} % +/- {100 * s['accuracy_std']:.2f} | "
+                     f"{s['macro_f1_mean']:.3f} | {c['parameters']:,} | {_flop(c['flop'])} | {_size(c['size_bytes'])} | "
+                     f"{latency} | {sum(r['fit_seconds']) / len(r['fit_seconds']):.1f} s |")
+    conds = result["conditions"]
+    heads = ["clean"] + [f"SNR {s:g}" for s in result["snr_levels"]]
+    lines += ["", "| model | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    for name, r in models.items():
+        lines.append(f"| {name} | " + " | ".join(f"{100 * r['summary'][c]['accuracy_mean']:.1f}" for c in conds) + " |")
+    return lines
+
+
+def _markdown(report: dict) -> str:
+    r = report["results"]
+    d = report["data"]
+    lines = [f"# Model comparison: {d['source']}", "",
+             f"{d['spectra']} spectra, {len(d['per_class'])} classes, axis {d['axis']} cm-1. Split: {r['split']} "
+             f"({r['splits']} train/test pair(s)). Accuracy is on the test spectra of each pair, mean +/- std over the "
+             "pairs (std 0 for a single hold-out). Cost figures are from the models of the first pair: FLOP from "
+             "resampling to the verdict (analytic), size of the bundle files (networks) or of the pickled estimator "
+             "(classical), latency of one spectrum in the device runtime on this machine (networks only).", "",
+             *tables(r)[:len(r["models"]) + 2], "",
+             "## Accuracy (%) against acquisition quality", "",
+             "Test spectra degraded as by lower laser power x integration time (trainer/degrade.py): signal and "
+             "fluorescence scaled by s, shot + read noise; SNR = band height (max - median) of the scaled clean "
+             "spectrum over the RMS noise standard deviation. The same degraded spectra for every model.", "",
+             *tables(r)[len(r["models"]) + 3:], "", "![accuracy against SNR](snr.png)", "",
+             f"Settings: {json.dumps(report['settings'])}. Run time {r['seconds']} s. Software: "
+             f"{json.dumps(report['software'])}.", ""]
+    return "\n".join(lines)
+
+
+def _figure(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    levels = result["snr_levels"]
+    for name, r in result["models"].items():
+        acc = [100 * r["summary"][f"snr{s:g}"]["accuracy_mean"] for s in levels]
+        style = "-" if name in ("compact", "cnn", "resnet", "se-resnet") else ":"
+        ax.plot(levels, acc, style, marker="o", ms=3, label=name, lw=2 if name == "se-resnet" else 1.2)
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("SNR of the test spectra (band height / RMS noise), worse to the right")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy against acquisition quality")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "snr.png", dpi=110)
+    plt.close(fig)
+
+
+def write_compare_report(out, result: dict, settings: dict, data: dict) -> Path:
+    """Write the report directory (replacing an old one only once the new one is complete)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _figure(result, tmp)
+        report = {"settings": settings, "data": data, "software": software_versions(), "results": result}
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "report.md").write_text(_markdown(report))
+        publish_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
