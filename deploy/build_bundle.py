@@ -20,13 +20,14 @@ Usage: ``python deploy/build_bundle.py [--target bookworm-aarch64|host] [--extra
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+from device.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_FILES = ("raman-edge.service", "99-raman-edge.rules", "raman-edge.sysusers", "raman-edge.toml")
@@ -38,14 +39,6 @@ TARGETS = {
                                                                                 "linux_aarch64"],
     },
 }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def project_version() -> str:
@@ -63,7 +56,7 @@ def pip(*args: str) -> None:
 def wheel_requirement(path: Path) -> str:
     """``name==version --hash=sha256:...`` for one wheel file (names and versions as in the file name)."""
     name, version = path.name.split("-")[:2]
-    return f"{name}=={version} --hash=sha256:{sha256(path)}"
+    return f"{name}=={version} --hash=sha256:{sha256_file(path)}"
 
 
 def build(target: str, extras: str, out: Path) -> Path:
@@ -99,7 +92,7 @@ def build(target: str, extras: str, out: Path) -> Path:
     (tree / "BUNDLE").write_text(f"version={version}\ntarget={target}\npython={python}\nextras={extras}\n")
 
     listed = sorted(p for p in tree.rglob("*") if p.is_file())
-    (tree / "SHA256SUMS").write_text("".join(f"{sha256(p)}  {p.relative_to(tree)}\n" for p in listed))
+    (tree / "SHA256SUMS").write_text("".join(f"{sha256_file(p)}  {p.relative_to(tree)}\n" for p in listed))
     archive = out / f"{name}.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname=name)

@@ -22,7 +22,6 @@ the group that may talk to the service, reloads systemd and udev, and with ``--e
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .bundle import sha256_file
 from .errors import RamanEdgeError
 from .fileio import publish_directory, write_replacing
 
@@ -49,14 +49,6 @@ class InstallError(RamanEdgeError):
     """The bundle, the options or the system do not allow the installation; nothing further was written."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def check_sums(src: Path) -> None:
     """Check every file listed in ``src/SHA256SUMS``; raise :class:`InstallError` naming each bad one."""
     sums = src / "SHA256SUMS"
@@ -70,7 +62,7 @@ def check_sums(src: Path) -> None:
             bad.append(f"SHA256SUMS line {n}: not 'SHA256  FILE'")
         elif not path.is_file():
             bad.append(f"{name}: missing")
-        elif _sha256(path) != digest:
+        elif sha256_file(path) != digest:
             bad.append(f"{name}: damaged (its checksum differs)")
     if bad:
         raise InstallError(f"the bundle {src} is damaged; copy it again:\n  " + "\n  ".join(bad))

@@ -2,13 +2,9 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-from device.fileio import publish_directory
-
-from .report import software_versions
+from .report import publish_report, software_versions
 
 
 def _size(n) -> str:
@@ -83,17 +79,11 @@ def _figure(result: dict, out: Path) -> None:
 
 
 def write_compare_report(out, result: dict, settings: dict, data: dict) -> Path:
-    """Write the report directory (replacing an old one only once the new one is complete)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """Write the comparison's report directory (see :func:`trainer.report.publish_report`)."""
+    def fill(tmp: Path) -> None:
         _figure(result, tmp)
         report = {"settings": settings, "data": data, "software": software_versions(), "results": result}
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_markdown(report))
-        publish_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return publish_report(out, fill)

@@ -12,9 +12,8 @@ from device.cost import convnet_flop_count
 from device.inputs import normalise
 
 from . import convnets
-from .data import DatasetError, load_dataset
 from .export import export_check, tflite_convnet_bytes
-from .fit import read_examples
+from .fit import load_training_data
 from .metrics import classification_report
 from .report import software_versions
 from .splits import holdout_split, stratified_folds
@@ -44,12 +43,9 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
     t0 = time.perf_counter()
     out = Path(out)
     name = name or out.name
-    ds = load_dataset(data, axis)
+    log(f"model {kind}")
+    ds, example_files = load_training_data(data, axis, examples, log)
     n_classes = len(ds.class_names)
-    if n_classes < 2:
-        raise DatasetError(f"{data}: found {n_classes} class; a classifier needs at least two.")
-    log(f"data: {ds.X.shape[0]} spectra, {n_classes} classes, axis {ds.axis} cm-1; model {kind}")
-    example_files = read_examples(Path(examples), ds.class_names) if examples else []
     metrics: dict = {}
     if holdout:
         train, test, desc = holdout_split(ds, holdout[0], holdout[1], seed)

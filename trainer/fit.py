@@ -78,6 +78,15 @@ def read_examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
     return out
 
 
+def load_training_data(data, axis, examples, log) -> tuple[Dataset, list]:
+    """The data set (at least two classes) and the example spectra to ship, checked before any training."""
+    ds = load_dataset(data, axis)
+    if len(ds.class_names) < 2:
+        raise DatasetError(f"{data}: found {len(ds.class_names)} class; a classifier needs at least two.")
+    log(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1")
+    return ds, read_examples(Path(examples), ds.class_names) if examples else []
+
+
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
@@ -122,12 +131,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     t0 = time.perf_counter()
     out = Path(out)
     name = name or out.name
-    ds = load_dataset(data, axis)
+    ds, example_files = load_training_data(data, axis, examples, log)
     n_classes = len(ds.class_names)
-    if n_classes < 2:
-        raise DatasetError(f"{data}: found {n_classes} class; a classifier needs at least two.")
-    log(f"data: {ds.X.shape[0]} spectra, {n_classes} classes, axis {ds.axis} cm-1")
-    example_files = read_examples(Path(examples), ds.class_names) if examples else []
     R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, normalisation)
     metrics: dict = {}
     split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None

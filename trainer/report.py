@@ -159,20 +159,29 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_report(out, result: dict, settings: dict, data: dict, class_names, axis_values, mean_spectrum) -> Path:
-    """Write the report directory (replacing an old one only once the new one is complete)."""
+def publish_report(out, fill) -> Path:
+    """Make the report directory ``out`` by ``fill(tmp)`` in a directory beside it, then swap it in whole
+    (an old report is replaced only once the new one is complete; an interrupted one leaves nothing)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        fill(tmp)
+        publish_directory(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def write_report(out, result: dict, settings: dict, data: dict, class_names, axis_values, mean_spectrum) -> Path:
+    """Write the protocol's report directory (see :func:`publish_report`)."""
+    def fill(tmp: Path) -> None:
         figures = _figures(result, class_names, axis_values, mean_spectrum, tmp)
         public = {k: v for k, v in result.items() if k != "roc_data"}
         report = {"settings": settings, "data": data, "software": software_versions(), "results": public,
                   "figures": figures}
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_markdown(report))
-        publish_directory(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return publish_report(out, fill)
