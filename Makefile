@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= bookworm-aarch64
 
-.PHONY: demo test bench bench-protocol bench-service models bundle clean
+.PHONY: demo test bench bench-protocol bench-service bench-compare models bundle clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench-protocol: $(VENV)/.installed-device,train,test
 # The measurement service: trigger-to-verdict overhead, idle memory and CPU.
 bench-service: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_service.py
+
+# Every model on the real SERS pesticide set, 0.5 ppm held out: accuracy, cost, accuracy against SNR.
+bench-compare: $(VENV)/.installed-device,train,test
+	time $(VENV)/bin/raman-train compare $(SHARED)/sersformer_pesticides/sersformer_pesticides.npz \
+	    --report docs/reports/compare-sers --split holdout:concentration_ppm=0.5
 
 # Rebuild the shipped model from the SERS pesticide data set (recipe and timing in the model card).
 models: $(VENV)/.installed-device,train,test

@@ -18,12 +18,14 @@ def _flop(n) -> str:
 def tables(result: dict) -> list[str]:
     """The two Markdown tables: models (accuracy and cost) and accuracy against SNR."""
     models = result["models"]
-    lines = ["| model | accuracy (mean +/- std) | macro F1 | parameters | FLOP / spectrum | size on disk | "
+    single = result["splits"] == 1
+    lines = [f"| model | {'accuracy' if single else 'accuracy (mean +/- std)'} | macro F1 | parameters | FLOP / spectrum | size on disk | "
              "latency / spectrum (device) | fit time |", "|---|---|---|---|---|---|---|---|"]
     for name, r in models.items():
         s, c = r["summary"]["clean"], r["cost"]
         latency = "-" if c["latency_s"] is None else f"{1e3 * c['latency_s']:.2f} ms"
-        lines.append(f"| {name} | {100 * s['accuracy_mean']:.2f} % +/- {100 * s['accuracy_std']:.2f} | "
+        spread = "" if single else f" +/- {100 * s['accuracy_std']:.2f}"
+        lines.append(f"| {name} | {100 * s['accuracy_mean']:.2f} %{spread} | "
                      f"{s['macro_f1_mean']:.3f} | {c['parameters']:,} | {_flop(c['flop'])} | {_size(c['size_bytes'])} | "
                      f"{latency} | {sum(r['fit_seconds']) / len(r['fit_seconds']):.1f} s |")
     conds = result["conditions"]
@@ -40,7 +42,7 @@ def _markdown(report: dict) -> str:
     lines = [f"# Model comparison: {d['source']}", "",
              f"{d['spectra']} spectra, {len(d['per_class'])} classes, axis {d['axis']} cm-1. Split: {r['split']} "
              f"({r['splits']} train/test pair(s)). Accuracy is on the test spectra of each pair, mean +/- std over the "
-             "pairs (std 0 for a single hold-out). Cost figures are from the models of the first pair: FLOP from "
+             "pairs when there are several. Cost figures are from the models of the first pair: FLOP from "
              "resampling to the verdict (analytic), size of the bundle files (networks) or of the pickled estimator "
              "(classical), latency of one spectrum in the device runtime on this machine (networks only).", "",
              *tables(r)[:len(r["models"]) + 2], "",
@@ -62,10 +64,11 @@ def _figure(result: dict, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     levels = result["snr_levels"]
-    for name, r in result["models"].items():
+    for i, (name, r) in enumerate(result["models"].items()):
         acc = [100 * r["summary"][f"snr{s:g}"]["accuracy_mean"] for s in levels]
         style = "-" if name in ("compact", "cnn", "resnet", "se-resnet") else ":"
-        ax.plot(levels, acc, style, marker="o", ms=3, label=name, lw=2 if name == "se-resnet" else 1.2)
+        ax.plot(levels, acc, style, marker="o", ms=3, label=name, lw=2 if name == "se-resnet" else 1.2,
+                color=plt.cm.tab20(i % 20))
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel("SNR of the test spectra (band height / RMS noise), worse to the right")
