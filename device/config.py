@@ -29,6 +29,7 @@ Example::
 
     [data]
     directory = "/var/lib/raman-edge"
+    reserve_mb = 50               # measurements stop (and say why) when less is free; optional
 
 A relative bundle path is taken from the configuration file's directory. Every problem is reported at
 once, each with its key and the reason, as a :class:`ConfigError`.
@@ -94,6 +95,7 @@ class Config:
     triggers: TriggerConfig
     outputs: OutputConfig
     data_directory: Path
+    data_reserve_mb: float = 50.0
 
 
 # key: (type, required, check, reason) for each section; check None = any value of the type
@@ -124,7 +126,8 @@ _SCHEMA = {
     },
     "outputs": {k: (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)")
                 for k in ("laser_pin", "led_ok_pin", "led_alert_pin", "buzzer_pin")},
-    "data": {"directory": (str, True, lambda v: bool(v), "must name a directory")},
+    "data": {"directory": (str, True, lambda v: bool(v), "must name a directory"),
+             "reserve_mb": (_NUMBER, False, lambda v: 0 <= v <= 1e6, "must be between 0 and 1000000 (MB)")},
 }
 
 
@@ -192,7 +195,8 @@ def parse_config(text: str, path="<config>") -> Config:
         else Path(model["bundle"])
     section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
-                  OutputConfig(**section("outputs")), Path(values["data.directory"]))
+                  OutputConfig(**section("outputs")), Path(values["data.directory"]),
+                  float(values.get("data.reserve_mb", 50.0)))
 
 
 def load_config(path) -> Config:

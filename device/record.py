@@ -8,6 +8,7 @@ operator survives a power cut.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,28 @@ def _array(b):
     return None if b is None else np.frombuffer(b, dtype="<f8").copy()
 
 
+def storage_problem(directory: Path, reserve_bytes: float) -> str | None:
+    """Why records cannot be written safely in ``directory`` now, or None.
+
+    A read-only file system (an SD card the kernel remounted read-only after errors), a directory this
+    user may not write, or less than ``reserve_bytes`` free for this user.
+    """
+    try:
+        st = os.statvfs(directory)
+    except OSError as exc:
+        return f"the data directory {directory} cannot be examined ({exc.strerror}); check that it exists"
+    if st.f_flag & os.ST_RDONLY:
+        return (f"the data directory {directory} is on a read-only file system (often a storage card the "
+                "kernel remounted read-only after errors); check or replace the card, then restart the service")
+    if not os.access(directory, os.W_OK):
+        return f"the data directory {directory} is not writable by this user; fix its owner or permissions"
+    free = st.f_bavail * st.f_frsize
+    if free < reserve_bytes:
+        return (f"disk full: {free / 1e6:.1f} MB free in {directory}, below the reserve of "
+                f"{reserve_bytes / 1e6:.0f} MB (data.reserve_mb); export and remove old records or free space")
+    return None
+
+
 class RecordStore:
     """The SQLite record of a device.
 
@@ -105,6 +128,10 @@ class RecordStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def storage_problem(self, reserve_bytes: float) -> str | None:
+        """Why a new record could not be written safely now (read-only or full file system), or None."""
+        return storage_problem(self.path.parent, reserve_bytes)
 
     def add(self, rec: Record) -> int:
         """Store a measurement durably and return its id (the row is on disk when this returns)."""

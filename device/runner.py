@@ -190,7 +190,8 @@ class Runner:
         self._start(self._reconnect, "reconnect")
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
-                 f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}")
+                 f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}"
+                 + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else ""))
         sd_notify(f"READY=1\nSTATUS={status['state']}")
         interval = watchdog_interval()
         last_ping = 0.0

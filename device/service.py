@@ -5,6 +5,9 @@ path, calibrate, classify, decide (a verdict below the configured confidence is 
 durably, and only then reply. Measurements are serialised: a trigger while one runs is answered
 ``busy``. At start the model is verified and checked on its own example spectra; if they do not come
 back with their expected labels, the service stays up but refuses to report verdicts, and says why.
+Likewise when the record cannot be written (read-only or full file system, below the configured
+reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
+until it can, and STATUS says why.
 """
 from __future__ import annotations
 
@@ -49,7 +52,8 @@ class Service:
         self.bundle = load_bundle(config.model.bundle)
         self.classifier = Classifier(self.bundle, config.model.backend)
         self.self_test = self._self_test()
-        self.store = RecordStore(config.data_directory / RECORD_FILE)
+        self.store = None
+        self.storage_error = self._storage_problem()
         self.started = time.time()
 
     def _self_test(self) -> dict:
@@ -66,6 +70,17 @@ class Service:
         reason = None if passed else ("the bundle has no example spectra to check it with" if not self.bundle.examples
                                       else "; ".join(failures))
         return {"passed": passed, "examples": len(self.bundle.examples), "reason": reason}
+
+    def _storage_problem(self) -> str | None:
+        """Why a measurement could not be recorded now (opening the record if it is not open), or None."""
+        if self.store is None:
+            try:
+                self.config.data_directory.mkdir(parents=True, exist_ok=True)
+                self.store = RecordStore(self.config.data_directory / RECORD_FILE)
+            except (RecordError, OSError) as exc:
+                return str(exc) if isinstance(exc, RecordError) else \
+                    f"the data directory {self.config.data_directory} cannot be created ({exc.strerror})"
+        return self.store.storage_problem(self.config.data_reserve_mb * 1e6)
 
     # -- spectrometer ---------------------------------------------------------------------------
     def spectrometer(self):
@@ -124,6 +139,10 @@ class Service:
     def _measure(self, trigger: str) -> dict:
         if not self.self_test["passed"]:
             return {"ok": False, "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
+        self.storage_error = self._storage_problem()
+        if self.storage_error:
+            self.counts["errors"] += 1
+            return {"ok": False, "error": f"measurements refused: the record cannot be written: {self.storage_error}"}
         s = self.config.spectrometer
         rec = Record(trigger=trigger, device={"protocol": s.protocol, "port": s.port, "laser_nm": s.laser_nm,
                                               "integration_s": s.integration_s, "averages": s.averages},
@@ -166,20 +185,27 @@ class Service:
         return reply
 
     def status(self) -> dict:
+        if not self._lock.locked():
+            self.storage_error = self._storage_problem()
         if not self.self_test["passed"]:
             state = "self-test failed"
         elif self._lock.locked():
             state = "measuring"
+        elif self.storage_error:
+            state = "storage unavailable"  # checked again at every trigger
         elif self._spectrometer is None and self.spectrometer_error:
             state = "no spectrometer"  # it could not be opened; the next trigger tries again
         else:
             state = "ready"
         return {"state": state, "spectrometer": self.config.spectrometer.protocol,
-                "spectrometer_error": self.spectrometer_error, "model": self.bundle.model_id,
-                "self_test": self.self_test, "counts": dict(self.counts), "records": self.store.count(),
+                "spectrometer_error": self.spectrometer_error, "storage_error": self.storage_error,
+                "model": self.bundle.model_id, "self_test": self.self_test, "counts": dict(self.counts),
+                "records": self.store.count() if self.store is not None else None,
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def last(self) -> dict:
+        if self.store is None:
+            return {"ok": False, "error": f"the record is not open: {self.storage_error}"}
         r = self.store.last()
         if r is None:
             return {"ok": False, "error": "no measurement recorded yet"}
@@ -202,4 +228,5 @@ class Service:
         if self._spectrometer is not None:
             self._spectrometer.close()
             self._spectrometer = None
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
