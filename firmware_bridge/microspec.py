@@ -46,6 +46,8 @@ def parse_spectrum(line: bytes, channels: int = CHANNELS, trailing_comma: bool =
         values = np.array([int(f) for f in fields], dtype=np.int64)
     except ValueError:
         raise FramingError("spectrum line holds a field that is not a whole number") from None
+    except OverflowError:
+        raise FramingError("spectrum line holds a count too large for any detector: the line is corrupted") from None
     if values.min() < 0:
         raise FramingError("spectrum line holds a negative count")
     return values

@@ -111,9 +111,14 @@ def frame_length(header: bytes) -> int:
 
     Raises
     ------
+    ShortFrameError
+        If ``header`` is shorter than 44 bytes.
     FramingError
         If the start bytes are wrong or the length field is impossible.
     """
+    if len(header) < HEADER_SIZE:
+        raise ShortFrameError(f"OBP header of {len(header)} bytes is shorter than {HEADER_SIZE}; read the whole "
+                              "header before asking for the message length")
     if header[:2] != START:
         raise FramingError(f"OBP message does not start with C1 C0 (got {header[:2].hex(' ')})")
     remaining = struct.unpack_from("<I", header, 40)[0]

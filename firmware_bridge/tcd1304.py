@@ -73,11 +73,14 @@ def decode_frame(data: bytes) -> np.ndarray:
     ShortFrameError
         Fewer than 7388 bytes.
     FramingError
-        A value above 4095: the stream is misaligned or corrupt.
+        More than 7388 bytes, or a value above 4095: the stream is misaligned or corrupt.
     """
     if len(data) < FRAME_BYTES:
         raise ShortFrameError(f"TCD1304 frame of {len(data)} bytes, expected {FRAME_BYTES}")
-    values = np.frombuffer(data[:FRAME_BYTES], dtype="<u2")
+    if len(data) > FRAME_BYTES:
+        raise FramingError(f"TCD1304 frame of {len(data)} bytes, expected {FRAME_BYTES}: the stream holds extra "
+                           "bytes; drain the line and request a new frame")
+    values = np.frombuffer(data, dtype="<u2")
     if values.max() > MAX_COUNT:
         raise FramingError(f"TCD1304 frame holds a value {int(values.max())} above the 12-bit maximum "
                            f"{MAX_COUNT}: the byte stream is misaligned or corrupt")

@@ -62,7 +62,7 @@ def test_real_disk_full_then_read_only(tiny_fs, tmp_path, shipped_bundle):
         if not r["ok"]:
             break
         reported[r["id"]] = r["verdict"]
-    assert not r["ok"] and "database or disk is full" in r["error"] and "not reported" in r["error"], r
+    assert not r["ok"] and "database or disk is full" in r["error"] and "no verdict is reported" in r["error"], r
     assert reported
     recorded = {rec.id: rec.verdict for rec in svc.store.query()}
     assert all(recorded.get(i) == v for i, v in reported.items())  # every reported verdict is on the full disk
