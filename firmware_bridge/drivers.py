@@ -154,6 +154,7 @@ class OBPSpectrometer(Spectrometer):
 
     protocol = "obp"
     has_laser = True  # the lamp-enable line gates the laser driver
+    FULL_SCALE = 16383  # STS and Spark: 14-bit ADC
     POWER_UP_BAUD = 9600
     OPEN_ATTEMPTS = 3  # a reply damaged on the line does not make opening fail
 
@@ -321,7 +322,8 @@ class OBPSpectrometer(Spectrometer):
         if len(msg.data) != 2 * self._pixels:
             raise ShortFrameError(f"spectrum of {len(msg.data)} bytes, expected {2 * self._pixels}")
         counts = np.frombuffer(msg.data, "<u2").astype(np.float64)
-        return counts, {"protocol": self.protocol, "integration_s": self.integration_s, "averages": self.averages}
+        return counts, {"protocol": self.protocol, "integration_s": self.integration_s, "averages": self.averages,
+                        "full_scale": self.FULL_SCALE}
 
 
 class TCD1304Spectrometer(Spectrometer):
@@ -375,7 +377,7 @@ class TCD1304Spectrometer(Spectrometer):
         check_no_isolated_spikes(frame[tcd1304.ACTIVE], "TCD1304 frame")
         return frame[tcd1304.ACTIVE].astype(np.float64), {
             "protocol": self.protocol, "integration_s": self.integration_s, "averages": self.averages,
-            "dark_reference": dark, "inverted": True}
+            "dark_reference": dark, "inverted": True, "full_scale": tcd1304.MAX_COUNT}
 
     def wavelengths(self) -> np.ndarray:
         if self.coefficients is None:

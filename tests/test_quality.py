@@ -1,0 +1,56 @@
+"""Spectrum quality: saturated, flat and too-weak spectra are refused with reasons; good ones pass."""
+import numpy as np
+import pytest
+
+from device.quality import estimated_snr, problems
+from trainer.degrade import degrade
+
+AXIS = np.linspace(400, 1800, 1401)
+
+
+def bands(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.stack([sum(a * np.exp(-0.5 * ((AXIS - c) / w) ** 2) for a, c, w in
+                         zip(rng.uniform(0.3, 1, 4), rng.uniform(500, 1700, 4), rng.uniform(5, 15, 4))) + 0.2
+                     for _ in range(n)])
+
+
+@pytest.mark.parametrize("snr", [100.0, 50.0, 20.0, 5.0])
+def test_estimated_snr_matches_the_degradation_it_measures(snr):
+    Y = degrade(bands(), AXIS, snr, np.random.default_rng(1), shot_fraction=0.0)
+    est = np.array([estimated_snr(y) for y in Y])
+    assert np.median(est) == pytest.approx(snr, rel=0.15)
+
+
+def test_estimated_snr_of_very_weak_spectra_stays_below_the_default_limit():
+    Y = degrade(bands(), AXIS, 2.0, np.random.default_rng(1))
+    assert max(estimated_snr(y) for y in Y) < 5.0
+
+
+def test_weak_flat_and_good_spectra():
+    rng = np.random.default_rng(2)
+    weak = degrade(bands(1), AXIS, 2.0, rng)[0]
+    assert any(p.startswith("too weak: SNR") and "integration time" in p for p in problems(weak))
+    good = degrade(bands(1), AXIS, 100.0, rng)[0]
+    assert problems(good) == []
+    assert problems(np.full(AXIS.size, 1234.0))[0].startswith("flat: ")
+    assert problems(weak, min_snr=0) == []
+
+
+def test_saturation_for_normal_and_inverted_detectors():
+    y = bands(1)[0]
+    raw = 1000 + 15000 * y / y.max()
+    raw[700:705] = 16383
+    msg = problems(y, raw, {"full_scale": 16383})
+    assert msg and msg[0].startswith("saturated: 5 pixels") and "shorten the integration time" in msg[0]
+    assert problems(y, raw, {}) == []  # full scale unknown: not judged
+    inverted = 3600 - 3000 * y / y.max()
+    assert problems(y, inverted, {"full_scale": 4095, "inverted": True}) == []
+    inverted[100:103] = 0
+    assert problems(y, inverted, {"full_scale": 4095, "inverted": True})[0].startswith("saturated: 3 pixels")
+
+
+def test_real_measured_spectra_pass(shipped_bundle):
+    for path, _ in shipped_bundle.examples:
+        x, y = np.loadtxt(path, delimiter=",").T
+        assert problems(y) == [], path.name

@@ -1,0 +1,106 @@
+"""Fitting the out-of-distribution detector (:mod:`device.ood`), and its leave-one-class-out evaluation."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from device.features import DEFAULT_PROMINENCE
+from device.inputs import Standardizer, normalise, raw_inputs
+from device.network import forward
+from device.ood import OODDetector
+
+from . import model as compact
+from .data import Dataset
+from .splits import stratified_folds
+
+#: Principal components of the detector (fewer when the data has fewer spectra).
+COMPONENTS = 20
+#: Default share of known spectra that may be called unknown.
+FALSE_REJECTION = 0.01
+#: Folds whose held-out scores set the threshold.
+THRESHOLD_FOLDS = 5
+
+
+def _fit(Y: np.ndarray, y: np.ndarray, n_classes: int, k: int) -> OODDetector:
+    X = normalise(Y, "snv")
+    mean = X.mean(axis=0)
+    Xc = X - mean
+    components = np.linalg.svd(Xc, full_matrices=False)[2][:k]
+    T = Xc @ components.T
+    class_means = np.stack([T[y == c].mean(axis=0) for c in range(n_classes)])
+    within = T - class_means[y]
+    cov = within.T @ within / max(len(y) - n_classes, 1)
+    cov += 1e-6 * np.trace(cov) / k * np.eye(k)  # a ridge keeps it invertible when a direction is empty
+    residual = np.einsum("ij,ij->i", Xc, Xc) - np.einsum("ij,ij->i", T, T)
+    return OODDetector(mean, components, class_means, np.linalg.inv(cov), float(max(residual.mean(), 1e-12)),
+                       np.inf, 0.0)
+
+
+def fit_detector(Y: np.ndarray, y: np.ndarray, n_classes: int, false_rejection: float = FALSE_REJECTION,
+                 seed: int = 0) -> OODDetector:
+    """The detector of spectra ``Y`` (n, points) with labels ``y``, its threshold set on held-out scores.
+
+    Each spectrum is scored by a detector fitted without it (stratified K-fold); the threshold is the
+    (1 - ``false_rejection``) quantile of those scores. The returned detector is fitted on all spectra.
+    """
+    k = int(min(COMPONENTS, len(y) - n_classes - 1, Y.shape[1]))
+    held = np.empty(len(y))
+    folds = int(min(THRESHOLD_FOLDS, np.bincount(y).min()))
+    for tr, te in stratified_folds(y, folds, seed):
+        held[te] = _fit(Y[tr], y[tr], n_classes, k).scores(Y[te])
+    threshold = float(np.quantile(held, 1.0 - false_rejection, method="higher"))
+    d = _fit(Y, y, n_classes, k)
+    return OODDetector(d.mean, d.components, d.class_means, d.precision, d.residual_scale, threshold,
+                       float((held > threshold).mean()))
+
+
+def leave_one_class_out(ds: Dataset, hp: compact.Hyperparameters = compact.Hyperparameters(),
+                        min_confidence: float = 0.8, false_rejection: float = FALSE_REJECTION,
+                        test_share: float = 0.2, seed: int = 0, log=print) -> dict:
+    """For each class: train the compact network and the detector without it, then classify.
+
+    The known classes' spectra are split (stratified, ``test_share`` held out); the model and detector
+    are fitted on the rest. Reported per left-out class: how many of its spectra come back ``unknown``,
+    ``uncertain`` (below ``min_confidence``) or wrongly labelled as a known class; and on the held-out
+    known spectra, the share called ``unknown`` (false unknown) and the accuracy of the rest.
+    """
+    t0 = time.perf_counter()
+    rows = []
+    for left in range(len(ds.class_names)):
+        known = np.flatnonzero(ds.y != left)
+        remap = {c: i for i, c in enumerate(c for c in range(len(ds.class_names)) if c != left)}
+        yk = np.array([remap[c] for c in ds.y[known]])
+        tr, te = stratified_folds(yk, max(2, round(1 / test_share)), seed)[0]
+        train, test_known, novel = known[tr], known[te], np.flatnonzero(ds.y == left)
+        n_known = len(remap)
+        R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
+        std = Standardizer.fit(R)
+        model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
+        layers = compact.dense_layers(model, hp)
+        detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
+
+        def verdicts(rows_: np.ndarray):
+            p = forward(std.transform(raw_inputs(ds.X[rows_], ds.axis, DEFAULT_PROMINENCE, "snv")), layers,
+                        hp.leaky_slope)
+            unknown = detector.scores(ds.X[rows_]) > detector.threshold
+            uncertain = ~unknown & (p.max(axis=1) < min_confidence)
+            return p.argmax(axis=1), unknown, uncertain
+
+        _, unk_n, unc_n = verdicts(novel)
+        label_k, unk_k, unc_k = verdicts(test_known)
+        decided = ~unk_k & ~unc_k
+        row = {"left_out": ds.class_names[left], "spectra": int(novel.size),
+               "unknown": float(unk_n.mean()), "uncertain": float(unc_n.mean()),
+               "wrongly_labelled": float((~unk_n & ~unc_n).mean()),
+               "known_test_spectra": int(test_known.size), "false_unknown": float(unk_k.mean()),
+               "known_accuracy_of_decided": float((label_k[decided] == yk[te][decided]).mean()) if decided.any() else None,
+               "threshold": detector.threshold, "components": int(detector.components.shape[0])}
+        rows.append(row)
+        log(f"without {row['left_out']}: {100 * row['unknown']:.1f} % unknown, {100 * row['uncertain']:.1f} % "
+            f"uncertain, {100 * row['wrongly_labelled']:.1f} % wrongly labelled; false unknown on known "
+            f"{100 * row['false_unknown']:.1f} %")
+    return {"protocol": f"leave one class out; known classes split {1 - test_share:.0%} train / {test_share:.0%} "
+                        f"test (stratified, seed {seed}); compact network (SNV, defaults) + detector with "
+                        f"{false_rejection:.0%} target false rejection; uncertain below confidence {min_confidence}",
+            "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
