@@ -139,6 +139,33 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_ood_eval(args) -> int:
+    import json
+
+    from device.spectrum import Axis
+
+    from .data import load_dataset
+    from .ood import leave_one_class_out, markdown_table
+    from .report import publish_report, software_versions
+
+    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
+    print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes; leaving each class out in turn", flush=True)
+    result = leave_one_class_out(ds, false_rejection=args.false_rejection, seed=args.seed,
+                                 log=lambda msg: print(msg, flush=True))
+    report = {"data": {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
+                       "fingerprint_sha256": ds.fingerprint}, "software": software_versions(), "results": result}
+
+    def fill(tmp):
+        (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        (tmp / "report.md").write_text(f"# Unknown samples: {args.data}\n\n{result['protocol']}.\n\n"
+                                       + markdown_table(result) + f"\n\nRun time {result['seconds']} s.\n")
+
+    publish_report(args.report, fill)
+    print(markdown_table(result))
+    print(f"report in {args.report} ({result['seconds']} s)")
+    return 0
+
+
 def _training_options(p, defaults: bool = True) -> None:
     """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
@@ -216,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
     x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict")
     x.set_defaults(func=cmd_explain)
+    o = sub.add_parser("ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
+    o.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
+    o.add_argument("--report", required=True, help="report directory to write")
+    o.add_argument("--false-rejection", type=float, default=0.01,
+                   help="share of known spectra the detector may call unknown (sets its threshold; default 0.01)")
+    o.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
+    o.add_argument("--seed", type=int, default=0)
+    o.set_defaults(func=cmd_ood_eval)
     return p
 
 

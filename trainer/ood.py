@@ -104,3 +104,15 @@ def leave_one_class_out(ds: Dataset, hp: compact.Hyperparameters = compact.Hyper
                         f"test (stratified, seed {seed}); compact network (SNV, defaults) + detector with "
                         f"{false_rejection:.0%} target false rejection; uncertain below confidence {min_confidence}",
             "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def markdown_table(result: dict) -> str:
+    """The leave-one-class-out rows as a Markdown table (percentages)."""
+    lines = ["| class left out | its spectra | unknown | uncertain | wrongly labelled | known test spectra | "
+             "false unknown | accuracy of decided known |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        acc = "-" if r["known_accuracy_of_decided"] is None else f"{100 * r['known_accuracy_of_decided']:.1f} %"
+        lines.append(f"| {r['left_out']} | {r['spectra']} | {100 * r['unknown']:.1f} % | {100 * r['uncertain']:.1f} % | "
+                     f"{100 * r['wrongly_labelled']:.1f} % | {r['known_test_spectra']} | {100 * r['false_unknown']:.1f} % | "
+                     f"{acc} |")
+    return "\n".join(lines)
