@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
 from .inputs import NORMALISATIONS, Standardizer
-from .convnet import ConvNet, from_arrays, to_arrays
+from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense
 from .spectrum import Axis
 
@@ -45,6 +45,13 @@ TFLITE_FILE = "model.tflite"
 INPUT_LAYOUT = "intensities+features"
 #: Inputs of a convolutional network: the normalised intensities on the axis.
 CONV_INPUT_LAYOUT = "intensities"
+#: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
+TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
+                "architecture")
+#: Most bytes the arrays of ``model.npz`` may unpack to, and most points a model axis may have: far above
+#: any model (the shipped one: 0.1 MB, 1,499 points), low enough for a board's memory.
+MAX_NPZ_BYTES = 64 * 1024 * 1024
+MAX_AXIS_POINTS = 65536
 
 
 @dataclass(frozen=True)
@@ -138,8 +145,12 @@ def load_bundle(path) -> ModelBundle:
         raise _fail(path, f"{CARD_FILE} is missing")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(path, f"{CARD_FILE} cannot be read ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(path, f"{CARD_FILE} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting thousands deep
+        raise _fail(path, f"{CARD_FILE} holds a number of thousands of digits or nesting thousands deep") from None
     if not isinstance(card, dict):
         raise _fail(path, f"{CARD_FILE} does not hold a JSON object")
     version = card.get("schema_version")
@@ -150,12 +161,24 @@ def load_bundle(path) -> ModelBundle:
     if not isinstance(files, dict) or NPZ_FILE not in files or TFLITE_FILE not in files:
         raise _fail(path, f"the card does not list {NPZ_FILE} and {TFLITE_FILE} with their hashes")
     for rel, entry in files.items():
+        inside = PurePosixPath(rel)
+        if not rel or inside.is_absolute() or ".." in inside.parts:
+            raise _fail(path, f"{CARD_FILE} lists {rel[:100]!r}, which is not a file inside the bundle")
         target = path / rel
-        if not target.is_file():
-            raise _fail(path, f"{rel} is missing")
+        try:
+            if not target.is_file():
+                raise _fail(path, f"{rel} is missing")
+            digest = sha256_file(target)
+        except OSError as exc:
+            raise _fail(path, f"{rel[:100]} cannot be read ({exc.strerror or exc})") from None
         expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if sha256_file(target) != expected:
+        if digest != expected:
             raise _fail(path, f"{rel} does not match its SHA-256 in {CARD_FILE}: it is corrupt or was modified")
+    examples = card.get("examples", [])
+    if not isinstance(examples, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("label"), str) and isinstance(e.get("file"), str)
+            and e["file"] in files for e in examples):
+        raise _fail(path, f"the examples in {CARD_FILE} must each name a listed file and its expected label")
     for found in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = found.relative_to(path).as_posix()
         if rel != CARD_FILE and rel not in files:
@@ -164,19 +187,43 @@ def load_bundle(path) -> ModelBundle:
     return _read_npz(path, card)
 
 
+def _is_text(a: np.ndarray) -> bool:
+    """True for a Unicode array that UTF-8 can encode: no surrogates, no code point beyond U+10FFFF."""
+    if a.dtype.kind != "U":
+        return False
+    codes = np.frombuffer(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes(), "<u4")
+    return not ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any()
+
+
 def _read_npz(path: Path, card: dict) -> ModelBundle:
     try:
         with np.load(path / NPZ_FILE, allow_pickle=False) as z:
+            unpacked = sum(info.file_size for info in z.zip.infolist())
+            if unpacked > MAX_NPZ_BYTES:
+                raise _fail(path, f"{NPZ_FILE} unpacks to {unpacked} bytes, more than any model ({MAX_NPZ_BYTES})")
             arrays = {k: z[k] for k in z.files}
+    except BundleError:
+        raise
     except Exception as exc:  # np.load raises many types for damaged archives
         raise _fail(path, f"{NPZ_FILE} cannot be read ({exc})") from None
+    raw = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]  # entries without the .npy header
+    if raw:
+        raise _fail(path, f"{NPZ_FILE} entry {raw[0]!r} is not a NumPy array")
+    bad = [k for k, a in arrays.items()
+           if not (_is_text(a) if k in TEXT_ENTRIES else a.dtype.kind in "iuf" and np.isfinite(a).all())]
+    if bad:
+        what = "text" if bad[0] in TEXT_ENTRIES else "finite numbers"
+        raise _fail(path, f"{NPZ_FILE} entry {bad[0]!r} does not hold {what}")
     try:
         if int(arrays["schema_version"]) != SCHEMA_VERSION:
             raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
         layout = str(arrays["input_layout"])
         if layout not in (INPUT_LAYOUT, CONV_INPUT_LAYOUT):
             raise _fail(path, f"unknown input layout {layout!r}", "use the raman-edge release that wrote it")
-        axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), int(arrays["axis_points"]))
+        points = int(arrays["axis_points"])
+        if points > MAX_AXIS_POINTS:
+            raise _fail(path, f"its axis of {points} points is longer than any model's ({MAX_AXIS_POINTS})")
+        axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), points)
         classes = tuple(str(s) for s in arrays["class_names"])
         name = str(arrays["name"])
         normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
@@ -224,9 +271,10 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     try:
         spec = json.loads(str(arrays["architecture"]))
         net = from_arrays(spec, {k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
+        _check_fits(net, axis.points)
     except KeyError as exc:
         raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
         raise _fail(path, f"its convolutional network is malformed ({exc})") from None
     if net.head_bias.size != len(classes):
         raise _fail(path, f"the network must end in a softmax over the {len(classes)} classes")
@@ -234,6 +282,45 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
                        normalisation=normalisation, convnet=net)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _check_fits(net: ConvNet, points: int) -> None:
+    """Check what :func:`device.convnet.from_arrays` cannot: that the network runs on ``points`` inputs.
+
+    Raises
+    ------
+    ValueError
+        A stride or pool size longer than the axis, residual branches of different lengths,
+        Squeeze-and-Excitation biases that do not fit their weights, no points left for the global
+        average, or a head bias that is not a vector.
+    """
+    length = points
+    for i, op in enumerate(net.body):
+        if isinstance(op, MaxPool):
+            steps, length = [op.size], length // op.size
+        elif isinstance(op, Conv):
+            steps, length = [op.stride], _ceil_div(length, op.stride)
+        else:
+            steps = [c.stride for c in (op.conv1, op.conv2, op.shortcut) if c is not None]
+            main = _ceil_div(_ceil_div(length, op.conv1.stride), op.conv2.stride)
+            side = _ceil_div(length, op.shortcut.stride) if op.shortcut is not None else length
+            if main != side:
+                raise ValueError(f"operation {i}: its branches give {main} and {side} points")
+            se = op.se
+            if se is not None and (se.w1.ndim != 2 or se.b1.shape != (se.w1.shape[1],)
+                                   or se.b2.shape != (se.w2.shape[1],)):
+                raise ValueError(f"operation {i}: its squeeze-excitation biases do not fit its weights")
+            length = main
+        if max(steps) > points:
+            raise ValueError(f"operation {i} has a stride or pool size longer than the {points}-point axis")
+    if length < 1:
+        raise ValueError(f"it pools the {points}-point axis down to nothing")
+    if net.head_bias.ndim != 1:
+        raise ValueError(f"the head's bias has shape {net.head_bias.shape}, not (classes,)")
 
 
 def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, card: dict,

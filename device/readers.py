@@ -17,8 +17,13 @@ import numpy as np
 from .errors import SpectrumError, SpectrumFileError
 from .spectrum import Spectrum
 
-#: Largest spectrum file read, bytes; a spectrum is a few tens of kB.
+#: Largest spectrum file read, and largest total its .npz arrays may unpack to, bytes; a spectrum is a few
+#: tens of kB.
 MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Largest two-column text parsed, bytes (some 75,000 points); parsing needs up to 100 times as much memory.
+MAX_TEXT_BYTES = 2 * 1024 * 1024
+#: Most memory the spectra of one .npz file may take, bytes (the 6,978 spectra of the SERS data set: 175 MB).
+MAX_NPZ_SPECTRA_BYTES = 256 * 1024 * 1024
 
 
 def read_spectra(path) -> list[Spectrum]:
@@ -67,6 +72,10 @@ def _spectrum(path: Path, shift, intensity, meta) -> Spectrum:
 def _read_npz(path: Path) -> list[Spectrum]:
     try:
         with np.load(path, allow_pickle=False) as z:
+            unpacked = sum(info.file_size for info in z.zip.infolist())
+            if unpacked > MAX_FILE_BYTES:
+                raise SpectrumFileError(f"{path}: its arrays unpack to {unpacked} bytes, too large for spectra "
+                                        f"(limit {MAX_FILE_BYTES}); is it the right file?")
             if "X" not in z.files or "wavenumber" not in z.files:
                 raise SpectrumFileError(f"{path}: an .npz spectrum file needs arrays 'X' and 'wavenumber'; "
                                         f"it has {', '.join(z.files) or 'none'}.")
@@ -75,10 +84,23 @@ def _read_npz(path: Path) -> list[Spectrum]:
         raise
     except Exception as exc:  # zipfile, pickle refusal, truncated data: all mean an unreadable file
         raise SpectrumFileError(f"{path}: not a readable .npz file ({exc}).") from None
+    for key, a in (("X", X), ("wavenumber", wn)):
+        if not isinstance(a, np.ndarray):  # an entry without the .npy header comes back as raw bytes
+            raise SpectrumFileError(f"{path}: '{key}' is not a NumPy array (.npy) inside the .npz file.")
+        if a.dtype.kind not in "iuf":
+            raise SpectrumFileError(f"{path}: '{key}' holds {a.dtype} values; spectra are real numbers "
+                                    "(integers or floats).")
+    if X.ndim not in (1, 2):
+        raise SpectrumFileError(f"{path}: 'X' must have shape (N,) or (n, N); got {X.shape}.")
+    n, points = (1, X.size) if X.ndim == 1 else X.shape
+    if not n:
+        raise SpectrumFileError(f"{path}: 'X' holds no spectra (shape {X.shape}).")
+    need = n * (16 * points + 1024)  # two float64 arrays and about 1 kB of objects per spectrum
+    if need > MAX_NPZ_SPECTRA_BYTES:
+        raise SpectrumFileError(f"{path}: its {n} spectra of {points} points would take {need} bytes of memory "
+                                f"(limit {MAX_NPZ_SPECTRA_BYTES}); split the file.")
     if X.ndim == 1:
         return [_spectrum(path, wn, X, {"source": str(path)})]
-    if X.ndim != 2:
-        raise SpectrumFileError(f"{path}: 'X' must have shape (N,) or (n, N); got {X.shape}.")
     return [_spectrum(path, wn, row, {"source": str(path), "index": i}) for i, row in enumerate(X)]
 
 
@@ -104,8 +126,12 @@ def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np
     Raises
     ------
     SpectrumFileError
-        If the text is not two columns of numbers, naming the first offending line.
+        If the text is not two columns of numbers, naming the first offending line, or is larger than
+        :data:`MAX_TEXT_BYTES`.
     """
+    if len(data) > MAX_TEXT_BYTES:
+        raise SpectrumFileError(f"{name}: {len(data)} bytes is too large for a text spectrum "
+                                f"(limit {MAX_TEXT_BYTES}); is it the right file?")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -122,7 +148,7 @@ def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np
     for lineno, ln in lines:
         if delim is None and not rows:
             delim = _delimiter(ln)
-            decimal_comma = delim in (";", "\t") and "," in ln
+            decimal_comma = delim in (";", "\t")  # a comma inside a field is then a decimal comma
         fields = [f.strip() for f in (ln.split(delim) if delim else ln.split())]
         while fields and fields[-1] == "":
             fields.pop()
