@@ -15,6 +15,7 @@ Example::
     bundle = "/opt/raman-edge/models/sers-pesticides"
     backend = "numpy"             # numpy | tflite
     min_confidence = 0.8          # below it the verdict is "uncertain"
+    min_snr = 5                   # a spectrum with a lower estimated SNR is refused (0: no check)
 
     [triggers]
     button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
@@ -36,6 +37,7 @@ once, each with its key and the reason, as a :class:`ConfigError`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,7 @@ class ModelConfig:
     bundle: Path
     backend: str = "numpy"
     min_confidence: float = 0.8
+    min_snr: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,35 +101,53 @@ class Config:
     data_reserve_mb: float = 50.0
 
 
-# key: (type, required, check, reason) for each section; check None = any value of the type
 _NUMBER = (int, float)
+
+
+def _name(v: str) -> bool:
+    """A file or device name the system can open: not empty, no NUL character."""
+    return bool(v) and "\0" not in v
+
+
+def _finite_number(v) -> bool:
+    """An int or float (not a bool) that is a finite float."""
+    if isinstance(v, bool) or not isinstance(v, _NUMBER):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+# key: (type, required, check, reason) for each section; check None = any value of the type
 _SCHEMA = {
     "spectrometer": {
         "protocol": (str, True, lambda v: v in PROTOCOLS, f"must be one of {', '.join(PROTOCOLS)}"),
-        "port": (str, True, lambda v: bool(v), "must name a serial port, e.g. /dev/ttyUSB0"),
+        "port": (str, True, _name, "must name a serial port, e.g. /dev/ttyUSB0"),
         "laser_nm": (_NUMBER, True, lambda v: 200 <= v <= 1100, "must be the measured laser line in nm (200-1100)"),
         "integration_s": (_NUMBER, False, lambda v: 1e-5 <= v <= 85, "must be between 10 us and 85 s"),
         "averages": (int, False, lambda v: 1 <= v <= 5000, "must be a whole number from 1 to 5000"),
         "dark_frame": (bool, False, None, ""),
         "baud": (int, False, lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600),
                  "must be a standard rate (9600 ... 921600)"),
-        "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(isinstance(c, _NUMBER) for c in v),
-                         "must be 2 to 7 numbers c0, c1, ... (nm)"),
+        "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
+                         "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
         "firmware": (str, False, lambda v: v in ("2017", "2019"), 'must be "2017" or "2019"'),
     },
     "model": {
-        "bundle": (str, True, None, ""),
+        "bundle": (str, True, _name, "must name the model bundle's directory"),
         "backend": (str, False, lambda v: v in BACKENDS, f"must be one of {', '.join(BACKENDS)}"),
         "min_confidence": (_NUMBER, False, lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+        "min_snr": (_NUMBER, False, lambda v: 0 <= v <= 1000, "must be between 0 (no check) and 1000"),
     },
     "triggers": {
         "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
-        "control_port": (str, False, lambda v: bool(v), "must name a serial port"),
+        "control_port": (str, False, _name, "must name a serial port"),
         "control_baud": (int, False, lambda v: v in (9600, 19200, 38400, 57600, 115200), "must be a standard rate"),
     },
     "outputs": {k: (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)")
                 for k in ("laser_pin", "led_ok_pin", "led_alert_pin", "buzzer_pin")},
-    "data": {"directory": (str, True, lambda v: bool(v), "must name a directory"),
+    "data": {"directory": (str, True, _name, "must name a directory"),
              "reserve_mb": (_NUMBER, False, lambda v: 0 <= v <= 1e6, "must be between 0 and 1000000 (MB)")},
 }
 
@@ -152,6 +173,12 @@ def parse_config(text: str, path="<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        problem = "a whole number has thousands of digits; settings are short numbers"
+        raise ConfigError(path, [f"not valid TOML for this service: {problem}"]) from None
+    except RecursionError:
+        problem = "arrays or tables are nested too deeply; settings need no nesting"
+        raise ConfigError(path, [f"not valid TOML for this service: {problem}"]) from None
     problems = [f"[{s}]: unknown section (known: {', '.join(_SCHEMA)})" for s in raw if s not in _SCHEMA]
     values = {}
     for section, keys in _SCHEMA.items():

@@ -2,7 +2,8 @@
 
 A measurement: laser on, acquire (with a dark frame where the laser can be gated), laser off on every
 path, calibrate, classify, decide (a verdict below the configured confidence is ``uncertain``), record
-durably, and only then reply. Measurements are serialised: a trigger while one runs is answered
+durably, and only then reply. A saturated, flat or too weak spectrum (:mod:`device.quality`) is
+recorded and refused with the reason instead of classified. Measurements are serialised: a trigger while one runs is answered
 ``busy``. At start the model is verified and checked on its own example spectra; if they do not come
 back with their expected labels, the service stays up but refuses to report verdicts, and says why.
 Likewise when the record cannot be written (read-only or full file system, below the configured
@@ -22,6 +23,7 @@ from .bundle import load_bundle
 from .classifier import Classifier
 from .config import Config
 from .errors import RamanEdgeError
+from .quality import problems as quality_problems
 from .readers import read_spectra
 from .record import Record, RecordError, RecordStore
 from .spectrum import Spectrum
@@ -156,6 +158,11 @@ class Service:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)
             rec.raw, rec.shift, rec.intensity = m.raw, m.shift, m.intensity
+            refused = quality_problems(m.intensity, m.raw, m.meta, self.config.model.min_snr)
+            if refused:
+                rec.error = "rejected: " + "; ".join(refused)
+                return self._finish(rec, {"ok": False, "rejected": True,
+                                          "error": "spectrum rejected: " + "; ".join(refused)})
             prediction = self.classifier.classify(Spectrum.from_measurement(m))
         except (BridgeError, RamanEdgeError) as exc:
             if isinstance(exc, BridgeError):

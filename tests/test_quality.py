@@ -54,3 +54,22 @@ def test_real_measured_spectra_pass(shipped_bundle):
     for path, _ in shipped_bundle.examples:
         x, y = np.loadtxt(path, delimiter=",").T
         assert problems(y) == [], path.name
+
+
+@pytest.mark.parametrize("integration_s, reason", [(5.0, "saturated: "), (2e-5, "too weak: SNR")])
+def test_the_service_refuses_and_records_a_saturated_or_weak_measurement(tmp_path, shipped_bundle, integration_s,
+                                                                        reason):
+    from dataclasses import replace
+
+    from device.service import Service
+    from test_service import config
+
+    cfg = config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=1")
+    svc = Service(replace(cfg, spectrometer=replace(cfg.spectrometer, integration_s=integration_s)))
+    r = svc.measure("command")
+    assert not r["ok"] and r["rejected"] and r["error"].startswith("spectrum rejected: " + reason)
+    row = svc.store.last()
+    assert row.id == r["id"] and row.verdict is None and row.error.startswith("rejected: " + reason)
+    assert row.raw is not None  # the refused spectrum is kept for inspection
+    assert svc._spectrometer.port.line.device.laser_on is False
+    svc.close()
