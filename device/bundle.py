@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -34,6 +34,7 @@ from .fileio import publish_directory, write_synced
 from .inputs import NORMALISATIONS, Standardizer
 from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense
+from .ood import OODDetector
 from .spectrum import Axis
 
 #: Version of the bundle format this code reads and writes.
@@ -79,6 +80,8 @@ class ModelBundle:
     leaky_slope : float
     convnet : ConvNet or None
         Convolutional network (then the inputs are the normalised intensities alone).
+    ood : OODDetector or None
+        The out-of-distribution detector fitted with the model (bundles may lack one).
     """
 
     path: Path
@@ -93,6 +96,7 @@ class ModelBundle:
     leaky_slope: float
     normalisation: str = "none"
     convnet: ConvNet | None = None
+    ood: OODDetector | None = None
 
     @property
     def input_size(self) -> int:
@@ -214,6 +218,18 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
     if bad:
         what = "text" if bad[0] in TEXT_ENTRIES else "finite numbers"
         raise _fail(path, f"{NPZ_FILE} entry {bad[0]!r} does not hold {what}")
+    bundle = _network_bundle(path, card, arrays)
+    if "ood.threshold" not in arrays:
+        return bundle
+    try:
+        ood = OODDetector.from_arrays(arrays, bundle.axis.points, len(bundle.class_names))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise _fail(path, f"its out-of-distribution detector is malformed ({exc})") from None
+    return replace(bundle, ood=ood)
+
+
+def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
+    """The bundle's network, whichever layout it has, from its checked ``model.npz`` arrays."""
     try:
         if int(arrays["schema_version"]) != SCHEMA_VERSION:
             raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
@@ -325,7 +341,7 @@ def _check_fits(net: ConvNet, points: int) -> None:
 
 def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, card: dict,
                  prominence: float = 0.0, standardizer: Standardizer | None = None, layers=(),
-                 leaky_slope: float = 0.0, convnet: ConvNet | None = None,
+                 leaky_slope: float = 0.0, convnet: ConvNet | None = None, ood: OODDetector | None = None,
                  examples: list[tuple[str, bytes, str]] = (), normalisation: str = "none") -> ModelBundle:
     """Write a bundle directory, then load it back through :func:`load_bundle`.
 
@@ -341,6 +357,8 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
         The compact network: feature peak threshold, input statistics, dense layers, Leaky ReLU slope.
     convnet : ConvNet, optional
         A convolutional network instead (the compact network's arguments are then not used).
+    ood : OODDetector, optional
+        The out-of-distribution detector to store with the model.
     normalisation : str
         Per-spectrum normalisation, one of :data:`device.inputs.NORMALISATIONS`.
     tflite : bytes
@@ -374,6 +392,8 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
         for i, layer in enumerate(layers):
             arrays[f"layer{i}_kernel"] = np.asarray(layer.kernel, np.float32)
             arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)
+    if ood is not None:
+        arrays.update(ood.to_arrays())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

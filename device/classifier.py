@@ -26,12 +26,18 @@ class Prediction:
     probabilities : dict of str to float
         Probability of every class, in the model's class order.
     model_id : str
+    ood_score : float or None
+        The bundle's out-of-distribution score (None when the bundle has no detector).
+    unknown : bool
+        The score is above the detector's threshold: the spectrum is unlike every trained class.
     """
 
     label: str
     confidence: float
     probabilities: dict
     model_id: str
+    ood_score: float | None = None
+    unknown: bool = False
 
 
 class Classifier:
@@ -71,15 +77,21 @@ class Classifier:
         """Class probabilities (n, C) for spectra on any axis that covers the model's."""
         return self.probabilities_on_axis(self.on_axis(spectra))
 
-    def _prediction(self, p: np.ndarray) -> Prediction:
-        k = int(np.argmax(p))
-        names = self.bundle.class_names
-        return Prediction(names[k], float(p[k]), {c: float(v) for c, v in zip(names, p)}, self.bundle.model_id)
-
     def classify(self, spectrum: Spectrum) -> Prediction:
         """The verdict on one spectrum."""
-        return self._prediction(self.probabilities([spectrum])[0])
+        return self.classify_many([spectrum])[0]
 
     def classify_many(self, spectra: Sequence[Spectrum]) -> list[Prediction]:
-        """Verdicts on several spectra, computed as one batch."""
-        return [self._prediction(p) for p in self.probabilities(spectra)]
+        """Verdicts on several spectra, computed as one batch (with the out-of-distribution score if any)."""
+        Y = self.on_axis(spectra)
+        P = self.probabilities_on_axis(Y)
+        ood = self.bundle.ood
+        scores = ood.scores(Y) if ood is not None else [None] * len(P)
+        names = self.bundle.class_names
+        out = []
+        for p, score in zip(P, scores):
+            k = int(np.argmax(p))
+            out.append(Prediction(names[k], float(p[k]), {c: float(v) for c, v in zip(names, p)}, self.bundle.model_id,
+                                  None if score is None else float(score),
+                                  score is not None and bool(score > ood.threshold)))
+        return out

@@ -48,11 +48,14 @@ def cmd_classify(args) -> int:
                 row["index"] = s.meta["index"]
             row.update(label=p.label, confidence=round(p.confidence, 6),
                        probabilities={k: round(v, 6) for k, v in p.probabilities.items()}, model=p.model_id)
+            if p.ood_score is not None:
+                row.update(ood_score=round(p.ood_score, 4), unknown=p.unknown)
             if args.format == "json":
                 print(json.dumps(row), flush=True)
             else:
                 shown = {"file": Path(name).name + (f"[{row['index']}]" if "index" in row else ""),
-                         "label": p.label, "confidence": f"{p.confidence:.3f}"}
+                         "label": f"unknown (nearest {p.label})" if p.unknown else p.label,
+                         "confidence": f"{p.confidence:.3f}"}
                 if Path(name).resolve() in expected:
                     shown["expected"] = expected[Path(name).resolve()]
                 rows.append(shown)

@@ -2,9 +2,10 @@
 
 A measurement: laser on, acquire (with a dark frame where the laser can be gated), laser off on every
 path, calibrate, classify, decide (a verdict below the configured confidence is ``uncertain``), record
-durably, and only then reply. A saturated, flat or too weak spectrum (:mod:`device.quality`) is
-recorded and refused with the reason instead of classified. Measurements are serialised: a trigger while one runs is answered
-``busy``. At start the model is verified and checked on its own example spectra; if they do not come
+durably, and only then reply. A spectrum unlike every trained class (the bundle's out-of-distribution
+detector, :mod:`device.ood`) gets the verdict ``unknown``; a saturated, flat or too weak one
+(:mod:`device.quality`) is recorded and refused with the reason instead of classified. Measurements are
+serialised: a trigger while one runs is answered ``busy``. At start the model is verified and checked on its own example spectra; if they do not come
 back with their expected labels, the service stays up but refuses to report verdicts, and says why.
 Likewise when the record cannot be written (read-only or full file system, below the configured
 reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
@@ -29,6 +30,13 @@ from .record import Record, RecordError, RecordStore
 from .spectrum import Spectrum
 
 RECORD_FILE = "record.db"
+
+
+def verdict(prediction, min_confidence: float) -> str:
+    """``unknown`` when unlike every trained class, ``uncertain`` below the confidence, else the label."""
+    if prediction.unknown:
+        return "unknown"
+    return prediction.label if prediction.confidence >= min_confidence else "uncertain"
 
 
 class Service:
@@ -172,11 +180,14 @@ class Service:
         self.spectrometer_error = None
         rec.probabilities = prediction.probabilities
         rec.confidence = prediction.confidence
-        rec.verdict = prediction.label if prediction.confidence >= self.config.model.min_confidence else "uncertain"
-        return self._finish(rec, {"ok": True, "verdict": rec.verdict, "label": prediction.label,
-                                  "confidence": round(prediction.confidence, 6),
-                                  "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
-                                  "model": self.bundle.model_id})
+        rec.verdict = verdict(prediction, self.config.model.min_confidence)
+        reply = {"ok": True, "verdict": rec.verdict, "label": prediction.label,
+                 "confidence": round(prediction.confidence, 6),
+                 "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
+                 "model": self.bundle.model_id}
+        if prediction.ood_score is not None:
+            reply["ood_score"] = round(prediction.ood_score, 4)
+        return self._finish(rec, reply)
 
     def _finish(self, rec: Record, reply: dict) -> dict:
         """Record first; a verdict that cannot be recorded is not reported."""

@@ -18,7 +18,8 @@ def cmd_fit(args) -> int:
                   if v}
     common = dict(axis=Axis.parse(args.axis) if args.axis else None, seed=args.seed,
                   holdout=parse_holdout(args.holdout) if args.holdout else None, cv_folds=args.cv_folds,
-                  name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by)
+                  name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
+                  ood_false_rejection=args.ood_false_rejection)
     if args.model == "compact":
         from .fit import fit_bundle
         from .model import Hyperparameters
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-licence", help="the data's licence (for the model card)")
     f.add_argument("--data-attribution", help="required attribution (for the model card)")
     f.add_argument("--description", help="one line on what the model is for")
+    f.add_argument("--ood-false-rejection", type=float, default=0.01,
+                   help="share of known spectra the unknown-sample detector may reject; sets its threshold (default 0.01)")
     f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune)")
     f.set_defaults(func=cmd_fit)
     y = sub.add_parser("synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")

@@ -15,6 +15,7 @@ from . import convnets
 from .export import export_check, tflite_convnet_bytes
 from .fit import load_training_data
 from .metrics import classification_report
+from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
 from .splits import holdout_split, stratified_folds
 
@@ -29,7 +30,7 @@ def fit_predict(kind: str, ds, train: np.ndarray, test: np.ndarray, hp: convnets
 def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperparameters = convnets.ConvHyperparameters(),
                     seed: int = 0, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                     examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
-                    log=print):
+                    ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train a convolutional network of ``kind`` on ``data`` and export a verified bundle to ``out``.
 
     Parameters are those of :func:`trainer.fit.fit_bundle` (without tuning or a normalisation choice:
@@ -78,6 +79,9 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
     metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
                            "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
+    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
+    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
+        "spectra above it)")
     prov = dict(provenance or {})
     card = {
         "name": name,
@@ -101,12 +105,13 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
                             "chosen_by": chosen_by or "the defaults of trainer/convnets.py, fixed a priori for "
                                                       "1,000-3,000-point spectra; not tuned on this data"},
         "metrics": metrics,
+        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, len(ds.y))},
         "flop_per_spectrum": convnet_flop_count(ds.axis, net, "snv"),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "software": software_versions(),
     }
-    bundle = write_bundle(out, name=name, class_names=ds.class_names, axis=ds.axis, tflite=tfl, card=card,
+    bundle = write_bundle(out, ood=ood, name=name, class_names=ds.class_names, axis=ds.axis, tflite=tfl, card=card,
                           convnet=net, normalisation="snv", examples=example_files)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle

@@ -19,6 +19,7 @@ from . import model as net
 from .data import Dataset, DatasetError, load_dataset
 from .export import export_check, tflite_bytes
 from .metrics import classification_report
+from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
 from .splits import holdout_split, stratified_folds
 
@@ -90,7 +91,7 @@ def load_training_data(data, axis, examples, log) -> tuple[Dataset, list]:
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
-               normalisation: str = "snv", log=print):
+               normalisation: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train the compact network on ``data`` and export a verified bundle to ``out``.
 
     Parameters
@@ -123,6 +124,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     normalisation : str
         Per-spectrum normalisation before the features: ``snv`` (default) or ``none`` (the published
         method's raw intensities).
+    ood_false_rejection : float
+        Share of known spectra the out-of-distribution detector may call unknown (sets its threshold).
 
     Returns
     -------
@@ -170,6 +173,9 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     chosen = ("learning rate and L2 by inner cross-validation over the grid below; the rest fixed by the "
               "published method (5 hidden units, 50 epochs) or Keras defaults (Leaky ReLU slope 0.3, batch 32)"
               if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
+    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
+    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
+        "spectra above it)")
     prov = dict(provenance or {})
     card = {
         "name": name,
@@ -196,12 +202,13 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
                             "seed": seed, "chosen_by": chosen, **({"tuning": tuning} if tuning else {})},
         "metrics": metrics,
+        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, len(ds.y))},
         "flop_per_spectrum": flop_count(ds.axis, layers, normalisation),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "software": software_versions(),
     }
-    bundle = write_bundle(out, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
+    bundle = write_bundle(out, ood=ood, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
                           standardizer=std, layers=layers, leaky_slope=hp.leaky_slope, tflite=tfl, card=card,
                           examples=example_files, normalisation=normalisation)
     log(f"wrote {out} ({bundle.model_id})")

@@ -55,6 +55,16 @@ def fit_detector(Y: np.ndarray, y: np.ndarray, n_classes: int, false_rejection: 
                        float((held > threshold).mean()))
 
 
+def card_entry(detector: OODDetector, spectra: int) -> dict:
+    """The model card's description of a fitted detector."""
+    return {"method": "min over classes of the Mahalanobis distance in the first "
+                      f"{detector.components.shape[0]} principal components of the SNV spectra (over k) + the "
+                      "residual energy outside them (over its training mean); see device/ood.py",
+            "threshold": detector.threshold,
+            "threshold_from": f"the (1 - target) quantile of held-out scores ({THRESHOLD_FOLDS}-fold, {spectra} spectra)",
+            "held_out_false_unknown": detector.false_rejection}
+
+
 def leave_one_class_out(ds: Dataset, hp: compact.Hyperparameters = compact.Hyperparameters(),
                         min_confidence: float = 0.8, false_rejection: float = FALSE_REJECTION,
                         test_share: float = 0.2, seed: int = 0, log=print) -> dict:
