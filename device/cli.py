@@ -164,6 +164,18 @@ def cmd_install(args) -> int:
     return 0
 
 
+def cmd_soak(args) -> int:
+    """The service against each simulator with injected faults; exit status 1 if any promise broke."""
+    from .soak import passed, soak
+
+    protocols = tuple(p.strip() for p in args.protocols.split(","))
+    results = soak(Path(args.model), protocols, args.acquisitions, args.fault_rate, args.seed,
+                   log=lambda msg: print(msg, flush=True))
+    ok = passed(results)
+    print(json.dumps(results) if args.json else ("soak passed" if ok else "soak FAILED"))
+    return 0 if ok else 1
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
@@ -208,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=("csv", "npz"), required=True)
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
+    k = sub.add_parser("soak", help="the service against each simulator with injected serial faults, counted")
+    k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")
+    k.add_argument("--protocols", default="obp,tcd1304,microspec")
+    k.add_argument("--acquisitions", type=int, default=300, help="per protocol")
+    k.add_argument("--fault-rate", type=float, default=0.05, help="probability that a device reply is damaged")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--json", action="store_true", help="print the counts as JSON at the end")
+    k.set_defaults(func=cmd_soak)
     n = sub.add_parser("install", help="lay out the service on this board from an unpacked bundle (make bundle)")
     n.add_argument("--from", dest="source", required=True, help="the unpacked bundle directory")
     n.add_argument("--root", default="/", help="install under this directory instead of / (staging)")

@@ -47,3 +47,7 @@ class PortGoneError(BridgeError):
 
 class SpikeError(BridgeError):
     """A single pixel jumps far out of line with its neighbours: a transmission error or a cosmic ray."""
+
+
+class LaserError(BridgeError):
+    """The laser could not be switched off: a safety problem, reported above every other error."""

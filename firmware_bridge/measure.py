@@ -5,6 +5,22 @@ import numpy as np
 
 from .calibration import Measurement, raman_shift
 from .drivers import Spectrometer
+from .errors import BridgeError, LaserError
+
+#: Tries to switch the laser off before giving up (a reply lost on the line must not leave it on).
+LASER_OFF_ATTEMPTS = 3
+
+
+def switch_off(switch) -> None:
+    """``switch(False)``, retried; raises :class:`LaserError` if the laser cannot be switched off."""
+    for _ in range(LASER_OFF_ATTEMPTS):
+        try:
+            switch(False)
+            return
+        except BridgeError as exc:
+            last = exc
+    raise LaserError(f"the laser could not be switched off after {LASER_OFF_ATTEMPTS} attempts ({last}); "
+                     "switch it off or cut its power, then check the spectrometer's cable")
 
 
 def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
@@ -13,8 +29,8 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
     With a laser switch (the device's own laser line, such as OBP lamp enable, or else ``laser``, a
     callable taking True/False, e.g. a GPIO output) and ``dark_frame``, a dark spectrum is taken first
     with the laser off at the same integration time and subtracted; the laser is switched off again on
-    every path, errors included. Inverted detectors (TCD1304) are inverted against their shielded dark
-    elements. Pixels are put in order of increasing Raman shift.
+    every path, errors included (retried, see :func:`switch_off`). Inverted detectors (TCD1304) are
+    inverted against their shielded dark elements. Pixels are put in order of increasing Raman shift.
 
     Parameters
     ----------
@@ -35,7 +51,7 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
             switch(True)
             counts, meta = spectrometer.acquire()
         finally:
-            switch(False)
+            switch_off(switch)
     else:
         counts, meta = spectrometer.acquire()
     if meta.get("inverted"):
