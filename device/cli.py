@@ -176,6 +176,16 @@ def cmd_soak(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_update_model(args) -> int:
+    """Install a new bundle atomically and switch the running service to it."""
+    from .config import load_config
+    from .update import update_model
+
+    reply = update_model(load_config(args.config), Path(args.bundle), log=lambda msg: print(msg, flush=True))
+    print(json.dumps(reply))
+    return 0 if reply.get("ok") else 1
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
@@ -220,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", choices=("csv", "npz"), required=True)
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
+    u = sub.add_parser("update-model", help="install a new model bundle atomically and switch the service to it")
+    u.add_argument("--config", required=True, help="the service's configuration file")
+    u.add_argument("bundle", help="the new model bundle directory (verified and self-tested before anything changes)")
+    u.set_defaults(func=cmd_update_model)
     k = sub.add_parser("soak", help="the service against each simulator with injected serial faults, counted")
     k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")
     k.add_argument("--protocols", default="obp,tcd1304,microspec")

@@ -1,6 +1,6 @@
 """The control-port line protocol: a host or PLC sends one command per line, gets one JSON line back.
 
-Commands (case-insensitive, no arguments): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``HELP``.
+Commands (case-insensitive, no arguments): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``.
 Lines end with LF (CR LF accepted) and are at most :data:`MAX_LINE` bytes; a longer line is refused
 whole, and an unknown command gets an error line. Nothing a client sends names a file or a setting.
 """
@@ -14,6 +14,7 @@ COMMANDS = {
     "STATUS": "service state, spectrometer, model, counts",
     "LAST": "the last recorded measurement",
     "MODEL": "the model in use: id, classes, axis",
+    "RELOAD": "switch to the configured bundle as it is now, if it verifies and passes its self-test",
     "HELP": "this list",
 }
 
@@ -75,4 +76,6 @@ def dispatch(line: str, service) -> dict:
         return {"ok": True, "command": "STATUS", **service.status()}
     if command == "LAST":
         return {"command": "LAST", **service.last()}
+    if command == "RELOAD":
+        return {"command": "RELOAD", **service.reload()}
     return {"ok": True, "command": "MODEL", **service.model_info()}

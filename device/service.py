@@ -39,6 +39,22 @@ def verdict(prediction, min_confidence: float) -> str:
     return prediction.label if prediction.confidence >= min_confidence else "uncertain"
 
 
+def self_test(bundle, classifier) -> dict:
+    """Classify the bundle's example spectra; every expected label must come back."""
+    failures = []
+    for path, label in bundle.examples:
+        try:
+            got = classifier.classify(read_spectra(path)[0]).label
+        except RamanEdgeError as exc:
+            got = f"error: {exc}"
+        if got != label:
+            failures.append(f"{path.name}: expected {label}, got {got}")
+    passed = bool(bundle.examples) and not failures
+    reason = None if passed else ("the bundle has no example spectra to check it with" if not bundle.examples
+                                  else "; ".join(failures))
+    return {"passed": passed, "examples": len(bundle.examples), "reason": reason}
+
+
 class Service:
     """Everything a trigger needs, for one configuration.
 
@@ -61,25 +77,29 @@ class Service:
         self.counts = {"measurements": 0, "errors": 0, "busy": 0}
         self.bundle = load_bundle(config.model.bundle)
         self.classifier = Classifier(self.bundle, config.model.backend)
-        self.self_test = self._self_test()
+        self.self_test = self_test(self.bundle, self.classifier)
         self.store = None
         self.storage_error = self._storage_problem()
         self.started = time.time()
 
-    def _self_test(self) -> dict:
-        """Classify the bundle's example spectra; every expected label must come back."""
-        failures = []
-        for path, label in self.bundle.examples:
-            try:
-                got = self.classifier.classify(read_spectra(path)[0]).label
-            except RamanEdgeError as exc:
-                got = f"error: {exc}"
-            if got != label:
-                failures.append(f"{path.name}: expected {label}, got {got}")
-        passed = bool(self.bundle.examples) and not failures
-        reason = None if passed else ("the bundle has no example spectra to check it with" if not self.bundle.examples
-                                      else "; ".join(failures))
-        return {"passed": passed, "examples": len(self.bundle.examples), "reason": reason}
+    def reload(self) -> dict:
+        """Load the configured bundle again and switch to it only if it verifies and passes its self-test.
+
+        Otherwise the model in use keeps serving, and the reply says why the new one was refused.
+        """
+        try:
+            bundle = load_bundle(self.config.model.bundle)
+            classifier = Classifier(bundle, self.config.model.backend)
+        except RamanEdgeError as exc:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {exc}"}
+        test = self_test(bundle, classifier)
+        if not test["passed"]:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
+                                          f"self-test ({test['reason']})"}
+        with self._lock:  # never in the middle of a measurement
+            previous = self.bundle.model_id
+            self.bundle, self.classifier, self.self_test = bundle, classifier, test
+        return {"ok": True, "model": bundle.model_id, "previous": previous}
 
     def _storage_problem(self) -> str | None:
         """Why a measurement could not be recorded now (opening the record if it is not open), or None."""
