@@ -17,8 +17,8 @@ import threading
 import time
 
 from firmware_bridge.drivers import DRIVERS
-from firmware_bridge.errors import BridgeError
-from firmware_bridge.measure import measure
+from firmware_bridge.errors import BridgeError, LaserError
+from firmware_bridge.measure import measure, switch_off
 
 from .bundle import load_bundle
 from .classifier import Classifier
@@ -127,6 +127,8 @@ class Service:
             driver = DRIVERS[s.protocol](s.port, **kwargs)
             try:
                 driver.open()
+                if driver.has_laser:
+                    switch_off(driver.set_laser)  # a known, safe state on every (re)connection
                 if s.protocol != "groupgets":
                     driver.set_integration_time(s.integration_s)
                 driver.set_averages(s.averages)
@@ -195,6 +197,9 @@ class Service:
         except (BridgeError, RamanEdgeError) as exc:
             if isinstance(exc, BridgeError):
                 self.spectrometer_error = str(exc)
+            if isinstance(exc, LaserError):  # start afresh: reopening switches the laser off first
+                self._spectrometer.close()
+                self._spectrometer = None
             rec.error = f"{type(exc).__name__}: {exc}"
             return self._finish(rec, {"ok": False, "error": str(exc)})
         self.spectrometer_error = None

@@ -12,7 +12,8 @@ corrupted or truncated, garbage, stalls, device resets and NACKs, and the port v
   detector resolves Raman bands (not the C12880MA): a fault must give an error, never another answer
   (must be 0);
 * crashes: an exception out of :meth:`Service.measure` (must be 0);
-* laser left on after a measurement (must be 0);
+* laser left on after a measurement that did not say so (must be 0); a laser that cannot be switched off
+  because the port is gone is reported (a ``LaserError``: "cut its power") and counted apart;
 * records written against replies (must be equal) and reported verdicts missing from the record (0).
 """
 from __future__ import annotations
@@ -63,7 +64,7 @@ def soak(model, protocols=tuple(PROTOCOLS), acquisitions: int = 300, fault_rate:
         for protocol in protocols:
             t0 = time.perf_counter()
             c = {"acquisitions": 0, "faults": {}, "errors": 0, "recoveries": 0, "verdicts": 0, "checkable": 0,
-                 "wrong_verdicts": 0, "crashes": 0, "laser_left_on": 0, "replies": 0, "records": 0,
+                 "wrong_verdicts": 0, "crashes": 0, "laser_left_on": 0, "laser_errors": 0, "replies": 0, "records": 0,
                  "reported_not_recorded": 0, "error_kinds": {}}
             for k, sample in enumerate(picks):
                 base = f"sim://{protocol}?paced=0&seed={seed + k}&scene={sample}"
@@ -83,10 +84,12 @@ def soak(model, protocols=tuple(PROTOCOLS), acquisitions: int = 300, fault_rate:
                         log(f"CRASH ({protocol}): {traceback.format_exc(limit=3)}")
                         continue
                     c["replies"] += 1
+                    laser_error = "laser could not be switched off" in r.get("error", "")
+                    c["laser_errors"] += laser_error
                     line = _line(svc)
                     if line is not None:
                         lines[id(line)] = line
-                        if svc._spectrometer.has_laser:  # devices without a laser line have no laser to leave on
+                        if svc._spectrometer.has_laser and not laser_error:  # on, and nobody was told
                             c["laser_left_on"] += bool(line.device.laser_on)
                     if r.get("ok"):
                         c["verdicts"] += 1
@@ -119,7 +122,7 @@ def summary_line(protocol: str, c: dict) -> str:
     return (f"{protocol:9s} acquisitions {c['acquisitions']}, faults injected {sum(c['faults'].values())}, "
             f"errors reported {c['errors']}, recoveries {c['recoveries']}, verdicts {c['verdicts']} "
             f"({c['checkable']} checkable), wrong verdicts {c['wrong_verdicts']}, crashes {c['crashes']}, "
-            f"laser left on {c['laser_left_on']}, records {c['records']} / replies {c['replies']}, "
+            f"laser left on {c['laser_left_on']} (laser errors reported {c['laser_errors']}), records {c['records']} / replies {c['replies']}, "
             f"reported but not recorded {c['reported_not_recorded']} ({c['seconds']} s)")
 
 
