@@ -149,3 +149,27 @@ def test_a_malformed_architecture_is_refused(trained, tmp_path):
 def test_build_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="cnn, resnet, se-resnet"):
         build("transformer", 64, 3, TINY, 0)
+
+
+def test_fit_cli_exports_a_convolutional_bundle_with_its_card(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    Y, y = bands(12, seed=6)
+    for i, (row, label) in enumerate(zip(Y, y)):
+        folder = tmp_path / "data" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savetxt(folder / f"s{i}.csv", np.column_stack([AXIS.values, row]), delimiter=",")
+    bin_ = Path(sys.executable).parent
+    r = subprocess.run([str(bin_ / "raman-train"), "fit", str(tmp_path / "data"), "--out", str(tmp_path / "b"),
+                        "--model", "se-resnet", "--steps", "40"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "b")
+    assert b.architecture == "convolutional" and b.card["network"]["kind"] == "se-resnet"
+    assert b.card["export_check"]["passed"] and b.ood is not None and b.card["flop_per_spectrum"]["network"] > 0
+    assert b.card["hyperparameters"]["steps"] == 40 and "not tuned" in b.card["hyperparameters"]["chosen_by"]
+    refused = subprocess.run([str(bin_ / "raman-train"), "fit", str(tmp_path / "data"), "--out", str(tmp_path / "c"),
+                              "--model", "cnn", "--epochs", "5"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "use --steps, not --epochs" in refused.stderr

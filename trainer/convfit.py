@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from device.inputs import normalise
 
 from . import convnets
 from .export import export_check, tflite_convnet_bytes
-from .fit import load_training_data
+from .fit import card_basics, load_training_data
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
@@ -82,16 +81,8 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
     ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
     log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
         "spectra above it)")
-    prov = dict(provenance or {})
     card = {
-        "name": name,
-        "description": prov.pop("description", f"{kind} trained on {Path(data).name}"),
-        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "data": {**prov, "file": Path(data).name, "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
-                 "fingerprint_sha256": ds.fingerprint},
-        "classes": list(ds.class_names),
-        "axis": {"start": ds.axis.start, "stop": ds.axis.stop, "points": ds.axis.points, "step": ds.axis.step,
-                 "unit": "cm-1 (Raman shift)"},
+        **card_basics(ds, data, name, provenance, f"{kind} trained on {Path(data).name}"),
         "preprocessing": {
             "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
             "normalisation": "standard normal variate per spectrum (minus its mean, over its standard deviation)",

@@ -88,6 +88,21 @@ def load_training_data(data, axis, examples, log) -> tuple[Dataset, list]:
     return ds, read_examples(Path(examples), ds.class_names) if examples else []
 
 
+def card_basics(ds: Dataset, data, name: str, provenance: dict | None, description: str) -> dict:
+    """The model-card fields every bundle has: name, description, time, data, classes, axis."""
+    prov = dict(provenance or {})
+    return {
+        "name": name,
+        "description": prov.pop("description", description),
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "data": {**prov, "file": Path(data).name, "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
+                 "fingerprint_sha256": ds.fingerprint},
+        "classes": list(ds.class_names),
+        "axis": {"start": ds.axis.start, "stop": ds.axis.stop, "points": ds.axis.points, "step": ds.axis.step,
+                 "unit": "cm-1 (Raman shift)"},
+    }
+
+
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
@@ -176,16 +191,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
     log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
         "spectra above it)")
-    prov = dict(provenance or {})
     card = {
-        "name": name,
-        "description": prov.pop("description", f"compact network trained on {Path(data).name}"),
-        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        "data": {**prov, "file": Path(data).name, "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
-                 "fingerprint_sha256": ds.fingerprint},
-        "classes": list(ds.class_names),
-        "axis": {"start": ds.axis.start, "stop": ds.axis.stop, "points": ds.axis.points, "step": ds.axis.step,
-                 "unit": "cm-1 (Raman shift)"},
+        **card_basics(ds, data, name, provenance, f"compact network trained on {Path(data).name}"),
         "preprocessing": {
             "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
             "normalisation": {"snv": "standard normal variate per spectrum (minus its mean, over its standard "
