@@ -8,6 +8,7 @@ import numpy as np
 
 from .backends import make_backend
 from .bundle import ModelBundle
+from .errors import BundleError
 from .inputs import normalise, raw_inputs
 from .resample import ResamplerCache
 from .spectrum import Spectrum
@@ -85,6 +86,9 @@ class Classifier:
         """Verdicts on several spectra, computed as one batch (with the out-of-distribution score if any)."""
         Y = self.on_axis(spectra)
         P = self.probabilities_on_axis(Y)
+        if not np.isfinite(P).all():  # finite but absurd weights overflow: never report a NaN verdict
+            raise BundleError(f"model bundle {self.bundle.path}: its network gives non-finite probabilities; "
+                              "its weights are unusable, re-export the bundle.")
         ood = self.bundle.ood
         scores = ood.scores(Y) if ood is not None else [None] * len(P)
         names = self.bundle.class_names

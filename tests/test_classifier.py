@@ -82,3 +82,21 @@ def test_device_runtime_never_imports_tensorflow_or_scipy(shipped_bundle):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_absurd_weights_give_an_error_not_a_nan_verdict(tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from device.errors import BundleError
+    from device.network import Dense
+    from device.spectrum import Axis, Spectrum
+    from helpers import make_bundle
+
+    b = make_bundle(tmp_path / "b", axis=Axis(500, 600, 101))
+    hidden, out = b.layers
+    huge = replace(b, layers=(Dense(hidden.kernel * 1e308, hidden.bias, hidden.activation), out))
+    x = np.linspace(490, 610, 200)
+    with pytest.raises(BundleError, match="non-finite probabilities"):
+        Classifier(huge).classify(Spectrum(x, np.sin(x / 7) + 2))
