@@ -110,3 +110,22 @@ def test_ood_eval_cli(trained, tmp_path):
     assert [row["left_out"] for row in rows] == ["alpha", "beta", "gamma"]
     assert all(row["unknown"] + row["uncertain"] + row["wrongly_labelled"] == pytest.approx(1.0) for row in rows)
     assert "| class left out |" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_detector_command_refits_without_touching_the_network(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(trained / "bundle", copy)
+    before = load_bundle(copy)
+    r = subprocess.run([str(BIN / "raman-train"), "detector", str(copy), str(trained / "data"), "--false-rejection",
+                        "0.1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    after = load_bundle(copy)
+    assert after.ood.threshold < before.ood.threshold and after.model_id != before.model_id
+    assert all(np.array_equal(a.kernel, b.kernel) for a, b in zip(after.layers, before.layers))
+    assert [label for _, label in after.examples] == [label for _, label in before.examples]
+    assert "by raman-train detector" in after.card["out_of_distribution"]["fitted"]
+    wrong = subprocess.run([str(BIN / "raman-train"), "detector", str(copy), str(trained / "novel")],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "give the data the model was trained on" in wrong.stderr

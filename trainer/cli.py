@@ -167,6 +167,14 @@ def cmd_ood_eval(args) -> int:
     return 0
 
 
+def cmd_detector(args) -> int:
+    from .ood import refit_detector
+
+    b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=lambda msg: print(msg, flush=True))
+    print(f"wrote {args.bundle} ({b.model_id})")
+    return 0
+
+
 def _training_options(p, defaults: bool = True) -> None:
     """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
@@ -246,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
     x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict")
     x.set_defaults(func=cmd_explain)
+    d = sub.add_parser("detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
+    d.add_argument("bundle", help="model bundle directory (rewritten whole)")
+    d.add_argument("data", help="the data the model was trained on")
+    d.add_argument("--false-rejection", type=float, default=0.01)
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_detector)
     o = sub.add_parser("ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
     o.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     o.add_argument("--report", required=True, help="report directory to write")

@@ -126,3 +126,36 @@ def markdown_table(result: dict) -> str:
                      f"{100 * r['wrongly_labelled']:.1f} % | {r['known_test_spectra']} | {100 * r['false_unknown']:.1f} % | "
                      f"{acc} |")
     return "\n".join(lines)
+
+
+def refit_detector(bundle_dir, data, false_rejection: float = FALSE_REJECTION, seed: int = 0, log=print):
+    """Fit (or refit) the detector of an existing bundle on its training data, keeping its network as it is.
+
+    The data are read onto the bundle's axis and must have the bundle's classes in its order. The bundle is
+    rewritten whole (a new model id, since ``model.npz`` changes); its card records the detector.
+    """
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from device.bundle import load_bundle, write_bundle
+
+    from .data import DatasetError, load_dataset
+
+    b = load_bundle(bundle_dir)
+    ds = load_dataset(data, b.axis)
+    if tuple(ds.class_names) != tuple(b.class_names):
+        raise DatasetError(f"{data} has the classes {list(ds.class_names)}, the bundle {list(b.class_names)}: "
+                           "give the data the model was trained on")
+    ood = fit_detector(ds.X, ds.y, len(ds.class_names), false_rejection, seed)
+    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
+        "spectra above it)")
+    card = {k: v for k, v in b.card.items() if k not in ("schema_version", "id", "files", "examples")}
+    card["out_of_distribution"] = {
+        "target_false_unknown": false_rejection, **card_entry(ood, len(ds.y)),
+        "fitted": f"by raman-train detector on {Path(data).name} ({ds.fingerprint[:12]}), "
+                  f"{datetime.now(timezone.utc).date().isoformat()}, for the network of {b.model_id}"}
+    examples = [(p.relative_to(b.path / "examples").as_posix(), p.read_bytes(), label) for p, label in b.examples]
+    return write_bundle(b.path, name=b.name, class_names=b.class_names, axis=b.axis, tflite=b.tflite_path.read_bytes(),
+                        card=card, prominence=b.prominence, standardizer=b.standardizer, layers=b.layers,
+                        leaky_slope=b.leaky_slope, convnet=b.convnet, ood=ood, examples=examples,
+                        normalisation=b.normalisation)
