@@ -12,11 +12,10 @@ from device.inputs import normalise
 
 from . import convnets
 from .export import export_check, tflite_convnet_bytes
-from .fit import card_basics, load_training_data
-from .metrics import classification_report
+from .fit import card_basics, evaluate, load_training_data
 from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
-from .splits import holdout_split, stratified_folds
+from .splits import holdout_split
 
 
 def fit_predict(kind: str, ds, train: np.ndarray, test: np.ndarray, hp: convnets.ConvHyperparameters,
@@ -46,26 +45,8 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
     log(f"model {kind}")
     ds, example_files = load_training_data(data, axis, examples, log)
     n_classes = len(ds.class_names)
-    metrics: dict = {}
-    if holdout:
-        train, test, desc = holdout_split(ds, holdout[0], holdout[1], seed)
-        log(f"held-out evaluation: {train.size} train / {test.size} test")
-        rep = classification_report(ds.y[test], fit_predict(kind, ds, train, test, hp, seed), ds.class_names)
-        metrics["holdout"] = {"split": desc, "train_spectra": int(train.size), "test_spectra": int(test.size), **rep}
-        log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
-    if cv_folds > 1:
-        log(f"{cv_folds}-fold cross-validation")
-        per_fold = []
-        for i, (tr, te) in enumerate(stratified_folds(ds.y, cv_folds, seed)):
-            rep = classification_report(ds.y[te], fit_predict(kind, ds, tr, te, hp, seed + i), ds.class_names)
-            per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
-            log(f"  fold {i + 1}/{cv_folds}: accuracy {rep['accuracy']:.4f}")
-        acc = [f["accuracy"] for f in per_fold]
-        metrics["cross_validation"] = {
-            "protocol": f"stratified {cv_folds}-fold, shuffled with seed {seed}, weights fitted per fold",
-            "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
-            "macro_f1_mean": float(np.mean([f["macro_f1"] for f in per_fold])), "folds": per_fold}
-        log(f"  accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}")
+    split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
+    metrics = evaluate(lambda tr, te, s: fit_predict(kind, ds, tr, te, hp, s), ds, split, cv_folds, seed, "weights", log)
 
     log("final fit on all spectra")
     model, loss = convnets.train(kind, ds.X, ds.axis.values, ds.y, n_classes, hp, seed)

@@ -52,18 +52,42 @@ def tune(R, y, n_classes, rows, hp, seed, log) -> tuple[net.Hyperparameters, lis
     return replace(hp, learning_rate=best["learning_rate"], l2=best["l2"]), table
 
 
-def cross_validate(R, ds: Dataset, hp, folds: int, seed: int, log) -> dict:
-    """Stratified K-fold CV (scaler and weights fitted per fold): accuracy and macro F1 per fold."""
-    n_classes = len(ds.class_names)
-    per_fold = []
-    for i, (tr, te) in enumerate(stratified_folds(ds.y, folds, seed)):
-        rep = classification_report(ds.y[te], fit_predict(R, ds.y, n_classes, tr, te, hp, seed + i), ds.class_names)
-        per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
-        log(f"  fold {i + 1}/{folds}: accuracy {rep['accuracy']:.4f}")
-    acc = [f["accuracy"] for f in per_fold]
-    return {"protocol": f"stratified {folds}-fold, shuffled with seed {seed}, scaler and weights fitted per fold",
+def evaluate(predict, ds: Dataset, split, cv_folds: int, seed: int, fitted: str, log) -> dict:
+    """Held-out and/or stratified K-fold metrics of a model, as the model card reports them.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(train, test, seed)`` -> predicted class of each ``test`` row, the model (and whatever
+        it learns from data, e.g. a scaler) fitted on the ``train`` rows only.
+    split : (train, test, description), optional
+        A held-out split.
+    cv_folds : int
+        If > 1, stratified K-fold cross-validation over all spectra, shuffled with ``seed``.
+    fitted : str
+        What is refitted per fold, for the card.
+    """
+    metrics = {}
+    if split:
+        train, test, desc = split
+        log(f"held-out evaluation: {train.size} train / {test.size} test")
+        rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
+        metrics["holdout"] = {"split": desc, "train_spectra": int(train.size), "test_spectra": int(test.size), **rep}
+        log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
+    if cv_folds > 1:
+        log(f"{cv_folds}-fold cross-validation")
+        per_fold = []
+        for i, (tr, te) in enumerate(stratified_folds(ds.y, cv_folds, seed)):
+            rep = classification_report(ds.y[te], predict(tr, te, seed + i), ds.class_names)
+            per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+            log(f"  fold {i + 1}/{cv_folds}: accuracy {rep['accuracy']:.4f}")
+        acc = [f["accuracy"] for f in per_fold]
+        metrics["cross_validation"] = {
+            "protocol": f"stratified {cv_folds}-fold, shuffled with seed {seed}, {fitted} fitted per fold",
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
             "macro_f1_mean": float(np.mean([f["macro_f1"] for f in per_fold])), "folds": per_fold}
+        log(f"  accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}")
+    return metrics
 
 
 def read_examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
@@ -161,17 +185,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         hp, table = tune(R, ds.y, n_classes, rows, hp, seed, log)
         tuning = {"grid": TUNING_GRID, "inner_folds": TUNING_FOLDS, "results": table,
                   "scope": "training spectra only (held-out spectra excluded)" if split else "all spectra"}
-    if split:
-        train, test, desc = split
-        log(f"held-out evaluation: {train.size} train / {test.size} test")
-        rep = classification_report(ds.y[test], fit_predict(R, ds.y, n_classes, train, test, hp, seed), ds.class_names)
-        metrics["holdout"] = {"split": desc, "train_spectra": int(train.size), "test_spectra": int(test.size), **rep}
-        log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
-    if cv_folds > 1:
-        log(f"{cv_folds}-fold cross-validation")
-        metrics["cross_validation"] = cross_validate(R, ds, hp, cv_folds, seed, log)
-        cv = metrics["cross_validation"]
-        log(f"  accuracy {cv['accuracy_mean']:.4f} +/- {cv['accuracy_std']:.4f}")
+    metrics.update(evaluate(lambda tr, te, s: fit_predict(R, ds.y, n_classes, tr, te, hp, s), ds, split, cv_folds,
+                            seed, "scaler and weights", log))
 
     log("final fit on all spectra")
     std = Standardizer.fit(R)
