@@ -5,8 +5,9 @@ path, calibrate, classify, decide (a verdict below the configured confidence is 
 durably, and only then reply. A spectrum unlike every trained class (the bundle's out-of-distribution
 detector, :mod:`device.ood`) gets the verdict ``unknown``; a saturated, flat or too weak one
 (:mod:`device.quality`) is recorded and refused with the reason instead of classified. Measurements are
-serialised: a trigger while one runs is answered ``busy``. At start the model is verified and checked on its own example spectra; if they do not come
-back with their expected labels, the service stays up but refuses to report verdicts, and says why.
+serialised: a trigger while one runs is answered ``busy``. At start (and on RELOAD) the model is
+verified and checked on its own example spectra; if they do not come back with their expected labels,
+the service stays up but refuses to report verdicts (or keeps its previous model), and says why.
 Likewise when the record cannot be written (read-only or full file system, below the configured
 reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
 until it can, and STATUS says why.
