@@ -33,6 +33,7 @@ import tempfile
 import time
 import traceback
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,16 +60,22 @@ class Watch:
         if self.active and event.startswith(self.PREFIXES):
             self.events.append(event)
 
-    def run(self, fn, *args, allowed: tuple = ()):
-        """``fn(*args)``, then fail if an event other than ``allowed`` (prefixes) happened."""
+    @contextmanager
+    def only(self, allowed: tuple = ()):
+        """Fail if an event other than ``allowed`` (prefixes) happens inside the block."""
         self.events.clear()
         self.active = True
         try:
-            return fn(*args)
+            yield
         finally:
             self.active = False
             unexpected = [e for e in self.events if not (allowed and e.startswith(allowed))]
             assert not unexpected, f"unexpected {', '.join(sorted(set(unexpected)))}"
+
+    def run(self, fn, *args, allowed: tuple = ()):
+        """``fn(*args)`` inside :meth:`only`."""
+        with self.only(allowed):
+            return fn(*args)
 
 
 WATCH = Watch()

@@ -9,12 +9,11 @@ runs the same parsers for many more cases.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import shutil
-import sys
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,35 +48,18 @@ def fuzz_settings(examples: int):
                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
-class _Watch:
-    """Records file-system, process and unpickling audit events (:func:`sys.audit`) while active."""
-
-    PREFIXES = ("open", "os.", "shutil.", "subprocess.", "pickle.find_class")
-
-    def __init__(self):
-        self.active = False
-        self.events: list[str] = []
-        sys.addaudithook(self)
-
-    def __call__(self, event: str, args) -> None:
-        if self.active and event.startswith(self.PREFIXES):
-            self.events.append(event)
-
-    @contextmanager
-    def only(self, allowed: tuple = ()):
-        """Fail if an event other than ``allowed`` (prefixes) happens inside the block."""
-        self.events.clear()
-        self.active = True
-        try:
-            yield
-        finally:
-            self.active = False
-        unexpected = [e for e in self.events if not (allowed and e.startswith(allowed))]
-        assert not unexpected, unexpected
+def _fuzz_script():
+    """``fuzz/fuzz_parsers.py``, whose audit-hook watcher the tests share."""
+    spec = importlib.util.spec_from_file_location("fuzz_parsers", Path(__file__).resolve().parents[1] / "fuzz" /
+                                                  "fuzz_parsers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-WATCH = _Watch()
-NO_UNPICKLING = ("open", "os.", "shutil.")  # reading files is expected, unpickling never
+_FUZZ = _fuzz_script()
+WATCH = _FUZZ.WATCH
+NO_UNPICKLING = _FUZZ.FILES_ONLY  # reading files is expected, unpickling never
 
 
 # ---------------------------------------------------------------------------------------------------
