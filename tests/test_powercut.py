@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from device.record import RecordStore
-from test_runner import write_config
+from test_runner import wait_ready, write_config
 
 BIN = Path(sys.executable).parent
 ROUNDS = 10
@@ -35,9 +35,7 @@ def round_until_killed(cfg: Path, master: int, delay: float) -> list[dict]:
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
-        line = proc.stdout.readline()
-        while line and not line.startswith("ready:"):
-            line = proc.stdout.readline()
+        line = wait_ready(proc)
         assert line.startswith("ready: ready"), line
         data, asked, deadline = b"", 0, time.monotonic() + delay
         while time.monotonic() < deadline:

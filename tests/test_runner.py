@@ -38,6 +38,14 @@ directory = "{tmp_path / 'data'}"
     return path
 
 
+def wait_ready(proc) -> str:
+    """The service's ``ready:`` line, skipping what it logs before (empty if it stopped first)."""
+    line = proc.stdout.readline()
+    while line and not line.startswith("ready:"):
+        line = proc.stdout.readline()
+    return line
+
+
 def read_lines(fd, n, timeout=30.0):
     data, deadline = b"", time.monotonic() + timeout
     while data.count(b"\n") < n and time.monotonic() < deadline:
@@ -53,9 +61,7 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stdout.readline()
-        while line and not line.startswith("ready:"):
-            line = proc.stdout.readline()
+        line = wait_ready(proc)
         assert line.startswith("ready: ready") and "self-test passed" in line
         os.write(master, b"STATUS\nMEASURE\n")
         status, first = read_lines(master, 2)
