@@ -1,0 +1,108 @@
+"""The documentation's commands exist as written: every ``raman-*`` command line in README.md and docs/
+names a real subcommand and only options that subcommand accepts."""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from device.cli import build_parser as device_parser
+from firmware_bridge.cli import build_parser as bridge_parser
+from trainer.cli import build_parser as trainer_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+PARSERS = {"raman-device": device_parser, "raman-train": trainer_parser, "raman-bridge": bridge_parser}
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def documented_commands(text: str) -> list[tuple[int, list[str]]]:
+    """Every ``raman-*`` invocation in a Markdown text: shell blocks (continuation lines joined) and inline
+    code spans.
+
+    Returns
+    -------
+    list of (line number, tokens from the program name on)
+    """
+    found = []
+    lines = text.splitlines()
+    in_shell, start, pending = False, 0, ""
+    for no, line in enumerate(lines, 1):
+        fence = line.strip().startswith("```")
+        if fence:
+            in_shell = not in_shell and line.strip() in ("```sh", "```bash", "```console")
+            continue
+        if in_shell:
+            if not pending:
+                start = no
+            pending += line.rstrip().removesuffix("\\") + " "
+            if line.rstrip().endswith("\\"):
+                continue
+            found += [(start, t) for t in _invocations(pending)]
+            pending = ""
+        else:
+            for span in re.findall(r"`([^`]+)`", line):
+                found += [(no, t) for t in _invocations(span)]
+    return found
+
+
+def _invocations(command_line: str) -> list[list[str]]:
+    """Split a shell line into the ``raman-*`` commands it runs (pipes, ``&&``, ``;`` and comments handled)."""
+    try:
+        tokens = shlex.split(command_line, comments=True)
+    except ValueError:
+        return []
+    out, current = [], None
+    for tok in tokens:
+        if tok in ("|", "||", "&&", ";"):
+            current = None
+        elif Path(tok).name in PARSERS and current is None:
+            current = [Path(tok).name]
+            out.append(current)
+        elif current is not None:
+            current.append(tok)
+    return out
+
+
+def problems(tokens: list[str]) -> list[str]:
+    """What in one documented invocation the real parser does not know: the subcommand or an option."""
+    parser = PARSERS[tokens[0]]()
+    sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    words = [t.strip("[]") for t in tokens[1:]]
+    if not words or words[0] in ("-h", "--help"):
+        return []
+    if words[0] not in sub_action.choices:
+        return [f"{tokens[0]} has no subcommand {words[0]!r}"]
+    known = sub_action.choices[words[0]]._option_string_actions
+    options = {w.split("=", 1)[0] for w in words[1:] if w.startswith("--") and len(w) > 2}
+    return [f"{tokens[0]} {words[0]} has no option {o}" for o in sorted(options - set(known))]
+
+
+def test_documented_commands_exist():
+    seen, wrong = 0, []
+    for doc in DOCS:
+        for no, tokens in documented_commands(doc.read_text(encoding="utf-8")):
+            seen += 1
+            wrong += [f"{doc.relative_to(ROOT)}:{no}: {p}" for p in problems(tokens)]
+    assert seen >= 30, f"only {seen} documented commands found: the extraction is broken"
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("```sh\nraman-device classify --model M --no-such-option F\n```", "has no option --no-such-option"),
+    ("Run `raman-train fitt DATA --out B` first.", "has no subcommand 'fitt'"),
+    ("```sh\nraman-bridge probe --protocol obp \\\n    --bogus 1\n```", "has no option --bogus"),
+    ("```sh\ncd x && raman-device info --model B --format table  # comment --ignored\n```", "info has no option --format"),
+])
+def test_a_wrong_command_is_caught(snippet, expected):
+    found = [p for _, t in documented_commands(snippet) for p in problems(t)]
+    assert any(expected in p for p in found), found
+
+
+def test_extraction_reads_blocks_spans_and_continuations():
+    text = "x `raman-device info --model B` y\n```sh\nraman-train fit D \\\n  --out B --axis 1:2:3\n```\n```python\nraman-device = 1\n```"
+    got = [t for _, t in documented_commands(text)]
+    assert got == [["raman-device", "info", "--model", "B"],
+                   ["raman-train", "fit", "D", "--out", "B", "--axis", "1:2:3"]]
