@@ -106,3 +106,57 @@ def test_extraction_reads_blocks_spans_and_continuations():
     got = [t for _, t in documented_commands(text)]
     assert got == [["raman-device", "info", "--model", "B"],
                    ["raman-train", "fit", "D", "--out", "B", "--axis", "1:2:3"]]
+
+
+def shell_block(doc: Path, heading: str) -> list[str]:
+    """The command lines of the first shell block under a Markdown heading, continuation lines joined,
+    comment lines dropped, and optional ``[...]`` groups left out (the command as a newcomer first types it)."""
+    text = doc.read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = re.sub(r"\s#.*$", "", line).strip()
+        if line and not line.startswith("#"):
+            while re.search(r"\[[^\[\]]*\]", line):
+                line = re.sub(r"\s*\[[^\[\]]*\]", "", line)
+            commands.append(line)
+    return commands
+
+
+def _first_line(proc, timeout: float) -> str:
+    """The first line a process prints, or an AssertionError after ``timeout`` seconds."""
+    import selectors
+
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout), f"no output within {timeout} s"
+    return proc.stdout.readline()
+
+
+def test_readme_simulator_walkthrough_runs_as_written(tmp_path):
+    """The README's simulator block, run word for word: simulate, then probe, acquire and classify on its pty."""
+    import json
+    import subprocess
+    import sys
+
+    commands = shell_block(ROOT / "README.md", "### Simulators")
+    assert commands[0].startswith("raman-bridge simulate") and len(commands) >= 3, commands
+    bin_ = Path(sys.executable).parent
+    (tmp_path / "models").symlink_to(ROOT / "models")
+    sim = subprocess.Popen([str(bin_ / "raman-bridge"), *shlex.split(commands[0])[1:]], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = re.search(r" on (/dev/\S+)", _first_line(sim, 30)).group(1)
+        outputs = []
+        for command in commands[1:]:
+            argv = [a.replace("/dev/pts/3", port) for a in shlex.split(command)]
+            r = subprocess.run([str(bin_ / argv[0]), *argv[1:]], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, f"{command}\n{r.stderr}"
+            outputs.append(r.stdout)
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    verdict = json.loads(outputs[-1].splitlines()[0])
+    assert verdict["file"] == "spectrum.csv" and verdict["model"].startswith("sers-pesticides@")
