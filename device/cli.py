@@ -177,11 +177,13 @@ def cmd_soak(args) -> int:
 
 
 def cmd_update_model(args) -> int:
-    """Install a new bundle atomically and switch the running service to it."""
+    """Install a new bundle atomically (or go back to the previous one) and switch the running service to it."""
     from .config import load_config
-    from .update import update_model
+    from .update import rollback_model, update_model
 
-    reply = update_model(load_config(args.config), Path(args.bundle), log=lambda msg: print(msg, flush=True))
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    config = load_config(args.config)
+    reply = rollback_model(config, log=log) if args.rollback else update_model(config, Path(args.bundle), log=log)
     print(json.dumps(reply))
     return 0 if reply.get("ok") else 1
 
@@ -232,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
     u = sub.add_parser("update-model", help="install a new model bundle atomically and switch the service to it")
     u.add_argument("--config", required=True, help="the service's configuration file")
-    u.add_argument("bundle", help="the new model bundle directory (verified and self-tested before anything changes)")
+    which = u.add_mutually_exclusive_group(required=True)
+    which.add_argument("bundle", nargs="?",
+                       help="the new model bundle directory (verified and self-tested before anything changes)")
+    which.add_argument("--rollback", action="store_true",
+                       help="swap back the model the last update replaced (kept as BUNDLE.previous)")
     u.set_defaults(func=cmd_update_model)
     k = sub.add_parser("soak", help="the service against each simulator with injected serial faults, counted")
     k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")

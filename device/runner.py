@@ -75,15 +75,15 @@ class Runner:
 
     def _indicate(self, result: dict) -> None:
         ok_led, alert_led, buzzer = self._leds
-        good = result.get("ok") and result.get("verdict") not in (None, "uncertain")
+        good = result.get("ok") and result.get("verdict") not in (None, "uncertain", "unknown")
         for device, on in ((ok_led, good), (alert_led, not good)):
             if device is not None:
                 device.on() if on else device.off()
         if buzzer is not None and not good:
             buzzer.blink(on_time=0.1, off_time=0.1, n=2)
         if result.get("ok"):
-            self.log(f"measurement {result.get('id')}: {result['verdict']} ({result['confidence']:.3f}, "
-                     f"{result['model']})")
+            confidence = "" if result["confidence"] is None else f"{result['confidence']:.3f}, "
+            self.log(f"measurement {result.get('id')}: {result['verdict']} ({confidence}{result['model']})")
         elif not result.get("busy"):
             self.log(f"measurement failed: {result.get('error')}")
 
@@ -191,6 +191,7 @@ class Runner:
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
                  f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}"
+                 + (f"; verdicts refused: {status['axis_problem']}" if status["axis_problem"] else "")
                  + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else ""))
         sd_notify(f"READY=1\nSTATUS={status['state']}")
         interval = watchdog_interval()

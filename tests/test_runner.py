@@ -233,3 +233,24 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
             proc.kill()
         server.stop()
     assert RecordStore(tmp_path / "data" / "record.db").count() == 3
+
+
+def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, shipped_bundle):
+    """With a 900 nm laser line the simulated STS unit reaches only 1936 cm-1; the model needs 501-1999."""
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
+    cfg.write_text(cfg.read_text().replace("laser_nm = 785.0", "laser_nm = 900.0"))
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = wait_ready(proc)
+        assert line.startswith("ready: model does not fit the spectrometer")
+        expected = "axis 501..1999 cm-1 is outside what the spectrometer covers, -1710..1936 cm-1 with laser 900 nm"
+        assert expected in line
+        r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
+                           text=True)
+        assert r.returncode == 1 and expected in json.loads(r.stdout)["error"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
