@@ -124,11 +124,16 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """Run the measurement service until SIGTERM."""
+    """Run the measurement service until SIGTERM; one it cannot start is an error, exit status 6 (not configured)."""
     from .config import load_config
-    from .runner import Runner
+    from .runner import EXIT_NOT_CONFIGURED, Runner
 
-    return Runner(load_config(args.config), log=lambda msg: print(msg, flush=True)).run()
+    try:
+        runner = Runner(load_config(args.config), log=lambda msg: print(msg, flush=True))
+        return runner.run()
+    except RamanEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_CONFIGURED
 
 
 def cmd_measure(args) -> int:

@@ -5,23 +5,86 @@ the same protocol (``raman-device measure`` uses it), and a GPIO push button (gp
 logged on stdout (journald under systemd). With ``NOTIFY_SOCKET`` set, readiness, status and watchdog
 pings are sent with the standard ``sd_notify`` datagram. SIGTERM lets a running measurement finish,
 switches the laser off and closes the spectrometer and the record.
+
+What the service cannot run with on this machine (configured GPIO pins without GPIO, a data directory
+where the control socket cannot be made) is a :class:`StartError` before any trigger is served; the
+command exits with :data:`EXIT_NOT_CONFIGURED`, which the systemd unit does not restart on.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from .config import Config
 from .control import LineReader, dispatch, reply
+from .errors import RamanEdgeError
 from .service import Service
 
 SOCKET_FILE = "control.sock"
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer, s
+#: Exit status of ``raman-device run`` for a configuration it cannot run with: the LSB "program is not
+#: configured" status, which systemd shows as NOTCONFIGURED (the unit's RestartPreventExitStatus).
+EXIT_NOT_CONFIGURED = 6
+
+
+class StartError(RamanEdgeError):
+    """The service cannot start with this configuration on this machine; the message says what to do."""
+
+
+def gpio_pins(config: Config) -> dict:
+    """The configured GPIO pins, by configuration key (``triggers.button_pin``, ``outputs.led_ok_pin``, ...)."""
+    pins = {"triggers.button_pin": config.triggers.button_pin}
+    pins.update({f"outputs.{k}": getattr(config.outputs, k) for k in ("laser_pin", "led_ok_pin", "led_alert_pin",
+                                                                       "buzzer_pin")})
+    return {k: v for k, v in pins.items() if v is not None}
+
+
+def check_gpio(pins: dict) -> None:
+    """Make sure gpiozero can drive ``pins`` on this machine (choosing its pin library quietly).
+
+    Raises
+    ------
+    StartError
+        Naming the configured pins, when gpiozero is missing or finds no GPIO here.
+    """
+    if not pins:
+        return
+    configured = ", ".join(f"{k} = {v}" for k, v in pins.items())
+    what_to_do = (f"remove {', '.join(pins)} from the configuration, or install a GPIO library on the board "
+                  "(sudo apt install python3-lgpio, or pip install lgpio in the service's environment)")
+    try:
+        from gpiozero import Device
+        from gpiozero.exc import BadPinFactory, PinFactoryFallback
+    except ImportError:
+        raise StartError(f"gpiozero is not installed, but the configuration uses GPIO ({configured}): "
+                         f"install it (pip install gpiozero) or {what_to_do}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PinFactoryFallback)  # one message below instead of one per library tried
+        try:
+            Device.ensure_pin_factory()
+        except BadPinFactory:
+            raise StartError(f"no GPIO on this machine (gpiozero found no pin library that works here), but the "
+                             f"configuration uses {configured}: {what_to_do}") from None
+
+
+def socket_problem(directory: Path, exc: OSError) -> str:
+    """What to do when the control socket cannot be made in the data directory ``directory``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        fix = ("it is on a read-only file system (often a storage card the kernel remounted read-only after "
+               "errors): check or replace the card, or set data.directory to a writable directory")
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "this user may not write there: give the directory to the service's user, or set data.directory"
+    else:
+        fix = "create it as a directory this user may write, or set data.directory to one"
+    return f"the data directory {directory} cannot hold the control socket {SOCKET_FILE} ({reason}): {fix}"
 
 
 def sd_notify(message: str) -> bool:
@@ -56,6 +119,7 @@ class Runner:
         self.log = log
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        check_gpio(gpio_pins(config))
         self._gpio = []
         laser = self._gpio_output(config.outputs.laser_pin)
         self._leds = (self._gpio_output(config.outputs.led_ok_pin), self._gpio_output(config.outputs.led_alert_pin),
@@ -129,14 +193,24 @@ class Runner:
     def socket_path(self) -> Path:
         return self.config.data_directory / SOCKET_FILE
 
-    def _local_socket(self) -> None:
+    def _bind_socket(self) -> socket.socket:
+        """The local socket, listening in the data directory; :class:`StartError` if it cannot be made there."""
         path = self.socket_path()
-        path.unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(path))
-        os.chmod(path, 0o660)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            server.bind(str(path))
+            os.chmod(path, 0o660)
+        except OSError as exc:
+            server.close()
+            raise StartError(socket_problem(path.parent, exc)) from None
         server.listen(4)
         server.settimeout(0.2)
+        return server
+
+    def _local_socket(self, server: socket.socket) -> None:
+        path = self.socket_path()
 
         def accept():
             while not self.stopping.is_set():
@@ -180,10 +254,15 @@ class Runner:
     # -- life cycle -------------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT."""
+        try:
+            server = self._bind_socket()
+        except StartError:
+            self.close()
+            raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         self._control_port()
-        self._local_socket()
+        self._local_socket(server)
         self._button()
         if not self.service.try_connect():
             self.log(f"spectrometer not available yet ({self.service.spectrometer_error}); retrying with back-off")
@@ -210,9 +289,18 @@ class Runner:
         for t in self._threads:  # triggers stop taking commands (the socket file goes with its thread)
             t.join(timeout=2)
         self.service.shutdown()  # waits for a measurement in progress
+        self._close_gpio()
+        self.log("stopped")
+
+    def close(self) -> None:
+        """Laser off, spectrometer, record and GPIO devices closed, without serving (a start that failed)."""
+        self.service.close()
+        self._close_gpio()
+
+    def _close_gpio(self) -> None:
         for device in self._gpio:
             device.close()
-        self.log("stopped")
+        self._gpio.clear()
 
 
 def send_command(path, command: str, timeout: float = 120.0) -> dict:
