@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from .backends import BACKENDS
@@ -22,6 +24,23 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line(show), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
+def short_names(paths) -> list[str]:
+    """For each path, its shortest trailing part (``B/1.txt``) that no other of the paths ends with.
+
+    The same file named twice counts once; at worst a path is shown whole (absolute).
+    """
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    distinct = set(parts)
+    keep, pending, k = {}, set(distinct), 1
+    while pending:
+        counts = Counter(q[-k:] for q in distinct)
+        for p in [p for p in pending if counts[p[-k:]] == 1 or k >= len(p)]:
+            keep[p] = k
+            pending.remove(p)
+        k += 1
+    return [str(Path(*p[-keep[p]:])) for p in parts]
+
+
 def cmd_classify(args) -> int:
     """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
     from .bundle import load_bundle
@@ -33,6 +52,7 @@ def cmd_classify(args) -> int:
     expected = {p.resolve(): label for p, label in bundle.examples}
     failed = 0
     rows = []
+    shown_names = dict(zip(args.files, short_names(args.files)))
     for name in args.files:
         try:
             spectra = read_spectra(name)
@@ -46,16 +66,16 @@ def cmd_classify(args) -> int:
             row = {"file": str(name)}
             if "index" in s.meta:
                 row["index"] = s.meta["index"]
-            row.update(label=p.label, confidence=round(p.confidence, 6),
-                       probabilities={k: round(v, 6) for k, v in p.probabilities.items()}, model=p.model_id)
+            row.update(p.reported(), probabilities={k: round(v, 6) for k, v in p.probabilities.items()},
+                       model=p.model_id)
             if p.ood_score is not None:
                 row.update(ood_score=round(p.ood_score, 4), unknown=p.unknown)
             if args.format == "json":
                 print(json.dumps(row), flush=True)
             else:
-                shown = {"file": Path(name).name + (f"[{row['index']}]" if "index" in row else ""),
+                shown = {"file": shown_names[name] + (f"[{row['index']}]" if "index" in row else ""),
                          "label": f"unknown (nearest {p.label})" if p.unknown else p.label,
-                         "confidence": f"{p.confidence:.3f}"}
+                         "confidence": "-" if p.unknown else f"{p.confidence:.3f}"}
                 if Path(name).resolve() in expected:
                     shown["expected"] = expected[Path(name).resolve()]
                 rows.append(shown)

@@ -182,3 +182,25 @@ def test_reload_refuses_a_model_the_spectrometer_cannot_cover(tmp_path, shipped_
     m = svc.measure("command")
     assert m["ok"] and m["model"] == shipped_bundle.model_id
     svc.close()
+
+
+def test_unknown_sample_is_reported_as_unknown_everywhere(tmp_path, shipped_bundle):
+    """A single broad band is unlike every pesticide class: the reply, LAST and the record all say unknown."""
+    x = np.arange(200.0, 3000.0)
+    band = tmp_path / "band.csv"
+    band.write_text("".join(f"{v},{1 + 100 * np.exp(-0.5 * ((v - 1200) / 30) ** 2):.6g}\n" for v in x))
+    svc = Service(config(tmp_path, shipped_bundle.path, f"sim://obp?paced=0&seed=3&scene={band}"))
+    r = svc.measure("command")
+    assert r["ok"] and r["verdict"] == "unknown" and r["ood_score"] > 1, r
+    assert r["label"] == "unknown" and r["confidence"] is None and r["nearest"] in shipped_bundle.class_names
+    assert r["nearest"] == max(r["probabilities"], key=r["probabilities"].get)
+    last = dispatch("LAST", svc)
+    assert last["verdict"] == "unknown" and last["confidence"] is None
+    row = svc.store.last()
+    assert row.verdict == "unknown" and row.confidence is None and row.probabilities[r["nearest"]] > 0
+    svc.close()
+    known = Service(config(tmp_path / "known", shipped_bundle.path, "sim://obp?paced=0&seed=3"))
+    k = known.measure("command")  # a known sample: its label and confidence, no nearest
+    assert k["ok"] and k["verdict"] != "unknown" and k["label"] in shipped_bundle.class_names
+    assert isinstance(k["confidence"], float) and "nearest" not in k
+    known.close()
