@@ -124,10 +124,10 @@ def _records(args):
 
 def cmd_history(args) -> int:
     """List measurements, newest first: one JSON line each (without the spectra)."""
-    from datetime import datetime, timezone
+    from .record import iso_time
 
     for r in _records(args):
-        print(json.dumps({"id": r.id, "time": datetime.fromtimestamp(r.time, timezone.utc).isoformat(timespec="seconds"),
+        print(json.dumps({"id": r.id, "time": iso_time(r.time),
                           "trigger": r.trigger, "verdict": r.verdict, "confidence": r.confidence, "model": r.model,
                           "error": r.error}))
     return 0

@@ -162,14 +162,15 @@ class Runner:
         self._gpio.append(button)
 
     # -- line-protocol triggers -----------------------------------------------------------------
-    def _serve_stream(self, read, write) -> None:
+    def _serve_stream(self, read, write, trigger: str) -> None:
+        """Answer each command line from ``read`` with ``write``; a MEASURE is recorded as from ``trigger``."""
         reader = LineReader()
         while not self.stopping.is_set():
             data = read()
             if data is None:
                 return
             for text, error in reader.feed(data):
-                answer = dispatch(text, self.service) if text is not None else {"ok": False, "error": error}
+                answer = dispatch(text, self.service, trigger) if text is not None else {"ok": False, "error": error}
                 write(reply(answer))
 
     def _control_port(self) -> None:
@@ -188,7 +189,7 @@ class Runner:
                 self.log(f"control port {port_name} failed: {exc}")
                 return None
 
-        self._start(lambda: self._serve_stream(read, port.write), "control port")
+        self._start(lambda: self._serve_stream(read, port.write, "control-port"), "control port")
 
     def socket_path(self) -> Path:
         return self.config.data_directory / SOCKET_FILE
@@ -226,7 +227,7 @@ class Runner:
                     except socket.timeout:
                         return b""
 
-                threading.Thread(target=lambda c=conn: (self._serve_stream(read, c.sendall), c.close()),
+                threading.Thread(target=lambda c=conn: (self._serve_stream(read, c.sendall, "socket"), c.close()),
                                  daemon=True).start()
             server.close()
             path.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from .errors import RamanEdgeError
 from .quality import problems as quality_problems
 from .readers import read_spectra
 from .resample import covers
-from .record import Record, RecordError, RecordStore
+from .record import Record, RecordError, RecordStore, iso_time
 from .spectrum import Spectrum
 
 RECORD_FILE = "record.db"
@@ -312,7 +312,7 @@ class Service:
         r = self.store.last()
         if r is None:
             return {"ok": False, "error": "no measurement recorded yet"}
-        return {"ok": True, "id": r.id, "time": r.time, "trigger": r.trigger, "verdict": r.verdict,
+        return {"ok": True, "id": r.id, "time": iso_time(r.time), "trigger": r.trigger, "verdict": r.verdict,
                 "confidence": r.confidence, "error": r.error, "model": r.model}
 
     def model_info(self) -> dict:

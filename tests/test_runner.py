@@ -90,6 +90,10 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
     store = RecordStore(tmp_path / "data" / "record.db")
     assert store.count() == 2 and store.integrity_ok()
     assert not (tmp_path / "data" / "control.sock").exists()
+    # Each record names the line its trigger came on: the control port, or the local socket.
+    local_won = json.loads(local.stdout).get("ok", False)
+    assert [r.trigger for r in store.query(newest_first=False)] == \
+        ["control-port", "socket" if local_won else "control-port"]
 
 
 def test_measure_command_without_a_service(tmp_path, shipped_bundle):
@@ -233,7 +237,8 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
         if proc.poll() is None:
             proc.kill()
         server.stop()
-    assert RecordStore(tmp_path / "data" / "record.db").count() == 3
+    store = RecordStore(tmp_path / "data" / "record.db")
+    assert [r.trigger for r in store.query()] == ["socket"] * 3  # raman-device measure: the local socket
 
 
 def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, shipped_bundle):

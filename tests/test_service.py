@@ -204,3 +204,21 @@ def test_unknown_sample_is_reported_as_unknown_everywhere(tmp_path, shipped_bund
     assert k["ok"] and k["verdict"] != "unknown" and k["label"] in shipped_bundle.class_names
     assert isinstance(k["confidence"], float) and "nearest" not in k
     known.close()
+
+
+def test_last_shows_the_time_as_history_does(tmp_path, shipped_bundle):
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0"))
+    assert svc.measure("command")["ok"]
+    last = dispatch("LAST", svc)
+    stored = svc.store.last().time
+    svc.close()
+    shown = datetime.fromisoformat(last["time"])
+    assert shown.tzinfo == timezone.utc and abs(shown.timestamp() - stored) < 1  # ISO 8601 UTC, to the second
+    history = subprocess.run([str(Path(sys.executable).parent / "raman-device"), "history", "--db",
+                              str(tmp_path / "data" / RECORD_FILE)], capture_output=True, text=True)
+    assert json.loads(history.stdout)["time"] == last["time"]
