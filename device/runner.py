@@ -241,8 +241,10 @@ class Runner:
             if self.service._spectrometer is not None:
                 delay = RETRY_FIRST
             elif self.service.try_connect():
-                self.log("spectrometer connected")
-                sd_notify("STATUS=ready")
+                status = self.service.status()
+                self.log("spectrometer connected" + (f"; verdicts refused: {status['axis_problem']}"
+                                                     if status["axis_problem"] else ""))
+                sd_notify(f"STATUS={status['state']}")
                 delay = RETRY_FIRST
             else:
                 delay = min(2 * delay, RETRY_MAX)

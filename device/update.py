@@ -68,10 +68,17 @@ def update_model(config: Config, new: Path, log=print) -> dict:
     target = config.model.bundle
     bundle = _checked(Path(new), config.model.backend)
     log(f"verified {bundle.model_id}: every file's hash and {len(bundle.examples)} example spectra")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        shutil.copytree(new, tmp, dirs_exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise UpdateError(f"cannot install into {target.parent} ({exc.strerror or exc}); nothing was changed: run "
+                          "it as a user who may write there (e.g. with sudo)") from None
+    try:
+        try:
+            shutil.copytree(new, tmp, dirs_exist_ok=True)
+        except OSError as exc:
+            raise UpdateError(f"cannot copy {new} into {target.parent} ({exc}); nothing was changed") from None
         copied = _checked(tmp, config.model.backend)
         if copied.model_id != bundle.model_id:
             raise UpdateError("the copy differs from the bundle it was made from; nothing was changed")

@@ -4,11 +4,12 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from device.bundle import load_bundle, write_bundle
+from device.bundle import load_bundle
 from device.config import parse_config
 from device.errors import BundleError
 from device.runner import SOCKET_FILE, send_command
@@ -172,3 +173,13 @@ def test_the_service_refuses_a_model_its_spectrometer_cannot_cover(setup, shippe
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_update_into_a_directory_it_cannot_write_is_a_clear_error(setup, shipped_bundle, tmp_path):
+    _, _, cfg = setup
+    new = variant(shipped_bundle, tmp_path / "new", "sers-pesticides-v5")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    elsewhere = replace(cfg, model=replace(cfg.model, bundle=blocker / "models" / "current"))
+    with pytest.raises(UpdateError, match=f"cannot install into {blocker / 'models'} .*nothing was changed"):
+        update_model(elsewhere, new.path, log=lambda m: None)
