@@ -30,8 +30,8 @@ from .config import Config
 from .errors import RamanEdgeError
 from .quality import problems as quality_problems
 from .readers import read_spectra
-from .resample import covers
 from .record import Record, RecordError, RecordStore, iso_time
+from .resample import covers
 from .spectrum import Spectrum
 
 RECORD_FILE = "record.db"

@@ -47,15 +47,16 @@ def _checked(path: Path, backend: str):
 
 
 def _reload(config: Config, installed, undo) -> dict:
-    """Tell a running service to RELOAD; if it refuses, ``undo()`` the change on disk and raise UpdateError."""
+    """Tell a running service to RELOAD; if it refuses, ``undo()`` the change on disk and raise UpdateError.
+
+    ``undo()`` returns what it did, for the message.
+    """
     try:
         reply = send_command(config.data_directory / SOCKET_FILE, "RELOAD")
     except (FileNotFoundError, ConnectionRefusedError):
         return {"ok": True, "service": "not running", "model": installed.model_id}
     if not reply.get("ok"):
-        undo()
-        raise UpdateError(f"the running service refused {installed.model_id}: {reply.get('error')}; the model it "
-                          f"serves is back at {config.model.bundle}")
+        raise UpdateError(f"the running service refused {installed.model_id}: {reply.get('error')}; {undo()}")
     return reply
 
 
@@ -89,12 +90,13 @@ def update_model(config: Config, new: Path, log=print) -> dict:
         raise
     log(f"installed at {target}" + (f"; the model it replaced is kept at {previous_path(target)}" if replacing else ""))
 
-    def undo():  # the refused bundle goes; the one it replaced comes back
-        if replacing:
-            exchange_directories(previous_path(target), target)
-            shutil.rmtree(previous_path(target))
-        else:
+    def undo() -> str:  # the refused bundle goes; the one it replaced comes back
+        if not replacing:
             shutil.rmtree(target)
+            return f"it was removed from {target} again"
+        exchange_directories(previous_path(target), target)
+        shutil.rmtree(previous_path(target))
+        return f"the model it replaced is back at {target}"
 
     return _reload(config, bundle, undo)
 
@@ -116,4 +118,8 @@ def rollback_model(config: Config, log=print) -> dict:
     bundle = _checked(previous, config.model.backend)
     exchange_directories(previous, target)
     log(f"rolled back to {bundle.model_id} at {target}; the model it replaced is kept at {previous}")
-    return _reload(config, bundle, lambda: exchange_directories(previous, target))
+    def undo() -> str:
+        exchange_directories(previous, target)
+        return f"the model it replaced is back at {target}, and {bundle.model_id} at {previous}"
+
+    return _reload(config, bundle, undo)

@@ -183,3 +183,20 @@ def test_update_into_a_directory_it_cannot_write_is_a_clear_error(setup, shipped
     elsewhere = replace(cfg, model=replace(cfg.model, bundle=blocker / "models" / "current"))
     with pytest.raises(UpdateError, match=f"cannot install into {blocker / 'models'} .*nothing was changed"):
         update_model(elsewhere, new.path, log=lambda m: None)
+
+
+def test_a_rollback_the_service_refuses_is_swapped_back(setup, shipped_bundle):
+    tmp, cfg_path, cfg = setup
+    shifted = variant(shipped_bundle, tmp / "shifted", "shifted", shift_cm1=-1102.0)  # not covered at 785 nm
+    shutil.copytree(shifted.path, tmp / "models" / "current.previous")
+    proc = run_service(cfg_path)
+    try:
+        r = update(cfg_path, "--rollback")
+        assert r.returncode == 2 and f"the running service refused {shifted.model_id}" in r.stderr
+        assert "-82..3563 cm-1 with laser 785 nm" in r.stderr and "the model it replaced is back at" in r.stderr
+        assert send_command(tmp / "data" / SOCKET_FILE, "MODEL")["model"] == shipped_bundle.model_id
+        assert load_bundle(cfg.model.bundle).model_id == shipped_bundle.model_id
+        assert load_bundle(tmp / "models" / "current.previous").model_id == shifted.model_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
