@@ -40,6 +40,16 @@ class Prediction:
     ood_score: float | None = None
     unknown: bool = False
 
+    def reported(self) -> dict:
+        """``label`` and ``confidence`` as output reports them (rounded to 6 digits).
+
+        For an unknown spectrum the label is ``unknown`` with no confidence, and the most probable
+        class is ``nearest``.
+        """
+        if self.unknown:
+            return {"label": "unknown", "confidence": None, "nearest": self.label}
+        return {"label": self.label, "confidence": round(self.confidence, 6)}
+
 
 class Classifier:
     """Classify spectra with a model bundle on the NumPy or the TFLite backend.

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 from .backends import BACKENDS
@@ -22,6 +24,23 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line(show), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
+def short_names(paths) -> list[str]:
+    """For each path, its shortest trailing part (``B/1.txt``) that no other of the paths ends with.
+
+    The same file named twice counts once; at worst a path is shown whole (absolute).
+    """
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    distinct = set(parts)
+    keep, pending, k = {}, set(distinct), 1
+    while pending:
+        counts = Counter(q[-k:] for q in distinct)
+        for p in [p for p in pending if counts[p[-k:]] == 1 or k >= len(p)]:
+            keep[p] = k
+            pending.remove(p)
+        k += 1
+    return [str(Path(*p[-keep[p]:])) for p in parts]
+
+
 def cmd_classify(args) -> int:
     """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
     from .bundle import load_bundle
@@ -33,6 +52,7 @@ def cmd_classify(args) -> int:
     expected = {p.resolve(): label for p, label in bundle.examples}
     failed = 0
     rows = []
+    shown_names = dict(zip(args.files, short_names(args.files)))
     for name in args.files:
         try:
             spectra = read_spectra(name)
@@ -46,16 +66,16 @@ def cmd_classify(args) -> int:
             row = {"file": str(name)}
             if "index" in s.meta:
                 row["index"] = s.meta["index"]
-            row.update(label=p.label, confidence=round(p.confidence, 6),
-                       probabilities={k: round(v, 6) for k, v in p.probabilities.items()}, model=p.model_id)
+            row.update(p.reported(), probabilities={k: round(v, 6) for k, v in p.probabilities.items()},
+                       model=p.model_id)
             if p.ood_score is not None:
                 row.update(ood_score=round(p.ood_score, 4), unknown=p.unknown)
             if args.format == "json":
                 print(json.dumps(row), flush=True)
             else:
-                shown = {"file": Path(name).name + (f"[{row['index']}]" if "index" in row else ""),
+                shown = {"file": shown_names[name] + (f"[{row['index']}]" if "index" in row else ""),
                          "label": f"unknown (nearest {p.label})" if p.unknown else p.label,
-                         "confidence": f"{p.confidence:.3f}"}
+                         "confidence": "-" if p.unknown else f"{p.confidence:.3f}"}
                 if Path(name).resolve() in expected:
                     shown["expected"] = expected[Path(name).resolve()]
                 rows.append(shown)
@@ -104,10 +124,10 @@ def _records(args):
 
 def cmd_history(args) -> int:
     """List measurements, newest first: one JSON line each (without the spectra)."""
-    from datetime import datetime, timezone
+    from .record import iso_time
 
     for r in _records(args):
-        print(json.dumps({"id": r.id, "time": datetime.fromtimestamp(r.time, timezone.utc).isoformat(timespec="seconds"),
+        print(json.dumps({"id": r.id, "time": iso_time(r.time),
                           "trigger": r.trigger, "verdict": r.verdict, "confidence": r.confidence, "model": r.model,
                           "error": r.error}))
     return 0
@@ -124,11 +144,16 @@ def cmd_export(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """Run the measurement service until SIGTERM."""
+    """Run the measurement service until SIGTERM; one it cannot start is an error, exit status 6 (not configured)."""
     from .config import load_config
-    from .runner import Runner
+    from .runner import EXIT_NOT_CONFIGURED, Runner
 
-    return Runner(load_config(args.config), log=lambda msg: print(msg, flush=True)).run()
+    try:
+        runner = Runner(load_config(args.config), log=lambda msg: print(msg, flush=True))
+        return runner.run()
+    except RamanEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_CONFIGURED
 
 
 def cmd_measure(args) -> int:
@@ -177,11 +202,13 @@ def cmd_soak(args) -> int:
 
 
 def cmd_update_model(args) -> int:
-    """Install a new bundle atomically and switch the running service to it."""
+    """Install a new bundle atomically (or go back to the previous one) and switch the running service to it."""
     from .config import load_config
-    from .update import update_model
+    from .update import rollback_model, update_model
 
-    reply = update_model(load_config(args.config), Path(args.bundle), log=lambda msg: print(msg, flush=True))
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    config = load_config(args.config)
+    reply = rollback_model(config, log=log) if args.rollback else update_model(config, Path(args.bundle), log=log)
     print(json.dumps(reply))
     return 0 if reply.get("ok") else 1
 
@@ -232,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
     u = sub.add_parser("update-model", help="install a new model bundle atomically and switch the service to it")
     u.add_argument("--config", required=True, help="the service's configuration file")
-    u.add_argument("bundle", help="the new model bundle directory (verified and self-tested before anything changes)")
+    which = u.add_mutually_exclusive_group(required=True)
+    which.add_argument("bundle", nargs="?",
+                       help="the new model bundle directory (verified and self-tested before anything changes)")
+    which.add_argument("--rollback", action="store_true",
+                       help="swap back the model the last update replaced (kept as BUNDLE.previous)")
     u.set_defaults(func=cmd_update_model)
     k = sub.add_parser("soak", help="the service against each simulator with injected serial faults, counted")
     k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")

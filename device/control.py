@@ -14,7 +14,8 @@ COMMANDS = {
     "STATUS": "service state, spectrometer, model, counts",
     "LAST": "the last recorded measurement",
     "MODEL": "the model in use: id, classes, axis",
-    "RELOAD": "switch to the configured bundle as it is now, if it verifies and passes its self-test",
+    "RELOAD": "switch to the configured bundle as it is now, if it verifies, passes its self-test and fits the "
+              "spectrometer",
     "HELP": "this list",
 }
 
@@ -58,8 +59,11 @@ def reply(payload: dict) -> bytes:
     return (json.dumps(payload, separators=(",", ":"), default=str) + "\n").encode("ascii")
 
 
-def dispatch(line: str, service) -> dict:
-    """The reply to one command line, from ``service`` (see :class:`device.service.Service`)."""
+def dispatch(line: str, service, trigger: str = "control-port") -> dict:
+    """The reply to one command line, from ``service`` (see :class:`device.service.Service`).
+
+    ``trigger`` is what a MEASURE is recorded as having been triggered by (the line it came on).
+    """
     words = line.strip().split()
     if not words:
         return {"ok": False, "error": "empty line; send HELP for the commands"}
@@ -71,7 +75,7 @@ def dispatch(line: str, service) -> dict:
     if command == "HELP":
         return {"ok": True, "command": "HELP", "commands": COMMANDS}
     if command == "MEASURE":
-        return {"command": "MEASURE", **service.measure("control-port")}
+        return {"command": "MEASURE", **service.measure(trigger)}
     if command == "STATUS":
         return {"ok": True, "command": "STATUS", **service.status()}
     if command == "LAST":

@@ -85,8 +85,9 @@ def run_demo(model: Path, measurements: int, data: Path, out=print) -> int:
                 r = _reply(master, time.monotonic() + TIMEOUT)
                 verdict = r.get("verdict") if r.get("ok") else f"error: {r.get('error')}"
                 failures += verdict != expected.get(sample)
+                confidence = "-" if r.get("confidence") is None else f"{r['confidence']:.3f}"
                 out(f"{r.get('id', '-'):>2}  {sample[:46]:46s}  {expected.get(sample, '?'):23s}  {verdict[:23]:23s}  "
-                    f"{r.get('confidence', 0):.3f}")
+                    f"{confidence}")
         finally:
             service.send_signal(signal.SIGTERM)
             try:

@@ -28,24 +28,40 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def publish_directory(tmp: Path, out: Path) -> None:
+def exchange_directories(a: Path, b: Path) -> None:
+    """Swap two existing directories: in one atomic step where the system can (Linux), else by three renames.
+
+    Both must be on the same file system.
+    """
+    if _exchange(a, b):
+        return
+    aside = b.with_name(f".{b.name}.swap")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.rename(b, aside)
+    os.rename(a, b)
+    os.rename(aside, a)
+
+
+def publish_directory(tmp: Path, out: Path, keep: Path | None = None) -> None:
     """Put the complete directory ``tmp`` at ``out``, replacing any old one, never leaving half of one.
 
     An old ``out`` is swapped with ``tmp`` in one atomic step where the system can (Linux), so ``out``
-    always names a complete directory, even across a power cut; elsewhere by two renames.
-    ``tmp`` must be on the same file system as ``out`` (create it beside ``out``).
+    always names a complete directory, even across a power cut; elsewhere by renames. The old
+    directory is then deleted, or with ``keep`` put there (replacing what was there before).
+    ``tmp`` (and ``keep``) must be on the same file system as ``out`` (create them beside ``out``).
     """
     os.chmod(tmp, 0o755)
     if not out.exists():
         os.rename(tmp, out)
-    elif _exchange(tmp, out):
-        shutil.rmtree(tmp)  # now the old directory
+        return
+    exchange_directories(tmp, out)  # tmp is now the old directory
+    if keep is None:
+        shutil.rmtree(tmp)
+    elif keep.exists():
+        exchange_directories(tmp, keep)
+        shutil.rmtree(tmp)  # now the one kept before
     else:
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old)
+        os.rename(tmp, keep)
 
 
 def write_replacing(path: Path, data: bytes, mode: int = 0o644) -> None:

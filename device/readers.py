@@ -3,13 +3,15 @@
 Text files hold Raman shift (cm-1) and intensity, one point per line. The delimiter is detected
 (semicolon, tab, comma or white space), leading non-numeric lines are taken as a header, lines
 starting with ``#`` are comments, numbers may use scientific notation (``5.008228e+002``), and with a
-semicolon or tab delimiter a decimal comma (``500,82``) is understood.
+semicolon or tab delimiter a decimal comma (``500,82``) is understood. Text is UTF-8 (or Latin-1), or
+UTF-16 or UTF-32 with a byte-order mark (as some Windows programs save "Unicode" CSV).
 
 ``.npz`` files hold ``X`` (one spectrum of shape (N,) or several of shape (n, N)) and ``wavenumber``
 of shape (N,), and are read with ``allow_pickle=False``.
 """
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_TEXT_BYTES = 2 * 1024 * 1024
 #: Most memory the spectra of one .npz file may take, bytes (the 6,978 spectra of the SERS data set: 175 MB).
 MAX_NPZ_SPECTRA_BYTES = 256 * 1024 * 1024
+#: Byte-order marks of UTF-32 and UTF-16, and their codecs; UTF-32 first (its LE mark begins with UTF-16's).
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def read_spectra(path) -> list[Spectrum]:
@@ -120,6 +125,36 @@ def is_number(s: str) -> bool:
     return True
 
 
+def decode_text(data: bytes, name: str = "<data>") -> str:
+    """The text of a file's bytes: by its byte-order mark (UTF-16, UTF-32), else UTF-8 (a mark of its own
+    dropped), else Latin-1.
+
+    Raises
+    ------
+    SpectrumFileError
+        If the bytes after a byte-order mark are not valid in its encoding.
+    """
+    for bom, encoding in BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                raise SpectrumFileError(f"{name}: starts with a {encoding.upper()} byte-order mark but is not "
+                                        f"valid {encoding.upper()}; save it as UTF-8.") from None
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """True if every other byte is NUL, as in ASCII text saved as UTF-16 (either byte order)."""
+    sample = data[:4096]
+    half = len(sample) // 2
+    return half > 0 and (sample[1::2].count(0) == half or sample[0::2].count(0) == half)
+
+
 def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np.ndarray]:
     """Parse two-column text into (shift, intensity) arrays of shape (N,).
 
@@ -132,11 +167,11 @@ def parse_two_columns(data: bytes, name: str = "<data>") -> tuple[np.ndarray, np
     if len(data) > MAX_TEXT_BYTES:
         raise SpectrumFileError(f"{name}: {len(data)} bytes is too large for a text spectrum "
                                 f"(limit {MAX_TEXT_BYTES}); is it the right file?")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
+    text = decode_text(data, name)
     if "\x00" in text:
+        if _looks_utf16(data):
+            raise SpectrumFileError(f"{name}: UTF-16 text without a byte-order mark; save it as UTF-8 "
+                                    "(or as UTF-16 with a byte-order mark).")
         raise SpectrumFileError(f"{name}: binary data, not a text spectrum; export it as CSV or text.")
     lines = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines())]
     lines = [(i, ln) for i, ln in lines if ln and not ln.startswith("#")]

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS measurements (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,               -- seconds since the epoch (UTC)
-    trigger TEXT NOT NULL,            -- button, control-port, command, ...
+    trigger TEXT NOT NULL,            -- button, control-port, socket, ...
     device TEXT NOT NULL,             -- JSON: identity and settings
     raw BLOB,                         -- float64 counts as the device sent them
     shift BLOB,                       -- float64 Raman shift of the calibrated spectrum, cm-1
@@ -32,8 +33,8 @@ CREATE TABLE IF NOT EXISTS measurements (
     model TEXT,                       -- model id
     model_files TEXT,                 -- JSON: file -> SHA-256
     probabilities TEXT,               -- JSON: class -> probability
-    verdict TEXT,                     -- a class, 'uncertain', or NULL when the measurement failed
-    confidence REAL,
+    verdict TEXT,                     -- a class, 'uncertain', 'unknown', or NULL when the measurement failed
+    confidence REAL,                  -- the most probable class's probability; NULL for 'unknown'
     error TEXT                        -- what went wrong, or NULL
 );
 CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
@@ -43,6 +44,15 @@ CREATE INDEX IF NOT EXISTS measurements_verdict ON measurements (verdict);
 
 class RecordError(RamanEdgeError):
     """The record cannot be opened or written."""
+
+
+class ExportError(RamanEdgeError):
+    """No recorded spectrum can be exported; the message says why."""
+
+
+def iso_time(t: float) -> str:
+    """Seconds since the epoch -> ISO 8601 in UTC to the second (``2026-11-22T14:30:05+00:00``), as shown."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -187,28 +197,48 @@ class RecordStore:
 
 
 def export(records: list[Record], path, axis, fmt: str) -> int:
-    """Write measurements with a verdict as training data for ``raman-train``.
+    """Write measurements with a class verdict as training data for ``raman-train``.
 
-    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out.
+    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
+    are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
     ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``. The label is the verdict: review
     it before training on it. Returns the number of spectra written.
+
+    Raises
+    ------
+    ExportError
+        When none is left to write (nothing is written then), saying why.
     """
     from .errors import AxisCoverageError
     from .resample import ResamplerCache
 
     resamplers = ResamplerCache(axis)
     rows, labels, ids, times = [], [], [], []
+    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
+                f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
+    reasons = list(left_out)
     for r in records:
-        if r.verdict is None or r.shift is None or r.verdict == "uncertain":
+        if r.verdict is None or r.shift is None:
+            left_out[reasons[0]] += 1
+            continue
+        if r.verdict in ("uncertain", "unknown"):
+            left_out[reasons[1]] += 1
             continue
         try:
             rows.append(resamplers.get(r.shift)(r.intensity))
         except AxisCoverageError:
+            left_out[reasons[2]] += 1
             continue
         labels.append(r.verdict)
         ids.append(r.id)
         times.append(r.time)
+    if not rows:
+        if not records:
+            raise ExportError("no measurement matches the filters (--since, --until, --label); nothing was written")
+        why = ", ".join(f"{n} {reason}" for reason, n in left_out.items() if n)
+        raise ExportError(f"none of the {len(records)} matching measurements has a spectrum with a class verdict "
+                          f"to export ({why}); nothing was written")
     path = Path(path)
     if fmt == "npz":
         classes = sorted(set(labels))

@@ -11,6 +11,12 @@ from .spectrum import Axis
 COVERAGE_TOLERANCE = 1e-6
 
 
+def covers(first: float, last: float, target: Axis) -> bool:
+    """True if a source axis from ``first`` to ``last`` cm-1 (increasing) reaches both ends of ``target``."""
+    slack = COVERAGE_TOLERANCE * target.step
+    return first <= target.start + slack and last >= target.stop - slack
+
+
 class Resampler:
     """Linear interpolation from one source axis onto a model axis, with precomputed weights.
 
@@ -32,7 +38,7 @@ class Resampler:
     def __init__(self, source: np.ndarray, target: Axis):
         source = np.asarray(source, dtype=np.float64)
         slack = COVERAGE_TOLERANCE * target.step
-        if source[0] > target.start + slack or source[-1] < target.stop - slack:
+        if not covers(source[0], source[-1], target):
             raise AxisCoverageError(
                 f"the spectrum covers {source[0]:g}-{source[-1]:g} cm-1 but the model needs "
                 f"{target.start:g}-{target.stop:g} cm-1; it is refused rather than extrapolated. "

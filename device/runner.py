@@ -5,23 +5,86 @@ the same protocol (``raman-device measure`` uses it), and a GPIO push button (gp
 logged on stdout (journald under systemd). With ``NOTIFY_SOCKET`` set, readiness, status and watchdog
 pings are sent with the standard ``sd_notify`` datagram. SIGTERM lets a running measurement finish,
 switches the laser off and closes the spectrometer and the record.
+
+What the service cannot run with on this machine (configured GPIO pins without GPIO, a data directory
+where the control socket cannot be made) is a :class:`StartError` before any trigger is served; the
+command exits with :data:`EXIT_NOT_CONFIGURED`, which the systemd unit does not restart on.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from .config import Config
 from .control import LineReader, dispatch, reply
+from .errors import RamanEdgeError
 from .service import Service
 
 SOCKET_FILE = "control.sock"
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer, s
+#: Exit status of ``raman-device run`` for a configuration it cannot run with: the LSB "program is not
+#: configured" status, which systemd shows as NOTCONFIGURED (the unit's RestartPreventExitStatus).
+EXIT_NOT_CONFIGURED = 6
+
+
+class StartError(RamanEdgeError):
+    """The service cannot start with this configuration on this machine; the message says what to do."""
+
+
+def gpio_pins(config: Config) -> dict:
+    """The configured GPIO pins, by configuration key (``triggers.button_pin``, ``outputs.led_ok_pin``, ...)."""
+    pins = {"triggers.button_pin": config.triggers.button_pin}
+    pins.update({f"outputs.{k}": getattr(config.outputs, k) for k in ("laser_pin", "led_ok_pin", "led_alert_pin",
+                                                                       "buzzer_pin")})
+    return {k: v for k, v in pins.items() if v is not None}
+
+
+def check_gpio(pins: dict) -> None:
+    """Make sure gpiozero can drive ``pins`` on this machine (choosing its pin library quietly).
+
+    Raises
+    ------
+    StartError
+        Naming the configured pins, when gpiozero is missing or finds no GPIO here.
+    """
+    if not pins:
+        return
+    configured = ", ".join(f"{k} = {v}" for k, v in pins.items())
+    what_to_do = (f"remove {', '.join(pins)} from the configuration, or install a GPIO library on the board "
+                  "(sudo apt install python3-lgpio, or pip install lgpio in the service's environment)")
+    try:
+        from gpiozero import Device
+        from gpiozero.exc import BadPinFactory, PinFactoryFallback
+    except ImportError:
+        raise StartError(f"gpiozero is not installed, but the configuration uses GPIO ({configured}): "
+                         f"install it (pip install gpiozero) or {what_to_do}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PinFactoryFallback)  # one message below instead of one per library tried
+        try:
+            Device.ensure_pin_factory()
+        except BadPinFactory:
+            raise StartError(f"no GPIO on this machine (gpiozero found no pin library that works here), but the "
+                             f"configuration uses {configured}: {what_to_do}") from None
+
+
+def socket_problem(directory: Path, exc: OSError) -> str:
+    """What to do when the control socket cannot be made in the data directory ``directory``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EROFS:
+        fix = ("it is on a read-only file system (often a storage card the kernel remounted read-only after "
+               "errors): check or replace the card, or set data.directory to a writable directory")
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "this user may not write there: give the directory to the service's user, or set data.directory"
+    else:
+        fix = "create it as a directory this user may write, or set data.directory to one"
+    return f"the data directory {directory} cannot hold the control socket {SOCKET_FILE} ({reason}): {fix}"
 
 
 def sd_notify(message: str) -> bool:
@@ -56,6 +119,7 @@ class Runner:
         self.log = log
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        check_gpio(gpio_pins(config))
         self._gpio = []
         laser = self._gpio_output(config.outputs.laser_pin)
         self._leds = (self._gpio_output(config.outputs.led_ok_pin), self._gpio_output(config.outputs.led_alert_pin),
@@ -75,15 +139,15 @@ class Runner:
 
     def _indicate(self, result: dict) -> None:
         ok_led, alert_led, buzzer = self._leds
-        good = result.get("ok") and result.get("verdict") not in (None, "uncertain")
+        good = result.get("ok") and result.get("verdict") not in (None, "uncertain", "unknown")
         for device, on in ((ok_led, good), (alert_led, not good)):
             if device is not None:
                 device.on() if on else device.off()
         if buzzer is not None and not good:
             buzzer.blink(on_time=0.1, off_time=0.1, n=2)
         if result.get("ok"):
-            self.log(f"measurement {result.get('id')}: {result['verdict']} ({result['confidence']:.3f}, "
-                     f"{result['model']})")
+            confidence = "" if result["confidence"] is None else f"{result['confidence']:.3f}, "
+            self.log(f"measurement {result.get('id')}: {result['verdict']} ({confidence}{result['model']})")
         elif not result.get("busy"):
             self.log(f"measurement failed: {result.get('error')}")
 
@@ -98,14 +162,15 @@ class Runner:
         self._gpio.append(button)
 
     # -- line-protocol triggers -----------------------------------------------------------------
-    def _serve_stream(self, read, write) -> None:
+    def _serve_stream(self, read, write, trigger: str) -> None:
+        """Answer each command line from ``read`` with ``write``; a MEASURE is recorded as from ``trigger``."""
         reader = LineReader()
         while not self.stopping.is_set():
             data = read()
             if data is None:
                 return
             for text, error in reader.feed(data):
-                answer = dispatch(text, self.service) if text is not None else {"ok": False, "error": error}
+                answer = dispatch(text, self.service, trigger) if text is not None else {"ok": False, "error": error}
                 write(reply(answer))
 
     def _control_port(self) -> None:
@@ -124,19 +189,29 @@ class Runner:
                 self.log(f"control port {port_name} failed: {exc}")
                 return None
 
-        self._start(lambda: self._serve_stream(read, port.write), "control port")
+        self._start(lambda: self._serve_stream(read, port.write, "control-port"), "control port")
 
     def socket_path(self) -> Path:
         return self.config.data_directory / SOCKET_FILE
 
-    def _local_socket(self) -> None:
+    def _bind_socket(self) -> socket.socket:
+        """The local socket, listening in the data directory; :class:`StartError` if it cannot be made there."""
         path = self.socket_path()
-        path.unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(path))
-        os.chmod(path, 0o660)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            server.bind(str(path))
+            os.chmod(path, 0o660)
+        except OSError as exc:
+            server.close()
+            raise StartError(socket_problem(path.parent, exc)) from None
         server.listen(4)
         server.settimeout(0.2)
+        return server
+
+    def _local_socket(self, server: socket.socket) -> None:
+        path = self.socket_path()
 
         def accept():
             while not self.stopping.is_set():
@@ -152,7 +227,7 @@ class Runner:
                     except socket.timeout:
                         return b""
 
-                threading.Thread(target=lambda c=conn: (self._serve_stream(read, c.sendall), c.close()),
+                threading.Thread(target=lambda c=conn: (self._serve_stream(read, c.sendall, "socket"), c.close()),
                                  daemon=True).start()
             server.close()
             path.unlink(missing_ok=True)
@@ -166,8 +241,10 @@ class Runner:
             if self.service._spectrometer is not None:
                 delay = RETRY_FIRST
             elif self.service.try_connect():
-                self.log("spectrometer connected")
-                sd_notify("STATUS=ready")
+                status = self.service.status()
+                self.log("spectrometer connected" + (f"; verdicts refused: {status['axis_problem']}"
+                                                     if status["axis_problem"] else ""))
+                sd_notify(f"STATUS={status['state']}")
                 delay = RETRY_FIRST
             else:
                 delay = min(2 * delay, RETRY_MAX)
@@ -180,10 +257,15 @@ class Runner:
     # -- life cycle -------------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until SIGTERM or SIGINT."""
+        try:
+            server = self._bind_socket()
+        except StartError:
+            self.close()
+            raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         self._control_port()
-        self._local_socket()
+        self._local_socket(server)
         self._button()
         if not self.service.try_connect():
             self.log(f"spectrometer not available yet ({self.service.spectrometer_error}); retrying with back-off")
@@ -191,6 +273,7 @@ class Runner:
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
                  f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}"
+                 + (f"; verdicts refused: {status['axis_problem']}" if status["axis_problem"] else "")
                  + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else ""))
         sd_notify(f"READY=1\nSTATUS={status['state']}")
         interval = watchdog_interval()
@@ -209,9 +292,18 @@ class Runner:
         for t in self._threads:  # triggers stop taking commands (the socket file goes with its thread)
             t.join(timeout=2)
         self.service.shutdown()  # waits for a measurement in progress
+        self._close_gpio()
+        self.log("stopped")
+
+    def close(self) -> None:
+        """Laser off, spectrometer, record and GPIO devices closed, without serving (a start that failed)."""
+        self.service.close()
+        self._close_gpio()
+
+    def _close_gpio(self) -> None:
         for device in self._gpio:
             device.close()
-        self.log("stopped")
+        self._gpio.clear()
 
 
 def send_command(path, command: str, timeout: float = 120.0) -> dict:

@@ -7,7 +7,9 @@ detector, :mod:`device.ood`) gets the verdict ``unknown``; a saturated, flat or 
 (:mod:`device.quality`) is recorded and refused with the reason instead of classified. Measurements are
 serialised: a trigger while one runs is answered ``busy``. At start (and on RELOAD) the model is
 verified and checked on its own example spectra; if they do not come back with their expected labels,
-the service stays up but refuses to report verdicts (or keeps its previous model), and says why.
+the service stays up but refuses to report verdicts (or keeps its previous model), and says why. The
+same holds for a model whose Raman-shift axis the spectrometer cannot cover (its wavelength calibration
+over its pixels, for the configured laser line), checked once the spectrometer is open.
 Likewise when the record cannot be written (read-only or full file system, below the configured
 reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
 until it can, and STATUS says why.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
+from firmware_bridge.calibration import raman_shift
 from firmware_bridge.drivers import DRIVERS
 from firmware_bridge.errors import BridgeError, LaserError
 from firmware_bridge.measure import measure, switch_off
@@ -27,10 +30,16 @@ from .config import Config
 from .errors import RamanEdgeError
 from .quality import problems as quality_problems
 from .readers import read_spectra
-from .record import Record, RecordError, RecordStore
+from .record import Record, RecordError, RecordStore, iso_time
+from .resample import covers
 from .spectrum import Spectrum
 
 RECORD_FILE = "record.db"
+#: What to do about a bundle that fails its self-test.
+NO_EXAMPLES_FIX = ("retrain with raman-train fit (which stores self-test examples; or give them with --examples "
+                   "DIR) and install the result with raman-device update-model BUNDLE")
+WRONG_LABELS_FIX = ("the bundle is damaged or was built wrong: rebuild it with raman-train fit and install it with "
+                    "raman-device update-model BUNDLE, or go back with raman-device update-model --rollback")
 
 
 def verdict(prediction, min_confidence: float) -> str:
@@ -41,7 +50,10 @@ def verdict(prediction, min_confidence: float) -> str:
 
 
 def self_test(bundle, classifier) -> dict:
-    """Classify the bundle's example spectra; every expected label must come back."""
+    """Classify the bundle's example spectra; every expected label must come back.
+
+    The ``reason`` of a failure says what to do about it.
+    """
     failures = []
     for path, label in bundle.examples:
         try:
@@ -51,9 +63,34 @@ def self_test(bundle, classifier) -> dict:
         if got != label:
             failures.append(f"{path.name}: expected {label}, got {got}")
     passed = bool(bundle.examples) and not failures
-    reason = None if passed else ("the bundle has no example spectra to check it with" if not bundle.examples
-                                  else "; ".join(failures))
+    if passed:
+        reason = None
+    elif not bundle.examples:
+        reason = f"the bundle has no example spectra to check it with; {NO_EXAMPLES_FIX}"
+    else:
+        reason = f"{'; '.join(failures)}; {WRONG_LABELS_FIX}"
     return {"passed": passed, "examples": len(bundle.examples), "reason": reason}
+
+
+def axis_problem(axis, shift_range: tuple[float, float], laser_nm: float) -> str | None:
+    """Why a model on ``axis`` cannot classify this spectrometer's spectra, or None if it can.
+
+    Parameters
+    ----------
+    axis : Axis
+        The model's Raman-shift axis.
+    shift_range : (float, float)
+        Lowest and highest Raman shift the spectrometer delivers, cm-1.
+    laser_nm : float
+        The configured laser line, nm.
+    """
+    lo, hi = shift_range
+    if covers(lo, hi, axis):
+        return None
+    return (f"the model's axis {axis.start:g}..{axis.stop:g} cm-1 is outside what the spectrometer covers, "
+            f"{lo:.0f}..{hi:.0f} cm-1 with laser {laser_nm:g} nm; install a model trained for this range "
+            "(raman-device update-model BUNDLE, or --rollback), or check spectrometer.laser_nm and the "
+            "wavelength calibration")
 
 
 class Service:
@@ -75,6 +112,8 @@ class Service:
         self._lock = threading.Lock()
         self._spectrometer = None
         self.spectrometer_error = None
+        #: Lowest and highest Raman shift the spectrometer delivers, cm-1, known once it has been opened.
+        self.shift_range = None
         self.counts = {"measurements": 0, "errors": 0, "busy": 0}
         self.bundle = load_bundle(config.model.bundle)
         self.classifier = Classifier(self.bundle, config.model.backend)
@@ -97,6 +136,9 @@ class Service:
         if not test["passed"]:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
                                           f"self-test ({test['reason']})"}
+        problem = self._axis_problem(bundle)
+        if problem:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {problem}"}
         with self._lock:  # never in the middle of a measurement
             previous = self.bundle.model_id
             self.bundle, self.classifier, self.self_test = bundle, classifier, test
@@ -112,6 +154,12 @@ class Service:
                 return str(exc) if isinstance(exc, RecordError) else \
                     f"the data directory {self.config.data_directory} cannot be created ({exc.strerror})"
         return self.store.storage_problem(self.config.data_reserve_mb * 1e6)
+
+    def _axis_problem(self, bundle) -> str | None:
+        """Why ``bundle`` cannot classify the spectrometer's spectra, or None (also while that is not known)."""
+        if self.shift_range is None:
+            return None
+        return axis_problem(bundle.axis, self.shift_range, self.config.spectrometer.laser_nm)
 
     # -- spectrometer ---------------------------------------------------------------------------
     def spectrometer(self):
@@ -133,11 +181,13 @@ class Service:
                 if s.protocol != "groupgets":
                     driver.set_integration_time(s.integration_s)
                 driver.set_averages(s.averages)
+                shift = raman_shift(driver.wavelengths(), s.laser_nm)  # as firmware_bridge.measure computes it
             except BridgeError as exc:
                 self.spectrometer_error = str(exc)
                 driver.close()
                 raise
             self._spectrometer, self.spectrometer_error = driver, None
+            self.shift_range = (float(shift.min()), float(shift.max()))
         return self._spectrometer
 
     def try_connect(self) -> bool:
@@ -183,6 +233,10 @@ class Service:
                      model_files={k: v["sha256"] for k, v in self.bundle.card["files"].items()})
         try:
             spectrometer = self.spectrometer()
+            problem = self._axis_problem(self.bundle)
+            if problem:  # before the laser is switched on
+                rec.error = f"refused: {problem}"
+                return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
             try:
                 m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser)  # the device's own laser line first
             finally:
@@ -205,10 +259,10 @@ class Service:
             return self._finish(rec, {"ok": False, "error": str(exc)})
         self.spectrometer_error = None
         rec.probabilities = prediction.probabilities
-        rec.confidence = prediction.confidence
         rec.verdict = verdict(prediction, self.config.model.min_confidence)
-        reply = {"ok": True, "verdict": rec.verdict, "label": prediction.label,
-                 "confidence": round(prediction.confidence, 6),
+        shown = prediction.reported()
+        rec.confidence = None if prediction.unknown else prediction.confidence
+        reply = {"ok": True, "verdict": rec.verdict, **shown,
                  "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
                  "model": self.bundle.model_id}
         if prediction.ood_score is not None:
@@ -231,8 +285,11 @@ class Service:
     def status(self) -> dict:
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
+        axis = self._axis_problem(self.bundle)
         if not self.self_test["passed"]:
             state = "self-test failed"
+        elif axis:
+            state = "model does not fit the spectrometer"
         elif self._lock.locked():
             state = "measuring"
         elif self.storage_error:
@@ -243,7 +300,9 @@ class Service:
             state = "ready"
         return {"state": state, "spectrometer": self.config.spectrometer.protocol,
                 "spectrometer_error": self.spectrometer_error, "storage_error": self.storage_error,
-                "model": self.bundle.model_id, "self_test": self.self_test, "counts": dict(self.counts),
+                "shift_range_cm-1": None if self.shift_range is None else [round(v, 1) for v in self.shift_range],
+                "model": self.bundle.model_id, "self_test": self.self_test, "axis_problem": axis,
+                "counts": dict(self.counts),
                 "records": self.store.count() if self.store is not None else None,
                 "uptime_s": round(time.time() - self.started, 1)}
 
@@ -253,7 +312,7 @@ class Service:
         r = self.store.last()
         if r is None:
             return {"ok": False, "error": "no measurement recorded yet"}
-        return {"ok": True, "id": r.id, "time": r.time, "trigger": r.trigger, "verdict": r.verdict,
+        return {"ok": True, "id": r.id, "time": iso_time(r.time), "trigger": r.trigger, "verdict": r.verdict,
                 "confidence": r.confidence, "error": r.error, "model": r.model}
 
     def model_info(self) -> dict:

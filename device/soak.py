@@ -71,7 +71,7 @@ def soak(model, protocols=tuple(PROTOCOLS), acquisitions: int = 300, fault_rate:
                 ref_svc = _service(protocol, base, bundle.path, Path(tmp) / f"ref-{protocol}-{k}")
                 ref = ref_svc.measure("reference")
                 ref_svc.close()
-                checkable = PROTOCOLS[protocol][2] and ref.get("ok") and ref["confidence"] >= CHECKABLE
+                checkable = PROTOCOLS[protocol][2] and ref.get("ok") and (ref["confidence"] or 0) >= CHECKABLE
                 svc = _service(protocol, f"{base}&faults={fault_rate}", bundle.path, Path(tmp) / f"{protocol}-{k}")
                 lines, reported, failed_before = {}, {}, False
                 n = acquisitions // len(picks) + (k < acquisitions % len(picks))

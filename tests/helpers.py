@@ -24,3 +24,27 @@ def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0,
     return write_bundle(path, name="tiny", class_names=classes, axis=axis, prominence=0.05, standardizer=std,
                         layers=layers, leaky_slope=0.3, tflite=tflite_bytes(layers, 0.3, width),
                         card={"description": "test bundle"}, examples=examples, normalisation=normalisation)
+
+
+def shipped_variant(shipped, path, name: str, relabel: bool = False, shift_cm1: float = 0.0, examples: bool = True):
+    """The shipped network under another name (so another model id).
+
+    ``relabel`` gives each example the next class's label (so the self-test fails); ``shift_cm1`` moves the
+    axis and the example spectra by that many cm-1 (the examples still come back with their labels);
+    ``examples=False`` ships none.
+    """
+    from device.readers import read_spectra
+
+    labels = list(shipped.class_names)
+    stored = []
+    for p, label in shipped.examples if examples else ():
+        s = read_spectra(p)[0]
+        data = "".join(f"{x + shift_cm1:.6f},{y:.6g}\n" for x, y in zip(s.shift, s.intensity)).encode() \
+            if shift_cm1 else p.read_bytes()
+        stored.append((p.relative_to(shipped.path / "examples").as_posix(), data,
+                       labels[(labels.index(label) + 1) % len(labels)] if relabel else label))
+    axis = Axis(shipped.axis.start + shift_cm1, shipped.axis.stop + shift_cm1, shipped.axis.points)
+    return write_bundle(path, name=name, class_names=shipped.class_names, axis=axis,
+                        tflite=shipped.tflite_path.read_bytes(), card={"name": name}, prominence=shipped.prominence,
+                        standardizer=shipped.standardizer, layers=shipped.layers, leaky_slope=shipped.leaky_slope,
+                        normalisation=shipped.normalisation, examples=stored)

@@ -79,3 +79,53 @@ def test_info_and_bridge_help(shipped_bundle):
     assert bridge_help.returncode == 0 and all(c in bridge_help.stdout for c in ("simulate", "probe", "acquire",
                                                                                   "calibrate"))
     assert "usage" in run("raman-train", "--help").stdout
+
+
+def band_file(path):
+    """A single broad band, unlike every class of the shipped model (its detector calls it unknown)."""
+    import numpy as np
+
+    x = np.arange(450.0, 2050.0)
+    path.write_text("".join(f"{v},{1 + 100 * np.exp(-0.5 * ((v - 1200) / 30) ** 2):.6g}\n" for v in x))
+    return path
+
+
+def test_unknown_spectrum_is_labelled_unknown_in_json_and_table(shipped_bundle, tmp_path):
+    band = band_file(tmp_path / "band.csv")
+    known, label = shipped_bundle.examples[0]
+    r = run("raman-device", "classify", "--model", shipped_bundle.path, band, known)
+    assert r.returncode == 0, r.stderr
+    odd, ok = [json.loads(line) for line in r.stdout.splitlines()]
+    assert odd["unknown"] is True and odd["label"] == "unknown" and odd["confidence"] is None
+    assert odd["nearest"] == max(odd["probabilities"], key=odd["probabilities"].get)
+    assert ok["unknown"] is False and ok["label"] == label and ok["confidence"] > 0.5 and "nearest" not in ok
+    table = run("raman-device", "classify", "--model", shipped_bundle.path, "--format", "table", band)
+    row = table.stdout.splitlines()[-1].split()
+    assert row[:3] == ["band.csv", "unknown", "(nearest"] and row[-1] == "-"
+
+
+def test_table_tells_files_of_the_same_name_apart(shipped_bundle, tmp_path):
+    import shutil
+
+    picked = {}
+    for path, label in shipped_bundle.examples:
+        picked.setdefault(label, path)
+    for label, path in picked.items():
+        (tmp_path / "set" / label).mkdir(parents=True)
+        shutil.copy(path, tmp_path / "set" / label / "1.txt")
+    files = [tmp_path / "set" / label / "1.txt" for label in picked]
+    r = run("raman-device", "classify", "--model", shipped_bundle.path, "--format", "table", *files)
+    assert r.returncode == 0, r.stderr
+    shown = [line.split()[0] for line in r.stdout.splitlines()[3:]]
+    assert shown == [f"{label}/1.txt" for label in picked] and len(set(shown)) == 6
+    alone = run("raman-device", "classify", "--model", shipped_bundle.path, "--format", "table", files[0])
+    assert alone.stdout.splitlines()[-1].split()[0] == "1.txt"  # nothing to tell apart: the base name
+
+
+def test_short_names():
+    from device.cli import short_names
+
+    assert short_names(["/d/A/1.txt", "/d/B/1.txt", "/d/A/2.txt"]) == ["A/1.txt", "B/1.txt", "2.txt"]
+    assert short_names(["/x/a/s/1.txt", "/y/a/s/1.txt", "/x/a/s/1.txt"]) == ["x/a/s/1.txt", "y/a/s/1.txt",
+                                                                              "x/a/s/1.txt"]
+    assert short_names(["/1.txt", "/q/1.txt"]) == ["/1.txt", "q/1.txt"]

@@ -1,3 +1,5 @@
+import codecs
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,37 @@ def test_npz_errors(tmp_path):
     np.savez(tmp_path / "cube.npz", X=np.ones((2, 2, 5)), wavenumber=np.arange(5.0))
     with pytest.raises(SpectrumFileError, match="shape"):
         read_spectra(tmp_path / "cube.npz")
+
+
+TWO_COLUMNS = "shift,intensity\n500.0,1.5\n501.0,2.5\n502.0,3.5\n"
+
+
+@pytest.mark.parametrize("data", [
+    TWO_COLUMNS.encode("utf-16"),  # with the machine's byte-order mark, as Windows "Unicode" saves
+    codecs.BOM_UTF16_LE + TWO_COLUMNS.encode("utf-16-le"),
+    codecs.BOM_UTF16_BE + TWO_COLUMNS.encode("utf-16-be"),
+    TWO_COLUMNS.encode("utf-32"),
+    codecs.BOM_UTF8 + TWO_COLUMNS.encode("utf-8"),
+], ids=["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-bom"])
+def test_unicode_text_with_a_byte_order_mark(data):
+    x, y = parse_two_columns(data, "u.csv")
+    np.testing.assert_allclose(x, [500, 501, 502])
+    np.testing.assert_allclose(y, [1.5, 2.5, 3.5])
+
+
+def test_utf16_without_a_byte_order_mark_names_the_encoding():
+    for data in (TWO_COLUMNS.encode("utf-16-le"), TWO_COLUMNS.encode("utf-16-be")):
+        with pytest.raises(SpectrumFileError, match="UTF-16 text without a byte-order mark; save it as UTF-8"):
+            parse_two_columns(data, "u.csv")
+    with pytest.raises(SpectrumFileError, match="binary data"):  # other NULs are still binary data
+        parse_two_columns(b"500,1\x00\x01\x02\n501,2\n", "b.csv")
+
+
+def test_a_utf16_instrument_file_reads_as_its_utf8_original(raw_files, tmp_path):
+    original = raw_files[0]
+    saved = tmp_path / "unicode.csv"
+    saved.write_bytes(original.read_bytes().decode("latin-1").encode("utf-16"))
+    assert saved.read_bytes()[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    (a,), (b,) = read_spectra(original), read_spectra(saved)
+    np.testing.assert_array_equal(a.shift, b.shift)
+    np.testing.assert_array_equal(a.intensity, b.intensity)

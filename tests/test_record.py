@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.record import Record, RecordError, RecordStore, export
+from device.record import ExportError, Record, RecordError, RecordStore, export
 from device.spectrum import Axis
 from trainer.data import load_dataset
 
@@ -109,3 +109,38 @@ def test_history_and_export_commands(tmp_path, shipped_bundle):
     r = subprocess.run([str(BIN / "raman-device"), "history", "--db", str(tmp_path / "r.db"), "--since", "yesterday"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "ISO" not in r.stderr and "expected a date" in r.stderr
+
+
+def test_export_with_nothing_to_write_says_why(tmp_path):
+    axis = Axis(500, 2000, 751)
+    out = tmp_path / "x.npz"
+    with pytest.raises(ExportError, match="no measurement matches the filters"):
+        export([], out, axis, "npz")
+    store = RecordStore(tmp_path / "r.db")
+    store.add(Record(trigger="button", device={}, error="PortGoneError: cannot open /dev/ttyUSB0"))
+    store.add(Record(trigger="button", device={}, shift=np.linspace(400, 2100, 300), intensity=np.ones(300),
+                     error="rejected: flat spectrum"))
+    store.add(sample(1, "uncertain"))
+    store.add(sample(2, "unknown"))
+    narrow = sample(3)
+    narrow.shift = np.linspace(900, 1000, 300)
+    store.add(narrow)
+    with pytest.raises(ExportError) as exc:
+        export(store.query(), out, axis, "npz")
+    assert str(exc.value) == ("none of the 5 matching measurements has a spectrum with a class verdict to export "
+                              "(2 failed or refused, 2 uncertain or unknown, 1 not covering the model's axis "
+                              "500..2000 cm-1); nothing was written")
+    assert not out.exists()
+    store.add(sample(4))  # one that can be exported
+    assert export(store.query(), out, axis, "npz") == 1
+
+
+def test_export_command_with_nothing_to_write_fails(tmp_path, shipped_bundle):
+    store = RecordStore(tmp_path / "r.db")
+    store.add(sample(0, shipped_bundle.class_names[0]))
+    out = tmp_path / "e.csv"
+    r = subprocess.run([str(BIN / "raman-device"), "export", "--db", str(tmp_path / "r.db"), "--model",
+                        str(shipped_bundle.path), "--format", "csv", "--out", str(out), "--label", "nothing-like-it"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and not out.exists()
+    assert r.stderr == "error: no measurement matches the filters (--since, --until, --label); nothing was written\n"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import tty
+import uuid
 
 import pytest
 from pathlib import Path
@@ -89,6 +90,10 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
     store = RecordStore(tmp_path / "data" / "record.db")
     assert store.count() == 2 and store.integrity_ok()
     assert not (tmp_path / "data" / "control.sock").exists()
+    # Each record names the line its trigger came on: the control port, or the local socket.
+    local_won = json.loads(local.stdout).get("ok", False)
+    assert [r.trigger for r in store.query(newest_first=False)] == \
+        ["control-port", "socket" if local_won else "control-port"]
 
 
 def test_measure_command_without_a_service(tmp_path, shipped_bundle):
@@ -101,7 +106,7 @@ def test_bad_config_is_reported_before_anything_starts(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[spectrometer]\nprotocol = "nope"\n')
     r = subprocess.run([str(BIN / "raman-device"), "run", "--config", str(cfg)], capture_output=True, text=True)
-    assert r.returncode == 2 and "spectrometer.protocol: must be one of" in r.stderr and "model.bundle: missing" in r.stderr
+    assert r.returncode == 6 and "spectrometer.protocol: must be one of" in r.stderr and "model.bundle: missing" in r.stderr
 
 
 def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
@@ -232,4 +237,99 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
         if proc.poll() is None:
             proc.kill()
         server.stop()
-    assert RecordStore(tmp_path / "data" / "record.db").count() == 3
+    store = RecordStore(tmp_path / "data" / "record.db")
+    assert [r.trigger for r in store.query()] == ["socket"] * 3  # raman-device measure: the local socket
+
+
+def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, shipped_bundle):
+    """With a 900 nm laser line the simulated STS unit reaches only 1936 cm-1; the model needs 501-1999."""
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
+    cfg.write_text(cfg.read_text().replace("laser_nm = 785.0", "laser_nm = 900.0"))
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = wait_ready(proc)
+        assert line.startswith("ready: model does not fit the spectrometer")
+        expected = "axis 501..1999 cm-1 is outside what the spectrometer covers, -1710..1936 cm-1 with laser 900 nm"
+        assert expected in line
+        r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
+                           text=True)
+        assert r.returncode == 1 and expected in json.loads(r.stdout)["error"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_once(cfg, env=None):
+    return subprocess.run([str(BIN / "raman-device"), "run", "--config", str(cfg)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundle):
+    """deploy/raman-edge.toml configures a button, LEDs and a buzzer; a machine without GPIO says so and stops."""
+    if any(Path("/dev").glob("gpiochip*")) or Path("/dev/gpiomem").exists():
+        pytest.skip("this machine has GPIO")
+    text = (Path(__file__).parents[1] / "deploy" / "raman-edge.toml").read_text()
+    text = (text.replace("/dev/raman-spectrometer", "sim://obp?paced=0")
+            .replace("/opt/raman-edge/models/sers-pesticides", str(shipped_bundle.path))
+            .replace("/var/lib/raman-edge", str(tmp_path / "data")))
+    cfg = tmp_path / "raman-edge.toml"
+    cfg.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    r = run_once(cfg, env)
+    assert r.returncode == 6 and r.stdout == ""
+    (line,) = r.stderr.splitlines()  # no warnings, no traceback: one line
+    assert line.startswith("error: no GPIO on this machine")
+    assert "triggers.button_pin = 17" in line and "outputs.led_ok_pin = 22" in line and "outputs.buzzer_pin = 23" in line
+    assert "install a GPIO library" in line
+    # The same configuration with pins gpiozero can drive (its mock pins) starts.
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(env, GPIOZERO_PIN_FACTORY="mock"))
+    try:
+        assert wait_ready(proc).startswith("ready: ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_data_directory_that_cannot_be_created_is_one_error(tmp_path, shipped_bundle):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the data directory's parent should be")
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "data"), str(blocker / "data")))
+    r = run_once(cfg)
+    assert r.returncode == 6 and "Traceback" not in r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"error: the data directory {blocker / 'data'} cannot hold the control socket")
+    assert "set data.directory" in line
+
+
+@pytest.fixture
+def read_only_fs(tmp_path):
+    """A real tmpfs holding data/control.sock left by an earlier run, remounted read-only (or a skip)."""
+    mnt = tmp_path / f"ro-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+    try:
+        (mnt / "data").mkdir()
+        (mnt / "data" / "control.sock").write_text("")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_bundle):
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "data"), str(read_only_fs / "data")))
+    r = run_once(cfg)
+    assert r.returncode == 6 and "Traceback" not in r.stderr
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"error: the data directory {read_only_fs / 'data'} cannot hold the control socket")
+    assert "Read-only file system" in line and "check or replace the card" in line

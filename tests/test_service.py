@@ -3,18 +3,21 @@ import json
 import shutil
 import threading
 
+import numpy as np
 
 from device.config import parse_config
 from device.control import COMMANDS, LineReader, dispatch, reply
 from device.service import RECORD_FILE, Service
 
+from helpers import shipped_variant
 
-def config(tmp_path, bundle, port, protocol="obp", extra=""):
+
+def config(tmp_path, bundle, port, protocol="obp", extra="", laser_nm=785.0):
     text = f"""
 [spectrometer]
 protocol = "{protocol}"
 port = "{port}"
-laser_nm = 785.0
+laser_nm = {laser_nm}
 integration_s = 0.05
 averages = 2
 {extra}
@@ -112,3 +115,110 @@ def test_control_protocol(tmp_path, shipped_bundle):
     assert svc.store.count() == 1  # only the real MEASURE made a record
     assert reader.feed(b"STAT") == [] and reader.feed(b"US\n") == [("STATUS", None)]
     svc.close()
+
+
+def test_bundle_without_examples_names_the_fix(tmp_path, shipped_bundle):
+    bare = shipped_variant(shipped_bundle, tmp_path / "bare", "bare", examples=False)
+    svc = Service(config(tmp_path, bare.path, "sim://obp?paced=0"))
+    reason = svc.self_test["reason"]
+    assert not svc.self_test["passed"] and "no example spectra" in reason
+    assert "raman-train fit" in reason and "--examples DIR" in reason and "raman-device update-model" in reason
+    r = svc.measure("button")
+    assert not r["ok"] and "raman-train fit" in r["error"]
+    svc.close()
+
+
+def test_self_test_failure_names_the_fix(tmp_path, shipped_bundle):
+    wrong = shipped_variant(shipped_bundle, tmp_path / "wrong", "wrong", relabel=True)
+    svc = Service(config(tmp_path, wrong.path, "sim://obp?paced=0"))
+    assert not svc.self_test["passed"] and "expected" in svc.self_test["reason"]
+    assert "raman-device update-model --rollback" in svc.self_test["reason"]
+    svc.close()
+
+
+def sts_shift_range(laser_nm):
+    """The simulated STS unit's Raman-shift range: its polynomial over its 1024 pixels, for a laser line."""
+    from firmware_bridge.sim.devices import STS_COEFFICIENTS
+
+    nm = np.polynomial.polynomial.polyval(np.arange(1024), STS_COEFFICIENTS)
+    shift = 1e7 / laser_nm - 1e7 / nm
+    return shift.min(), shift.max()
+
+
+def test_a_model_axis_the_spectrometer_cannot_cover_is_refused(tmp_path, shipped_bundle):
+    lo, hi = sts_shift_range(900.0)
+    assert lo < 501 and 1000 < hi < 1999  # the shipped axis, 501-1999 cm-1, is not covered with this laser
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", laser_nm=900.0))
+    assert svc.try_connect()
+    status = svc.status()
+    assert status["state"] == "model does not fit the spectrometer"
+    assert status["shift_range_cm-1"] == [round(lo, 1), round(hi, 1)]
+    expected = f"axis 501..1999 cm-1 is outside what the spectrometer covers, {lo:.0f}..{hi:.0f} cm-1 with laser 900 nm"
+    assert expected in status["axis_problem"]
+    r = svc.measure("button")
+    assert not r["ok"] and expected in r["error"]
+    assert svc._spectrometer.port.line.device.laser_on is False
+    assert svc.store.last().error.startswith("refused: ") and svc.store.last().raw is None  # nothing acquired
+    svc.close()
+    control = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", laser_nm=785.0))
+    assert control.try_connect() and control.status()["state"] == "ready" and control.status()["axis_problem"] is None
+    control.close()
+
+
+def test_reload_refuses_a_model_the_spectrometer_cannot_cover(tmp_path, shipped_bundle):
+    installed = tmp_path / "current"
+    shutil.copytree(shipped_bundle.path, installed)
+    svc = Service(config(tmp_path, installed, "sim://obp?paced=0"))
+    assert svc.try_connect()
+    lo, hi = sts_shift_range(785.0)
+    shifted = shipped_variant(shipped_bundle, tmp_path / "shifted", "shifted", shift_cm1=-1102.0)
+    assert shifted.axis.start < lo  # -601 cm-1: below what the spectrometer delivers
+    shutil.rmtree(installed)
+    shutil.copytree(shifted.path, installed)
+    r = svc.reload()
+    assert not r["ok"] and f"still serving {shipped_bundle.model_id}" in r["error"]
+    assert f"axis -601..897 cm-1 is outside what the spectrometer covers, {lo:.0f}..{hi:.0f} cm-1 with laser 785 nm" \
+        in r["error"]
+    m = svc.measure("command")
+    assert m["ok"] and m["model"] == shipped_bundle.model_id
+    svc.close()
+
+
+def test_unknown_sample_is_reported_as_unknown_everywhere(tmp_path, shipped_bundle):
+    """A single broad band is unlike every pesticide class: the reply, LAST and the record all say unknown."""
+    x = np.arange(200.0, 3000.0)
+    band = tmp_path / "band.csv"
+    band.write_text("".join(f"{v},{1 + 100 * np.exp(-0.5 * ((v - 1200) / 30) ** 2):.6g}\n" for v in x))
+    svc = Service(config(tmp_path, shipped_bundle.path, f"sim://obp?paced=0&seed=3&scene={band}"))
+    r = svc.measure("command")
+    assert r["ok"] and r["verdict"] == "unknown" and r["ood_score"] > 1, r
+    assert r["label"] == "unknown" and r["confidence"] is None and r["nearest"] in shipped_bundle.class_names
+    assert r["nearest"] == max(r["probabilities"], key=r["probabilities"].get)
+    last = dispatch("LAST", svc)
+    assert last["verdict"] == "unknown" and last["confidence"] is None
+    row = svc.store.last()
+    assert row.verdict == "unknown" and row.confidence is None and row.probabilities[r["nearest"]] > 0
+    svc.close()
+    known = Service(config(tmp_path / "known", shipped_bundle.path, "sim://obp?paced=0&seed=3"))
+    k = known.measure("command")  # a known sample: its label and confidence, no nearest
+    assert k["ok"] and k["verdict"] != "unknown" and k["label"] in shipped_bundle.class_names
+    assert isinstance(k["confidence"], float) and "nearest" not in k
+    known.close()
+
+
+def test_last_shows_the_time_as_history_does(tmp_path, shipped_bundle):
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0"))
+    assert svc.measure("command")["ok"]
+    last = dispatch("LAST", svc)
+    stored = svc.store.last().time
+    svc.close()
+    shown = datetime.fromisoformat(last["time"])
+    assert shown.tzinfo == timezone.utc and abs(shown.timestamp() - stored) < 1  # ISO 8601 UTC, to the second
+    history = subprocess.run([str(Path(sys.executable).parent / "raman-device"), "history", "--db",
+                              str(tmp_path / "data" / RECORD_FILE)], capture_output=True, text=True)
+    assert json.loads(history.stdout)["time"] == last["time"]

@@ -4,29 +4,21 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from device.bundle import load_bundle, write_bundle
+from device.bundle import load_bundle
 from device.config import parse_config
 from device.errors import BundleError
 from device.runner import SOCKET_FILE, send_command
 from device.service import Service
 from device.update import UpdateError, update_model
 
+from helpers import shipped_variant as variant
+
 BIN = Path(sys.executable).parent
-
-
-def variant(shipped, path: Path, name: str, relabel: bool = False):
-    """The shipped network under another name (so another model id), its examples optionally mislabelled."""
-    labels = list(shipped.class_names)
-    examples = [(p.relative_to(shipped.path / "examples").as_posix(), p.read_bytes(),
-                 labels[(labels.index(label) + 1) % len(labels)] if relabel else label) for p, label in shipped.examples]
-    return write_bundle(path, name=name, class_names=shipped.class_names, axis=shipped.axis,
-                        tflite=shipped.tflite_path.read_bytes(), card={"name": name}, prominence=shipped.prominence,
-                        standardizer=shipped.standardizer, layers=shipped.layers, leaky_slope=shipped.leaky_slope,
-                        normalisation=shipped.normalisation, examples=examples)
 
 
 @pytest.fixture
@@ -45,7 +37,8 @@ def test_update_without_a_running_service(setup, shipped_bundle):
     reply = update_model(cfg, new.path, log=lambda m: None)
     assert reply == {"ok": True, "service": "not running", "model": new.model_id}
     assert load_bundle(cfg.model.bundle).model_id == new.model_id
-    assert sorted(p.name for p in cfg.model.bundle.parent.iterdir()) == ["current"]  # nothing left aside
+    assert sorted(p.name for p in cfg.model.bundle.parent.iterdir()) == ["current", "current.previous"]
+    assert load_bundle(cfg.model.bundle.parent / "current.previous").model_id == shipped_bundle.model_id
 
 
 def test_refused_bundles_change_nothing(setup, shipped_bundle):
@@ -95,6 +88,115 @@ def test_update_switches_the_running_service(setup, shipped_bundle):
                              capture_output=True, text=True)
         assert bad.returncode == 2 and "error: model bundle" in bad.stderr
         assert send_command(tmp / "data" / SOCKET_FILE, "MODEL")["model"] == new.model_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_service(cfg_path):
+    """``raman-device run`` on the configuration, once it has said it is ready."""
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    while line and not line.startswith("ready:"):
+        line = proc.stdout.readline()
+    assert line.startswith("ready: ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
+def update(cfg_path, *args):
+    return subprocess.run([str(BIN / "raman-device"), "update-model", "--config", str(cfg_path), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_update_keeps_the_previous_model_and_rollback_brings_it_back(setup, shipped_bundle):
+    tmp, cfg_path, cfg = setup
+    socket_path = tmp / "data" / SOCKET_FILE
+    proc = run_service(cfg_path)
+    try:
+        old = send_command(socket_path, "MODEL")["model"]
+        new = variant(shipped_bundle, tmp / "new", "sers-pesticides-v4")
+        assert update(cfg_path, new.path).returncode == 0
+        assert send_command(socket_path, "MEASURE")["model"] == new.model_id
+        back = update(cfg_path, "--rollback")
+        assert back.returncode == 0, back.stderr
+        reply = json.loads(back.stdout.splitlines()[-1])
+        assert reply["ok"] and reply["model"] == old and reply["previous"] == new.model_id
+        measured = send_command(socket_path, "MEASURE")
+        assert measured["ok"] and measured["model"] == old
+        assert load_bundle(cfg.model.bundle).model_id == old  # on disk too: a restart serves it
+        assert load_bundle(cfg.model.bundle.parent / "current.previous").model_id == new.model_id
+        forward = update(cfg_path, "--rollback")  # and a second rollback goes forward again
+        assert forward.returncode == 0 and send_command(socket_path, "MODEL")["model"] == new.model_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_rollback_without_a_previous_model_is_a_clear_error(setup):
+    _, cfg_path, cfg = setup
+    r = update(cfg_path, "--rollback")
+    assert r.returncode == 2 and r.stderr.startswith("error: no previous model to go back to")
+    assert "current.previous does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in cfg.model.bundle.parent.iterdir()) == ["current"]
+
+
+def test_a_bundle_without_examples_is_refused_with_the_fix(setup, shipped_bundle):
+    tmp, cfg_path, cfg = setup
+    bare = variant(shipped_bundle, tmp / "bare", "bare", examples=False)
+    r = update(cfg_path, bare.path)
+    assert r.returncode == 2 and "no example spectra" in r.stderr
+    assert "raman-train fit" in r.stderr and "--examples DIR" in r.stderr
+    assert load_bundle(cfg.model.bundle).model_id == shipped_bundle.model_id
+
+
+def test_the_service_refuses_a_model_its_spectrometer_cannot_cover(setup, shipped_bundle):
+    """The simulated STS unit covers -82..3563 cm-1 at 785 nm; a model on -601..897 cm-1 cannot be served."""
+    tmp, cfg_path, cfg = setup
+    socket_path = tmp / "data" / SOCKET_FILE
+    shifted = variant(shipped_bundle, tmp / "shifted", "shifted", shift_cm1=-1102.0)
+    proc = run_service(cfg_path)
+    try:
+        r = update(cfg_path, shifted.path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert f"the running service refused {shifted.model_id}" in r.stderr
+        assert "axis -601..897 cm-1 is outside what the spectrometer covers, -82..3563 cm-1 with laser 785 nm" \
+            in r.stderr
+        assert send_command(socket_path, "STATUS")["state"] == "ready"
+        measured = send_command(socket_path, "MEASURE")
+        assert measured["ok"] and measured["model"] == shipped_bundle.model_id
+        assert load_bundle(cfg.model.bundle).model_id == shipped_bundle.model_id  # the old one, on disk too
+        assert sorted(p.name for p in cfg.model.bundle.parent.iterdir()) == ["current"]
+        fits = variant(shipped_bundle, tmp / "fits", "fits", shift_cm1=-500.0)  # 1..1499 cm-1: covered
+        assert update(cfg_path, fits.path).returncode == 0
+        assert send_command(socket_path, "MODEL")["model"] == fits.model_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_update_into_a_directory_it_cannot_write_is_a_clear_error(setup, shipped_bundle, tmp_path):
+    _, _, cfg = setup
+    new = variant(shipped_bundle, tmp_path / "new", "sers-pesticides-v5")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    elsewhere = replace(cfg, model=replace(cfg.model, bundle=blocker / "models" / "current"))
+    with pytest.raises(UpdateError, match=f"cannot install into {blocker / 'models'} .*nothing was changed"):
+        update_model(elsewhere, new.path, log=lambda m: None)
+
+
+def test_a_rollback_the_service_refuses_is_swapped_back(setup, shipped_bundle):
+    tmp, cfg_path, cfg = setup
+    shifted = variant(shipped_bundle, tmp / "shifted", "shifted", shift_cm1=-1102.0)  # not covered at 785 nm
+    shutil.copytree(shifted.path, tmp / "models" / "current.previous")
+    proc = run_service(cfg_path)
+    try:
+        r = update(cfg_path, "--rollback")
+        assert r.returncode == 2 and f"the running service refused {shifted.model_id}" in r.stderr
+        assert "-82..3563 cm-1 with laser 785 nm" in r.stderr and "the model it replaced is back at" in r.stderr
+        assert send_command(tmp / "data" / SOCKET_FILE, "MODEL")["model"] == shipped_bundle.model_id
+        assert load_bundle(cfg.model.bundle).model_id == shipped_bundle.model_id
+        assert load_bundle(tmp / "models" / "current.previous").model_id == shifted.model_id
     finally:
         proc.terminate()
         proc.wait(timeout=30)
