@@ -138,7 +138,7 @@ def cmd_export(args) -> int:
     from .bundle import load_bundle
     from .record import export
 
-    n = export(_records(args), args.out, load_bundle(args.model).axis, args.format)
+    n = export(_records(args), args.out, load_bundle(args.model).axis, args.format, overwrite=args.force)
     print(f"wrote {n} spectra to {args.out} (labels are the recorded verdicts: review them before training)")
     return 0
 
@@ -255,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     _record_filters(x)
     x.add_argument("--model", required=True, help="bundle whose axis the spectra are resampled onto")
     x.add_argument("--format", choices=("csv", "npz"), required=True)
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", required=True, help="file to write (an existing one only with --force)")
+    x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.set_defaults(func=cmd_export)
     u = sub.add_parser("update-model", help="install a new model bundle atomically and switch the service to it")
     u.add_argument("--config", required=True, help="the service's configuration file")

@@ -7,6 +7,7 @@ operator survives a power cut.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RamanEdgeError
+from .fileio import write_replacing
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -196,19 +198,21 @@ class RecordStore:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def export(records: list[Record], path, axis, fmt: str) -> int:
+def export(records: list[Record], path, axis, fmt: str, overwrite: bool = False) -> int:
     """Write measurements with a class verdict as training data for ``raman-train``.
 
     Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
     are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
     ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``. The label is the verdict: review
-    it before training on it. Returns the number of spectra written.
+    it before training on it. The file is written whole or not at all, and an existing ``path`` only
+    with ``overwrite``. Returns the number of spectra written.
 
     Raises
     ------
     ExportError
-        When none is left to write (nothing is written then), saying why.
+        When none is left to write, or ``path`` exists and ``overwrite`` is false (nothing is written
+        then), saying why.
     """
     from .errors import AxisCoverageError
     from .resample import ResamplerCache
@@ -240,16 +244,21 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
         raise ExportError(f"none of the {len(records)} matching measurements has a spectrum with a class verdict "
                           f"to export ({why}); nothing was written")
     path = Path(path)
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} exists; choose another --out, or give --force to replace it")
+    buffer = io.BytesIO()
     if fmt == "npz":
         classes = sorted(set(labels))
-        np.savez(path, X=np.array(rows).reshape(len(rows), axis.points), wavenumber=axis.values,
+        np.savez(buffer, X=np.array(rows).reshape(len(rows), axis.points), wavenumber=axis.values,
                  y=np.array([classes.index(c) for c in labels], dtype=np.int64), class_names=np.array(classes),
                  record_id=np.array(ids, dtype=np.int64), time=np.array(times))
     elif fmt == "csv":
-        with open(path, "w") as f:
-            f.write("label," + ",".join(f"{x:g}" for x in axis.values) + "\n")
-            for label, row in zip(labels, rows):
-                f.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+        text = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+        text.write("label," + ",".join(f"{x:g}" for x in axis.values) + "\n")
+        for label, row in zip(labels, rows):
+            text.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+        text.flush()
     else:
         raise ValueError(f"export format is csv or npz, not {fmt!r}")
+    write_replacing(path, buffer.getvalue())
     return len(rows)

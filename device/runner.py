@@ -28,7 +28,7 @@ from .errors import RamanEdgeError
 from .service import Service
 
 SOCKET_FILE = "control.sock"
-RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer, s
+RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer or control port, s
 #: Exit status of ``raman-device run`` for a configuration it cannot run with: the LSB "program is not
 #: configured" status, which systemd shows as NOTCONFIGURED (the unit's RestartPreventExitStatus).
 EXIT_NOT_CONFIGURED = 6
@@ -174,22 +174,44 @@ class Runner:
                 write(reply(answer))
 
     def _control_port(self) -> None:
+        """Serve the control port; one that cannot be opened (an adapter not plugged in yet, or unplugged) is
+        retried with the spectrometer's back-off, never fatal."""
         port_name = self.config.triggers.control_port
         if port_name is None:
             return
         import serial
 
-        port = serial.serial_for_url(port_name, baudrate=self.config.triggers.control_baud, timeout=0.2)
+        def serve():
+            delay, reported = RETRY_FIRST, None
+            while not self.stopping.is_set():
+                try:
+                    port = serial.serial_for_url(port_name, baudrate=self.config.triggers.control_baud, timeout=0.2)
+                except (serial.SerialException, OSError, ValueError) as exc:
+                    if str(exc) != reported:  # said once, not at every try
+                        self.log(f"control port {port_name} not available ({exc}); retrying with back-off")
+                        reported = str(exc)
+                    self.stopping.wait(delay)
+                    delay = min(2 * delay, RETRY_MAX)
+                    continue
+                if reported is not None:
+                    self.log(f"control port {port_name} open")
+                delay, reported = RETRY_FIRST, None
 
-        def read():
-            try:
-                data = port.read(1)  # returns at the first byte (or after the 0.2 s timeout)
-                return data + port.read(port.in_waiting) if data else data
-            except serial.SerialException as exc:
-                self.log(f"control port {port_name} failed: {exc}")
-                return None
+                def read(port=port):
+                    try:
+                        data = port.read(1)  # returns at the first byte (or after the 0.2 s timeout)
+                        return data + port.read(port.in_waiting) if data else data
+                    except (serial.SerialException, OSError) as exc:
+                        self.log(f"control port {port_name} failed: {exc}")
+                        return None
 
-        self._start(lambda: self._serve_stream(read, port.write, "control-port"), "control port")
+                try:
+                    self._serve_stream(read, port.write, "control-port")
+                finally:
+                    port.close()
+                self.stopping.wait(delay)  # the port failed: open it again after a pause
+
+        self._start(serve, "control port")
 
     def socket_path(self) -> Path:
         return self.config.data_directory / SOCKET_FILE

@@ -144,3 +144,25 @@ def test_export_command_with_nothing_to_write_fails(tmp_path, shipped_bundle):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == "" and not out.exists()
     assert r.stderr == "error: no measurement matches the filters (--since, --until, --label); nothing was written\n"
+
+
+def test_export_never_replaces_a_file_unasked(tmp_path, shipped_bundle):
+    store = RecordStore(tmp_path / "r.db")
+    rec = sample(0, shipped_bundle.class_names[0])
+    rec.shift = shipped_bundle.axis.values
+    rec.intensity = np.cos(rec.shift / 40)
+    store.add(rec)
+    out = tmp_path / "mine.csv"
+    out.write_text("a user's own table\n")
+    argv = [str(BIN / "raman-device"), "export", "--db", str(tmp_path / "r.db"), "--model", str(shipped_bundle.path),
+            "--format", "csv", "--out", str(out)]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == f"error: {out} exists; choose another --out, or give --force to replace it\n"
+    assert out.read_text() == "a user's own table\n"
+    r = subprocess.run([*argv, "--force"], capture_output=True, text=True)
+    assert r.returncode == 0 and load_dataset(out).class_names == (shipped_bundle.class_names[0],)
+    # npz goes to exactly the path given (NumPy alone would append .npz to a name without it)
+    assert export(store.query(), tmp_path / "plain", shipped_bundle.axis, "npz") == 1
+    with np.load(tmp_path / "plain", allow_pickle=False) as z:
+        assert z["X"].shape == (1, shipped_bundle.axis.points)
+    assert not (tmp_path / "plain.npz").exists()

@@ -333,3 +333,37 @@ def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_b
     (line,) = r.stderr.splitlines()
     assert line.startswith(f"error: the data directory {read_only_fs / 'data'} cannot hold the control socket")
     assert "Read-only file system" in line and "check or replace the card" in line
+
+
+def test_control_port_that_appears_later_is_served(tmp_path, shipped_bundle):
+    """A control-port adapter not plugged in at start is said once and retried; once it appears it answers."""
+    link = tmp_path / "ttyCONTROL"
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?seed=3", link)
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    master, slave = os.openpty()
+    try:
+        logged = []
+        line = proc.stdout.readline()
+        while line and not line.startswith("ready:"):
+            logged.append(line)
+            line = proc.stdout.readline()
+        assert line.startswith("ready: ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        assert any(f"control port {link} not available" in entry for entry in logged), logged
+        tty.setraw(slave)
+        link.symlink_to(os.ttyname(slave))  # the adapter is plugged in
+        line = proc.stdout.readline()  # opening a port flushes its input: write once the service says it is open
+        while line and "control port" not in line:
+            line = proc.stdout.readline()
+        assert line.strip() == f"control port {link} open", line
+        os.write(master, b"STATUS\n")
+        (status,) = read_lines(master, 1)
+        assert status["command"] == "STATUS" and status["state"] == "ready"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)
