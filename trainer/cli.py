@@ -206,8 +206,8 @@ class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required \
-                or not action.option_strings:
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or action.required or not action.option_strings:
             return text
         return text + " (default: %(default)s)"
 
