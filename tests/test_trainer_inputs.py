@@ -98,7 +98,7 @@ def test_the_common_range_says_what_it_drops_and_a_low_start_is_warned(tmp_path)
     notes = []
     ds = load_dataset(tmp_path / "d", log=notes.append)
     assert ds.axis.start == 300 and "the range every spectrum covers" in notes[0]
-    assert "80 points of 1 of 9 spectra outside it dropped" in notes[0]
+    assert "80 points outside it dropped (from 1 of 9 spectra)" in notes[0]
     assert not any(n.startswith("warning") for n in notes)
     low = tmp_path / "low"
     write_classes(low, (4, 4), x=wide)

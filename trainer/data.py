@@ -163,7 +163,7 @@ def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
     outside = [int(((s < axis.start) | (s > axis.stop)).sum()) for s in shifts]
     cut = sum(n > 0 for n in outside)
     say(f"axis: {axis.start:g} to {axis.stop:g} cm-1, {axis.points} points, step {axis.step:.4g} cm-1 ({why}); "
-        + (f"{sum(outside)} points of {cut} of {len(shifts)} spectra outside it dropped" if cut
+        + (f"{sum(outside)} points outside it dropped (from {cut} of {len(shifts)} spectra)" if cut
            else "no point of any spectrum outside it"))
     if not given and axis.start < LOW_SHIFT:
         start = float(LOW_SHIFT)

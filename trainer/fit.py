@@ -112,16 +112,12 @@ def load_training_data(data, axis, examples, log, cv_folds: int = 0, tune_folds:
         raise DatasetError(f"--cv-folds {cv_folds} needs at least {cv_folds} spectra per class; the smallest class, "
                            f"{min(counts, key=counts.get)}, has {smallest}: use --cv-folds {smallest} or fewer.")
     split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
-    if split is not None:
-        train_counts = np.bincount(ds.y[split[0]], minlength=len(ds.class_names))
-        if train_counts.min() < max(tune_folds, 1):
-            k = int(train_counts.argmin())
-            raise DatasetError(f"--holdout {holdout[0]}: it leaves {train_counts[k]} training spectra of "
-                               f"{ds.class_names[k]}; "
-                               + (f"--tune needs {tune_folds}." if tune_folds else "every class needs some."))
-    elif tune_folds > smallest:
-        raise DatasetError(f"--tune needs at least {tune_folds} spectra per class; "
-                           f"{min(counts, key=counts.get)} has {smallest}.")
+    training = np.bincount(ds.y[split[0]] if split else ds.y, minlength=len(ds.class_names))
+    k = int(training.argmin())
+    if training[k] < max(tune_folds, 1):
+        raise DatasetError(f"{ds.class_names[k]} has {training[k]} training spectra"
+                           + (f" once --holdout {holdout[0]} is held out" if split else "")
+                           + (f"; --tune needs {tune_folds} per class" if tune_folds else "; every class needs some"))
     return ds, read_examples(Path(examples), ds.class_names) if examples else [], split
 
 
