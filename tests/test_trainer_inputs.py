@@ -15,13 +15,14 @@ from device.bundle import load_bundle
 from device.classifier import Classifier
 from device.quality import is_flat, problems
 from device.service import self_test
+from device.spectrum import Axis
 from trainer import classical
 from trainer.cli import build_parser
-from trainer.data import DatasetError, load_dataset, parse_axis
+from trainer.data import Dataset, DatasetError, load_dataset, parse_axis
 from trainer.ood import fit_detector, threshold_warning
 from trainer.protocol import choose_folds
-from trainer.report import confusion_figure, roc_figure
 from trainer.metrics import confusion_matrix, one_vs_rest_auc
+from trainer.report import confusion_figure, roc_figure
 
 TRAIN = str(Path(sys.executable).parent / "raman-train")
 AXIS = np.linspace(300.0, 1300.0, 251)
@@ -162,7 +163,7 @@ def test_the_detector_is_sized_for_small_sets(per_class, components):
     assert not any(n.startswith("warning") for n in notes)
     fresh = np.concatenate([spectra(k, 20, 50) for k in range(3)])  # new spectra of the known classes
     assert np.median(d.scores(fresh)) < d.threshold
-    novel = np.concatenate([spectra(3, 20, 50)])  # a class the detector never saw
+    novel = spectra(3, 20, 50)  # a class the detector never saw
     assert np.median(d.scores(novel)) > d.threshold
 
 
@@ -180,21 +181,19 @@ def test_a_meaningless_threshold_is_warned():
     assert "meaningless" in threshold_warning(replace(d, threshold=float("inf")), Y)
 
 
-def test_evaluate_folds_follow_the_data():
-    ds = load_dataset_of((20, 20, 16))
-    assert choose_folds(ds) == (15, "15-fold, as the published protocol")
-    folds, why = choose_folds(load_dataset_of((20, 5, 8)))
-    assert folds == 5 and why == "5-fold, not the published 15: the smallest class (c1) has 5 spectra"
-    with pytest.raises(DatasetError, match="--folds 9: K-fold needs 2 <= K <= the size of the smallest class"):
-        choose_folds(load_dataset_of((20, 5, 8)), 9)
-
-
-def load_dataset_of(counts) -> "Dataset":  # noqa: F821
-    from trainer.data import Dataset
-    from device.spectrum import Axis
-
+def dataset_of(counts) -> Dataset:
+    """A data set of ``counts[k]`` (constant) spectra of class ``c{k}``, for the choice of folds."""
     y = np.repeat(np.arange(len(counts)), counts)
     return Dataset(np.ones((len(y), 3)), y, tuple(f"c{k}" for k in range(len(counts))), Axis(0, 2, 3), [""] * len(y))
+
+
+def test_evaluate_folds_follow_the_data():
+    ds = dataset_of((20, 20, 16))
+    assert choose_folds(ds) == (15, "15-fold, as the published protocol")
+    folds, why = choose_folds(dataset_of((20, 5, 8)))
+    assert folds == 5 and why == "5-fold, not the published 15: the smallest class (c1) has 5 spectra"
+    with pytest.raises(DatasetError, match="--folds 9: K-fold needs 2 <= K <= the size of the smallest class"):
+        choose_folds(dataset_of((20, 5, 8)), 9)
 
 
 def test_evaluate_a_small_real_like_set_and_its_report(tmp_path):
@@ -226,7 +225,7 @@ def test_every_option_states_its_default_in_help():
 def test_flat_spectra_one_definition():
     x = np.linspace(0, 1, 200)
     band = np.exp(-0.5 * ((x - 0.5) / 0.02) ** 2)
-    plateau = np.minimum(band * 0 + 1.0, 1.0)
+    plateau = np.ones(200)
     plateau[:40] = 0.2  # most of it at its maximum: max == median, yet not constant
     assert is_flat(np.full(200, 7.0)) and is_flat(plateau) and not is_flat(band + 3)
     assert list(is_flat(np.stack([band, plateau, np.zeros(200)]))) == [False, True, True]
