@@ -22,11 +22,10 @@ FALSE_REJECTION = 0.01
 THRESHOLD_FOLDS = 5
 #: Fewest spectra per class: at least two folds of held-out scores, each fitted on two spectra per class.
 MIN_PER_CLASS = 3
-#: A threshold this many times the median score of the training spectra (about 2) separates nothing: a
-#: detector fitted on enough spectra puts it at 3-20 times (11-21 on the real microplastics and SERS sets,
-#: 3-18 on 3 test classes of 4-40 spectra); at 3 spectra per class it lands near 100 times, and a class
-#: never seen scores below it.
-MEANINGLESS_RATIO = 50.0
+#: A threshold this many times the median score of the training spectra (about 2) or more separates
+#: nothing. Fitted detectors put it at 3-100 times (11-21 on the real microplastics and SERS sets, up to
+#: ~100 on 3 classes of 3-5 spectra); a covariance estimated from too few spectra put it at 10^13-10^15.
+MEANINGLESS_RATIO = 1e3
 
 
 def components_for(n_train: int, n_classes: int, points: int) -> int:
@@ -107,9 +106,8 @@ def threshold_warning(detector: OODDetector, Y: np.ndarray) -> str | None:
         return None
     ratio = detector.threshold / max(typical, 1e-12)
     return (f"the unknown-sample threshold {detector.threshold:.3g} is meaningless: {ratio:.3g} times the typical "
-            f"score of the training spectra ({typical:.3g}; a sound detector sits at 3-20 times); with so few "
-            "spectra per class it cannot tell unknown samples from known ones: add spectra before relying on "
-            "'unknown'")
+            f"score of the training spectra ({typical:.3g}; fitted detectors sit at 3-100 times), so it cannot "
+            "tell unknown samples from known ones: add spectra before relying on 'unknown'")
 
 
 def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
