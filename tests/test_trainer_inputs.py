@@ -84,6 +84,17 @@ def test_fit_stderr_has_progress_and_none_of_the_libraries_lines(fitted):
     assert "Traceback" not in r.stderr and r.stderr.strip()  # the negative control: stderr is read at all
 
 
+def test_convolutional_fit_shows_step_progress_and_ships_examples(fitted, tmp_path):
+    root, _ = fitted
+    r = run("fit", root / "data", "--out", tmp_path / "cnn", "--model", "cnn", "--steps", "100")
+    assert r.returncode == 0, r.stderr
+    steps = [ln for ln in r.stderr.splitlines() if ln.startswith("  step ")]
+    assert steps and re.fullmatch(r"  step (\d+)/\1: loss [0-9.]+, [0-9.]+ s, ETA 0 s", steps[-1]), r.stderr
+    assert not re.search(r"absl|cuInit|XNNPACK|Warning", r.stderr)
+    b = load_bundle(tmp_path / "cnn")
+    assert b.examples and self_test(b, Classifier(b))["passed"]
+
+
 def test_fit_states_the_axis_it_chose(fitted):
     _, r = fitted
     axis = [ln for ln in r.stderr.splitlines() if ln.startswith("axis: ")]

@@ -222,7 +222,7 @@ def _training_options(p, defaults: bool = True) -> None:
                    help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
     p.add_argument("--batch-size", type=int, default=32, help="spectra per optimizer step")
     p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
-    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
+    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (default 0.3, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
     p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
                    help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without "
                         "them (default: no held-out spectra)")
-    f.add_argument("--cv-folds", type=int, default=0, help="also report stratified K-fold cross-validation (0: none)")
+    f.add_argument("--cv-folds", type=int, default=0, help="also report stratified K-fold cross-validation (default 0: none)")
     f.add_argument("--name", help="model name (default: the output directory name)")
     f.add_argument("--examples", help="class-folder directory of example spectra to ship in the bundle for the "
                                       "device's self-test (default: the training spectra the model gets right most "
