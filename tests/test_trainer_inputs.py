@@ -205,6 +205,14 @@ def test_evaluate_folds_follow_the_data():
         choose_folds(dataset_of((20, 5, 8)), 9)
 
 
+def test_compare_auto_split_fits_small_classes():
+    from trainer.compare import make_split
+
+    assert make_split("auto", dataset_of((9, 6, 5)), 0).description.startswith("stratified 5-fold")
+    small = make_split("auto", dataset_of((9, 3, 5)), 0)
+    assert small.description.startswith("stratified 3-fold") and len(small.pairs) == 9
+
+
 def test_evaluate_a_small_real_like_set_and_its_report(tmp_path):
     data = write_classes(tmp_path / "d", (6, 5, 7))
     r = run("evaluate", data, "--report", tmp_path / "r", "--repeats", "1", "--epochs", "2")

@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--report", required=True, help="report directory to write")
     _force(c, "report at --report")
     c.add_argument("--split", default="auto",
-                   help="auto (default: repeated:3x5 up to 1000 spectra, else holdout:0.2), repeated:RxK, kfold:K, "
+                   help="auto (default: repeated:3x5, K lowered to the smallest class's size, up to 1000 spectra, else "
+                        "holdout:0.2), repeated:RxK, kfold:K, "
                         "holdout:FRACTION or holdout:KEY=VALUE[,VALUE] (a group held out)")
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",

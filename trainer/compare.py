@@ -55,12 +55,12 @@ class Split:
 def make_split(text: str, ds: Dataset, seed: int) -> Split:
     """Parse ``--split``: ``auto``, ``repeated:RxK``, ``kfold:K``, ``holdout:FRACTION`` or ``holdout:KEY=V[,V]``.
 
-    ``auto`` is repeated stratified K-fold (3 x 5) for at most :data:`SMALL_SET` spectra, else a
-    stratified random 20 % hold-out.
+    ``auto`` is repeated stratified K-fold (3 x 5, or 3 x the smallest class's size when below 5) for at
+    most :data:`SMALL_SET` spectra, else a stratified random 20 % hold-out.
     """
     n = len(ds.y)
     if text == "auto":
-        text = "repeated:3x5" if n <= SMALL_SET else "holdout:0.2"
+        text = f"repeated:3x{max(2, min(5, int(np.bincount(ds.y).min())))}" if n <= SMALL_SET else "holdout:0.2"
     m = re.fullmatch(r"repeated:(\d+)x(\d+)|kfold:(\d+)|holdout:(.+)", text)
     if not m:
         raise DatasetError(f"--split {text!r}: use auto, repeated:RxK (e.g. 3x5), kfold:K, holdout:FRACTION "
