@@ -3,10 +3,12 @@
 On a machine without a GPU, importing TensorFlow prints absl and CUDA lines ("All log messages before
 absl::InitializeLog() ...", "Could not find cuda drivers", "failed call to cuInit: ... CUDA error") and
 creating a TFLite interpreter prints "Created TensorFlow Lite XNNPACK delegate". They come from C++
-before TensorFlow reads ``TF_CPP_MIN_LOG_LEVEL``, so no setting hides them; they are written to file
-descriptor 2 directly. Here that descriptor points at ``/dev/null`` while TensorFlow is imported and
-probes its devices (the CUDA probe then happens inside, not at the first training step) and while an
-interpreter is created. Python exceptions are unaffected: they are raised after the descriptor is back.
+straight to file descriptor 2: the absl lines before ``TF_CPP_MIN_LOG_LEVEL`` applies, the cuInit error
+at ERROR level (which only level 3 hides, together with TensorFlow's real errors); an empty
+``CUDA_VISIBLE_DEVICES`` does not stop the probe. Here that descriptor points at ``/dev/null`` while
+TensorFlow is imported and probes its devices (the CUDA probe then happens inside, not at the first
+training step) and while an interpreter is created. Python exceptions are unaffected: they are raised
+after the descriptor is back.
 """
 from __future__ import annotations
 
