@@ -39,7 +39,7 @@ bench-service: $(VENV)/.installed-device,train,test
 # Every model on the real SERS pesticide set, 0.5 ppm held out: accuracy, cost, accuracy against SNR.
 bench-compare: $(VENV)/.installed-device,train,test
 	time $(VENV)/bin/raman-train compare $(SHARED)/sersformer_pesticides/sersformer_pesticides.npz \
-	    --report docs/reports/compare-sers --split holdout:concentration_ppm=0.5
+	    --report docs/reports/compare-sers --split holdout:concentration_ppm=0.5 --force
 
 # Rebuild the shipped model from the SERS pesticide data set (recipe and timing in the model card).
 models: $(VENV)/.installed-device,train,test

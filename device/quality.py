@@ -4,7 +4,10 @@
 
 * **saturated**: at least :data:`SATURATED_PIXELS` raw pixels at the detector's full scale (within 1 %; at
   zero for an inverted detector such as the TCD1304), where the driver reports its full scale;
-* **flat**: no variation at all (a disconnected detector, the shutter closed, the laser dead);
+* **flat**: no band at all, its maximum not above its median (:func:`is_flat`; a disconnected detector,
+  the shutter closed, the laser dead, or a clipped or zero-filled export). This is the one definition of
+  flat: the trainer refuses such spectra when it loads training data, and the SNR sweep of
+  :mod:`trainer.degrade` cannot scale a spectrum that has no band height;
 * **too weak**: the estimated SNR below the limit. SNR = band height (max of a 3-point moving average,
   which keeps noise spikes from posing as bands, minus the median of the dark-subtracted intensity)
   over the noise standard deviation, estimated from second differences (1.4826 MAD / sqrt(6), which
@@ -20,6 +23,28 @@ import numpy as np
 SATURATED_PIXELS = 2
 #: Default least SNR for a verdict.
 MIN_SNR = 5.0
+#: A band height (max - median) at most this share of the largest absolute intensity is no band.
+FLAT_TOLERANCE = 1e-12
+
+
+def is_flat(intensity) -> np.ndarray | bool:
+    """True for a spectrum with no band: its maximum does not rise above its median.
+
+    Parameters
+    ----------
+    intensity : array_like, shape (N,) or (n, N)
+        One spectrum or a batch, any units.
+
+    Returns
+    -------
+    bool, or ndarray of bool of shape (n,) for a batch
+        Band height ``max - median`` at most :data:`FLAT_TOLERANCE` x the largest absolute intensity
+        (so a constant spectrum, or one whose top half is a plateau, is flat).
+    """
+    y = np.asarray(intensity, dtype=np.float64)
+    height = y.max(axis=-1) - np.median(y, axis=-1)
+    flat = height <= FLAT_TOLERANCE * np.abs(y).max(axis=-1)
+    return bool(flat) if flat.ndim == 0 else flat
 
 
 def estimated_snr(intensity: np.ndarray) -> float:
@@ -56,8 +81,9 @@ def problems(intensity: np.ndarray, raw: np.ndarray | None = None, meta: dict | 
         if at_limit.sum() >= SATURATED_PIXELS:
             found.append(f"saturated: {int(at_limit.sum())} pixels at the detector's full scale ({full} counts); "
                          "shorten the integration time or lower the laser power")
-    if np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())):
-        found.append("flat: the spectrum holds no signal at all; check the laser, the sample and the light path")
+    if is_flat(y):
+        found.append("flat: the spectrum holds no band (its maximum is not above its median); check the laser, "
+                     "the sample and the light path")
     elif min_snr > 0:
         snr = estimated_snr(y)
         if snr < min_snr:

@@ -2,24 +2,42 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 
+def _note(msg: str) -> None:
+    """A progress or data line for the user, on stderr (stdout carries the results)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _refuse_existing(path, force: bool, option: str) -> None:
+    """Refuse to replace what is at ``path`` (given with ``option``) unless ``--force``; checked before any work."""
+    from device.errors import RamanEdgeError
+
+    if Path(path).exists() and not force:
+        raise RamanEdgeError(f"{path} already exists; pass --force to replace it, or choose another {option}")
+
+
+def _axis(args):
+    from .data import parse_axis
+
+    return parse_axis(args.axis) if args.axis else None
+
+
 def cmd_fit(args) -> int:
     from device.errors import RamanEdgeError
-    from device.spectrum import Axis
 
     from .splits import parse_holdout
 
+    _refuse_existing(args.out, args.force, "--out")
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
-    common = dict(axis=Axis.parse(args.axis) if args.axis else None, seed=args.seed,
+    common = dict(axis=_axis(args), seed=args.seed,
                   holdout=parse_holdout(args.holdout) if args.holdout else None, cv_folds=args.cv_folds,
                   name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
-                  ood_false_rejection=args.ood_false_rejection)
+                  ood_false_rejection=args.ood_false_rejection, log=_note)
     if args.model == "compact":
         from .fit import fit_bundle
         from .model import Hyperparameters
@@ -46,10 +64,13 @@ def cmd_fit(args) -> int:
 
 
 def cmd_synth(args) -> int:
+    from .report import publish_report
     from .synth import CLASSES, write
 
+    _refuse_existing(args.out, args.force, "--out")
     counts = _counts(args.counts)
-    files = write(args.out, counts, args.seed)
+    files = []
+    publish_report(args.out, lambda tmp: files.extend(write(tmp, counts, args.seed)))
     print(f"wrote {len(files)} SYNTHETIC spectra to {args.out} "
           f"({', '.join(f'{c} {n}' for c, n in zip(CLASSES, counts))}; seed {args.seed})")
     return 0
@@ -69,28 +90,30 @@ def _counts(text: str) -> tuple:
 
 
 def cmd_evaluate(args) -> int:
-    from device.spectrum import Axis
-
     from .data import load_dataset
     from .model import Hyperparameters
-    from .protocol import Settings, run
+    from .protocol import Settings, choose_folds, run
     from .report import write_report
+    from .synth import is_synthetic
 
+    _refuse_existing(args.report, args.force, "--report")
     hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
                          l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
-    settings = Settings(folds=args.folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine,
+    ds = load_dataset(args.data, _axis(args), log=_note)
+    folds, folds_reason = choose_folds(ds, args.folds)
+    settings = Settings(folds=folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine,
                         normalisation=args.normalise)
-    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
-          f"{settings.repeats} x {settings.folds}-fold, {settings.engine} engine", flush=True)
+          f"{settings.repeats} x {settings.folds}-fold ({folds_reason}), {settings.engine} engine", flush=True)
     result = run(ds, settings, log=lambda msg: print(msg, flush=True))
     data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
             "fingerprint_sha256": ds.fingerprint}
-    sett = {"folds": settings.folds, "repeats": settings.repeats, "seed": settings.seed, "engine": settings.engine,
-            "normalisation": settings.normalisation,
+    sett = {"folds": settings.folds, "folds_chosen": folds_reason, "repeats": settings.repeats,
+            "seed": settings.seed, "engine": settings.engine, "normalisation": settings.normalisation,
             "hyperparameters": hp.as_dict(), "importance_band_width_cm-1": settings.band_width_cm,
             "importance_permutations": settings.permutations}
-    write_report(args.report, result, sett, data, ds.class_names, ds.axis.values, ds.X.mean(axis=0))
+    write_report(args.report, result, sett, data, ds.class_names, ds.axis.values, ds.X.mean(axis=0),
+                 published=is_synthetic(args.data))
     print(f"accuracy {100 * result['accuracy_mean']:.2f} % +/- {100 * result['accuracy_std']:.2f} % "
           f"(mean +/- std over {settings.repeats} repeats); report in {args.report} ({result['seconds']} s)")
     return 0
@@ -98,18 +121,18 @@ def cmd_evaluate(args) -> int:
 
 def cmd_compare(args) -> int:
     from device.errors import RamanEdgeError
-    from device.spectrum import Axis
 
     from .compare import MODELS, compare, make_split
     from .compare_report import tables, write_compare_report
     from .data import load_dataset
 
+    _refuse_existing(args.report, args.force, "--report")
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
     try:
-        snr = tuple(float(v) for v in args.snr.split(",")) if args.snr else ()
+        snr = tuple(float(v) for v in args.snr.split(",")) if args.snr.strip() else ()
     except ValueError:
         raise RamanEdgeError(f"--snr takes numbers separated by commas, e.g. 100,20,5; got {args.snr!r}") from None
-    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
+    ds = load_dataset(args.data, _axis(args), log=_note)
     split = make_split(args.split, ds, args.seed)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
           f"{len(models)} models; split: {split.description}", flush=True)
@@ -129,6 +152,7 @@ def cmd_explain(args) -> int:
 
     from .explain import explain, write_explanations
 
+    _refuse_existing(args.out, args.force, "--out")
     bundle = load_bundle(args.bundle)
     entries = explain(bundle, args.files, args.class_name)
     written = write_explanations(args.out, bundle, entries)
@@ -143,13 +167,12 @@ def cmd_explain(args) -> int:
 def cmd_ood_eval(args) -> int:
     import json
 
-    from device.spectrum import Axis
-
     from .data import load_dataset
     from .ood import leave_one_class_out, markdown_table
     from .report import publish_report, software_versions
 
-    ds = load_dataset(args.data, Axis.parse(args.axis) if args.axis else None)
+    _refuse_existing(args.report, args.force, "--report")
+    ds = load_dataset(args.data, _axis(args), log=_note)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes; leaving each class out in turn", flush=True)
     result = leave_one_class_out(ds, false_rejection=args.false_rejection, seed=args.seed,
                                  log=lambda msg: print(msg, flush=True))
@@ -170,34 +193,54 @@ def cmd_ood_eval(args) -> int:
 def cmd_detector(args) -> int:
     from .ood import refit_detector
 
-    b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=lambda msg: print(msg, flush=True))
+    b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=_note)
     print(f"wrote {args.bundle} ({b.model_id})")
     return 0
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless its text already says it or it is a switch.
+
+    An option without a default value (None) states in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or action.required or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _training_options(p, defaults: bool = True) -> None:
     """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
-    p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
+    p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     p.add_argument("--epochs", type=int, default=50 if defaults else None,
                    help="passes over the data (default 50; the compact network)")
     p.add_argument("--learning-rate", type=float, default=1e-3 if defaults else None, help="Adam step (default 1e-3)")
     p.add_argument("--l2", type=float, default=1e-3 if defaults else None,
                    help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="spectra per optimizer step")
     p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
-    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (Keras layer default 0.3)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (default 0.3, Keras' layer default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
     p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
                         "offset) or none (raw intensities, as the published method)")
 
 
+def _force(p, what: str) -> None:
+    p.add_argument("--force", action="store_true", help=f"replace an existing {what} (otherwise refused)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-train", description="Train and export raman-edge models.")
     sub = p.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("fit", help="train a model (compact network or convolutional) and export a bundle")
+    parser = lambda name, **kw: sub.add_parser(name, formatter_class=_HelpWithDefaults, **kw)  # noqa: E731
+    f = parser("fit", help="train a model (compact network or convolutional) and export a bundle")
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
+    _force(f, "bundle at --out")
     f.add_argument("--model", choices=("compact", "cnn", "resnet", "se-resnet"), default="compact",
                    help="compact: the published Dense(5) network on intensities + features (default); cnn, resnet, "
                         "se-resnet: 1-D convolutional networks on the normalised spectrum")
@@ -208,71 +251,83 @@ def build_parser() -> argparse.ArgumentParser:
     _training_options(f, defaults=False)
     f.add_argument("--tune", action="store_true", help="choose learning rate and L2 by inner cross-validation")
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
-                   help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without them")
-    f.add_argument("--cv-folds", type=int, default=0, help="also report stratified K-fold cross-validation")
+                   help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without "
+                        "them (default: no held-out spectra)")
+    f.add_argument("--cv-folds", type=int, default=0, help="also report stratified K-fold cross-validation (default 0: none)")
     f.add_argument("--name", help="model name (default: the output directory name)")
-    f.add_argument("--examples", help="class-folder directory of example spectra to ship in the bundle")
-    f.add_argument("--data-source", help="where the data comes from (for the model card)")
-    f.add_argument("--data-licence", help="the data's licence (for the model card)")
-    f.add_argument("--data-attribution", help="required attribution (for the model card)")
-    f.add_argument("--description", help="one line on what the model is for")
+    f.add_argument("--examples", help="class-folder directory of example spectra to ship in the bundle for the "
+                                      "device's self-test (default: the training spectra the model gets right most "
+                                      "confidently, 3 per class)")
+    f.add_argument("--data-source", help="where the data comes from (for the model card; default: not stated)")
+    f.add_argument("--data-licence", help="the data's licence (for the model card; default: not stated)")
+    f.add_argument("--data-attribution", help="required attribution (for the model card; default: not stated)")
+    f.add_argument("--description", help="one line on what the model is for (default: model and data file)")
     f.add_argument("--ood-false-rejection", type=float, default=0.01,
                    help="share of known spectra the unknown-sample detector may reject; sets its threshold (default 0.01)")
-    f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune)")
+    f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune; "
+                                       "default: 'given on the command line or raman-train defaults')")
     f.set_defaults(func=cmd_fit)
-    y = sub.add_parser("synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")
+    y = parser("synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")
     y.add_argument("--out", required=True, help="directory to write")
-    y.add_argument("--seed", type=int, default=0)
+    _force(y, "directory at --out")
+    y.add_argument("--seed", type=int, default=0, help="seed of the generator")
     y.add_argument("--counts", default="36,36,29,15",
                    help="spectra of edifenphos, ethyl parathion, mixture, control (default the paper's 36,36,29,15)")
     y.set_defaults(func=cmd_synth)
-    e = sub.add_parser("evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
+    e = parser("evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
     e.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     e.add_argument("--report", required=True, help="report directory to write")
-    e.add_argument("--folds", type=int, default=15)
-    e.add_argument("--repeats", type=int, default=10)
+    _force(e, "report at --report")
+    e.add_argument("--folds", type=int, help="K of the stratified K-fold (default: the published 15, or the size of "
+                                             "the smallest class when that is smaller; stated in the report)")
+    e.add_argument("--repeats", type=int, default=10, help="K-fold runs, each with a new shuffle")
     e.add_argument("--engine", choices=("vectorized", "naive"), default="vectorized",
                    help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
     _training_options(e)
     e.set_defaults(func=cmd_evaluate)
-    c = sub.add_parser("compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
+    c = parser("compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
     c.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     c.add_argument("--report", required=True, help="report directory to write")
+    _force(c, "report at --report")
     c.add_argument("--split", default="auto",
-                   help="auto (default: repeated:3x5 up to 1000 spectra, else holdout:0.2), repeated:RxK, kfold:K, "
+                   help="auto (default: repeated:3x5, K lowered to the smallest class's size, up to 1000 spectra, else "
+                        "holdout:0.2), repeated:RxK, kfold:K, "
                         "holdout:FRACTION or holdout:KEY=VALUE[,VALUE] (a group held out)")
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
-                   help="SNR levels of the acquisition-quality sweep (empty for none)")
+                   help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
     c.add_argument("--steps", type=int, default=1000, help="optimizer steps of the convolutional models")
-    c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
+    c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)
-    x = sub.add_parser("explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
+    x = parser("explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
     x.add_argument("bundle", help="model bundle directory")
     x.add_argument("files", nargs="+", metavar="FILE", help="spectrum files")
     x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
-    x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict")
+    _force(x, "directory at --out")
+    x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict "
+                                                      "(default: the verdict's class)")
     x.set_defaults(func=cmd_explain)
-    d = sub.add_parser("detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
+    d = parser("detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
     d.add_argument("bundle", help="model bundle directory (rewritten whole)")
     d.add_argument("data", help="the data the model was trained on")
-    d.add_argument("--false-rejection", type=float, default=0.01)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--false-rejection", type=float, default=0.01,
+                   help="share of known spectra the detector may call unknown (sets its threshold)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the folds that set the threshold")
     d.set_defaults(func=cmd_detector)
-    o = sub.add_parser("ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
+    o = parser("ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
     o.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     o.add_argument("--report", required=True, help="report directory to write")
+    _force(o, "report at --report")
     o.add_argument("--false-rejection", type=float, default=0.01,
                    help="share of known spectra the detector may call unknown (sets its threshold; default 0.01)")
-    o.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data)")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
+    o.add_argument("--seed", type=int, default=0, help="seed of the splits and the training")
     o.set_defaults(func=cmd_ood_eval)
     return p
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from device.cli import run
 
     return run(build_parser().parse_args(argv),

@@ -55,12 +55,12 @@ class Split:
 def make_split(text: str, ds: Dataset, seed: int) -> Split:
     """Parse ``--split``: ``auto``, ``repeated:RxK``, ``kfold:K``, ``holdout:FRACTION`` or ``holdout:KEY=V[,V]``.
 
-    ``auto`` is repeated stratified K-fold (3 x 5) for at most :data:`SMALL_SET` spectra, else a
-    stratified random 20 % hold-out.
+    ``auto`` is repeated stratified K-fold (3 x 5, or 3 x the smallest class's size when below 5) for at
+    most :data:`SMALL_SET` spectra, else a stratified random 20 % hold-out.
     """
     n = len(ds.y)
     if text == "auto":
-        text = "repeated:3x5" if n <= SMALL_SET else "holdout:0.2"
+        text = f"repeated:3x{max(2, min(5, int(np.bincount(ds.y).min())))}" if n <= SMALL_SET else "holdout:0.2"
     m = re.fullmatch(r"repeated:(\d+)x(\d+)|kfold:(\d+)|holdout:(.+)", text)
     if not m:
         raise DatasetError(f"--split {text!r}: use auto, repeated:RxK (e.g. 3x5), kfold:K, holdout:FRACTION "
@@ -91,6 +91,7 @@ class Trained:
     predict: object
     fit_seconds: float
     cost: dict
+    note: str | None = None  # why the fit is doubtful (e.g. the solver did not converge), for the report
 
 
 def _latency(clf: Classifier, Y: np.ndarray) -> float:
@@ -117,6 +118,7 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
     Y, y, axis, n_classes = ds.X[train], ds.y[train], ds.axis, len(ds.class_names)
     t0 = time.perf_counter()
     cost: dict = {}
+    note = None
     if name == "compact":
         hp = compact.Hyperparameters()
         R = raw_inputs(Y, axis, DEFAULT_PROMINENCE, "snv")
@@ -145,7 +147,7 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
                                     tflite=tflite_convnet_bytes(net, axis.points))
             cost.update(parameters=net.parameters, flop=convnet_flop_count(axis, net, "snv")["total"])
     else:
-        est = classical.make_classical(name, seed).fit(normalise(Y, "snv"), y)
+        est, note = classical.fit_classical(name, seed, normalise(Y, "snv"), y)
         fit_s = time.perf_counter() - t0
         predict = lambda Yt: est.predict(normalise(Yt, "snv"))  # noqa: E731
         if measure:
@@ -153,7 +155,7 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
                     "size_of": "pickled estimator", "latency_s": None,
                     "flop": (RESAMPLE_FLOP_PER_POINT + SNV_FLOP_PER_POINT) * axis.points
                     + classical.classical_flops(est, axis.points)}
-    return Trained(predict, fit_s, cost)
+    return Trained(predict, fit_s, cost, note)
 
 
 def _labels(out: np.ndarray) -> np.ndarray:
@@ -168,7 +170,7 @@ def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, see
         raise DatasetError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     t_start = time.perf_counter()
     conditions = ["clean", *[f"snr{s:g}" for s in snr_levels]]
-    results = {m: {"splits": [], "cost": None, "fit_seconds": []} for m in models}
+    results = {m: {"splits": [], "cost": None, "fit_seconds": [], "notes": []} for m in models}
     for i, (train, test) in enumerate(split.pairs):
         rng = np.random.default_rng(seed + 1000 + i)
         tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
@@ -180,10 +182,13 @@ def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, see
                 scores[cond] = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
             results[name]["splits"].append(scores)
             results[name]["fit_seconds"].append(trained.fit_seconds)
+            if trained.note:
+                results[name]["notes"].append(f"split {i + 1}: {trained.note}")
             if i == 0:
                 results[name]["cost"] = trained.cost
-            log(f"split {i + 1}/{len(split.pairs)} {name:14s} accuracy {scores['clean']['accuracy']:.4f}  "
-                f"at SNR {snr_levels[-1]:g}: {scores[conditions[-1]]['accuracy']:.4f}  ({trained.fit_seconds:.1f} s)")
+            worst = f"  at SNR {snr_levels[-1]:g}: {scores[conditions[-1]]['accuracy']:.4f}" if snr_levels else ""
+            log(f"split {i + 1}/{len(split.pairs)} {name:14s} accuracy {scores['clean']['accuracy']:.4f}{worst}  "
+                f"({trained.fit_seconds:.1f} s){'  [' + trained.note + ']' if trained.note else ''}")
     for name, r in results.items():
         for cond in conditions:
             acc = [s[cond]["accuracy"] for s in r["splits"]]

@@ -28,6 +28,8 @@ def tables(result: dict) -> list[str]:
         lines.append(f"| {name} | {100 * s['accuracy_mean']:.2f} %{spread} | "
                      f"{s['macro_f1_mean']:.3f} | {c['parameters']:,} | {_flop(c['flop'])} | {_size(c['size_bytes'])} | "
                      f"{latency} | {sum(r['fit_seconds']) / len(r['fit_seconds']):.1f} s |")
+    if not result["snr_levels"]:
+        return lines
     conds = result["conditions"]
     heads = ["clean"] + [f"SNR {s:g}" for s in result["snr_levels"]]
     lines += ["", "| model | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
@@ -45,14 +47,21 @@ def _markdown(report: dict) -> str:
              "pairs when there are several. Cost figures are from the models of the first pair: FLOP from "
              "resampling to the verdict (analytic), size of the bundle files (networks) or of the pickled estimator "
              "(classical), latency of one spectrum in the device runtime on this machine (networks only).", "",
-             *tables(r)[:len(r["models"]) + 2], "",
-             "## Accuracy (%) against acquisition quality", "",
-             "Test spectra degraded as by lower laser power x integration time (trainer/degrade.py): signal and "
-             "fluorescence scaled by s, shot + read noise; SNR = band height (max - median) of the scaled clean "
-             "spectrum over the RMS noise standard deviation. The same degraded spectra for every model.", "",
-             *tables(r)[len(r["models"]) + 3:], "", "![accuracy against SNR](snr.png)", "",
-             f"Settings: {json.dumps(report['settings'])}. Run time {r['seconds']} s. Software: "
-             f"{json.dumps(report['software'])}.", ""]
+             *tables(r)[:len(r["models"]) + 2], ""]
+    notes = [f"* {name}: {note}" for name, m in r["models"].items() for note in m.get("notes", [])]
+    if notes:
+        lines += ["## Fits to read with care", "", "What the fitting library reported (the model was still tested "
+                  "as fitted):", "", *notes, ""]
+    lines += ["## Accuracy (%) against acquisition quality", ""]
+    if r["snr_levels"]:
+        lines += ["Test spectra degraded as by lower laser power x integration time (trainer/degrade.py): signal and "
+                  "fluorescence scaled by s, shot + read noise; SNR = band height (max - median) of the scaled clean "
+                  "spectrum over the RMS noise standard deviation. The same degraded spectra for every model.", "",
+                  *tables(r)[len(r["models"]) + 3:], "", "![accuracy against SNR](snr.png)", ""]
+    else:
+        lines += ["No acquisition-quality sweep (--snr was empty).", ""]
+    lines += [f"Settings: {json.dumps(report['settings'])}. Run time {r['seconds']} s. Software: "
+              f"{json.dumps(report['software'])}.", ""]
     return "\n".join(lines)
 
 
@@ -84,7 +93,8 @@ def _figure(result: dict, out: Path) -> None:
 def write_compare_report(out, result: dict, settings: dict, data: dict) -> Path:
     """Write the comparison's report directory (see :func:`trainer.report.publish_report`)."""
     def fill(tmp: Path) -> None:
-        _figure(result, tmp)
+        if result["snr_levels"]:
+            _figure(result, tmp)
         report = {"settings": settings, "data": data, "software": software_versions(), "results": result}
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_markdown(report))

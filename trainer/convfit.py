@@ -12,16 +12,15 @@ from device.inputs import normalise
 
 from . import convnets
 from .export import export_check, tflite_convnet_bytes
-from .fit import card_basics, evaluate, load_training_data
+from .fit import card_basics, evaluate, load_training_data, shipped_examples
 from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
-from .splits import holdout_split
 
 
 def fit_predict(kind: str, ds, train: np.ndarray, test: np.ndarray, hp: convnets.ConvHyperparameters,
-                seed: int) -> np.ndarray:
+                seed: int, log=None) -> np.ndarray:
     """Train on the ``train`` rows of ``ds`` and return the predicted classes of the ``test`` rows."""
-    model, _ = convnets.train(kind, ds.X[train], ds.axis.values, ds.y[train], len(ds.class_names), hp, seed)
+    model, _ = convnets.train(kind, ds.X[train], ds.axis.values, ds.y[train], len(ds.class_names), hp, seed, log)
     return convnets.predict(model, normalise(ds.X[test], "snv")).argmax(axis=1)
 
 
@@ -43,13 +42,12 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
     out = Path(out)
     name = name or out.name
     log(f"model {kind}")
-    ds, example_files = load_training_data(data, axis, examples, log)
+    ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds, 0, holdout, seed)
     n_classes = len(ds.class_names)
-    split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
-    metrics = evaluate(lambda tr, te, s: fit_predict(kind, ds, tr, te, hp, s), ds, split, cv_folds, seed, "weights", log)
+    metrics = evaluate(lambda tr, te, s: fit_predict(kind, ds, tr, te, hp, s, log), ds, split, cv_folds, seed, "weights", log)
 
     log("final fit on all spectra")
-    model, loss = convnets.train(kind, ds.X, ds.axis.values, ds.y, n_classes, hp, seed)
+    model, loss = convnets.train(kind, ds.X, ds.axis.values, ds.y, n_classes, hp, seed, log)
     X = normalise(ds.X, "snv")
     keras_probs = convnets.predict(model, X)
     net = convnets.to_convnet(model, kind, hp)
@@ -59,9 +57,8 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
     metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
                            "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
-    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
-    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
-        "spectra above it)")
+    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed, log)
+    example_files, examples_from = shipped_examples(example_files, ds, net.probabilities(X), ood, log)
     card = {
         **card_basics(ds, data, name, provenance, f"{kind} trained on {Path(data).name}"),
         "preprocessing": {
@@ -77,7 +74,8 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
                             "chosen_by": chosen_by or "the defaults of trainer/convnets.py, fixed a priori for "
                                                       "1,000-3,000-point spectra; not tuned on this data"},
         "metrics": metrics,
-        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, len(ds.y))},
+        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, ds.X, ds.y)},
+        "examples_from": examples_from,
         "flop_per_spectrum": convnet_flop_count(ds.axis, net, "snv"),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),

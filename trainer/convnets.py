@@ -70,8 +70,10 @@ class ConvHyperparameters:
 
 def build(kind: str, points: int, n_classes: int, hp: ConvHyperparameters, seed: int):
     """A freshly initialised, compiled Keras model of ``kind`` (one of :data:`CONV_MODELS`) for ``points`` inputs."""
-    import keras
-    from keras import layers as L
+    from .quiet import keras as import_keras
+
+    keras = import_keras()
+    L = keras.layers
 
     if kind not in CONV_MODELS:
         raise ValueError(f"unknown convolutional model {kind!r}; choose one of {', '.join(CONV_MODELS)}")
@@ -118,6 +120,7 @@ def train(kind: str, Y: np.ndarray, shift: np.ndarray, y: np.ndarray, n_classes:
     """Train on spectra ``Y`` (n, points) on the model axis ``shift`` (points,) cm-1, labels ``y`` (n,).
 
     Runs about ``hp.steps`` optimizer steps in rounds (see the module docstring); inputs are SNV-normalised.
+    ``log``, if given, gets progress lines (steps done, loss, time left).
 
     Returns
     -------
@@ -126,6 +129,7 @@ def train(kind: str, Y: np.ndarray, shift: np.ndarray, y: np.ndarray, n_classes:
         Training loss per round (including the L2 penalty).
     """
     from .degrade import augment
+    from .progress import Progress
 
     model = build(kind, Y.shape[1], n_classes, hp, seed)
     rng = np.random.default_rng(seed)
@@ -133,13 +137,15 @@ def train(kind: str, Y: np.ndarray, shift: np.ndarray, y: np.ndarray, n_classes:
     copies = max(1, -(-ROUND_BATCHES * hp.batch_size // n))
     rounds = max(1, round(hp.steps / -(-copies * n // hp.batch_size)))
     Yr, yr = np.tile(Y, (copies, 1)), np.tile(y, copies)
+    per_round = -(-len(yr) // hp.batch_size)
+    progress = Progress(rounds * per_round, "step", log) if log else None
     loss = []
     for r in range(rounds):
         X = normalise(augment(Yr, shift, rng) if hp.augment else Yr, "snv").astype(np.float32)
         h = model.fit(X, yr, epochs=r + 1, initial_epoch=r, batch_size=hp.batch_size, shuffle=True, verbose=0)
         loss.append(float(h.history["loss"][-1]))
-        if log:
-            log(f"  round {r + 1}/{rounds}: loss {loss[-1]:.4f}")
+        if progress:
+            progress((r + 1) * per_round, loss[-1])
     return model, loss
 
 

@@ -17,11 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from device.bundle import MAX_AXIS_POINTS
 from device.errors import RamanEdgeError, SpectrumError
+from device.quality import is_flat
 from device.readers import is_number, read_spectra
 from device.resample import ResamplerCache
 from device.spectrum import Axis
-from device.validation import check_spectrum
+from device.validation import MIN_POINTS, check_spectrum
+
+
+#: Raman shift (cm-1) below which a default axis draws a warning: the laser line and filter edge lie there.
+LOW_SHIFT = 100.0
 
 
 class DatasetError(RamanEdgeError):
@@ -71,8 +77,51 @@ class Dataset:
                        {k: v[idx] for k, v in self.meta.items()})
 
 
-def load_dataset(path, axis: Axis | None = None) -> Dataset:
-    """Load labelled spectra and resample them onto ``axis``.
+def parse_axis(text: str, option: str = "--axis") -> Axis:
+    """The model axis of ``START:STOP:POINTS`` (cm-1, both ends included), with one message per mistake.
+
+    Raises
+    ------
+    DatasetError
+        Not three fields, a field that is not a number (or POINTS not a whole number), START not below
+        STOP, fewer than :data:`device.validation.MIN_POINTS` or more than
+        :data:`device.bundle.MAX_AXIS_POINTS` points (the most a bundle may have).
+    """
+    given = f"{option} {text!r}"
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) != 3:
+        raise DatasetError(f"{given}: an axis is START:STOP:POINTS in cm-1, e.g. 600:1800:1201")
+    values = []
+    for what, part in zip(("START", "STOP"), parts[:2]):
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise DatasetError(f"{given}: {what} {part!r} is not a number (cm-1)") from None
+        if not np.isfinite(values[-1]):
+            raise DatasetError(f"{given}: {what} must be a finite Raman shift in cm-1")
+    start, stop = values
+    try:
+        points = int(parts[2])
+    except ValueError:
+        raise DatasetError(f"{given}: POINTS {parts[2]!r} is not a whole number") from None
+    if start > stop:
+        raise DatasetError(f"{given}: START {start:g} is above STOP {stop:g}; an axis runs from low to high shift: "
+                           f"{option} {stop:g}:{start:g}:{points}")
+    if start == stop:
+        raise DatasetError(f"{given}: START and STOP are both {start:g} cm-1; give a range")
+    if points < MIN_POINTS:
+        raise DatasetError(f"{given}: {points} point(s) are too few; an axis needs at least {MIN_POINTS}")
+    if points > MAX_AXIS_POINTS:
+        fine = int(round(stop - start)) + 1
+        raise DatasetError(f"{given}: {points} points are more than a model may have ({MAX_AXIS_POINTS}; a step of "
+                           f"{(stop - start) / (points - 1):.2g} cm-1 is far below any spectrometer's resolution); "
+                           f"e.g. {option} {start:g}:{stop:g}:{min(fine, MAX_AXIS_POINTS)} has a step of about "
+                           f"{(stop - start) / (min(fine, MAX_AXIS_POINTS) - 1):.2g} cm-1")
+    return Axis(start, stop, points)
+
+
+def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
+    """Load labelled spectra, resample them onto ``axis`` and drop the flat ones.
 
     Parameters
     ----------
@@ -81,13 +130,19 @@ def load_dataset(path, axis: Axis | None = None) -> Dataset:
     axis : Axis, optional
         Model axis. By default: for ``.npz`` and tables, their own grid when it is uniform; for
         folders (and non-uniform grids), the range every spectrum covers, at the median step.
+    log : callable, optional
+        Gets what the user should know, one line each: the classes and their counts, the axis and
+        why (with the points outside it), flat spectra dropped (:func:`device.quality.is_flat`), and
+        warnings (``warning: ...``): labels that are numbers, a default axis starting below :data:`LOW_SHIFT`.
 
     Raises
     ------
     DatasetError
-        Empty classes, unreadable files, axes that do not overlap, a bad layout.
+        Empty classes, unreadable files, axes that do not overlap, a bad layout, a class left
+        without spectra once the flat ones are dropped.
     """
     path = Path(path)
+    say = log or (lambda msg: None)
     if path.is_dir():
         shifts, ys, labels, sources, classes = _read_folders(path)
         meta = {}
@@ -95,13 +150,44 @@ def load_dataset(path, axis: Axis | None = None) -> Dataset:
         shifts, ys, labels, sources, classes, meta = _read_npz(path)
     elif path.is_file():
         shifts, ys, labels, sources, classes = _read_table(path)
+        numeric = [c for c in classes if is_number(c)]
+        if numeric:
+            say(f"warning: {path}: the label(s) {', '.join(numeric)} are numbers; every distinct label of a wide "
+                "table is a class of its own, so check the label column (a number there is often a misplaced "
+                "value or a class code)")
         meta = {}
     else:
         raise DatasetError(f"{path}: not found; give a class-folder directory, a wide .csv table or an .npz file.")
-    if axis is None:
-        axis = _default_axis(shifts, sources)
+    given = axis is not None
+    axis, why = (axis, "as given") if given else _default_axis(shifts, sources)
+    outside = [int(((s < axis.start) | (s > axis.stop)).sum()) for s in shifts]
+    cut = sum(n > 0 for n in outside)
+    say(f"axis: {axis.start:g} to {axis.stop:g} cm-1, {axis.points} points, step {axis.step:.4g} cm-1 ({why}); "
+        + (f"{sum(outside)} points outside it dropped (from {cut} of {len(shifts)} spectra)" if cut
+           else "no point of any spectrum outside it"))
+    if not given and axis.start < LOW_SHIFT:
+        start = float(LOW_SHIFT)
+        say(f"warning: the axis starts at {axis.start:g} cm-1; below ~{LOW_SHIFT:g} cm-1 lie the laser line and the "
+            "edge of the laser filter, which differ between instruments and would be learnt as if they were the "
+            f"sample: choose the range with --axis, e.g. --axis {start:g}:{axis.stop:g}:"
+            f"{int(round((axis.stop - start) / axis.step)) + 1}")
     X = _resample_all(shifts, ys, axis, sources)
-    return Dataset(X, np.asarray(labels, dtype=np.int64), tuple(classes), axis, sources, meta)
+    y = np.asarray(labels, dtype=np.int64)
+    flat = is_flat(X)
+    if flat.any():
+        bad = np.flatnonzero(flat)
+        say(f"dropped {bad.size} flat spectra of {len(y)} (no band: maximum not above median on the axis), e.g. "
+            + ", ".join(sources[i] for i in bad[:3]))
+        emptied = [classes[k] for k in range(len(classes)) if not ((y == k) & ~flat).any()]
+        if emptied:
+            raise DatasetError(f"{path}: every spectrum of {', '.join(emptied)} is flat (no band); check those "
+                               "files or drop the class.")
+        keep = np.flatnonzero(~flat)
+        X, y, sources = X[keep], y[keep], [sources[i] for i in keep]
+        meta = {k: v[keep] for k, v in meta.items()}
+    counts = np.bincount(y, minlength=len(classes))
+    say(f"classes: {len(classes)} ({', '.join(f'{c} {n}' for c, n in zip(classes, counts))}), {len(y)} spectra")
+    return Dataset(X, y, tuple(classes), axis, sources, meta)
 
 
 def _read_folders(root: Path):
@@ -198,12 +284,13 @@ def _increasing(path: Path, wn: np.ndarray, X: np.ndarray):
     return checked, (X[:, ::-1] if wn[0] > wn[-1] else X)
 
 
-def _default_axis(shifts: list, sources: list) -> Axis:
+def _default_axis(shifts: list, sources: list) -> tuple[Axis, str]:
+    """The axis of the data and why: their own grid when uniform and shared, else the common range."""
     first = shifts[0]
     if all(s is first for s in shifts) or all(s.shape == first.shape and np.array_equal(s, first) for s in shifts):
         steps = np.diff(first)
         if np.allclose(steps, steps.mean(), rtol=1e-6, atol=0):
-            return Axis(float(first[0]), float(first[-1]), first.size)
+            return Axis(float(first[0]), float(first[-1]), first.size), "the data's own grid, shared and uniform"
     lo_i = int(np.argmax([s[0] for s in shifts]))
     hi_i = int(np.argmin([s[-1] for s in shifts]))
     lo, hi = shifts[lo_i][0], shifts[hi_i][-1]
@@ -213,7 +300,8 @@ def _default_axis(shifts: list, sources: list) -> Axis:
             f"at {hi:g} cm-1; train separate models or drop the outliers.")
     step = float(np.median(np.concatenate([np.diff(s) for s in shifts[:: max(1, len(shifts) // 50)]])))
     points = int(np.floor((hi - lo) / step + 1e-9)) + 1
-    return Axis(float(lo), float(lo + (points - 1) * step), points)
+    return (Axis(float(lo), float(lo + (points - 1) * step), points),
+            "the range every spectrum covers, at their median step")
 
 
 def _resample_all(shifts: list, ys: list, axis: Axis, sources: list) -> np.ndarray:

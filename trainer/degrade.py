@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.quality import is_flat
 from device.spectrum import Axis
 
 #: The sweep's default SNR levels, from the full acquisition down.
@@ -169,10 +170,11 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
 
     clean = _shift(Y, x, shift_cm) if np.any(shift_cm) else Y
     height = band_height(clean)
-    if np.any(height <= 0):
-        i = int(np.flatnonzero(height <= 0)[0])
-        raise ValueError(f"spectrum {i} is flat (its maximum equals its median), so it has no band "
-                         "height and its SNR is undefined; remove it or check the data.")
+    flat = is_flat(clean)
+    if np.any(flat):
+        i = int(np.flatnonzero(flat)[0])
+        raise ValueError(f"spectrum {i} is flat (device.quality.is_flat: its maximum is not above its median), so "
+                         "it has no band height and its SNR is undefined; remove it or check the data.")
     total = clean
     if np.any(background):
         total = clean + (background * height)[:, None] * _fluorescence(x, n, background_rng)

@@ -105,14 +105,24 @@ def explain(bundle: ModelBundle, files, class_name: str | None = None) -> list[d
 
 
 def write_explanations(out, bundle: ModelBundle, entries: list[dict]) -> list[Path]:
-    """One PNG per spectrum (the map drawn under the spectrum, top bands labelled) and ``explanations.json``."""
+    """One PNG per spectrum (the map drawn under the spectrum, top bands labelled) and ``explanations.json``.
+
+    The directory ``out`` is written whole, replacing an old one only once complete
+    (:func:`trainer.report.publish_report`). Returns the figures' paths in ``out``.
+    """
+    from .report import publish_report
+
+    names: list[str] = []
+    publish_report(out, lambda tmp: names.extend(_write_figures(tmp, bundle, entries)))
+    return [Path(out) / n for n in names]
+
+
+def _write_figures(out: Path, bundle: ModelBundle, entries: list[dict]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     shift = bundle.axis.values
     written = []
     for n, e in enumerate(entries):
@@ -136,7 +146,7 @@ def write_explanations(out, bundle: ModelBundle, entries: list[dict]) -> list[Pa
         path = out / f"{n:03d}-{Path(e['file']).stem}{'-' + str(e['index']) if 'index' in e else ''}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-        written.append(path)
+        written.append(path.name)
     summary = [{k: v for k, v in e.items() if k != "intensity"} for e in entries]
     (out / "explanations.json").write_text(json.dumps({"model": bundle.model_id, "axis": str(bundle.axis),
                                                        "explanations": summary}, indent=1) + "\n")

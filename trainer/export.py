@@ -6,6 +6,8 @@ import numpy as np
 from device.backends import TFLiteBackend
 from device.errors import RamanEdgeError
 
+from .quiet import native_stderr_muted, tensorflow
+
 #: Largest tolerated difference between any two backends' probabilities at export.
 PARITY_TOLERANCE = 1e-5
 
@@ -21,8 +23,7 @@ def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
     from that (not from the Keras model), which sidesteps Keras 3's fragile ``from_keras_model`` and
     guarantees that the TFLite file holds exactly the weights written to ``model.npz``.
     """
-    import tensorflow as tf
-
+    tf = tensorflow()
     weights = [(tf.constant(np.asarray(l.kernel, np.float32)), tf.constant(np.asarray(l.bias, np.float32)),
                 l.activation) for l in layers]
 
@@ -49,9 +50,9 @@ def tflite_convnet_bytes(net, points: int) -> bytes:
 
     Built, like :func:`tflite_bytes`, as a concrete function from the exported (folded) weights.
     """
-    import tensorflow as tf
-
     from device.convnet import Conv, MaxPool, Residual
+
+    tf = tensorflow()
 
     const = lambda a: tf.constant(np.asarray(a, np.float32))  # noqa: E731
 
@@ -104,8 +105,10 @@ def export_check(keras_probs: np.ndarray, Z: np.ndarray, numpy_probs: np.ndarray
     ExportCheckError
         If any two differ by more than :data:`PARITY_TOLERANCE` or pick a different class.
     """
-    backend = TFLiteBackend(tflite, Z.shape[1])
-    probs = {"keras": keras_probs, "tflite": backend.probabilities(Z), "numpy": numpy_probs}
+    with native_stderr_muted():
+        backend = TFLiteBackend(tflite, Z.shape[1])
+        tflite_probs = backend.probabilities(Z)
+    probs = {"keras": keras_probs, "tflite": tflite_probs, "numpy": numpy_probs}
     pairs = [("keras", "tflite"), ("keras", "numpy"), ("tflite", "numpy")]
     diff = {f"{a}_vs_{b}": float(np.abs(probs[a] - probs[b]).max()) for a, b in pairs}
     agree = {f"{a}_vs_{b}": bool(np.array_equal(probs[a].argmax(1), probs[b].argmax(1))) for a, b in pairs}

@@ -13,13 +13,13 @@ from device.cost import flop_count
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inputs import Standardizer, raw_inputs
 from device.network import forward
-from device.readers import read_spectra
 
 from . import model as net
 from .data import Dataset, DatasetError, load_dataset
+from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from .export import export_check, tflite_bytes
 from .metrics import classification_report
-from .ood import FALSE_REJECTION, card_entry, fit_detector
+from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
 from .splits import holdout_split, stratified_folds
 
@@ -90,26 +90,49 @@ def evaluate(predict, ds: Dataset, split, cv_folds: int, seed: int, fitted: str,
     return metrics
 
 
-def read_examples(folder: Path, class_names) -> list[tuple[str, bytes, str]]:
-    out = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if sub.name not in class_names:
-            raise DatasetError(f"example folder {sub.name!r} is not one of the model's classes {list(class_names)}.")
-        for f in sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith(".")):
-            read_spectra(f)  # refuse an unreadable example now, not on the device
-            out.append((f"{sub.name}/{f.name}", f.read_bytes(), sub.name))
-    if not out:
-        raise DatasetError(f"{folder}: no example spectra (expected one sub-folder per class).")
-    return out
+def load_training_data(data, axis, examples, log, cv_folds: int = 0, tune_folds: int = 0,
+                       holdout: tuple | None = None, seed: int = 0) -> tuple[Dataset, list, tuple | None]:
+    """The data set, the example spectra to ship and the held-out split, all checked before any training.
 
-
-def load_training_data(data, axis, examples, log) -> tuple[Dataset, list]:
-    """The data set (at least two classes) and the example spectra to ship, checked before any training."""
-    ds = load_dataset(data, axis)
+    Refuses fewer than two classes, a class with fewer than :data:`trainer.ood.MIN_PER_CLASS` spectra (the
+    unknown-sample detector needs them), and cross-validation (``cv_folds``, or ``tune_folds`` inner folds
+    on the training spectra) with more folds than a class has spectra. ``holdout`` is (key, values).
+    """
+    ds = load_dataset(data, axis, log=log)
     if len(ds.class_names) < 2:
         raise DatasetError(f"{data}: found {len(ds.class_names)} class; a classifier needs at least two.")
-    log(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1")
-    return ds, read_examples(Path(examples), ds.class_names) if examples else []
+    counts = ds.counts()
+    small = {c: n for c, n in counts.items() if n < MIN_PER_CLASS}
+    if small:
+        raise DatasetError(f"{data}: every class needs at least {MIN_PER_CLASS} spectra (the unknown-sample detector "
+                           f"sets its threshold on held-out spectra of each class); too few in "
+                           f"{', '.join(f'{c} ({n})' for c, n in small.items())}: add spectra or drop the class.")
+    smallest = min(counts.values())
+    if cv_folds > smallest:
+        raise DatasetError(f"--cv-folds {cv_folds} needs at least {cv_folds} spectra per class; the smallest class, "
+                           f"{min(counts, key=counts.get)}, has {smallest}: use --cv-folds {smallest} or fewer.")
+    split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
+    training = np.bincount(ds.y[split[0]] if split else ds.y, minlength=len(ds.class_names))
+    k = int(training.argmin())
+    if training[k] < max(tune_folds, 1):
+        raise DatasetError(f"{ds.class_names[k]} has {training[k]} training spectra"
+                           + (f" once --holdout {holdout[0]} is held out" if split else "")
+                           + (f"; --tune needs {tune_folds} per class" if tune_folds else "; every class needs some"))
+    return ds, read_examples(Path(examples), ds.class_names) if examples else [], split
+
+
+def shipped_examples(given: list, ds: Dataset, probabilities: np.ndarray, ood, log) -> tuple[list, str]:
+    """The examples to ship (``given``, or chosen from the training data) and how, for the card."""
+    if given:
+        return given, "the example folder given with --examples"
+    chosen, missing = choose_examples(ds, probabilities, ood.scores(ds.X) > ood.threshold)
+    how = (f"up to {EXAMPLES_PER_CLASS} training spectra per class, those the exported model classifies correctly "
+           "with the highest confidence (none called unknown), on the model axis")
+    log(f"self-test examples: {len(chosen)} training spectra ({how})")
+    if missing:
+        log(f"warning: no training spectrum of {', '.join(missing)} is classified correctly, so the bundle has no "
+            "example of it; the model has not learnt it: check the data or train longer")
+    return chosen, how
 
 
 def card_basics(ds: Dataset, data, name: str, provenance: dict | None, description: str) -> dict:
@@ -155,7 +178,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     name : str, optional
         Model name (default: the output directory's name).
     examples : path, optional
-        Class-folder directory of example spectra to ship in the bundle with their labels.
+        Class-folder directory of example spectra to ship in the bundle with their labels; by default
+        :func:`trainer.examples.choose_examples` picks them from the training spectra.
     provenance : dict, optional
         Card fields describing the data: ``source``, ``licence``, ``attribution``, ``description``.
     chosen_by : str, optional
@@ -173,11 +197,11 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     t0 = time.perf_counter()
     out = Path(out)
     name = name or out.name
-    ds, example_files = load_training_data(data, axis, examples, log)
+    ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds,
+                                                  TUNING_FOLDS if tune_hp else 0, holdout, seed)
     n_classes = len(ds.class_names)
     R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, normalisation)
     metrics: dict = {}
-    split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
     tuning = None
     if tune_hp:
         rows = split[0] if split else np.arange(len(ds.y))
@@ -191,7 +215,7 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     log("final fit on all spectra")
     std = Standardizer.fit(R)
     Z = std.transform(R)
-    model, loss = net.train(Z, ds.y, n_classes, hp, seed)
+    model, loss = net.train(Z, ds.y, n_classes, hp, seed, log)
     keras_probs = net.predict(model, Z)
     layers = net.dense_layers(model, hp)
     tfl = tflite_bytes(layers, hp.leaky_slope, Z.shape[1])
@@ -203,9 +227,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     chosen = ("learning rate and L2 by inner cross-validation over the grid below; the rest fixed by the "
               "published method (5 hidden units, 50 epochs) or Keras defaults (Leaky ReLU slope 0.3, batch 32)"
               if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
-    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed)
-    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
-        "spectra above it)")
+    ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed, log)
+    example_files, examples_from = shipped_examples(example_files, ds, forward(Z, layers, hp.leaky_slope), ood, log)
     card = {
         **card_basics(ds, data, name, provenance, f"compact network trained on {Path(data).name}"),
         "preprocessing": {
@@ -224,7 +247,8 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
                             "seed": seed, "chosen_by": chosen, **({"tuning": tuning} if tuning else {})},
         "metrics": metrics,
-        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, len(ds.y))},
+        "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, ds.X, ds.y)},
+        "examples_from": examples_from,
         "flop_per_spectrum": flop_count(ds.axis, layers, normalisation),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),

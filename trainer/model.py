@@ -45,8 +45,9 @@ class Hyperparameters:
 
 def build(input_size: int, n_classes: int, hp: Hyperparameters, seed: int):
     """A freshly initialised Keras model (Glorot-uniform kernels, zero biases) for the given seed."""
-    import keras
+    from .quiet import keras as import_keras
 
+    keras = import_keras()
     keras.utils.set_random_seed(seed)
     reg = keras.regularizers.L2(hp.l2)
     model = keras.Sequential([
@@ -60,8 +61,8 @@ def build(input_size: int, n_classes: int, hp: Hyperparameters, seed: int):
     return model
 
 
-def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, seed: int):
-    """Train on standardised inputs ``Z`` (n, D) and labels ``y`` (n,).
+def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, seed: int, log=None):
+    """Train on standardised inputs ``Z`` (n, D) and labels ``y`` (n,); ``log`` gets progress lines if given.
 
     Returns
     -------
@@ -69,9 +70,16 @@ def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, see
     loss : list of float
         Training loss per epoch (including the L2 penalty).
     """
+    from .progress import Progress
+    from .quiet import keras
+
     model = build(Z.shape[1], n_classes, hp, seed)
+    callbacks = []
+    if log:
+        progress = Progress(hp.epochs, "epoch", log)
+        callbacks.append(keras().callbacks.LambdaCallback(on_epoch_end=lambda e, logs: progress(e + 1, logs["loss"])))
     history = model.fit(Z.astype(np.float32), y, epochs=hp.epochs, batch_size=hp.batch_size, shuffle=True,
-                        verbose=0)
+                        verbose=0, callbacks=callbacks)
     return model, [float(v) for v in history.history["loss"]]
 
 

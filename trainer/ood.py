@@ -11,15 +11,31 @@ from device.network import forward
 from device.ood import OODDetector
 
 from . import model as compact
-from .data import Dataset
+from .data import Dataset, DatasetError
 from .splits import stratified_folds
 
-#: Principal components of the detector (fewer when the data has fewer spectra).
+#: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
 #: Default share of known spectra that may be called unknown.
 FALSE_REJECTION = 0.01
-#: Folds whose held-out scores set the threshold.
+#: Folds whose held-out scores set the threshold (fewer when a class has fewer spectra).
 THRESHOLD_FOLDS = 5
+#: Fewest spectra per class: at least two folds of held-out scores, each fitted on two spectra per class.
+MIN_PER_CLASS = 3
+#: A threshold this many times the median score of the training spectra (about 2) or more separates
+#: nothing. Fitted detectors put it at 3-100 times (11-21 on the real microplastics and SERS sets, up to
+#: ~100 on 3 classes of 3-5 spectra); a covariance estimated from too few spectra put it at 10^13-10^15.
+MEANINGLESS_RATIO = 1e3
+
+
+def components_for(n_train: int, n_classes: int, points: int) -> int:
+    """Principal components a detector fitted on ``n_train`` spectra can estimate.
+
+    The pooled within-class covariance of k scores has ``n_train - n_classes`` degrees of freedom; with
+    fewer than about two per dimension it is nearly singular and the Mahalanobis distances of new spectra
+    explode. So k = min(:data:`COMPONENTS`, (n_train - n_classes) // 2, points), at least 1.
+    """
+    return int(max(1, min(COMPONENTS, (n_train - n_classes) // 2, points)))
 
 
 def _fit(Y: np.ndarray, y: np.ndarray, n_classes: int, k: int) -> OODDetector:
@@ -37,32 +53,74 @@ def _fit(Y: np.ndarray, y: np.ndarray, n_classes: int, k: int) -> OODDetector:
                        np.inf, 0.0)
 
 
+def threshold_folds(y: np.ndarray) -> int:
+    """Folds of held-out scores for labels ``y``: :data:`THRESHOLD_FOLDS`, or the smallest class's size."""
+    return int(min(THRESHOLD_FOLDS, np.bincount(y).min()))
+
+
 def fit_detector(Y: np.ndarray, y: np.ndarray, n_classes: int, false_rejection: float = FALSE_REJECTION,
-                 seed: int = 0) -> OODDetector:
+                 seed: int = 0, log=None) -> OODDetector:
     """The detector of spectra ``Y`` (n, points) with labels ``y``, its threshold set on held-out scores.
 
     Each spectrum is scored by a detector fitted without it (stratified K-fold); the threshold is the
-    (1 - ``false_rejection``) quantile of those scores. The returned detector is fitted on all spectra.
+    (1 - ``false_rejection``) quantile of those scores. The returned detector is fitted on all spectra,
+    with as many components as the smallest training fold supports (:func:`components_for`), so that
+    the scores which set the threshold come from detectors of the same size. ``log``, if given, gets the
+    threshold and, when it is meaningless, a warning (:func:`threshold_warning`).
+
+    Raises
+    ------
+    DatasetError
+        If a class has fewer than :data:`MIN_PER_CLASS` spectra.
     """
-    k = int(min(COMPONENTS, len(y) - n_classes - 1, Y.shape[1]))
+    counts = np.bincount(y, minlength=n_classes)
+    if counts.min() < MIN_PER_CLASS:
+        raise DatasetError(f"the unknown-sample detector needs at least {MIN_PER_CLASS} spectra per class; "
+                           f"class {int(counts.argmin())} has {int(counts.min())}")
+    splits = stratified_folds(y, threshold_folds(y), seed)
+    k = components_for(min(len(tr) for tr, _ in splits), n_classes, Y.shape[1])
     held = np.empty(len(y))
-    folds = int(min(THRESHOLD_FOLDS, np.bincount(y).min()))
-    for tr, te in stratified_folds(y, folds, seed):
+    for tr, te in splits:
         held[te] = _fit(Y[tr], y[tr], n_classes, k).scores(Y[te])
     threshold = float(np.quantile(held, 1.0 - false_rejection, method="higher"))
     d = _fit(Y, y, n_classes, k)
-    return OODDetector(d.mean, d.components, d.class_means, d.precision, d.residual_scale, threshold,
-                       float((held > threshold).mean()))
+    d = OODDetector(d.mean, d.components, d.class_means, d.precision, d.residual_scale, threshold,
+                    float((held > threshold).mean()))
+    if log:
+        log(f"out-of-distribution threshold {d.threshold:.4g} ({100 * d.false_rejection:.1f} % of held-out known "
+            f"spectra above it; {k} components, {len(splits)} folds)")
+        problem = threshold_warning(d, Y)
+        if problem:
+            log(f"warning: {problem}")
+    return d
 
 
-def card_entry(detector: OODDetector, spectra: int) -> dict:
-    """The model card's description of a fitted detector."""
-    return {"method": "min over classes of the Mahalanobis distance in the first "
-                      f"{detector.components.shape[0]} principal components of the SNV spectra (over k) + the "
-                      "residual energy outside them (over its training mean); see device/ood.py",
-            "threshold": detector.threshold,
-            "threshold_from": f"the (1 - target) quantile of held-out scores ({THRESHOLD_FOLDS}-fold, {spectra} spectra)",
-            "held_out_false_unknown": detector.false_rejection}
+def threshold_warning(detector: OODDetector, Y: np.ndarray) -> str | None:
+    """Why the detector's threshold separates nothing, judged on its training spectra ``Y``; None when sound.
+
+    A threshold that is not finite, or :data:`MEANINGLESS_RATIO` times the median score of the training
+    spectra or more, would let through anything: the detector had too few spectra to be estimated.
+    """
+    typical = float(np.median(detector.scores(Y)))
+    if np.isfinite(detector.threshold) and detector.threshold < MEANINGLESS_RATIO * max(typical, 1e-12):
+        return None
+    ratio = detector.threshold / max(typical, 1e-12)
+    return (f"the unknown-sample threshold {detector.threshold:.3g} is meaningless: {ratio:.3g} times the typical "
+            f"score of the training spectra ({typical:.3g}; fitted detectors sit at 3-100 times), so it cannot "
+            "tell unknown samples from known ones: add spectra before relying on 'unknown'")
+
+
+def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
+    """The model card's description of a detector fitted on spectra ``Y`` (n, points) with labels ``y``."""
+    entry = {"method": "min over classes of the Mahalanobis distance in the first "
+                       f"{detector.components.shape[0]} principal components of the SNV spectra (over k) + the "
+                       "residual energy outside them (over its training mean); see device/ood.py",
+             "threshold": detector.threshold,
+             "threshold_from": f"the (1 - target) quantile of held-out scores ({threshold_folds(y)}-fold, "
+                               f"{len(y)} spectra)",
+             "held_out_false_unknown": detector.false_rejection}
+    problem = threshold_warning(detector, Y)
+    return {**entry, "warning": problem} if problem else entry
 
 
 def leave_one_class_out(ds: Dataset, hp: compact.Hyperparameters = compact.Hyperparameters(),
@@ -139,19 +197,17 @@ def refit_detector(bundle_dir, data, false_rejection: float = FALSE_REJECTION, s
 
     from device.bundle import load_bundle, write_bundle
 
-    from .data import DatasetError, load_dataset
+    from .data import load_dataset
 
     b = load_bundle(bundle_dir)
-    ds = load_dataset(data, b.axis)
+    ds = load_dataset(data, b.axis, log=log)
     if tuple(ds.class_names) != tuple(b.class_names):
         raise DatasetError(f"{data} has the classes {list(ds.class_names)}, the bundle {list(b.class_names)}: "
                            "give the data the model was trained on")
-    ood = fit_detector(ds.X, ds.y, len(ds.class_names), false_rejection, seed)
-    log(f"out-of-distribution threshold {ood.threshold:.2f} ({100 * ood.false_rejection:.1f} % of held-out known "
-        "spectra above it)")
+    ood = fit_detector(ds.X, ds.y, len(ds.class_names), false_rejection, seed, log)
     card = {k: v for k, v in b.card.items() if k not in ("schema_version", "id", "files", "examples")}
     card["out_of_distribution"] = {
-        "target_false_unknown": false_rejection, **card_entry(ood, len(ds.y)),
+        "target_false_unknown": false_rejection, **card_entry(ood, ds.X, ds.y),
         "fitted": f"by raman-train detector on {Path(data).name} ({ds.fingerprint[:12]}), "
                   f"{datetime.now(timezone.utc).date().isoformat()}, for the network of {b.model_id}"}
     examples = [(p.relative_to(b.path / "examples").as_posix(), p.read_bytes(), label) for p, label in b.examples]

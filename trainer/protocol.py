@@ -17,19 +17,48 @@ from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inputs import Standardizer, raw_inputs
 
 from . import stacked
-from .data import Dataset
+from .data import Dataset, DatasetError
 from .metrics import classification_report, one_vs_rest_auc
 from .model import Hyperparameters
 from .splits import stratified_folds
 
 ENGINES = ("vectorized", "naive")
+#: Folds of the published protocol.
+PUBLISHED_FOLDS = 15
+
+
+def choose_folds(ds: Dataset, requested: int | None = None) -> tuple[int, str]:
+    """K of the stratified K-fold for ``ds``, and why, for the report.
+
+    Without ``requested``: the published :data:`PUBLISHED_FOLDS` when every class has that many spectra,
+    else the size of the smallest class (the largest K that tests every class in every fold).
+
+    Raises
+    ------
+    DatasetError
+        A ``requested`` K below 2 or above the smallest class's size, or a class of one spectrum.
+    """
+    counts = ds.counts()
+    smallest_class = min(counts, key=counts.get)
+    smallest = counts[smallest_class]
+    if requested is not None:
+        if not 2 <= requested <= smallest:
+            raise DatasetError(f"--folds {requested}: K-fold needs 2 <= K <= the size of the smallest class "
+                               f"({smallest_class}, {smallest} spectra)")
+        return requested, f"{requested}-fold as requested"
+    if smallest >= PUBLISHED_FOLDS:
+        return PUBLISHED_FOLDS, f"{PUBLISHED_FOLDS}-fold, as the published protocol"
+    if smallest < 2:
+        raise DatasetError(f"cross-validation needs at least 2 spectra per class; {smallest_class} has {smallest}")
+    return smallest, (f"{smallest}-fold, not the published {PUBLISHED_FOLDS}: the smallest class ({smallest_class}) "
+                      f"has {smallest} spectra")
 
 
 @dataclass(frozen=True)
 class Settings:
     """What :func:`run` does; the defaults are the published protocol's."""
 
-    folds: int = 15
+    folds: int = PUBLISHED_FOLDS
     repeats: int = 10
     seed: int = 0
     hp: Hyperparameters = field(default_factory=Hyperparameters)

@@ -13,7 +13,8 @@ from device.fileio import publish_directory
 
 from .metrics import roc_curve
 
-#: The compact-network paper's result, for comparison (real SERS data, 4 classes, 116 spectra).
+#: The compact-network paper's result (real SERS data, 4 classes, 116 spectra), shown beside results on the
+#: synthetic stand-in for that data (trainer/synth.py) only: on other data it compares nothing.
 PUBLISHED = {"accuracy_mean": 0.9858, "accuracy_std": 0.0041,
              "protocol": "15-fold CV repeated 10 times, 116 real SERS spectra (J. Phys.: Photonics 2025)"}
 
@@ -27,13 +28,102 @@ def software_versions() -> dict:
     out = {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__,
            "raman_edge": device.__version__}
     try:
-        import keras
-        import tensorflow
+        from .quiet import keras, tensorflow
 
-        out.update(tensorflow=tensorflow.__version__, keras=keras.__version__)
+        out.update(tensorflow=tensorflow().__version__, keras=keras().__version__)
     except ImportError:
         pass
     return out
+
+
+#: Resolution of the report's figures (dots per inch).
+DPI = 110
+#: Up to this many classes the confusion matrix writes each cell's fraction and count.
+CELL_NUMBERS_UP_TO = 12
+#: Up to this many classes the confusion matrix names each row and column.
+TICK_LABELS_UP_TO = 40
+#: Up to this many classes the ROC figure draws and names each class; beyond, the macro and micro averages.
+ROC_CLASSES_UP_TO = 10
+
+
+def confusion_figure(cm, class_names, path: Path) -> None:
+    """The row-normalised confusion matrix ``cm`` (C, C) as a PNG that stays readable from 2 to hundreds of classes.
+
+    Its size grows with the classes up to 13 x 12 inches (at :data:`DPI`); cell numbers are written up to
+    :data:`CELL_NUMBERS_UP_TO` classes and row and column names up to :data:`TICK_LABELS_UP_TO`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(class_names)
+    cm = np.asarray(cm, dtype=float)
+    frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(min(1.2 * n + 2.5, 13.0), min(1.0 * n + 2, 12.0)))
+    image = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    if n <= CELL_NUMBERS_UP_TO:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{frac[i, j]:.3f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=8,
+                        color="white" if frac[i, j] > 0.6 else "black")
+    else:
+        fig.colorbar(image, ax=ax, fraction=0.04, label="share of the true class")
+    if n <= TICK_LABELS_UP_TO:
+        size = 9 if n <= CELL_NUMBERS_UP_TO else 6
+        ax.set_xticks(range(n), class_names, rotation=30 if n <= CELL_NUMBERS_UP_TO else 90, ha="right", fontsize=size)
+        ax.set_yticks(range(n), class_names, fontsize=size)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"predicted ({n} classes in the order of report.json; names omitted)")
+        ax.set_ylabel("true")
+    ax.set_title("Confusion matrix, all repeats pooled (row fractions)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def roc_figure(y: np.ndarray, p: np.ndarray, class_names, auc: dict, path: Path) -> None:
+    """One-vs-rest ROC curves of labels ``y`` (n,) and probabilities ``p`` (n, C) as a PNG of a fixed size.
+
+    Up to :data:`ROC_CLASSES_UP_TO` classes each has its named curve, the legend beside the plot; beyond,
+    the classes are faint unnamed curves and the legend names only the macro average (mean true-positive
+    rate over the classes) and the micro average (all one-vs-rest decisions pooled).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    many = len(class_names) > ROC_CLASSES_UP_TO
+    grid = np.linspace(0, 1, 201)
+    mean_tpr = np.zeros_like(grid)
+    for c, name in enumerate(class_names):
+        fpr, tpr = roc_curve(y == c, p[:, c])
+        mean_tpr += np.interp(grid, fpr, tpr) / len(class_names)
+        if many:
+            ax.plot(fpr, tpr, color="0.6", lw=0.4, alpha=0.5)
+        else:
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc[name]:.4f})")
+    if many:
+        onehot = y[:, None] == np.arange(p.shape[1])[None, :]
+        fpr, tpr = roc_curve(onehot.ravel(), p.ravel())
+        micro = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+        ax.plot(grid, mean_tpr, "C0", lw=2, label=f"macro average (mean AUC {np.mean(list(auc.values())):.4f})")
+        ax.plot(fpr, tpr, "C3", lw=2, label=f"micro average (AUC {micro:.4f})")
+        ax.plot([], [], color="0.6", lw=0.8, label=f"each of the {len(class_names)} classes")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("One-vs-rest ROC, out-of-fold, all repeats")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
 
 
 def _figures(result: dict, class_names, axis_values, mean_spectrum, out: Path) -> list[str]:
@@ -42,38 +132,9 @@ def _figures(result: dict, class_names, axis_values, mean_spectrum, out: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = []
-    # Confusion matrix, rows normalised.
-    cm = np.array(result["pooled"]["confusion_matrix"], dtype=float)
-    frac = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 * len(class_names) + 2.5, 1.0 * len(class_names) + 2))
-    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(class_names)):
-        for j in range(len(class_names)):
-            ax.text(j, i, f"{frac[i, j]:.3f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=8,
-                    color="white" if frac[i, j] > 0.6 else "black")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=30, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Confusion matrix, all repeats pooled (row fractions)")
-    fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=110)
-    names.append("confusion_matrix.png")
-    # One-vs-rest ROC.
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    y, p = result["roc_data"]["y"], result["roc_data"]["p"]
-    for c, name in enumerate(class_names):
-        fpr, tpr = roc_curve(y == c, p[:, c])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {result['auc'][name]:.4f})")
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.set_title("One-vs-rest ROC, out-of-fold, all repeats")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=110)
-    names.append("roc.png")
+    confusion_figure(result["pooled"]["confusion_matrix"], class_names, out / "confusion_matrix.png")
+    roc_figure(result["roc_data"]["y"], result["roc_data"]["p"], class_names, result["auc"], out / "roc.png")
+    names = ["confusion_matrix.png", "roc.png"]
     # Loss curves.
     lc = result["loss_curves"]
     epochs = np.arange(1, len(lc["train_mean"]) + 1)
@@ -88,7 +149,7 @@ def _figures(result: dict, class_names, axis_values, mean_spectrum, out: Path) -
     ax.set_title("Loss, mean +/- std over all folds")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=110)
+    fig.savefig(out / "loss.png", dpi=DPI)
     names.append("loss.png")
     # Permutation importance.
     imp = result["importance"]
@@ -107,7 +168,7 @@ def _figures(result: dict, class_names, axis_values, mean_spectrum, out: Path) -
     a2.set_ylabel("normalised importance")
     a2.set_title(f"Spectral bands of {imp['band_width_cm-1']:g} cm-1 (mean spectrum in black)")
     fig.tight_layout()
-    fig.savefig(out / "importance.png", dpi=110)
+    fig.savefig(out / "importance.png", dpi=DPI)
     names.append("importance.png")
     plt.close("all")
     return names
@@ -118,7 +179,8 @@ def _markdown(report: dict) -> str:
     lines = [
         f"# Evaluation report: {report['data']['source']}",
         "",
-        f"Protocol: stratified {s['folds']}-fold cross-validation repeated {s['repeats']} times, a new shuffle "
+        f"Protocol: stratified {s['folds']}-fold cross-validation ({s['folds_chosen']}) repeated {s['repeats']} "
+        "times, a new shuffle "
         f"(seed {s['seed']} + repeat) each time; weights re-initialised and standardisation fitted on the training "
         f"folds only, every fold. Engine: {s['engine']}. Hyperparameters: {s['hyperparameters']}.",
         "",
@@ -130,8 +192,9 @@ def _markdown(report: dict) -> str:
         "| | accuracy (mean +/- std over repeats) |",
         "|---|---|",
         f"| this run | {100 * r['accuracy_mean']:.2f} % +/- {100 * r['accuracy_std']:.2f} % |",
-        f"| published (for reference: {PUBLISHED['protocol']}) | {100 * PUBLISHED['accuracy_mean']:.2f} % +/- "
-        f"{100 * PUBLISHED['accuracy_std']:.2f} % |",
+        *([f"| published (for reference: {PUBLISHED['protocol']}; this data is the synthetic stand-in for "
+           f"it) | {100 * PUBLISHED['accuracy_mean']:.2f} % +/- {100 * PUBLISHED['accuracy_std']:.2f} % |"]
+          if report["published"] else []),
         "",
         "Per repeat: " + ", ".join(f"{100 * x['accuracy']:.2f} %" for x in r["repeats"]),
         "",
@@ -174,13 +237,18 @@ def publish_report(out, fill) -> Path:
     return out
 
 
-def write_report(out, result: dict, settings: dict, data: dict, class_names, axis_values, mean_spectrum) -> Path:
-    """Write the protocol's report directory (see :func:`publish_report`)."""
+def write_report(out, result: dict, settings: dict, data: dict, class_names, axis_values, mean_spectrum,
+                 published: bool = False) -> Path:
+    """Write the protocol's report directory (see :func:`publish_report`).
+
+    ``published``: show the paper's result (:data:`PUBLISHED`) beside this run's, for the synthetic
+    stand-in of its data only. ``settings`` includes ``folds_chosen``, why K is what it is.
+    """
     def fill(tmp: Path) -> None:
         figures = _figures(result, class_names, axis_values, mean_spectrum, tmp)
         public = {k: v for k, v in result.items() if k != "roc_data"}
         report = {"settings": settings, "data": data, "software": software_versions(), "results": public,
-                  "figures": figures}
+                  "figures": figures, "published": PUBLISHED if published else None}
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(_markdown(report))
 
