@@ -13,6 +13,9 @@ from .commandline import run
 from .errors import BridgeError
 from .sim.serve import PROTOCOLS
 
+#: Integration time set when ``--integration`` is not given, s (devices whose time is fixed get none).
+DEFAULT_INTEGRATION_S = 0.1
+
 
 def _floats(text: str) -> tuple:
     try:
@@ -36,12 +39,18 @@ def _driver(args):
     return DRIVERS[args.protocol](args.port, **kwargs)
 
 
+def _configure(spec, args) -> None:
+    """Apply ``--integration`` (when not given, the default, unless the device's is fixed) and ``--averages``."""
+    if args.integration is not None or not spec.fixed_integration:
+        spec.set_integration_time(DEFAULT_INTEGRATION_S if args.integration is None else args.integration)
+    spec.set_averages(args.averages)
+
+
 def _measure(args):
     from .measure import measure
 
     with _driver(args) as spec:
-        spec.set_integration_time(args.integration)
-        spec.set_averages(args.averages)
+        _configure(spec, args)
         return spec.identify(), measure(spec, args.laser, dark_frame=not args.no_dark)
 
 
@@ -79,14 +88,16 @@ def cmd_probe(args) -> int:
                       "shift_range_cm-1": [round(float(m.shift[0]), 2), round(float(m.shift[-1]), 2)],
                       "max_intensity": round(float(m.intensity[top]), 2), "at_cm-1": round(float(m.shift[top]), 2),
                       "raw_max": float(m.raw.max()), "dark_subtracted": m.meta["dark_subtracted"],
-                      "integration_s": args.integration, "averages": args.averages, "laser_nm": args.laser}, indent=2))
+                      "integration_s": m.meta["integration_s"], "averages": args.averages, "laser_nm": args.laser},
+                     indent=2))
     return 0
 
 
 def cmd_acquire(args) -> int:
     info, m = _measure(args)
-    header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": args.integration, "averages": args.averages,
-                                                   "laser_nm": args.laser, **{k: m.meta[k] for k in ("dark_subtracted",)}}.items())
+    header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
+                                                   "averages": args.averages, "laser_nm": args.laser,
+                                                   "dark_subtracted": m.meta["dark_subtracted"]}.items())
     body = "".join(f"{x:.4f},{y:.4f}\n" for x, y in zip(m.shift, m.intensity))
     with open(args.out, "w") as f:
         f.write(header + "\nraman_shift_cm-1,intensity\n" + body)
@@ -98,6 +109,7 @@ def cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
+    from .measure import acquire_signal
 
     if args.reference in RAMAN_STANDARDS:
         lines_nm = wavelength_of_shift(RAMAN_STANDARDS[args.reference], args.laser)
@@ -105,25 +117,26 @@ def cmd_calibrate(args) -> int:
         values = np.loadtxt(Path(args.reference), comments="#", ndmin=1, usecols=0)
         lines_nm = values if args.unit == "nm" else wavelength_of_shift(values, args.laser)
     with _driver(args) as spec:
-        spec.set_integration_time(args.integration)
-        spec.set_averages(args.averages)
-        counts, meta = spec.acquire()
+        _configure(spec, args)
+        signal, _, _ = acquire_signal(spec, dark_frame=not args.no_dark)
         guess = _floats(args.guess) if args.guess else tuple(np.polynomial.polynomial.polyfit(
-            np.arange(counts.size), spec.wavelengths(), args.degree))
-    signal_counts = meta["dark_reference"] - counts if meta.get("inverted") else counts
-    try:
-        fit = fit_wavelengths(signal_counts, lines_nm, guess, args.degree)
-    except ValueError as exc:
-        raise BridgeError(str(exc)) from None
+            np.arange(signal.size), spec.wavelengths(), args.degree))
+    fit = fit_wavelengths(signal, lines_nm, guess, args.degree, min_lines=args.min_lines, max_rms_nm=args.max_rms)
     print(f"{'pixel':>9} {'reference nm':>13} {'residual nm':>12} {'residual cm-1':>14}")
     for p, r, e in zip(fit.pixels, fit.reference_nm, fit.residual_nm):
         print(f"{p:9.2f} {r:13.3f} {e:12.4f} {raman_shift(r, args.laser) - raman_shift(r - e, args.laser):14.3f}")
-    print(f"{len(fit.pixels)} lines, rms residual {fit.rms_nm:.4f} nm; coefficients (nm, pixel from 0): "
-          + ",".join(f"{c:.10g}" for c in fit.coefficients))
+    if fit.unresolved_nm:
+        print(f"left out, unresolved at a line width of {fit.line_width:.1f} pixels: "
+              + ", ".join(f"{r:.3f}" for r in fit.unresolved_nm) + " nm")
+    print(f"{len(fit.pixels)} of {fit.in_range} lines in range, rms residual {fit.rms_nm:.4f} nm; "
+          "coefficients (nm, pixel from 0): " + ",".join(f"{c:.10g}" for c in fit.coefficients))
     if args.out:
         Path(args.out).write_text(json.dumps({"coefficients": fit.coefficients, "laser_nm": args.laser,
                                               "reference": args.reference, "lines": len(fit.pixels),
-                                              "rms_residual_nm": fit.rms_nm}, indent=2) + "\n")
+                                              "rms_residual_nm": fit.rms_nm,
+                                              "pixels": [round(float(p), 3) for p in fit.pixels],
+                                              "reference_nm": [float(r) for r in fit.reference_nm]},
+                                             indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 
@@ -133,7 +146,8 @@ def _device_options(p, laser_required=True) -> None:
     p.add_argument("--port", required=True, help="serial port (/dev/ttyACM0, /dev/ttyUSB0, a simulator's /dev/pts/N)")
     p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200)")
     p.add_argument("--laser", type=float, required=laser_required, help="measured laser line, nm")
-    p.add_argument("--integration", type=float, default=0.1, help="integration time, s (default 0.1)")
+    p.add_argument("--integration", type=float, help=f"integration time, s (default {DEFAULT_INTEGRATION_S:g}; "
+                                                       "not for groupgets, whose sketch fixes it)")
     p.add_argument("--averages", type=int, default=1)
     p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec)")
     p.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
@@ -168,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--unit", choices=("nm", "cm-1"), default="nm", help="unit of a reference file (lamps: nm, air)")
     c.add_argument("--guess", help="starting polynomial c0,c1,... nm (default: the device's or --coefficients)")
     c.add_argument("--degree", type=int, default=3)
+    c.add_argument("--min-lines", type=int, help="lines the fit must use (default: degree + 3, and half the "
+                                                  "resolved reference lines in range)")
+    c.add_argument("--max-rms", type=float, help="largest accepted rms residual, nm (default: a quarter pixel)")
     c.add_argument("--out", help="write the fit (coefficients, residual) as JSON")
     c.set_defaults(func=cmd_calibrate)
     return p

@@ -54,6 +54,8 @@ class Spectrometer:
 
     protocol = ""
     has_laser = False
+    #: The integration time is set by the device's firmware; :meth:`set_integration_time` refuses.
+    fixed_integration = False
 
     def __init__(self, url: str, baud: int):
         self.url = url
@@ -446,14 +448,15 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
     trailing comma (Arduino Uno, 10-bit). No commands; the integration time is fixed by the sketch."""
 
     protocol = "groupgets"
+    fixed_integration = True
     PERIOD = 0.010 + 1200 * 10 / 115200  # one line every 10 ms plus its transfer
 
     def identify(self) -> dict:
         return {**super().identify(), "model": "Hamamatsu C12880MA (GroupGets stream)"}
 
     def set_integration_time(self, seconds: float) -> None:
-        raise SettingError("the GroupGets sketch has a fixed integration time; use the microspec firmware "
-                           "to set it")
+        raise SettingError("the GroupGets sketch has a fixed integration time: set none (no --integration), "
+                           "or use the microspec firmware to set it")
 
     def _restore(self) -> None:
         pass

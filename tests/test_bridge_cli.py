@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, wavelength_of_shift, wavelengths
+from firmware_bridge.calibration import (RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift,
+                                        wavelengths)
 from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, tcd1304_instrument
+from firmware_bridge.sim.serve import make_device
 
 BIN = Path(sys.executable).parent
 
@@ -69,9 +71,8 @@ def test_clear_errors_for_missing_port_and_wrong_settings(simulator):
 
 
 @pytest.mark.parametrize("standard", sorted(RAMAN_STANDARDS))
-def test_fit_recovers_the_polynomial_from_a_raman_standard(standard):
-    x = np.linspace(-300, 3700, 8001)
-    y = sum(np.exp(-0.5 * ((x - s) / 3) ** 2) for s in RAMAN_STANDARDS[standard]) + 0.05
+def test_fit_recovers_the_polynomial_from_a_raman_standard(standard, tmp_path):
+    x, y = np.loadtxt(standard_scene(tmp_path / "scene.csv", standard), delimiter=",").T
     inst = tcd1304_instrument(785.0)
     rng = np.random.default_rng(0)
     counts = inst.dark_level - np.mean([inst.render(x, y, 0.05, rng) for _ in range(10)], axis=0)
@@ -85,18 +86,95 @@ def test_fit_recovers_the_polynomial_from_a_raman_standard(standard):
         fit_wavelengths(np.zeros(3648) + 5, wavelength_of_shift(RAMAN_STANDARDS[standard], 785.0), guess, 2)
 
 
-def test_calibrate_command_on_a_simulated_standard(simulator, tmp_path):
+#: Mercury and argon lines (NIST, air, nm) spread over the C12880MA's range; 576.960 and 579.066 lie
+#: within its resolution of each other and must be left out.
+LAMP_NM = (365.015, 404.656, 491.607, 546.074, 576.960, 579.066, 696.543, 738.398, 763.511, 811.531, 842.465)
+
+
+def standard_scene(path, standard):
+    """A scene file of a Raman standard's bands (3 cm-1 wide) on a small floor."""
     x = np.linspace(-300, 3700, 8001)
-    y = sum(np.exp(-0.5 * ((x - s) / 3) ** 2) for s in RAMAN_STANDARDS["polystyrene"]) + 0.05
-    scene = tmp_path / "polystyrene.csv"
-    np.savetxt(scene, np.c_[x, y], delimiter=",")
-    port = simulator("--protocol", "tcd1304", "--scene", scene, "--instant")
-    out = tmp_path / "cal.json"
-    r = bridge("calibrate", "--protocol", "tcd1304", "--port", port, "--laser", "785", "--reference", "polystyrene",
-               "--guess", "773.5,0.0862,-2.1e-6", "--degree", "2", "--integration", "0.05", "--averages", "10",
-               "--out", out)
+    y = sum(np.exp(-0.5 * ((x - s) / 3) ** 2) for s in RAMAN_STANDARDS[standard]) + 0.05
+    np.savetxt(path, np.c_[x, y], delimiter=",")
+    return path
+
+
+def lamp_scene(path, laser_nm):
+    """A scene file of the :data:`LAMP_NM` lines, 1 nm wide (wider than the instrument model's sub-pixel
+    sampling), as Raman shifts from ``laser_nm``."""
+    x = np.linspace(-12000, 8000, 40001)
+    lam = np.array(LAMP_NM)
+    y = sum(np.exp(-0.5 * ((x - s) / w) ** 2) for s, w in zip(raman_shift(lam, laser_nm), 1e7 / lam ** 2)) + 0.01
+    np.savetxt(path, np.c_[x, y], delimiter=",")
+    return path
+
+
+#: The C12880MA's polynomial to degree 4, 2 nm off: a starting polynomial as a previous calibration gives.
+GUESS_C12880 = "314.0,2.6876,-9.527e-4,-9.164e-6,1.390e-8"
+#: protocol -> (laser nm, scene, calibrate options, integration and averages options)
+CALIBRATION = {
+    "obp": (785.0, "polystyrene", ["--reference", "polystyrene"], ["--integration", "0.05", "--averages", "10"]),
+    "tcd1304": (785.0, "polystyrene", ["--reference", "polystyrene", "--guess", "773.5,0.0862,-2.1e-6", "--degree", "2"],
+                ["--integration", "0.05", "--averages", "10"]),
+    "microspec": (532.0, "lamp", ["--reference", "LAMP", "--unit", "nm", "--guess", GUESS_C12880,
+                                  "--degree", "4"], ["--integration", "0.2", "--averages", "20"]),
+    "groupgets": (532.0, "lamp", ["--reference", "LAMP", "--unit", "nm", "--guess", GUESS_C12880,
+                                  "--degree", "4"], ["--averages", "20"]),
+}
+
+
+def calibrate(simulator, tmp_path, protocol, scene=None):
+    """Run `raman-bridge calibrate` on a simulator of ``protocol`` on a pty; (result, output path)."""
+    laser, _, options, settings = CALIBRATION[protocol]
+    (tmp_path / "lamp.txt").write_text("".join(f"{v}\n" for v in LAMP_NM))
+    options = [str(tmp_path / "lamp.txt") if o == "LAMP" else o for o in options]
+    port = simulator("--protocol", protocol, "--instant", *(["--scene", scene] if scene else []))
+    out = tmp_path / f"{protocol}.json"
+    r = bridge("calibrate", "--protocol", protocol, "--port", port, "--laser", laser, *options, *settings, "--out", out)
+    return r, out
+
+
+def scene_for(tmp_path, protocol):
+    """The scene a protocol's calibration looks at: polystyrene, or lamp lines for the C12880MA."""
+    laser, kind, _, _ = CALIBRATION[protocol]
+    if kind == "lamp":
+        return lamp_scene(tmp_path / "lamp.csv", laser)
+    return standard_scene(tmp_path / f"{kind}.csv", kind)
+
+
+@pytest.mark.parametrize("protocol", sorted(CALIBRATION))
+def test_calibrate_recovers_the_simulators_polynomial(protocol, simulator, tmp_path):
+    r, out = calibrate(simulator, tmp_path, protocol, scene_for(tmp_path, protocol))
     assert r.returncode == 0, r.stderr
     fit = json.loads(out.read_text())
-    assert fit["lines"] >= 8 and fit["rms_residual_nm"] < 0.02
-    np.testing.assert_allclose(wavelengths(fit["coefficients"], 3648)[500:3000],
-                               wavelengths(TCD1304_COEFFICIENTS, 3648)[500:3000], atol=0.02)
+    inst = make_device(protocol).instrument  # the oracle: the simulator's own instrument model
+    true = wavelengths(inst.coefficients, inst.pixels)
+    pixels = np.array(fit["pixels"])
+    assert len(set(np.round(pixels).astype(int))) == len(pixels) == fit["lines"]  # one line per pixel, never two
+    assert fit["lines"] >= {"obp": 7, "tcd1304": 11, "microspec": 8, "groupgets": 8}[protocol]
+    span = slice(int(pixels.min()), int(pixels.max()) + 1)
+    error_px = (np.abs(wavelengths(fit["coefficients"], inst.pixels) - true) / np.abs(np.gradient(true)))[span]
+    assert error_px.max() < 0.2, error_px.max()
+    assert fit["rms_residual_nm"] < 0.25 * np.median(np.abs(np.gradient(true)))
+    if protocol in ("microspec", "groupgets"):  # the Hg doublet blends at this resolution
+        assert 576.960 not in fit["reference_nm"] and 579.066 not in fit["reference_nm"]
+        assert "left out, unresolved" in r.stdout
+
+
+@pytest.mark.parametrize("protocol", sorted(CALIBRATION))
+def test_calibrate_refuses_a_spectrum_without_the_standard(protocol, simulator, tmp_path):
+    """The shipped pesticide spectra are in the beam, not the standard: no fit is written."""
+    r, out = calibrate(simulator, tmp_path, protocol)
+    assert r.returncode == 2 and not out.exists(), r.stdout
+    errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "is the standard in the beam" in errors[0]
+
+
+def test_calibrate_refuses_lines_the_device_cannot_resolve(simulator, tmp_path):
+    """Polystyrene's bands lie closer together than the C12880MA's resolution (8 pixels, 10-20 nm)."""
+    scene = standard_scene(tmp_path / "polystyrene.csv", "polystyrene")
+    port = simulator("--protocol", "microspec", "--instant", "--scene", scene)
+    out = tmp_path / "cal.json"
+    r = bridge("calibrate", "--protocol", "microspec", "--port", port, "--laser", "532", "--reference", "polystyrene",
+               "--degree", "4", "--integration", "0.2", "--out", out)
+    assert r.returncode == 2 and not out.exists() and "unresolved" in r.stderr, r.stderr
