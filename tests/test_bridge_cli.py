@@ -70,6 +70,26 @@ def test_clear_errors_for_missing_port_and_wrong_settings(simulator):
     assert r.returncode == 2 and "below the TCD1304's minimum" in r.stderr
 
 
+def test_groupgets_needs_no_integration_time_and_refuses_one(simulator, tmp_path):
+    """The GroupGets sketch fixes its integration time: the commands work without one, as the README shows."""
+    port = simulator("--protocol", "groupgets", "--instant")
+    r = bridge("probe", "--protocol", "groupgets", "--port", port, "--laser", "532")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["protocol"] == "groupgets" and info["points"] == 288 and info["integration_s"] is None
+    out = tmp_path / "s.csv"
+    r = bridge("acquire", "--protocol", "groupgets", "--port", port, "--laser", "532", "--averages", "2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    rows = [ln for ln in out.read_text().splitlines() if not ln.startswith(("#", "raman_shift"))]
+    assert np.loadtxt(rows, delimiter=",").shape == (288, 2)
+    for command in ("probe", "calibrate"):
+        r = bridge(command, "--protocol", "groupgets", "--port", port, "--laser", "532", "--integration", "0.05",
+                   *(["--reference", "polystyrene"] if command == "calibrate" else []))
+        errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(errors) == 1, r.stderr
+        assert errors[0].startswith("error: the GroupGets sketch has a fixed integration time") and "--integration" in errors[0]
+
+
 @pytest.mark.parametrize("standard", sorted(RAMAN_STANDARDS))
 def test_fit_recovers_the_polynomial_from_a_raman_standard(standard, tmp_path):
     x, y = np.loadtxt(standard_scene(tmp_path / "scene.csv", standard), delimiter=",").T
