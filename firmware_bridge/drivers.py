@@ -29,7 +29,7 @@ def open_port(url: str, baud: int, timeout: float, port=None):
     except ImportError:
         raise PortGoneError("pyserial is not installed: pip install 'raman-edge[device]'") from None
 
-    from .sim.serve import register
+    from .urlhandler import register
 
     register()
     try:

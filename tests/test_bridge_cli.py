@@ -90,6 +90,23 @@ def test_groupgets_needs_no_integration_time_and_refuses_one(simulator, tmp_path
         assert errors[0].startswith("error: the GroupGets sketch has a fixed integration time") and "--integration" in errors[0]
 
 
+def readme_python(section):
+    """The Python code block of a README section (``### section``)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    body = text.split(f"\n### {section}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return body.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_sim_url_snippet_runs_as_written(tmp_path):
+    snippet = readme_python("Simulators")
+    r = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "b'STS04211'", r.stderr
+    # Without the registration line pyserial does not know the scheme: the check can fail.
+    unregistered = "\n".join(ln for ln in snippet.splitlines() if "urlhandler" not in ln)
+    r = subprocess.run([sys.executable, "-c", unregistered], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert r.returncode != 0 and "protocol 'sim' not known" in r.stderr
+
+
 @pytest.mark.parametrize("standard", sorted(RAMAN_STANDARDS))
 def test_fit_recovers_the_polynomial_from_a_raman_standard(standard, tmp_path):
     x, y = np.loadtxt(standard_scene(tmp_path / "scene.csv", standard), delimiter=",").T
