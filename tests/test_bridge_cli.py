@@ -34,7 +34,7 @@ def simulator(request):
 
 
 def bridge(*args):
-    return subprocess.run([str(BIN / "raman-bridge"), *map(str, args)], capture_output=True, text=True)
+    return subprocess.run([str(BIN / "raman-bridge"), *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def test_probe_each_protocol_over_a_pty(simulator):
@@ -139,6 +139,15 @@ def test_bad_numbers_are_one_error_line(before, option, values):
     if before == ["probe", *OBP] and option == "--baud":  # the protocol's rates are named; one of them works
         assert "choose one of 9600, 19200, 38400, 57600, 115200, 230400, 460800" in bridge(*before, "--baud=0").stderr
         assert bridge(*before, "--baud=57600").returncode == 0
+
+
+def test_output_into_a_reader_that_stopped_is_no_error():
+    """`raman-bridge probe ... | head`: a reader gone before the output comes is not an error."""
+    p = subprocess.Popen([str(BIN / "raman-bridge"), "probe", *OBP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    p.stdout.close()  # closed before the command has even started up
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 0 and err == ""
 
 
 @pytest.mark.parametrize("standard", sorted(RAMAN_STANDARDS))
