@@ -167,7 +167,7 @@ def cmd_calibrate(args) -> int:
 def _device_options(p, laser_required=True) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, required=True)
     p.add_argument("--port", required=True, help="serial port (/dev/ttyACM0, /dev/ttyUSB0, a simulator's /dev/pts/N)")
-    p.add_argument("--baud", type=_number(int, lambda v: True, "a baud rate (a whole number)"), help="baud rate (default: the protocol's, 115200; OBP: 9600-460800)")
+    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200; OBP: 9600-460800)")
     p.add_argument("--laser", type=LASER_NM, required=laser_required, help="measured laser line, nm")
     p.add_argument("--integration", type=_number(float, lambda v: v > 0, "an integration time in seconds, above 0"),
                    help=f"integration time, s (default {DEFAULT_INTEGRATION_S:g}; not for groupgets, whose sketch "
