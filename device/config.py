@@ -41,6 +41,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
+
 from .errors import RamanEdgeError
 
 PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
@@ -210,6 +212,9 @@ def parse_config(text: str, path="<config>") -> Config:
                         "from 'raman-bridge calibrate'")
     if protocol == "groupgets" and "integration_s" in spec:
         problems.append("spectrometer.integration_s: the GroupGets sketch's integration time is fixed; remove it")
+    if protocol == "obp" and spec.get("baud", OBP_BAUD_RATES[0]) not in OBP_BAUD_RATES:
+        problems.append(f"spectrometer.baud: an OBP device runs at {', '.join(map(str, OBP_BAUD_RATES))} baud "
+                        f"(got {spec['baud']})")
     if "firmware" in spec and protocol != "tcd1304":
         problems.append("spectrometer.firmware: only the TCD1304 has firmware generations; remove it")
     if problems:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -13,12 +14,36 @@ from .commandline import run
 from .errors import BridgeError
 from .sim.serve import PROTOCOLS
 
+#: Integration time set when ``--integration`` is not given, s (devices whose time is fixed get none).
+DEFAULT_INTEGRATION_S = 0.1
 
-def _floats(text: str) -> tuple:
+
+def _floats(text: str, option: str) -> tuple:
     try:
-        return tuple(float(v) for v in text.split(","))
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise BridgeError(f"expected comma-separated numbers, got {text!r}") from None
+        values = ()
+    if not values or not all(math.isfinite(v) for v in values):
+        raise BridgeError(f"{option}: expected comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def _number(kind, valid, what: str):
+    """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds, else the one error
+    ``argument --x: expected WHAT, got 'TEXT'``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not valid(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+LASER_NM = _number(float, lambda v: 200 <= v <= 1100, "the laser line in nm, 200-1100")
 
 
 def _driver(args):
@@ -28,20 +53,26 @@ def _driver(args):
     if args.coefficients:
         if args.protocol == "obp":
             raise BridgeError("an OBP device stores its own wavelength polynomial; drop --coefficients")
-        kwargs["coefficients"] = _floats(args.coefficients)
+        kwargs["coefficients"] = _floats(args.coefficients, "--coefficients")
     if args.protocol == "tcd1304":
         kwargs["firmware"] = args.firmware
-    if args.baud:
+    if args.baud is not None:
         kwargs["baud"] = args.baud
     return DRIVERS[args.protocol](args.port, **kwargs)
+
+
+def _configure(spec, args) -> None:
+    """Apply ``--integration`` (when not given, the default, unless the device's is fixed) and ``--averages``."""
+    if args.integration is not None or not spec.fixed_integration:
+        spec.set_integration_time(DEFAULT_INTEGRATION_S if args.integration is None else args.integration)
+    spec.set_averages(args.averages)
 
 
 def _measure(args):
     from .measure import measure
 
     with _driver(args) as spec:
-        spec.set_integration_time(args.integration)
-        spec.set_averages(args.averages)
+        _configure(spec, args)
         return spec.identify(), measure(spec, args.laser, dark_frame=not args.no_dark)
 
 
@@ -79,14 +110,16 @@ def cmd_probe(args) -> int:
                       "shift_range_cm-1": [round(float(m.shift[0]), 2), round(float(m.shift[-1]), 2)],
                       "max_intensity": round(float(m.intensity[top]), 2), "at_cm-1": round(float(m.shift[top]), 2),
                       "raw_max": float(m.raw.max()), "dark_subtracted": m.meta["dark_subtracted"],
-                      "integration_s": args.integration, "averages": args.averages, "laser_nm": args.laser}, indent=2))
+                      "integration_s": m.meta["integration_s"], "averages": args.averages, "laser_nm": args.laser},
+                     indent=2))
     return 0
 
 
 def cmd_acquire(args) -> int:
     info, m = _measure(args)
-    header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": args.integration, "averages": args.averages,
-                                                   "laser_nm": args.laser, **{k: m.meta[k] for k in ("dark_subtracted",)}}.items())
+    header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
+                                                   "averages": args.averages, "laser_nm": args.laser,
+                                                   "dark_subtracted": m.meta["dark_subtracted"]}.items())
     body = "".join(f"{x:.4f},{y:.4f}\n" for x, y in zip(m.shift, m.intensity))
     with open(args.out, "w") as f:
         f.write(header + "\nraman_shift_cm-1,intensity\n" + body)
@@ -98,32 +131,35 @@ def cmd_calibrate(args) -> int:
     from pathlib import Path
 
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
+    from .measure import acquire_signal
 
     if args.reference in RAMAN_STANDARDS:
         lines_nm = wavelength_of_shift(RAMAN_STANDARDS[args.reference], args.laser)
     else:
         values = np.loadtxt(Path(args.reference), comments="#", ndmin=1, usecols=0)
         lines_nm = values if args.unit == "nm" else wavelength_of_shift(values, args.laser)
+    guess = _floats(args.guess, "--guess") if args.guess else None
     with _driver(args) as spec:
-        spec.set_integration_time(args.integration)
-        spec.set_averages(args.averages)
-        counts, meta = spec.acquire()
-        guess = _floats(args.guess) if args.guess else tuple(np.polynomial.polynomial.polyfit(
-            np.arange(counts.size), spec.wavelengths(), args.degree))
-    signal_counts = meta["dark_reference"] - counts if meta.get("inverted") else counts
-    try:
-        fit = fit_wavelengths(signal_counts, lines_nm, guess, args.degree)
-    except ValueError as exc:
-        raise BridgeError(str(exc)) from None
+        _configure(spec, args)
+        signal, _, _ = acquire_signal(spec, dark_frame=not args.no_dark)
+        if guess is None:
+            guess = tuple(np.polynomial.polynomial.polyfit(np.arange(signal.size), spec.wavelengths(), args.degree))
+    fit = fit_wavelengths(signal, lines_nm, guess, args.degree, min_lines=args.min_lines, max_rms_nm=args.max_rms)
     print(f"{'pixel':>9} {'reference nm':>13} {'residual nm':>12} {'residual cm-1':>14}")
     for p, r, e in zip(fit.pixels, fit.reference_nm, fit.residual_nm):
         print(f"{p:9.2f} {r:13.3f} {e:12.4f} {raman_shift(r, args.laser) - raman_shift(r - e, args.laser):14.3f}")
-    print(f"{len(fit.pixels)} lines, rms residual {fit.rms_nm:.4f} nm; coefficients (nm, pixel from 0): "
-          + ",".join(f"{c:.10g}" for c in fit.coefficients))
+    if fit.unresolved_nm:
+        print(f"left out, unresolved at a line width of {fit.line_width:.1f} pixels: "
+              + ", ".join(f"{r:.3f}" for r in fit.unresolved_nm) + " nm")
+    print(f"{len(fit.pixels)} of {fit.in_range} lines in range, rms residual {fit.rms_nm:.4f} nm; "
+          "coefficients (nm, pixel from 0): " + ",".join(f"{c:.10g}" for c in fit.coefficients))
     if args.out:
         Path(args.out).write_text(json.dumps({"coefficients": fit.coefficients, "laser_nm": args.laser,
                                               "reference": args.reference, "lines": len(fit.pixels),
-                                              "rms_residual_nm": fit.rms_nm}, indent=2) + "\n")
+                                              "rms_residual_nm": fit.rms_nm,
+                                              "pixels": [round(float(p), 3) for p in fit.pixels],
+                                              "reference_nm": [float(r) for r in fit.reference_nm]},
+                                             indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 
@@ -131,10 +167,13 @@ def cmd_calibrate(args) -> int:
 def _device_options(p, laser_required=True) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, required=True)
     p.add_argument("--port", required=True, help="serial port (/dev/ttyACM0, /dev/ttyUSB0, a simulator's /dev/pts/N)")
-    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200)")
-    p.add_argument("--laser", type=float, required=laser_required, help="measured laser line, nm")
-    p.add_argument("--integration", type=float, default=0.1, help="integration time, s (default 0.1)")
-    p.add_argument("--averages", type=int, default=1)
+    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200; OBP: 9600-460800)")
+    p.add_argument("--laser", type=LASER_NM, required=laser_required, help="measured laser line, nm")
+    p.add_argument("--integration", type=_number(float, lambda v: v > 0, "an integration time in seconds, above 0"),
+                   help=f"integration time, s (default {DEFAULT_INTEGRATION_S:g}; not for groupgets, whose sketch "
+                        "fixes it)")
+    p.add_argument("--averages", type=_number(int, lambda v: v >= 1, "a whole number of scans, 1 or more"),
+                   default=1, help="scans to average (default 1, at most 5000)")
     p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec)")
     p.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
     p.add_argument("--no-dark", action="store_true", help="do not take a dark frame (OBP)")
@@ -148,9 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--protocol", choices=PROTOCOLS, required=True)
     s.add_argument("--scene", help="Raman spectra to show: .npz (X, wavenumber), a two-column file or a folder "
                                    "(default: the shipped example spectra)")
-    s.add_argument("--faults", type=float, default=0.0, help="fault rate per reply, 0-1 (default 0)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--laser", type=float, help="the simulated laser line, nm (default 785; microspec 532)")
+    s.add_argument("--faults", type=_number(float, lambda v: 0 <= v <= 1, "a fault rate from 0 to 1"), default=0.0,
+                   help="fault rate per reply, 0-1 (default 0)")
+    s.add_argument("--seed", type=_number(int, lambda v: v >= 0, "a whole number, 0 or more"), default=0)
+    s.add_argument("--laser", type=LASER_NM, help="the simulated laser line, nm (default 785; microspec 532)")
     s.add_argument("--firmware", choices=("2017", "2019"), default="2019")
     s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
     s.set_defaults(func=cmd_simulate)
@@ -167,7 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="polystyrene, cyclohexane, or a file of line positions (one per line; see --unit)")
     c.add_argument("--unit", choices=("nm", "cm-1"), default="nm", help="unit of a reference file (lamps: nm, air)")
     c.add_argument("--guess", help="starting polynomial c0,c1,... nm (default: the device's or --coefficients)")
-    c.add_argument("--degree", type=int, default=3)
+    c.add_argument("--degree", type=_number(int, lambda v: 1 <= v <= 5, "a polynomial degree from 1 to 5"),
+                   default=3, help="degree of the polynomial (default 3)")
+    c.add_argument("--min-lines", type=_number(int, lambda v: v >= 1, "a whole number of lines, 1 or more"),
+                   help="lines the fit must use (default: degree + 3, and half the resolved reference lines in "
+                        "range; never fewer than degree + 2)")
+    c.add_argument("--max-rms", type=_number(float, lambda v: v > 0, "an rms residual in nm, above 0"),
+                   help="largest accepted rms residual, nm (default: a quarter pixel)")
     c.add_argument("--out", help="write the fit (coefficients, residual) as JSON")
     c.set_defaults(func=cmd_calibrate)
     return p

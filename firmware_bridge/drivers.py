@@ -20,6 +20,8 @@ from .errors import (BridgeError, DeviceNotAnswering, FramingError, NackError, P
 
 #: Slack added to every timeout computed from a protocol's timing model, seconds.
 TIMEOUT_MARGIN = 0.5
+#: Standard UART rates: what a serial port (and a pty) can be set to.
+STANDARD_BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 
 def open_port(url: str, baud: int, timeout: float, port=None):
@@ -29,7 +31,7 @@ def open_port(url: str, baud: int, timeout: float, port=None):
     except ImportError:
         raise PortGoneError("pyserial is not installed: pip install 'raman-edge[device]'") from None
 
-    from .sim.serve import register
+    from .urlhandler import register
 
     register()
     try:
@@ -54,8 +56,17 @@ class Spectrometer:
 
     protocol = ""
     has_laser = False
+    #: The integration time is set by the device's firmware; :meth:`set_integration_time` refuses.
+    fixed_integration = False
+    #: Baud rates the protocol's devices can use.
+    BAUD_RATES = STANDARD_BAUD_RATES
+    #: Most scans :meth:`set_averages` accepts (averaged by the device or here).
+    MAX_AVERAGES = 5000
 
     def __init__(self, url: str, baud: int):
+        if isinstance(baud, bool) or baud not in self.BAUD_RATES:
+            raise SettingError(f"baud rate {baud} is not one the {self.protocol} protocol uses: choose one of "
+                               + ", ".join(map(str, self.BAUD_RATES)))
         self.url = url
         self.baud = baud
         self.port = None
@@ -97,8 +108,12 @@ class Spectrometer:
         raise NotImplementedError
 
     def set_averages(self, n: int) -> None:
-        if int(n) != n or n < 1:
-            raise SettingError(f"averages must be a whole number >= 1, not {n}")
+        try:
+            whole = not isinstance(n, bool) and float(n).is_integer()
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not (whole and 1 <= n <= self.MAX_AVERAGES):
+            raise SettingError(f"averages must be a whole number from 1 to {self.MAX_AVERAGES}, not {n}")
         self.averages = int(n)
 
     def acquire(self) -> tuple[np.ndarray, dict]:
@@ -156,6 +171,7 @@ class OBPSpectrometer(Spectrometer):
     has_laser = True  # the lamp-enable line gates the laser driver
     FULL_SCALE = 16383  # STS and Spark: 14-bit ADC
     POWER_UP_BAUD = 9600
+    BAUD_RATES = obp.BAUD_RATES
     OPEN_ATTEMPTS = 3  # a reply damaged on the line does not make opening fail
 
     def __init__(self, url: str, baud: int = 115200, md5: bool = True):
@@ -288,17 +304,15 @@ class OBPSpectrometer(Spectrometer):
                 "pixels": self._pixels, "baud": self.baud}
 
     def set_integration_time(self, seconds: float) -> None:
-        us = round(seconds * 1e6)
-        if not 10 <= us <= 85_000_000:
+        if not 10e-6 <= seconds <= 85:  # False for NaN too
             raise SettingError(f"integration time {seconds:g} s is outside the device's 10 us - 85 s")
+        us = round(seconds * 1e6)
         self.integration_s = us * 1e-6
         self._settings_sent = True
         self._command(obp.SET_ITIME_USEC, struct.pack("<I", us))
 
     def set_averages(self, n: int) -> None:
         super().set_averages(n)
-        if self.averages > 5000:
-            raise SettingError(f"the device averages at most 5000 scans, not {n}")
         self._settings_sent = True
         self._command(obp.SET_SCANS_TO_AVERAGE, struct.pack("<H", self.averages))
 
@@ -446,14 +460,15 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
     trailing comma (Arduino Uno, 10-bit). No commands; the integration time is fixed by the sketch."""
 
     protocol = "groupgets"
+    fixed_integration = True
     PERIOD = 0.010 + 1200 * 10 / 115200  # one line every 10 ms plus its transfer
 
     def identify(self) -> dict:
         return {**super().identify(), "model": "Hamamatsu C12880MA (GroupGets stream)"}
 
     def set_integration_time(self, seconds: float) -> None:
-        raise SettingError("the GroupGets sketch has a fixed integration time; use the microspec firmware "
-                           "to set it")
+        raise SettingError("the GroupGets sketch has a fixed integration time: set none (no --integration), "
+                           "or use the microspec firmware to set it")
 
     def _restore(self) -> None:
         pass

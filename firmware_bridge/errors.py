@@ -51,3 +51,7 @@ class SpikeError(BridgeError):
 
 class LaserError(BridgeError):
     """The laser could not be switched off: a safety problem, reported above every other error."""
+
+
+class CalibrationError(BridgeError, ValueError):
+    """A calibration spectrum does not show the reference: too few lines found, or residuals too large."""

@@ -1,4 +1,4 @@
-"""One calibrated measurement from a driver: dark frame, laser gating, inversion, Raman-shift axis."""
+"""One measurement from a driver: dark frame, laser gating, inversion, and the Raman-shift axis."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,23 +23,33 @@ def switch_off(switch) -> None:
                      "switch it off or cut its power, then check the spectrometer's cable")
 
 
-def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
-    """Acquire one spectrum and calibrate it.
+def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
+                   laser=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Acquire one spectrum and take out the dark: the signal, in pixel order.
 
     With a laser switch (the device's own laser line, such as OBP lamp enable, or else ``laser``, a
     callable taking True/False, e.g. a GPIO output) and ``dark_frame``, a dark spectrum is taken first
     with the laser off at the same integration time and subtracted; the laser is switched off again on
     every path, errors included (retried, see :func:`switch_off`). Inverted detectors (TCD1304) are
-    inverted against their shielded dark elements. Pixels are put in order of increasing Raman shift.
+    inverted against their shielded dark elements.
 
     Parameters
     ----------
     spectrometer : Spectrometer
         An open driver, with integration time and averages set.
-    laser_nm : float
-        The measured laser line, nm.
     dark_frame : bool
         Take and subtract a dark frame where the device can gate its laser.
+    laser : callable, optional
+        Laser switch for a device without a laser line.
+
+    Returns
+    -------
+    signal : ndarray, shape (pixels,)
+        Dark-subtracted (and, for inverted detectors, inverted) counts.
+    raw : ndarray, shape (pixels,)
+        The counts as the device sent them.
+    meta : dict
+        The device's metadata, with ``dark_subtracted``.
     """
     dark = None
     switch = spectrometer.set_laser if spectrometer.has_laser else laser
@@ -55,13 +65,31 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
     else:
         counts, meta = spectrometer.acquire()
     if meta.get("inverted"):
-        intensity = meta["dark_reference"] - counts if dark is None else dark - counts
+        signal = meta["dark_reference"] - counts if dark is None else dark - counts
     elif dark is not None:
-        intensity = counts - dark
+        signal = counts - dark
     else:
-        intensity = counts.copy()
+        signal = counts.copy()
+    return signal, counts, dict(meta, dark_subtracted=dark is not None or bool(meta.get("inverted")))
+
+
+def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
+    """Acquire one spectrum (:func:`acquire_signal`) and calibrate it, pixels in order of increasing
+    Raman shift.
+
+    Parameters
+    ----------
+    spectrometer : Spectrometer
+        An open driver, with integration time and averages set.
+    laser_nm : float
+        The measured laser line, nm.
+    dark_frame : bool
+        Take and subtract a dark frame where the device can gate its laser.
+    laser : callable, optional
+        Laser switch for a device without a laser line.
+    """
+    intensity, counts, meta = acquire_signal(spectrometer, dark_frame, laser)
     shift = raman_shift(spectrometer.wavelengths(), laser_nm)
     order = np.argsort(shift)
-    meta = dict(meta, laser_nm=laser_nm, dark_subtracted=dark is not None or bool(meta.get("inverted")),
-                **{k: v for k, v in spectrometer.identify().items() if k not in meta})
+    meta = dict(meta, laser_nm=laser_nm, **{k: v for k, v in spectrometer.identify().items() if k not in meta})
     return Measurement(shift[order], intensity[order], counts[order], meta)

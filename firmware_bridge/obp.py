@@ -23,6 +23,8 @@ TRAILER_SIZE = 20  # checksum + footer
 MIN_SIZE = HEADER_SIZE + TRAILER_SIZE
 MAX_IMMEDIATE = 16
 MAX_PAYLOAD = 1 << 20  # far above any spectrum; guards against a corrupt length field
+#: Rates SET_RS232_BAUD_RATE accepts (STS, Spark); the device powers up at 9600.
+BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800)
 
 FLAG_RESPONSE = 0x0001
 FLAG_ACK = 0x0002

@@ -33,6 +33,8 @@ CONTINUOUS = 1  # 2019 firmware only
 
 def periods(integration_s: float, fm_hz: int = FM_HZ) -> tuple[int, int]:
     """(SH, ICG) ticks for an integration time: SH = round(t fM), ICG the smallest multiple >= 14776."""
+    if not math.isfinite(integration_s):
+        raise SettingError(f"integration time {integration_s} is not a number of seconds")
     sh = round(integration_s * fm_hz)
     if sh < MIN_SH:
         raise SettingError(f"integration time {integration_s * 1e6:g} us is below the TCD1304's minimum "

@@ -153,7 +153,7 @@ class OBPDevice(SimulatedDevice):
         self._reply(msg, struct.pack("<I", self.baud))
 
     def _set_baud(self, msg, now):
-        baud = self._setting(msg, "<I", lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400, 460800))
+        baud = self._setting(msg, "<I", lambda v: v in obp.BAUD_RATES)
         if baud is None:
             return
         self._reply(msg)  # acknowledged at the old rate, then the rate changes

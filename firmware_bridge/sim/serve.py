@@ -51,10 +51,3 @@ def make_line(protocol: str, options: dict) -> SimulatedLine:
     faults = FaultInjector(float(options["faults"]), int(options.get("seed", 0)) + 1) if "faults" in options else None
     return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"), faults=faults)
 
-
-def register() -> None:
-    """Make ``serial.serial_for_url`` understand ``sim://``."""
-    import serial
-
-    if "firmware_bridge.urlhandler" not in serial.protocol_handler_packages:
-        serial.protocol_handler_packages.append("firmware_bridge.urlhandler")
