@@ -178,7 +178,7 @@ class Service:
                 driver.open()
                 if driver.has_laser:
                     switch_off(driver.set_laser)  # a known, safe state on every (re)connection
-                if s.protocol != "groupgets":
+                if not driver.fixed_integration:
                     driver.set_integration_time(s.integration_s)
                 driver.set_averages(s.averages)
                 shift = raman_shift(driver.wavelengths(), s.laser_nm)  # as firmware_bridge.measure computes it

@@ -28,6 +28,14 @@ def _floats(text: str, option: str) -> tuple:
     return values
 
 
+def _refuse_existing(out, force: bool) -> None:
+    """A ``--out`` file that exists is replaced only with ``--force``: checked before the device is touched."""
+    from pathlib import Path
+
+    if out and Path(out).exists() and not force:
+        raise BridgeError(f"{out} exists; choose another --out, or give --force to replace it")
+
+
 def _number(kind, valid, what: str):
     """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds, else the one error
     ``argument --x: expected WHAT, got 'TEXT'``."""
@@ -116,6 +124,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_acquire(args) -> int:
+    _refuse_existing(args.out, args.force)
     info, m = _measure(args)
     header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
                                                    "averages": args.averages, "laser_nm": args.laser,
@@ -132,6 +141,8 @@ def cmd_calibrate(args) -> int:
 
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
     from .measure import acquire_signal
+
+    _refuse_existing(args.out, args.force)
 
     if args.reference in RAMAN_STANDARDS:
         lines_nm = wavelength_of_shift(RAMAN_STANDARDS[args.reference], args.laser)
@@ -199,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_probe)
     a = sub.add_parser("acquire", help="save one calibrated spectrum as CSV (Raman shift, intensity)")
     _device_options(a)
-    a.add_argument("--out", required=True)
+    a.add_argument("--out", required=True, help="CSV file to write (an existing one only with --force)")
+    a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.set_defaults(func=cmd_acquire)
     c = sub.add_parser("calibrate", help="fit the pixel -> wavelength polynomial to a reference")
     _device_options(c)
@@ -214,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "range; never fewer than degree + 2)")
     c.add_argument("--max-rms", type=_number(float, lambda v: v > 0, "an rms residual in nm, above 0"),
                    help="largest accepted rms residual, nm (default: a quarter pixel)")
-    c.add_argument("--out", help="write the fit (coefficients, residual) as JSON")
+    c.add_argument("--out", help="write the fit (coefficients, residual) as JSON (an existing file only with --force)")
+    c.add_argument("--force", action="store_true", help="replace --out if it exists")
     c.set_defaults(func=cmd_calibrate)
     return p
 

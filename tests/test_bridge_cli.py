@@ -259,3 +259,17 @@ def test_calibrate_refuses_lines_the_device_cannot_resolve(simulator, tmp_path):
     r = bridge("calibrate", "--protocol", "microspec", "--port", port, "--laser", "532", "--reference", "polystyrene",
                "--degree", "4", "--integration", "0.2", "--out", out)
     assert r.returncode == 2 and not out.exists() and "unresolved" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command", ["acquire", "calibrate"])
+def test_an_existing_out_file_is_replaced_only_with_force(command, simulator, tmp_path):
+    out = tmp_path / "mine.txt"
+    out.write_text("the user's own file\n")
+    port = simulator("--protocol", "obp", "--instant")
+    extra = ["--reference", "polystyrene"] if command == "calibrate" else []
+    r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", *extra, "--out", out)
+    assert r.returncode == 2 and r.stderr == f"error: {out} exists; choose another --out, or give --force to replace it\n"
+    assert out.read_text() == "the user's own file\n"
+    if command == "acquire":  # a spectrum of the shipped scene can always be acquired: --force replaces the file
+        r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", "--out", out, "--force")
+        assert r.returncode == 0 and out.read_text().startswith("# "), r.stderr
