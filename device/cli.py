@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from .backends import BACKENDS
-from firmware_bridge.commandline import run as run_command
+from firmware_bridge.commandline import refuse_existing, run as run_command
 
 from .control import COMMANDS
 from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
@@ -138,7 +138,8 @@ def cmd_export(args) -> int:
     from .bundle import load_bundle
     from .record import export
 
-    n = export(_records(args), args.out, load_bundle(args.model).axis, args.format, overwrite=args.force)
+    refuse_existing(args.out, args.force)
+    n = export(_records(args), args.out, load_bundle(args.model).axis, args.format)
     print(f"wrote {n} spectra to {args.out} (labels are the recorded verdicts: review them before training)")
     return 0
 

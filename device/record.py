@@ -198,21 +198,20 @@ class RecordStore:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def export(records: list[Record], path, axis, fmt: str, overwrite: bool = False) -> int:
+def export(records: list[Record], path, axis, fmt: str) -> int:
     """Write measurements with a class verdict as training data for ``raman-train``.
 
     Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
     are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
     ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``. The label is the verdict: review
-    it before training on it. The file is written whole or not at all, and an existing ``path`` only
-    with ``overwrite``. Returns the number of spectra written.
+    it before training on it. The file is written whole or not at all. Returns the number of spectra
+    written.
 
     Raises
     ------
     ExportError
-        When none is left to write, or ``path`` exists and ``overwrite`` is false (nothing is written
-        then), saying why.
+        When none is left to write (nothing is written then), saying why.
     """
     from .errors import AxisCoverageError
     from .resample import ResamplerCache
@@ -244,8 +243,6 @@ def export(records: list[Record], path, axis, fmt: str, overwrite: bool = False)
         raise ExportError(f"none of the {len(records)} matching measurements has a spectrum with a class verdict "
                           f"to export ({why}); nothing was written")
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ExportError(f"{path} exists; choose another --out, or give --force to replace it")
     buffer = io.BytesIO()
     if fmt == "npz":
         classes = sorted(set(labels))

@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from .commandline import run
+from .commandline import refuse_existing, run
 from .errors import BridgeError
 from .sim.serve import PROTOCOLS
 
@@ -26,14 +26,6 @@ def _floats(text: str, option: str) -> tuple:
     if not values or not all(math.isfinite(v) for v in values):
         raise BridgeError(f"{option}: expected comma-separated finite numbers, got {text!r}")
     return values
-
-
-def _refuse_existing(out, force: bool) -> None:
-    """A ``--out`` file that exists is replaced only with ``--force``: checked before the device is touched."""
-    from pathlib import Path
-
-    if out and Path(out).exists() and not force:
-        raise BridgeError(f"{out} exists; choose another --out, or give --force to replace it")
 
 
 def _number(kind, valid, what: str):
@@ -124,7 +116,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_acquire(args) -> int:
-    _refuse_existing(args.out, args.force)
+    refuse_existing(args.out, args.force)  # before the device is touched
     info, m = _measure(args)
     header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
                                                    "averages": args.averages, "laser_nm": args.laser,
@@ -142,7 +134,7 @@ def cmd_calibrate(args) -> int:
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
     from .measure import acquire_signal
 
-    _refuse_existing(args.out, args.force)
+    refuse_existing(args.out, args.force)  # before the device is touched
 
     if args.reference in RAMAN_STANDARDS:
         lines_nm = wavelength_of_shift(RAMAN_STANDARDS[args.reference], args.laser)

@@ -3,10 +3,29 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+
+
+class OutputExistsError(Exception):
+    """An output the user named exists and was not to be replaced (no ``--force``)."""
+
+
+def refuse_existing(path, force: bool, option: str = "--out") -> None:
+    """Refuse to replace what is at ``path`` (given with ``option``) unless ``force``; call before any work.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is false.
+    """
+    if path is not None and Path(path).exists() and not force:
+        raise OutputExistsError(f"{path} already exists; give --force to replace it, or choose another {option}")
 
 
 def run(func, args, errors: tuple, interrupted: str = "interrupted") -> int:
-    """``func(args)``; an exception of ``errors`` prints ``error: ...`` and returns 2; Ctrl-C returns 130."""
+    """``func(args)``; an exception of ``errors`` (or :class:`OutputExistsError`) prints ``error: ...`` and
+    returns 2; Ctrl-C returns 130."""
+    errors = (*errors, OutputExistsError)
     try:
         return func(args)
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head` (before OSError)

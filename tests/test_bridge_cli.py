@@ -268,7 +268,7 @@ def test_an_existing_out_file_is_replaced_only_with_force(command, simulator, tm
     port = simulator("--protocol", "obp", "--instant")
     extra = ["--reference", "polystyrene"] if command == "calibrate" else []
     r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", *extra, "--out", out)
-    assert r.returncode == 2 and r.stderr == f"error: {out} exists; choose another --out, or give --force to replace it\n"
+    assert r.returncode == 2 and r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
     assert out.read_text() == "the user's own file\n"
     if command == "acquire":  # a spectrum of the shipped scene can always be acquired: --force replaces the file
         r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", "--out", out, "--force")

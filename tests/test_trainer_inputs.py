@@ -137,7 +137,7 @@ def test_an_existing_output_is_refused_without_force(tmp_path, make):
     (out / "precious.txt").write_text("keep me")
     r = run(*make(out))
     assert r.returncode == 2 and r.stderr.splitlines() == [
-        f"error: {out} already exists; pass --force to replace it, or choose another {make(out)[-2]}"]
+        f"error: {out} already exists; give --force to replace it, or choose another {make(out)[-2]}"]
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
 

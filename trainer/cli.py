@@ -5,18 +5,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from firmware_bridge.commandline import refuse_existing
+
 
 def _note(msg: str) -> None:
     """A progress or data line for the user, on stderr (stdout carries the results)."""
     print(msg, file=sys.stderr, flush=True)
-
-
-def _refuse_existing(path, force: bool, option: str) -> None:
-    """Refuse to replace what is at ``path`` (given with ``option``) unless ``--force``; checked before any work."""
-    from device.errors import RamanEdgeError
-
-    if Path(path).exists() and not force:
-        raise RamanEdgeError(f"{path} already exists; pass --force to replace it, or choose another {option}")
 
 
 def _axis(args):
@@ -30,7 +24,7 @@ def cmd_fit(args) -> int:
 
     from .splits import parse_holdout
 
-    _refuse_existing(args.out, args.force, "--out")
+    refuse_existing(args.out, args.force, "--out")
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
@@ -67,7 +61,7 @@ def cmd_synth(args) -> int:
     from .report import publish_report
     from .synth import CLASSES, write
 
-    _refuse_existing(args.out, args.force, "--out")
+    refuse_existing(args.out, args.force, "--out")
     counts = _counts(args.counts)
     files = []
     publish_report(args.out, lambda tmp: files.extend(write(tmp, counts, args.seed)))
@@ -96,7 +90,7 @@ def cmd_evaluate(args) -> int:
     from .report import write_report
     from .synth import is_synthetic
 
-    _refuse_existing(args.report, args.force, "--report")
+    refuse_existing(args.report, args.force, "--report")
     hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
                          l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
     ds = load_dataset(args.data, _axis(args), log=_note)
@@ -126,7 +120,7 @@ def cmd_compare(args) -> int:
     from .compare_report import tables, write_compare_report
     from .data import load_dataset
 
-    _refuse_existing(args.report, args.force, "--report")
+    refuse_existing(args.report, args.force, "--report")
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
     try:
         snr = tuple(float(v) for v in args.snr.split(",")) if args.snr.strip() else ()
@@ -152,7 +146,7 @@ def cmd_explain(args) -> int:
 
     from .explain import explain, write_explanations
 
-    _refuse_existing(args.out, args.force, "--out")
+    refuse_existing(args.out, args.force, "--out")
     bundle = load_bundle(args.bundle)
     entries = explain(bundle, args.files, args.class_name)
     written = write_explanations(args.out, bundle, entries)
@@ -171,7 +165,7 @@ def cmd_ood_eval(args) -> int:
     from .ood import leave_one_class_out, markdown_table
     from .report import publish_report, software_versions
 
-    _refuse_existing(args.report, args.force, "--report")
+    refuse_existing(args.report, args.force, "--report")
     ds = load_dataset(args.data, _axis(args), log=_note)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes; leaving each class out in turn", flush=True)
     result = leave_one_class_out(ds, false_rejection=args.false_rejection, seed=args.seed,
