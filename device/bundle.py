@@ -36,6 +36,7 @@ from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense
 from .ood import OODDetector
 from .spectrum import Axis
+from .validation import MAX_AXIS_POINTS
 
 #: Version of the bundle format this code reads and writes.
 SCHEMA_VERSION = 1
@@ -49,10 +50,9 @@ CONV_INPUT_LAYOUT = "intensities"
 #: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
 TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
                 "architecture")
-#: Most bytes the arrays of ``model.npz`` may unpack to, and most points a model axis may have: far above
-#: any model (the shipped one: 0.1 MB, 1,499 points), low enough for a board's memory.
+#: Most bytes the arrays of ``model.npz`` may unpack to: far above any model (the shipped one: 0.1 MB),
+#: low enough for a board's memory.
 MAX_NPZ_BYTES = 64 * 1024 * 1024
-MAX_AXIS_POINTS = 65536
 
 
 @dataclass(frozen=True)

@@ -46,18 +46,34 @@ class Axis:
         return self._values
 
     @classmethod
-    def parse(cls, text: str) -> "Axis":
-        """Build an axis from ``"START:STOP:POINTS"``, e.g. ``"501:1999:1499"``."""
-        parts = text.split(":")
+    def parse(cls, text: str, name: str = "axis") -> "Axis":
+        """Build an axis from ``"START:STOP:POINTS"``, e.g. ``"501:1999:1499"``.
+
+        Every message starts with ``name`` and the text given (e.g. ``--axis '600:1800:0': ...``).
+
+        Raises
+        ------
+        InvalidAxisError
+            One message per mistake (see :func:`device.validation.check_axis`).
+        """
+        given = f"{name} {text!r}"
+        parts = [p.strip() for p in text.split(":")]
         if len(parts) != 3:
-            raise InvalidAxisError(f"an axis is START:STOP:POINTS, e.g. 501:1999:1499; got {text!r}")
+            raise InvalidAxisError(f"{given}: an axis is START:STOP:POINTS in cm-1, e.g. 600:1800:1201")
+        ends = []
+        for what, part in zip(("START", "STOP"), parts[:2]):
+            try:
+                ends.append(float(part))
+            except ValueError:
+                raise InvalidAxisError(f"{given}: {what} {part!r} is not a number (cm-1)") from None
         try:
-            return cls(float(parts[0]), float(parts[1]), int(parts[2]))
+            points = int(parts[2])
         except ValueError:
-            raise InvalidAxisError(
-                f"an axis is START:STOP:POINTS with numbers and a whole number of points, "
-                f"e.g. 501:1999:1499; got {text!r}"
-            ) from None
+            raise InvalidAxisError(f"{given}: POINTS {parts[2]!r} is not a whole number") from None
+        try:
+            return cls(ends[0], ends[1], points)
+        except InvalidAxisError as exc:
+            raise InvalidAxisError(f"{given}: {exc}") from None
 
     def __str__(self) -> str:
         return f"{self.start:g}:{self.stop:g}:{self.points}"

@@ -18,6 +18,9 @@ from .errors import (
 
 #: Fewest points a spectrum may have: derivative and peak features need three.
 MIN_POINTS = 3
+#: Most points a model axis may have: far above any model (the shipped one has 1,499), low enough for a
+#: board's memory; a finer step is far below any spectrometer's resolution.
+MAX_AXIS_POINTS = 65536
 
 
 def _as_float_array(values, what: str) -> np.ndarray:
@@ -129,7 +132,14 @@ def check_matrix(values, points: int) -> np.ndarray:
 
 
 def check_axis(start: float, stop: float, points: int) -> tuple[float, float, int]:
-    """Validate a model axis given as start and stop (cm-1, inclusive) and number of points."""
+    """Validate a model axis given as start and stop (cm-1, inclusive) and number of points.
+
+    Raises
+    ------
+    InvalidAxisError
+        One message per mistake: not numbers, POINTS not whole, ends not finite, START above or equal to
+        STOP, fewer than :data:`MIN_POINTS` or more than :data:`MAX_AXIS_POINTS` points.
+    """
     try:
         start, stop = float(start), float(stop)
         n = int(points)
@@ -137,10 +147,21 @@ def check_axis(start: float, stop: float, points: int) -> tuple[float, float, in
         raise InvalidAxisError(
             f"an axis is START:STOP:POINTS with numbers, e.g. 501:1999:1499; got {start}:{stop}:{points}"
         ) from None
-    if n != points or n < MIN_POINTS:
-        raise InvalidAxisError(f"an axis needs a whole number of at least {MIN_POINTS} points; got {points}.")
-    if not (np.isfinite(start) and np.isfinite(stop)) or stop <= start:
-        raise InvalidAxisError(
-            f"an axis must run from a lower to a higher Raman shift; got {start:g} to {stop:g} cm-1."
-        )
+    if n != points:
+        raise InvalidAxisError(f"an axis needs a whole number of points; got {points}")
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise InvalidAxisError(f"an axis runs between finite Raman shifts in cm-1; got {start:g} to {stop:g}")
+    if start > stop:
+        raise InvalidAxisError(f"START {start:g} is above STOP {stop:g}; an axis runs from low to high shift: "
+                               f"{stop:g}:{start:g}:{n}")
+    if start == stop:
+        raise InvalidAxisError(f"START and STOP are both {start:g} cm-1; give a range")
+    if n < MIN_POINTS:
+        raise InvalidAxisError(f"{n} point(s) are too few; an axis needs at least {MIN_POINTS}")
+    if n > MAX_AXIS_POINTS:
+        fine = min(int(round(stop - start)) + 1, MAX_AXIS_POINTS)
+        raise InvalidAxisError(f"{n} points are more than a model may have ({MAX_AXIS_POINTS}; a step of "
+                               f"{(stop - start) / (n - 1):.2g} cm-1 is far below any spectrometer's resolution); "
+                               f"e.g. {start:g}:{stop:g}:{fine} has a step of about {(stop - start) / (fine - 1):.2g} "
+                               "cm-1")
     return start, stop, n

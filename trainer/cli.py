@@ -14,9 +14,9 @@ def _note(msg: str) -> None:
 
 
 def _axis(args):
-    from .data import parse_axis
+    from device.spectrum import Axis
 
-    return parse_axis(args.axis) if args.axis else None
+    return Axis.parse(args.axis, "--axis") if args.axis else None
 
 
 def cmd_fit(args) -> int:

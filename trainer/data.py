@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from device.bundle import MAX_AXIS_POINTS
 from device.errors import RamanEdgeError, SpectrumError
 from device.quality import is_flat
 from device.readers import is_number, read_spectra
 from device.resample import ResamplerCache
 from device.spectrum import Axis
-from device.validation import MIN_POINTS, check_spectrum
+from device.validation import check_spectrum
 
 
 #: Raman shift (cm-1) below which a default axis draws a warning: the laser line and filter edge lie there.
@@ -75,49 +74,6 @@ class Dataset:
         idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
         return Dataset(self.X[idx], self.y[idx], self.class_names, self.axis, [self.sources[i] for i in idx],
                        {k: v[idx] for k, v in self.meta.items()})
-
-
-def parse_axis(text: str, option: str = "--axis") -> Axis:
-    """The model axis of ``START:STOP:POINTS`` (cm-1, both ends included), with one message per mistake.
-
-    Raises
-    ------
-    DatasetError
-        Not three fields, a field that is not a number (or POINTS not a whole number), START not below
-        STOP, fewer than :data:`device.validation.MIN_POINTS` or more than
-        :data:`device.bundle.MAX_AXIS_POINTS` points (the most a bundle may have).
-    """
-    given = f"{option} {text!r}"
-    parts = [p.strip() for p in text.split(":")]
-    if len(parts) != 3:
-        raise DatasetError(f"{given}: an axis is START:STOP:POINTS in cm-1, e.g. 600:1800:1201")
-    values = []
-    for what, part in zip(("START", "STOP"), parts[:2]):
-        try:
-            values.append(float(part))
-        except ValueError:
-            raise DatasetError(f"{given}: {what} {part!r} is not a number (cm-1)") from None
-        if not np.isfinite(values[-1]):
-            raise DatasetError(f"{given}: {what} must be a finite Raman shift in cm-1")
-    start, stop = values
-    try:
-        points = int(parts[2])
-    except ValueError:
-        raise DatasetError(f"{given}: POINTS {parts[2]!r} is not a whole number") from None
-    if start > stop:
-        raise DatasetError(f"{given}: START {start:g} is above STOP {stop:g}; an axis runs from low to high shift: "
-                           f"{option} {stop:g}:{start:g}:{points}")
-    if start == stop:
-        raise DatasetError(f"{given}: START and STOP are both {start:g} cm-1; give a range")
-    if points < MIN_POINTS:
-        raise DatasetError(f"{given}: {points} point(s) are too few; an axis needs at least {MIN_POINTS}")
-    if points > MAX_AXIS_POINTS:
-        fine = int(round(stop - start)) + 1
-        raise DatasetError(f"{given}: {points} points are more than a model may have ({MAX_AXIS_POINTS}; a step of "
-                           f"{(stop - start) / (points - 1):.2g} cm-1 is far below any spectrometer's resolution); "
-                           f"e.g. {option} {start:g}:{stop:g}:{min(fine, MAX_AXIS_POINTS)} has a step of about "
-                           f"{(stop - start) / (min(fine, MAX_AXIS_POINTS) - 1):.2g} cm-1")
-    return Axis(start, stop, points)
 
 
 def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
