@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from .backends import BACKENDS
-from firmware_bridge.commandline import refuse_existing, run as run_command
+from firmware_bridge.commandline import add_subcommand, refuse_existing, run as run_command
 
 from .control import COMMANDS
 from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
@@ -216,50 +216,50 @@ def cmd_update_model(args) -> int:
 
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
-    p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated)")
-    p.add_argument("--until", help="up to this date or time")
-    p.add_argument("--label", help="only this verdict")
-    p.add_argument("--limit", type=int, help="at most this many, newest first")
+    p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated; default: the first)")
+    p.add_argument("--until", help="up to this date or time (default: now)")
+    p.add_argument("--label", help="only this verdict (default: every verdict and error)")
+    p.add_argument("--limit", type=int, help="at most this many, newest first (default: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
+    c = add_subcommand(sub, "classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
     c.add_argument("--model", required=True, help="model bundle directory")
     c.add_argument("--backend", choices=BACKENDS, default="numpy", help="inference backend (default numpy)")
     c.add_argument("--format", choices=("json", "table"), default="json",
                    help="one JSON line per spectrum (default) or a readable table")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.set_defaults(func=cmd_classify)
-    i = sub.add_parser("info", help="verify a model bundle and show what it is")
+    i = add_subcommand(sub, "info", help="verify a model bundle and show what it is")
     i.add_argument("--model", required=True, help="model bundle directory")
     i.set_defaults(func=cmd_info)
-    r = sub.add_parser("run", help="run the measurement service (triggers: control port, button, local socket)")
+    r = add_subcommand(sub, "run", help="run the measurement service (triggers: control port, button, local socket)")
     r.add_argument("--config", required=True, help="configuration file (TOML)")
     r.set_defaults(func=cmd_run)
-    m = sub.add_parser("measure", help="ask the running service to measure (or STATUS, LAST, MODEL)")
+    m = add_subcommand(sub, "measure", help="ask the running service to measure (or STATUS, LAST, MODEL)")
     where = m.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="the service's configuration file (to find its socket)")
     where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
-    m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS))
+    m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS), help="what to ask the service")
     m.set_defaults(func=cmd_measure)
-    d = sub.add_parser("demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
+    d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
     d.add_argument("--model", required=True, help="model bundle (with example spectra)")
-    d.add_argument("--measurements", type=int, default=6)
+    d.add_argument("--measurements", type=int, default=6, help="triggers to send")
     d.add_argument("--data", default="demo-data", help="data directory of the demo's service (emptied first)")
     d.set_defaults(func=cmd_demo)
-    h = sub.add_parser("history", help="list recorded measurements")
+    h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)
-    x = sub.add_parser("export", help="export recorded spectra as training data (csv or npz)")
+    x = add_subcommand(sub, "export", help="export recorded spectra as training data (csv or npz)")
     _record_filters(x)
     x.add_argument("--model", required=True, help="bundle whose axis the spectra are resampled onto")
     x.add_argument("--format", choices=("csv", "npz"), required=True)
     x.add_argument("--out", required=True, help="file to write (an existing one only with --force)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.set_defaults(func=cmd_export)
-    u = sub.add_parser("update-model", help="install a new model bundle atomically and switch the service to it")
+    u = add_subcommand(sub, "update-model", help="install a new model bundle atomically and switch the service to it")
     u.add_argument("--config", required=True, help="the service's configuration file")
     which = u.add_mutually_exclusive_group(required=True)
     which.add_argument("bundle", nargs="?",
@@ -267,22 +267,25 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="swap back the model the last update replaced (kept as BUNDLE.previous)")
     u.set_defaults(func=cmd_update_model)
-    k = sub.add_parser("soak", help="the service against each simulator with injected serial faults, counted")
+    k = add_subcommand(sub, "soak", help="the service against each simulator with injected serial faults, counted")
     k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")
-    k.add_argument("--protocols", default="obp,tcd1304,microspec")
+    k.add_argument("--protocols", default="obp,tcd1304,microspec", help="simulators to soak, comma-separated")
     k.add_argument("--acquisitions", type=int, default=300, help="per protocol")
     k.add_argument("--fault-rate", type=float, default=0.05, help="probability that a device reply is damaged")
-    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
     k.add_argument("--json", action="store_true", help="print the counts as JSON at the end")
     k.set_defaults(func=cmd_soak)
-    n = sub.add_parser("install", help="lay out the service on this board from an unpacked bundle (make bundle)")
+    n = add_subcommand(sub, "install", help="lay out the service on this board from an unpacked bundle (make bundle)")
     n.add_argument("--from", dest="source", required=True, help="the unpacked bundle directory")
     n.add_argument("--root", default="/", help="install under this directory instead of / (staging)")
     n.add_argument("--config", help="configuration file to install (default: keep the one there, or the example)")
     spectrometer = n.add_mutually_exclusive_group()
-    spectrometer.add_argument("--port", help="the spectrometer's port now (e.g. /dev/ttyUSB0), for the udev rule")
-    spectrometer.add_argument("--usb-id", help="the spectrometer's USB identity VID:PID[:SERIAL], for the udev rule")
-    n.add_argument("--operator", help="a login that may use 'raman-device measure' (joins group raman-edge)")
+    spectrometer.add_argument("--port", help="the spectrometer's port now (e.g. /dev/ttyUSB0), for the udev rule "
+                                             "(default: none; without it or --usb-id no rule is written)")
+    spectrometer.add_argument("--usb-id", help="the spectrometer's USB identity VID:PID[:SERIAL], for the udev rule "
+                                               "(default: none; read from --port when that is given)")
+    n.add_argument("--operator", help="a login that may use 'raman-device measure' (joins group raman-edge; "
+                                      "default: none)")
     n.add_argument("--enable", action="store_true", help="enable and (re)start the service")
     n.set_defaults(func=cmd_install)
     return p

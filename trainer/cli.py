@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from firmware_bridge.commandline import refuse_existing
+from firmware_bridge.commandline import add_subcommand, refuse_existing
 
 
 def _note(msg: str) -> None:
@@ -192,20 +192,6 @@ def cmd_detector(args) -> int:
     return 0
 
 
-class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help ends with its default, unless its text already says it or it is a switch.
-
-    An option without a default value (None) states in its own help what happens without it.
-    """
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)) \
-                or action.required or not action.option_strings:
-            return text
-        return text + " (default: %(default)s)"
-
-
 def _training_options(p, defaults: bool = True) -> None:
     """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
@@ -230,8 +216,7 @@ def _force(p, what: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="raman-train", description="Train and export raman-edge models.")
     sub = p.add_subparsers(dest="command", required=True)
-    parser = lambda name, **kw: sub.add_parser(name, formatter_class=_HelpWithDefaults, **kw)  # noqa: E731
-    f = parser("fit", help="train a model (compact network or convolutional) and export a bundle")
+    f = add_subcommand(sub, "fit", help="train a model (compact network or convolutional) and export a bundle")
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
     _force(f, "bundle at --out")
@@ -261,14 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune; "
                                        "default: 'given on the command line or raman-train defaults')")
     f.set_defaults(func=cmd_fit)
-    y = parser("synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")
+    y = add_subcommand(sub, "synth", help="write the SYNTHETIC SERS organophosphate set (class-folder layout)")
     y.add_argument("--out", required=True, help="directory to write")
     _force(y, "directory at --out")
     y.add_argument("--seed", type=int, default=0, help="seed of the generator")
     y.add_argument("--counts", default="36,36,29,15",
                    help="spectra of edifenphos, ethyl parathion, mixture, control (default the paper's 36,36,29,15)")
     y.set_defaults(func=cmd_synth)
-    e = parser("evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
+    e = add_subcommand(sub, "evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
     e.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     e.add_argument("--report", required=True, help="report directory to write")
     _force(e, "report at --report")
@@ -279,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
     _training_options(e)
     e.set_defaults(func=cmd_evaluate)
-    c = parser("compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
+    c = add_subcommand(sub, "compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
     c.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     c.add_argument("--report", required=True, help="report directory to write")
     _force(c, "report at --report")
@@ -294,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)
-    x = parser("explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
+    x = add_subcommand(sub, "explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
     x.add_argument("bundle", help="model bundle directory")
     x.add_argument("files", nargs="+", metavar="FILE", help="spectrum files")
     x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
@@ -302,14 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict "
                                                       "(default: the verdict's class)")
     x.set_defaults(func=cmd_explain)
-    d = parser("detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
+    d = add_subcommand(sub, "detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
     d.add_argument("bundle", help="model bundle directory (rewritten whole)")
     d.add_argument("data", help="the data the model was trained on")
     d.add_argument("--false-rejection", type=float, default=0.01,
                    help="share of known spectra the detector may call unknown (sets its threshold)")
     d.add_argument("--seed", type=int, default=0, help="seed of the folds that set the threshold")
     d.set_defaults(func=cmd_detector)
-    o = parser("ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
+    o = add_subcommand(sub, "ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
     o.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     o.add_argument("--report", required=True, help="report directory to write")
     _force(o, "report at --report")
