@@ -5,16 +5,20 @@ Layout::
     BUNDLE/
       model.json     model card: provenance, classes, axis, metrics, and the SHA-256 of every file
       model.npz      pure NumPy: everything the NumPy backend needs (loaded with allow_pickle=False);
-                     a bundle without a "normalisation" entry uses none. Its "input_layout" says which
+                     its preprocessing chain (device.preprocess) is the JSON spec "preprocess" with the
+                     arrays "preprocess.I.NAME" of step I; a chain of SNV alone or no step is stored, as
+                     bundles always stored it, as the "normalisation" entry snv or none (absent: none).
+                     Its "input_layout" says which
                      network it holds: "intensities+features" for the compact dense network, whose inputs
-                     are the intensities and the 22 features, standardised; "intensities" for a
-                     convolutional network (device.convnet), whose inputs are the normalised intensities
+                     are the preprocessed intensities and the 22 features, standardised; "intensities" for a
+                     convolutional network (device.convnet), whose inputs are the preprocessed intensities
                      and whose operations are listed as JSON in "architecture"
       model.tflite   the same network for a TFLite runtime
       examples/...   optional example spectra with their expected labels (listed in the card)
 
 Loading verifies the schema version and the hash of every file, and refuses a bundle with a missing,
-modified or unlisted file, so what runs is exactly what was exported.
+modified or unlisted file, so what runs is exactly what was exported; a preprocessing step this release
+does not know is refused by name.
 """
 from __future__ import annotations
 
@@ -31,10 +35,11 @@ import numpy as np
 from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
-from .inputs import NORMALISATIONS, Standardizer
+from .inputs import NORMALISATIONS, Standardizer, as_chain
 from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense
 from .ood import OODDetector
+from .preprocess import Chain, UnknownStepError
 from .spectrum import Axis
 from .validation import MAX_AXIS_POINTS
 
@@ -49,7 +54,7 @@ INPUT_LAYOUT = "intensities+features"
 CONV_INPUT_LAYOUT = "intensities"
 #: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
 TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
-                "architecture")
+                "architecture", "preprocess")
 #: Most bytes the arrays of ``model.npz`` may unpack to: far above any model (the shipped one: 0.1 MB),
 #: low enough for a board's memory.
 MAX_NPZ_BYTES = 64 * 1024 * 1024
@@ -71,15 +76,15 @@ class ModelBundle:
     axis : Axis
     prominence : float
         Peak threshold of the features, fraction of each spectrum's range.
-    normalisation : str
-        Per-spectrum normalisation applied first (``none`` or ``snv``).
+    preprocess : Chain
+        The preprocessing chain applied first to the spectra on the axis (:mod:`device.preprocess`).
     standardizer : Standardizer or None
         Compact network: input statistics of the training data, shape (points + 22,) each.
     layers : tuple of Dense
         Compact network: its layers (empty for a convolutional network).
     leaky_slope : float
     convnet : ConvNet or None
-        Convolutional network (then the inputs are the normalised intensities alone).
+        Convolutional network (then the inputs are the preprocessed intensities alone).
     ood : OODDetector or None
         The out-of-distribution detector fitted with the model (bundles may lack one).
     """
@@ -94,7 +99,7 @@ class ModelBundle:
     standardizer: Standardizer | None
     layers: tuple
     leaky_slope: float
-    normalisation: str = "none"
+    preprocess: Chain = Chain()
     convnet: ConvNet | None = None
     ood: OODDetector | None = None
 
@@ -102,6 +107,11 @@ class ModelBundle:
     def input_size(self) -> int:
         """Number of model inputs: axis points (+ 22 features for the compact network)."""
         return self.axis.points + (0 if self.convnet is not None else len(FEATURE_NAMES))
+
+    @property
+    def normalisation(self) -> str:
+        """The preprocessing chain as text: ``none``, ``snv``, or e.g. ``asls:100000.0:0.01:50,snv``."""
+        return self.preprocess.text
 
     @property
     def architecture(self) -> str:
@@ -242,11 +252,9 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
         axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), points)
         classes = tuple(str(s) for s in arrays["class_names"])
         name = str(arrays["name"])
-        normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
-        if normalisation not in NORMALISATIONS:
-            raise _fail(path, f"unknown normalisation {normalisation!r}", "use the raman-edge release that wrote it")
+        chain = _chain(path, arrays, axis)
         if layout == CONV_INPUT_LAYOUT:
-            return _conv_bundle(path, card, arrays, name, classes, axis, normalisation)
+            return _conv_bundle(path, card, arrays, name, classes, axis, chain)
         features = tuple(str(s) for s in arrays["feature_names"])
         if features != FEATURE_NAMES:
             raise _fail(path, "its engineered features differ from this raman-edge's",
@@ -278,12 +286,31 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=prominence, standardizer=std, layers=tuple(layers),
-                       leaky_slope=slope, normalisation=normalisation)
+                       leaky_slope=slope, preprocess=chain)
+
+
+def _chain(path: Path, arrays: dict, axis: Axis) -> Chain:
+    """The preprocessing chain of checked ``model.npz`` arrays: a ``preprocess`` spec, or a ``normalisation``."""
+    if "preprocess" not in arrays:
+        normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
+        if normalisation not in NORMALISATIONS:
+            raise _fail(path, f"unknown normalisation {normalisation!r}", "use the raman-edge release that wrote it")
+        return Chain.parse(normalisation, axis.step)
+    if "normalisation" in arrays:
+        raise _fail(path, f"{NPZ_FILE} holds both a preprocessing chain and a normalisation")
+    try:
+        return Chain.from_arrays(arrays, axis.points)
+    except UnknownStepError as exc:
+        raise _fail(path, str(exc), "upgrade raman-edge to run it") from None
+    except KeyError as exc:
+        raise _fail(path, f"{NPZ_FILE} lacks the preprocessing entry {exc}") from None
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise _fail(path, f"its preprocessing chain is malformed ({exc})") from None
 
 
 def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple, axis: Axis,
-                 normalisation: str) -> ModelBundle:
-    """The convolutional network of a bundle whose inputs are the normalised intensities."""
+                 chain: Chain) -> ModelBundle:
+    """The convolutional network of a bundle whose inputs are the preprocessed intensities."""
     try:
         spec = json.loads(str(arrays["architecture"]))
         net = from_arrays(spec, {k[4:]: v for k, v in arrays.items() if k.startswith("net.")})
@@ -297,7 +324,7 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
-                       normalisation=normalisation, convnet=net)
+                       preprocess=chain, convnet=net)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -342,7 +369,7 @@ def _check_fits(net: ConvNet, points: int) -> None:
 def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, card: dict,
                  prominence: float = 0.0, standardizer: Standardizer | None = None, layers=(),
                  leaky_slope: float = 0.0, convnet: ConvNet | None = None, ood: OODDetector | None = None,
-                 examples: list[tuple[str, bytes, str]] = (), normalisation: str = "none") -> ModelBundle:
+                 examples: list[tuple[str, bytes, str]] = (), normalisation="none") -> ModelBundle:
     """Write a bundle directory, then load it back through :func:`load_bundle`.
 
     Parameters
@@ -359,8 +386,9 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
         A convolutional network instead (the compact network's arguments are then not used).
     ood : OODDetector, optional
         The out-of-distribution detector to store with the model.
-    normalisation : str
-        Per-spectrum normalisation, one of :data:`device.inputs.NORMALISATIONS`.
+    normalisation : Chain or str
+        The preprocessing chain (:mod:`device.preprocess`), or its text: ``none`` (default), ``snv``, or
+        e.g. ``asls:1e5:0.01,snv`` (Savitzky-Golay steps are designed for the axis step here).
     tflite : bytes
         The TFLite flatbuffer of the same network.
     card : dict
@@ -376,8 +404,9 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     arrays = {
         "schema_version": np.array(SCHEMA_VERSION), "name": np.array(name), "class_names": np.array(list(class_names)),
         "axis_start": np.array(axis.start), "axis_stop": np.array(axis.stop), "axis_points": np.array(axis.points),
-        "normalisation": np.array(normalisation),
     }
+    chain = as_chain(normalisation, axis)
+    arrays.update({"normalisation": np.array(chain.text)} if chain.is_normalisation else chain.to_arrays())
     if convnet is not None:
         spec, weights = to_arrays(convnet)
         arrays.update({"input_layout": np.array(CONV_INPUT_LAYOUT), "architecture": np.array(json.dumps(spec)),

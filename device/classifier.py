@@ -1,4 +1,4 @@
-"""The classifier: spectrum in, verdict out, through resampling, normalisation, features and a backend."""
+"""The classifier: spectrum in, verdict out, through resampling, preprocessing, features and a backend."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +9,7 @@ import numpy as np
 from .backends import make_backend
 from .bundle import ModelBundle
 from .errors import BundleError
-from .inputs import normalise, raw_inputs
+from .inputs import raw_inputs
 from .resample import ResamplerCache
 from .spectrum import Spectrum
 
@@ -81,8 +81,8 @@ class Classifier:
         """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
         b = self.bundle
         if b.convnet is not None:
-            return self.backend.probabilities(normalise(Y, b.normalisation))
-        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation)))
+            return self.backend.probabilities(b.preprocess.apply(Y))
+        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.preprocess)))
 
     def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:
         """Class probabilities (n, C) for spectra on any axis that covers the model's."""

@@ -6,6 +6,7 @@ floating-point operation (FLOP); a multiply-accumulate counts as two. Data movem
 from __future__ import annotations
 
 from .features import FEATURE_NAMES
+from .preprocess import SNV, Chain
 
 #: Operations per axis point for the 22 features: mean 1, centring 1, squares 1, variance 1,
 #: third and fourth moments 4, sum of squares 2, |y - mu| and its mean 2, max 1, min 1, argmax 1,
@@ -20,16 +21,25 @@ RESAMPLE_FLOP_PER_POINT = 3
 
 
 #: Standard normal variate: mean, centring, squares and their sum, division.
-SNV_FLOP_PER_POINT = 5
+SNV_FLOP_PER_POINT = SNV().flop(1)
 
 
-def flop_count(axis, layers, normalisation: str = "none") -> dict:
-    """FLOP per spectrum, by stage, for a model axis, its dense layers and its normalisation.
+def _chain_flop(axis, preprocess) -> int:
+    """FLOP of a preprocessing chain (a :class:`~device.preprocess.Chain` or its text) on ``axis``."""
+    chain = preprocess if isinstance(preprocess, Chain) else Chain.parse(preprocess, axis.step)
+    return chain.flop(axis.points)
+
+
+def flop_count(axis, layers, normalisation="none") -> dict:
+    """FLOP per spectrum, by stage, for a model axis, its dense layers and its preprocessing chain.
+
+    ``normalisation`` is the chain, a :class:`~device.preprocess.Chain` or its text (``snv``, ...).
 
     Returns
     -------
     dict
-        ``resample``, ``normalise``, ``features`` (an upper bound: it assumes the most peak candidates possible),
+        ``resample``, ``normalise`` (the whole chain; for a baseline step an upper bound, every
+        iteration counted), ``features`` (an upper bound: it assumes the most peak candidates possible),
         ``standardise``, ``network`` and ``total``.
     """
     points = axis.points
@@ -44,7 +54,7 @@ def flop_count(axis, layers, normalisation: str = "none") -> dict:
             network += 4 * units  # max-subtract, exp, sum, divide
     stages = {
         "resample": RESAMPLE_FLOP_PER_POINT * points,
-        "normalise": SNV_FLOP_PER_POINT * points if normalisation == "snv" else 0,
+        "normalise": _chain_flop(axis, normalisation),
         "features": FEATURE_FLOP_PER_POINT * points + PEAK_FLOP_PER_CANDIDATE * ((points - 1) // 2) + 40,
         "standardise": 2 * width,
         "network": network,
@@ -53,7 +63,7 @@ def flop_count(axis, layers, normalisation: str = "none") -> dict:
     return stages
 
 
-def convnet_flop_count(axis, net, normalisation: str = "snv") -> dict:
+def convnet_flop_count(axis, net, normalisation="snv") -> dict:
     """FLOP per spectrum, by stage, of a convolutional network (:class:`device.convnet.ConvNet`).
 
     Returns
@@ -64,7 +74,7 @@ def convnet_flop_count(axis, net, normalisation: str = "snv") -> dict:
     points = axis.points
     stages = {
         "resample": RESAMPLE_FLOP_PER_POINT * points,
-        "normalise": SNV_FLOP_PER_POINT * points if normalisation == "snv" else 0,
+        "normalise": _chain_flop(axis, normalisation),
         "network": net.flop(points),
     }
     stages["total"] = sum(stages.values())
@@ -74,5 +84,5 @@ def convnet_flop_count(axis, net, normalisation: str = "snv") -> dict:
 def bundle_flop_count(bundle) -> dict:
     """FLOP per spectrum, by stage, of whichever network a bundle holds."""
     if bundle.convnet is not None:
-        return convnet_flop_count(bundle.axis, bundle.convnet, bundle.normalisation)
-    return flop_count(bundle.axis, bundle.layers, bundle.normalisation)
+        return convnet_flop_count(bundle.axis, bundle.convnet, bundle.preprocess)
+    return flop_count(bundle.axis, bundle.layers, bundle.preprocess)

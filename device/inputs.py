@@ -1,4 +1,4 @@
-"""Model inputs: intensities on the model axis followed by the 22 engineered features, standardised."""
+"""Model inputs: preprocessed intensities on the model axis followed by the 22 engineered features, standardised."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,13 +6,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import engineered_features
+from .preprocess import SNV, Chain
 from .spectrum import Axis
 
 
-#: Per-spectrum intensity normalisations a bundle may use: ``none`` (the published method's raw
-#: intensities) or ``snv`` (standard normal variate: each spectrum minus its mean, divided by its
-#: standard deviation), which makes the model indifferent to gain, laser power, integration time and a
-#: constant baseline offset.
+#: The one-step chains bundles without a ``preprocess`` entry name in ``normalisation``: ``none`` (the
+#: published method's raw intensities) or ``snv`` (standard normal variate: each spectrum minus its mean,
+#: divided by its standard deviation), which makes the model indifferent to gain, laser power, integration
+#: time and a constant baseline offset.
 NORMALISATIONS = ("none", "snv")
 
 
@@ -22,14 +23,16 @@ def normalise(Y: np.ndarray, method: str) -> np.ndarray:
     if method == "none":
         return Y
     if method == "snv":
-        Y = np.atleast_2d(Y)
-        centred = Y - Y.mean(axis=1, keepdims=True)
-        sd = centred.std(axis=1, keepdims=True)
-        return centred / np.where(sd > 0, sd, 1.0)
+        return SNV().apply(np.atleast_2d(Y))
     raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALISATIONS)}")
 
 
-def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, normalisation: str = "none") -> np.ndarray:
+def as_chain(preprocess, axis: Axis) -> Chain:
+    """``preprocess`` as a :class:`~device.preprocess.Chain`: a chain, or its text (``none``, ``snv``, ...)."""
+    return preprocess if isinstance(preprocess, Chain) else Chain.parse(preprocess, axis.step)
+
+
+def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, preprocess="none") -> np.ndarray:
     """Unscaled model inputs for spectra on ``axis``.
 
     Parameters
@@ -38,15 +41,15 @@ def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, normalisation: str 
     axis : Axis
     prominence : float
         Peak threshold of the features (fraction of each spectrum's range).
-    normalisation : str
-        One of :data:`NORMALISATIONS`, applied to each spectrum before anything else.
+    preprocess : Chain or str
+        The preprocessing chain (or its text, e.g. ``snv``), applied to each spectrum before anything else.
 
     Returns
     -------
     ndarray, shape (n, points + 22)
-        The (normalised) intensities, then the features in :data:`device.features.FEATURE_NAMES` order.
+        The preprocessed intensities, then the features in :data:`device.features.FEATURE_NAMES` order.
     """
-    Y = normalise(np.atleast_2d(np.asarray(Y, dtype=np.float64)), normalisation)
+    Y = as_chain(preprocess, axis).apply(Y)
     F = engineered_features(Y, axis, prominence)
     return np.concatenate((Y, F), axis=1)
 
