@@ -29,7 +29,7 @@ def normalise(Y: np.ndarray, method: str) -> np.ndarray:
 
 def as_chain(preprocess, axis: Axis) -> Chain:
     """``preprocess`` as a :class:`~device.preprocess.Chain`: a chain, or its text (``none``, ``snv``, ...)."""
-    return preprocess if isinstance(preprocess, Chain) else Chain.parse(preprocess, axis.step)
+    return preprocess if isinstance(preprocess, Chain) else Chain.parse(preprocess, axis.step, axis.points)
 
 
 def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, preprocess="none") -> np.ndarray:

@@ -50,6 +50,10 @@ class SNV:
     def text(self) -> str:
         return "snv"
 
+    @property
+    def description(self) -> str:
+        return "standard normal variate per spectrum (minus its mean, over its standard deviation)"
+
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Each row of ``X`` (n, points) minus its mean, over its standard deviation (zeros if flat)."""
         centred = X - X.mean(axis=1, keepdims=True)
@@ -115,6 +119,12 @@ class SavitzkyGolay:
     def text(self) -> str:
         return f"savgol:{self.window}:{self.polyorder}:{self.deriv}"
 
+    @property
+    def description(self) -> str:
+        what = "smoothing" if self.deriv == 0 else f"derivative {self.deriv} (per cm-1^{self.deriv})"
+        return (f"Savitzky-Golay {what}, window {self.window} points, polynomial order {self.polyorder}, "
+                "edges by polynomial fits to the first and last window (scipy's mode interp)")
+
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Filter each row of ``X`` (n, points), points >= window: same shape."""
         w, half = self.window, self.window // 2
@@ -175,6 +185,11 @@ class AsLS:
     @property
     def text(self) -> str:
         return f"asls:{self.lam!r}:{self.p!r}:{self.max_iter}"
+
+    @property
+    def description(self) -> str:
+        return (f"baseline removed by asymmetric least squares (lam {self.lam:g}, p {self.p:g}, second differences, "
+                f"at most {self.max_iter + 1} fits, weights converged to {self.tol:g})")
 
     def baseline(self, X: np.ndarray) -> np.ndarray:
         """The fitted baseline of each row of ``X`` (n, points), points >= 3: same shape."""
@@ -321,8 +336,16 @@ class Chain:
         return sum(step.flop(points) for step in self.steps)
 
     @classmethod
-    def parse(cls, text: str, delta: float) -> "Chain":
-        """Build a chain from its text (see the module docstring); ``delta`` is the axis step, cm-1.
+    def parse(cls, text: str, delta: float, points: int | None = None) -> "Chain":
+        """Build a chain from its text (see the module docstring).
+
+        Parameters
+        ----------
+        text : str
+        delta : float
+            Axis step, cm-1 (the scale of Savitzky-Golay derivatives).
+        points : int, optional
+            Axis points, if known: a window longer than the axis is then refused.
 
         Raises
         ------
@@ -337,6 +360,8 @@ class Chain:
             name, *args = part.strip().split(":")
             try:
                 steps.append(_parse_step(name, args, delta))
+                if points is not None and isinstance(steps[-1], SavitzkyGolay) and steps[-1].window > points:
+                    raise ValueError(f"its window is longer than the {points}-point axis")
             except ValueError as exc:
                 raise ValueError(f"preprocessing step {part.strip()!r}: {exc}") from None
         if len(steps) > MAX_STEPS:

@@ -25,6 +25,7 @@ def cmd_fit(args) -> int:
     from .splits import parse_holdout
 
     refuse_existing(args.out, args.force, "--out")
+    chain = _preprocess(args)
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
@@ -39,14 +40,14 @@ def cmd_fit(args) -> int:
         hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope,
                              learning_rate=args.learning_rate or 1e-3, l2=1e-3 if args.l2 is None else args.l2,
                              epochs=args.epochs or 50, batch_size=args.batch_size)
-        fit_bundle(args.data, args.out, hp=hp, tune_hp=args.tune, normalisation=args.normalise or "snv", **common)
+        fit_bundle(args.data, args.out, hp=hp, tune_hp=args.tune, preprocess=chain, **common)
         return 0
     from .convfit import fit_conv_bundle
     from .convnets import ConvHyperparameters
 
-    if args.tune or args.normalise == "none":
+    if args.tune or chain != "snv":
         raise RamanEdgeError(f"--model {args.model} takes no --tune and always uses SNV inputs; "
-                             "remove --tune / --normalise none")
+                             "remove --tune / --normalise none / --preprocess")
     base = ConvHyperparameters()
     if args.epochs:
         raise RamanEdgeError(f"--model {args.model} trains for a number of optimizer steps: use --steps, not --epochs")
@@ -55,6 +56,22 @@ def cmd_fit(args) -> int:
                              batch_size=args.batch_size, augment=not args.no_augment)
     fit_conv_bundle(args.data, args.out, args.model, hp=hp, **common)
     return 0
+
+
+def _preprocess(args) -> str:
+    """The chain text of ``fit``'s --preprocess (or --normalise), its syntax checked before any data is read."""
+    from device.errors import RamanEdgeError
+    from device.preprocess import Chain
+
+    if args.preprocess is not None and args.normalise is not None:
+        raise RamanEdgeError("--normalise and --preprocess both set the preprocessing: give only --preprocess "
+                             f"(e.g. --preprocess {args.normalise})")
+    text = args.preprocess if args.preprocess is not None else args.normalise or "snv"
+    try:
+        Chain.parse(text, 1.0)  # the axis step, known once the data is read, scales derivatives only
+    except ValueError as exc:
+        raise RamanEdgeError(f"--preprocess: {exc}") from None
+    return text
 
 
 def cmd_synth(args) -> int:
@@ -228,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-augment", action="store_true",
                    help="convolutional models: train without the inferior-acquisition augmentation")
     _training_options(f, defaults=False)
+    f.add_argument("--preprocess", metavar="STEP[,STEP...]",
+                   help="preprocessing chain before the model, applied in order (default: snv; replaces --normalise): "
+                        "snv, savgol:WINDOW:ORDER[:DERIV] (Savitzky-Golay smoothing or derivative), "
+                        "asls:LAM:P[:MAX_ITER] (asymmetric least squares baseline removal, 50 iterations by default), "
+                        "or none; e.g. asls:1e5:0.01,savgol:11:2,snv")
     f.add_argument("--tune", action="store_true", help="choose learning rate and L2 by inner cross-validation")
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
                    help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without "

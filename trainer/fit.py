@@ -11,7 +11,7 @@ import numpy as np
 from device.bundle import write_bundle
 from device.cost import flop_count
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
-from device.inputs import Standardizer, raw_inputs
+from device.inputs import Standardizer, as_chain, raw_inputs
 from device.network import forward
 
 from . import model as net
@@ -153,7 +153,7 @@ def card_basics(ds: Dataset, data, name: str, provenance: dict | None, descripti
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
                tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
-               normalisation: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
+               preprocess: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train the compact network on ``data`` and export a verified bundle to ``out``.
 
     Parameters
@@ -184,9 +184,9 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         Card fields describing the data: ``source``, ``licence``, ``attribution``, ``description``.
     chosen_by : str, optional
         How the hyperparameters were chosen, for the card, when they were not tuned here.
-    normalisation : str
-        Per-spectrum normalisation before the features: ``snv`` (default) or ``none`` (the published
-        method's raw intensities).
+    preprocess : str
+        Preprocessing chain before the features (:mod:`device.preprocess`): ``snv`` (default), ``none`` (the
+        published method's raw intensities), or steps such as ``asls:1e5:0.01,savgol:11:2,snv``.
     ood_false_rejection : float
         Share of known spectra the out-of-distribution detector may call unknown (sets its threshold).
 
@@ -200,7 +200,11 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds,
                                                   TUNING_FOLDS if tune_hp else 0, holdout, seed)
     n_classes = len(ds.class_names)
-    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, normalisation)
+    try:
+        chain = as_chain(preprocess, ds.axis)
+    except ValueError as exc:
+        raise DatasetError(f"--preprocess {preprocess}: {exc}") from None
+    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, chain)
     metrics: dict = {}
     tuning = None
     if tune_hp:
@@ -233,10 +237,13 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         **card_basics(ds, data, name, provenance, f"compact network trained on {Path(data).name}"),
         "preprocessing": {
             "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
-            "normalisation": {"snv": "standard normal variate per spectrum (minus its mean, over its standard "
-                                     "deviation), before the features",
-                              "none": "none: raw intensities, as the published method"}[normalisation],
-            "inputs": f"{ds.axis.points} intensities followed by {len(FEATURE_NAMES)} engineered features",
+            **({"normalisation": {"snv": "standard normal variate per spectrum (minus its mean, over its standard "
+                                         "deviation), before the features",
+                                  "none": "none: raw intensities, as the published method"}[chain.text]}
+               if chain.is_normalisation else
+               {"chain": chain.text, "steps": [step.description for step in chain.steps]}),
+            "inputs": f"{ds.axis.points} {'' if chain.is_normalisation else 'preprocessed '}intensities followed by "
+                      f"{len(FEATURE_NAMES)} engineered features",
             "features": list(FEATURE_NAMES),
             "peak_prominence": f"{DEFAULT_PROMINENCE} x (max - min) of each spectrum",
             "standardisation": "per input column, mean and standard deviation of the training spectra",
@@ -249,13 +256,13 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         "metrics": metrics,
         "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, ds.X, ds.y)},
         "examples_from": examples_from,
-        "flop_per_spectrum": flop_count(ds.axis, layers, normalisation),
+        "flop_per_spectrum": flop_count(ds.axis, layers, chain),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "software": software_versions(),
     }
     bundle = write_bundle(out, ood=ood, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
                           standardizer=std, layers=layers, leaky_slope=hp.leaky_slope, tflite=tfl, card=card,
-                          examples=example_files, normalisation=normalisation)
+                          examples=example_files, normalisation=chain)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle
