@@ -34,6 +34,9 @@ MAX_WINDOW = 501
 MAX_ITER = 1000
 #: Convergence threshold of the baseline fit: relative change of the weights (pybaselines' default).
 ASLS_TOL = 1e-3
+#: Spectra from which the baseline's banded solver runs on rows of all spectra at once (NumPy operations
+#: on arrays); fewer run one at a time in scalar arithmetic, faster below this many.
+ASLS_VECTOR_MIN = 24
 
 
 class UnknownStepError(ValueError):
@@ -161,7 +164,7 @@ class AsLS:
     """Baseline removal by asymmetric least squares (second differences), as ``pybaselines.whittaker.asls``.
 
     Each fit solves ``(W + lam D'D) z = W x`` (D: second differences, W: diagonal weights, 1 at first)
-    with a banded LDL' factorisation vectorised over the batch, then sets the weights to ``p`` where
+    with a banded LDL' factorisation (:func:`_ldl_solve`, O(points)), then sets the weights to ``p`` where
     ``x > z`` and ``1 - p`` elsewhere; it stops when the weights change by less than ``tol`` (relative
     Euclidean norm) or after ``max_iter + 1`` fits. The output is ``x - z``.
 
@@ -209,8 +212,8 @@ class AsLS:
         return base.T
 
     def _solve(self, w: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        """Solve ``(diag(w) + lam D'D) z = w * Y`` column by column: ``w``, ``Y`` shape (points, m)."""
-        N = Y.shape[0]
+        """Solve ``(diag(w) + lam D'D) z = w * Y`` for each column: ``w``, ``Y`` shape (points, m)."""
+        N, m = Y.shape
         lam = self.lam
         main = np.zeros(N)
         main[:-2] += 1.0
@@ -220,26 +223,11 @@ class AsLS:
         off[:-1] -= 2.0
         off[1:] -= 2.0
         a = w + lam * main[:, None]
-        b = (lam * off).tolist()  # b[i] = A[i + 1, i]; A[i + 2, i] = lam
         r = w * Y
-        d = np.empty_like(a)
-        l1 = np.empty_like(a)  # l1[i] = L[i, i - 1]; L[i, i - 2] = lam / d[i - 2]
-        z = np.empty_like(a)
-        d[0], z[0] = a[0], r[0]
-        l1[1] = b[0] / d[0]
-        d[1] = a[1] - l1[1] * l1[1] * d[0]
-        z[1] = r[1] - l1[1] * z[0]
-        for i in range(2, N):
-            l2 = lam / d[i - 2]
-            li = (b[i - 1] - lam * l1[i - 1]) / d[i - 1]
-            l1[i] = li
-            d[i] = a[i] - li * li * d[i - 1] - l2 * lam
-            z[i] = r[i] - li * z[i - 1] - l2 * z[i - 2]
-        x = z / d
-        x[N - 2] -= l1[N - 1] * x[N - 1]
-        for i in range(N - 3, -1, -1):
-            x[i] -= l1[i + 1] * x[i + 1] + lam / d[i] * x[i + 2]
-        return x
+        b = (lam * off).tolist()
+        if m < ASLS_VECTOR_MIN:  # scalar arithmetic, one column at a time
+            return np.column_stack([_ldl_solve(a[:, j].tolist(), b, lam, r[:, j].tolist()) for j in range(m)])
+        return np.array(_ldl_solve(list(a), b, lam, list(r)))  # each operation on a row of all columns
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Each row of ``X`` (n, points) minus its baseline."""
@@ -260,6 +248,33 @@ class AsLS:
         if points < 3:
             raise ValueError("its baseline needs an axis of at least 3 points")
         return step
+
+
+def _ldl_solve(a: list, b: list, lam: float, r: list) -> list:
+    """Solve the symmetric pentadiagonal system ``A x = r`` by its LDL' factorisation, in O(N).
+
+    ``A`` has diagonal ``a``, first sub-diagonal ``b`` (``b[i] = A[i + 1, i]``) and every second
+    sub-diagonal entry ``lam`` (``lam D'D`` plus a diagonal). The entries of ``a`` and ``r`` are numbers,
+    or arrays of one value per system (then every system is solved at once); ``len(a) >= 3``.
+    """
+    n = len(a)
+    d, l1, z = [a[0]], [0.0], [r[0]]  # L[i, i - 1] = l1[i], L[i, i - 2] = lam / d[i - 2]
+    li = b[0] / d[0]
+    l1.append(li)
+    d.append(a[1] - li * li * d[0])
+    z.append(r[1] - li * z[0])
+    for i in range(2, n):
+        l2 = lam / d[i - 2]
+        li = (b[i - 1] - lam * l1[i - 1]) / d[i - 1]
+        l1.append(li)
+        d.append(a[i] - li * li * d[i - 1] - l2 * lam)
+        z.append(r[i] - li * z[i - 1] - l2 * z[i - 2])
+    x = [0.0] * n
+    x[n - 1] = z[n - 1] / d[n - 1]
+    x[n - 2] = z[n - 2] / d[n - 2] - l1[n - 1] * x[n - 1]
+    for i in range(n - 3, -1, -1):
+        x[i] = z[i] / d[i] - l1[i + 1] * x[i + 1] - lam / d[i] * x[i + 2]
+    return x
 
 
 #: Steps by the name a chain's spec gives them.

@@ -274,3 +274,12 @@ def test_fit_cli_refuses_bad_chains_before_reading_data(tmp_path, args, message)
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), *args],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_asls_batch_and_single_spectra_give_the_same_baselines(sers_npz):
+    from device.preprocess import ASLS_VECTOR_MIN
+
+    X = sers_npz["X"][::200][:ASLS_VECTOR_MIN + 6]  # solved on rows of all spectra at once at first
+    step = AsLS(1e5, 0.01)
+    one_by_one = np.array([step.baseline(x[None])[0] for x in X])  # scalar arithmetic
+    np.testing.assert_allclose(step.baseline(X), one_by_one, rtol=0, atol=1e-9 * np.abs(X).max())
