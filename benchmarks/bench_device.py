@@ -25,6 +25,7 @@ from device.cost import flop_count  # noqa: E402
 from device.features import FEATURE_NAMES  # noqa: E402
 from device.inputs import Standardizer  # noqa: E402
 from device.network import Dense, forward  # noqa: E402
+from device.preprocess import Chain  # noqa: E402
 from device.readers import read_spectra  # noqa: E402
 from device.spectrum import Axis  # noqa: E402
 
@@ -86,7 +87,7 @@ def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
     return ModelBundle(path=bundle.path, card={}, name="paper-axis", model_id="paper-axis", class_names=bundle.class_names,
                        axis=axis, prominence=bundle.prominence,
                        standardizer=Standardizer(rng.normal(0, 1, width), rng.uniform(0.5, 2, width)),
-                       layers=layers, leaky_slope=0.3, normalisation=bundle.normalisation)
+                       layers=layers, leaky_slope=0.3, preprocess=bundle.preprocess)
 
 
 def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
@@ -140,6 +141,26 @@ def launch(argv: list) -> tuple[float, float]:
     wall, rss, status = out.stdout.split()
     assert status == "0", f"{argv} failed"
     return float(wall), float(rss) / 1024
+
+
+#: Preprocessing steps timed by :func:`preprocess_rows`.
+STEPS = ("snv", "savgol:11:2:1", "asls:1e5:0.01")
+
+
+def preprocess_rows(axis, X, runs) -> list:
+    """(step, FLOP, ms per spectrum one at a time, ms per spectrum in a batch of 256) on real spectra ``X``."""
+    rows = []
+    batch = X[:256]
+    for text in STEPS:
+        chain = Chain.parse(text, axis.step, axis.points)
+        t = time.perf_counter()
+        for x in X[:runs]:
+            chain.apply(x[None])
+        single = (time.perf_counter() - t) / runs
+        t = time.perf_counter()
+        chain.apply(batch)
+        rows.append((chain.text, chain.flop(axis.points), single * 1e3, (time.perf_counter() - t) / len(batch) * 1e3))
+    return rows
 
 
 def cold_start_rows(bundle, file, runs) -> list:
@@ -196,6 +217,11 @@ def main() -> int:
             np_rate, tf_rate = throughput(b, Xb, "numpy"), throughput(b, Xb, "tflite", tb)
             print(f"| {label} | {base:,.0f} | {np_rate:,.0f} ({np_rate / base:.0f}x) | {tf_rate:,.0f} "
                   f"({tf_rate / base:.0f}x) |")
+        print()
+        print(f"## Preprocessing steps on real spectra, {bundle.axis.points} points (per spectrum)\n")
+        print("| step | FLOP (baseline: upper bound) | one at a time | in a batch of 256 |\n|---|---|---|---|")
+        for text, flop, single, batched in preprocess_rows(bundle.axis, X[::7], 20 if args.quick else 100):
+            print(f"| {text} | {flop:,} | {single:.3f} ms | {batched:.3f} ms |")
         print()
 
     print("## Cold start on one file, each a new process (interleaved runs)\n")
