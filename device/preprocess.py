@@ -75,7 +75,7 @@ class SNV:
         return cls()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SavitzkyGolay:
     """Savitzky-Golay filter with SciPy's ``mode="interp"`` edges.
 
@@ -408,9 +408,11 @@ class Chain:
             raise ValueError(f"the chain must be a list of at most {MAX_STEPS} steps")
         steps = []
         for i, spec in enumerate(specs):
-            name = spec.get("step") if isinstance(spec, dict) else None
+            if not isinstance(spec, dict) or not isinstance(spec.get("step"), str):
+                raise ValueError(f"step {i} is not an object with a step name")
+            name = spec["step"]
             if name not in STEPS:
-                raise UnknownStepError(f"preprocessing step {str(name)[:40]!r} was made by a newer raman-edge")
+                raise UnknownStepError(f"preprocessing step {name[:40]!r} was made by a newer raman-edge")
             prefix = f"preprocess.{i}."
             steps.append(STEPS[name].from_arrays(spec, {k[len(prefix):]: v for k, v in arrays.items()
                                                         if k.startswith(prefix)}, points))

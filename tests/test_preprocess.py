@@ -204,6 +204,7 @@ def _spec_edit(index: int, key: str, value):
     (lambda a: a.pop("preprocess.1.matrix"), "lacks the preprocessing entry 'matrix'"),
     (lambda a: a.update({"preprocess.1.matrix": np.full((11, 11), np.nan)}), "'preprocess.1.matrix' does not hold finite"),
     (lambda a: a.update({"preprocess": np.array("{]")}), "chain is malformed"),
+    (lambda a: a.update({"preprocess": np.array('[{"step": 3}]')}), "step 0 is not an object with a step name"),
     (lambda a: a.update({"preprocess": np.array(json.dumps([{"step": "snv"}] * 9))}), "at most 8 steps"),
     (lambda a: a.update({"normalisation": np.array("snv")}), "both a preprocessing chain and a normalisation"),
 ])
@@ -283,3 +284,15 @@ def test_asls_batch_and_single_spectra_give_the_same_baselines(sers_npz):
     step = AsLS(1e5, 0.01)
     one_by_one = np.array([step.baseline(x[None])[0] for x in X])  # scalar arithmetic
     np.testing.assert_allclose(step.baseline(X), one_by_one, rtol=0, atol=1e-9 * np.abs(X).max())
+
+
+def test_fit_cli_refuses_a_window_longer_than_the_axis_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.uniform(1, 2, (9, 40)), y=np.repeat([0, 1, 2], 3),
+             wavenumber=np.arange(600.0, 640.0), class_names=np.array(["a", "b", "c"]))
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(tmp_path / "b"),
+                        "--preprocess", "snv,savgol:41:2"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "error: --preprocess snv,savgol:41:2: preprocessing step 'savgol:41:2': its window is longer than the " \
+           "40-point axis" in r.stderr
+    assert "epoch" not in r.stderr and not (tmp_path / "b").exists()
