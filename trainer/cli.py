@@ -26,8 +26,9 @@ def cmd_fit(args) -> int:
 
     refuse_existing(args.out, args.force, "--out")
     validation = ((parse_split(args.split),) if args.split else ()) + (
-        (SplitSpec("holdout-key", key=parse_holdout(args.holdout)[0], values=tuple(parse_holdout(args.holdout)[1])),)
-        if args.holdout else ()) + ((SplitSpec("kfold", folds=args.cv_folds),) if args.cv_folds > 1 else ())
+        (SplitSpec("holdout-key", key=parse_holdout(args.holdout)[0], values=tuple(parse_holdout(args.holdout)[1]),
+                   given=f"--holdout {args.holdout}"),)
+        if args.holdout else ()) + ((SplitSpec("kfold", folds=args.cv_folds, given=f"--cv-folds {args.cv_folds}"),) if args.cv_folds > 1 else ())
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}

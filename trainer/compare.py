@@ -34,7 +34,7 @@ from .data import Dataset, DatasetError
 from .degrade import SNR_LEVELS, degrade
 from .export import tflite_bytes, tflite_convnet_bytes
 from .metrics import classification_report
-from .splits import Splits, make_splits, parse_split
+from .splits import Splits, make_splits, pair_groups, parse_split
 
 MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
 #: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.
@@ -145,7 +145,9 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
     t_start = time.perf_counter()
     conditions = ["clean", *[f"snr{s:g}" for s in snr_levels]]
     results = {m: {"splits": [], "cost": None, "fit_seconds": [], "notes": []} for m in models}
+    pairs = []
     for i, (train, test) in enumerate(split.pairs):
+        pairs.append({"train_spectra": int(train.size), "test_spectra": int(test.size), **pair_groups(ds, train, test)})
         rng = np.random.default_rng(seed + 1000 + i)
         tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
         for name in models:
@@ -170,5 +172,5 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
             r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
                                                  "macro_f1_mean": float(np.mean(f1))}
     return {"split": split.description, "split_spec": split.spec.text, "warning": split.warning,
-            "splits": len(split.pairs), "conditions": conditions,
+            "splits": len(split.pairs), "pairs": pairs, "conditions": conditions,
             "snr_levels": list(snr_levels), "models": results, "seconds": round(time.perf_counter() - t_start, 1)}

@@ -21,7 +21,7 @@ from .export import export_check, tflite_bytes
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
-from .splits import make_splits, stratified_folds
+from .splits import make_splits, pair_groups, stratified_folds
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient), by inner stratified K-fold.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
@@ -78,14 +78,15 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
             log(f"held-out evaluation ({split.spec.text}): {train.size} train / {test.size} test")
             rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
             metrics["holdout"] = {**named, "description": split.description, "train_spectra": int(train.size),
-                                  "test_spectra": int(test.size), **rep}
+                                  "test_spectra": int(test.size), **pair_groups(ds, train, test), **rep}
             log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
             continue
         log(f"cross-validation: {split.description}")
         per_fold = []
         for i, (tr, te) in enumerate(pairs):
             rep = classification_report(ds.y[te], predict(tr, te, seed + i), ds.class_names)
-            per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+            per_fold.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, tr, te),
+                             "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
             log(f"  fold {i + 1}/{len(pairs)}: accuracy {rep['accuracy']:.4f}")
         acc = [f["accuracy"] for f in per_fold]
         metrics["cross_validation"] = {

@@ -12,7 +12,7 @@ from device.ood import OODDetector
 
 from . import model as compact
 from .data import Dataset, DatasetError
-from .splits import SplitSpec, make_splits, stratified_folds
+from .splits import SplitSpec, make_splits, pair_groups, stratified_folds
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
@@ -155,9 +155,10 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
         novel = np.flatnonzero(ds.y == left)
         counts = {"unknown": 0, "uncertain": 0, "novel": 0, "known": 0, "false_unknown": 0, "decided": 0,
                   "right": 0}
-        thresholds, components = [], []
+        thresholds, components, pairs = [], [], []
         for tr, te in splits.pairs:
             train = known[tr]
+            pairs.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, train, known[te])})
             R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
             std = Standardizer.fit(R)
             model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
@@ -188,7 +189,7 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
                "wrongly_labelled": 1 - (counts["unknown"] + counts["uncertain"]) / counts["novel"],
                "known_test_spectra": counts["known"], "false_unknown": counts["false_unknown"] / counts["known"],
                "known_accuracy_of_decided": counts["right"] / counts["decided"] if counts["decided"] else None,
-               "pairs": len(splits.pairs), "threshold": float(np.median(thresholds)),
+               "pairs": pairs, "threshold": float(np.median(thresholds)),
                "components": int(np.median(components))}
         rows.append(row)
         log(f"without {row['left_out']}: {100 * row['unknown']:.1f} % unknown, {100 * row['uncertain']:.1f} % "

@@ -23,7 +23,7 @@ from . import stacked
 from .data import Dataset, DatasetError
 from .metrics import classification_report, one_vs_rest_auc
 from .model import Hyperparameters
-from .splits import SplitSpec, Splits, make_splits
+from .splits import SplitSpec, Splits, make_splits, pair_groups
 
 ENGINES = ("vectorized", "naive")
 #: Folds of the published protocol.
@@ -198,9 +198,10 @@ def run(ds: Dataset, settings: Settings, splits: Splits | None = None, log=print
             oof[te] = p
             tested[te] = True
             rep = classification_report(ds.y[te], p.argmax(1), ds.class_names)
-            folds_out.append({"repeat": r, "fold": f, "test_spectra": int(te.size), "accuracy": rep["accuracy"],
-                              "macro_f1": rep["macro_f1"], "final_train_loss": float(tl[-1, f]),
-                              "final_val_loss": float(vl[-1, f])})
+            folds_out.append({"repeat": r, "fold": f, "train_spectra": int(train_rows[f].size),
+                              "test_spectra": int(te.size), **pair_groups(ds, train_rows[f], te),
+                              "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
+                              "final_train_loss": float(tl[-1, f]), "final_val_loss": float(vl[-1, f])})
             Zte = (R[te] - mean[f]) / scale[f]
             importance.append(permutation_importance(Zte, ds.y[te], w.fold(f), hp.leaky_slope, groups,
                                                      settings.permutations, rng))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,12 @@ class SplitSpec:
     key: str = ""
     values: tuple = ()
     fraction: float = 0.0
+    given: str = field(default="", compare=False)  # the option as the user spelt it, for messages
+
+    @property
+    def option(self) -> str:
+        """The option that asked for this split, as spelt, for messages (default ``--split TEXT``)."""
+        return self.given or f"--split {self.text}"
 
     @property
     def grouped(self) -> bool:
@@ -200,30 +206,30 @@ def check_split(spec: SplitSpec, ds: Dataset) -> None:
     if spec.kind == "kfold" or spec.kind == "holdout-fraction":
         folds = spec.folds if spec.kind == "kfold" else max(2, round(1 / spec.fraction))
         if smallest < 2:
-            raise DatasetError(f"--split {spec.text}: class {name} has {smallest} spectrum; a stratified split "
+            raise DatasetError(f"{spec.option}: class {name} has {smallest} spectrum; a stratified split "
                                "needs at least 2 per class: add spectra or drop the class")
         if smallest < folds:
             fix = (SplitSpec("kfold", folds=smallest, repeats=spec.repeats) if spec.kind == "kfold"
                    else SplitSpec("holdout-fraction", fraction=round(1 / smallest, 2) + 0.01))
-            raise DatasetError(f"--split {spec.text} needs at least {folds} spectra in every class; class {name} "
+            raise DatasetError(f"{spec.option} needs at least {folds} spectra per class; class {name} "
                                f"has {smallest}: use --split {fix.text} (or add spectra)")
         return
     if spec.kind == "holdout-key":
         return
     if ds.groups is None:
-        raise DatasetError(f"--split {spec.text} keeps each group on one side, but the data carry no groups: "
+        raise DatasetError(f"{spec.option} keeps each group on one side, but the data carry no groups: "
                            + _GROUPS_HOWTO)
     names = np.unique(ds.groups)
     if names.size < 2:
-        raise DatasetError(f"--split {spec.text}: the data have one group only ({names[0]}, {ds.group_source}); "
+        raise DatasetError(f"{spec.option}: the data have one group only ({names[0]}, {ds.group_source}); "
                            "a grouped split needs at least 2")
     if spec.kind == "group-kfold" and names.size < spec.folds:
-        raise DatasetError(f"--split {spec.text} needs at least {spec.folds} groups; the data have {names.size} "
+        raise DatasetError(f"{spec.option} needs at least {spec.folds} groups; the data have {names.size} "
                            f"({_few(names)}; {ds.group_source}): use --split group-kfold:{names.size} or logo")
     for c, cname in enumerate(ds.class_names):
         own = np.unique(ds.groups[ds.y == c])
         if own.size < 2:
-            raise DatasetError(f"--split {spec.text}: every spectrum of class {cname} belongs to group {own[0]} "
+            raise DatasetError(f"{spec.option}: every spectrum of class {cname} belongs to group {own[0]} "
                                f"({ds.group_source}), so a grouped split leaves {cname} out of training whenever "
                                f"{own[0]} is tested: add {cname} spectra of another group, drop the class, or use a "
                                "hold-out by a key")
@@ -265,7 +271,7 @@ def make_splits(spec: SplitSpec, ds: Dataset, seed: int) -> Splits:
         train, test, d = holdout_split(ds, spec.key, list(spec.values), seed)
         missing = [ds.class_names[c] for c in range(len(ds.class_names)) if not (ds.y[train] == c).any()]
         if missing:
-            raise DatasetError(f"--split {spec.text}: no spectrum of {', '.join(missing)} is left for training; "
+            raise DatasetError(f"{spec.option}: no spectrum of {', '.join(missing)} is left for training; "
                                f"hold out fewer values of {spec.key}")
         repeats, desc = [[(train, test)]], f"hold-out by {spec.key}: {d}"
     else:
@@ -273,6 +279,13 @@ def make_splits(spec: SplitSpec, ds: Dataset, seed: int) -> Splits:
         repeats = [[stratified_folds(ds.y, folds, seed)[0]]]
         desc = f"stratified random hold-out of 1/{folds} of the spectra (seed {seed})"
     return Splits(spec, desc, repeats, optimism(spec, ds, [p for rep in repeats for p in rep]))
+
+
+def pair_groups(ds: Dataset, train: np.ndarray, test: np.ndarray) -> dict:
+    """The groups of the ``train`` and ``test`` rows of one pair, for reports; empty without groups."""
+    if ds.groups is None:
+        return {}
+    return {"train_groups": np.unique(ds.groups[train]).tolist(), "test_groups": np.unique(ds.groups[test]).tolist()}
 
 
 def optimism(spec: SplitSpec, ds: Dataset, pairs: list) -> str | None:
