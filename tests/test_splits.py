@@ -211,32 +211,26 @@ def test_compare_keeps_groups_apart_and_says_a_random_split_is_optimistic(groupe
         assert ("**Warning: optimistic figure" in (out / "report.md").read_text()) == optimistic
 
 
-def test_fit_cross_validation_keeps_groups_apart(grouped, tmp_path):
-    r = run("fit", grouped, "--out", tmp_path / "b", "--groups", r"^(P\d+)_", "--split", "group-kfold:2",
-            "--epochs", "3")
+def test_fit_keeps_groups_apart_and_says_a_random_cross_validation_is_optimistic(grouped_npz, tmp_path):
+    r = run("fit", grouped_npz, "--out", tmp_path / "b", "--groups", "patient", "--split", "holdout:patient=P04",
+            "--cv-folds", "2", "--epochs", "3")
     assert r.returncode == 0, r.stderr
-    cv = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]["cross_validation"]
-    assert cv["split"] == "group-kfold:2" and "warning" not in cv and len(cv["folds"]) == 2
-    assert all(not both_sides(f) for f in cv["folds"])
-    assert "optimistic" not in r.stderr
-
-
-def test_fit_cross_validation_on_grouped_data_warns_when_random(grouped, tmp_path):
-    r = run("fit", grouped, "--out", tmp_path / "b", "--groups", "folder", "--cv-folds", "2", "--epochs", "3")
-    assert r.returncode == 0, r.stderr
-    cv = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]["cross_validation"]
-    assert cv["warning"].startswith("optimistic figure") and any(both_sides(f) for f in cv["folds"])
-    assert "warning: optimistic figure" in r.stderr
+    metrics = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]
+    held, cv = metrics["holdout"], metrics["cross_validation"]
+    assert held["split"] == "holdout:patient=P04" and "warning" not in held and not both_sides(held)
+    assert held["test_groups"] == ["P04"] and held["test_spectra"] == 9
+    assert cv["split"] == "kfold:2" and cv["warning"].startswith("optimistic figure")
+    assert any(both_sides(f) for f in cv["folds"]) and "warning: optimistic figure" in r.stderr
 
 
 def test_ood_eval_keeps_the_known_groups_apart(tmp_path):
-    data = write_grouped(tmp_path / "d", per_group=3, patients=("P01", "P02", "P03"))
+    data = write_grouped(tmp_path / "d", per_group=3, patients=("P01", "P02"))
     r = run("ood-eval", data, "--report", tmp_path / "r", "--groups", "folder", "--split", "logo")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "r" / "report.json").read_text())["results"]
     assert res["split"] == "logo" and res["warning"] is None and len(res["rows"]) == 3
     for row in res["rows"]:
-        assert len(row["pairs"]) == 3 and all(not both_sides(p) for p in row["pairs"])
+        assert len(row["pairs"]) == 2 and all(not both_sides(p) for p in row["pairs"])
     assert "optimistic" not in r.stdout + (tmp_path / "r" / "report.md").read_text()
 
 
