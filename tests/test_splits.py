@@ -159,6 +159,15 @@ def test_too_few_spectra_or_groups_for_the_split_are_refused_before_training(gro
         assert "repeat 1" not in r.stdout and not (tmp_path / "r").exists()
 
 
+def test_a_holdout_the_data_cannot_fill_names_what_they_have(grouped_npz):
+    ds = load_dataset(grouped_npz, groups="patient")
+    with pytest.raises(DatasetError, match=r"--split holdout:patient=P09: no spectrum has patient in \['P09'\]; its "
+                                           "values are P01, P02, P03, P04"):
+        make_splits(parse_split("holdout:patient=P09"), ds, 0)
+    with pytest.raises(DatasetError, match="no spectrum of c0, c1, c2 is left for training"):
+        make_splits(parse_split("holdout:patient=P01,P02,P03,P04"), ds, 0)
+
+
 def test_a_class_seen_in_one_group_only_is_refused_by_name(tmp_path):
     data = write_grouped(tmp_path / "d", per_group=2, patients=("P01", "P02"))
     for f in (data / "c2" / "P02").iterdir():

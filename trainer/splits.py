@@ -155,8 +155,9 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndar
     return list(skf.split(np.zeros(len(y)), y))
 
 
-def holdout_split(ds: Dataset, key: str, values: list, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Hold out the spectra whose metadata ``key`` takes one of ``values``.
+def holdout_split(ds: Dataset, key: str, values: list, seed: int,
+                  option: str = "--holdout") -> tuple[np.ndarray, np.ndarray, str]:
+    """Hold out the spectra whose metadata ``key`` takes one of ``values``; ``option`` starts the messages.
 
     Classes that have no spectrum with those values (e.g. a pesticide-free control, which has no
     concentration) would otherwise be untested; a random share of each such class, equal to the
@@ -169,12 +170,14 @@ def holdout_split(ds: Dataset, key: str, values: list, seed: int) -> tuple[np.nd
         The split in words, for reports.
     """
     if key not in ds.meta:
-        raise DatasetError(f"--holdout {key}: the data has no per-spectrum '{key}'; it has "
+        raise DatasetError(f"{option}: the data has no per-spectrum '{key}'; it has "
                            f"{', '.join(ds.meta) or 'no metadata'} (metadata comes from .npz arrays).")
     column = ds.meta[key]
     test = np.isin(column, np.asarray(values, dtype=column.dtype))
     if not test.any():
-        raise DatasetError(f"--holdout {key}={values}: no spectrum has that value.")
+        present = np.unique(column)
+        raise DatasetError(f"{option}: no spectrum has {key} in {values}; its values are "
+                           f"{_few(present.tolist())}.")
     covered = np.isin(ds.y, np.unique(ds.y[test]))
     share = test[covered].mean()
     rng = np.random.default_rng(seed)
@@ -268,7 +271,7 @@ def make_splits(spec: SplitSpec, ds: Dataset, seed: int) -> Splits:
         repeats = [list(LeaveOneGroupOut().split(zeros, ds.y, ds.groups))]
         desc = f"leave one group out by {ds.group_source} ({len(repeats[0])} groups, one fold each)"
     elif spec.kind == "holdout-key":
-        train, test, d = holdout_split(ds, spec.key, list(spec.values), seed)
+        train, test, d = holdout_split(ds, spec.key, list(spec.values), seed, spec.option)
         missing = [ds.class_names[c] for c in range(len(ds.class_names)) if not (ds.y[train] == c).any()]
         if missing:
             raise DatasetError(f"{spec.option}: no spectrum of {', '.join(missing)} is left for training; "
