@@ -25,14 +25,16 @@ def cmd_fit(args) -> int:
     from .splits import SplitSpec, parse_holdout, parse_split
 
     refuse_existing(args.out, args.force, "--out")
-    validation = ((parse_split(args.split),) if args.split else ()) + (
-        (SplitSpec("holdout-key", key=parse_holdout(args.holdout)[0], values=tuple(parse_holdout(args.holdout)[1]),
-                   given=f"--holdout {args.holdout}"),)
-        if args.holdout else ()) + ((SplitSpec("kfold", folds=args.cv_folds, given=f"--cv-folds {args.cv_folds}"),) if args.cv_folds > 1 else ())
+    validation = [parse_split(args.split)] if args.split else []
+    if args.holdout:
+        key, values = parse_holdout(args.holdout)
+        validation.append(SplitSpec("holdout-key", key=key, values=tuple(values), given=f"--holdout {args.holdout}"))
+    if args.cv_folds > 1:
+        validation.append(SplitSpec("kfold", folds=args.cv_folds, given=f"--cv-folds {args.cv_folds}"))
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
-    common = dict(axis=_axis(args), seed=args.seed, validation=validation, groups=args.groups,
+    common = dict(axis=_axis(args), seed=args.seed, validation=tuple(validation), groups=args.groups,
                   name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
                   ood_false_rejection=args.ood_false_rejection, log=_note)
     if args.model == "compact":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -140,17 +141,18 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
     for left in range(len(ds.class_names)):
         known = np.flatnonzero(ds.y != left)
         remap = {c: i for i, c in enumerate(c for c in range(len(ds.class_names)) if c != left)}
-        sub = ds.subset(known)
-        sub = Dataset(sub.X, np.array([remap[c] for c in sub.y]), tuple(n for c, n in enumerate(ds.class_names)
-                                                                     if c != left),
-                      sub.axis, sub.sources, sub.meta, sub.groups, sub.group_source)
+        sub = replace(ds.subset(known), y=np.array([remap[c] for c in ds.y[known]]),
+                      class_names=tuple(n for c, n in enumerate(ds.class_names) if c != left))
         try:
             known_sets.append((left, known, sub, make_splits(split, sub, seed)))
         except DatasetError as exc:
             raise DatasetError(f"without class {ds.class_names[left]}: {exc}") from None
-    rows, warning, description = [], None, ""
+    warning = next((s.warning for *_, s in known_sets if s.warning), None)
+    if warning:
+        log(f"warning: {warning}")
+    rows, description = [], ""
     for left, known, sub, splits in known_sets:
-        warning, description = warning or splits.warning, splits.description
+        description = splits.description
         yk, n_known = sub.y, len(sub.class_names)
         novel = np.flatnonzero(ds.y == left)
         counts = {"unknown": 0, "uncertain": 0, "novel": 0, "known": 0, "false_unknown": 0, "decided": 0,
