@@ -12,7 +12,8 @@ from trainer.data import DatasetError, load_dataset
 from trainer.splits import parse_split, make_splits
 
 TRAIN = str(Path(sys.executable).parent / "raman-train")
-MICROPLASTICS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "rampp_microplastics" / "rampp_microplastics.npz"
+MICROPLASTICS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "rampp_microplastics"
+                 / "rampp_microplastics.npz")
 AXIS = np.linspace(300.0, 1300.0, 201)
 CENTRES = [(500, 900), (650, 1100), (800, 1200)]
 PATIENTS = ("P01", "P02", "P03", "P04")
@@ -105,7 +106,8 @@ def test_the_splitter_is_scikit_learns(grouped):
     ds = load_dataset(grouped, groups="folder")
     zeros = np.zeros(len(ds.y))
     oracle = {
-        "repeated:2x3": [p for r in range(2) for p in StratifiedKFold(3, shuffle=True, random_state=7 + r).split(zeros, ds.y)],
+        "repeated:2x3": [p for r in range(2)
+                         for p in StratifiedKFold(3, shuffle=True, random_state=7 + r).split(zeros, ds.y)],
         "group-kfold:2x3": [p for r in range(2) for p in StratifiedGroupKFold(3, shuffle=True, random_state=7 + r)
                             .split(zeros, ds.y, ds.groups)],
         "logo": list(LeaveOneGroupOut().split(zeros, ds.y, ds.groups)),
@@ -131,9 +133,8 @@ def test_grouped_splits_never_put_a_group_on_both_sides(grouped_npz, text):
 
 
 def test_split_spellings_and_their_mistakes():
-    assert [parse_split(t).text for t in ("kfold:5", "repeated:3x5", "group-kfold:5", "group-kfold:2x5", "logo",
-                                          "holdout:condition=SW", "holdout:0.2")] == \
-           ["kfold:5", "repeated:3x5", "group-kfold:5", "group-kfold:2x5", "logo", "holdout:condition=SW", "holdout:0.2"]
+    texts = ["kfold:5", "repeated:3x5", "group-kfold:5", "group-kfold:2x5", "logo", "holdout:condition=SW", "holdout:0.2"]
+    assert [parse_split(t).text for t in texts] == texts
     for bad, message in (("kfold", "use kfold:K"), ("kfold:1", "K >= 2"), ("kfold:2x5", "repeated:2x5"),
                          ("holdout:1.5", "between 0 and 1"), ("loo", "use kfold:K")):
         with pytest.raises(DatasetError, match=message):
@@ -189,7 +190,8 @@ def test_evaluate_keeps_groups_apart_and_says_a_random_split_is_optimistic(group
     assert all(not both_sides(f) and len(f["test_groups"]) == 1 for f in rep["results"]["folds"])
     md = (tmp_path / "g" / "report.md").read_text()
     assert "optimistic" not in md + r.stdout and "Split: leave one group out by the folder under the class" in md
-    r = run("evaluate", grouped, "--report", tmp_path / "k", "--groups", "folder", "--split", "kfold:3", "--epochs", "3")
+    r = run("evaluate", grouped, "--report", tmp_path / "k", "--groups", "folder", "--split", "kfold:3",
+            "--epochs", "3")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0].startswith("warning: optimistic figure: the data carry groups")
     md = (tmp_path / "k" / "report.md").read_text().splitlines()

@@ -54,7 +54,8 @@ def make_split(text: str, ds: Dataset, seed: int) -> Splits:
         if ds.groups is not None:
             text = f"group-kfold:{max(2, min(5, np.unique(ds.groups).size))}"
         else:
-            text = f"repeated:3x{max(2, min(5, int(np.bincount(ds.y).min())))}" if len(ds.y) <= SMALL_SET else "holdout:0.2"
+            folds = max(2, min(5, int(np.bincount(ds.y).min())))
+            text = f"repeated:3x{folds}" if len(ds.y) <= SMALL_SET else "holdout:0.2"
     return make_splits(parse_split(text), ds, seed)
 
 

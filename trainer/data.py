@@ -220,9 +220,9 @@ def _read_folders(root: Path):
                            "after the class.")
     shifts, ys, labels, sources, groups = [], [], [], [], []
     for k, folder in enumerate(folders):
-        files = [(f, None) for f in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))]
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            files += [(f, sub.name) for f in sorted(p for p in sub.iterdir() if p.is_file() and not p.name.startswith("."))]
+        files = [(f, None) for f in _visible(folder, Path.is_file)]
+        for sub in _visible(folder, Path.is_dir):
+            files += [(f, sub.name) for f in _visible(sub, Path.is_file)]
         if not files:
             raise DatasetError(f"class folder {folder} holds no spectrum files; add spectra or remove the folder.")
         for f, group in files:
@@ -237,6 +237,11 @@ def _read_folders(root: Path):
                 sources.append(str(f) + (f"[{s.meta['index']}]" if "index" in s.meta else ""))
                 groups.append(group)
     return shifts, ys, labels, sources, [f.name for f in folders], groups
+
+
+def _visible(folder: Path, kind) -> list:
+    """The entries of ``folder`` for which ``kind`` (e.g. ``Path.is_file``) holds, sorted, hidden ones left out."""
+    return sorted(p for p in folder.iterdir() if kind(p) and not p.name.startswith("."))
 
 
 def _read_npz(path: Path):

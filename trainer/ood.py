@@ -160,7 +160,8 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
         thresholds, components, pairs = [], [], []
         for tr, te in splits.pairs:
             train = known[tr]
-            pairs.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, train, known[te])})
+            pairs.append({"train_spectra": int(tr.size), "test_spectra": int(te.size),
+                          **pair_groups(ds, train, known[te])})
             R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
             std = Standardizer.fit(R)
             model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
