@@ -14,6 +14,7 @@ from trainer import protocol
 from trainer.data import load_dataset
 from trainer.metrics import one_vs_rest_auc, roc_curve
 from trainer.model import Hyperparameters
+from trainer.splits import stratified_folds
 from trainer.synth import write
 
 BIN = Path(sys.executable).parent
@@ -33,10 +34,12 @@ def _settings(**kw):
 
 
 def test_every_spectrum_tested_once_per_repeat_and_shuffles_differ(small, monkeypatch):
-    seen = []
-    real = protocol.stratified_folds
-    monkeypatch.setattr(protocol, "stratified_folds", lambda y, k, s: seen.append(real(y, k, s)) or seen[-1])
+    made = []
+    real = protocol.make_splits
+    monkeypatch.setattr(protocol, "make_splits", lambda *a: made.append(real(*a)) or made[-1])
     protocol.run(small, _settings(), log=lambda m: None)
+    assert len(made) == 1 and made[0].spec.text == "repeated:2x3"
+    seen = made[0].repeats
     assert len(seen) == 2
     for splits in seen:
         tests = np.concatenate([te for _, te in splits])
@@ -51,7 +54,7 @@ def test_standardisation_sees_training_rows_only(small, monkeypatch):
     fitted = []
     real = protocol.Standardizer.fit
     monkeypatch.setattr(protocol.Standardizer, "fit", classmethod(lambda cls, X: fitted.append(X) or real(X)))
-    splits = protocol.stratified_folds(small.y, 3, 1)
+    splits = stratified_folds(small.y, 3, 1)
     protocol.run(small, _settings(repeats=1), log=lambda m: None)
     assert len(fitted) == 3
     for X, (tr, te) in zip(fitted, splits):

@@ -221,7 +221,7 @@ def test_evaluate_a_small_real_like_set_and_its_report(tmp_path):
     rep = json.loads((tmp_path / "r" / "report.json").read_text())
     assert rep["settings"]["folds"] == 5 and "smallest class (c1) has 5" in rep["settings"]["folds_chosen"]
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "5-fold cross-validation (5-fold, not the published 15" in md
+    assert "Split: stratified 5-fold cross-validation (seed 0) (`--split kfold:5`; 5-fold, not the published 15" in md
     assert "published" in md and "98.58" not in md  # the paper's figure belongs to the synthetic set only
 
 

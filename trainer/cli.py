@@ -22,15 +22,20 @@ def _axis(args):
 def cmd_fit(args) -> int:
     from device.errors import RamanEdgeError
 
-    from .splits import parse_holdout
+    from .splits import SplitSpec, parse_holdout, parse_split
 
     refuse_existing(args.out, args.force, "--out")
     chain = _preprocess(args)
+    validation = [parse_split(args.split)] if args.split else []
+    if args.holdout:
+        key, values = parse_holdout(args.holdout)
+        validation.append(SplitSpec("holdout-key", key=key, values=tuple(values), given=f"--holdout {args.holdout}"))
+    if args.cv_folds > 1:
+        validation.append(SplitSpec("kfold", folds=args.cv_folds, given=f"--cv-folds {args.cv_folds}"))
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
-    common = dict(axis=_axis(args), seed=args.seed,
-                  holdout=parse_holdout(args.holdout) if args.holdout else None, cv_folds=args.cv_folds,
+    common = dict(axis=_axis(args), seed=args.seed, validation=tuple(validation), groups=args.groups,
                   name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
                   ood_false_rejection=args.ood_false_rejection, log=_note)
     if args.model == "compact":
@@ -101,32 +106,53 @@ def _counts(text: str) -> tuple:
 
 
 def cmd_evaluate(args) -> int:
+    from device.errors import RamanEdgeError
+
     from .data import load_dataset
     from .model import Hyperparameters
     from .protocol import Settings, choose_folds, run
     from .report import write_report
+    from .splits import SplitSpec, make_splits, parse_split
     from .synth import is_synthetic
 
     refuse_existing(args.report, args.force, "--report")
+    if args.split and (args.folds is not None or args.repeats is not None):
+        raise RamanEdgeError(f"--split {args.split} states the folds and repeats itself: drop --folds / --repeats "
+                             "(e.g. --split repeated:10x15 is the published protocol)")
+    spec = parse_split(args.split) if args.split else None
     hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
                          l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
-    ds = load_dataset(args.data, _axis(args), log=_note)
-    folds, folds_reason = choose_folds(ds, args.folds)
-    settings = Settings(folds=folds, repeats=args.repeats, seed=args.seed, hp=hp, engine=args.engine,
-                        normalisation=args.normalise)
+    ds = load_dataset(args.data, _axis(args), log=_note, groups=args.groups)
+    if spec is None:
+        grouped = ds.groups is not None
+        folds, folds_reason = choose_folds(ds, args.folds, grouped)
+        spec = SplitSpec("group-kfold" if grouped else "kfold", folds=folds, repeats=args.repeats or 10)
+        if grouped:
+            folds_reason += "; grouped because --groups was given"
+    else:
+        folds_reason = "as given by --split"
+    splits = make_splits(spec, ds, args.seed)
+    settings = Settings(folds=len(splits.repeats[0]), repeats=len(splits.repeats), seed=args.seed, hp=hp,
+                        engine=args.engine, normalisation=args.normalise)
+    if splits.warning:
+        print(f"warning: {splits.warning}", flush=True)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
-          f"{settings.repeats} x {settings.folds}-fold ({folds_reason}), {settings.engine} engine", flush=True)
-    result = run(ds, settings, log=lambda msg: print(msg, flush=True))
+          f"split: {splits.description} (--split {spec.text}; {folds_reason}), {settings.engine} engine", flush=True)
+    result = run(ds, settings, splits, log=lambda msg: print(msg, flush=True))
     data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
-            "fingerprint_sha256": ds.fingerprint}
-    sett = {"folds": settings.folds, "folds_chosen": folds_reason, "repeats": settings.repeats,
+            "fingerprint_sha256": ds.fingerprint, "groups": ds.group_source or None}
+    sett = {"split": spec.text, "split_description": splits.description, "folds": settings.folds,
+            "folds_chosen": folds_reason, "repeats": settings.repeats,
             "seed": settings.seed, "engine": settings.engine, "normalisation": settings.normalisation,
             "hyperparameters": hp.as_dict(), "importance_band_width_cm-1": settings.band_width_cm,
             "importance_permutations": settings.permutations}
     write_report(args.report, result, sett, data, ds.class_names, ds.axis.values, ds.X.mean(axis=0),
                  published=is_synthetic(args.data))
     print(f"accuracy {100 * result['accuracy_mean']:.2f} % +/- {100 * result['accuracy_std']:.2f} % "
-          f"(mean +/- std over {settings.repeats} repeats); report in {args.report} ({result['seconds']} s)")
+          f"(mean +/- std over {settings.repeats} repeats; {spec.text}); report in {args.report} "
+          f"({result['seconds']} s)")
+    if splits.warning:
+        print(f"warning: {splits.warning}", flush=True)
     return 0
 
 
@@ -143,17 +169,21 @@ def cmd_compare(args) -> int:
         snr = tuple(float(v) for v in args.snr.split(",")) if args.snr.strip() else ()
     except ValueError:
         raise RamanEdgeError(f"--snr takes numbers separated by commas, e.g. 100,20,5; got {args.snr!r}") from None
-    ds = load_dataset(args.data, _axis(args), log=_note)
+    ds = load_dataset(args.data, _axis(args), log=_note, groups=args.groups)
     split = make_split(args.split, ds, args.seed)
+    if split.warning:
+        print(f"warning: {split.warning}", flush=True)
     print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes, axis {ds.axis} cm-1; "
-          f"{len(models)} models; split: {split.description}", flush=True)
+          f"{len(models)} models; split: {split.description} (--split {split.spec.text})", flush=True)
     result = compare(ds, split, models, snr, args.seed, args.steps, log=lambda msg: print(msg, flush=True))
     data = {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(), "axis": str(ds.axis),
-            "fingerprint_sha256": ds.fingerprint}
-    settings = {"split": args.split, "models": list(models), "snr_levels": list(snr), "seed": args.seed,
+            "fingerprint_sha256": ds.fingerprint, "groups": ds.group_source or None}
+    settings = {"split": split.spec.text, "models": list(models), "snr_levels": list(snr), "seed": args.seed,
                 "conv_steps": args.steps}
     write_compare_report(args.report, result, settings, data)
     print("\n".join(tables(result)))
+    if split.warning:
+        print(f"warning: {split.warning}", flush=True)
     print(f"report in {args.report} ({result['seconds']} s)")
     return 0
 
@@ -181,22 +211,30 @@ def cmd_ood_eval(args) -> int:
     from .data import load_dataset
     from .ood import leave_one_class_out, markdown_table
     from .report import publish_report, software_versions
+    from .splits import parse_split
 
     refuse_existing(args.report, args.force, "--report")
-    ds = load_dataset(args.data, _axis(args), log=_note)
-    print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes; leaving each class out in turn", flush=True)
-    result = leave_one_class_out(ds, false_rejection=args.false_rejection, seed=args.seed,
+    spec = parse_split(args.split)
+    ds = load_dataset(args.data, _axis(args), log=_note, groups=args.groups)
+    print(f"data: {ds.X.shape[0]} spectra, {len(ds.class_names)} classes; leaving each class out in turn, "
+          f"the known classes split by --split {spec.text}", flush=True)
+    result = leave_one_class_out(ds, spec, false_rejection=args.false_rejection, seed=args.seed,
                                  log=lambda msg: print(msg, flush=True))
     report = {"data": {"source": str(args.data), "spectra": int(ds.X.shape[0]), "per_class": ds.counts(),
-                       "fingerprint_sha256": ds.fingerprint}, "software": software_versions(), "results": result}
+                       "fingerprint_sha256": ds.fingerprint, "groups": ds.group_source or None},
+              "software": software_versions(), "results": result}
+    warning = f"**Warning: {result['warning']}.**\n\n" if result["warning"] else ""
 
     def fill(tmp):
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
-        (tmp / "report.md").write_text(f"# Unknown samples: {args.data}\n\n{result['protocol']}.\n\n"
+        (tmp / "report.md").write_text(f"# Unknown samples: {args.data}\n\n{warning}Split of the known classes: "
+                                       f"`--split {spec.text}`.\n\n{result['protocol']}.\n\n"
                                        + markdown_table(result) + f"\n\nRun time {result['seconds']} s.\n")
 
     publish_report(args.report, fill)
     print(markdown_table(result))
+    if result["warning"]:
+        print(f"warning: {result['warning']}", flush=True)
     print(f"report in {args.report} ({result['seconds']} s)")
     return 0
 
@@ -226,6 +264,17 @@ def _training_options(p, defaults: bool = True) -> None:
                         "offset) or none (raw intensities, as the published method)")
 
 
+def _split_options(p, default: str | None, what: str) -> None:
+    """``--split`` and ``--groups``, the same for every command (see trainer/splits.py)."""
+    p.add_argument("--split", default=default,
+                   help=f"{what}: kfold:K, repeated:RxK, group-kfold:K or group-kfold:RxK (each group on one side), "
+                        "logo (leave one group out), holdout:KEY=VALUE[,VALUE] or holdout:FRACTION")
+    p.add_argument("--groups", metavar="KEY|folder|PATTERN",
+                   help="what ties spectra together (patient, sample, batch, day): an .npz key, 'folder' "
+                        "(DATA/<class>/<group>/files) or a file-name pattern with one capture group, e.g. '^(P\\d+)_' "
+                        "(default: none; a split that is not grouped is then reported as optimistic)")
+
+
 def _force(p, what: str) -> None:
     p.add_argument("--force", action="store_true", help=f"replace an existing {what} (otherwise refused)")
 
@@ -251,10 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "asls:LAM:P[:MAX_ITER] (asymmetric least squares baseline removal, 50 iterations by default), "
                         "or none; e.g. asls:1e5:0.01,savgol:11:2,snv")
     f.add_argument("--tune", action="store_true", help="choose learning rate and L2 by inner cross-validation")
+    _split_options(f, None, "also report accuracy under this split, each pair trained apart, before the final fit "
+                            "on all spectra (default: none)")
     f.add_argument("--holdout", metavar="KEY=VALUE[,VALUE]",
-                   help="also report accuracy on spectra whose .npz metadata KEY has these values, trained without "
-                        "them (default: no held-out spectra)")
-    f.add_argument("--cv-folds", type=int, default=0, help="also report stratified K-fold cross-validation (default 0: none)")
+                   help="the same as --split holdout:KEY=VALUE[,VALUE] (default: no held-out spectra)")
+    f.add_argument("--cv-folds", type=int, default=0, help="the same as --split kfold:K (default 0: none)")
     f.add_argument("--name", help="model name (default: the output directory name)")
     f.add_argument("--examples", help="class-folder directory of example spectra to ship in the bundle for the "
                                       "device's self-test (default: the training spectra the model gets right most "
@@ -279,9 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     e.add_argument("--report", required=True, help="report directory to write")
     _force(e, "report at --report")
-    e.add_argument("--folds", type=int, help="K of the stratified K-fold (default: the published 15, or the size of "
-                                             "the smallest class when that is smaller; stated in the report)")
-    e.add_argument("--repeats", type=int, default=10, help="K-fold runs, each with a new shuffle")
+    _split_options(e, None, "the split (default: repeated:10xK, the published protocol with K = --folds; grouped, "
+                            "group-kfold:10xK, when --groups is given)")
+    e.add_argument("--folds", type=int, help="K of the default split (default: the published 15, or the size of "
+                                             "the smallest class, or the number of groups, when that is smaller; "
+                                             "stated in the report)")
+    e.add_argument("--repeats", type=int, help="runs of the default split, each with a new shuffle (default 10)")
     e.add_argument("--engine", choices=("vectorized", "naive"), default="vectorized",
                    help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
     _training_options(e)
@@ -290,10 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     c.add_argument("--report", required=True, help="report directory to write")
     _force(c, "report at --report")
-    c.add_argument("--split", default="auto",
-                   help="auto (default: repeated:3x5, K lowered to the smallest class's size, up to 1000 spectra, else "
-                        "holdout:0.2), repeated:RxK, kfold:K, "
-                        "holdout:FRACTION or holdout:KEY=VALUE[,VALUE] (a group held out)")
+    _split_options(c, "auto", "the split; auto: group-kfold:5 with --groups (K lowered to the number of groups), "
+                              "else repeated:3x5 (K lowered to the smallest class's size) up to 1000 spectra, else "
+                              "holdout:0.2")
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
                    help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
@@ -322,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     _force(o, "report at --report")
     o.add_argument("--false-rejection", type=float, default=0.01,
                    help="share of known spectra the detector may call unknown (sets its threshold; default 0.01)")
+    _split_options(o, "holdout:0.2", "how the known classes are split into training and test spectra, every pair "
+                                     "counted")
     o.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     o.add_argument("--seed", type=int, default=0, help="seed of the splits and the training")
     o.set_defaults(func=cmd_ood_eval)

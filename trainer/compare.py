@@ -14,10 +14,9 @@ SNV-normalised spectra. Nothing is tuned on the data.
 """
 from __future__ import annotations
 
-import re
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from .data import Dataset, DatasetError
 from .degrade import SNR_LEVELS, degrade
 from .export import tflite_bytes, tflite_convnet_bytes
 from .metrics import classification_report
-from .splits import holdout_split, parse_holdout, stratified_folds
+from .splits import Splits, make_splits, pair_groups, parse_split
 
 MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
 #: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.
@@ -44,44 +43,20 @@ SMALL_SET = 1000
 LATENCY_CALLS = 50
 
 
-@dataclass
-class Split:
-    """Named train/test index pairs."""
+def make_split(text: str, ds: Dataset, seed: int) -> Splits:
+    """The pairs of ``--split``: any :func:`trainer.splits.parse_split` spelling, or ``auto``.
 
-    description: str
-    pairs: list = field(default_factory=list)
-
-
-def make_split(text: str, ds: Dataset, seed: int) -> Split:
-    """Parse ``--split``: ``auto``, ``repeated:RxK``, ``kfold:K``, ``holdout:FRACTION`` or ``holdout:KEY=V[,V]``.
-
-    ``auto`` is repeated stratified K-fold (3 x 5, or 3 x the smallest class's size when below 5) for at
-    most :data:`SMALL_SET` spectra, else a stratified random 20 % hold-out.
+    ``auto`` is, with groups (:attr:`Dataset.groups`), stratified group 5-fold (K lowered to the number of
+    groups); without, repeated stratified K-fold (3 x 5, or 3 x the smallest class's size when below 5)
+    for at most :data:`SMALL_SET` spectra, else a stratified random 20 % hold-out.
     """
-    n = len(ds.y)
     if text == "auto":
-        text = f"repeated:3x{max(2, min(5, int(np.bincount(ds.y).min())))}" if n <= SMALL_SET else "holdout:0.2"
-    m = re.fullmatch(r"repeated:(\d+)x(\d+)|kfold:(\d+)|holdout:(.+)", text)
-    if not m:
-        raise DatasetError(f"--split {text!r}: use auto, repeated:RxK (e.g. 3x5), kfold:K, holdout:FRACTION "
-                           "(e.g. 0.2) or holdout:KEY=VALUE[,VALUE]")
-    if m.group(1) or m.group(3):
-        repeats, folds = (int(m.group(1)), int(m.group(2))) if m.group(1) else (1, int(m.group(3)))
-        pairs = [p for r in range(repeats) for p in stratified_folds(ds.y, folds, seed + r)]
-        return Split(f"stratified {folds}-fold cross-validation, repeated {repeats} times (seeds {seed}..."
-                     f"{seed + repeats - 1})", pairs)
-    arg = m.group(4)
-    try:
-        fraction = float(arg)
-    except ValueError:
-        key, values = parse_holdout(arg)
-        train, test, desc = holdout_split(ds, key, values, seed)
-        return Split(f"hold-out by group: {desc}", [(train, test)])
-    if not 0 < fraction < 1:
-        raise DatasetError(f"--split holdout:{arg}: the test fraction must be between 0 and 1")
-    folds = max(2, round(1 / fraction))
-    return Split(f"stratified random hold-out of 1/{folds} of the spectra (seed {seed})",
-                 [stratified_folds(ds.y, folds, seed)[0]])
+        if ds.groups is not None:
+            text = f"group-kfold:{max(2, min(5, np.unique(ds.groups).size))}"
+        else:
+            folds = max(2, min(5, int(np.bincount(ds.y).min())))
+            text = f"repeated:3x{folds}" if len(ds.y) <= SMALL_SET else "holdout:0.2"
+    return make_splits(parse_split(text), ds, seed)
 
 
 @dataclass
@@ -162,7 +137,7 @@ def _labels(out: np.ndarray) -> np.ndarray:
     return out.argmax(axis=1) if out.ndim == 2 else np.asarray(out)
 
 
-def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0, steps: int = 1000,
+def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0, steps: int = 1000,
             log=print) -> dict:
     """Run the comparison; returns per-model results (see :func:`trainer.report_compare.write_compare_report`)."""
     unknown = [m for m in models if m not in MODELS]
@@ -171,7 +146,9 @@ def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, see
     t_start = time.perf_counter()
     conditions = ["clean", *[f"snr{s:g}" for s in snr_levels]]
     results = {m: {"splits": [], "cost": None, "fit_seconds": [], "notes": []} for m in models}
+    pairs = []
     for i, (train, test) in enumerate(split.pairs):
+        pairs.append({"train_spectra": int(train.size), "test_spectra": int(test.size), **pair_groups(ds, train, test)})
         rng = np.random.default_rng(seed + 1000 + i)
         tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
         for name in models:
@@ -195,5 +172,6 @@ def compare(ds: Dataset, split: Split, models=MODELS, snr_levels=SNR_LEVELS, see
             f1 = [s[cond]["macro_f1"] for s in r["splits"]]
             r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
                                                  "macro_f1_mean": float(np.mean(f1))}
-    return {"split": split.description, "splits": len(split.pairs), "conditions": conditions,
+    return {"split": split.description, "split_spec": split.spec.text, "warning": split.warning,
+            "splits": len(split.pairs), "pairs": pairs, "conditions": conditions,
             "snr_levels": list(snr_levels), "models": results, "seconds": round(time.perf_counter() - t_start, 1)}

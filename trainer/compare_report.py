@@ -42,8 +42,10 @@ def _markdown(report: dict) -> str:
     r = report["results"]
     d = report["data"]
     lines = [f"# Model comparison: {d['source']}", "",
-             f"{d['spectra']} spectra, {len(d['per_class'])} classes, axis {d['axis']} cm-1. Split: {r['split']} "
-             f"({r['splits']} train/test pair(s)). Accuracy is on the test spectra of each pair, mean +/- std over the "
+             *([f"**Warning: {r['warning']}.**", ""] if r.get("warning") else []),
+             f"Split: {r['split']} (`--split {r['split_spec']}`).", "",
+             f"{d['spectra']} spectra, {len(d['per_class'])} classes, axis {d['axis']} cm-1; "
+             f"{r['splits']} train/test pair(s). Accuracy is on the test spectra of each pair, mean +/- std over the "
              "pairs when there are several. Cost figures are from the models of the first pair: FLOP from "
              "resampling to the verdict (analytic), size of the bundle files (networks) or of the pickled estimator "
              "(classical), latency of one spectrum in the device runtime on this machine (networks only).", "",

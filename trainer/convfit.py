@@ -25,7 +25,7 @@ def fit_predict(kind: str, ds, train: np.ndarray, test: np.ndarray, hp: convnets
 
 
 def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperparameters = convnets.ConvHyperparameters(),
-                    seed: int = 0, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
+                    seed: int = 0, validation: tuple = (), groups: str | None = None, name: str | None = None,
                     examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
                     ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train a convolutional network of ``kind`` on ``data`` and export a verified bundle to ``out``.
@@ -42,9 +42,9 @@ def fit_conv_bundle(data, out, kind: str, *, axis=None, hp: convnets.ConvHyperpa
     out = Path(out)
     name = name or out.name
     log(f"model {kind}")
-    ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds, 0, holdout, seed)
+    ds, example_files, splits = load_training_data(data, axis, examples, log, validation, 0, seed, groups)
     n_classes = len(ds.class_names)
-    metrics = evaluate(lambda tr, te, s: fit_predict(kind, ds, tr, te, hp, s, log), ds, split, cv_folds, seed, "weights", log)
+    metrics = evaluate(lambda tr, te, s: fit_predict(kind, ds, tr, te, hp, s, log), ds, splits, seed, "weights", log)
 
     log("final fit on all spectra")
     model, loss = convnets.train(kind, ds.X, ds.axis.values, ds.y, n_classes, hp, seed, log)

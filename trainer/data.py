@@ -8,10 +8,16 @@ Supported layouts:
   Raman shift, then one spectrum per row;
 * ``.npz`` with ``X`` (n, N), ``y`` (n,), ``wavenumber`` (N,) and ``class_names``; any other array of
   length n (e.g. ``concentration_ppm``) is kept as per-spectrum metadata.
+
+Groups (spectra that are not independent: one patient, sample, batch, day) come with the data
+(:attr:`Dataset.groups`) from one of three sources (:func:`load_dataset`'s ``groups``): a per-spectrum
+``.npz`` array, a folder level under the class (``DATA/<class>/<group>/file.csv``), or a pattern with
+one capture group matched against each file name.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +55,10 @@ class Dataset:
         Where each spectrum came from (file, or file and row).
     meta : dict of str to ndarray
         Extra per-spectrum arrays of length n.
+    groups : ndarray of str, shape (n,), or None
+        The group of each spectrum, when given (see the module docstring).
+    group_source : str
+        Where the groups come from, in words (e.g. ``.npz key 'condition'``); empty without groups.
     """
 
     X: np.ndarray
@@ -57,6 +67,8 @@ class Dataset:
     axis: Axis
     sources: list
     meta: dict = field(default_factory=dict)
+    groups: np.ndarray | None = None
+    group_source: str = ""
 
     @property
     def fingerprint(self) -> str:
@@ -73,10 +85,11 @@ class Dataset:
         """The spectra at ``index`` (indices or boolean mask)."""
         idx = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
         return Dataset(self.X[idx], self.y[idx], self.class_names, self.axis, [self.sources[i] for i in idx],
-                       {k: v[idx] for k, v in self.meta.items()})
+                       {k: v[idx] for k, v in self.meta.items()},
+                       None if self.groups is None else self.groups[idx], self.group_source)
 
 
-def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
+def load_dataset(path, axis: Axis | None = None, log=None, groups: str | None = None) -> Dataset:
     """Load labelled spectra, resample them onto ``axis`` and drop the flat ones.
 
     Parameters
@@ -90,17 +103,23 @@ def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
         Gets what the user should know, one line each: the classes and their counts, the axis and
         why (with the points outside it), flat spectra dropped (:func:`device.quality.is_flat`), and
         warnings (``warning: ...``): labels that are numbers, a default axis starting below :data:`LOW_SHIFT`.
+    groups : str, optional
+        Where each spectrum's group comes from: ``folder`` (the folder level under the class), the
+        name of a per-spectrum ``.npz`` array, or a regular expression with one capture group searched
+        in each file name (e.g. ``^(P\\d+)_``).
 
     Raises
     ------
     DatasetError
         Empty classes, unreadable files, axes that do not overlap, a bad layout, a class left
-        without spectra once the flat ones are dropped.
+        without spectra once the flat ones are dropped; a ``groups`` source the data do not have
+        (naming those they have), a file name the pattern does not match.
     """
     path = Path(path)
     say = log or (lambda msg: None)
+    folders = None
     if path.is_dir():
-        shifts, ys, labels, sources, classes = _read_folders(path)
+        shifts, ys, labels, sources, classes, folders = _read_folders(path)
         meta = {}
     elif path.suffix.lower() == ".npz":
         shifts, ys, labels, sources, classes, meta = _read_npz(path)
@@ -114,6 +133,7 @@ def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
         meta = {}
     else:
         raise DatasetError(f"{path}: not found; give a class-folder directory, a wide .csv table or an .npz file.")
+    group_of, group_source = (_groups(groups, meta, sources, folders) if groups is not None else (None, ""))
     given = axis is not None
     axis, why = (axis, "as given") if given else _default_axis(shifts, sources)
     outside = [int(((s < axis.start) | (s > axis.stop)).sum()) for s in shifts]
@@ -141,9 +161,56 @@ def load_dataset(path, axis: Axis | None = None, log=None) -> Dataset:
         keep = np.flatnonzero(~flat)
         X, y, sources = X[keep], y[keep], [sources[i] for i in keep]
         meta = {k: v[keep] for k, v in meta.items()}
+        group_of = None if group_of is None else group_of[keep]
     counts = np.bincount(y, minlength=len(classes))
     say(f"classes: {len(classes)} ({', '.join(f'{c} {n}' for c, n in zip(classes, counts))}), {len(y)} spectra")
-    return Dataset(X, y, tuple(classes), axis, sources, meta)
+    if group_of is not None:
+        names = np.unique(group_of)
+        say(f"groups: {names.size} from {group_source} ({', '.join(names[:8])}{', ...' if names.size > 8 else ''})")
+    return Dataset(X, y, tuple(classes), axis, sources, meta, group_of, group_source)
+
+
+#: ``groups`` value naming the folder level under the class.
+GROUP_FOLDER = "folder"
+
+
+def _groups(spec: str, meta: dict, sources: list, folders: list | None) -> tuple[np.ndarray, str]:
+    """The group of each spectrum (n,) as strings, and where they come from in words."""
+    if spec == GROUP_FOLDER:
+        if folders is None:
+            raise DatasetError(f"--groups folder: the data are not a class-folder directory; {_available(meta)}")
+        loose = [s for s, f in zip(sources, folders) if f is None]
+        if loose:
+            raise DatasetError(f"--groups folder: {loose[0]} (and {len(loose) - 1} more) lie directly in the class "
+                               "folder; put every file in a group folder, DATA/<class>/<group>/file")
+        return np.array(folders, dtype=str), "the folder under the class"
+    if spec in meta:
+        return np.array([str(v) for v in meta[spec]], dtype=str), f".npz key '{spec}'"
+    if "(" not in spec:
+        raise DatasetError(f"--groups {spec}: the data have no per-spectrum '{spec}'; {_available(meta, folders)}")
+    try:
+        pattern = re.compile(spec)
+    except re.error as exc:
+        raise DatasetError(f"--groups {spec!r}: not a regular expression ({exc})") from None
+    if pattern.groups != 1:
+        raise DatasetError(f"--groups {spec!r}: a file-name pattern needs exactly one capture group, e.g. '^(P\\d+)_'; "
+                           f"it has {pattern.groups}")
+    out = []
+    for s in sources:
+        name = Path(re.sub(r"\[\d+\]$", "", s)).name
+        m = pattern.search(name)
+        if not m or not m.group(1):
+            raise DatasetError(f"--groups {spec!r}: the file name {name!r} ({s}) does not match; every file name must "
+                               "contain its group")
+        out.append(m.group(1))
+    return np.array(out, dtype=str), f"the file-name pattern '{spec}'"
+
+
+def _available(meta: dict, folders: list | None = None) -> str:
+    keys = ", ".join(meta) or "no per-spectrum arrays"
+    folder = " or folder" if folders is not None and any(f is not None for f in folders) else ""
+    return (f"the keys it has: {keys}{folder}; or give a file-name pattern with one capture group, e.g. "
+            "--groups '^(P\\d+)_'")
 
 
 def _read_folders(root: Path):
@@ -151,12 +218,14 @@ def _read_folders(root: Path):
     if not folders:
         raise DatasetError(f"{root}: no class sub-folders; put each class's spectrum files in a folder named "
                            "after the class.")
-    shifts, ys, labels, sources = [], [], [], []
+    shifts, ys, labels, sources, groups = [], [], [], [], []
     for k, folder in enumerate(folders):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = [(f, None) for f in _visible(folder, Path.is_file)]
+        for sub in _visible(folder, Path.is_dir):
+            files += [(f, sub.name) for f in _visible(sub, Path.is_file)]
         if not files:
             raise DatasetError(f"class folder {folder} holds no spectrum files; add spectra or remove the folder.")
-        for f in files:
+        for f, group in files:
             try:
                 spectra = read_spectra(f)
             except RamanEdgeError as exc:
@@ -166,7 +235,13 @@ def _read_folders(root: Path):
                 ys.append(s.intensity)
                 labels.append(k)
                 sources.append(str(f) + (f"[{s.meta['index']}]" if "index" in s.meta else ""))
-    return shifts, ys, labels, sources, [f.name for f in folders]
+                groups.append(group)
+    return shifts, ys, labels, sources, [f.name for f in folders], groups
+
+
+def _visible(folder: Path, kind) -> list:
+    """The entries of ``folder`` for which ``kind`` (e.g. ``Path.is_file``) holds, sorted, hidden ones left out."""
+    return sorted(p for p in folder.iterdir() if kind(p) and not p.name.startswith("."))
 
 
 def _read_npz(path: Path):

@@ -21,7 +21,7 @@ from .export import export_check, tflite_bytes
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
-from .splits import holdout_split, stratified_folds
+from .splits import make_splits, pair_groups, stratified_folds
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient), by inner stratified K-fold.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
@@ -52,53 +52,62 @@ def tune(R, y, n_classes, rows, hp, seed, log) -> tuple[net.Hyperparameters, lis
     return replace(hp, learning_rate=best["learning_rate"], l2=best["l2"]), table
 
 
-def evaluate(predict, ds: Dataset, split, cv_folds: int, seed: int, fitted: str, log) -> dict:
-    """Held-out and/or stratified K-fold metrics of a model, as the model card reports them.
+def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) -> dict:
+    """Held-out and/or cross-validated metrics of a model, as the model card reports them.
 
     Parameters
     ----------
     predict : callable
         ``predict(train, test, seed)`` -> predicted class of each ``test`` row, the model (and whatever
         it learns from data, e.g. a scaler) fitted on the ``train`` rows only.
-    split : (train, test, description), optional
-        A held-out split.
-    cv_folds : int
-        If > 1, stratified K-fold cross-validation over all spectra, shuffled with ``seed``.
+    splits : list of trainer.splits.Splits
+        At most one hold-out (card key ``holdout``) and one cross-validation (``cross_validation``).
+    seed : int
+        Training seed of the hold-out, and of fold i (seed + i).
     fitted : str
-        What is refitted per fold, for the card.
+        What is refitted per pair, for the card.
     """
     metrics = {}
-    if split:
-        train, test, desc = split
-        log(f"held-out evaluation: {train.size} train / {test.size} test")
-        rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
-        metrics["holdout"] = {"split": desc, "train_spectra": int(train.size), "test_spectra": int(test.size), **rep}
-        log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
-    if cv_folds > 1:
-        log(f"{cv_folds}-fold cross-validation")
+    for split in splits:
+        if split.warning:
+            log(f"warning: {split.warning}")
+        named = {"split": split.spec.text, **({"warning": split.warning} if split.warning else {})}
+        pairs = split.pairs
+        if split.spec.kind.startswith("holdout"):
+            (train, test), = pairs
+            log(f"held-out evaluation ({split.spec.text}): {train.size} train / {test.size} test")
+            rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
+            metrics["holdout"] = {**named, "description": split.description, "train_spectra": int(train.size),
+                                  "test_spectra": int(test.size), **pair_groups(ds, train, test), **rep}
+            log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
+            continue
+        log(f"cross-validation: {split.description}")
         per_fold = []
-        for i, (tr, te) in enumerate(stratified_folds(ds.y, cv_folds, seed)):
+        for i, (tr, te) in enumerate(pairs):
             rep = classification_report(ds.y[te], predict(tr, te, seed + i), ds.class_names)
-            per_fold.append({"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
-            log(f"  fold {i + 1}/{cv_folds}: accuracy {rep['accuracy']:.4f}")
+            per_fold.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, tr, te),
+                             "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+            log(f"  fold {i + 1}/{len(pairs)}: accuracy {rep['accuracy']:.4f}")
         acc = [f["accuracy"] for f in per_fold]
         metrics["cross_validation"] = {
-            "protocol": f"stratified {cv_folds}-fold, shuffled with seed {seed}, {fitted} fitted per fold",
+            **named, "protocol": f"{split.description}; {fitted} fitted per fold",
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
             "macro_f1_mean": float(np.mean([f["macro_f1"] for f in per_fold])), "folds": per_fold}
         log(f"  accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}")
     return metrics
 
 
-def load_training_data(data, axis, examples, log, cv_folds: int = 0, tune_folds: int = 0,
-                       holdout: tuple | None = None, seed: int = 0) -> tuple[Dataset, list, tuple | None]:
-    """The data set, the example spectra to ship and the held-out split, all checked before any training.
+def load_training_data(data, axis, examples, log, validation: tuple = (), tune_folds: int = 0, seed: int = 0,
+                       groups: str | None = None) -> tuple[Dataset, list, list]:
+    """The data set, the example spectra to ship and the validation splits, all checked before any training.
 
     Refuses fewer than two classes, a class with fewer than :data:`trainer.ood.MIN_PER_CLASS` spectra (the
-    unknown-sample detector needs them), and cross-validation (``cv_folds``, or ``tune_folds`` inner folds
-    on the training spectra) with more folds than a class has spectra. ``holdout`` is (key, values).
+    unknown-sample detector needs them), a ``validation`` split (:class:`trainer.splits.SplitSpec`) the data
+    cannot fill (:func:`trainer.splits.check_split`), two hold-outs or two cross-validations, and ``tune_folds``
+    inner folds with more folds than a class has training spectra. ``groups`` is
+    :func:`trainer.data.load_dataset`'s.
     """
-    ds = load_dataset(data, axis, log=log)
+    ds = load_dataset(data, axis, log=log, groups=groups)
     if len(ds.class_names) < 2:
         raise DatasetError(f"{data}: found {len(ds.class_names)} class; a classifier needs at least two.")
     counts = ds.counts()
@@ -107,18 +116,20 @@ def load_training_data(data, axis, examples, log, cv_folds: int = 0, tune_folds:
         raise DatasetError(f"{data}: every class needs at least {MIN_PER_CLASS} spectra (the unknown-sample detector "
                            f"sets its threshold on held-out spectra of each class); too few in "
                            f"{', '.join(f'{c} ({n})' for c, n in small.items())}: add spectra or drop the class.")
-    smallest = min(counts.values())
-    if cv_folds > smallest:
-        raise DatasetError(f"--cv-folds {cv_folds} needs at least {cv_folds} spectra per class; the smallest class, "
-                           f"{min(counts, key=counts.get)}, has {smallest}: use --cv-folds {smallest} or fewer.")
-    split = holdout_split(ds, holdout[0], holdout[1], seed) if holdout else None
-    training = np.bincount(ds.y[split[0]] if split else ds.y, minlength=len(ds.class_names))
+    kinds = ["holdout" if v.kind.startswith("holdout") else "cross-validation" for v in validation]
+    twice = [k for k in set(kinds) if kinds.count(k) > 1]
+    if twice:
+        raise DatasetError(f"fit reports one hold-out and one cross-validation at most; "
+                           f"{', '.join(v.text for v in validation)} give two of a kind ({twice[0]})")
+    splits = [make_splits(v, ds, seed) for v in validation]
+    held = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
+    training = np.bincount(ds.y[held.pairs[0][0]] if held else ds.y, minlength=len(ds.class_names))
     k = int(training.argmin())
     if training[k] < max(tune_folds, 1):
         raise DatasetError(f"{ds.class_names[k]} has {training[k]} training spectra"
-                           + (f" once --holdout {holdout[0]} is held out" if split else "")
+                           + (f" once {held.spec.text} is held out" if held else "")
                            + (f"; --tune needs {tune_folds} per class" if tune_folds else "; every class needs some"))
-    return ds, read_examples(Path(examples), ds.class_names) if examples else [], split
+    return ds, read_examples(Path(examples), ds.class_names) if examples else [], splits
 
 
 def shipped_examples(given: list, ds: Dataset, probabilities: np.ndarray, ood, log) -> tuple[list, str]:
@@ -151,7 +162,7 @@ def card_basics(ds: Dataset, data, name: str, provenance: dict | None, descripti
 
 
 def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
-               tune_hp: bool = False, holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
+               tune_hp: bool = False, validation: tuple = (), groups: str | None = None, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
                preprocess: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train the compact network on ``data`` and export a verified bundle to ``out``.
@@ -171,10 +182,11 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     tune_hp : bool
         Choose learning rate and L2 from :data:`TUNING_GRID` by inner CV on the training spectra
         (the held-out spectra excluded).
-    holdout : (key, values), optional
-        Report accuracy on spectra whose metadata ``key`` is in ``values``, trained without them.
-    cv_folds : int
-        If > 1, also report stratified K-fold cross-validation on all spectra.
+    validation : tuple of trainer.splits.SplitSpec
+        Splits to report before the final fit: at most one hold-out (e.g. spectra whose metadata
+        ``key`` is in ``values``, trained without them) and one cross-validation on all spectra.
+    groups : str, optional
+        Where each spectrum's group comes from (see :func:`trainer.data.load_dataset`).
     name : str, optional
         Model name (default: the output directory's name).
     examples : path, optional
@@ -197,8 +209,9 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     t0 = time.perf_counter()
     out = Path(out)
     name = name or out.name
-    ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds,
-                                                  TUNING_FOLDS if tune_hp else 0, holdout, seed)
+    ds, example_files, splits = load_training_data(data, axis, examples, log, validation,
+                                                   TUNING_FOLDS if tune_hp else 0, seed, groups)
+    split = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
     n_classes = len(ds.class_names)
     try:
         chain = as_chain(preprocess, ds.axis)
@@ -208,13 +221,13 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     metrics: dict = {}
     tuning = None
     if tune_hp:
-        rows = split[0] if split else np.arange(len(ds.y))
+        rows = split.pairs[0][0] if split else np.arange(len(ds.y))
         log(f"tuning learning rate and L2 by {TUNING_FOLDS}-fold CV on {rows.size} training spectra")
         hp, table = tune(R, ds.y, n_classes, rows, hp, seed, log)
         tuning = {"grid": TUNING_GRID, "inner_folds": TUNING_FOLDS, "results": table,
                   "scope": "training spectra only (held-out spectra excluded)" if split else "all spectra"}
-    metrics.update(evaluate(lambda tr, te, s: fit_predict(R, ds.y, n_classes, tr, te, hp, s), ds, split, cv_folds,
-                            seed, "scaler and weights", log))
+    metrics.update(evaluate(lambda tr, te, s: fit_predict(R, ds.y, n_classes, tr, te, hp, s), ds, splits, seed,
+                            "scaler and weights", log))
 
     log("final fit on all spectra")
     std = Standardizer.fit(R)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from device.ood import OODDetector
 
 from . import model as compact
 from .data import Dataset, DatasetError
-from .splits import stratified_folds
+from .splits import SplitSpec, make_splits, pair_groups, stratified_folds
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
@@ -123,55 +124,84 @@ def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
     return {**entry, "warning": problem} if problem else entry
 
 
-def leave_one_class_out(ds: Dataset, hp: compact.Hyperparameters = compact.Hyperparameters(),
-                        min_confidence: float = 0.8, false_rejection: float = FALSE_REJECTION,
-                        test_share: float = 0.2, seed: int = 0, log=print) -> dict:
+def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fraction", fraction=0.2),
+                        hp: compact.Hyperparameters = compact.Hyperparameters(), min_confidence: float = 0.8,
+                        false_rejection: float = FALSE_REJECTION, seed: int = 0, log=print) -> dict:
     """For each class: train the compact network and the detector without it, then classify.
 
-    The known classes' spectra are split (stratified, ``test_share`` held out); the model and detector
-    are fitted on the rest. Reported per left-out class: how many of its spectra come back ``unknown``,
+    The known classes' spectra are split by ``split`` (:func:`trainer.splits.make_splits`, on the data
+    without the left-out class); for every pair the model and detector are fitted on its training side.
+    Reported per left-out class, over all pairs: how many of its spectra come back ``unknown``,
     ``uncertain`` (below ``min_confidence``) or wrongly labelled as a known class; and on the held-out
-    known spectra, the share called ``unknown`` (false unknown) and the accuracy of the rest.
+    known spectra, the share called ``unknown`` (false unknown) and the accuracy of the rest. Every
+    split is checked on every left-out class before anything is trained.
     """
     t0 = time.perf_counter()
-    rows = []
+    known_sets = []
     for left in range(len(ds.class_names)):
         known = np.flatnonzero(ds.y != left)
         remap = {c: i for i, c in enumerate(c for c in range(len(ds.class_names)) if c != left)}
-        yk = np.array([remap[c] for c in ds.y[known]])
-        tr, te = stratified_folds(yk, max(2, round(1 / test_share)), seed)[0]
-        train, test_known, novel = known[tr], known[te], np.flatnonzero(ds.y == left)
-        n_known = len(remap)
-        R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
-        std = Standardizer.fit(R)
-        model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
-        layers = compact.dense_layers(model, hp)
-        detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
+        sub = replace(ds.subset(known), y=np.array([remap[c] for c in ds.y[known]]),
+                      class_names=tuple(n for c, n in enumerate(ds.class_names) if c != left))
+        try:
+            known_sets.append((left, known, sub, make_splits(split, sub, seed)))
+        except DatasetError as exc:
+            raise DatasetError(f"without class {ds.class_names[left]}: {exc}") from None
+    warning = next((s.warning for *_, s in known_sets if s.warning), None)
+    if warning:
+        log(f"warning: {warning}")
+    rows, description = [], ""
+    for left, known, sub, splits in known_sets:
+        description = splits.description
+        yk, n_known = sub.y, len(sub.class_names)
+        novel = np.flatnonzero(ds.y == left)
+        counts = {"unknown": 0, "uncertain": 0, "novel": 0, "known": 0, "false_unknown": 0, "decided": 0,
+                  "right": 0}
+        thresholds, components, pairs = [], [], []
+        for tr, te in splits.pairs:
+            train = known[tr]
+            pairs.append({"train_spectra": int(tr.size), "test_spectra": int(te.size),
+                          **pair_groups(ds, train, known[te])})
+            R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
+            std = Standardizer.fit(R)
+            model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
+            layers = compact.dense_layers(model, hp)
+            detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
 
-        def verdicts(rows_: np.ndarray):
-            p = forward(std.transform(raw_inputs(ds.X[rows_], ds.axis, DEFAULT_PROMINENCE, "snv")), layers,
-                        hp.leaky_slope)
-            unknown = detector.scores(ds.X[rows_]) > detector.threshold
-            uncertain = ~unknown & (p.max(axis=1) < min_confidence)
-            return p.argmax(axis=1), unknown, uncertain
+            def verdicts(rows_: np.ndarray):
+                p = forward(std.transform(raw_inputs(ds.X[rows_], ds.axis, DEFAULT_PROMINENCE, "snv")), layers,
+                            hp.leaky_slope)
+                unknown = detector.scores(ds.X[rows_]) > detector.threshold
+                uncertain = ~unknown & (p.max(axis=1) < min_confidence)
+                return p.argmax(axis=1), unknown, uncertain
 
-        _, unk_n, unc_n = verdicts(novel)
-        label_k, unk_k, unc_k = verdicts(test_known)
-        decided = ~unk_k & ~unc_k
+            _, unk_n, unc_n = verdicts(novel)
+            label_k, unk_k, unc_k = verdicts(known[te])
+            decided = ~unk_k & ~unc_k
+            counts["unknown"] += int(unk_n.sum())
+            counts["uncertain"] += int(unc_n.sum())
+            counts["novel"] += novel.size
+            counts["known"] += te.size
+            counts["false_unknown"] += int(unk_k.sum())
+            counts["decided"] += int(decided.sum())
+            counts["right"] += int((label_k[decided] == yk[te][decided]).sum())
+            thresholds.append(detector.threshold)
+            components.append(int(detector.components.shape[0]))
         row = {"left_out": ds.class_names[left], "spectra": int(novel.size),
-               "unknown": float(unk_n.mean()), "uncertain": float(unc_n.mean()),
-               "wrongly_labelled": float((~unk_n & ~unc_n).mean()),
-               "known_test_spectra": int(test_known.size), "false_unknown": float(unk_k.mean()),
-               "known_accuracy_of_decided": float((label_k[decided] == yk[te][decided]).mean()) if decided.any() else None,
-               "threshold": detector.threshold, "components": int(detector.components.shape[0])}
+               "unknown": counts["unknown"] / counts["novel"], "uncertain": counts["uncertain"] / counts["novel"],
+               "wrongly_labelled": 1 - (counts["unknown"] + counts["uncertain"]) / counts["novel"],
+               "known_test_spectra": counts["known"], "false_unknown": counts["false_unknown"] / counts["known"],
+               "known_accuracy_of_decided": counts["right"] / counts["decided"] if counts["decided"] else None,
+               "pairs": pairs, "threshold": float(np.median(thresholds)),
+               "components": int(np.median(components))}
         rows.append(row)
         log(f"without {row['left_out']}: {100 * row['unknown']:.1f} % unknown, {100 * row['uncertain']:.1f} % "
             f"uncertain, {100 * row['wrongly_labelled']:.1f} % wrongly labelled; false unknown on known "
             f"{100 * row['false_unknown']:.1f} %")
-    return {"protocol": f"leave one class out; known classes split {1 - test_share:.0%} train / {test_share:.0%} "
-                        f"test (stratified, seed {seed}); compact network (SNV, defaults) + detector with "
+    return {"protocol": f"leave one class out; known classes split by {description} (--split {split.text}; "
+                        f"every pair counted); compact network (SNV, defaults) + detector with "
                         f"{false_rejection:.0%} target false rejection; uncertain below confidence {min_confidence}",
-            "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
+            "split": split.text, "warning": warning, "rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def markdown_table(result: dict) -> str:

@@ -1,5 +1,8 @@
 """The published evaluation protocol: stratified K-fold cross-validation repeated with new shuffles.
 
+The same training and report run under any split of :mod:`trainer.splits` (group K-fold, leave one
+group out, a hold-out); the published one is ``repeated:10x15``.
+
 Every fold re-initialises the weights and fits its standardisation on its own training rows only.
 Two engines run the same computation: ``vectorized`` trains all folds of a repeat at once
 (:mod:`trainer.stacked`), ``naive`` trains one Keras model per fold, the reference. Given the same
@@ -20,18 +23,19 @@ from . import stacked
 from .data import Dataset, DatasetError
 from .metrics import classification_report, one_vs_rest_auc
 from .model import Hyperparameters
-from .splits import stratified_folds
+from .splits import SplitSpec, Splits, make_splits, pair_groups
 
 ENGINES = ("vectorized", "naive")
 #: Folds of the published protocol.
 PUBLISHED_FOLDS = 15
 
 
-def choose_folds(ds: Dataset, requested: int | None = None) -> tuple[int, str]:
-    """K of the stratified K-fold for ``ds``, and why, for the report.
+def choose_folds(ds: Dataset, requested: int | None = None, grouped: bool = False) -> tuple[int, str]:
+    """K of the stratified (``grouped``: stratified group) K-fold for ``ds``, and why, for the report.
 
     Without ``requested``: the published :data:`PUBLISHED_FOLDS` when every class has that many spectra,
-    else the size of the smallest class (the largest K that tests every class in every fold).
+    else the size of the smallest class (the largest K that tests every class in every fold). Grouped,
+    K is also at most the number of groups.
 
     Raises
     ------
@@ -46,6 +50,14 @@ def choose_folds(ds: Dataset, requested: int | None = None) -> tuple[int, str]:
             raise DatasetError(f"--folds {requested}: K-fold needs 2 <= K <= the size of the smallest class "
                                f"({smallest_class}, {smallest} spectra)")
         return requested, f"{requested}-fold as requested"
+    if grouped:
+        n_groups = np.unique(ds.groups).size
+        if n_groups < min(smallest, PUBLISHED_FOLDS):
+            if n_groups < 2:
+                raise DatasetError(f"a grouped split needs at least 2 groups; the data have {n_groups} "
+                                   f"({ds.group_source})")
+            return n_groups, (f"{n_groups}-fold, not the published {PUBLISHED_FOLDS}: the data have {n_groups} "
+                              f"groups ({ds.group_source})")
     if smallest >= PUBLISHED_FOLDS:
         return PUBLISHED_FOLDS, f"{PUBLISHED_FOLDS}-fold, as the published protocol"
     if smallest < 2:
@@ -66,6 +78,11 @@ class Settings:
     band_width_cm: float = 20.0  # spectral bands of the permutation importance
     permutations: int = 3  # shuffles per group and fold in the permutation importance
     normalisation: str = "snv"  # per-spectrum, before the features; "none" as the published method
+
+    @property
+    def split(self) -> SplitSpec:
+        """The repeated stratified K-fold of ``folds`` and ``repeats``, the split when none is given."""
+        return SplitSpec("kfold", folds=self.folds, repeats=self.repeats)
 
 
 def fold_seeds(seed: int, repeat: int, folds: int) -> tuple[list, list]:
@@ -138,18 +155,22 @@ def permutation_importance(Z: np.ndarray, y: np.ndarray, weights: tuple, slope: 
     return out / permutations
 
 
-def run(ds: Dataset, settings: Settings, log=print) -> dict:
-    """Run the repeated K-fold protocol on a data set.
+def run(ds: Dataset, settings: Settings, splits: Splits | None = None, log=print) -> dict:
+    """Run the protocol on a data set: train and test every pair of ``splits``, the folds of a repeat at once.
+
+    ``splits`` defaults to :attr:`Settings.split` on ``ds``. A repeat's accuracy is over the spectra it
+    tests (all of them in a K-fold; the test side of a hold-out).
 
     Returns
     -------
     dict
-        Per fold and per repeat metrics, pooled per-class metrics, AUC, confusion matrix, loss curves,
-        permutation importance and timing (see :mod:`trainer.report` for how it is presented).
+        The split's description and warning, per fold and per repeat metrics, pooled per-class metrics,
+        AUC, confusion matrix, loss curves, permutation importance and timing (see :mod:`trainer.report`).
     """
     if settings.engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
     t0 = time.perf_counter()
+    splits = splits or make_splits(settings.split, ds, settings.seed)
     hp = settings.hp
     n_classes = len(ds.class_names)
     R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, settings.normalisation)
@@ -160,35 +181,37 @@ def run(ds: Dataset, settings: Settings, log=print) -> dict:
     pooled_true, pooled_prob = [], []
     train_curves, val_curves, importance = [], [], []
     engine = stacked.train if settings.engine == "vectorized" else train_naive
-    for r in range(settings.repeats):
-        splits = stratified_folds(ds.y, settings.folds, settings.seed + r)
-        train_rows = [tr for tr, _ in splits]
-        test_rows = [te for _, te in splits]
+    for r, pairs in enumerate(splits.repeats):
+        train_rows = [tr for tr, _ in pairs]
+        test_rows = [te for _, te in pairs]
         scalers = [Standardizer.fit(R[tr]) for tr in train_rows]
         mean = np.array([s.mean for s in scalers])
         scale = np.array([s.scale for s in scalers])
-        init_seeds, order_seeds = fold_seeds(settings.seed, r, settings.folds)
+        init_seeds, order_seeds = fold_seeds(settings.seed, r, len(pairs))
         init = stacked.glorot_init(init_seeds, R.shape[1], hp.hidden, n_classes)
         index, valid = stacked.batch_orders(train_rows, hp.epochs, hp.batch_size, order_seeds)
         w, tl, vl = engine(R, ds.y, mean, scale, init, index, valid, hp, val_rows=test_rows)
         probs = stacked.predict(R, test_rows, mean, scale, w, hp.leaky_slope)
         oof = np.zeros((len(ds.y), n_classes))
+        tested = np.zeros(len(ds.y), bool)
         for f, (te, p) in enumerate(zip(test_rows, probs)):
             oof[te] = p
+            tested[te] = True
             rep = classification_report(ds.y[te], p.argmax(1), ds.class_names)
-            folds_out.append({"repeat": r, "fold": f, "test_spectra": int(te.size), "accuracy": rep["accuracy"],
-                              "macro_f1": rep["macro_f1"], "final_train_loss": float(tl[-1, f]),
-                              "final_val_loss": float(vl[-1, f])})
+            folds_out.append({"repeat": r, "fold": f, "train_spectra": int(train_rows[f].size),
+                              "test_spectra": int(te.size), **pair_groups(ds, train_rows[f], te),
+                              "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"],
+                              "final_train_loss": float(tl[-1, f]), "final_val_loss": float(vl[-1, f])})
             Zte = (R[te] - mean[f]) / scale[f]
             importance.append(permutation_importance(Zte, ds.y[te], w.fold(f), hp.leaky_slope, groups,
                                                      settings.permutations, rng))
-        acc = float((oof.argmax(1) == ds.y).mean())
+        acc = float((oof[tested].argmax(1) == ds.y[tested]).mean())
         repeats_out.append({"repeat": r, "accuracy": acc})
-        pooled_true.append(ds.y)
-        pooled_prob.append(oof)
+        pooled_true.append(ds.y[tested])
+        pooled_prob.append(oof[tested])
         train_curves.append(tl)
         val_curves.append(vl)
-        log(f"repeat {r + 1}/{settings.repeats}: accuracy {acc:.4f}  ({time.perf_counter() - t0:.1f} s)")
+        log(f"repeat {r + 1}/{len(splits.repeats)}: accuracy {acc:.4f}  ({time.perf_counter() - t0:.1f} s)")
     y_all, p_all = np.concatenate(pooled_true), np.concatenate(pooled_prob)
     pooled = classification_report(y_all, p_all.argmax(1), ds.class_names)
     accs = np.array([r["accuracy"] for r in repeats_out])
@@ -197,6 +220,7 @@ def run(ds: Dataset, settings: Settings, log=print) -> dict:
     band_centres = [float(ds.axis.values[g].mean()) for g in band_groups]
     tcurve, vcurve = np.concatenate(train_curves, axis=1), np.concatenate(val_curves, axis=1)
     return {
+        "split": splits.spec.text, "split_description": splits.description, "warning": splits.warning,
         "accuracy_mean": float(accs.mean()), "accuracy_std": float(accs.std()),
         "repeats": repeats_out, "folds": folds_out,
         "pooled": pooled,

@@ -179,10 +179,12 @@ def _markdown(report: dict) -> str:
     lines = [
         f"# Evaluation report: {report['data']['source']}",
         "",
-        f"Protocol: stratified {s['folds']}-fold cross-validation ({s['folds_chosen']}) repeated {s['repeats']} "
-        "times, a new shuffle "
-        f"(seed {s['seed']} + repeat) each time; weights re-initialised and standardisation fitted on the training "
-        f"folds only, every fold. Engine: {s['engine']}. Hyperparameters: {s['hyperparameters']}.",
+        *([f"**Warning: {r['warning']}.**", ""] if r.get("warning") else []),
+        f"Split: {s['split_description']} (`--split {s['split']}`; {s['folds_chosen']}).",
+        "",
+        f"Protocol: {s['folds']} train/test pair(s) per repeat, {s['repeats']} repeat(s); weights re-initialised and "
+        f"standardisation fitted on the training rows only, every fold. Engine: {s['engine']}. "
+        f"Hyperparameters: {s['hyperparameters']}.",
         "",
         f"Data: {report['data']['spectra']} spectra, classes {report['data']['per_class']}, axis "
         f"{report['data']['axis']} cm-1, fingerprint {report['data']['fingerprint_sha256'][:16]}.",
@@ -242,7 +244,9 @@ def write_report(out, result: dict, settings: dict, data: dict, class_names, axi
     """Write the protocol's report directory (see :func:`publish_report`).
 
     ``published``: show the paper's result (:data:`PUBLISHED`) beside this run's, for the synthetic
-    stand-in of its data only. ``settings`` includes ``folds_chosen``, why K is what it is.
+    stand-in of its data only. ``settings`` includes ``split`` (its ``--split`` spelling),
+    ``split_description`` and ``folds_chosen``, why K is what it is; a ``warning`` of ``result``
+    (an optimistic split, :func:`trainer.splits.optimism`) opens the report.
     """
     def fill(tmp: Path) -> None:
         figures = _figures(result, class_names, axis_values, mean_spectrum, tmp)
