@@ -53,9 +53,9 @@ TFLITE_FILE = "model.tflite"
 #: Network inputs: preprocessed intensities on the axis, then the engineered features, standardised.
 INPUT_LAYOUT = "intensities+features"
 #: Network inputs: the preprocessed intensities on the axis alone (standardised if the bundle has a scaler).
-CONV_INPUT_LAYOUT = "intensities"
+INTENSITIES_LAYOUT = "intensities"
 #: The input layouts this release reads.
-INPUT_LAYOUTS = (INPUT_LAYOUT, CONV_INPUT_LAYOUT)
+INPUT_LAYOUTS = (INPUT_LAYOUT, INTENSITIES_LAYOUT)
 #: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
 TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
                 "architecture", "preprocess")
@@ -288,8 +288,8 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
         name = str(arrays["name"])
         chain = _chain(path, arrays, axis)
         if "architecture" in arrays:
-            if layout != CONV_INPUT_LAYOUT:
-                raise _fail(path, f"its convolutional network takes the layout {CONV_INPUT_LAYOUT!r}, not {layout!r}")
+            if layout != INTENSITIES_LAYOUT:
+                raise _fail(path, f"its convolutional network takes the layout {INTENSITIES_LAYOUT!r}, not {layout!r}")
             return _conv_bundle(path, card, arrays, name, classes, axis, chain)
         prominence = 0.0
         if layout == INPUT_LAYOUT:
@@ -363,7 +363,7 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
-                       preprocess=chain, convnet=net, input_layout=CONV_INPUT_LAYOUT)
+                       preprocess=chain, convnet=net, input_layout=INTENSITIES_LAYOUT)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -451,8 +451,8 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     }
     chain = as_chain(normalisation, axis)
     arrays.update({"normalisation": np.array(chain.text)} if chain.is_normalisation else chain.to_arrays())
-    layout = input_layout or (CONV_INPUT_LAYOUT if convnet is not None else INPUT_LAYOUT)
-    if layout not in INPUT_LAYOUTS or (convnet is not None and layout != CONV_INPUT_LAYOUT) \
+    layout = input_layout or (INTENSITIES_LAYOUT if convnet is not None else INPUT_LAYOUT)
+    if layout not in INPUT_LAYOUTS or (convnet is not None and layout != INTENSITIES_LAYOUT) \
             or (layout == INPUT_LAYOUT and standardizer is None):
         raise ValueError(f"input layout {layout!r} does not fit the network given")
     arrays["input_layout"] = np.array(layout)
