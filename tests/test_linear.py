@@ -262,3 +262,18 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(ExportCheckError):
         linearfit.fit_linear_bundle(_need(MICROPLASTICS), tmp_path / "b", LinearSettings("logreg"), log=lambda m: None)
     assert not (tmp_path / "b").exists()
+
+
+def test_explain_a_linear_bundle_is_its_weight_times_input(tmp_path, plastics):
+    from trainer.explain import explain
+
+    bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
+    i = int(np.flatnonzero(plastics["test"])[0])
+    f = tmp_path / "one.csv"
+    f.write_text("".join(f"{x},{v}\n" for x, v in zip(plastics["wn"], plastics["X"][i])))
+    (entry,) = explain(bundle, [f])
+    c = bundle.class_names.index(entry["explained_class"])
+    projection, head = bundle.layers
+    Z = bundle.inputs(np.array([entry["intensity"]]))[0]
+    np.testing.assert_allclose(entry["map"], Z * (projection.kernel @ head.kernel[:, c]), atol=1e-7)
+    assert entry["method"] == "gradient x input (standardised inputs)" and "features" not in entry
