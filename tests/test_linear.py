@@ -148,20 +148,42 @@ def test_a_linear_bundle_round_trips_and_runs_on_both_backends(tmp_path, plastic
     assert bundle_flop_count(bundle)["network"] == model.network.flop(AXIS.points)
 
 
+def _rewrite_npz(path: Path, edit) -> dict:
+    """Edit a bundle's ``model.npz`` arrays with ``edit(arrays)`` and list its new hash; returns the old arrays."""
+    with np.load(path / "model.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    before = dict(arrays)
+    edit(arrays)
+    np.savez(path / "model.npz", **arrays)
+    card = json.loads((path / "model.json").read_text())
+    card["files"]["model.npz"]["sha256"] = sha256_file(path / "model.npz")
+    (path / "model.json").write_text(json.dumps(card))
+    return before
+
+
 def test_a_dense_network_on_intensities_needs_no_features_and_refuses_a_wrong_width(tmp_path, plastics):
     from device.errors import BundleError
 
     bundle, _ = _linear_bundle(tmp_path, plastics, "logreg")
-    with np.load(bundle.path / "model.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    assert "feature_names" not in arrays and "scaler_mean" not in arrays and "architecture" not in arrays
-    arrays["layer0_kernel"] = arrays["layer0_kernel"][:-1]
-    np.savez(bundle.path / "model.npz", **arrays)
-    card = json.loads((bundle.path / "model.json").read_text())
-    card["files"]["model.npz"]["sha256"] = sha256_file(bundle.path / "model.npz")
-    (bundle.path / "model.json").write_text(json.dumps(card))
+    stored = _rewrite_npz(bundle.path, lambda a: a.update(layer0_kernel=a["layer0_kernel"][:-1]))
+    assert "feature_names" not in stored and "scaler_mean" not in stored and "architecture" not in stored
     with pytest.raises(BundleError, match="do not chain from 1601 inputs"):
         load_bundle(bundle.path)
+
+
+def test_a_convolutional_network_on_the_features_layout_is_refused(tmp_path):
+    from device.convnet import Conv, ConvNet
+    from device.errors import BundleError
+
+    rng = np.random.default_rng(0)
+    net = ConvNet((Conv(rng.normal(size=(5, 1, 4)), rng.normal(size=4), 2, "relu"),), rng.normal(size=(4, 3)),
+                  rng.normal(size=3))
+    b = write_bundle(tmp_path / "conv", name="conv", class_names=("a", "b", "c"), axis=Axis(500, 600, 101),
+                     tflite=b"", card={}, convnet=net, normalisation="snv")
+    assert (b.kind, b.input_size) == ("convolutional", 101)
+    _rewrite_npz(b.path, lambda a: a.update(input_layout=np.array("intensities+features")))
+    with pytest.raises(BundleError, match="convolutional network takes the layout 'intensities'"):
+        load_bundle(b.path)
 
 
 @pytest.mark.parametrize("model", ["sers-pesticides", "sers-op-synthetic"])
