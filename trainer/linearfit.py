@@ -26,17 +26,25 @@ def as_stored(net: DenseNet) -> DenseNet:
                                 l.activation) for l in net.layers), net.leaky_slope)
 
 
-def _check_components(settings: linear.LinearSettings, ds, split, cv_folds: int, seed: int) -> None:
-    """Refuse, before any training, more projection scores than the smallest training set allows."""
-    if not settings.projected:
-        return
+def _training_sets(ds, split, cv_folds: int, seed: int) -> dict:
+    """The size of the smallest training set of each validation, by what makes it (all spectra included)."""
     sizes = {"all spectra": ds.y.size}
     if split:
         sizes["the training spectra of --holdout"] = split[0].size
     if cv_folds > 1:
         sizes[f"a fold of --cv-folds {cv_folds}"] = min(tr.size for tr, _ in stratified_folds(ds.y, cv_folds, seed))
+    return sizes
+
+
+def check_components(settings: linear.LinearSettings, sizes: dict, points: int) -> None:
+    """Refuse, before any training, more projection scores than the smallest training set allows.
+
+    ``sizes`` maps what makes a training set (e.g. ``all spectra``) to its number of spectra.
+    """
+    if not settings.projected:
+        return
     where = min(sizes, key=sizes.get)
-    most = linear.max_components(sizes[where], ds.axis.points)
+    most = linear.max_components(sizes[where], points)
     if settings.components > most:
         raise DatasetError(f"--components {settings.components} is more than {where} ({sizes[where]} spectra) "
                            f"can give: use --components {most} or fewer")
@@ -62,7 +70,7 @@ def fit_linear_bundle(data, out, settings: linear.LinearSettings, *, axis=None, 
     name = name or out.name
     log(f"model {settings.kind}")
     ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds, 0, holdout, seed)
-    _check_components(settings, ds, split, cv_folds, seed)
+    check_components(settings, _training_sets(ds, split, cv_folds, seed), ds.axis.points)
     n_classes = len(ds.class_names)
     try:
         chain = as_chain(preprocess, ds.axis)
