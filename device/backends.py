@@ -6,7 +6,6 @@ import numpy as np
 from ._compat import tflite_interpreter
 from .bundle import ModelBundle
 from .errors import BackendUnavailableError, BundleError
-from .network import forward
 
 BACKENDS = ("numpy", "tflite")
 
@@ -17,15 +16,11 @@ class NumpyBackend:
     name = "numpy"
 
     def __init__(self, bundle: ModelBundle):
-        self._layers = bundle.layers
-        self._slope = bundle.leaky_slope
-        self._convnet = bundle.convnet
+        self._network = bundle.network
 
     def probabilities(self, Z: np.ndarray) -> np.ndarray:
         """Class probabilities for the network's inputs ``Z`` (n, D): shape (n, C), float64."""
-        if self._convnet is not None:
-            return self._convnet.probabilities(Z)
-        return forward(Z, self._layers, self._slope)
+        return self._network.probabilities(Z)
 
 
 class TFLiteBackend:
@@ -55,7 +50,7 @@ class TFLiteBackend:
                               "re-export the bundle.") from None
 
     def probabilities(self, Z: np.ndarray) -> np.ndarray:
-        """Class probabilities for standardised inputs ``Z`` (n, D): shape (n, C), float32 precision."""
+        """Class probabilities for the network's inputs ``Z`` (n, D): shape (n, C), float32 precision."""
         n = Z.shape[0]
         if n != self._batch:
             self._interp.resize_tensor_input(self._in, [n, self._width])

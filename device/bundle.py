@@ -8,11 +8,13 @@ Layout::
                      its preprocessing chain (device.preprocess) is the JSON spec "preprocess" with the
                      arrays "preprocess.I.NAME" of step I; a chain of SNV alone or no step is stored, as
                      bundles always stored it, as the "normalisation" entry snv or none (absent: none).
-                     Its "input_layout" says which
-                     network it holds: "intensities+features" for the compact dense network, whose inputs
-                     are the preprocessed intensities and the 22 features, standardised; "intensities" for a
-                     convolutional network (device.convnet), whose inputs are the preprocessed intensities
-                     and whose operations are listed as JSON in "architecture"
+                     Its "input_layout" says what the network takes: "intensities+features" (the
+                     preprocessed intensities and the 22 features, standardised with "scaler_mean" and
+                     "scaler_scale") or "intensities" (the preprocessed intensities alone, standardised
+                     only if the scaler entries are present). Independently of the layout, the network is
+                     dense ("layer_activations", "layerI_kernel", "layerI_bias", "leaky_slope": the
+                     compact network, a linear model, a projection and a linear head) or convolutional
+                     (device.convnet: its operations listed as JSON in "architecture", weights "net.*")
       model.tflite   the same network for a TFLite runtime
       examples/...   optional example spectra with their expected labels (listed in the card)
 
@@ -35,9 +37,9 @@ import numpy as np
 from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
-from .inputs import NORMALISATIONS, Standardizer, as_chain
+from .inputs import NORMALISATIONS, Standardizer, as_chain, raw_inputs
 from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
-from .network import ACTIVATIONS, Dense
+from .network import ACTIVATIONS, Dense, DenseNet
 from .ood import OODDetector
 from .preprocess import Chain, UnknownStepError
 from .spectrum import Axis
@@ -48,10 +50,12 @@ SCHEMA_VERSION = 1
 CARD_FILE = "model.json"
 NPZ_FILE = "model.npz"
 TFLITE_FILE = "model.tflite"
-#: Inputs of the compact network: intensities on the axis, then the engineered features, standardised.
+#: Network inputs: preprocessed intensities on the axis, then the engineered features, standardised.
 INPUT_LAYOUT = "intensities+features"
-#: Inputs of a convolutional network: the normalised intensities on the axis.
-CONV_INPUT_LAYOUT = "intensities"
+#: Network inputs: the preprocessed intensities on the axis alone (standardised if the bundle has a scaler).
+INTENSITIES_LAYOUT = "intensities"
+#: The input layouts this release reads.
+INPUT_LAYOUTS = (INPUT_LAYOUT, INTENSITIES_LAYOUT)
 #: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
 TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
                 "architecture", "preprocess")
@@ -79,14 +83,16 @@ class ModelBundle:
     preprocess : Chain
         The preprocessing chain applied first to the spectra on the axis (:mod:`device.preprocess`).
     standardizer : Standardizer or None
-        Compact network: input statistics of the training data, shape (points + 22,) each.
+        Column statistics of the training inputs, shape (inputs,) each; None: the inputs are not standardised.
     layers : tuple of Dense
-        Compact network: its layers (empty for a convolutional network).
+        Dense network: its layers (empty for a convolutional network).
     leaky_slope : float
     convnet : ConvNet or None
-        Convolutional network (then the inputs are the preprocessed intensities alone).
+        Convolutional network instead of dense layers.
     ood : OODDetector or None
         The out-of-distribution detector fitted with the model (bundles may lack one).
+    input_layout : str
+        What the network takes, one of :data:`INPUT_LAYOUTS`, whichever network it is.
     """
 
     path: Path
@@ -102,11 +108,37 @@ class ModelBundle:
     preprocess: Chain = Chain()
     convnet: ConvNet | None = None
     ood: OODDetector | None = None
+    input_layout: str = INPUT_LAYOUT
+
+    @property
+    def features(self) -> bool:
+        """True when the network inputs include the 22 engineered features."""
+        return self.input_layout == INPUT_LAYOUT
 
     @property
     def input_size(self) -> int:
-        """Number of model inputs: axis points (+ 22 features for the compact network)."""
-        return self.axis.points + (0 if self.convnet is not None else len(FEATURE_NAMES))
+        """Number of network inputs: axis points (+ 22 features for the layout with features)."""
+        return self.axis.points + (len(FEATURE_NAMES) if self.features else 0)
+
+    @property
+    def network(self) -> DenseNet | ConvNet:
+        """The network, whichever kind: ``network.probabilities(Z)`` (n, C) of inputs ``Z`` (n, :attr:`input_size`)."""
+        return self.convnet if self.convnet is not None else DenseNet(self.layers, self.leaky_slope)
+
+    def inputs(self, Y: np.ndarray) -> np.ndarray:
+        """Network inputs (n, :attr:`input_size`) for intensities ``Y`` (n, points) on the model axis.
+
+        The preprocessing chain, then the 22 features if the layout has them, then the standardisation
+        if the bundle has one.
+        """
+        R = raw_inputs(Y, self.axis, self.prominence, self.preprocess) if self.features else self.preprocess.apply(Y)
+        return self.standardizer.transform(R) if self.standardizer is not None else R
+
+    @property
+    def kind(self) -> str:
+        """The model kind the card names (e.g. ``logreg``, ``resnet``), else ``compact`` or ``convolutional``."""
+        kind = self.card.get("network", {}).get("kind") if isinstance(self.card.get("network"), dict) else None
+        return kind if isinstance(kind, str) else self.architecture
 
     @property
     def normalisation(self) -> str:
@@ -115,8 +147,10 @@ class ModelBundle:
 
     @property
     def architecture(self) -> str:
-        """``compact`` (dense network on intensities + features) or ``convolutional``."""
-        return "compact" if self.convnet is None else "convolutional"
+        """``compact`` (dense network on intensities + features), ``dense`` (on intensities) or ``convolutional``."""
+        if self.convnet is not None:
+            return "convolutional"
+        return "compact" if self.features else "dense"
 
     @property
     def tflite_path(self) -> Path:
@@ -244,7 +278,7 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
         if int(arrays["schema_version"]) != SCHEMA_VERSION:
             raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
         layout = str(arrays["input_layout"])
-        if layout not in (INPUT_LAYOUT, CONV_INPUT_LAYOUT):
+        if layout not in INPUT_LAYOUTS:
             raise _fail(path, f"unknown input layout {layout!r}", "use the raman-edge release that wrote it")
         points = int(arrays["axis_points"])
         if points > MAX_AXIS_POINTS:
@@ -253,12 +287,17 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
         classes = tuple(str(s) for s in arrays["class_names"])
         name = str(arrays["name"])
         chain = _chain(path, arrays, axis)
-        if layout == CONV_INPUT_LAYOUT:
+        if "architecture" in arrays:
+            if layout != INTENSITIES_LAYOUT:
+                raise _fail(path, f"its convolutional network takes the layout {INTENSITIES_LAYOUT!r}, not {layout!r}")
             return _conv_bundle(path, card, arrays, name, classes, axis, chain)
-        features = tuple(str(s) for s in arrays["feature_names"])
-        if features != FEATURE_NAMES:
-            raise _fail(path, "its engineered features differ from this raman-edge's",
-                        "re-export it with this release")
+        prominence = 0.0
+        if layout == INPUT_LAYOUT:
+            features = tuple(str(s) for s in arrays["feature_names"])
+            if features != FEATURE_NAMES:
+                raise _fail(path, "its engineered features differ from this raman-edge's",
+                            "re-export it with this release")
+            prominence = float(arrays["prominence"])
         activations = [str(a) for a in arrays["layer_activations"]]
         layers = []
         for i, act in enumerate(activations):
@@ -266,15 +305,15 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
                 raise _fail(path, f"layer {i} has unknown activation {act!r}")
             layers.append(Dense(arrays[f"layer{i}_kernel"].astype(np.float64),
                                 arrays[f"layer{i}_bias"].astype(np.float64), act))
-        std = Standardizer(arrays["scaler_mean"].astype(np.float64), arrays["scaler_scale"].astype(np.float64))
-        prominence = float(arrays["prominence"])
+        std = (Standardizer(arrays["scaler_mean"].astype(np.float64), arrays["scaler_scale"].astype(np.float64))
+               if layout == INPUT_LAYOUT or "scaler_mean" in arrays else None)
         slope = float(arrays["leaky_slope"])
     except KeyError as exc:
         raise _fail(path, f"{NPZ_FILE} lacks the entry {exc}") from None
     except (TypeError, ValueError) as exc:
         raise _fail(path, f"{NPZ_FILE} holds a malformed entry ({exc})") from None
-    width = axis.points + len(FEATURE_NAMES)
-    if std.mean.shape != (width,) or std.scale.shape != (width,) or not np.all(std.scale > 0):
+    width = axis.points + (len(FEATURE_NAMES) if layout == INPUT_LAYOUT else 0)
+    if std is not None and (std.mean.shape != (width,) or std.scale.shape != (width,) or not np.all(std.scale > 0)):
         raise _fail(path, f"scaler statistics do not fit {width} inputs")
     for i, layer in enumerate(layers):
         if layer.kernel.ndim != 2 or layer.kernel.shape[0] != width or layer.bias.shape != (layer.kernel.shape[1],):
@@ -286,7 +325,7 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=prominence, standardizer=std, layers=tuple(layers),
-                       leaky_slope=slope, preprocess=chain)
+                       leaky_slope=slope, preprocess=chain, input_layout=layout)
 
 
 def _chain(path: Path, arrays: dict, axis: Axis) -> Chain:
@@ -324,7 +363,7 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
-                       preprocess=chain, convnet=net)
+                       preprocess=chain, convnet=net, input_layout=INTENSITIES_LAYOUT)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -369,7 +408,8 @@ def _check_fits(net: ConvNet, points: int) -> None:
 def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, card: dict,
                  prominence: float = 0.0, standardizer: Standardizer | None = None, layers=(),
                  leaky_slope: float = 0.0, convnet: ConvNet | None = None, ood: OODDetector | None = None,
-                 examples: list[tuple[str, bytes, str]] = (), normalisation="none") -> ModelBundle:
+                 examples: list[tuple[str, bytes, str]] = (), normalisation="none",
+                 input_layout: str | None = None) -> ModelBundle:
     """Write a bundle directory, then load it back through :func:`load_bundle`.
 
     Parameters
@@ -381,9 +421,13 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     class_names : sequence of str
     axis : Axis
     prominence, standardizer, layers, leaky_slope
-        The compact network: feature peak threshold, input statistics, dense layers, Leaky ReLU slope.
+        A dense network: feature peak threshold, input statistics (None: inputs not standardised; only
+        for the layout ``intensities``), dense layers, Leaky ReLU slope.
     convnet : ConvNet, optional
-        A convolutional network instead (the compact network's arguments are then not used).
+        A convolutional network instead (the dense network's arguments are then not used).
+    input_layout : str, optional
+        One of :data:`INPUT_LAYOUTS`; default ``intensities+features`` for dense layers, ``intensities``
+        for a convolutional network (the only layout it takes).
     ood : OODDetector, optional
         The out-of-distribution detector to store with the model.
     normalisation : Chain or str
@@ -407,17 +451,22 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     }
     chain = as_chain(normalisation, axis)
     arrays.update({"normalisation": np.array(chain.text)} if chain.is_normalisation else chain.to_arrays())
+    layout = input_layout or (INTENSITIES_LAYOUT if convnet is not None else INPUT_LAYOUT)
+    if layout not in INPUT_LAYOUTS or (convnet is not None and layout != INTENSITIES_LAYOUT) \
+            or (layout == INPUT_LAYOUT and standardizer is None):
+        raise ValueError(f"input layout {layout!r} does not fit the network given")
+    arrays["input_layout"] = np.array(layout)
     if convnet is not None:
         spec, weights = to_arrays(convnet)
-        arrays.update({"input_layout": np.array(CONV_INPUT_LAYOUT), "architecture": np.array(json.dumps(spec)),
-                       **{f"net.{k}": v for k, v in weights.items()}})
+        arrays.update({"architecture": np.array(json.dumps(spec)), **{f"net.{k}": v for k, v in weights.items()}})
     else:
-        arrays.update({
-            "input_layout": np.array(INPUT_LAYOUT), "feature_names": np.array(FEATURE_NAMES),
-            "prominence": np.array(float(prominence)), "scaler_mean": np.asarray(standardizer.mean, np.float64),
-            "scaler_scale": np.asarray(standardizer.scale, np.float64), "leaky_slope": np.array(float(leaky_slope)),
-            "layer_activations": np.array([layer.activation for layer in layers]),
-        })
+        if layout == INPUT_LAYOUT:
+            arrays.update({"feature_names": np.array(FEATURE_NAMES), "prominence": np.array(float(prominence))})
+        if standardizer is not None:
+            arrays.update({"scaler_mean": np.asarray(standardizer.mean, np.float64),
+                           "scaler_scale": np.asarray(standardizer.scale, np.float64)})
+        arrays.update({"leaky_slope": np.array(float(leaky_slope)),
+                       "layer_activations": np.array([layer.activation for layer in layers])})
         for i, layer in enumerate(layers):
             arrays[f"layer{i}_kernel"] = np.asarray(layer.kernel, np.float32)
             arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)

@@ -9,7 +9,6 @@ import numpy as np
 from .backends import make_backend
 from .bundle import ModelBundle
 from .errors import BundleError
-from .inputs import raw_inputs
 from .resample import ResamplerCache
 from .spectrum import Spectrum
 
@@ -79,10 +78,7 @@ class Classifier:
 
     def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
         """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
-        b = self.bundle
-        if b.convnet is not None:
-            return self.backend.probabilities(b.preprocess.apply(Y))
-        return self.backend.probabilities(b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.preprocess)))
+        return self.backend.probabilities(self.bundle.inputs(Y))
 
     def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:
         """Class probabilities (n, C) for spectra on any axis that covers the model's."""

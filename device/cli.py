@@ -93,7 +93,7 @@ def cmd_info(args) -> int:
     from .cost import bundle_flop_count
 
     b = load_bundle(args.model)
-    out = {"id": b.model_id, "architecture": b.architecture, "classes": list(b.class_names),
+    out = {"id": b.model_id, "kind": b.kind, "architecture": b.architecture, "classes": list(b.class_names),
            "axis_cm-1": str(b.axis), "inputs": b.input_size, "normalisation": b.normalisation,
            "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))

@@ -6,6 +6,7 @@ floating-point operation (FLOP); a multiply-accumulate counts as two. Data movem
 from __future__ import annotations
 
 from .features import FEATURE_NAMES
+from .network import DenseNet
 from .preprocess import SNV, Chain
 
 #: Operations per axis point for the 22 features: mean 1, centring 1, squares 1, variance 1,
@@ -30,35 +31,50 @@ def _chain_flop(axis, preprocess) -> int:
     return chain.flop(axis.points)
 
 
-def flop_count(axis, layers, normalisation="none") -> dict:
-    """FLOP per spectrum, by stage, for a model axis, its dense layers and its preprocessing chain.
+def input_flop_count(axis, normalisation="none", *, features: bool = True, standardise: bool = True) -> dict:
+    """FLOP per spectrum of the network inputs, by stage: spectra on any axis to the inputs of the network.
 
-    ``normalisation`` is the chain, a :class:`~device.preprocess.Chain` or its text (``snv``, ...).
+    Parameters
+    ----------
+    axis : Axis
+        The model axis.
+    normalisation : Chain or str
+        The preprocessing chain (:mod:`device.preprocess`) or its text (``snv``, ...).
+    features : bool
+        The inputs include the 22 engineered features.
+    standardise : bool
+        The inputs are standardised per column.
 
     Returns
     -------
     dict
-        ``resample``, ``normalise`` (the whole chain; for a baseline step an upper bound, every
-        iteration counted), ``features`` (an upper bound: it assumes the most peak candidates possible),
-        ``standardise``, ``network`` and ``total``.
+        ``resample``, ``normalise`` (the whole chain; for a baseline step an upper bound, every iteration
+        counted), ``features`` if counted (an upper bound: it assumes the most peak candidates possible),
+        ``standardise`` if counted (subtraction and division per input).
     """
     points = axis.points
-    width = points + len(FEATURE_NAMES)
-    network = 0
-    for layer in layers:
-        fan_in, units = layer.kernel.shape
-        network += 2 * fan_in * units + units  # multiply-accumulate, bias
-        if layer.activation in ("relu", "leaky_relu"):
-            network += 2 * units  # compare, scale
-        elif layer.activation == "softmax":
-            network += 4 * units  # max-subtract, exp, sum, divide
-    stages = {
-        "resample": RESAMPLE_FLOP_PER_POINT * points,
-        "normalise": _chain_flop(axis, normalisation),
-        "features": FEATURE_FLOP_PER_POINT * points + PEAK_FLOP_PER_CANDIDATE * ((points - 1) // 2) + 40,
-        "standardise": 2 * width,
-        "network": network,
-    }
+    stages = {"resample": RESAMPLE_FLOP_PER_POINT * points, "normalise": _chain_flop(axis, normalisation)}
+    if features:
+        stages["features"] = FEATURE_FLOP_PER_POINT * points + PEAK_FLOP_PER_CANDIDATE * ((points - 1) // 2) + 40
+    if standardise:
+        stages["standardise"] = 2 * (points + (len(FEATURE_NAMES) if features else 0))
+    return stages
+
+
+def flop_count(axis, layers, normalisation="none", *, features: bool = True, standardise: bool = True) -> dict:
+    """FLOP per spectrum, by stage, for a model axis, its dense layers and its preprocessing chain.
+
+    ``normalisation`` is the chain, a :class:`~device.preprocess.Chain` or its text (``snv``, ...);
+    ``features`` and ``standardise`` say what the inputs are (default: the compact network's).
+
+    Returns
+    -------
+    dict
+        The stages of :func:`input_flop_count`, then ``network`` (:meth:`device.network.DenseNet.flop`)
+        and ``total``.
+    """
+    stages = input_flop_count(axis, normalisation, features=features, standardise=standardise)
+    stages["network"] = DenseNet(tuple(layers)).flop(axis.points)
     stages["total"] = sum(stages.values())
     return stages
 
@@ -71,18 +87,16 @@ def convnet_flop_count(axis, net, normalisation="snv") -> dict:
     dict
         ``resample``, ``normalise``, ``network`` and ``total``.
     """
-    points = axis.points
-    stages = {
-        "resample": RESAMPLE_FLOP_PER_POINT * points,
-        "normalise": _chain_flop(axis, normalisation),
-        "network": net.flop(points),
-    }
+    stages = input_flop_count(axis, normalisation, features=False, standardise=False)
+    stages["network"] = net.flop(axis.points)
     stages["total"] = sum(stages.values())
     return stages
 
 
 def bundle_flop_count(bundle) -> dict:
-    """FLOP per spectrum, by stage, of whichever network a bundle holds."""
-    if bundle.convnet is not None:
-        return convnet_flop_count(bundle.axis, bundle.convnet, bundle.preprocess)
-    return flop_count(bundle.axis, bundle.layers, bundle.preprocess)
+    """FLOP per spectrum, by stage, of a bundle: its inputs (:func:`input_flop_count`) and its network."""
+    stages = input_flop_count(bundle.axis, bundle.preprocess, features=bundle.features,
+                              standardise=bundle.standardizer is not None)
+    stages["network"] = bundle.network.flop(bundle.input_size)
+    stages["total"] = sum(stages.values())
+    return stages

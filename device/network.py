@@ -60,3 +60,46 @@ def forward(Z: np.ndarray, layers: tuple[Dense, ...], leaky_slope: float) -> np.
         elif layer.activation == "softmax":
             a = softmax(a)
     return a
+
+
+@dataclass(frozen=True)
+class DenseNet:
+    """A dense network as a bundle holds it: layers applied in order, Leaky ReLU slope shared.
+
+    The compact network (Dense(5) + Leaky ReLU -> Dense(C) + softmax), a multinomial linear model
+    (one softmax layer) and a projection followed by a linear head (a linear layer, then a softmax
+    layer) are all this.
+
+    Attributes
+    ----------
+    layers : tuple of Dense
+    leaky_slope : float
+    """
+
+    layers: tuple
+    leaky_slope: float = 0.0
+
+    def probabilities(self, Z: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) for network inputs ``Z`` (n, inputs)."""
+        return forward(Z, self.layers, self.leaky_slope)
+
+    def flop(self, inputs: int) -> int:
+        """Operations of one forward pass, counted as :mod:`device.cost` does (``inputs`` is implied by the kernels).
+
+        Per layer: a multiply-accumulate per weight (2), a bias add per unit; ReLU and Leaky ReLU 2 per unit
+        (compare, scale), softmax 4 per unit (max-subtract, exp, sum, divide), linear nothing more.
+        """
+        total = 0
+        for layer in self.layers:
+            fan_in, units = layer.kernel.shape
+            total += 2 * fan_in * units + units
+            if layer.activation in ("relu", "leaky_relu"):
+                total += 2 * units
+            elif layer.activation == "softmax":
+                total += 4 * units
+        return total
+
+    @property
+    def parameters(self) -> int:
+        """Number of stored weights and biases."""
+        return int(sum(layer.kernel.size + layer.bias.size for layer in self.layers))

@@ -690,7 +690,7 @@ def _conv_arrays(net: ConvNet, spec=None) -> dict:
     base_spec, weights = to_arrays(net)
     arrays = {k: BASE_ARRAYS[k] for k in ("schema_version", "name", "class_names", "axis_start", "axis_stop",
                                           "axis_points", "normalisation")}
-    arrays.update({"input_layout": np.array(bundle_module.CONV_INPUT_LAYOUT),
+    arrays.update({"input_layout": np.array(bundle_module.INTENSITIES_LAYOUT),
                    "architecture": np.array(json.dumps(base_spec if spec is None else spec)),
                    **{f"net.{k}": v for k, v in weights.items()}})
     return arrays

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
+from .linear import DEFAULT_C, DEFAULT_COMPONENTS, LINEAR_MODELS
+
 
 def _note(msg: str) -> None:
     """A progress or data line for the user, on stderr (stdout carries the results)."""
@@ -38,6 +40,11 @@ def cmd_fit(args) -> int:
     common = dict(axis=_axis(args), seed=args.seed, validation=tuple(validation), groups=args.groups,
                   name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
                   ood_false_rejection=args.ood_false_rejection, log=_note)
+    if args.model in LINEAR_MODELS:
+        return _fit_linear(args, chain, common)
+    if args.C is not None or args.components is not None or args.standardise:
+        raise RamanEdgeError(f"--C, --components and --standardise are options of the linear models "
+                             f"({', '.join(LINEAR_MODELS)}), not of --model {args.model}")
     if args.model == "compact":
         from .fit import fit_bundle
         from .model import Hyperparameters
@@ -60,6 +67,28 @@ def cmd_fit(args) -> int:
                              l2=base.l2 if args.l2 is None else args.l2, steps=args.steps,
                              batch_size=args.batch_size, augment=not args.no_augment)
     fit_conv_bundle(args.data, args.out, args.model, hp=hp, **common)
+    return 0
+
+
+def _fit_linear(args, chain: str, common: dict) -> int:
+    """``fit --model`` one of the linear kinds."""
+    from device.errors import RamanEdgeError
+
+    from .linear import LinearSettings
+    from .linearfit import fit_linear_bundle
+
+    given = [f"--{o.replace('_', '-')}" for o in ("tune", "epochs", "learning_rate", "l2") if getattr(args, o)]
+    if given:
+        raise RamanEdgeError(f"--model {args.model} is fitted by scikit-learn and takes no {', '.join(given)}; "
+                             "its options are --C, --components (projections) and --standardise")
+    if args.components is not None and args.model not in ("pca-logreg", "pls-logreg"):
+        raise RamanEdgeError(f"--components is an option of pca-logreg and pls-logreg, not of --model {args.model}")
+    try:
+        settings = LinearSettings(args.model, C=args.C, standardise=args.standardise,
+                                  components=DEFAULT_COMPONENTS if args.components is None else args.components)
+    except ValueError as exc:
+        raise RamanEdgeError(f"--model {args.model}: {exc}") from None
+    fit_linear_bundle(args.data, args.out, settings, preprocess=chain, **common)
     return 0
 
 
@@ -286,9 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
     _force(f, "bundle at --out")
-    f.add_argument("--model", choices=("compact", "cnn", "resnet", "se-resnet"), default="compact",
+    f.add_argument("--model", choices=("compact", "cnn", "resnet", "se-resnet", *LINEAR_MODELS), default="compact",
                    help="compact: the published Dense(5) network on intensities + features (default); cnn, resnet, "
-                        "se-resnet: 1-D convolutional networks on the normalised spectrum")
+                        "se-resnet: 1-D convolutional networks on the normalised spectrum; logreg (multinomial "
+                        "logistic regression), linear-svm (linear SVM, probabilities by temperature scaling), "
+                        "pca-logreg, pls-logreg (a PCA or PLS projection, then logistic regression): linear models "
+                        "on the preprocessed spectrum, fitted by scikit-learn")
+    f.add_argument("--C", type=float, metavar="C",
+                   help="linear models: inverse regularisation strength (default: "
+                        + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_C.items()) + ")")
+    f.add_argument("--components", type=int,
+                   help=f"pca-logreg, pls-logreg: scores kept by the projection (default {DEFAULT_COMPONENTS})")
+    f.add_argument("--standardise", action="store_true",
+                   help="linear models: standardise each input column by the training spectra first (default: "
+                        "off; it amplifies the noise of flat spectral regions)")
     f.add_argument("--steps", type=int, default=1000,
                    help="convolutional models: optimizer steps (batches) to train for (default 1000)")
     f.add_argument("--no-augment", action="store_true",

@@ -9,7 +9,10 @@ exactly ``W[k, c] / T`` at every position and no automatic differentiation is ne
 
 The compact network gets **gradient x input** over its standardised inputs z (intensities, then the 22
 features): ``z_i dy_c/dz_i``, with ``dy_c/dz = W1 diag(act'(h)) W2[:, c]``, the network's view of how
-far each input, measured from the training mean, pushed the score of class c.
+far each input, measured from the training mean, pushed the score of class c. Every other dense
+network (the linear models: one softmax layer, or a projection and a head) gets the same over its
+inputs, the preprocessed intensities: for a linear model ``z_i W[i, c]``, with ``W`` the product of
+its kernels.
 
 Maps are reported raw and scaled to a peak of 1; the top bands are the highest local maxima of the map,
 at least :data:`BAND_SEPARATION_CM` apart.
@@ -25,7 +28,7 @@ from device.bundle import ModelBundle
 from device.classifier import Classifier
 from device.errors import RamanEdgeError
 from device.features import FEATURE_NAMES
-from device.inputs import normalise, raw_inputs
+from device.inputs import normalise
 from device.readers import read_spectra
 
 #: Least distance between two labelled bands, cm-1.
@@ -45,17 +48,27 @@ def grad_cam(net, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 
 def gradient_x_input(bundle: ModelBundle, Y: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Gradient x input (n, points + 22) of the compact network for spectra ``Y`` (n, points) on its axis."""
-    Z = bundle.standardizer.transform(raw_inputs(Y, bundle.axis, bundle.prominence, bundle.normalisation))
-    (hidden, out), slope = bundle.layers, bundle.leaky_slope
-    h = Z @ hidden.kernel + hidden.bias
-    if hidden.activation == "leaky_relu":
-        slope_at = np.where(h >= 0, 1.0, slope)
-    elif hidden.activation == "relu":
-        slope_at = (h > 0).astype(float)
-    else:
-        slope_at = np.ones_like(h)
-    grad = (slope_at * out.kernel[:, classes].T) @ hidden.kernel.T   # (n, inputs)
+    """Gradient x input (n, inputs) of a dense network's class logit for spectra ``Y`` (n, points) on its axis.
+
+    The inputs are the bundle's network inputs (:meth:`~device.bundle.ModelBundle.inputs`): points + 22
+    for the compact network, points for a linear model.
+    """
+    Z = bundle.inputs(Y)
+    *hidden, out = bundle.layers
+    slopes, a = [], Z
+    for layer in hidden:
+        h = a @ layer.kernel + layer.bias
+        if layer.activation == "leaky_relu":
+            slope_at = np.where(h >= 0, 1.0, bundle.leaky_slope)
+        elif layer.activation == "relu":
+            slope_at = (h > 0).astype(float)
+        else:
+            slope_at = np.ones_like(h)
+        slopes.append(slope_at)
+        a = h * slope_at
+    grad = out.kernel[:, classes].T                                  # (n, units): d logit / d last hidden
+    for layer, slope_at in zip(reversed(hidden), reversed(slopes)):
+        grad = (slope_at * grad) @ layer.kernel.T
     return grad * Z
 
 
@@ -88,8 +101,9 @@ def explain(bundle: ModelBundle, files, class_name: str | None = None) -> list[d
             maps, method, features = grad_cam(bundle.convnet, normalise(Y, bundle.normalisation), classes), "Grad-CAM", None
         else:
             gxi = gradient_x_input(bundle, Y, classes)
-            maps, method = gxi[:, :bundle.axis.points], "gradient x input (standardised inputs)"
-            features = gxi[:, bundle.axis.points:]
+            maps = gxi[:, :bundle.axis.points]
+            method = "gradient x input" + (" (standardised inputs)" if bundle.standardizer is not None else "")
+            features = gxi[:, bundle.axis.points:] if bundle.features else None
         for i, s in enumerate(spectra):
             peak = np.abs(maps[i]).max()
             entry = {"file": str(f), **({"index": s.meta["index"]} if "index" in s.meta else {}),

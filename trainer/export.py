@@ -13,7 +13,7 @@ PARITY_TOLERANCE = 1e-5
 
 
 class ExportCheckError(RamanEdgeError):
-    """Keras, TFLite and NumPy disagree on the exported model."""
+    """The trained model (Keras or scikit-learn), TFLite and NumPy disagree on the exported model."""
 
 
 def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
@@ -82,18 +82,21 @@ def tflite_convnet_bytes(net, points: int) -> bytes:
     return converter.convert()
 
 
-def export_check(keras_probs: np.ndarray, Z: np.ndarray, numpy_probs: np.ndarray, tflite: bytes) -> dict:
-    """Compare Keras, TFLite and NumPy probabilities on the same network inputs.
+def export_check(keras_probs: np.ndarray, Z: np.ndarray, numpy_probs: np.ndarray, tflite: bytes,
+                 reference: str = "keras") -> dict:
+    """Compare the trained model's (Keras, or scikit-learn), TFLite and NumPy probabilities on the same inputs.
 
     Parameters
     ----------
     keras_probs : ndarray, shape (n, C)
-        The trained Keras model's output on ``Z``.
+        The trained model's output on ``Z`` (the outside oracle), by the library ``reference`` names.
     Z : ndarray, shape (n, D)
     numpy_probs : ndarray, shape (n, C)
         The device's NumPy forward pass of the exported weights on ``Z``.
     tflite : bytes
         The exported TFLite model.
+    reference : str
+        Name of the trained model's library in the result: ``keras`` or ``scikit-learn``.
 
     Returns
     -------
@@ -108,8 +111,8 @@ def export_check(keras_probs: np.ndarray, Z: np.ndarray, numpy_probs: np.ndarray
     with native_stderr_muted():
         backend = TFLiteBackend(tflite, Z.shape[1])
         tflite_probs = backend.probabilities(Z)
-    probs = {"keras": keras_probs, "tflite": tflite_probs, "numpy": numpy_probs}
-    pairs = [("keras", "tflite"), ("keras", "numpy"), ("tflite", "numpy")]
+    probs = {reference: keras_probs, "tflite": tflite_probs, "numpy": numpy_probs}
+    pairs = [(reference, "tflite"), (reference, "numpy"), ("tflite", "numpy")]
     diff = {f"{a}_vs_{b}": float(np.abs(probs[a] - probs[b]).max()) for a, b in pairs}
     agree = {f"{a}_vs_{b}": bool(np.array_equal(probs[a].argmax(1), probs[b].argmax(1))) for a, b in pairs}
     result = {"spectra": int(Z.shape[0]), "tflite_runtime": backend.provider, "max_abs_difference": diff,

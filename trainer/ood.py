@@ -244,4 +244,4 @@ def refit_detector(bundle_dir, data, false_rejection: float = FALSE_REJECTION, s
     return write_bundle(b.path, name=b.name, class_names=b.class_names, axis=b.axis, tflite=b.tflite_path.read_bytes(),
                         card=card, prominence=b.prominence, standardizer=b.standardizer, layers=b.layers,
                         leaky_slope=b.leaky_slope, convnet=b.convnet, ood=ood, examples=examples,
-                        normalisation=b.normalisation)
+                        normalisation=b.normalisation, input_layout=b.input_layout)
