@@ -17,7 +17,6 @@ from .export import export_check, tflite_bytes
 from .fit import card_basics, evaluate, load_training_data, shipped_examples
 from .ood import FALSE_REJECTION, card_entry, fit_detector
 from .report import software_versions
-from .splits import stratified_folds
 
 
 def as_stored(net: DenseNet) -> DenseNet:
@@ -26,13 +25,11 @@ def as_stored(net: DenseNet) -> DenseNet:
                                 l.activation) for l in net.layers), net.leaky_slope)
 
 
-def _training_sets(ds, split, cv_folds: int, seed: int) -> dict:
-    """The size of the smallest training set of each validation, by what makes it (all spectra included)."""
+def _training_sets(ds, splits: list) -> dict:
+    """The size of the smallest training set of each validation split, by what makes it (all spectra included)."""
     sizes = {"all spectra": ds.y.size}
-    if split:
-        sizes["the training spectra of --holdout"] = split[0].size
-    if cv_folds > 1:
-        sizes[f"a fold of --cv-folds {cv_folds}"] = min(tr.size for tr, _ in stratified_folds(ds.y, cv_folds, seed))
+    for split in splits:
+        sizes[f"a training set of {split.spec.option}"] = min(tr.size for tr, _ in split.pairs)
     return sizes
 
 
@@ -51,7 +48,7 @@ def check_components(settings: linear.LinearSettings, sizes: dict, points: int) 
 
 
 def fit_linear_bundle(data, out, settings: linear.LinearSettings, *, axis=None, seed: int = 0,
-                      holdout: tuple | None = None, cv_folds: int = 0, name: str | None = None,
+                      validation: tuple = (), groups: str | None = None, name: str | None = None,
                       examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
                       preprocess: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
     """Train a linear kind (:mod:`trainer.linear`) on ``data`` and export a verified bundle to ``out``.
@@ -69,8 +66,8 @@ def fit_linear_bundle(data, out, settings: linear.LinearSettings, *, axis=None, 
     out = Path(out)
     name = name or out.name
     log(f"model {settings.kind}")
-    ds, example_files, split = load_training_data(data, axis, examples, log, cv_folds, 0, holdout, seed)
-    check_components(settings, _training_sets(ds, split, cv_folds, seed), ds.axis.points)
+    ds, example_files, splits = load_training_data(data, axis, examples, log, validation, 0, seed, groups)
+    check_components(settings, _training_sets(ds, splits), ds.axis.points)
     n_classes = len(ds.class_names)
     try:
         chain = as_chain(preprocess, ds.axis)
@@ -84,7 +81,7 @@ def fit_linear_bundle(data, out, settings: linear.LinearSettings, *, axis=None, 
     fitted = ("column statistics, " if settings.standardise else "") + (
         "projection and head" if settings.projected else "weights") + (
         " and calibration" if settings.kind == "linear-svm" else "")
-    metrics = evaluate(predict, ds, split, cv_folds, seed, fitted, log)
+    metrics = evaluate(predict, ds, splits, seed, fitted, log)
 
     log("final fit on all spectra")
     model = linear.fit_linear(settings, X, ds.y, n_classes, seed)
