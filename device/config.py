@@ -41,6 +41,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_bridge.drivers import STANDARD_BAUD_RATES
 from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
 
 from .errors import RamanEdgeError
@@ -130,8 +131,7 @@ _SCHEMA = {
         "integration_s": (_NUMBER, False, lambda v: 1e-5 <= v <= 85, "must be between 10 us and 85 s"),
         "averages": (int, False, lambda v: 1 <= v <= 5000, "must be a whole number from 1 to 5000"),
         "dark_frame": (bool, False, None, ""),
-        "baud": (int, False, lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600),
-                 "must be a standard rate (9600 ... 921600)"),
+        "baud": (int, False, lambda v: v in STANDARD_BAUD_RATES, "must be a standard rate (9600 ... 921600)"),
         "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
                          "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
         "firmware": (str, False, lambda v: v in ("2017", "2019"), 'must be "2017" or "2019"'),

@@ -118,6 +118,7 @@ def rollback_model(config: Config, log=print) -> dict:
     bundle = _checked(previous, config.model.backend)
     exchange_directories(previous, target)
     log(f"rolled back to {bundle.model_id} at {target}; the model it replaced is kept at {previous}")
+
     def undo() -> str:
         exchange_directories(previous, target)
         return f"the model it replaced is back at {target}, and {bundle.model_id} at {previous}"
