@@ -37,7 +37,7 @@ import numpy as np
 from .errors import BundleError
 from .features import FEATURE_NAMES
 from .fileio import publish_directory, write_synced
-from .inputs import NORMALISATIONS, Standardizer, as_chain, raw_inputs
+from .inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
 from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense, DenseNet
 from .ood import OODDetector
@@ -131,8 +131,7 @@ class ModelBundle:
         The preprocessing chain, then the 22 features if the layout has them, then the standardisation
         if the bundle has one.
         """
-        R = raw_inputs(Y, self.axis, self.prominence, self.preprocess) if self.features else self.preprocess.apply(Y)
-        return self.standardizer.transform(R) if self.standardizer is not None else R
+        return network_inputs(Y, self.axis, self.prominence, self.preprocess, self.features, self.standardizer)
 
     @property
     def kind(self) -> str:

@@ -54,6 +54,17 @@ def raw_inputs(Y: np.ndarray, axis: Axis, prominence: float, preprocess="none") 
     return np.concatenate((Y, F), axis=1)
 
 
+def network_inputs(Y: np.ndarray, axis: Axis, prominence: float, preprocess, features: bool,
+                   standardizer: "Standardizer | None") -> np.ndarray:
+    """A bundle's network inputs for spectra ``Y`` (n, points) on ``axis``.
+
+    The preprocessing chain, then the 22 features if ``features``, then the column standardisation if
+    ``standardizer`` is not None. Returns shape (n, points + 22) with features, else (n, points).
+    """
+    R = raw_inputs(Y, axis, prominence, preprocess) if features else as_chain(preprocess, axis).apply(Y)
+    return standardizer.transform(R) if standardizer is not None else R
+
+
 #: Relative spread under which a training column counts as constant.
 CONSTANT_RTOL = 1e-12
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
+from .candidates import KINDS
 from .linear import DEFAULT_C, DEFAULT_COMPONENTS, LINEAR_MODELS
+from .selection import MAX_FLOP
 
 
 def _note(msg: str) -> None:
@@ -22,14 +24,12 @@ def _axis(args):
 
 
 def cmd_fit(args) -> int:
-    from device.errors import RamanEdgeError
-
+    from .fit import fit_bundle
     from .splits import SplitSpec, parse_holdout, parse_split
 
     refuse_existing(args.out, args.force, "--out")
     if args.preset:
         _apply_preset(args)
-    chain = _preprocess(args)
     validation = [parse_split(args.split)] if args.split else []
     if args.holdout:
         key, values = parse_holdout(args.holdout)
@@ -39,59 +39,82 @@ def cmd_fit(args) -> int:
     provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
                                     ("attribution", args.data_attribution), ("description", args.description))
                   if v}
-    common = dict(axis=_axis(args), seed=args.seed, validation=tuple(validation), groups=args.groups,
-                  name=args.name, examples=args.examples, provenance=provenance, chosen_by=args.chosen_by,
-                  ood_false_rejection=args.ood_false_rejection, log=_note)
-    if args.model in LINEAR_MODELS:
-        return _fit_linear(args, chain, common)
-    if args.C is not None or args.components is not None or args.standardise:
-        raise RamanEdgeError(f"--C, --components and --standardise are options of the linear models "
-                             f"({', '.join(LINEAR_MODELS)}), not of --model {args.model}")
-    if args.model == "compact":
-        from .fit import fit_bundle
-        from .model import Hyperparameters
-
-        hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope,
-                             learning_rate=args.learning_rate or 1e-3, l2=1e-3 if args.l2 is None else args.l2,
-                             epochs=args.epochs or 50, batch_size=args.batch_size)
-        fit_bundle(args.data, args.out, hp=hp, tune_hp=args.tune, preprocess=chain, **common)
-        return 0
-    from .convfit import fit_conv_bundle
-    from .convnets import ConvHyperparameters
-
-    if args.tune or chain != "snv":
-        raise RamanEdgeError(f"--model {args.model} takes no --tune and always uses SNV inputs; "
-                             "remove --tune / --normalise none / --preprocess")
-    base = ConvHyperparameters()
-    if args.epochs:
-        raise RamanEdgeError(f"--model {args.model} trains for a number of optimizer steps: use --steps, not --epochs")
-    hp = ConvHyperparameters(learning_rate=args.learning_rate or base.learning_rate,
-                             l2=base.l2 if args.l2 is None else args.l2, steps=args.steps,
-                             batch_size=args.batch_size, augment=not args.no_augment)
-    fit_conv_bundle(args.data, args.out, args.model, hp=hp, **common)
+    fit_bundle(args.data, args.out, _candidate(args), axis=_axis(args), seed=args.seed, tune_hp=args.tune,
+               validation=tuple(validation), groups=args.groups, name=args.name, examples=args.examples,
+               provenance=provenance, chosen_by=args.chosen_by, max_flop=args.max_flop,
+               augment=not args.no_augment, chains=None if args.model else _chains(args),
+               ood_false_rejection=args.ood_false_rejection, log=_note)
     return 0
 
 
-def _fit_linear(args, chain: str, common: dict) -> int:
-    """``fit --model`` one of the linear kinds."""
+#: ``fit`` options of one model kind each (the linear ones, the compact network, the convolutional ones).
+LINEAR_OPTIONS = ("C", "components", "standardise", "features")
+COMPACT_OPTIONS = ("hidden", "leaky_slope", "tune")
+CONV_OPTIONS = ("steps",)
+TRAINING_OPTIONS = ("epochs", "learning_rate", "l2", "batch_size")
+
+
+def _given(args, names) -> list:
+    """The options among ``names`` given on the command line, as ``--name``."""
+    return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
+
+
+def _candidate(args):
+    """The model ``fit`` trains from its options (:class:`trainer.candidates.Candidate`), or None to choose it."""
     from device.errors import RamanEdgeError
 
+    from .candidates import Candidate
+    from .convnets import CONV_MODELS, ConvHyperparameters
     from .linear import LinearSettings
-    from .linearfit import fit_linear_bundle
+    from .model import Hyperparameters
 
-    given = [f"--{o.replace('_', '-')}" for o in ("tune", "epochs", "learning_rate", "l2") if getattr(args, o)]
-    if given:
-        raise RamanEdgeError(f"--model {args.model} is fitted by scikit-learn and takes no {', '.join(given)}; "
-                             "its options are --C, --components (projections) and --standardise")
-    if args.components is not None and args.model not in ("pca-logreg", "pls-logreg"):
-        raise RamanEdgeError(f"--components is an option of pca-logreg and pls-logreg, not of --model {args.model}")
+    kind = args.model
+    if kind is None:
+        given = _given(args, LINEAR_OPTIONS + COMPACT_OPTIONS + CONV_OPTIONS + TRAINING_OPTIONS)
+        if given:
+            raise RamanEdgeError(f"{', '.join(given)} set(s) the settings of one model kind: give --model KIND too "
+                                 "(without --model, fit chooses the model by inner cross-validation)")
+        return None
+    others = {**{o: LINEAR_MODELS for o in LINEAR_OPTIONS}, **{o: ("compact",) for o in COMPACT_OPTIONS},
+              **{o: CONV_MODELS for o in CONV_OPTIONS}}
+    wrong = [o for o, kinds in others.items() if kind not in kinds and getattr(args, o) not in (None, False)]
+    if kind in LINEAR_MODELS:
+        wrong += [o for o in TRAINING_OPTIONS if getattr(args, o) is not None]
+    if args.components is not None and kind not in ("pca-logreg", "pls-logreg"):
+        wrong.append("components")
+    if wrong:
+        raise RamanEdgeError(f"--model {kind} takes no {', '.join(_given(args, dict.fromkeys(wrong)))}; "
+                             + ("its options are --C, --components (projections), --standardise and --features"
+                                if kind in LINEAR_MODELS else
+                                "its options are --hidden, --leaky-slope, --epochs, --learning-rate, --l2, "
+                                "--batch-size and --tune" if kind == "compact" else
+                                "its options are --steps, --learning-rate, --l2 and --batch-size"))
+    chain = _preprocess(args)
     try:
-        settings = LinearSettings(args.model, C=args.C, standardise=args.standardise,
-                                  components=DEFAULT_COMPONENTS if args.components is None else args.components)
+        if kind in LINEAR_MODELS:
+            settings = LinearSettings(kind, C=args.C, standardise=args.standardise,
+                                      components=DEFAULT_COMPONENTS if args.components is None else args.components)
+            return Candidate(kind, chain, settings, features=args.features, augment=not args.no_augment)
+        if kind == "compact":
+            base = Hyperparameters()
+            hp = Hyperparameters(**{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
+                                    for k in ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")})
+            return Candidate(kind, chain, hp, augment=not args.no_augment)
+        if chain != "snv":
+            raise RamanEdgeError(f"--model {kind} always uses SNV inputs; remove --normalise none / --preprocess")
+        if args.epochs:
+            raise RamanEdgeError(f"--model {kind} trains for a number of optimizer steps: use --steps, not --epochs")
+        base = ConvHyperparameters()
+        hp = ConvHyperparameters(**{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
+                                    for k in ("learning_rate", "l2", "steps", "batch_size")})
+        return Candidate(kind, "snv", hp, augment=not args.no_augment)
     except ValueError as exc:
-        raise RamanEdgeError(f"--model {args.model}: {exc}") from None
-    fit_linear_bundle(args.data, args.out, settings, preprocess=chain, **common)
-    return 0
+        raise RamanEdgeError(f"--model {kind}: {exc}") from None
+
+
+def _chains(args) -> tuple | None:
+    """The chains the choice is made among: the one given with --preprocess / --normalise, or the family's."""
+    return (_preprocess(args),) if args.preprocess is not None or args.normalise is not None else None
 
 
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
@@ -118,6 +141,7 @@ def _apply_preset(args) -> None:
     args.model, args.normalise, args.preprocess = "compact", None, PAPER_PRESET["preprocess"]
     args.hidden, args.leaky_slope = PAPER_PRESET["hidden"], PAPER_PRESET["leaky_slope"]
     args.epochs, args.batch_size = PAPER_PRESET["epochs"], PAPER_PRESET["batch_size"]
+    args.no_augment = True  # the published training has no augmentation
     if not args.chosen_by and not args.tune:
         args.chosen_by = ("--preset paper: the published network and training (J. Phys.: Photonics 2025, DOI "
                           "10.1088/2515-7647/adc2bf); learning rate "
@@ -318,9 +342,12 @@ def _training_options(p, defaults: bool = True) -> None:
     p.add_argument("--learning-rate", type=float, default=1e-3 if defaults else None, help="Adam step (default 1e-3)")
     p.add_argument("--l2", type=float, default=1e-3 if defaults else None,
                    help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
-    p.add_argument("--batch-size", type=int, default=32, help="spectra per optimizer step")
-    p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
-    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (default 0.3, Keras' layer default)")
+    p.add_argument("--batch-size", type=int, default=32 if defaults else None,
+                   help="spectra per optimizer step (default 32)")
+    p.add_argument("--hidden", type=int, default=5 if defaults else None,
+                   help="hidden units of the compact network (the method uses 5)")
+    p.add_argument("--leaky-slope", type=float, default=0.3 if defaults else None,
+                   help="Leaky ReLU slope (default 0.3, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
     p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
@@ -349,12 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names)")
     f.add_argument("--out", required=True, help="bundle directory to write")
     _force(f, "bundle at --out")
-    f.add_argument("--model", choices=("compact", "cnn", "resnet", "se-resnet", *LINEAR_MODELS), default="compact",
-                   help="compact: the published Dense(5) network on intensities + features (default); cnn, resnet, "
-                        "se-resnet: 1-D convolutional networks on the normalised spectrum; logreg (multinomial "
+    f.add_argument("--model", choices=KINDS,
+                   help="train this kind instead of choosing one (default: chosen by inner cross-validation among "
+                        "a family of preprocessing chains and models within --max-flop, see trainer/selection.py): "
+                        "compact: the published Dense(5) network on intensities + features; logreg (multinomial "
                         "logistic regression), linear-svm (linear SVM, probabilities by temperature scaling), "
                         "pca-logreg, pls-logreg (a PCA or PLS projection, then logistic regression): linear models "
-                        "on the preprocessed spectrum, fitted by scikit-learn")
+                        "on the preprocessed spectrum, fitted by scikit-learn; cnn, resnet, se-resnet: 1-D "
+                        "convolutional networks on the SNV spectrum")
+    f.add_argument("--max-flop", type=float, default=MAX_FLOP,
+                   help=f"device cost allowed per spectrum when choosing the model (default {MAX_FLOP:.0e})")
+    f.add_argument("--features", action="store_true",
+                   help="linear models: the 22 engineered features as inputs too, after the intensities")
     f.add_argument("--C", type=float, metavar="C",
                    help="linear models: inverse regularisation strength (default: "
                         + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_C.items()) + ")")
@@ -363,10 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--standardise", action="store_true",
                    help="linear models: standardise each input column by the training spectra first (default: "
                         "off; it amplifies the noise of flat spectral regions)")
-    f.add_argument("--steps", type=int, default=1000,
+    f.add_argument("--steps", type=int,
                    help="convolutional models: optimizer steps (batches) to train for (default 1000)")
     f.add_argument("--no-augment", action="store_true",
-                   help="convolutional models: train without the inferior-acquisition augmentation")
+                   help="train on the spectra as given only (default: also on a degraded copy of each, as a weaker "
+                        "acquisition would record it: noise, background, shift, spikes; convolutional models draw "
+                        "fresh copies every step)")
     _training_options(f, defaults=False)
     f.add_argument("--preprocess", metavar="STEP[,STEP...]",
                    help="preprocessing chain before the model, applied in order (default: snv; replaces --normalise): "

@@ -1,4 +1,11 @@
-"""Training a compact-network bundle: optional tuning, held-out and cross-validated metrics, export."""
+"""Training a bundle: the model chosen or given, held-out and cross-validated metrics, export.
+
+One pipeline for every kind (:mod:`trainer.candidates`): read and check the data and the splits, choose
+the model by inner cross-validation (:mod:`trainer.selection`) unless one is given, report each split
+with the model retrained on its training spectra only, train on all spectra, export and check TFLite
+against NumPy and the training library, fit the unknown-sample detector, choose self-test examples,
+write the card and the bundle.
+"""
 from __future__ import annotations
 
 import time
@@ -9,47 +16,33 @@ from pathlib import Path
 import numpy as np
 
 from device.bundle import write_bundle
-from device.cost import flop_count
+from device.convnet import ConvNet
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
-from device.inputs import Standardizer, as_chain, raw_inputs
-from device.network import forward
 
-from . import model as net
+from .candidates import Candidate, TrainingSpectra, device_flop, train
 from .data import Dataset, DatasetError, load_dataset
 from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
-from .export import export_check, tflite_bytes
+from .export import export_check, tflite_bytes, tflite_convnet_bytes
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
-from .splits import make_splits, pair_groups, stratified_folds
+from .selection import MAX_FLOP, Selection, score, select
+from .splits import make_splits, pair_groups
 
-#: Grid searched by ``--tune`` (learning rate x L2 coefficient), by inner stratified K-fold.
+#: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
-TUNING_FOLDS = 3
 
 
-def fit_predict(R: np.ndarray, y: np.ndarray, n_classes: int, train: np.ndarray, test: np.ndarray,
-                hp: net.Hyperparameters, seed: int) -> np.ndarray:
-    """Fit the scaler and the network on ``train`` rows of raw inputs ``R`` and predict ``test`` rows."""
-    std = Standardizer.fit(R[train])
-    model, _ = net.train(std.transform(R[train]), y[train], n_classes, hp, seed)
-    return net.predict(model, std.transform(R[test])).argmax(axis=1)
-
-
-def tune(R, y, n_classes, rows, hp, seed, log) -> tuple[net.Hyperparameters, list]:
-    """Pick learning rate and L2 by mean accuracy of inner stratified K-fold CV on ``rows`` only."""
-    table = []
-    folds = stratified_folds(y[rows], TUNING_FOLDS, seed)
-    for lr in TUNING_GRID["learning_rate"]:
-        for l2 in TUNING_GRID["l2"]:
-            cand = replace(hp, learning_rate=lr, l2=l2)
-            accs = [float((fit_predict(R[rows], y[rows], n_classes, tr, te, cand, seed) == y[rows][te]).mean())
-                    for tr, te in folds]
-            table.append({"learning_rate": lr, "l2": l2, "accuracy_mean": float(np.mean(accs)),
-                          "accuracy_std": float(np.std(accs))})
-            log(f"  tune lr={lr:g} l2={l2:g}: inner-CV accuracy {np.mean(accs):.4f}")
-    best = max(table, key=lambda r: r["accuracy_mean"])  # first of equals: grid order
-    return replace(hp, learning_rate=best["learning_rate"], l2=best["l2"]), table
+def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
+    """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV accuracy
+    on ``rows`` only (:func:`trainer.selection.score`)."""
+    grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
+                      augment=candidate.augment)
+            for lr in TUNING_GRID["learning_rate"] for l2 in TUNING_GRID["l2"]]
+    table, desc, _ = score(grid, ds, rows, seed, np.inf, log)
+    i = int(np.argmax([r["cv_accuracy_mean"] for r in table]))  # first of equals: grid order
+    log(f"tuned: {grid[i].name} learning rate {grid[i].settings.learning_rate:g}, L2 {grid[i].settings.l2:g}")
+    return Selection(grid[i], table, desc, "highest inner-CV accuracy over the learning rate x L2 grid")
 
 
 def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) -> dict:
@@ -97,15 +90,15 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
     return metrics
 
 
-def load_training_data(data, axis, examples, log, validation: tuple = (), tune_folds: int = 0, seed: int = 0,
-                       groups: str | None = None) -> tuple[Dataset, list, list]:
+def load_training_data(data, axis, examples, log, validation: tuple = (), seed: int = 0,
+                       groups: str | None = None, choosing: bool = False) -> tuple[Dataset, list, list]:
     """The data set, the example spectra to ship and the validation splits, all checked before any training.
 
     Refuses fewer than two classes, a class with fewer than :data:`trainer.ood.MIN_PER_CLASS` spectra (the
     unknown-sample detector needs them), a ``validation`` split (:class:`trainer.splits.SplitSpec`) the data
-    cannot fill (:func:`trainer.splits.check_split`), two hold-outs or two cross-validations, and ``tune_folds``
-    inner folds with more folds than a class has training spectra. ``groups`` is
-    :func:`trainer.data.load_dataset`'s.
+    cannot fill (:func:`trainer.splits.check_split`), two hold-outs or two cross-validations, and a class
+    without training spectra, or with fewer than 2 when ``choosing`` a model by inner cross-validation.
+    ``groups`` is :func:`trainer.data.load_dataset`'s.
     """
     ds = load_dataset(data, axis, log=log, groups=groups)
     if len(ds.class_names) < 2:
@@ -125,10 +118,11 @@ def load_training_data(data, axis, examples, log, validation: tuple = (), tune_f
     held = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
     training = np.bincount(ds.y[held.pairs[0][0]] if held else ds.y, minlength=len(ds.class_names))
     k = int(training.argmin())
-    if training[k] < max(tune_folds, 1):
+    if training[k] < (2 if choosing else 1):
         raise DatasetError(f"{ds.class_names[k]} has {training[k]} training spectra"
                            + (f" once {held.spec.text} is held out" if held else "")
-                           + (f"; --tune needs {tune_folds} per class" if tune_folds else "; every class needs some"))
+                           + ("; choosing the model by inner cross-validation needs 2 per class: add spectra, hold "
+                              "out less, or give --model (without --tune)" if choosing else "; every class needs some"))
     return ds, read_examples(Path(examples), ds.class_names) if examples else [], splits
 
 
@@ -161,11 +155,12 @@ def card_basics(ds: Dataset, data, name: str, provenance: dict | None, descripti
     }
 
 
-def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparameters(), seed: int = 0,
-               tune_hp: bool = False, validation: tuple = (), groups: str | None = None, name: str | None = None,
+def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed: int = 0, tune_hp: bool = False,
+               validation: tuple = (), groups: str | None = None, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
-               preprocess: str = "snv", ood_false_rejection: float = FALSE_REJECTION, log=print):
-    """Train the compact network on ``data`` and export a verified bundle to ``out``.
+               max_flop: float = MAX_FLOP, augment: bool = True, chains: tuple | None = None,
+               ood_false_rejection: float = FALSE_REJECTION, log=print):
+    """Train a model on ``data`` (chosen by inner cross-validation, or ``candidate``) and export a verified bundle.
 
     Parameters
     ----------
@@ -173,32 +168,37 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
         Training data in any layout :func:`trainer.data.load_dataset` reads.
     out : path-like
         Bundle directory to write.
+    candidate : Candidate, optional
+        The model to train (kind, settings, chain); None: chosen by :func:`trainer.selection.select`
+        among the family within ``max_flop``, on the training spectra of each split and on all spectra.
     axis : Axis, optional
         Model axis; default from the data.
-    hp : Hyperparameters
-        Settings; learning rate and L2 are replaced by the tuned ones when ``tune_hp``.
     seed : int
-        Seed of weight initialisation, batch order, splits and tuning.
+        Seed of weight initialisation, batch order, augmentation, splits and selection.
     tune_hp : bool
-        Choose learning rate and L2 from :data:`TUNING_GRID` by inner CV on the training spectra
-        (the held-out spectra excluded).
+        Compact network only: choose learning rate and L2 from :data:`TUNING_GRID` by inner CV on the
+        training spectra (the held-out ones excluded).
     validation : tuple of trainer.splits.SplitSpec
-        Splits to report before the final fit: at most one hold-out (e.g. spectra whose metadata
-        ``key`` is in ``values``, trained without them) and one cross-validation on all spectra.
+        Splits to report before the final fit: at most one hold-out and one cross-validation. Each pair's
+        model (and its choice, when chosen) sees its training spectra only.
     groups : str, optional
-        Where each spectrum's group comes from (see :func:`trainer.data.load_dataset`).
+        Where each spectrum's group comes from (see :func:`trainer.data.load_dataset`); the inner
+        cross-validation of the choice is then grouped.
     name : str, optional
         Model name (default: the output directory's name).
     examples : path, optional
-        Class-folder directory of example spectra to ship in the bundle with their labels; by default
-        :func:`trainer.examples.choose_examples` picks them from the training spectra.
+        Class-folder directory of example spectra to ship; by default chosen from the training spectra.
     provenance : dict, optional
         Card fields describing the data: ``source``, ``licence``, ``attribution``, ``description``.
     chosen_by : str, optional
-        How the hyperparameters were chosen, for the card, when they were not tuned here.
-    preprocess : str
-        Preprocessing chain before the features (:mod:`device.preprocess`): ``snv`` (default), ``none`` (the
-        published method's raw intensities), or steps such as ``asls:1e5:0.01,savgol:11:2,snv``.
+        How the settings were chosen, for the card, when given rather than chosen here.
+    max_flop : float
+        Device cost allowed per spectrum when choosing.
+    augment : bool
+        Train on degraded copies of the training spectra too (:mod:`trainer.candidates`); applies to the
+        chosen model (``candidate`` carries its own).
+    chains : tuple of str, optional
+        The preprocessing chains to choose among (default: the family's, :data:`trainer.selection.CHAINS`).
     ood_false_rejection : float
         Share of known spectra the out-of-distribution detector may call unknown (sets its threshold).
 
@@ -209,73 +209,103 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
     t0 = time.perf_counter()
     out = Path(out)
     name = name or out.name
-    ds, example_files, splits = load_training_data(data, axis, examples, log, validation,
-                                                   TUNING_FOLDS if tune_hp else 0, seed, groups)
-    split = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
+    if candidate is not None:
+        log(f"model {candidate.name}")
+    ds, example_files, splits = load_training_data(data, axis, examples, log, validation, seed, groups,
+                                                   choosing=candidate is None or tune_hp)
     n_classes = len(ds.class_names)
-    try:
-        chain = as_chain(preprocess, ds.axis)
-    except ValueError as exc:
-        raise DatasetError(f"--preprocess {preprocess}: {exc}") from None
-    R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, chain)
-    metrics: dict = {}
-    tuning = None
-    if tune_hp:
-        rows = split.pairs[0][0] if split else np.arange(len(ds.y))
-        log(f"tuning learning rate and L2 by {TUNING_FOLDS}-fold CV on {rows.size} training spectra")
-        hp, table = tune(R, ds.y, n_classes, rows, hp, seed, log)
-        tuning = {"grid": TUNING_GRID, "inner_folds": TUNING_FOLDS, "results": table,
-                  "scope": "training spectra only (held-out spectra excluded)" if split else "all spectra"}
-    metrics.update(evaluate(lambda tr, te, s: fit_predict(R, ds.y, n_classes, tr, te, hp, s), ds, splits, seed,
-                            "scaler and weights", log))
+    held = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
+    choices: dict = {}
 
-    log("final fit on all spectra")
-    std = Standardizer.fit(R)
-    Z = std.transform(R)
-    model, loss = net.train(Z, ds.y, n_classes, hp, seed, log)
-    keras_probs = net.predict(model, Z)
-    layers = net.dense_layers(model, hp)
-    tfl = tflite_bytes(layers, hp.leaky_slope, Z.shape[1])
-    check = export_check(keras_probs, Z, forward(Z, layers, hp.leaky_slope), tfl)
+    def chosen(rows: np.ndarray, s: int) -> tuple[Candidate, Selection | None]:
+        """The candidate for training ``rows``: given, tuned or chosen on those rows only (once per rows)."""
+        if candidate is not None and not tune_hp:
+            return candidate, None
+        key = rows.tobytes()
+        if key not in choices:
+            choices[key] = (tune(candidate, ds, rows, s, log) if tune_hp
+                            else select(ds, rows, s, max_flop, augment, chains, log))
+        return choices[key].winner, choices[key]
+
+    def predict(tr, te, s):
+        c, _ = chosen(tr, s)
+        model = train(c, TrainingSpectra(ds.X[tr], ds.y[tr], ds.axis, s, c.augment), np.arange(tr.size),
+                      n_classes, s, final=False)
+        return model.predict(ds.X[te])
+
+    if candidate is None or tune_hp:
+        log("choosing the model on the training spectra only" + (f" (those of {held.spec.text})" if held else ""))
+        chosen(held.pairs[0][0] if held else np.arange(ds.y.size), seed)
+    fitted = "the choice of model and its weights" if candidate is None else (
+        "the tuning and the weights" if tune_hp else "weights (and any scaler)")
+    metrics = evaluate(predict, ds, splits, seed, fitted, log)
+
+    final, selection = chosen(held.pairs[0][0] if held else np.arange(ds.y.size), seed)
+    log(f"final fit of {final.name} on all {ds.y.size} spectra" + (" and a degraded copy of each" if final.augment
+                                                                     else ""))
+    trained = train(final, TrainingSpectra(ds.X, ds.y, ds.axis, seed, final.augment), np.arange(ds.y.size),
+                    n_classes, seed, log)
+    Z = trained.inputs(ds.X)
+    net = trained.network
+    tfl = (tflite_convnet_bytes(net, ds.axis.points) if isinstance(net, ConvNet)
+           else tflite_bytes(net.layers, net.leaky_slope, Z.shape[1]))
+    probs = net.probabilities(Z)
+    check = export_check(trained.reference(ds.X), Z, probs, tfl, reference=trained.reference_name)
     log(f"export check passed: max |difference| {max(check['max_abs_difference'].values()):.2e} "
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
-    metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
-                           "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
-    chosen = ("learning rate and L2 by inner cross-validation over the grid below; the rest fixed by the "
-              "published method (5 hidden units, 50 epochs) or Keras defaults (Leaky ReLU slope 0.3, batch 32)"
-              if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
+    metrics["training"] = {**trained.card.get("training", {}), "accuracy": float((probs.argmax(1) == ds.y).mean())}
     ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed, log)
-    example_files, examples_from = shipped_examples(example_files, ds, forward(Z, layers, hp.leaky_slope), ood, log)
+    example_files, examples_from = shipped_examples(example_files, ds, probs, ood, log)
+    scope = (f"the training spectra of {held.spec.text} (the held-out spectra never seen); the winner then trained "
+             "on all spectra" if held else "all spectra")
+    how = (f"chosen by inner cross-validation among the family within {max_flop:.3g} FLOP (see selection)"
+           if candidate is None else
+           "learning rate and L2 by inner cross-validation over the grid in tuning; the rest given or defaults"
+           if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
     card = {
-        **card_basics(ds, data, name, provenance, f"compact network trained on {Path(data).name}"),
-        "preprocessing": {
-            "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
-            **({"normalisation": {"snv": "standard normal variate per spectrum (minus its mean, over its standard "
-                                         "deviation), before the features",
-                                  "none": "none: raw intensities, as the published method"}[chain.text]}
-               if chain.is_normalisation else
-               {"chain": chain.text, "steps": [step.description for step in chain.steps]}),
-            "inputs": f"{ds.axis.points} {'' if chain.is_normalisation else 'preprocessed '}intensities followed by "
-                      f"{len(FEATURE_NAMES)} engineered features",
-            "features": list(FEATURE_NAMES),
-            "peak_prominence": f"{DEFAULT_PROMINENCE} x (max - min) of each spectrum",
-            "standardisation": "per input column, mean and standard deviation of the training spectra",
-        },
-        "network": {"architecture": f"Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) + softmax",
-                    "leaky_relu_slope": hp.leaky_slope,
-                    "parameters": int(sum(l.kernel.size + l.bias.size for l in layers))},
-        "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
-                            "seed": seed, "chosen_by": chosen, **({"tuning": tuning} if tuning else {})},
+        **card_basics(ds, data, name, provenance, f"{final.name} trained on {Path(data).name}"),
+        "preprocessing": preprocessing_card(trained, ds),
+        "network": trained.card["network"],
+        "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
+                            "augmentation": (f"trainer.degrade.augment: one degraded copy of every training spectrum "
+                                             "(SNR 5-300, background, shift, spikes), made once"
+                                             if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
+                                             else "trainer.degrade.augment, fresh every step" if final.augment
+                                             else "none")},
+        **({"selection": selection.card(max_flop, scope)} if selection and not tune_hp else {}),
+        **({"tuning": {"grid": TUNING_GRID, "inner_split": selection.inner_split, "scope": scope,
+                       "results": selection.table}} if tune_hp else {}),
         "metrics": metrics,
         "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, ds.X, ds.y)},
         "examples_from": examples_from,
-        "flop_per_spectrum": flop_count(ds.axis, layers, chain),
+        "flop_per_spectrum": device_flop(trained),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
         "software": software_versions(),
     }
-    bundle = write_bundle(out, ood=ood, name=name, class_names=ds.class_names, axis=ds.axis, prominence=DEFAULT_PROMINENCE,
-                          standardizer=std, layers=layers, leaky_slope=hp.leaky_slope, tflite=tfl, card=card,
-                          examples=example_files, normalisation=chain)
+    dense = not isinstance(net, ConvNet)
+    bundle = write_bundle(out, ood=ood, name=name, class_names=ds.class_names, axis=ds.axis,
+                          prominence=DEFAULT_PROMINENCE, standardizer=trained.standardizer,
+                          layers=net.layers if dense else (), leaky_slope=net.leaky_slope if dense else 0.0,
+                          convnet=None if dense else net, tflite=tfl, card=card, examples=example_files,
+                          normalisation=trained.chain, input_layout=final.input_layout)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle
+
+
+def preprocessing_card(trained, ds: Dataset) -> dict:
+    """The ``preprocessing`` entry of the model card: resampling, chain, inputs, standardisation."""
+    c, chain = trained.candidate, trained.chain
+    std = trained.standardizer
+    return {
+        "resampling": "linear interpolation onto the axis; spectra that do not cover it are refused",
+        "chain": chain.text, "steps": [step.description for step in chain.steps],
+        "inputs": f"the {ds.axis.points} preprocessed intensities"
+                  + (f", then {len(FEATURE_NAMES)} engineered features" if c.features else ""),
+        **({"features": list(FEATURE_NAMES), "peak_prominence": f"{DEFAULT_PROMINENCE} x (max - min) of each spectrum"}
+           if c.features else {}),
+        "standardisation": ("none" if std is None else
+                            "the feature columns, by the training spectra's mean and standard deviation; the "
+                            "intensities not" if c.features and not c.standardised_intensities else
+                            "per input column, mean and standard deviation of the training spectra"),
+    }

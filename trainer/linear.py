@@ -131,6 +131,22 @@ def max_components(n_train: int, points: int) -> int:
     return min(n_train - 1, points)
 
 
+def row_space(Z: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (points, r) of the span of the training inputs' rows ``Z`` (n, points).
+
+    The L2-penalised logistic regression's weights lie in this span (the gradient of every term does), and
+    ``||V a||`` = ``||a||``, so fitting on the coordinates ``Z V`` with the same C and mapping the weights
+    back by ``V`` gives the same model, with r <= n unknowns per class instead of ``points`` (so that a
+    Newton solver converges in a few steps where L-BFGS, on the ill-conditioned spectra, stops early).
+    When n >= points the identity is returned.
+    """
+    n, points = Z.shape
+    if n >= points:
+        return np.eye(points)
+    _, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    return Vt[s > s[0] * max(n, points) * np.finfo(float).eps].T
+
+
 def _logits_layer(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> Dense:
     """A softmax layer from scikit-learn's ``coef_`` (C or 1, D) and ``intercept_``; one row means two classes."""
     coef, intercept = np.atleast_2d(coef), np.atleast_1d(intercept)
@@ -173,8 +189,12 @@ def fit_temperature(decision: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6}).x))
 
 
-def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> LinearModel:
+def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
+               calibrate: bool = True) -> LinearModel:
     """Fit a linear kind on preprocessed spectra ``X`` (n, points) with labels ``y`` (n,) in 0..C-1.
+
+    ``calibrate`` False leaves the SVM's decision values uncalibrated (temperature 1): the same predicted
+    classes, without the cross-validated fits the calibration needs.
 
     Raises
     ------
@@ -208,15 +228,20 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
         Z = scaler.transform(X) if scaler is not None else X
         calibration = None
         if settings.kind == "logreg":
-            head = logreg_of().fit(Z, y)
-            layers = (_logits_layer(head.coef_, head.intercept_, n_classes),)
-            predict = head.predict_proba
+            V = row_space(Z)
+            head = LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS, solver="newton-cg").fit(Z @ V, y)
+            layers = (_logits_layer(head.coef_ @ V.T, head.intercept_, n_classes),)
+            predict = lambda A: head.predict_proba(A @ V)  # noqa: E731
         elif settings.kind == "linear-svm":
+            svm = svm_of().fit(Z, y)
+            if not calibrate:
+                layers = (_logits_layer(svm.coef_, svm.intercept_, n_classes),)
+                predict = lambda A: softmax(_two_column(svm.decision_function(A)), axis=1)  # noqa: E731
+                return _finish(scaler, standardizer, layers, predict, None, caught)
             folds = min(CALIBRATION_FOLDS, int(np.bincount(y, minlength=n_classes).min()))
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
             held = cross_val_predict(svm_of(), Z, y, cv=cv, method="decision_function")
             T = fit_temperature(held, y)
-            svm = svm_of().fit(Z, y)
             layers = (_logits_layer(svm.coef_ / T, svm.intercept_ / T, n_classes),)
             predict = lambda A: softmax(_two_column(svm.decision_function(A)) / T, axis=1)  # noqa: E731
             rows = np.arange(n)
@@ -235,6 +260,13 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
             layers = (_affine_layer(projection.transform, points),
                       _logits_layer(head.coef_, head.intercept_, n_classes))
             predict = lambda A: head.predict_proba(projection.transform(A))  # noqa: E731
+    return _finish(scaler, standardizer, layers, predict, calibration, caught)
+
+
+def _finish(scaler, standardizer, layers, predict, calibration, caught) -> LinearModel:
+    """The fitted model, its reference prediction through ``scaler``, and the convergence warnings ``caught``."""
+    from sklearn.exceptions import ConvergenceWarning
+
     notes = sorted({str(w.message).split("\n")[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
     reference = (lambda A: predict(scaler.transform(A))) if scaler is not None else predict
     return LinearModel(standardizer, DenseNet(layers), reference, calibration, notes)

@@ -1,0 +1,344 @@
+"""Model candidates: a preprocessing chain and a model kind with its settings, trained to what a bundle holds.
+
+Every kind ends in the one interface the device runs (:class:`Trained`): the chain, the input layout
+(preprocessed intensities, optionally followed by the 22 engineered features), an optional per-column
+standardisation and a network, dense (:class:`device.network.DenseNet`) or convolutional
+(:class:`device.convnet.ConvNet`). The kinds:
+
+``compact``          the published compact network (:mod:`trainer.model`), on intensities + features.
+``logreg``, ``linear-svm``, ``pca-logreg``, ``pls-logreg``
+                     the linear kinds of :mod:`trainer.linear`, on the intensities, or with ``features``
+                     on intensities + features (the feature columns standardised, the intensities not).
+``cnn``, ``resnet``, ``se-resnet``
+                     the convolutional networks of :mod:`trainer.convnets`, on the SNV spectrum.
+
+Dense kinds are trained on the given spectra plus :data:`AUGMENT_COPIES` copies degraded by
+:func:`trainer.degrade.augment` (the inferior-acquisition model), so that a model keeps its accuracy on
+weak, shifted, fluorescent or spiked spectra; the convolutional networks draw fresh degraded copies at
+every step instead. A validation or test spectrum is never augmented.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from device.bundle import INPUT_LAYOUT, INTENSITIES_LAYOUT
+from device.convnet import ConvNet
+from device.cost import convnet_flop_count, flop_count
+from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
+from device.inputs import Standardizer, as_chain, network_inputs, raw_inputs
+from device.network import Dense, DenseNet
+from device.spectrum import Axis
+
+from . import linear
+from . import model as compact_model
+from .convnets import CONV_MODELS, ConvHyperparameters
+
+#: Degraded copies of each training spectrum added to the training set of a dense kind.
+AUGMENT_COPIES = 1
+#: Kinds trained by :mod:`trainer.model` (the compact network).
+COMPACT_MODELS = ("compact",)
+#: Every kind ``raman-train fit --model`` takes.
+KINDS = (*COMPACT_MODELS, *linear.LINEAR_MODELS, *CONV_MODELS)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to train: a kind, its settings and the preprocessing chain in front of it.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    chain : str
+        Preprocessing chain text (:mod:`device.preprocess`); the convolutional kinds take ``snv``.
+    settings : Hyperparameters, LinearSettings or ConvHyperparameters
+        The kind's settings (:mod:`trainer.model`, :mod:`trainer.linear`, :mod:`trainer.convnets`).
+    features : bool
+        The inputs include the 22 engineered features (always for ``compact``, never for convolutional).
+    augment : bool
+        Train on degraded copies too (dense kinds: :data:`AUGMENT_COPIES` copies; convolutional: fresh per step).
+    """
+
+    kind: str
+    chain: str = "snv"
+    settings: object = None
+    features: bool = False
+    augment: bool = True
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        default = (compact_model.Hyperparameters() if self.kind in COMPACT_MODELS else
+                   linear.LinearSettings(self.kind) if self.kind in linear.LINEAR_MODELS else ConvHyperparameters())
+        object.__setattr__(self, "settings", self.settings if self.settings is not None else default)
+        if self.kind in COMPACT_MODELS:
+            object.__setattr__(self, "features", True)
+        if self.kind in CONV_MODELS:
+            object.__setattr__(self, "features", False)
+            object.__setattr__(self, "settings", replace(self.settings, augment=self.augment))
+
+    @property
+    def input_layout(self) -> str:
+        return INPUT_LAYOUT if self.features else INTENSITIES_LAYOUT
+
+    @property
+    def standardised(self) -> bool:
+        """Whether the bundle standardises its inputs per column."""
+        return self.kind in COMPACT_MODELS or self.features or (
+            self.kind in linear.LINEAR_MODELS and self.settings.standardise)
+
+    @property
+    def standardised_intensities(self) -> bool:
+        """Whether the intensity columns (not only the features) are standardised."""
+        return self.kind in COMPACT_MODELS or (self.kind in linear.LINEAR_MODELS and self.settings.standardise)
+
+    @property
+    def name(self) -> str:
+        """Short name for tables, e.g. ``pca-logreg k=30 C=10 | savgol:11:2,snv``."""
+        s = self.settings
+        if self.kind in COMPACT_MODELS:
+            what = f"compact h={s.hidden}"
+        elif self.kind in linear.LINEAR_MODELS:
+            what = f"{self.kind}{f' k={s.components}' if s.projected else ''} C={s.regularisation:g}" + (
+                " +features" if self.features else "") + (" std" if s.standardise else "")
+        else:
+            what = self.kind
+        return f"{what} | {self.chain}"
+
+    @property
+    def options(self) -> list:
+        """The ``raman-train fit`` options that train exactly this candidate."""
+        s = self.settings
+        opts = ["--model", self.kind, "--preprocess", self.chain]
+        if self.kind in COMPACT_MODELS:
+            opts += ["--hidden", str(s.hidden), "--leaky-slope", f"{s.leaky_slope:g}", "--learning-rate",
+                     f"{s.learning_rate:g}", "--l2", f"{s.l2:g}", "--epochs", str(s.epochs),
+                     "--batch-size", str(s.batch_size)]
+        elif self.kind in linear.LINEAR_MODELS:
+            opts += ["--C", f"{s.regularisation:g}"] + (["--components", str(s.components)] if s.projected else []) + (
+                ["--standardise"] if s.standardise else []) + (["--features"] if self.features else [])
+        else:
+            opts += ["--steps", str(s.steps), "--batch-size", str(s.batch_size), "--learning-rate",
+                     f"{s.learning_rate:g}", "--l2", f"{s.l2:g}"]
+        return opts + ([] if self.augment else ["--no-augment"])
+
+    def layer_shapes(self, points: int, n_classes: int) -> list:
+        """(inputs, outputs, activation) of each dense layer; empty for a convolutional kind."""
+        D = points + (len(FEATURE_NAMES) if self.features else 0)
+        s = self.settings
+        if self.kind in COMPACT_MODELS:
+            return [(D, s.hidden, "leaky_relu"), (s.hidden, n_classes, "softmax")]
+        if self.kind in linear.LINEAR_MODELS:
+            return ([(D, s.components, "linear"), (s.components, n_classes, "softmax")] if s.projected
+                    else [(D, n_classes, "softmax")])
+        return []
+
+    def flop(self, axis: Axis, n_classes: int) -> int | None:
+        """Analytic FLOP per spectrum on the device (:mod:`device.cost`), known before training; None for a
+        convolutional kind, whose cost is counted once it is built."""
+        shapes = self.layer_shapes(axis.points, n_classes)
+        if not shapes:
+            return None
+        layers = [Dense(np.zeros((d, u)), np.zeros(u), act) for d, u, act in shapes]
+        return flop_count(axis, layers, as_chain(self.chain, axis), features=self.features,
+                          standardise=self.standardised)["total"]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained candidate: what the bundle stores, the trained library's own prediction, and card entries.
+
+    Attributes
+    ----------
+    candidate : Candidate
+    axis : Axis
+    chain : Chain
+    standardizer : Standardizer or None
+    network : DenseNet or ConvNet
+    reference : callable
+        ``reference(Y)`` -> (n, C) probabilities of spectra ``Y`` (n, points) on the axis, computed by the
+        library that trained the model (Keras or scikit-learn): the outside oracle of the export check.
+    reference_name : str
+        ``keras`` or ``scikit-learn``.
+    card : dict
+        ``network`` and ``hyperparameters`` entries, and ``training`` metrics, for the model card.
+    """
+
+    candidate: Candidate
+    axis: Axis
+    chain: object
+    standardizer: Standardizer | None
+    network: object
+    reference: object
+    reference_name: str
+    card: dict = field(default_factory=dict)
+
+    def inputs(self, Y: np.ndarray) -> np.ndarray:
+        """Network inputs for spectra ``Y`` (n, points) on the axis, as the bundle computes them."""
+        return network_inputs(Y, self.axis, DEFAULT_PROMINENCE, self.chain, self.candidate.features,
+                              self.standardizer)
+
+    def probabilities(self, Y: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) of the exported network for spectra ``Y`` (n, points) on the axis."""
+        return self.network.probabilities(self.inputs(Y))
+
+    def predict(self, Y: np.ndarray) -> np.ndarray:
+        """Predicted class (n,) of spectra ``Y`` (n, points)."""
+        return self.probabilities(Y).argmax(axis=1)
+
+
+class TrainingSpectra:
+    """Labelled spectra, a degraded copy of each, and each chain's inputs of them computed once.
+
+    Parameters
+    ----------
+    Y : ndarray, shape (n, points)
+        Spectra on ``axis``.
+    y : ndarray of int, shape (n,)
+    axis : Axis
+    seed : int
+        Seed of the degraded copies (:func:`trainer.degrade.augment`); row ``i``'s copy is row ``n + i``.
+    augment : bool
+        Make the copies (:data:`AUGMENT_COPIES` per spectrum).
+    """
+
+    def __init__(self, Y: np.ndarray, y: np.ndarray, axis: Axis, seed: int, augment: bool = True):
+        from .degrade import augment as degraded
+
+        self.axis, self.n = axis, len(y)
+        Y = np.asarray(Y, dtype=np.float64)
+        rng = np.random.default_rng([seed, 2026])
+        copies = [degraded(Y, axis.values, rng) for _ in range(AUGMENT_COPIES if augment else 0)]
+        self.Y = np.concatenate([Y, *copies])
+        self.y = np.tile(np.asarray(y), len(copies) + 1)
+        self.copies = len(copies)
+        self._inputs: dict = {}
+
+    def rows(self, rows: np.ndarray, augment: bool) -> np.ndarray:
+        """Indices of spectra ``rows`` (into the first n) followed, with ``augment``, by those of their copies."""
+        rows = np.asarray(rows)
+        return np.concatenate([rows + k * self.n for k in range((self.copies if augment else 0) + 1)])
+
+    def inputs(self, chain, features: bool) -> np.ndarray:
+        """Chain output (or chain output + 22 features) of every spectrum and copy: (n (1 + copies), D)."""
+        key = (chain.text, features)
+        if key not in self._inputs:
+            self._inputs[key] = (raw_inputs(self.Y, self.axis, DEFAULT_PROMINENCE, chain) if features
+                                 else chain.apply(self.Y))
+        return self._inputs[key]
+
+
+def as_stored(net: DenseNet) -> DenseNet:
+    """The network with its weights rounded to float32, as ``model.npz`` and ``model.tflite`` hold them."""
+    return DenseNet(tuple(Dense(np.float32(l.kernel).astype(np.float64), np.float32(l.bias).astype(np.float64),
+                                l.activation) for l in net.layers), net.leaky_slope)
+
+
+def train(candidate: Candidate, spectra: TrainingSpectra, rows: np.ndarray, n_classes: int, seed: int,
+          log=None, final: bool = True) -> Trained:
+    """Train ``candidate`` on spectra ``rows`` of ``spectra`` (and their degraded copies, if it augments).
+
+    ``final`` False skips what only an exported model needs (the SVM's probability calibration, which does
+    not change its predicted class).
+
+    Raises
+    ------
+    ValueError
+        If a projection asks for more components than the training spectra allow.
+    """
+    axis = spectra.axis
+    chain = as_chain(candidate.chain, axis)
+    if candidate.kind in CONV_MODELS:
+        return _train_conv(candidate, spectra.Y[rows], spectra.y[rows], axis, chain, n_classes, seed, log)
+    if candidate.augment and not spectra.copies:
+        raise ValueError("an augmented candidate needs TrainingSpectra made with augment=True")
+    idx = spectra.rows(rows, candidate.augment)
+    R, y = spectra.inputs(chain, candidate.features)[idx], spectra.y[idx]
+    if candidate.kind in COMPACT_MODELS:
+        return _train_compact(candidate, R, y, axis, chain, n_classes, seed, log)
+    return _train_linear(candidate, R, y, axis, chain, n_classes, seed, final)
+
+
+def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Trained:
+    """The compact network on raw inputs ``R`` (n, points + 22)."""
+    hp = candidate.settings
+    std = Standardizer.fit(R)
+    model, loss = compact_model.train(std.transform(R), y, n_classes, hp, seed, log)
+    layers = compact_model.dense_layers(model, hp)
+
+    def reference(A):
+        return compact_model.predict(model, std.transform(raw_inputs(A, axis, DEFAULT_PROMINENCE, chain)))
+
+    card = {"network": {"kind": "compact", "architecture": f"Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) "
+                                                            "+ softmax",
+                        "leaky_relu_slope": hp.leaky_slope,
+                        "parameters": int(sum(l.kernel.size + l.bias.size for l in layers))},
+            "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
+            "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
+    return Trained(candidate, axis, chain, std, DenseNet(layers, hp.leaky_slope), reference, "keras", card)
+
+
+def _train_linear(candidate, R, y, axis, chain, n_classes, seed, final) -> Trained:
+    """A linear kind on the chain's output ``R`` (n, points), or with features (n, points + 22)."""
+    settings = candidate.settings
+    if candidate.features:
+        std = _feature_standardizer(R, axis.points, settings.standardise)
+        model = linear.fit_linear(replace(settings, standardise=False), std.transform(R), y, n_classes, seed,
+                                  calibrate=final)
+
+        def reference(A):
+            return model.reference(std.transform(raw_inputs(A, axis, DEFAULT_PROMINENCE, chain)))
+    else:
+        model = linear.fit_linear(settings, R, y, n_classes, seed, calibrate=final)
+        std = model.standardizer
+
+        def reference(A):
+            return model.reference(chain.apply(A))
+
+    net = as_stored(model.network)
+    inputs = axis.points + (len(FEATURE_NAMES) if candidate.features else 0)
+    card = {"network": {"kind": candidate.kind, "architecture": linear.describe(settings, n_classes, inputs),
+                        "layers": [f"Dense({l.kernel.shape[1]}, {l.activation})" for l in net.layers],
+                        "parameters": net.parameters},
+            "hyperparameters": {**settings.as_dict(), "features": candidate.features,
+                                "trained_with": "scikit-learn (LinearSVC, LogisticRegression Newton-CG and L-BFGS, PCA, "
+                                                "PLSRegression)",
+                                **({"calibration": model.calibration} if model.calibration else {}),
+                                **({"fit_warnings": model.notes} if model.notes else {})}}
+    return Trained(candidate, axis, chain, std, net, reference, "scikit-learn", card)
+
+
+def _feature_standardizer(R: np.ndarray, points: int, intensities: bool) -> Standardizer:
+    """Column statistics of intensities + features ``R`` (n, points + 22): the feature columns standardised,
+    the intensity columns too only when ``intensities``."""
+    std = Standardizer.fit(R)
+    if intensities:
+        return std
+    mean, scale = std.mean.copy(), std.scale.copy()
+    mean[:points], scale[:points] = 0.0, 1.0
+    return Standardizer(mean, scale)
+
+
+def _train_conv(candidate, Y, y, axis, chain, n_classes, seed, log) -> Trained:
+    from . import convnets
+
+    hp = candidate.settings
+    model, loss = convnets.train(candidate.kind, Y, axis.values, y, n_classes, hp, seed, log)
+    net: ConvNet = convnets.to_convnet(model, candidate.kind, hp)
+    card = {"network": {"kind": candidate.kind, "architecture": convnets.__doc__.split("\n\n")[1].strip(),
+                        "parameters": net.parameters, "batch_normalisation": "folded into the convolutions at export",
+                        "flop_note": "counted from the built network"},
+            "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
+            "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
+    return Trained(candidate, axis, chain, None, net, lambda A: convnets.predict(model, chain.apply(A)), "keras", card)
+
+
+def device_flop(trained: Trained) -> dict:
+    """FLOP per spectrum of a trained candidate on the device, by stage (:mod:`device.cost`)."""
+    c = trained.candidate
+    if isinstance(trained.network, ConvNet):
+        return convnet_flop_count(trained.axis, trained.network, trained.chain)
+    return flop_count(trained.axis, trained.network.layers, trained.chain, features=c.features,
+                      standardise=trained.standardizer is not None)

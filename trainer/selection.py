@@ -1,0 +1,204 @@
+"""Choosing the model to ship: inner cross-validation over a small family, under a FLOP budget.
+
+``raman-train fit DATA`` without a model option trains every member of :func:`family` whose device cost
+is within ``--max-flop`` by inner cross-validation on the training spectra only (never a test or
+held-out spectrum), grouped when the data carry groups, and ships the winner trained on all training
+spectra. The family is fixed in advance, not tuned on any data set: the preprocessing chains of
+chemometrics textbooks (SNV; Savitzky-Golay smoothing then SNV; a Savitzky-Golay first derivative then
+SNV; an asymmetric-least-squares baseline removal then SNV), each in front of the model kinds that
+won on public Raman data (multinomial logistic regression, a linear SVM, PCA then logistic
+regression) and the published compact network.
+
+Rule: the candidate with the highest mean inner-CV accuracy wins, unless a cheaper one is within one
+standard error of it (the one-standard-error rule of Hastie, Tibshirani and Friedman, *The Elements of
+Statistical Learning*, section 7.10): then the cheapest of those, fewest FLOP first, family order on ties.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.spectrum import Axis
+
+from . import linear
+from .candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, train
+from .data import Dataset, DatasetError
+
+#: Device cost allowed per spectrum by default (FLOP).
+MAX_FLOP = 1_000_000
+#: Folds of the inner cross-validation (fewer when a class or the groups are fewer).
+INNER_FOLDS = 5
+#: Largest number of training spectra the inner cross-validation uses: a larger training set is
+#: represented by a stratified random subset of this size (the winner is then trained on all).
+INNER_MAX_SPECTRA = 1500
+#: The preprocessing chains of the family (module docstring). Window and order in points.
+CHAINS = ("snv", "savgol:11:2,snv", "savgol:11:2:1,snv", "asls:1e5:0.01,snv")
+
+
+def family(axis: Axis, n_classes: int, n_train: int, chains: tuple | None = None) -> list[Candidate]:
+    """The candidates, in family order: every chain of ``chains`` (default :data:`CHAINS`) with each model kind.
+
+    ``n_train`` (the fewest spectra an inner training fold has) bounds the projection's components.
+    """
+    k = min(linear.DEFAULT_COMPONENTS, linear.max_components(n_train, axis.points))
+    models = [("logreg", linear.LinearSettings("logreg")), ("linear-svm", linear.LinearSettings("linear-svm")),
+              ("pca-logreg", linear.LinearSettings("pca-logreg", components=k)), ("compact", None)]
+    return [Candidate(kind, chain, settings) for chain in chains or CHAINS for kind, settings in models]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The outcome of a selection.
+
+    Attributes
+    ----------
+    winner : Candidate
+    table : list of dict
+        One row per candidate (family order): name, options, FLOP, within budget, inner-CV accuracy
+        mean and std and macro F1 mean (None when over budget), seconds.
+    inner_split : str
+        The inner cross-validation, in words.
+    why : str
+        Why the winner won, in words.
+    """
+
+    winner: Candidate
+    table: list
+    inner_split: str
+    why: str
+
+    def card(self, max_flop: float, scope: str) -> dict:
+        """The ``selection`` entry of the model card."""
+        return {"rule": __doc__.split("\n\n")[2].replace("\n", " "), "max_flop": max_flop,
+                "inner_split": self.inner_split, "scope": scope, "winner": self.winner.name,
+                "winner_options": self.winner.options, "why": self.why, "family": __doc__.split("\n\n")[1]
+                .replace("\n", " "), "candidates": self.table}
+
+
+def inner_pairs(ds: Dataset, rows: np.ndarray, seed: int) -> tuple[list, str]:
+    """The inner cross-validation of training ``rows``: (train, test) pairs of row indices, and its description.
+
+    Grouped (stratified group K-fold) when ``ds`` has groups, else stratified K-fold; K is
+    :data:`INNER_FOLDS`, or fewer if there are fewer groups or spectra in the smallest class.
+    A training set of more than :data:`INNER_MAX_SPECTRA` spectra is subsampled first (stratified).
+
+    Raises
+    ------
+    DatasetError
+        Fewer than 2 spectra in a class, or fewer than 2 groups.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+
+    rows = np.asarray(rows)
+    note = ""
+    if rows.size > INNER_MAX_SPECTRA:
+        rows, _ = train_test_split(rows, train_size=INNER_MAX_SPECTRA, stratify=ds.y[rows], random_state=seed)
+        rows = np.sort(rows)
+        note = f" of a stratified random {INNER_MAX_SPECTRA} of the training spectra"
+    y = ds.y[rows]
+    counts = np.bincount(y, minlength=len(ds.class_names))
+    present = counts[counts > 0]
+    if present.min() < 2:
+        c = ds.class_names[int(np.flatnonzero(counts == present.min())[0])]
+        raise DatasetError(f"choosing a model needs at least 2 training spectra per class, {c} has "
+                           f"{present.min()}: add spectra, or give --model to train one kind without a choice")
+    if ds.groups is not None:
+        groups = ds.groups[rows]
+        n_groups = np.unique(groups).size
+        if n_groups < 2:
+            raise DatasetError(f"choosing a model by grouped cross-validation needs at least 2 groups among the "
+                               f"training spectra; {ds.group_source} gives {n_groups}: give --model, or other --groups")
+        k = min(INNER_FOLDS, n_groups)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            pairs = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rows, y, groups))
+        desc = f"stratified group {k}-fold cross-validation by {ds.group_source}{note} (seed {seed})"
+    else:
+        k = int(min(INNER_FOLDS, present.min()))
+        pairs = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, y))
+        desc = f"stratified {k}-fold cross-validation{note} (seed {seed})"
+    return [(rows[tr], rows[te]) for tr, te in pairs], desc
+
+
+def score(candidates: list, ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
+          log=print) -> tuple[list, str, int]:
+    """Inner cross-validation (:func:`inner_pairs`) of each candidate within ``max_flop`` on training ``rows``.
+
+    Returns
+    -------
+    table : list of dict
+        One row per candidate, in order (see :class:`Selection`).
+    inner_split : str
+        The inner cross-validation, in words.
+    folds : int
+        Its number of folds.
+    """
+    from .metrics import classification_report
+
+    n_classes = len(ds.class_names)
+    pairs, desc = inner_pairs(ds, rows, seed)
+    used = np.unique(np.concatenate([tr for tr, _ in pairs] + [te for _, te in pairs]))
+    spectra = TrainingSpectra(ds.X[used], ds.y[used], ds.axis, seed, any(c.augment for c in candidates))
+    log(f"{len(candidates)} candidates, scored by {desc}; device cost at most {max_flop:.3g} FLOP")
+    table = []
+    for c in candidates:
+        flop = c.flop(ds.axis, n_classes)
+        row = {"name": c.name, "options": c.options, "flop": flop, "within_budget": flop <= max_flop,
+               "cv_accuracy_mean": None, "cv_accuracy_std": None, "cv_macro_f1_mean": None}
+        table.append(row)
+        if flop > max_flop:
+            log(f"  {c.name}: {flop:,} FLOP, over the budget: not trained")
+            continue
+        t0 = time.perf_counter()
+        acc, f1 = [], []
+        for i, (tr, te) in enumerate(pairs):
+            model = train(c, spectra, np.searchsorted(used, tr), n_classes, seed + i, final=False)
+            rep = classification_report(ds.y[te], model.predict(ds.X[te]), ds.class_names)
+            acc.append(rep["accuracy"])
+            f1.append(rep["macro_f1"])
+        row.update(cv_accuracy_mean=float(np.mean(acc)), cv_accuracy_std=float(np.std(acc)),
+                   cv_macro_f1_mean=float(np.mean(f1)), seconds=round(time.perf_counter() - t0, 1))
+        log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, {flop:,} FLOP "
+            f"({row['seconds']} s)")
+    return table, desc, len(pairs)
+
+
+def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP, augment: bool = True,
+           chains: tuple | None = None, log=print) -> Selection:
+    """Choose a member of :func:`family` (of ``chains``) by inner cross-validation on training ``rows`` of ``ds``.
+
+    Raises
+    ------
+    DatasetError
+        No candidate is within ``max_flop``, or the training rows cannot be cross-validated.
+    """
+    n_classes = len(ds.class_names)
+    smallest = min(tr.size for tr, _ in inner_pairs(ds, rows, seed)[0]) * (AUGMENT_COPIES + 1 if augment else 1)
+    candidates = [Candidate(c.kind, c.chain, c.settings, augment=augment)
+                  for c in family(ds.axis, n_classes, smallest, chains)]
+    cheapest = min(c.flop(ds.axis, n_classes) for c in candidates)
+    if cheapest > max_flop:
+        raise DatasetError(f"no candidate model is within --max-flop {max_flop:g}; the cheapest needs {cheapest:,} "
+                           f"FLOP per spectrum: raise --max-flop to at least {cheapest}, or give --model")
+    table, desc, folds = score(candidates, ds, rows, seed, max_flop, log)
+    scored = [(c, r) for c, r in zip(candidates, table) if r["cv_accuracy_mean"] is not None]
+    winner, why = choose(scored, folds)
+    log(f"chosen: {winner.name} ({why})")
+    return Selection(winner, table, desc, why)
+
+
+def choose(scored: list, folds: int) -> tuple[Candidate, str]:
+    """The one-standard-error choice among ``scored`` (candidate, table row) pairs; returns it and why."""
+    best_c, best = max(scored, key=lambda cr: cr[1]["cv_accuracy_mean"])  # first of equals: family order
+    se = best["cv_accuracy_std"] / np.sqrt(max(folds - 1, 1))
+    close = [(c, r) for c, r in scored if r["cv_accuracy_mean"] >= best["cv_accuracy_mean"] - se]
+    c, r = min(close, key=lambda cr: cr[1]["flop"])  # first of equals: family order
+    if c is best_c:
+        return c, (f"highest inner-CV accuracy, {best['cv_accuracy_mean']:.4f}, and no cheaper candidate within one "
+                   f"standard error ({se:.4f})")
+    return c, (f"fewest FLOP ({r['flop']:,}) among the candidates within one standard error ({se:.4f}) of the best "
+               f"inner-CV accuracy ({best['cv_accuracy_mean']:.4f}, {best_c.name}); its own {r['cv_accuracy_mean']:.4f}")
