@@ -1,0 +1,179 @@
+"""Choosing the model: the family, the budget, the one-standard-error rule, and what the choice may see."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import selection
+from trainer.candidates import Candidate, TrainingSpectra, train
+from trainer.data import DatasetError, load_dataset
+from trainer.linear import LinearSettings, fit_linear, row_space
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """The SYNTHETIC organophosphate set (116 spectra, 4 classes) with a per-spectrum batch key."""
+    from trainer.synth import write
+
+    root = tmp_path_factory.mktemp("synth")
+    write(root / "data", (36, 36, 29, 15), 0)
+    ds = load_dataset(root / "data", None, log=lambda m: None)
+    batch = np.array([f"B{i % 6}" for i in range(ds.y.size)])
+    np.savez(root / "d.npz", X=ds.X, y=ds.y, wavenumber=ds.axis.values, class_names=np.array(ds.class_names),
+             batch=batch)
+    return root
+
+
+def row(name, acc, std, flop):
+    return {"name": name, "cv_accuracy_mean": acc, "cv_accuracy_std": std, "flop": flop}
+
+
+def test_one_standard_error_rule_prefers_the_cheaper_model_only_within_one_standard_error():
+    a, b, c = (Candidate("logreg"), Candidate("pca-logreg"), Candidate("compact"))
+    # 5 folds, std 0.04 -> standard error 0.02: b (0.015 below the best, cheaper) is within it.
+    winner, why = selection.choose([(c, row("c", 0.95, 0.04, 80_000)), (b, row("b", 0.935, 0.01, 40_000))], 5)
+    assert winner is b and "within one standard error" in why
+    # Negative control: 0.03 below the best is outside one standard error, so the best wins.
+    winner, why = selection.choose([(c, row("c", 0.95, 0.04, 80_000)), (b, row("b", 0.92, 0.01, 40_000))], 5)
+    assert winner is c and "highest inner-CV accuracy" in why
+    # Equal accuracy and cost: family order.
+    winner, _ = selection.choose([(a, row("a", 0.9, 0.0, 1000)), (b, row("b", 0.9, 0.0, 1000))], 5)
+    assert winner is a
+
+
+def test_inner_cross_validation_is_grouped_when_the_data_carry_groups(synthetic):
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None, groups="batch")
+    rows = np.flatnonzero(ds.groups != "B0")
+    pairs, desc = selection.inner_pairs(ds, rows, 0)
+    assert "group 5-fold" in desc and "batch" in desc
+    for tr, te in pairs:
+        assert set(tr) | set(te) <= set(rows)
+        assert not set(ds.groups[tr]) & set(ds.groups[te])
+    # Negative control: without groups the folds mix batches.
+    plain = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    pairs, desc = selection.inner_pairs(plain, rows, 0)
+    assert "group" not in desc
+    assert any(set(ds.groups[tr]) & set(ds.groups[te]) for tr, te in pairs)
+
+
+def test_large_training_sets_are_subsampled_for_the_choice(synthetic, monkeypatch):
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    monkeypatch.setattr(selection, "INNER_MAX_SPECTRA", 60)
+    pairs, desc = selection.inner_pairs(ds, np.arange(ds.y.size), 0)
+    used = np.concatenate(pairs[0])
+    assert used.size == 60 and "random 60" in desc
+    assert set(np.unique(ds.y[used])) == set(range(len(ds.class_names)))
+
+
+def test_the_budget_leaves_out_what_costs_too_much(synthetic):
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    cands = selection.family(ds.axis, len(ds.class_names), 80)
+    costs = {c.name: c.flop(ds.axis, 4) for c in cands}
+    budget = sorted(costs.values())[len(costs) // 2]
+    chosen = selection.select(ds, np.arange(ds.y.size), 0, max_flop=budget, chains=("snv", "savgol:11:2,snv"),
+                              log=lambda m: None)
+    assert chosen.winner.flop(ds.axis, 4) <= budget
+    for r in chosen.table:
+        assert (r["cv_accuracy_mean"] is None) == (r["flop"] > budget)
+        assert r["within_budget"] == (r["flop"] <= budget)
+    with pytest.raises(DatasetError, match="raise --max-flop to at least"):
+        selection.select(ds, np.arange(ds.y.size), 0, max_flop=min(costs.values()) - 1, log=lambda m: None)
+
+
+def test_the_device_cost_known_before_training_is_the_trained_models(synthetic):
+    from trainer.candidates import device_flop
+
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    spectra = TrainingSpectra(ds.X, ds.y, ds.axis, 0)
+    for c in selection.family(ds.axis, 4, 100, chains=("savgol:11:2:1,snv",)):
+        if c.kind == "compact":
+            c = Candidate("compact", c.chain, type(c.settings)(epochs=1))
+        trained = train(c, spectra, np.arange(ds.y.size), 4, 0, final=False)
+        assert c.flop(ds.axis, 4) == device_flop(trained)["total"], c.name
+
+
+def test_augmented_copies_follow_the_spectra_and_differ_from_them(synthetic):
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    s = TrainingSpectra(ds.X[:10], ds.y[:10], ds.axis, 3)
+    assert s.Y.shape == (20, ds.axis.points) and np.array_equal(s.y, np.tile(ds.y[:10], 2))
+    assert np.array_equal(s.rows(np.array([2, 5]), True), [2, 5, 12, 15])
+    assert np.array_equal(s.rows(np.array([2, 5]), False), [2, 5])
+    assert np.allclose(s.Y[:10], ds.X[:10]) and not np.allclose(s.Y[10:], ds.X[:10])
+    again = TrainingSpectra(ds.X[:10], ds.y[:10], ds.axis, 3)
+    assert np.array_equal(again.Y, s.Y)  # seeded
+    assert not np.array_equal(TrainingSpectra(ds.X[:10], ds.y[:10], ds.axis, 4).Y, s.Y)
+
+
+def test_logistic_regression_on_the_row_space_is_scikit_learns_on_the_spectra():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 300))
+    y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5)
+    V = row_space(X)
+    assert V.shape == (300, 40) and np.allclose(V.T @ V, np.eye(40))
+    ours = fit_linear(LinearSettings("logreg", C=0.1), X, y, 3, 0)
+    theirs = LogisticRegression(C=0.1, solver="newton-cg", tol=1e-10, max_iter=10_000).fit(X, y)
+    T = rng.normal(size=(25, 300))
+    assert np.abs(ours.probabilities(T) - theirs.predict_proba(T)).max() < 1e-3  # both to tol 1e-4 or better
+    # Negative control: another C is another model, far beyond that tolerance.
+    other = LogisticRegression(C=10, solver="newton-cg", tol=1e-10, max_iter=10_000).fit(X, y)
+    assert np.abs(ours.probabilities(T) - other.predict_proba(T)).max() > 1e-2
+
+
+def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_winner(synthetic, tmp_path,
+                                                                                      monkeypatch):
+    from trainer import fit
+
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None, groups="batch")
+    held = set(np.flatnonzero(ds.groups == "B5"))
+    seen = []
+    real = selection.inner_pairs
+
+    def spy(ds_, rows, seed):
+        pairs, desc = real(ds_, rows, seed)
+        seen.append(set(np.concatenate([np.concatenate(p) for p in pairs])))
+        return pairs, desc
+
+    monkeypatch.setattr(selection, "inner_pairs", spy)
+    bundle = fit.fit_bundle(synthetic / "d.npz", tmp_path / "auto", groups="batch", chains=("snv",),
+                            validation=(fit_split("holdout:batch=B5"),), log=lambda m: None)
+    assert seen and all(not (s & held) for s in seen)
+    assert all(len(s) == ds.y.size - len(held) for s in seen)
+    card = bundle.card
+    sel = card["selection"]
+    assert [r["name"] for r in sel["candidates"]] == [c.name for c in selection.family(ds.axis, 4, 60, ("snv",))]
+    assert sel["winner"].startswith(card["network"]["kind"])
+    assert "group" in sel["inner_split"] and "held-out spectra never seen" in sel["scope"]
+    assert card["metrics"]["holdout"]["test_spectra"] == len(held)
+    # The winner's options train the same model (same seed, same data): the same weights.
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "again"),
+                        *sel["winner_options"]], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "again" / "model.json").read_text())
+    a, b = np.load(tmp_path / "auto" / "model.npz"), np.load(tmp_path / "again" / "model.npz")
+    assert again["network"]["kind"] == card["network"]["kind"]
+    assert np.allclose(a["layer0_kernel"], b["layer0_kernel"], atol=1e-5)
+
+
+def fit_split(text):
+    from trainer.splits import parse_split
+
+    return parse_split(text)
+
+
+def test_model_options_without_a_model_are_refused(synthetic, tmp_path):
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
+                        "--C", "3"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "give --model KIND too" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "b").exists()
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
+                        "--model", "logreg", "--hidden", "8"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--model logreg takes no --hidden" in r.stderr
