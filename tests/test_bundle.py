@@ -9,8 +9,10 @@ from device.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_
 from device.classifier import Classifier
 from device.convnet import Conv, ConvNet
 from device.errors import BundleError
+from device.service import self_test
 from device.spectrum import Axis
 
+from conftest import ROOT, SHIPPED_MODELS
 from helpers import make_bundle
 
 
@@ -224,3 +226,15 @@ def test_inconsistent_kind_entries_are_refused(copy, change, message):
     _rehash(copy)
     with pytest.raises(BundleError, match=message):
         load_bundle(copy)
+
+
+def test_the_list_of_shipped_models_is_complete():
+    assert sorted(p.parent.name for p in (ROOT / "models").glob("*/model.json")) == sorted(SHIPPED_MODELS)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tflite"])
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_every_shipped_bundle_passes_its_self_test(name, backend):
+    b = load_bundle(ROOT / "models" / name)
+    result = self_test(b, Classifier(b, backend))
+    assert result["passed"] and result["examples"] >= len(b.class_names), result["reason"]
