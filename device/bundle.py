@@ -329,9 +329,9 @@ def _unknown(path: Path, what: str, name: str, known, since: str | None, written
     origin = f"was introduced in raman-edge {since[:40]}" if since else "is not in the bundle's table of versions"
     by = f" (the bundle was written by raman-edge {written_by[:40]})" if written_by else ""
     update = f"update raman-edge on the device to {since[:40]} or later" if since else "update raman-edge on the device"
-    return _fail(path, f"its {what} {name[:40]!r} {origin}{by}, and this runtime, raman-edge {version}, does not know it",
-                 f"{update}, or re-export the model with what raman-edge {version} knows "
-                 f"({what}s: {', '.join(known)})")
+    return _fail(path, f"its {what} {name[:40]!r} {origin}{by}, and this runtime, raman-edge {version}, "
+                       "does not know it",
+                 f"{update}, or re-export the model with what raman-edge {version} knows ({what}s: {', '.join(known)})")
 
 
 def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
