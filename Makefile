@@ -1,4 +1,4 @@
-# raman-edge: the two commands of the README, plus the benchmark and the shipped-model recipe.
+# raman-edge: the two commands of the README, plus the benchmark and the shipped-model recipes.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -41,9 +41,11 @@ bench-compare: $(VENV)/.installed-device,train,test
 	time $(VENV)/bin/raman-train compare $(SHARED)/sersformer_pesticides/sersformer_pesticides.npz \
 	    --report docs/reports/compare-sers --split holdout:concentration_ppm=0.5 --force
 
-# Rebuild the shipped model from the SERS pesticide data set (recipe and timing in the model card).
+# Rebuild the shipped field models from the SERS pesticide and RaMPP microplastics data sets (recipes
+# in models/recipes, timing in the model cards).
 models: $(VENV)/.installed-device,train,test
 	models/recipes/sers-pesticides.sh $(SHARED)
+	models/recipes/microplastics.sh $(SHARED)
 
 # The offline installation bundle for a board (Raspberry Pi OS bookworm, 64-bit): wheels pinned by hash,
 # models, unit, udev rule, install.sh -> dist/raman-edge-VERSION-$(TARGET).tar.gz. TARGET=host for this machine.

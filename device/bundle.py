@@ -11,16 +11,20 @@ Layout::
                      Its "input_layout" says what the network takes: "intensities+features" (the
                      preprocessed intensities and the 22 features, standardised with "scaler_mean" and
                      "scaler_scale") or "intensities" (the preprocessed intensities alone, standardised
-                     only if the scaler entries are present). Independently of the layout, the network is
-                     dense ("layer_activations", "layerI_kernel", "layerI_bias", "leaky_slope": the
-                     compact network, a linear model, a projection and a linear head) or convolutional
-                     (device.convnet: its operations listed as JSON in "architecture", weights "net.*")
+                     only if the scaler entries are present). Independently of the layout, the network
+                     ("network_kind") is dense ("layer_activations", "layerI_kernel", "layerI_bias",
+                     "leaky_slope": the compact network, a linear model, a projection and a linear head)
+                     or convolutional (device.convnet: its operations listed as JSON in "architecture",
+                     weights "net.*"). "introduced_in" (JSON) gives the raman-edge version that
+                     introduced the network kind, the input layout and each preprocessing step, and
+                     "written_by" the version that wrote the bundle; the card's "format" repeats all three.
+                     Bundles written before these entries have the kind inferred from "architecture".
       model.tflite   the same network for a TFLite runtime
       examples/...   optional example spectra with their expected labels (listed in the card)
 
 Loading verifies the schema version and the hash of every file, and refuses a bundle with a missing,
-modified or unlisted file, so what runs is exactly what was exported; a preprocessing step this release
-does not know is refused by name.
+modified or unlisted file, so what runs is exactly what was exported; a network kind, input layout or
+preprocessing step this release does not know is refused by name, with the version that introduced it.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from .inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
 from .convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from .network import ACTIVATIONS, Dense, DenseNet
 from .ood import OODDetector
-from .preprocess import Chain, UnknownStepError
+from .preprocess import STEPS, Chain, UnknownStepError
 from .spectrum import Axis
 from .validation import MAX_AXIS_POINTS
 
@@ -54,11 +58,13 @@ TFLITE_FILE = "model.tflite"
 INPUT_LAYOUT = "intensities+features"
 #: Network inputs: the preprocessed intensities on the axis alone (standardised if the bundle has a scaler).
 INTENSITIES_LAYOUT = "intensities"
-#: The input layouts this release reads.
-INPUT_LAYOUTS = (INPUT_LAYOUT, INTENSITIES_LAYOUT)
+#: The input layouts this release reads, with the raman-edge version that introduced each.
+INPUT_LAYOUTS = {INPUT_LAYOUT: "0.1.0", INTENSITIES_LAYOUT: "0.1.0"}
+#: The network kinds this release reads, with the raman-edge version that introduced each.
+NETWORK_KINDS = {"dense": "0.1.0", "convolutional": "0.1.0"}
 #: Entries of ``model.npz`` that hold text (Unicode); every other entry holds finite numbers.
 TEXT_ENTRIES = ("name", "input_layout", "class_names", "feature_names", "normalisation", "layer_activations",
-                "architecture", "preprocess")
+                "architecture", "preprocess", "network_kind", "introduced_in", "written_by")
 #: Most bytes the arrays of ``model.npz`` may unpack to: far above any model (the shipped one: 0.1 MB),
 #: low enough for a board's memory.
 MAX_NPZ_BYTES = 64 * 1024 * 1024
@@ -93,6 +99,10 @@ class ModelBundle:
         The out-of-distribution detector fitted with the model (bundles may lack one).
     input_layout : str
         What the network takes, one of :data:`INPUT_LAYOUTS`, whichever network it is.
+    network_kind : str
+        ``dense`` or ``convolutional`` (:data:`NETWORK_KINDS`), as stored or, in older bundles, inferred.
+    written_by : str or None
+        The raman-edge version that wrote the bundle; None for bundles written before it was recorded.
     """
 
     path: Path
@@ -109,6 +119,8 @@ class ModelBundle:
     convnet: ConvNet | None = None
     ood: OODDetector | None = None
     input_layout: str = INPUT_LAYOUT
+    network_kind: str = "dense"
+    written_by: str | None = None
 
     @property
     def features(self) -> bool:
@@ -271,25 +283,85 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
     return replace(bundle, ood=ood)
 
 
+def _runtime_version() -> str:
+    """This runtime's version, ``device.__version__`` (read once the package has finished importing)."""
+    from . import __version__
+
+    return __version__
+
+
+def _introduced_in(path: Path, arrays: dict) -> dict:
+    """The ``introduced_in`` entry of checked ``model.npz`` arrays; empty for bundles written before it.
+
+    Returns
+    -------
+    dict
+        ``{"network_kind" | "input_layout" | "preprocess": {name: raman-edge version}}``.
+    """
+    if "introduced_in" not in arrays:
+        return {}
+    try:
+        table = json.loads(str(arrays["introduced_in"]))
+    except (ValueError, RecursionError):
+        table = None
+    if not (isinstance(table, dict) and all(
+            isinstance(names, dict) and all(isinstance(v, str) for v in names.values()) for names in table.values())):
+        raise _fail(path, f"{NPZ_FILE} entry 'introduced_in' is not a JSON object of names and their versions")
+    return table
+
+
+def _unknown(path: Path, what: str, name: str, known, since: str | None, written_by: str | None) -> BundleError:
+    """The refusal of a network kind, input layout or preprocessing step this runtime does not know.
+
+    Parameters
+    ----------
+    what : str
+        ``network kind``, ``input layout`` or ``preprocessing step``.
+    name : str
+        The name the bundle stores.
+    known : iterable of str
+        The names of that sort this runtime reads.
+    since, written_by : str or None
+        From the bundle: the version that introduced ``name``, and the version that wrote the bundle.
+    """
+    version = _runtime_version()
+    origin = f"was introduced in raman-edge {since[:40]}" if since else "is not in the bundle's table of versions"
+    by = f" (the bundle was written by raman-edge {written_by[:40]})" if written_by else ""
+    update = f"update raman-edge on the device to {since[:40]} or later" if since else "update raman-edge on the device"
+    return _fail(path, f"its {what} {name[:40]!r} {origin}{by}, and this runtime, raman-edge {version}, "
+                       "does not know it",
+                 f"{update}, or re-export the model with what raman-edge {version} knows ({what}s: {', '.join(known)})")
+
+
 def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
-    """The bundle's network, whichever layout it has, from its checked ``model.npz`` arrays."""
+    """The bundle's network, whichever kind and layout it has, from its checked ``model.npz`` arrays."""
     try:
         if int(arrays["schema_version"]) != SCHEMA_VERSION:
             raise _fail(path, f"{NPZ_FILE} has schema version {int(arrays['schema_version'])}")
+        introduced = _introduced_in(path, arrays)
+        written_by = str(arrays["written_by"]) if "written_by" in arrays else None
+        kind = str(arrays["network_kind"]) if "network_kind" in arrays \
+            else "convolutional" if "architecture" in arrays else "dense"
+        if kind not in NETWORK_KINDS:
+            raise _unknown(path, "network kind", kind, NETWORK_KINDS, introduced.get("network_kind", {}).get(kind),
+                           written_by)
         layout = str(arrays["input_layout"])
         if layout not in INPUT_LAYOUTS:
-            raise _fail(path, f"unknown input layout {layout!r}", "use the raman-edge release that wrote it")
+            raise _unknown(path, "input layout", layout, INPUT_LAYOUTS,
+                           introduced.get("input_layout", {}).get(layout), written_by)
         points = int(arrays["axis_points"])
         if points > MAX_AXIS_POINTS:
             raise _fail(path, f"its axis of {points} points is longer than any model's ({MAX_AXIS_POINTS})")
         axis = Axis(float(arrays["axis_start"]), float(arrays["axis_stop"]), points)
         classes = tuple(str(s) for s in arrays["class_names"])
         name = str(arrays["name"])
-        chain = _chain(path, arrays, axis)
-        if "architecture" in arrays:
+        chain = _chain(path, arrays, axis, introduced.get("preprocess", {}), written_by)
+        if kind == "convolutional":
             if layout != INTENSITIES_LAYOUT:
                 raise _fail(path, f"its convolutional network takes the layout {INTENSITIES_LAYOUT!r}, not {layout!r}")
-            return _conv_bundle(path, card, arrays, name, classes, axis, chain)
+            return _conv_bundle(path, card, arrays, name, classes, axis, chain, written_by)
+        if "architecture" in arrays:
+            raise _fail(path, "its network kind is 'dense', yet it stores a convolutional 'architecture'")
         prominence = 0.0
         if layout == INPUT_LAYOUT:
             features = tuple(str(s) for s in arrays["feature_names"])
@@ -324,11 +396,15 @@ def _network_bundle(path: Path, card: dict, arrays: dict) -> ModelBundle:
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=prominence, standardizer=std, layers=tuple(layers),
-                       leaky_slope=slope, preprocess=chain, input_layout=layout)
+                       leaky_slope=slope, preprocess=chain, input_layout=layout, written_by=written_by)
 
 
-def _chain(path: Path, arrays: dict, axis: Axis) -> Chain:
-    """The preprocessing chain of checked ``model.npz`` arrays: a ``preprocess`` spec, or a ``normalisation``."""
+def _chain(path: Path, arrays: dict, axis: Axis, introduced: dict, written_by: str | None) -> Chain:
+    """The preprocessing chain of checked ``model.npz`` arrays: a ``preprocess`` spec, or a ``normalisation``.
+
+    ``introduced`` maps the bundle's steps to the versions that introduced them, for the refusal of one
+    this runtime does not know.
+    """
     if "preprocess" not in arrays:
         normalisation = str(arrays["normalisation"]) if "normalisation" in arrays else "none"
         if normalisation not in NORMALISATIONS:
@@ -339,7 +415,7 @@ def _chain(path: Path, arrays: dict, axis: Axis) -> Chain:
     try:
         return Chain.from_arrays(arrays, axis.points)
     except UnknownStepError as exc:
-        raise _fail(path, str(exc), "upgrade raman-edge to run it") from None
+        raise _unknown(path, "preprocessing step", exc.step, STEPS, introduced.get(exc.step), written_by) from None
     except KeyError as exc:
         raise _fail(path, f"{NPZ_FILE} lacks the preprocessing entry {exc}") from None
     except (TypeError, ValueError, AttributeError, RecursionError) as exc:
@@ -347,7 +423,7 @@ def _chain(path: Path, arrays: dict, axis: Axis) -> Chain:
 
 
 def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple, axis: Axis,
-                 chain: Chain) -> ModelBundle:
+                 chain: Chain, written_by: str | None) -> ModelBundle:
     """The convolutional network of a bundle whose inputs are the preprocessed intensities."""
     try:
         spec = json.loads(str(arrays["architecture"]))
@@ -362,7 +438,8 @@ def _conv_bundle(path: Path, card: dict, arrays: dict, name: str, classes: tuple
     sha = card["files"][NPZ_FILE]["sha256"]
     return ModelBundle(path=path, card=card, name=name, model_id=f"{name}@{sha[:12]}", class_names=classes,
                        axis=axis, prominence=0.0, standardizer=None, layers=(), leaky_slope=0.0,
-                       preprocess=chain, convnet=net, input_layout=INTENSITIES_LAYOUT)
+                       preprocess=chain, convnet=net, input_layout=INTENSITIES_LAYOUT, network_kind="convolutional",
+                       written_by=written_by)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -435,7 +512,8 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     tflite : bytes
         The TFLite flatbuffer of the same network.
     card : dict
-        Model card fields; ``schema_version``, ``id``, ``files`` and ``examples`` are filled in here.
+        Model card fields; ``schema_version``, ``id``, ``format`` (network kind, versions), ``files`` and
+        ``examples`` are filled in here.
     examples : sequence of (file name, bytes, expected label)
         Example spectra stored under ``examples/``.
 
@@ -454,7 +532,12 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
     if layout not in INPUT_LAYOUTS or (convnet is not None and layout != INTENSITIES_LAYOUT) \
             or (layout == INPUT_LAYOUT and standardizer is None):
         raise ValueError(f"input layout {layout!r} does not fit the network given")
-    arrays["input_layout"] = np.array(layout)
+    kind = "convolutional" if convnet is not None else "dense"
+    introduced = {"network_kind": {kind: NETWORK_KINDS[kind]}, "input_layout": {layout: INPUT_LAYOUTS[layout]},
+                  "preprocess": {step.name: step.introduced_in for step in chain.steps}}
+    fmt = {"network_kind": kind, "introduced_in": introduced, "written_by": _runtime_version()}
+    arrays.update({"input_layout": np.array(layout), "network_kind": np.array(kind),
+                   "introduced_in": np.array(json.dumps(introduced)), "written_by": np.array(fmt["written_by"])})
     if convnet is not None:
         spec, weights = to_arrays(convnet)
         arrays.update({"architecture": np.array(json.dumps(spec)), **{f"net.{k}": v for k, v in weights.items()}})
@@ -487,7 +570,7 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
         files = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
                  for rel in [NPZ_FILE, TFLITE_FILE] + [e["file"] for e in listed]}
         full = {"schema_version": SCHEMA_VERSION, "id": f"{name}@{files[NPZ_FILE]['sha256'][:12]}", **card,
-                "files": files, "examples": listed}
+                "format": fmt, "files": files, "examples": listed}
         write_synced(tmp / CARD_FILE, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         publish_directory(tmp, path)
     except BaseException:

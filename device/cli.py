@@ -88,12 +88,13 @@ def cmd_classify(args) -> int:
 
 
 def cmd_info(args) -> int:
-    """Print a bundle's identity, classes, axis and FLOP count after verifying it."""
+    """Print a bundle's identity, kinds, classes, axis and FLOP count after verifying it."""
     from .bundle import load_bundle
     from .cost import bundle_flop_count
 
     b = load_bundle(args.model)
-    out = {"id": b.model_id, "kind": b.kind, "architecture": b.architecture, "classes": list(b.class_names),
+    out = {"id": b.model_id, "kind": b.kind, "network_kind": b.network_kind, "architecture": b.architecture,
+           "written_by": b.written_by, "classes": list(b.class_names),
            "axis_cm-1": str(b.axis), "inputs": b.input_size, "normalisation": b.normalisation,
            "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))

@@ -40,7 +40,17 @@ ASLS_VECTOR_MIN = 24
 
 
 class UnknownStepError(ValueError):
-    """A stored chain names a step this runtime does not know."""
+    """A stored chain names a step this runtime does not know.
+
+    Attributes
+    ----------
+    step : str
+        The step's name as stored (its first 40 characters).
+    """
+
+    def __init__(self, step: str):
+        self.step = step[:40]
+        super().__init__(f"preprocessing step {self.step!r} is not one this raman-edge knows")
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class SNV:
     """Standard normal variate per spectrum."""
 
     name = "snv"
+    introduced_in = "0.1.0"
 
     @property
     def text(self) -> str:
@@ -98,6 +109,7 @@ class SavitzkyGolay:
     delta: float
 
     name = "savgol"
+    introduced_in = "0.1.0"
 
     @classmethod
     def design(cls, window: int, polyorder: int, deriv: int, delta: float) -> "SavitzkyGolay":
@@ -184,6 +196,7 @@ class AsLS:
     tol: float = ASLS_TOL
 
     name = "asls"
+    introduced_in = "0.1.0"
 
     @property
     def text(self) -> str:
@@ -277,7 +290,8 @@ def _ldl_solve(a: list, b: list, lam: float, r: list) -> list:
     return x
 
 
-#: Steps by the name a chain's spec gives them.
+#: Steps by the name a chain's spec gives them; each step's ``introduced_in`` is the raman-edge version
+#: that introduced it, which bundles record (:mod:`device.bundle`).
 STEPS = {cls.name: cls for cls in (SNV, SavitzkyGolay, AsLS)}
 
 
@@ -412,7 +426,7 @@ class Chain:
                 raise ValueError(f"step {i} is not an object with a step name")
             name = spec["step"]
             if name not in STEPS:
-                raise UnknownStepError(f"preprocessing step {name[:40]!r} was made by a newer raman-edge")
+                raise UnknownStepError(name)
             prefix = f"preprocess.{i}."
             steps.append(STEPS[name].from_arrays(spec, {k[len(prefix):]: v for k, v in arrays.items()
                                                         if k.startswith(prefix)}, points))

@@ -4,9 +4,15 @@ import shutil
 import numpy as np
 import pytest
 
-from device.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file
+import device
+from device.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file, write_bundle
+from device.classifier import Classifier
+from device.convnet import Conv, ConvNet
 from device.errors import BundleError
+from device.service import self_test
+from device.spectrum import Axis
 
+from conftest import ROOT, SHIPPED_MODELS
 from helpers import make_bundle
 
 
@@ -115,3 +121,120 @@ def test_rewrite_replaces_whole_bundle(tmp_path):
     second = make_bundle(path, seed=2)
     assert first.model_id != second.model_id and load_bundle(path).model_id == second.model_id
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def _arrays(path):
+    with np.load(path / NPZ_FILE, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_every_bundle_records_its_kind_and_versions(good, tmp_path):
+    arrays, card = _arrays(good), json.loads((good / CARD_FILE).read_text())
+    introduced = {"network_kind": {"dense": "0.1.0"}, "input_layout": {"intensities+features": "0.1.0"},
+                  "preprocess": {}}
+    assert (str(arrays["network_kind"]), json.loads(str(arrays["introduced_in"])), str(arrays["written_by"])) \
+        == ("dense", introduced, device.__version__)
+    assert card["format"] == {"network_kind": "dense", "introduced_in": introduced, "written_by": device.__version__}
+    b = load_bundle(good)
+    assert (b.network_kind, b.written_by) == ("dense", device.__version__)
+    rng = np.random.default_rng(0)
+    net = ConvNet((Conv(rng.normal(size=(5, 1, 4)), rng.normal(size=4), 2, "relu"),), rng.normal(size=(4, 3)),
+                  rng.normal(size=3))
+    conv = write_bundle(tmp_path / "conv", name="conv", class_names=("a", "b", "c"), axis=Axis(500, 600, 101),
+                        tflite=b"", card={}, convnet=net, normalisation="asls:1e5:0.01,snv")
+    assert conv.network_kind == "convolutional" and conv.card["format"]["introduced_in"] == {
+        "network_kind": {"convolutional": "0.1.0"}, "input_layout": {"intensities": "0.1.0"},
+        "preprocess": {"asls": "0.1.0", "snv": "0.1.0"}}
+
+
+def _as_future_exporter(path, change, introduced: dict, written_by="0.9.2"):
+    """Rewrite ``model.npz`` with ``change(arrays)`` and the versions a later raman-edge would record, then
+    the card's format, hashes and id, as that release's exporter would write them."""
+    arrays = _arrays(path)
+    change(arrays)
+    table = json.loads(str(arrays["introduced_in"]))
+    for part, names in introduced.items():
+        table[part].update(names)
+    arrays.update(introduced_in=np.array(json.dumps(table)), written_by=np.array(written_by))
+    np.savez(path / NPZ_FILE, **arrays)
+    card = json.loads((path / CARD_FILE).read_text())
+    card["format"] = {"network_kind": str(arrays["network_kind"]), "introduced_in": table, "written_by": written_by}
+    card["files"][NPZ_FILE]["sha256"] = sha256_file(path / NPZ_FILE)
+    card["id"] = f"{card['id'].split('@')[0]}@{card['files'][NPZ_FILE]['sha256'][:12]}"
+    (path / CARD_FILE).write_text(json.dumps(card))
+
+
+def _chain_with(step: dict):
+    def change(arrays):
+        del arrays["normalisation"]
+        arrays["preprocess"] = np.array(json.dumps([{"step": "snv"}, step]))
+    return change
+
+
+@pytest.mark.parametrize("change, introduced, what, known", [
+    (lambda a: a.update(network_kind=np.array("transformer")), {"network_kind": {"transformer": "0.7.0"}},
+     "network kind 'transformer'", "network kinds: dense, convolutional"),
+    (lambda a: a.update(input_layout=np.array("intensities+derivative")),
+     {"input_layout": {"intensities+derivative": "0.7.0"}}, "input layout 'intensities+derivative'",
+     "input layouts: intensities+features, intensities"),
+    (_chain_with({"step": "wavelet", "level": 3}), {"preprocess": {"snv": "0.1.0", "wavelet": "0.7.0"}},
+     "preprocessing step 'wavelet'", "preprocessing steps: snv, savgol, asls"),
+])
+def test_a_kind_from_a_later_release_is_refused_by_name(copy, change, introduced, what, known):
+    _as_future_exporter(copy, change, introduced)
+    with pytest.raises(BundleError) as err:
+        load_bundle(copy)
+    this = device.__version__
+    assert str(err.value) == (
+        f"model bundle {copy}: its {what} was introduced in raman-edge 0.7.0 (the bundle was written by "
+        f"raman-edge 0.9.2), and this runtime, raman-edge {this}, does not know it; update raman-edge on the "
+        f"device to 0.7.0 or later, or re-export the model with what raman-edge {this} knows ({known}).")
+
+
+@pytest.mark.parametrize("change, introduced, chain", [
+    (lambda a: None, {}, "none"),
+    (lambda a: a.update(network_kind=np.array("dense")), {"network_kind": {"dense": "0.1.0"}}, "none"),
+    (_chain_with({"step": "snv"}), {"preprocess": {"snv": "0.1.0"}}, "snv,snv"),
+])
+def test_the_same_rewrite_with_known_kinds_loads(copy, change, introduced, chain):
+    _as_future_exporter(copy, change, introduced)
+    b = load_bundle(copy)
+    assert (b.network_kind, b.written_by, b.normalisation) == ("dense", "0.9.2", chain)
+
+
+def test_bundles_without_the_entries_load_with_the_kind_inferred(good, copy):
+    arrays = {k: v for k, v in _arrays(copy).items() if k not in ("network_kind", "introduced_in", "written_by")}
+    np.savez(copy / NPZ_FILE, **arrays)
+    _rehash(copy)
+    old, new = load_bundle(copy), load_bundle(good)
+    assert (old.network_kind, old.written_by, old.architecture) == ("dense", None, "compact")
+    Y = np.random.default_rng(2).normal(size=(4, 101))
+    assert np.array_equal(Classifier(old).probabilities_on_axis(Y), Classifier(new).probabilities_on_axis(Y))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update(introduced_in=np.array("{not json")), "'introduced_in' is not a JSON object"),
+    (lambda a: a.update(introduced_in=np.array('{"network_kind": {"dense": 1}}')), "'introduced_in' is not a JSON"),
+    (lambda a: a.update(architecture=np.array("[]")), "network kind is 'dense', yet it stores a convolutional"),
+    (lambda a: a.update(network_kind=np.array("convolutional"), input_layout=np.array("intensities")),
+     "lacks the entry 'architecture'"),
+])
+def test_inconsistent_kind_entries_are_refused(copy, change, message):
+    arrays = _arrays(copy)
+    change(arrays)
+    np.savez(copy / NPZ_FILE, **arrays)
+    _rehash(copy)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(copy)
+
+
+def test_the_list_of_shipped_models_is_complete():
+    assert sorted(p.parent.name for p in (ROOT / "models").glob("*/model.json")) == sorted(SHIPPED_MODELS)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tflite"])
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_every_shipped_bundle_passes_its_self_test(name, backend):
+    b = load_bundle(ROOT / "models" / name)
+    result = self_test(b, Classifier(b, backend))
+    assert result["passed"] and result["examples"] >= len(b.class_names), result["reason"]

@@ -75,10 +75,35 @@ def test_info_and_bridge_help(shipped_bundle):
     r = run("raman-device", "info", "--model", shipped_bundle.path)
     info = json.loads(r.stdout)
     assert info["id"] == shipped_bundle.model_id and info["flop_per_spectrum"] < 2e5
+    assert (info["kind"], info["network_kind"]) == ("compact", "dense")
     bridge_help = run("raman-bridge", "--help")
     assert bridge_help.returncode == 0 and all(c in bridge_help.stdout for c in ("simulate", "probe", "acquire",
                                                                                   "calibrate"))
     assert "usage" in run("raman-train", "--help").stdout
+
+
+def test_info_names_a_network_kind_this_release_does_not_know(tmp_path):
+    import numpy as np
+
+    import device
+    from device.bundle import CARD_FILE, NPZ_FILE, sha256_file
+    from helpers import make_bundle
+
+    b = make_bundle(tmp_path / "b")
+    r = run("raman-device", "info", "--model", b.path)
+    assert json.loads(r.stdout)["written_by"] == device.__version__
+    with np.load(b.path / NPZ_FILE, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(network_kind=np.array("transformer"),
+                  introduced_in=np.array(json.dumps({"network_kind": {"transformer": "0.7.0"}})))
+    np.savez(b.path / NPZ_FILE, **arrays)
+    card = json.loads((b.path / CARD_FILE).read_text())
+    card["files"][NPZ_FILE]["sha256"] = sha256_file(b.path / NPZ_FILE)
+    (b.path / CARD_FILE).write_text(json.dumps(card))
+    r = run("raman-device", "info", "--model", b.path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "network kind 'transformer' was introduced in raman-edge 0.7.0" in r.stderr
+    assert "update raman-edge on the device to 0.7.0 or later" in r.stderr
 
 
 def band_file(path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHIPPED_MODELS
 from device.config import ConfigError, parse_config
 from device.install import (InstallError, check_sums, install, parse_usb_id, system_steps, udev_rule,
                             usb_identity)
@@ -78,7 +79,8 @@ def test_staged_installation_lays_out_everything(staged, bundle):
     rule = (root / "etc/udev/rules.d/99-raman-edge.rules").read_text()
     assert 'ATTRS{idVendor}=="0403", ATTRS{idProduct}=="6001", ATTRS{serial}=="A9XYZ"' in rule
     assert 'SYMLINK+="raman-spectrometer"' in rule
-    assert (root / "opt/raman-edge/models/LICENSES").is_dir()
+    installed = sorted(p.name for p in (root / "opt/raman-edge/models").iterdir())
+    assert installed == sorted(("LICENSES",) + SHIPPED_MODELS)
     steps = out[out.index("would now run:"):]
     assert "systemd-sysusers" in steps and "usermod --append --groups raman-edge pi" in steps
     # the environment holds the device runtime from the wheelhouse, and no ML framework
@@ -89,9 +91,10 @@ def test_staged_installation_lays_out_everything(staged, bundle):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "tflite"])
-def test_installed_command_classifies_the_installed_model(staged, backend):
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_installed_command_classifies_every_installed_model(staged, name, backend):
     root, _ = staged
-    model = root / "opt/raman-edge/models/sers-pesticides"
+    model = root / "opt/raman-edge/models" / name
     examples = sorted(model.glob("examples/*/*"))
     r = subprocess.run([str(root / "opt/raman-edge/venv/bin/raman-device"), "classify", "--model", str(model),
                         "--backend", backend, *map(str, examples)], capture_output=True, text=True)
