@@ -49,7 +49,7 @@ def _fit(plastics, kind, **kw):
 @pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS] + [("linear-svm", True), ("pca-logreg", True)])
 def test_scikit_learn_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind, standardise):
     from trainer.export import PARITY_TOLERANCE, export_check, tflite_bytes
-    from trainer.linearfit import as_stored
+    from trainer.candidates import as_stored
 
     model = _fit(plastics, kind, standardise=standardise)
     X = plastics["S"][plastics["test"]]  # sea-water spectra: none was seen in training
@@ -123,7 +123,7 @@ def test_flop_counted_by_hand(plastics):
 
 def _linear_bundle(tmp_path, plastics, kind):
     from trainer.export import tflite_bytes
-    from trainer.linearfit import as_stored
+    from trainer.candidates import as_stored
 
     model = _fit(plastics, kind, standardise=kind == "pca-logreg")
     net = as_stored(model.network)
@@ -256,14 +256,14 @@ def test_too_many_components_are_refused_before_training_and_nothing_is_written(
     out = tmp_path / "b"
     r = _train("fit", _need(MICROPLASTICS), "--out", out, "--model", "pca-logreg", "--holdout", "condition=SW",
                "--components", "200")
-    assert r.returncode != 0 and "--components 200" in r.stderr and "use --components 74 or fewer" in r.stderr
+    assert r.returncode != 0 and "--components 200" in r.stderr and "use --components 149 or fewer" in r.stderr
     assert "Traceback" not in r.stderr and "final fit" not in r.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--model", "compact", "--C", "1"), "--C, --components and --standardise are options of the linear models"),
+    (("--model", "compact", "--C", "1"), "--model compact takes no --C"),
     (("--model", "logreg", "--tune"), "takes no --tune"),
-    (("--model", "logreg", "--components", "5"), "--components is an option of pca-logreg and pls-logreg"),
+    (("--model", "logreg", "--components", "5"), "--model logreg takes no --components"),
     (("--model", "linear-svm", "--C", "-1"), "C must be a positive number"),
 ])
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
@@ -273,16 +273,16 @@ def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
 
 
 def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
-    from trainer import linearfit
+    from trainer import candidates
     from trainer.export import ExportCheckError
-    from trainer.linear import LinearSettings
+    from trainer.fit import fit_bundle
 
     def skewed(net):  # the exported weights drift from the fitted ones
         return DenseNet(tuple(Dense(l.kernel * 1.01, l.bias, l.activation) for l in net.layers))
 
-    monkeypatch.setattr(linearfit, "as_stored", skewed)
+    monkeypatch.setattr(candidates, "as_stored", skewed)
     with pytest.raises(ExportCheckError):
-        linearfit.fit_linear_bundle(_need(MICROPLASTICS), tmp_path / "b", LinearSettings("logreg"), log=lambda m: None)
+        fit_bundle(_need(MICROPLASTICS), tmp_path / "b", candidates.Candidate("logreg"), log=lambda m: None)
     assert not (tmp_path / "b").exists()
 
 

@@ -67,7 +67,7 @@ def trained(tmp_path_factory):
         for j, row in enumerate(spectra(name, 30, 10 + i)):
             np.savetxt(folder / f"{name}-{j}.csv", np.column_stack([AXIS, row]), delimiter=",")
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(root / "data"), "--out", str(root / "bundle"),
-                        "--epochs", "30"], capture_output=True, text=True)
+                        "--model", "compact", "--epochs", "30"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return root
 

@@ -248,7 +248,8 @@ def test_any_spec_edit_loads_and_runs_or_is_refused(chain_bundle, tmp_path_facto
 
 def test_fit_cli_with_a_chain_gives_the_same_verdicts_on_both_backends(raw_subset, tmp_path):
     out = tmp_path / "b"
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(raw_subset), "--out", str(out), "--epochs", "3",
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(raw_subset), "--out", str(out), "--model", "compact",
+                        "--epochs", "3",
                         "--preprocess", CHAIN], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     card = json.loads((out / "model.json").read_text())

@@ -174,7 +174,7 @@ def test_a_class_seen_in_one_group_only_is_refused_by_name(tmp_path):
     for f in (data / "c2" / "P02").iterdir():
         f.rename(data / "c2" / "P01" / f.name.replace("P02", "P01x"))
     (data / "c2" / "P02").rmdir()
-    r = run("fit", data, "--out", tmp_path / "b", "--groups", "folder", "--split", "logo", "--epochs", "2")
+    r = run("fit", data, "--out", tmp_path / "b", "--groups", "folder", "--split", "logo", "--model", "compact", "--epochs", "2")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "error: --split logo: every spectrum of class c2 belongs to group P01" in r.stderr
     assert "epoch" not in r.stderr and not (tmp_path / "b").exists()
@@ -224,7 +224,7 @@ def test_compare_keeps_groups_apart_and_says_a_random_split_is_optimistic(groupe
 
 def test_fit_keeps_groups_apart_and_says_a_random_cross_validation_is_optimistic(grouped_npz, tmp_path):
     r = run("fit", grouped_npz, "--out", tmp_path / "b", "--groups", "patient", "--split", "holdout:patient=P04",
-            "--cv-folds", "2", "--epochs", "3")
+            "--cv-folds", "2", "--model", "compact", "--epochs", "3")
     assert r.returncode == 0, r.stderr
     metrics = json.loads((tmp_path / "b" / "model.json").read_text())["metrics"]
     held, cv = metrics["holdout"], metrics["cross_validation"]

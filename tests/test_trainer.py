@@ -127,7 +127,8 @@ def test_fit_cli_end_to_end(sers_npz, tmp_path):
     np.savez(tmp_path / "d.npz", X=sers_npz["X"][idx], y=sers_npz["y"][idx], wavenumber=sers_npz["wavenumber"],
              class_names=sers_npz["class_names"], concentration_ppm=sers_npz["concentration_ppm"][idx])
     out = tmp_path / "bundle"
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(out), "--epochs", "3",
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(out), "--model", "compact",
+                        "--epochs", "3",
                         "--holdout", "concentration_ppm=0.5", "--cv-folds", "2", "--axis", "600:1800:601",
                         "--data-licence", "MIT"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

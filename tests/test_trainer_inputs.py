@@ -59,7 +59,7 @@ def fitted(tmp_path_factory):
     """``raman-train fit`` with its defaults (no --examples) on 3 classes x 10 spectra."""
     root = tmp_path_factory.mktemp("fit")
     data = write_classes(root / "data", (10, 10, 10))
-    r = run("fit", data, "--out", root / "bundle", "--epochs", "30")
+    r = run("fit", data, "--out", root / "bundle", "--model", "compact", "--epochs", "30")
     assert r.returncode == 0, r.stderr
     return root, r
 
@@ -154,7 +154,7 @@ def test_force_replaces_an_existing_output_whole(tmp_path):
 
 def test_classes_below_the_minimum_are_refused_before_training(tmp_path):
     data = write_classes(tmp_path / "d", (10, 2, 1))
-    r = run("fit", data, "--out", tmp_path / "b", "--epochs", "2")
+    r = run("fit", data, "--out", tmp_path / "b", "--model", "compact", "--epochs", "2")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "every class needs at least 3 spectra" in r.stderr and "too few in c1 (2), c2 (1)" in r.stderr
     assert "epoch" not in r.stderr and not (tmp_path / "b").exists()

@@ -18,11 +18,13 @@ import numpy as np
 from device.bundle import write_bundle
 from device.convnet import ConvNet
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
+from device.inputs import as_chain
 
-from .candidates import Candidate, TrainingSpectra, device_flop, train
+from .candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
 from .data import Dataset, DatasetError, load_dataset
 from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from .export import export_check, tflite_bytes, tflite_convnet_bytes
+from .linear import LINEAR_MODELS, max_components
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
@@ -213,6 +215,13 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         log(f"model {candidate.name}")
     ds, example_files, splits = load_training_data(data, axis, examples, log, validation, seed, groups,
                                                    choosing=candidate is None or tune_hp)
+    for chain in [candidate.chain] if candidate is not None else chains or ():
+        try:
+            as_chain(chain, ds.axis)
+        except ValueError as exc:
+            raise DatasetError(f"--preprocess {chain}: {exc}") from None
+    if candidate is not None:
+        check_components(candidate, ds, splits)
     n_classes = len(ds.class_names)
     held = next((s for s in splits if s.spec.kind.startswith("holdout")), None)
     choices: dict = {}
@@ -291,6 +300,24 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                           normalisation=trained.chain, input_layout=final.input_layout)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle
+
+
+def check_components(candidate: Candidate, ds: Dataset, splits: list) -> None:
+    """Refuse, before any training, more projection scores than the smallest training set allows.
+
+    The training sets are all spectra and those of each pair of ``splits``, with their degraded copies.
+    """
+    if candidate.kind not in LINEAR_MODELS or not candidate.settings.projected:
+        return
+    sizes = {"all spectra": ds.y.size, **{f"a training set of {s.spec.option}": min(tr.size for tr, _ in s.pairs)
+                                          for s in splits}}
+    where = min(sizes, key=sizes.get)
+    copies = AUGMENT_COPIES + 1 if candidate.augment else 1
+    most = max_components(sizes[where] * copies, ds.axis.points)
+    if candidate.settings.components > most:
+        raise DatasetError(f"--components {candidate.settings.components} is more than {where} ({sizes[where]} "
+                           f"spectra{' and as many degraded copies' if candidate.augment else ''}) can give: use "
+                           f"--components {most} or fewer")
 
 
 def preprocessing_card(trained, ds: Dataset) -> dict:
