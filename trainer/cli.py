@@ -7,7 +7,12 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
+from .convnets import ConvHyperparameters
 from .linear import DEFAULT_C, DEFAULT_COMPONENTS, LINEAR_MODELS
+from .model import Hyperparameters
+
+#: The defaults of the training options, written once in the dataclasses.
+_COMPACT, _CONV = Hyperparameters(), ConvHyperparameters()
 
 
 def _note(msg: str) -> None:
@@ -19,6 +24,11 @@ def _axis(args):
     from device.spectrum import Axis
 
     return Axis.parse(args.axis, "--axis") if args.axis else None
+
+
+def _given(args, names: tuple) -> dict:
+    """The options among ``names`` given on the command line; the others keep their dataclass defaults."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def cmd_fit(args) -> int:
@@ -49,25 +59,19 @@ def cmd_fit(args) -> int:
                              f"({', '.join(LINEAR_MODELS)}), not of --model {args.model}")
     if args.model == "compact":
         from .fit import fit_bundle
-        from .model import Hyperparameters
 
-        hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope,
-                             learning_rate=args.learning_rate or 1e-3, l2=1e-3 if args.l2 is None else args.l2,
-                             epochs=args.epochs or 50, batch_size=args.batch_size)
+        hp = Hyperparameters(**_given(args, ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")))
         fit_bundle(args.data, args.out, hp=hp, tune_hp=args.tune, preprocess=chain, **common)
         return 0
     from .convfit import fit_conv_bundle
-    from .convnets import ConvHyperparameters
 
     if args.tune or chain != "snv":
         raise RamanEdgeError(f"--model {args.model} takes no --tune and always uses SNV inputs; "
                              "remove --tune / --normalise none / --preprocess")
-    base = ConvHyperparameters()
     if args.epochs:
         raise RamanEdgeError(f"--model {args.model} trains for a number of optimizer steps: use --steps, not --epochs")
-    hp = ConvHyperparameters(learning_rate=args.learning_rate or base.learning_rate,
-                             l2=base.l2 if args.l2 is None else args.l2, steps=args.steps,
-                             batch_size=args.batch_size, augment=not args.no_augment)
+    hp = ConvHyperparameters(**_given(args, ("learning_rate", "l2", "steps", "batch_size")),
+                             augment=not args.no_augment)
     fit_conv_bundle(args.data, args.out, args.model, hp=hp, **common)
     return 0
 
@@ -97,7 +101,7 @@ def _fit_linear(args, chain: str, common: dict) -> int:
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
 #: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the 22 features, each column standardised,
 #: Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam, 50 epochs. The paper's learning rate
-#: and L2 are not legible: raman-train's defaults (1e-3, 1e-3) unless --tune or given.
+#: and L2 are not legible: raman-train's defaults (:class:`trainer.model.Hyperparameters`) unless --tune or given.
 PAPER_PRESET = {"model": "compact", "preprocess": "none", "hidden": 5, "leaky_slope": 0.3, "epochs": 50,
                 "batch_size": 32}
 
@@ -172,7 +176,6 @@ def cmd_evaluate(args) -> int:
     from device.errors import RamanEdgeError
 
     from .data import load_dataset
-    from .model import Hyperparameters
     from .protocol import Settings, choose_folds, run
     from .report import write_report
     from .splits import SplitSpec, make_splits, parse_split
@@ -183,8 +186,7 @@ def cmd_evaluate(args) -> int:
         raise RamanEdgeError(f"--split {args.split} states the folds and repeats itself: drop --folds / --repeats "
                              "(e.g. --split repeated:10x15 is the published protocol)")
     spec = parse_split(args.split) if args.split else None
-    hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
-                         l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
+    hp = Hyperparameters(**_given(args, ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")))
     ds = load_dataset(args.data, _axis(args), log=_note, groups=args.groups)
     if spec is None:
         grouped = ds.groups is not None
@@ -310,17 +312,26 @@ def cmd_detector(args) -> int:
     return 0
 
 
+def _per_model(name: str) -> str:
+    """The default of hyperparameter ``name``: one value, or the compact network's and the convolutional ones'."""
+    compact, conv = getattr(_COMPACT, name), getattr(_CONV, name)
+    return f"{compact:g}" if compact == conv else f"{compact:g} compact, {conv:g} convolutional"
+
+
 def _training_options(p, defaults: bool = True) -> None:
-    """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
+    """Options shared by fit and evaluate.
+
+    The hyperparameters default to None, so that the dataclass defaults apply (:func:`_given`; for fit, those of
+    the model chosen). Without ``defaults`` --normalise is None too (fit resolves it with --preprocess).
+    """
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
-    p.add_argument("--epochs", type=int, default=50 if defaults else None,
-                   help="passes over the data (default 50; the compact network)")
-    p.add_argument("--learning-rate", type=float, default=1e-3 if defaults else None, help="Adam step (default 1e-3)")
-    p.add_argument("--l2", type=float, default=1e-3 if defaults else None,
-                   help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
-    p.add_argument("--batch-size", type=int, default=32, help="spectra per optimizer step")
-    p.add_argument("--hidden", type=int, default=5, help="hidden units (the method uses 5)")
-    p.add_argument("--leaky-slope", type=float, default=0.3, help="Leaky ReLU slope (default 0.3, Keras' layer default)")
+    p.add_argument("--epochs", type=int, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
+    p.add_argument("--learning-rate", type=float, help=f"Adam step (default {_per_model('learning_rate')})")
+    p.add_argument("--l2", type=float, help=f"L2 penalty on the kernels (default {_per_model('l2')})")
+    p.add_argument("--batch-size", type=int, help=f"spectra per optimizer step (default {_per_model('batch_size')})")
+    p.add_argument("--hidden", type=int, help=f"hidden units (default {_COMPACT.hidden}; the method uses 5)")
+    p.add_argument("--leaky-slope", type=float,
+                   help=f"Leaky ReLU slope (default {_COMPACT.leaky_slope:g}, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
     p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
@@ -363,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--standardise", action="store_true",
                    help="linear models: standardise each input column by the training spectra first (default: "
                         "off; it amplifies the noise of flat spectral regions)")
-    f.add_argument("--steps", type=int, default=1000,
-                   help="convolutional models: optimizer steps (batches) to train for (default 1000)")
+    f.add_argument("--steps", type=int,
+                   help=f"convolutional models: optimizer steps (batches) to train for (default {_CONV.steps})")
     f.add_argument("--no-augment", action="store_true",
                    help="convolutional models: train without the inferior-acquisition augmentation")
     _training_options(f, defaults=False)
@@ -427,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
                    help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
-    c.add_argument("--steps", type=int, default=1000, help="optimizer steps of the convolutional models")
+    c.add_argument("--steps", type=int, default=_CONV.steps,
+                   help=f"optimizer steps of the convolutional models (default {_CONV.steps})")
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)

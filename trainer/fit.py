@@ -11,10 +11,11 @@ import numpy as np
 from device.bundle import write_bundle
 from device.cost import flop_count
 from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
-from device.inputs import Standardizer, as_chain, raw_inputs
+from device.inputs import as_chain, raw_inputs
 from device.network import forward
 
 from . import model as net
+from .compact import fit_compact, pair_seeds
 from .data import Dataset, DatasetError, load_dataset
 from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from .export import export_check, tflite_bytes
@@ -31,9 +32,8 @@ TUNING_FOLDS = 3
 def fit_predict(R: np.ndarray, y: np.ndarray, n_classes: int, train: np.ndarray, test: np.ndarray,
                 hp: net.Hyperparameters, seed: int) -> np.ndarray:
     """Fit the scaler and the network on ``train`` rows of raw inputs ``R`` and predict ``test`` rows."""
-    std = Standardizer.fit(R[train])
-    model, _ = net.train(std.transform(R[train]), y[train], n_classes, hp, seed)
-    return net.predict(model, std.transform(R[test])).argmax(axis=1)
+    fitted = fit_compact(R[train], y[train], n_classes, hp, seed)
+    return forward(fitted.standardizer.transform(R[test]), fitted.layers, hp.leaky_slope).argmax(axis=1)
 
 
 def tune(R, y, n_classes, rows, hp, seed, log) -> tuple[net.Hyperparameters, list]:
@@ -63,7 +63,8 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
     splits : list of trainer.splits.Splits
         At most one hold-out (card key ``holdout``) and one cross-validation (``cross_validation``).
     seed : int
-        Training seed of the hold-out, and of fold i (seed + i).
+        The run's seed; each pair trains with its :func:`trainer.compact.pair_seeds` seed, as in
+        ``raman-train evaluate``.
     fitted : str
         What is refitted per pair, for the card.
     """
@@ -72,11 +73,11 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
         if split.warning:
             log(f"warning: {split.warning}")
         named = {"split": split.spec.text, **({"warning": split.warning} if split.warning else {})}
-        pairs = split.pairs
+        pairs, seeds = split.pairs, pair_seeds(split, seed)
         if split.spec.kind.startswith("holdout"):
             (train, test), = pairs
             log(f"held-out evaluation ({split.spec.text}): {train.size} train / {test.size} test")
-            rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
+            rep = classification_report(ds.y[test], predict(train, test, seeds[0]), ds.class_names)
             metrics["holdout"] = {**named, "description": split.description, "train_spectra": int(train.size),
                                   "test_spectra": int(test.size), **pair_groups(ds, train, test), **rep}
             log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
@@ -84,7 +85,7 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
         log(f"cross-validation: {split.description}")
         per_fold = []
         for i, (tr, te) in enumerate(pairs):
-            rep = classification_report(ds.y[te], predict(tr, te, seed + i), ds.class_names)
+            rep = classification_report(ds.y[te], predict(tr, te, seeds[i]), ds.class_names)
             per_fold.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, tr, te),
                              "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
             log(f"  fold {i + 1}/{len(pairs)}: accuracy {rep['accuracy']:.4f}")
@@ -230,22 +231,24 @@ def fit_bundle(data, out, *, axis=None, hp: net.Hyperparameters = net.Hyperparam
                             "scaler and weights", log))
 
     log("final fit on all spectra")
-    std = Standardizer.fit(R)
+    fitted = fit_compact(R, ds.y, n_classes, hp, seed, log)
+    std, layers, loss = fitted.standardizer, fitted.layers, fitted.loss
     Z = std.transform(R)
-    model, loss = net.train(Z, ds.y, n_classes, hp, seed, log)
-    keras_probs = net.predict(model, Z)
-    layers = net.dense_layers(model, hp)
+    keras_model = net.build(Z.shape[1], n_classes, hp, seed)
+    keras_model.set_weights([p for layer in layers for p in (layer.kernel, layer.bias)])
+    keras_probs = net.predict(keras_model, Z)
+    probabilities = forward(Z, layers, hp.leaky_slope)
     tfl = tflite_bytes(layers, hp.leaky_slope, Z.shape[1])
-    check = export_check(keras_probs, Z, forward(Z, layers, hp.leaky_slope), tfl)
+    check = export_check(keras_probs, Z, probabilities, tfl)
     log(f"export check passed: max |difference| {max(check['max_abs_difference'].values()):.2e} "
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
     metrics["training"] = {"final_loss": loss[-1], "loss_per_epoch": loss,
-                           "accuracy": float((keras_probs.argmax(1) == ds.y).mean())}
+                           "accuracy": float((probabilities.argmax(1) == ds.y).mean())}
     chosen = ("learning rate and L2 by inner cross-validation over the grid below; the rest fixed by the "
               "published method (5 hidden units, 50 epochs) or Keras defaults (Leaky ReLU slope 0.3, batch 32)"
               if tune_hp else chosen_by or "given on the command line or raman-train defaults; not tuned")
     ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed, log)
-    example_files, examples_from = shipped_examples(example_files, ds, forward(Z, layers, hp.leaky_slope), ood, log)
+    example_files, examples_from = shipped_examples(example_files, ds, probabilities, ood, log)
     card = {
         **card_basics(ds, data, name, provenance, f"compact network trained on {Path(data).name}"),
         "preprocessing": {
