@@ -312,10 +312,18 @@ def cmd_detector(args) -> int:
     return 0
 
 
+def _number(value: float) -> str:
+    """``value`` as the help texts write it: 32, 0.3, 1e-3."""
+    if not value or abs(value) >= 1e-2:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _per_model(name: str) -> str:
     """The default of hyperparameter ``name``: one value, or the compact network's and the convolutional ones'."""
     compact, conv = getattr(_COMPACT, name), getattr(_CONV, name)
-    return f"{compact:g}" if compact == conv else f"{compact:g} compact, {conv:g} convolutional"
+    return _number(compact) if compact == conv else f"{_number(compact)} compact, {_number(conv)} convolutional"
 
 
 def _training_options(p, defaults: bool = True) -> None:
@@ -328,8 +336,8 @@ def _training_options(p, defaults: bool = True) -> None:
     p.add_argument("--epochs", type=int, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
     p.add_argument("--learning-rate", type=float, help=f"Adam step (default {_per_model('learning_rate')})")
     p.add_argument("--l2", type=float, help=f"L2 penalty on the kernels (default {_per_model('l2')})")
-    p.add_argument("--batch-size", type=int, help=f"spectra per optimizer step (default {_per_model('batch_size')})")
-    p.add_argument("--hidden", type=int, help=f"hidden units (default {_COMPACT.hidden}; the method uses 5)")
+    p.add_argument("--batch-size", type=int, help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
+    p.add_argument("--hidden", type=int, help=f"hidden units (the method uses 5) (default: {_COMPACT.hidden})")
     p.add_argument("--leaky-slope", type=float,
                    help=f"Leaky ReLU slope (default {_COMPACT.leaky_slope:g}, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
@@ -438,8 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
                    help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
-    c.add_argument("--steps", type=int, default=_CONV.steps,
-                   help=f"optimizer steps of the convolutional models (default {_CONV.steps})")
+    c.add_argument("--steps", type=int, default=_CONV.steps, help="optimizer steps of the convolutional models")
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)

@@ -70,11 +70,25 @@ class CompactFit:
 
 def fit_compact(R: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, seed: int,
                 log=None) -> CompactFit:
-    """Fit the standardisation and the network on raw inputs ``R`` (n, D) with labels ``y`` (n,).
+    """Fit the standardisation and the network: the stacked engine (:func:`trainer.stacked.train`) with one network.
 
-    The stacked engine with one network: Glorot-uniform start and shuffled mini-batches from
-    :func:`stream_seeds` of ``seed``, Adam on cross-entropy + L2 (:func:`trainer.stacked.train`).
-    ``log`` gets about ten progress lines (:class:`trainer.progress.Progress`) if given.
+    Parameters
+    ----------
+    R : ndarray, shape (n, D)
+        Raw (unstandardised) inputs: intensities and features (:func:`device.inputs.raw_inputs`).
+    y : ndarray of int, shape (n,)
+        Class of each row, in [0, ``n_classes``).
+    n_classes : int
+    hp : Hyperparameters
+    seed : int
+        Training seed; the Glorot-uniform start and the shuffled mini-batches come from its
+        :func:`stream_seeds`.
+    log : callable, optional
+        Gets about ten progress lines (:class:`trainer.progress.Progress`).
+
+    Returns
+    -------
+    CompactFit
     """
     std = Standardizer.fit(R)
     init_seed, order_seed = stream_seeds(seed)
