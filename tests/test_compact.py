@@ -84,9 +84,20 @@ def test_fit_cross_validation_reports_evaluate_folds(tmp_path):
     def evaluate_folds(seed):
         rep = tmp_path / f"r{seed}"
         _run("evaluate", tmp_path / "syn", "--report", rep, "--seed", seed, *options)
-        return [f["accuracy"] for f in json.loads((rep / "report.json").read_text())["results"]["folds"]]
+        report = json.loads((rep / "report.json").read_text())
+        return [f["accuracy"] for f in report["results"]["folds"]], report["settings"]["hyperparameters"]
 
     fitted, card = fit_folds(4)
-    assert len(fitted) == 5 and card["hyperparameters"]["epochs"] == 2
-    assert fitted == evaluate_folds(4)
-    assert fitted != evaluate_folds(6)  # negative control: another seed, other folds and weights
+    evaluated, hp = evaluate_folds(4)
+    given = Hyperparameters(epochs=2, learning_rate=2e-3).as_dict()  # the rest: the dataclass defaults
+    assert hp == given and {k: card["hyperparameters"][k] for k in given} == given
+    assert len(fitted) == 5 and fitted == evaluated
+    assert fitted != evaluate_folds(6)[0]  # negative control: another seed, other folds and weights
+
+
+def test_counts_of_the_training_options_must_be_positive(tmp_path):
+    for command, option in (("fit", "--epochs"), ("evaluate", "--hidden"), ("compare", "--steps")):
+        r = subprocess.run([str(BIN / "raman-train"), command, str(tmp_path), "--out" if command == "fit" else
+                            "--report", str(tmp_path / "o"), option, "0"], capture_output=True, text=True)
+        assert r.returncode == 2 and f"argument {option}: takes a whole number of at least 1; got '0'" in r.stderr
+        assert not (tmp_path / "o").exists()

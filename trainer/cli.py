@@ -312,6 +312,17 @@ def cmd_detector(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (epochs, steps, units, batch size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1; got {text!r}")
+    return value
+
+
 def _number(value: float) -> str:
     """``value`` as the help texts write it: 32, 0.3, 1e-3."""
     if not value or abs(value) >= 1e-2:
@@ -333,11 +344,11 @@ def _training_options(p, defaults: bool = True) -> None:
     the model chosen). Without ``defaults`` --normalise is None too (fit resolves it with --preprocess).
     """
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
-    p.add_argument("--epochs", type=int, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
+    p.add_argument("--epochs", type=_positive, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
     p.add_argument("--learning-rate", type=float, help=f"Adam step (default {_per_model('learning_rate')})")
     p.add_argument("--l2", type=float, help=f"L2 penalty on the kernels (default {_per_model('l2')})")
-    p.add_argument("--batch-size", type=int, help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
-    p.add_argument("--hidden", type=int, help=f"hidden units (the method uses 5) (default: {_COMPACT.hidden})")
+    p.add_argument("--batch-size", type=_positive, help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
+    p.add_argument("--hidden", type=_positive, help=f"hidden units (the method uses 5) (default: {_COMPACT.hidden})")
     p.add_argument("--leaky-slope", type=float,
                    help=f"Leaky ReLU slope (default {_COMPACT.leaky_slope:g}, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
@@ -382,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--standardise", action="store_true",
                    help="linear models: standardise each input column by the training spectra first (default: "
                         "off; it amplifies the noise of flat spectral regions)")
-    f.add_argument("--steps", type=int,
+    f.add_argument("--steps", type=_positive,
                    help=f"convolutional models: optimizer steps (batches) to train for (default {_CONV.steps})")
     f.add_argument("--no-augment", action="store_true",
                    help="convolutional models: train without the inferior-acquisition augmentation")
@@ -446,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
                    help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
-    c.add_argument("--steps", type=int, default=_CONV.steps, help="optimizer steps of the convolutional models")
+    c.add_argument("--steps", type=_positive, default=_CONV.steps, help="optimizer steps of the convolutional models")
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)
