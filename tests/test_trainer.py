@@ -10,6 +10,7 @@ from sklearn import metrics as skm
 
 from device.bundle import load_bundle
 from device.classifier import Classifier
+from device.inputs import Standardizer
 from device.spectrum import Axis
 from trainer.data import DatasetError, load_dataset
 from trainer.metrics import classification_report
@@ -110,8 +111,8 @@ def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
     import trainer.fit as fit
 
     seen = []
-    real = fit.Standardizer.fit
-    monkeypatch.setattr(fit.Standardizer, "fit", classmethod(lambda cls, X: seen.append(X.copy()) or real(X)))
+    real = Standardizer.fit
+    monkeypatch.setattr(Standardizer, "fit", classmethod(lambda cls, X: seen.append(X.copy()) or real(X)))
     rng = np.random.default_rng(0)
     R = rng.normal(size=(40, 30))
     R[30:] += 1000.0  # test rows are far away: any leak would show in the statistics

@@ -5,7 +5,8 @@ Every kind ends in the one interface the device runs (:class:`Trained`): the cha
 standardisation and a network, dense (:class:`device.network.DenseNet`) or convolutional
 (:class:`device.convnet.ConvNet`). The kinds:
 
-``compact``          the published compact network (:mod:`trainer.model`), on intensities + features.
+``compact``          the published compact network (:mod:`trainer.compact`, the stacked NumPy engine that
+                     ``evaluate`` uses too), on intensities + features.
 ``logreg``, ``linear-svm``, ``pca-logreg``, ``pls-logreg``
                      the linear kinds of :mod:`trainer.linear`, on the intensities, or with ``features``
                      on intensities + features (the feature columns standardised, the intensities not).
@@ -263,12 +264,16 @@ def train(candidate: Candidate, spectra: TrainingSpectra, rows: np.ndarray, n_cl
 
 def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Trained:
     """The compact network on raw inputs ``R`` (n, points + 22)."""
+    from .compact import fit_compact
+
     hp = candidate.settings
-    std = Standardizer.fit(R)
-    model, loss = compact_model.train(std.transform(R), y, n_classes, hp, seed, log)
-    layers = compact_model.dense_layers(model, hp)
+    fitted = fit_compact(R, y, n_classes, hp, seed, log)
+    std, layers, loss = fitted.standardizer, fitted.layers, fitted.loss
 
     def reference(A):
+        """Keras' forward pass of the trained weights: the third implementation of the export check."""
+        model = compact_model.build(R.shape[1], n_classes, hp, seed)
+        model.set_weights([p for layer in layers for p in (layer.kernel, layer.bias)])
         return compact_model.predict(model, std.transform(raw_inputs(A, axis, DEFAULT_PROMINENCE, chain)))
 
     card = {"network": {"kind": "compact", "architecture": f"Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) "

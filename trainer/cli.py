@@ -8,8 +8,13 @@ from pathlib import Path
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
 from .candidates import KINDS
+from .convnets import ConvHyperparameters
 from .linear import DEFAULT_C, DEFAULT_COMPONENTS, LINEAR_MODELS
+from .model import Hyperparameters
 from .selection import MAX_FLOP
+
+#: The defaults of the training options, written once in the dataclasses.
+_COMPACT, _CONV = Hyperparameters(), ConvHyperparameters()
 
 
 def _note(msg: str) -> None:
@@ -21,6 +26,11 @@ def _axis(args):
     from device.spectrum import Axis
 
     return Axis.parse(args.axis, "--axis") if args.axis else None
+
+
+def _given(args, names: tuple) -> dict:
+    """The options among ``names`` given on the command line; the others keep their dataclass defaults."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def cmd_fit(args) -> int:
@@ -54,7 +64,7 @@ CONV_OPTIONS = ("steps",)
 TRAINING_OPTIONS = ("epochs", "learning_rate", "l2", "batch_size")
 
 
-def _given(args, names) -> list:
+def _options_given(args, names) -> list:
     """The options among ``names`` given on the command line, as ``--name``."""
     return [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) not in (None, False)]
 
@@ -70,7 +80,7 @@ def _candidate(args):
 
     kind = args.model
     if kind is None:
-        given = _given(args, LINEAR_OPTIONS + COMPACT_OPTIONS + CONV_OPTIONS + TRAINING_OPTIONS)
+        given = _options_given(args, LINEAR_OPTIONS + COMPACT_OPTIONS + CONV_OPTIONS + TRAINING_OPTIONS)
         if given:
             raise RamanEdgeError(f"{', '.join(given)} set(s) the settings of one model kind: give --model KIND too "
                                  "(without --model, fit chooses the model by inner cross-validation)")
@@ -83,7 +93,7 @@ def _candidate(args):
     if args.components is not None and kind not in ("pca-logreg", "pls-logreg"):
         wrong.append("components")
     if wrong:
-        raise RamanEdgeError(f"--model {kind} takes no {', '.join(_given(args, dict.fromkeys(wrong)))}; "
+        raise RamanEdgeError(f"--model {kind} takes no {', '.join(_options_given(args, dict.fromkeys(wrong)))}; "
                              + ("its options are --C, --components (projections), --standardise and --features"
                                 if kind in LINEAR_MODELS else
                                 "its options are --hidden, --leaky-slope, --epochs, --learning-rate, --l2, "
@@ -96,17 +106,13 @@ def _candidate(args):
                                       components=DEFAULT_COMPONENTS if args.components is None else args.components)
             return Candidate(kind, chain, settings, features=args.features, augment=not args.no_augment)
         if kind == "compact":
-            base = Hyperparameters()
-            hp = Hyperparameters(**{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
-                                    for k in ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")})
+            hp = Hyperparameters(**_given(args, ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")))
             return Candidate(kind, chain, hp, augment=not args.no_augment)
         if chain != "snv":
             raise RamanEdgeError(f"--model {kind} always uses SNV inputs; remove --normalise none / --preprocess")
         if args.epochs:
             raise RamanEdgeError(f"--model {kind} trains for a number of optimizer steps: use --steps, not --epochs")
-        base = ConvHyperparameters()
-        hp = ConvHyperparameters(**{k: getattr(base, k) if getattr(args, k) is None else getattr(args, k)
-                                    for k in ("learning_rate", "l2", "steps", "batch_size")})
+        hp = ConvHyperparameters(**_given(args, ("learning_rate", "l2", "steps", "batch_size")))
         return Candidate(kind, "snv", hp, augment=not args.no_augment)
     except ValueError as exc:
         raise RamanEdgeError(f"--model {kind}: {exc}") from None
@@ -120,7 +126,7 @@ def _chains(args) -> tuple | None:
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
 #: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the 22 features, each column standardised,
 #: Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam, 50 epochs. The paper's learning rate
-#: and L2 are not legible: raman-train's defaults (1e-3, 1e-3) unless --tune or given.
+#: and L2 are not legible: raman-train's defaults (:class:`trainer.model.Hyperparameters`) unless --tune or given.
 PAPER_PRESET = {"model": "compact", "preprocess": "none", "hidden": 5, "leaky_slope": 0.3, "epochs": 50,
                 "batch_size": 32}
 
@@ -196,7 +202,6 @@ def cmd_evaluate(args) -> int:
     from device.errors import RamanEdgeError
 
     from .data import load_dataset
-    from .model import Hyperparameters
     from .protocol import Settings, choose_folds, run
     from .report import write_report
     from .splits import SplitSpec, make_splits, parse_split
@@ -207,8 +212,7 @@ def cmd_evaluate(args) -> int:
         raise RamanEdgeError(f"--split {args.split} states the folds and repeats itself: drop --folds / --repeats "
                              "(e.g. --split repeated:10x15 is the published protocol)")
     spec = parse_split(args.split) if args.split else None
-    hp = Hyperparameters(hidden=args.hidden, leaky_slope=args.leaky_slope, learning_rate=args.learning_rate,
-                         l2=args.l2, epochs=args.epochs, batch_size=args.batch_size)
+    hp = Hyperparameters(**_given(args, ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")))
     ds = load_dataset(args.data, _axis(args), log=_note, groups=args.groups)
     if spec is None:
         grouped = ds.groups is not None
@@ -334,20 +338,45 @@ def cmd_detector(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (epochs, steps, units, batch size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of at least 1; got {text!r}")
+    return value
+
+
+def _number(value: float) -> str:
+    """``value`` as the help texts write it: 32, 0.3, 1e-3."""
+    if not value or abs(value) >= 1e-2:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _per_model(name: str) -> str:
+    """The default of hyperparameter ``name``: one value, or the compact network's and the convolutional ones'."""
+    compact, conv = getattr(_COMPACT, name), getattr(_CONV, name)
+    return _number(compact) if compact == conv else f"{_number(compact)} compact, {_number(conv)} convolutional"
+
+
 def _training_options(p, defaults: bool = True) -> None:
-    """Options shared by fit and evaluate; for fit the model-dependent ones default per model (None here)."""
+    """Options shared by fit and evaluate.
+
+    The hyperparameters default to None, so that the dataclass defaults apply (:func:`_given`; for fit, those of
+    the model chosen). Without ``defaults`` --normalise is None too (fit resolves it with --preprocess).
+    """
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
-    p.add_argument("--epochs", type=int, default=50 if defaults else None,
-                   help="passes over the data (default 50; the compact network)")
-    p.add_argument("--learning-rate", type=float, default=1e-3 if defaults else None, help="Adam step (default 1e-3)")
-    p.add_argument("--l2", type=float, default=1e-3 if defaults else None,
-                   help="L2 penalty on the kernels (default 1e-3 compact, 1e-4 convolutional)")
-    p.add_argument("--batch-size", type=int, default=32 if defaults else None,
-                   help="spectra per optimizer step (default 32)")
-    p.add_argument("--hidden", type=int, default=5 if defaults else None,
-                   help="hidden units of the compact network (the method uses 5)")
-    p.add_argument("--leaky-slope", type=float, default=0.3 if defaults else None,
-                   help="Leaky ReLU slope (default 0.3, Keras' layer default)")
+    p.add_argument("--epochs", type=_positive, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
+    p.add_argument("--learning-rate", type=float, help=f"Adam step (default {_per_model('learning_rate')})")
+    p.add_argument("--l2", type=float, help=f"L2 penalty on the kernels (default {_per_model('l2')})")
+    p.add_argument("--batch-size", type=_positive, help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
+    p.add_argument("--hidden", type=_positive, help=f"hidden units (the method uses 5) (default: {_COMPACT.hidden})")
+    p.add_argument("--leaky-slope", type=float,
+                   help=f"Leaky ReLU slope (default {_COMPACT.leaky_slope:g}, Keras' layer default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, batch order and splits")
     p.add_argument("--normalise", choices=("snv", "none"), default="snv" if defaults else None,
                    help="per-spectrum normalisation before the features: snv (default; indifferent to gain and "
@@ -396,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--standardise", action="store_true",
                    help="linear models: standardise each input column by the training spectra first (default: "
                         "off; it amplifies the noise of flat spectral regions)")
-    f.add_argument("--steps", type=int,
-                   help="convolutional models: optimizer steps (batches) to train for (default 1000)")
+    f.add_argument("--steps", type=_positive,
+                   help=f"convolutional models: optimizer steps (batches) to train for (default {_CONV.steps})")
     f.add_argument("--no-augment", action="store_true",
                    help="train on the spectra as given only (default: also on a degraded copy of each, as a weaker "
                         "acquisition would record it: noise, background, shift, spikes; convolutional models draw "
@@ -462,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--models", default="all", help="comma-separated subset of the models (default all)")
     c.add_argument("--snr", default="300,100,50,20,10,5,2",
                    help="SNR levels of the acquisition-quality sweep, empty (\"\") for none")
-    c.add_argument("--steps", type=int, default=1000, help="optimizer steps of the convolutional models")
+    c.add_argument("--steps", type=_positive, default=_CONV.steps, help="optimizer steps of the convolutional models")
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)

@@ -25,15 +25,16 @@ from device.bundle import write_bundle
 from device.classifier import Classifier
 from device.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT, convnet_flop_count, flop_count
 from device.features import DEFAULT_PROMINENCE
-from device.inputs import Standardizer, normalise, raw_inputs
+from device.inputs import normalise, raw_inputs
 from device.network import forward
 
 from . import classical, convnets
-from . import model as compact
+from .compact import fit_compact, pair_seeds
 from .data import Dataset, DatasetError
 from .degrade import SNR_LEVELS, degrade
 from .export import tflite_bytes, tflite_convnet_bytes
 from .metrics import classification_report
+from .model import Hyperparameters
 from .splits import Splits, make_splits, pair_groups, parse_split
 
 MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
@@ -95,11 +96,10 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
     cost: dict = {}
     note = None
     if name == "compact":
-        hp = compact.Hyperparameters()
+        hp = Hyperparameters()
         R = raw_inputs(Y, axis, DEFAULT_PROMINENCE, "snv")
-        std = Standardizer.fit(R)
-        model, _ = compact.train(std.transform(R), y, n_classes, hp, seed)
-        layers = compact.dense_layers(model, hp)
+        fitted = fit_compact(R, y, n_classes, hp, seed)
+        std, layers = fitted.standardizer, fitted.layers
         fit_s = time.perf_counter() - t0
         predict = lambda Yt: forward(std.transform(raw_inputs(Yt, axis, DEFAULT_PROMINENCE, "snv")),  # noqa: E731
                                      layers, hp.leaky_slope)
@@ -137,8 +137,8 @@ def _labels(out: np.ndarray) -> np.ndarray:
     return out.argmax(axis=1) if out.ndim == 2 else np.asarray(out)
 
 
-def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0, steps: int = 1000,
-            log=print) -> dict:
+def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0,
+            steps: int = convnets.ConvHyperparameters().steps, log=print) -> dict:
     """Run the comparison; returns per-model results (see :func:`trainer.report_compare.write_compare_report`)."""
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -147,12 +147,12 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
     conditions = ["clean", *[f"snr{s:g}" for s in snr_levels]]
     results = {m: {"splits": [], "cost": None, "fit_seconds": [], "notes": []} for m in models}
     pairs = []
-    for i, (train, test) in enumerate(split.pairs):
+    for i, ((train, test), training_seed) in enumerate(zip(split.pairs, pair_seeds(split, seed))):
         pairs.append({"train_spectra": int(train.size), "test_spectra": int(test.size), **pair_groups(ds, train, test)})
         rng = np.random.default_rng(seed + 1000 + i)
         tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
         for name in models:
-            trained = train_model(name, ds, train, seed + i, steps, measure=i == 0)
+            trained = train_model(name, ds, train, training_seed, steps, measure=i == 0)
             scores = {}
             for cond in conditions:
                 rep = classification_report(ds.y[test], _labels(trained.predict(tests[cond])), ds.class_names)

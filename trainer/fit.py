@@ -21,6 +21,7 @@ from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inputs import as_chain
 
 from .candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
+from .compact import pair_seeds
 from .data import Dataset, DatasetError, load_dataset
 from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from .export import export_check, tflite_bytes, tflite_convnet_bytes
@@ -58,7 +59,8 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
     splits : list of trainer.splits.Splits
         At most one hold-out (card key ``holdout``) and one cross-validation (``cross_validation``).
     seed : int
-        Training seed of the hold-out, and of fold i (seed + i).
+        The run's seed; each pair trains with its :func:`trainer.compact.pair_seeds` seed, as in
+        ``raman-train evaluate``.
     fitted : str
         What is refitted per pair, for the card.
     """
@@ -67,11 +69,11 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
         if split.warning:
             log(f"warning: {split.warning}")
         named = {"split": split.spec.text, **({"warning": split.warning} if split.warning else {})}
-        pairs = split.pairs
+        pairs, seeds = split.pairs, pair_seeds(split, seed)
         if split.spec.kind.startswith("holdout"):
             (train, test), = pairs
             log(f"held-out evaluation ({split.spec.text}): {train.size} train / {test.size} test")
-            rep = classification_report(ds.y[test], predict(train, test, seed), ds.class_names)
+            rep = classification_report(ds.y[test], predict(train, test, seeds[0]), ds.class_names)
             metrics["holdout"] = {**named, "description": split.description, "train_spectra": int(train.size),
                                   "test_spectra": int(test.size), **pair_groups(ds, train, test), **rep}
             log(f"  held-out accuracy {rep['accuracy']:.4f}, macro F1 {rep['macro_f1']:.4f}")
@@ -79,7 +81,7 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
         log(f"cross-validation: {split.description}")
         per_fold = []
         for i, (tr, te) in enumerate(pairs):
-            rep = classification_report(ds.y[te], predict(tr, te, seed + i), ds.class_names)
+            rep = classification_report(ds.y[te], predict(tr, te, seeds[i]), ds.class_names)
             per_fold.append({"train_spectra": int(tr.size), "test_spectra": int(te.size), **pair_groups(ds, tr, te),
                              "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
             log(f"  fold {i + 1}/{len(pairs)}: accuracy {rep['accuracy']:.4f}")

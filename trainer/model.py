@@ -1,15 +1,15 @@
-"""The compact network of the published SERS method, built and trained with Keras.
+"""The compact network of the published SERS method: its hyperparameters, and its Keras form.
 
 Dense(5) with Leaky ReLU, then Dense(classes) with softmax; Adam, an L2 weight penalty on both
-kernels, sparse categorical cross-entropy (methods.md, part A).
+kernels, sparse categorical cross-entropy (methods.md, part A). It is trained in NumPy
+(:mod:`trainer.compact`); the Keras model is the reference that the stacked engine is tested against
+(``--engine naive``) and the third implementation of the export check.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from device.network import Dense
 
 
 @dataclass(frozen=True)
@@ -61,37 +61,8 @@ def build(input_size: int, n_classes: int, hp: Hyperparameters, seed: int):
     return model
 
 
-def train(Z: np.ndarray, y: np.ndarray, n_classes: int, hp: Hyperparameters, seed: int, log=None):
-    """Train on standardised inputs ``Z`` (n, D) and labels ``y`` (n,); ``log`` gets progress lines if given.
-
-    Returns
-    -------
-    model : keras.Model
-    loss : list of float
-        Training loss per epoch (including the L2 penalty).
-    """
-    from .progress import Progress
-    from .quiet import keras
-
-    model = build(Z.shape[1], n_classes, hp, seed)
-    callbacks = []
-    if log:
-        progress = Progress(hp.epochs, "epoch", log)
-        callbacks.append(keras().callbacks.LambdaCallback(on_epoch_end=lambda e, logs: progress(e + 1, logs["loss"])))
-    history = model.fit(Z.astype(np.float32), y, epochs=hp.epochs, batch_size=hp.batch_size, shuffle=True,
-                        verbose=0, callbacks=callbacks)
-    return model, [float(v) for v in history.history["loss"]]
-
-
 def predict(model, Z: np.ndarray) -> np.ndarray:
     """Class probabilities of a trained Keras model for ``Z`` (n, D): shape (n, C)."""
     out = [model(Z[i:i + 4096].astype(np.float32), training=False) for i in range(0, len(Z), 4096)]
     return np.concatenate([np.asarray(o, dtype=np.float64) for o in out])
 
-
-def dense_layers(model, hp: Hyperparameters) -> tuple:
-    """The trained weights as device :class:`~device.network.Dense` layers (float32 values)."""
-    hidden, out = [l for l in model.layers if l.__class__.__name__ == "Dense"]
-    (k1, b1), (k2, b2) = hidden.get_weights(), out.get_weights()
-    return (Dense(k1.astype(np.float32), b1.astype(np.float32), "leaky_relu"),
-            Dense(k2.astype(np.float32), b2.astype(np.float32), "softmax"))

@@ -7,12 +7,13 @@ from dataclasses import replace
 import numpy as np
 
 from device.features import DEFAULT_PROMINENCE
-from device.inputs import Standardizer, normalise, raw_inputs
+from device.inputs import normalise, raw_inputs
 from device.network import forward
 from device.ood import OODDetector
 
-from . import model as compact
+from .compact import fit_compact
 from .data import Dataset, DatasetError
+from .model import Hyperparameters
 from .splits import SplitSpec, make_splits, pair_groups, stratified_folds
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
@@ -125,7 +126,7 @@ def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
 
 
 def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fraction", fraction=0.2),
-                        hp: compact.Hyperparameters = compact.Hyperparameters(), min_confidence: float = 0.8,
+                        hp: Hyperparameters = Hyperparameters(), min_confidence: float = 0.8,
                         false_rejection: float = FALSE_REJECTION, seed: int = 0, log=print) -> dict:
     """For each class: train the compact network and the detector without it, then classify.
 
@@ -163,9 +164,8 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
             pairs.append({"train_spectra": int(tr.size), "test_spectra": int(te.size),
                           **pair_groups(ds, train, known[te])})
             R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
-            std = Standardizer.fit(R)
-            model, _ = compact.train(std.transform(R), yk[tr], n_known, hp, seed)
-            layers = compact.dense_layers(model, hp)
+            fitted = fit_compact(R, yk[tr], n_known, hp, seed)
+            std, layers = fitted.standardizer, fitted.layers
             detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
 
             def verdicts(rows_: np.ndarray):

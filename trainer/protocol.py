@@ -3,7 +3,9 @@
 The same training and report run under any split of :mod:`trainer.splits` (group K-fold, leave one
 group out, a hold-out); the published one is ``repeated:10x15``.
 
-Every fold re-initialises the weights and fits its standardisation on its own training rows only.
+Every fold re-initialises the weights and fits its standardisation on its own training rows only;
+fold f of repeat r trains exactly as :func:`trainer.compact.fit_compact` with seed
+:func:`trainer.compact.pair_seed` ``(seed, r, f)``.
 Two engines run the same computation: ``vectorized`` trains all folds of a repeat at once
 (:mod:`trainer.stacked`), ``naive`` trains one Keras model per fold, the reference. Given the same
 seed they start from the same weights and see the same batches, so their results agree to float
@@ -20,6 +22,7 @@ from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inputs import Standardizer, raw_inputs
 
 from . import stacked
+from .compact import pair_seed, stream_seeds
 from .data import Dataset, DatasetError
 from .metrics import classification_report, one_vs_rest_auc
 from .model import Hyperparameters
@@ -83,13 +86,6 @@ class Settings:
     def split(self) -> SplitSpec:
         """The repeated stratified K-fold of ``folds`` and ``repeats``, the split when none is given."""
         return SplitSpec("kfold", folds=self.folds, repeats=self.repeats)
-
-
-def fold_seeds(seed: int, repeat: int, folds: int) -> tuple[list, list]:
-    """Independent (initialisation, batch-order) seeds of each fold of a repeat."""
-    children = np.random.SeedSequence([seed, repeat]).spawn(2 * folds)
-    return ([int(c.generate_state(1)[0]) for c in children[:folds]],
-            [int(c.generate_state(1)[0]) for c in children[folds:]])
 
 
 def train_naive(R, y, mean, scale, init: stacked.StackedWeights, index, valid, hp: Hyperparameters, val_rows,
@@ -187,7 +183,7 @@ def run(ds: Dataset, settings: Settings, splits: Splits | None = None, log=print
         scalers = [Standardizer.fit(R[tr]) for tr in train_rows]
         mean = np.array([s.mean for s in scalers])
         scale = np.array([s.scale for s in scalers])
-        init_seeds, order_seeds = fold_seeds(settings.seed, r, len(pairs))
+        init_seeds, order_seeds = zip(*(stream_seeds(pair_seed(settings.seed, r, f)) for f in range(len(pairs))))
         init = stacked.glorot_init(init_seeds, R.shape[1], hp.hidden, n_classes)
         index, valid = stacked.batch_orders(train_rows, hp.epochs, hp.batch_size, order_seeds)
         w, tl, vl = engine(R, ds.y, mean, scale, init, index, valid, hp, val_rows=test_rows)

@@ -138,7 +138,7 @@ def train(R: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray, ini
     val_rows : list of F int arrays, optional
         Rows on which to report each fold's loss after every epoch.
     progress : callable, optional
-        Called with the number of epochs done.
+        Called after each epoch with the number of epochs done and that epoch's ``train_loss`` (F,).
 
     Returns
     -------
@@ -201,5 +201,5 @@ def train(R: np.ndarray, y: np.ndarray, mean: np.ndarray, scale: np.ndarray, ini
             ce = -(np.log(p_true + 1e-300) * vmask).sum(axis=1) / vmask.sum(axis=1)
             val_loss[e] = ce + l2 * ((w.W1 ** 2).sum(axis=(1, 2)) + (w.W2 ** 2).sum(axis=(1, 2)))
         if progress:
-            progress(e + 1)
+            progress(e + 1, train_loss[e])
     return w, train_loss, val_loss
