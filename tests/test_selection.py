@@ -177,3 +177,18 @@ def test_model_options_without_a_model_are_refused(synthetic, tmp_path):
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
                         "--model", "logreg", "--hidden", "8"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--model logreg takes no --hidden" in r.stderr
+
+
+def test_a_class_of_one_group_is_dealt_into_every_inner_fold():
+    groups = np.array(["1", "1", "2", "2", "5", "5"] + ["0"] * 10)
+    y = np.array([0, 1, 0, 1, 0, 1] + [2] * 10)
+    out = selection.lone_class_shares(groups, y, 5, 0)
+    assert list(out[:6]) == list(groups[:6])  # classes spread over groups keep them
+    assert np.unique(out[6:]).size == 5 and all(g.startswith("0#") for g in out[6:])
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = list(StratifiedGroupKFold(3).split(y, y, out))
+    assert all((y[tr] == 2).any() for tr, _ in folds)
+    # Negative control: with the one group kept, some training fold lacks the control class.
+    folds = list(StratifiedGroupKFold(3).split(y, y, groups))
+    assert not all((y[tr] == 2).any() for tr, _ in folds)

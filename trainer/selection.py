@@ -80,7 +80,8 @@ class Selection:
 def inner_pairs(ds: Dataset, rows: np.ndarray, seed: int) -> tuple[list, str]:
     """The inner cross-validation of training ``rows``: (train, test) pairs of row indices, and its description.
 
-    Grouped (stratified group K-fold) when ``ds`` has groups, else stratified K-fold; K is
+    Grouped (stratified group K-fold, a class of one group dealt into shares by :func:`lone_class_shares`)
+    when ``ds`` has groups, else stratified K-fold; K is
     :data:`INNER_FOLDS`, or fewer if there are fewer groups or spectra in the smallest class.
     A training set of more than :data:`INNER_MAX_SPECTRA` spectra is subsampled first (stratified).
 
@@ -105,8 +106,8 @@ def inner_pairs(ds: Dataset, rows: np.ndarray, seed: int) -> tuple[list, str]:
         raise DatasetError(f"choosing a model needs at least 2 training spectra per class, {c} has "
                            f"{present.min()}: add spectra, or give --model to train one kind without a choice")
     if ds.groups is not None:
-        groups = ds.groups[rows]
-        n_groups = np.unique(groups).size
+        groups = lone_class_shares(ds.groups[rows], y, INNER_FOLDS, seed)
+        n_groups = np.unique(ds.groups[rows]).size
         if n_groups < 2:
             raise DatasetError(f"choosing a model by grouped cross-validation needs at least 2 groups among the "
                                f"training spectra; {ds.group_source} gives {n_groups}: give --model, or other --groups")
@@ -122,6 +123,36 @@ def inner_pairs(ds: Dataset, rows: np.ndarray, seed: int) -> tuple[list, str]:
         pairs = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, y))
         desc = f"stratified {k}-fold cross-validation{note} (seed {seed})"
     return [(rows[tr], rows[te]) for tr, te in pairs], desc
+
+
+def lone_class_shares(groups: np.ndarray, y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Groups for a grouped K-fold in which a class whose spectra all share one group is still in every fold.
+
+    A control measured once (all its spectra in one group, e.g. one concentration, 0) would otherwise be
+    missing from training whenever its group is tested. Its spectra are dealt at random into ``k`` shares,
+    each a group of its own, as a hold-out by key gives such classes the same share at random
+    (:func:`trainer.splits.holdout_split`); the other classes keep their groups.
+
+    Parameters
+    ----------
+    groups : ndarray of str, shape (n,)
+    y : ndarray of int, shape (n,)
+    k : int
+        Folds.
+    seed : int
+
+    Returns
+    -------
+    ndarray of str, shape (n,)
+    """
+    out = np.asarray(groups).astype(str).astype(object)
+    rng = np.random.default_rng(seed)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if np.unique(out[rows]).size == 1 and rows.size >= k:
+            share = rng.permutation(rows.size) % k
+            out[rows] = [f"{g}#{i}" for g, i in zip(out[rows], share)]
+    return out.astype(str)
 
 
 def score(candidates: list, ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
