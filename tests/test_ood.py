@@ -129,3 +129,17 @@ def test_detector_command_refits_without_touching_the_network(trained, tmp_path)
     wrong = subprocess.run([str(BIN / "raman-train"), "detector", str(copy), str(trained / "novel")],
                            capture_output=True, text=True)
     assert wrong.returncode == 2 and "give the data the model was trained on" in wrong.stderr
+
+
+def test_principal_axes_of_tall_data_are_the_svds():
+    from trainer.ood import principal_axes
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 30)) * np.linspace(5, 0.1, 30)
+    Xc = X - X.mean(axis=0)
+    svd = np.linalg.svd(Xc, full_matrices=False)[2][:6]
+    ours = principal_axes(Xc, 6)
+    assert np.allclose(np.abs(np.sum(ours * svd, axis=1)), 1.0, atol=1e-8)  # the same axes up to sign
+    # Negative control: the axes of other data differ.
+    other = principal_axes(rng.normal(size=(400, 30)), 6)
+    assert not np.allclose(np.abs(np.sum(other * svd, axis=1)), 1.0, atol=1e-3)
