@@ -192,3 +192,26 @@ def test_a_class_of_one_group_is_dealt_into_every_inner_fold():
     # Negative control: with the one group kept, some training fold lacks the control class.
     folds = list(StratifiedGroupKFold(3).split(y, y, groups))
     assert not all((y[tr] == 2).any() for tr, _ in folds)
+
+
+def test_a_linear_model_on_intensities_and_features_exports_with_both_backends_agreeing(synthetic, tmp_path):
+    from device.backends import NumpyBackend, TFLiteBackend
+    from device.bundle import INPUT_LAYOUT, load_bundle
+    from device.features import FEATURE_NAMES
+
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
+                        "--model", "logreg", "--features"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    bundle = load_bundle(tmp_path / "b")
+    P = bundle.axis.points
+    assert bundle.input_layout == INPUT_LAYOUT and bundle.input_size == P + len(FEATURE_NAMES)
+    # The intensities pass unscaled, the features are standardised by the training spectra.
+    assert np.all(bundle.standardizer.mean[:P] == 0) and np.all(bundle.standardizer.scale[:P] == 1)
+    assert np.any(bundle.standardizer.scale[P:] != 1)
+    assert bundle.card["export_check"]["passed"] and bundle.card["hyperparameters"]["features"] is True
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
+    Z = bundle.inputs(ds.X)
+    numpy_p = NumpyBackend(bundle).probabilities(Z)
+    tflite_p = TFLiteBackend(bundle.tflite_path.read_bytes(), Z.shape[1]).probabilities(Z)
+    assert np.abs(numpy_p - tflite_p).max() < 1e-5
+    assert (numpy_p.argmax(1) == ds.y).mean() > 0.9
