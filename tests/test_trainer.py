@@ -108,17 +108,21 @@ def test_metrics_match_scikit_learn():
 
 
 def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
-    import trainer.fit as fit
+    from device.spectrum import Axis
+    from trainer.candidates import Candidate, TrainingSpectra, train
+    from trainer.model import Hyperparameters
 
     seen = []
     real = Standardizer.fit
     monkeypatch.setattr(Standardizer, "fit", classmethod(lambda cls, X: seen.append(X.copy()) or real(X)))
     rng = np.random.default_rng(0)
-    R = rng.normal(size=(40, 30))
-    R[30:] += 1000.0  # test rows are far away: any leak would show in the statistics
+    axis = Axis(500, 529, 30)
+    Y = rng.normal(size=(40, 30)) + np.exp(-0.5 * ((axis.values - 515) / 2) ** 2) * 5
+    Y[30:] += 1000.0  # test rows are far away: any leak would show in the statistics
     y = np.tile([0, 1], 20)
-    fit.fit_predict(R, y, 2, np.arange(30), np.arange(30, 40), fit.net.Hyperparameters(epochs=1), seed=0)
-    assert len(seen) == 1 and np.array_equal(seen[0], R[:30])
+    spectra = TrainingSpectra(Y, y, axis, 0, augment=False)
+    train(Candidate("compact", "none", Hyperparameters(epochs=1), augment=False), spectra, np.arange(30), 2, 0)
+    assert len(seen) == 1 and seen[0].shape[0] == 30 and np.array_equal(seen[0][:, :30], Y[:30])
 
 
 def test_fit_cli_end_to_end(sers_npz, tmp_path):
