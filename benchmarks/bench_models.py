@@ -63,7 +63,7 @@ FAMILY = (("compact", ("--model", "compact", "--preprocess", "snv")),
 #: scikit-learn baselines, on SNV-normalised spectra: name -> description of the pipeline.
 BASELINES = {"sklearn PCA(30)-logreg": "SNV + StandardScaler + PCA(30) + LogisticRegression(max_iter=5000)",
              "sklearn LinearSVC": "SNV + LinearSVC(C=1)"}
-#: FLOP of the best-of-compare gap and wall-time targets, shared by every case.
+#: Targets of every case: FLOP per spectrum of the default fit, and its largest gap (points) to the best of compare.
 FLOP_BUDGET = 1e6
 GAP_POINTS = 1.0
 
@@ -91,6 +91,7 @@ class Case:
 
 
 def _common(seconds: bool = False) -> tuple:
+    """The targets every case has; with ``seconds``, also the default fit's wall time (SERS)."""
     out = (Target(f"FLOP / spectrum <= {FLOP_BUDGET:.0e}", "flop", "<=", FLOP_BUDGET),
            Target(f"within {GAP_POINTS:g} point of the best of compare", "gap", "<=", GAP_POINTS))
     return out + ((Target("wall time <= 300 s", "seconds", "<=", 300.0),) if seconds else ())
@@ -286,7 +287,8 @@ def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, option
 
 
 def baseline_pipeline(name: str, seed: int):
-    """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's)."""
+    """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's); the LinearSVC stops at
+    trainer.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here)."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -438,15 +440,16 @@ def main() -> int:
              + ("Quick run: convolutional networks left out of the comparison. " if args.quick else ""), ""]
     print("\n".join(lines), flush=True)
     summary = []
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
     for case in CASES:
         section, checks = case_report(case, args.quick)
         print("\n".join(section), flush=True)
         lines += section
         summary += [(f"{case.title}, `{case.split}`", t, "yes" if ok else "**no**") for t, _, ok in checks]
+        REPORT.write_text("\n".join(lines))  # each case as it is done, so a stopped run keeps its tables
     tail = ["## All targets", "", *markdown_table(["case", "target", "holds"], summary), "",
             f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
     print("\n".join(tail), flush=True)
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines + tail))
     note(f"wrote {REPORT}")
     return 0
