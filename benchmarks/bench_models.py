@@ -1,9 +1,9 @@
 """Model benchmark: the default ``raman-train fit`` against every model, on each shared data set.
 
 Run with ``make bench-models`` (``make bench-models QUICK=1``, or ``.venv/bin/python
-benchmarks/bench_models.py [--quick]``; ``--quick`` leaves the convolutional networks out of the
-comparison). Prints Markdown tables and writes them to ``docs/reports/bench-models.md``. Data:
-``../shared/datasets`` beside the project.
+benchmarks/bench_models.py [--quick] [--split SPLIT ...] [--report FILE]``; ``--quick`` leaves the
+convolutional networks out of the comparison, ``--split`` runs only the named cases). Prints Markdown
+tables and writes them to ``docs/reports/bench-models.md``. Data: ``../shared/datasets`` beside the project.
 
 Data sets and outer splits (seed 0 throughout):
 
@@ -424,8 +424,13 @@ def case_report(case: Case, quick: bool) -> tuple[list[str], list]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="leave the convolutional networks out of the comparison")
+    ap.add_argument("--split", action="append", choices=[c.split for c in CASES],
+                    help="run only the case of this outer split (repeatable; default: every case)")
+    ap.add_argument("--report", type=Path, default=REPORT,
+                    help=f"Markdown file to write (default {REPORT.relative_to(ROOT)})")
     args = ap.parse_args()
-    missing = [c.data for c in CASES if not (SHARED / c.data).exists()]
+    cases = [c for c in CASES if not args.split or c.split in args.split]
+    missing = [c.data for c in cases if not (SHARED / c.data).exists()]
     if missing:
         print(f"error: data set(s) not found under {SHARED}: {', '.join(missing)}; the benchmark needs the shared "
               "data sets beside the project", file=sys.stderr)
@@ -437,21 +442,22 @@ def main() -> int:
              f"`benchmarks/bench_models.py{' --quick' if args.quick else ''}` on "
              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; software "
              f"{json.dumps(software_versions())}. "
-             + ("Quick run: convolutional networks left out of the comparison. " if args.quick else ""), ""]
+             + ("Quick run: convolutional networks left out of the comparison. " if args.quick else "")
+             + (f"Only {', '.join(args.split)}." if args.split else ""), ""]
     print("\n".join(lines), flush=True)
     summary = []
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    for case in CASES:
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    for case in cases:
         section, checks = case_report(case, args.quick)
         print("\n".join(section), flush=True)
         lines += section
         summary += [(f"{case.title}, `{case.split}`", t, "yes" if ok else "**no**") for t, _, ok in checks]
-        REPORT.write_text("\n".join(lines))  # each case as it is done, so a stopped run keeps its tables
+        args.report.write_text("\n".join(lines))  # each case as it is done, so a stopped run keeps its tables
     tail = ["## All targets", "", *markdown_table(["case", "target", "holds"], summary), "",
             f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
     print("\n".join(tail), flush=True)
-    REPORT.write_text("\n".join(lines + tail))
-    note(f"wrote {REPORT}")
+    args.report.write_text("\n".join(lines + tail))
+    note(f"wrote {args.report}")
     return 0
 
 
