@@ -133,6 +133,17 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
     return Trained(predict, fit_s, cost, note)
 
 
+def evaluation_spectra(ds: Dataset, test: np.ndarray, snr_levels, seed: int, pair: int) -> dict:
+    """The test spectra of pair number ``pair`` as they are and degraded to each SNR level.
+
+    Returns ``{"clean": X, "snr10": X10, ...}``, each of shape (len(test), points) on the data's axis. The
+    degradation (:func:`trainer.degrade.degrade`) draws from a generator seeded ``seed + 1000 + pair``, level
+    after level, so one seed gives the same degraded spectra to every model and every caller.
+    """
+    rng = np.random.default_rng(seed + 1000 + pair)
+    return {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
+
+
 def _labels(out: np.ndarray) -> np.ndarray:
     return out.argmax(axis=1) if out.ndim == 2 else np.asarray(out)
 
@@ -149,8 +160,7 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
     pairs = []
     for i, ((train, test), training_seed) in enumerate(zip(split.pairs, pair_seeds(split, seed))):
         pairs.append({"train_spectra": int(train.size), "test_spectra": int(test.size), **pair_groups(ds, train, test)})
-        rng = np.random.default_rng(seed + 1000 + i)
-        tests = {"clean": ds.X[test], **{f"snr{s:g}": degrade(ds.X[test], ds.axis.values, s, rng) for s in snr_levels}}
+        tests = evaluation_spectra(ds, test, snr_levels, seed, i)
         for name in models:
             trained = train_model(name, ds, train, training_seed, steps, measure=i == 0)
             scores = {}
