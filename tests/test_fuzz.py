@@ -689,8 +689,8 @@ def _conv_arrays(net: ConvNet, spec=None) -> dict:
     """The npz entries of a convolutional bundle on the shipped model's axis and classes."""
     base_spec, weights = to_arrays(net)
     arrays = {k: BASE_ARRAYS[k] for k in ("schema_version", "name", "class_names", "axis_start", "axis_stop",
-                                          "axis_points", "normalisation")}
-    arrays.update({"input_layout": np.array(bundle_module.INTENSITIES_LAYOUT),
+                                          "axis_points")}
+    arrays.update({"normalisation": np.array("snv"), "input_layout": np.array(bundle_module.INTENSITIES_LAYOUT),
                    "architecture": np.array(json.dumps(base_spec if spec is None else spec)),
                    **{f"net.{k}": v for k, v in weights.items()}})
     return arrays
