@@ -177,8 +177,10 @@ def selection_lines(card: dict) -> list[str]:
     if sel is None:
         return []
     rows = [(("**" + c["name"] + "**") if c["name"] == sel["winner"] else c["name"], "`" + " ".join(c["options"]) + "`",
-             f"{c['flop']:,}", f"{pct(c['cv_accuracy_mean'])} +/- {pct(c['cv_accuracy_std'])}",
-             f"{c['cv_macro_f1_mean']:.3f}", "yes" if c["within_budget"] else "no") for c in sel["candidates"]]
+             f"{c['flop']:,}", "not trained (over budget)" if c["cv_accuracy_mean"] is None else
+             f"{pct(c['cv_accuracy_mean'])} +/- {pct(c['cv_accuracy_std'])}",
+             "-" if c["cv_macro_f1_mean"] is None else f"{c['cv_macro_f1_mean']:.3f}",
+             "yes" if c["within_budget"] else "no") for c in sel["candidates"]]
     return [f"The default fit's selection (inner split {sel.get('inner_split', '-')}; rule: {sel.get('rule', '-')}; "
             f"winner in bold):", "", *markdown_table(["candidate", "options", "FLOP / spectrum", "inner CV accuracy",
                                                       "inner CV macro F1", "within budget"], rows), ""]

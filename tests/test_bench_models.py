@@ -182,3 +182,12 @@ def test_selection_table_marks_the_winner():
     assert rows[1].endswith("| no |") and "9,000,000" in rows[1]
     assert "98.00 % +/- 1.00 %" in rows[0]
     assert bm.selection_lines(card()) == []
+
+
+def test_selection_table_shows_untrained_candidates_as_such():
+    """Candidates over the budget are not trained: the card holds None for their inner-CV figures."""
+    sel = json.loads(json.dumps(SELECTION))
+    sel["candidates"][1].update(cv_accuracy_mean=None, cv_accuracy_std=None, cv_macro_f1_mean=None)
+    rows = [ln for ln in bm.selection_lines(card(sel)) if ln.startswith("| ")][1:]
+    assert "not trained (over budget)" in rows[1] and rows[1].endswith("| - | no |")
+    assert "not trained" not in rows[0]
