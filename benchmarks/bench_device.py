@@ -40,8 +40,24 @@ def naive_probabilities(shift, intensity, bundle) -> np.ndarray:
 
     x = bundle.axis.values
     y = np.interp(x, shift, intensity)
-    if bundle.normalisation == "snv":
-        y = (y - y.mean()) / y.std()
+    for step in bundle.normalisation.split(","):
+        name, *args = step.split(":")
+        if name == "snv":
+            y = (y - y.mean()) / y.std()
+        elif name == "savgol":
+            window, order, *deriv = (int(a) for a in args)
+            y = scipy.signal.savgol_filter(y, window, order, deriv=deriv[0] if deriv else 0, delta=bundle.axis.step,
+                                           mode="interp")
+        elif name == "asls":
+            from pybaselines.whittaker import asls
+
+            y = y - asls(y, lam=float(args[0]), p=float(args[1]), max_iter=int(args[2]) if len(args) > 2 else 50,
+                         tol=1e-3)[0]
+        elif name != "none":
+            raise ValueError(f"no baseline implementation of the preprocessing step {step!r}")
+    if not bundle.features:
+        z = y if bundle.standardizer is None else (y - bundle.standardizer.mean) / bundle.standardizer.scale
+        return bundle.network.probabilities(z[None])
     mu, sd = y.mean(), y.std()
     q1, q3 = np.percentile(y, [25, 75])
     g = np.gradient(y, bundle.axis.step)

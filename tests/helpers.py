@@ -47,4 +47,4 @@ def shipped_variant(shipped, path, name: str, relabel: bool = False, shift_cm1: 
     return write_bundle(path, name=name, class_names=shipped.class_names, axis=axis,
                         tflite=shipped.tflite_path.read_bytes(), card={"name": name}, prominence=shipped.prominence,
                         standardizer=shipped.standardizer, layers=shipped.layers, leaky_slope=shipped.leaky_slope,
-                        normalisation=shipped.normalisation, examples=stored)
+                        normalisation=shipped.preprocess, input_layout=shipped.input_layout, examples=stored)

@@ -77,7 +77,7 @@ def test_fit_cross_validation_reports_evaluate_folds(tmp_path):
 
     def fit_folds(seed):
         out = tmp_path / f"b{seed}"
-        _run("fit", tmp_path / "syn", "--out", out, "--seed", seed, *options)
+        _run("fit", tmp_path / "syn", "--out", out, "--seed", seed, "--model", "compact", "--no-augment", *options)
         card = json.loads((out / "model.json").read_text())
         return [f["accuracy"] for f in card["metrics"]["cross_validation"]["folds"]], card
 

@@ -15,7 +15,7 @@ from trainer.data import DatasetError, load_dataset
 from trainer.explain import grad_cam, gradient_x_input, top_bands
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "sers-pesticides"
+COMPACT = ROOT / "models" / "sers-op-synthetic"  # a shipped compact network (intensities + features)
 TRAIN = [str(Path(sys.executable).parent / "raman-train")]
 
 
@@ -39,8 +39,11 @@ def test_grad_cam_stretches_a_strided_map_onto_the_axis():
 
 
 def test_gradient_x_input_against_finite_differences():
-    b = load_bundle(SHIPPED)
-    Y = np.stack([np.interp(b.axis.values, *np.loadtxt(p, delimiter=",").T) for p, _ in b.examples[:2]])
+    b = load_bundle(COMPACT)
+    from device.readers import read_spectra
+
+    Y = np.stack([np.interp(b.axis.values, s.shift, s.intensity) for s in
+                  (read_spectra(p)[0] for p, _ in b.examples[:2])])
     cls = np.array([0, 3])
     gxi = gradient_x_input(b, Y, cls)
     Z = b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation))
@@ -67,15 +70,15 @@ def test_top_bands_are_the_highest_separated_maxima():
 
 
 def test_explain_cli_writes_figures_and_numbers(tmp_path):
-    files = [str(p) for p, _ in load_bundle(SHIPPED).examples[:2]]
-    r = subprocess.run(TRAIN + ["explain", str(SHIPPED), *files, "--out", str(tmp_path / "x")],
+    files = [str(p) for p, _ in load_bundle(COMPACT).examples[:2]]
+    r = subprocess.run(TRAIN + ["explain", str(COMPACT), *files, "--out", str(tmp_path / "x")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     data = json.loads((tmp_path / "x" / "explanations.json").read_text())
     assert len(data["explanations"]) == 2 and len(list((tmp_path / "x").glob("*.png"))) == 2
     e = data["explanations"][0]
-    assert len(e["map"]) == 1499 and len(e["features"]) == 22 and e["top_bands"]
-    r = subprocess.run(TRAIN + ["explain", str(SHIPPED), files[0], "--out", str(tmp_path / "y"), "--class", "Nope"],
+    assert len(e["map"]) == load_bundle(COMPACT).axis.points and len(e["features"]) == 22 and e["top_bands"]
+    r = subprocess.run(TRAIN + ["explain", str(COMPACT), files[0], "--out", str(tmp_path / "y"), "--class", "Nope"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--class 'Nope' is not one of the model's classes" in r.stderr
 

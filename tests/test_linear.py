@@ -186,7 +186,7 @@ def test_a_convolutional_network_on_the_features_layout_is_refused(tmp_path):
         load_bundle(b.path)
 
 
-@pytest.mark.parametrize("model", ["sers-pesticides", "sers-op-synthetic"])
+@pytest.mark.parametrize("model", ["sers-op-synthetic"])
 def test_bundles_written_before_give_identical_probabilities(model):
     b = load_bundle(ROOT / "models" / model)
     assert (b.kind, b.architecture, b.features) == ("compact", "compact", True)
