@@ -202,7 +202,7 @@ def gap_points(default_accuracy: float, best_accuracy: float) -> float:
 
 
 def markdown_table(headers, rows) -> list[str]:
-    """Lines of a Markdown table; every cell is passed through ``str``.
+    """Lines of a Markdown table; every cell is passed through ``str``, its ``|`` escaped (candidate names have one).
 
     Raises
     ------
@@ -213,7 +213,7 @@ def markdown_table(headers, rows) -> list[str]:
     if bad:
         raise ValueError(f"a row has {len(bad[0])} cells for {len(headers)} columns: {bad[0]}")
     return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
-            *("| " + " | ".join(str(c) for c in r) + " |" for r in rows)]
+            *("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows)]
 
 
 def pct(x) -> str:

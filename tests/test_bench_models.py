@@ -191,3 +191,9 @@ def test_selection_table_shows_untrained_candidates_as_such():
     rows = [ln for ln in bm.selection_lines(card(sel)) if ln.startswith("| ")][1:]
     assert "not trained (over budget)" in rows[1] and rows[1].endswith("| - | no |")
     assert "not trained" not in rows[0]
+
+
+def test_a_cell_with_a_pipe_stays_one_cell():
+    (header, rule, row) = bm.markdown_table(["a", "b"], [("logreg C=10 | snv", "x")])
+    assert row == "| logreg C=10 \\| snv | x |"
+    assert len(row.replace("\\|", "").split("|")) == len(header.split("|"))
