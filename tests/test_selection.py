@@ -74,7 +74,7 @@ def test_large_training_sets_are_subsampled_for_the_choice(synthetic, monkeypatc
 
 def test_the_budget_leaves_out_what_costs_too_much(synthetic):
     ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
-    cands = selection.family(ds.axis, len(ds.class_names), 80)
+    cands = selection.family(ds.axis, 80)
     costs = {c.name: c.flop(ds.axis, 4) for c in cands}
     budget = sorted(costs.values())[len(costs) // 2]
     chosen = selection.select(ds, np.arange(ds.y.size), 0, max_flop=budget, chains=("snv", "savgol:11:2,snv"),
@@ -92,7 +92,7 @@ def test_the_device_cost_known_before_training_is_the_trained_models(synthetic):
 
     ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
     spectra = TrainingSpectra(ds.X, ds.y, ds.axis, 0)
-    for c in selection.family(ds.axis, 4, 100, chains=("savgol:11:2:1,snv",)):
+    for c in selection.family(ds.axis, 100, chains=("savgol:11:2:1,snv",)):
         if c.kind == "compact":
             c = Candidate("compact", c.chain, type(c.settings)(epochs=1))
         trained = train(c, spectra, np.arange(ds.y.size), 4, 0, final=False)
@@ -149,7 +149,7 @@ def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_
     assert all(len(s) == ds.y.size - len(held) for s in seen)
     card = bundle.card
     sel = card["selection"]
-    assert [r["name"] for r in sel["candidates"]] == [c.name for c in selection.family(ds.axis, 4, 60, ("snv",))]
+    assert [r["name"] for r in sel["candidates"]] == [c.name for c in selection.family(ds.axis, 60, ("snv",))]
     assert sel["winner"].startswith(card["network"]["kind"])
     assert "group" in sel["inner_split"] and "held-out spectra never seen" in sel["scope"]
     assert card["metrics"]["holdout"]["test_spectra"] == len(held)

@@ -86,9 +86,8 @@ class Candidate:
 
     @property
     def standardised(self) -> bool:
-        """Whether the bundle standardises its inputs per column."""
-        return self.kind in COMPACT_MODELS or self.features or (
-            self.kind in linear.LINEAR_MODELS and self.settings.standardise)
+        """Whether the bundle standardises its inputs per column (the features always are)."""
+        return self.features or self.standardised_intensities
 
     @property
     def standardised_intensities(self) -> bool:

@@ -29,7 +29,7 @@ from .linear import LINEAR_MODELS, max_components
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
-from .selection import MAX_FLOP, Selection, score, select
+from .selection import MAX_FLOP, Selection, inner_pairs, score, select
 from .splits import make_splits, pair_groups
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
@@ -38,11 +38,12 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
     """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV accuracy
-    on ``rows`` only (:func:`trainer.selection.score`)."""
+    on ``rows`` only (:func:`trainer.selection.inner_pairs`, :func:`trainer.selection.score`)."""
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
             for lr in TUNING_GRID["learning_rate"] for l2 in TUNING_GRID["l2"]]
-    table, desc, _ = score(grid, ds, rows, seed, np.inf, log)
+    pairs, desc = inner_pairs(ds, rows, seed)
+    table = score(grid, ds, pairs, desc, seed, np.inf, log)
     i = int(np.argmax([r["cv_accuracy_mean"] for r in table]))  # first of equals: grid order
     log(f"tuned: {grid[i].name} learning rate {grid[i].settings.learning_rate:g}, L2 {grid[i].settings.l2:g}")
     return Selection(grid[i], table, desc, "highest inner-CV accuracy over the learning rate x L2 grid")
@@ -244,14 +245,15 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                       n_classes, s, final=False)
         return model.predict(ds.X[te])
 
+    choice_rows = held.pairs[0][0] if held else np.arange(ds.y.size)
     if candidate is None or tune_hp:
         log("choosing the model on the training spectra only" + (f" (those of {held.spec.text})" if held else ""))
-        chosen(held.pairs[0][0] if held else np.arange(ds.y.size), seed)
+        chosen(choice_rows, seed)
     fitted = "the choice of model and its weights" if candidate is None else (
         "the tuning and the weights" if tune_hp else "weights (and any scaler)")
     metrics = evaluate(predict, ds, splits, seed, fitted, log)
 
-    final, selection = chosen(held.pairs[0][0] if held else np.arange(ds.y.size), seed)
+    final, selection = chosen(choice_rows, seed)
     log(f"final fit of {final.name} on all {ds.y.size} spectra" + (" and a degraded copy of each" if final.augment
                                                                      else ""))
     trained = train(final, TrainingSpectra(ds.X, ds.y, ds.axis, seed, final.augment), np.arange(ds.y.size),

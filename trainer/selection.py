@@ -37,10 +37,11 @@ INNER_MAX_SPECTRA = 1000
 CHAINS = ("snv", "savgol:11:2,snv", "savgol:11:2:1,snv", "asls:1e5:0.01,snv")
 
 
-def family(axis: Axis, n_classes: int, n_train: int, chains: tuple | None = None) -> list[Candidate]:
+def family(axis: Axis, n_train: int, chains: tuple | None = None, augment: bool = True) -> list[Candidate]:
     """The candidates, in family order: every chain of ``chains`` (default :data:`CHAINS`) with each model kind.
 
-    ``n_train`` (the fewest spectra an inner training fold has) bounds the projection's components.
+    ``n_train`` (the fewest spectra an inner training fold has, degraded copies included) bounds the
+    projection's components; ``augment`` is each candidate's (:class:`~trainer.candidates.Candidate`).
     """
     k = min(linear.DEFAULT_COMPONENTS, linear.max_components(n_train, axis.points))
     models = [("logreg", linear.LinearSettings("logreg")), ("linear-svm", linear.LinearSettings("linear-svm")),
@@ -48,7 +49,8 @@ def family(axis: Axis, n_classes: int, n_train: int, chains: tuple | None = None
               ("pca-logreg", linear.LinearSettings("pca-logreg", components=k)),
               ("pca-logreg", linear.LinearSettings("pca-logreg", components=k, standardise=True)),
               ("compact", None)]
-    return [Candidate(kind, chain, settings) for chain in chains or CHAINS for kind, settings in models]
+    return [Candidate(kind, chain, settings, augment=augment) for chain in chains or CHAINS
+            for kind, settings in models]
 
 
 @dataclass(frozen=True)
@@ -158,23 +160,19 @@ def lone_class_shares(groups: np.ndarray, y: np.ndarray, k: int, seed: int) -> n
     return out.astype(str)
 
 
-def score(candidates: list, ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
-          log=print) -> tuple[list, str, int]:
-    """Inner cross-validation (:func:`inner_pairs`) of each candidate within ``max_flop`` on training ``rows``.
+def score(candidates: list, ds: Dataset, pairs: list, desc: str, seed: int, max_flop: float = MAX_FLOP,
+          log=print) -> list:
+    """Cross-validation of each candidate within ``max_flop`` over the inner ``pairs`` of :func:`inner_pairs`
+    (described by ``desc``).
 
     Returns
     -------
-    table : list of dict
+    list of dict
         One row per candidate, in order (see :class:`Selection`).
-    inner_split : str
-        The inner cross-validation, in words.
-    folds : int
-        Its number of folds.
     """
     from .metrics import classification_report
 
     n_classes = len(ds.class_names)
-    pairs, desc = inner_pairs(ds, rows, seed)
     used = np.unique(np.concatenate([tr for tr, _ in pairs] + [te for _, te in pairs]))
     spectra = TrainingSpectra(ds.X[used], ds.y[used], ds.axis, seed, any(c.augment for c in candidates))
     log(f"{len(candidates)} candidates, scored by {desc}; device cost at most {max_flop:.3g} FLOP")
@@ -198,7 +196,7 @@ def score(candidates: list, ds: Dataset, rows: np.ndarray, seed: int, max_flop: 
                    cv_macro_f1_mean=float(np.mean(f1)), seconds=round(time.perf_counter() - t0, 1))
         log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, {flop:,} FLOP "
             f"({row['seconds']} s)")
-    return table, desc, len(pairs)
+    return table
 
 
 def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP, augment: bool = True,
@@ -211,16 +209,16 @@ def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
         No candidate is within ``max_flop``, or the training rows cannot be cross-validated.
     """
     n_classes = len(ds.class_names)
-    smallest = min(tr.size for tr, _ in inner_pairs(ds, rows, seed)[0]) * (AUGMENT_COPIES + 1 if augment else 1)
-    candidates = [Candidate(c.kind, c.chain, c.settings, augment=augment)
-                  for c in family(ds.axis, n_classes, smallest, chains)]
+    pairs, desc = inner_pairs(ds, rows, seed)
+    smallest = min(tr.size for tr, _ in pairs) * (AUGMENT_COPIES + 1 if augment else 1)
+    candidates = family(ds.axis, smallest, chains, augment)
     cheapest = min(c.flop(ds.axis, n_classes) for c in candidates)
     if cheapest > max_flop:
         raise DatasetError(f"no candidate model is within --max-flop {max_flop:g}; the cheapest needs {cheapest:,} "
                            f"FLOP per spectrum: raise --max-flop to at least {cheapest}, or give --model")
-    table, desc, folds = score(candidates, ds, rows, seed, max_flop, log)
+    table = score(candidates, ds, pairs, desc, seed, max_flop, log)
     scored = [(c, r) for c, r in zip(candidates, table) if r["cv_accuracy_mean"] is not None]
-    winner, why = choose(scored, folds)
+    winner, why = choose(scored, len(pairs))
     log(f"chosen: {winner.name} ({why})")
     return Selection(winner, table, desc, why)
 
