@@ -7,6 +7,11 @@ standardisation and a network, dense (:class:`device.network.DenseNet`) or convo
 
 ``compact``          the published compact network (:mod:`trainer.compact`, the stacked NumPy engine that
                      ``evaluate`` uses too), on intensities + features.
+``pca-compact``, ``pls-compact``
+                     a PCA or PLS projection of the intensities to ``components`` scores
+                     (:mod:`trainer.projection`), then the compact network on the scores; the scores'
+                     standardisation is folded into the projection's layer, so the bundle holds three
+                     dense layers and no scaler.
 ``logreg``, ``linear-svm``, ``pca-logreg``, ``pls-logreg``
                      the linear kinds of :mod:`trainer.linear`, on the intensities, or with ``features``
                      on intensities + features (the feature columns standardised, the intensities not).
@@ -35,13 +40,39 @@ from device.spectrum import Axis
 from . import linear
 from . import model as compact_model
 from .convnets import CONV_MODELS, ConvHyperparameters
+from .projection import DEFAULT_COMPONENTS, describe as describe_projection, fit_projection
 
 #: Degraded copies of each training spectrum added to the training set of a dense kind.
 AUGMENT_COPIES = 1
-#: Kinds trained by :mod:`trainer.model` (the compact network).
-COMPACT_MODELS = ("compact",)
+#: Kinds whose head is the compact network (:mod:`trainer.model`): on intensities + features, or on scores.
+COMPACT_MODELS = ("compact", "pca-compact", "pls-compact")
+#: Kinds with a PCA or PLS projection in front of their head.
+PROJECTED_MODELS = ("pca-logreg", "pls-logreg", "pca-compact", "pls-compact")
 #: Every kind ``raman-train fit --model`` takes.
 KINDS = (*COMPACT_MODELS, *linear.LINEAR_MODELS, *CONV_MODELS)
+
+
+@dataclass(frozen=True)
+class ProjectedCompact:
+    """Settings of ``pca-compact`` and ``pls-compact``: the projection's size and the compact head's training.
+
+    Attributes
+    ----------
+    components : int
+        Scores of the projection.
+    head : Hyperparameters
+        The compact network on the scores (:class:`trainer.model.Hyperparameters`).
+    """
+
+    components: int = DEFAULT_COMPONENTS
+    head: compact_model.Hyperparameters = field(default_factory=compact_model.Hyperparameters)
+
+    def __post_init__(self):
+        if self.components < 1:
+            raise ValueError(f"components must be at least 1, not {self.components}")
+
+    def as_dict(self) -> dict:
+        return {"components": self.components, **self.head.as_dict()}
 
 
 @dataclass(frozen=True)
@@ -54,10 +85,12 @@ class Candidate:
         One of :data:`KINDS`.
     chain : str
         Preprocessing chain text (:mod:`device.preprocess`); the convolutional kinds take ``snv``.
-    settings : Hyperparameters, LinearSettings or ConvHyperparameters
-        The kind's settings (:mod:`trainer.model`, :mod:`trainer.linear`, :mod:`trainer.convnets`).
+    settings : Hyperparameters, ProjectedCompact, LinearSettings or ConvHyperparameters
+        The kind's settings (:mod:`trainer.model`, :class:`ProjectedCompact`, :mod:`trainer.linear`,
+        :mod:`trainer.convnets`).
     features : bool
-        The inputs include the 22 engineered features (always for ``compact``, never for convolutional).
+        The inputs include the 22 engineered features (always for ``compact``; never for a projected
+        compact network or a convolutional one).
     augment : bool
         Train on degraded copies too (dense kinds: :data:`AUGMENT_COPIES` copies; convolutional: fresh per step).
     """
@@ -71,14 +104,20 @@ class Candidate:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        default = (compact_model.Hyperparameters() if self.kind in COMPACT_MODELS else
+        default = (compact_model.Hyperparameters() if self.kind == "compact" else
+                   ProjectedCompact() if self.kind in COMPACT_MODELS else
                    linear.LinearSettings(self.kind) if self.kind in linear.LINEAR_MODELS else ConvHyperparameters())
         object.__setattr__(self, "settings", self.settings if self.settings is not None else default)
         if self.kind in COMPACT_MODELS:
-            object.__setattr__(self, "features", True)
+            object.__setattr__(self, "features", self.kind == "compact")
         if self.kind in CONV_MODELS:
             object.__setattr__(self, "features", False)
             object.__setattr__(self, "settings", replace(self.settings, augment=self.augment))
+
+    @property
+    def projected(self) -> bool:
+        """Whether a PCA or PLS projection comes first (:data:`PROJECTED_MODELS`)."""
+        return self.kind in PROJECTED_MODELS
 
     @property
     def input_layout(self) -> str:
@@ -92,14 +131,16 @@ class Candidate:
     @property
     def standardised_intensities(self) -> bool:
         """Whether the intensity columns (not only the features) are standardised."""
-        return self.kind in COMPACT_MODELS or (self.kind in linear.LINEAR_MODELS and self.settings.standardise)
+        return self.kind == "compact" or (self.kind in linear.LINEAR_MODELS and self.settings.standardise)
 
     @property
     def name(self) -> str:
         """Short name for tables, e.g. ``pca-logreg k=30 C=10 | savgol:11:2,snv``."""
         s = self.settings
-        if self.kind in COMPACT_MODELS:
+        if self.kind == "compact":
             what = f"compact h={s.hidden}"
+        elif self.kind in COMPACT_MODELS:
+            what = f"{self.kind} k={s.components} h={s.head.hidden}"
         elif self.kind in linear.LINEAR_MODELS:
             what = f"{self.kind}{f' k={s.components}' if s.projected else ''} C={s.regularisation:g}" + (
                 " +features" if self.features else "") + (" std" if s.standardise else "")
@@ -113,9 +154,11 @@ class Candidate:
         s = self.settings
         opts = ["--model", self.kind, "--preprocess", self.chain]
         if self.kind in COMPACT_MODELS:
-            opts += ["--hidden", str(s.hidden), "--leaky-slope", f"{s.leaky_slope:g}", "--learning-rate",
-                     f"{s.learning_rate:g}", "--l2", f"{s.l2:g}", "--epochs", str(s.epochs),
-                     "--batch-size", str(s.batch_size)]
+            hp = s if self.kind == "compact" else s.head
+            opts += ([] if self.kind == "compact" else ["--components", str(s.components)]) + [
+                "--hidden", str(hp.hidden), "--leaky-slope", f"{hp.leaky_slope:g}", "--learning-rate",
+                f"{hp.learning_rate:g}", "--l2", f"{hp.l2:g}", "--epochs", str(hp.epochs), "--batch-size",
+                str(hp.batch_size)]
         elif self.kind in linear.LINEAR_MODELS:
             opts += ["--C", f"{s.regularisation:g}"] + (["--components", str(s.components)] if s.projected else []) + (
                 ["--standardise"] if s.standardise else []) + (["--features"] if self.features else [])
@@ -128,8 +171,11 @@ class Candidate:
         """(inputs, outputs, activation) of each dense layer; empty for a convolutional kind."""
         D = points + (len(FEATURE_NAMES) if self.features else 0)
         s = self.settings
-        if self.kind in COMPACT_MODELS:
+        if self.kind == "compact":
             return [(D, s.hidden, "leaky_relu"), (s.hidden, n_classes, "softmax")]
+        if self.kind in COMPACT_MODELS:
+            k, h = s.components, s.head.hidden
+            return [(D, k, "linear"), (k, h, "leaky_relu"), (h, n_classes, "softmax")]
         if self.kind in linear.LINEAR_MODELS:
             return ([(D, s.components, "linear"), (s.components, n_classes, "softmax")] if s.projected
                     else [(D, n_classes, "softmax")])
@@ -256,8 +302,10 @@ def train(candidate: Candidate, spectra: TrainingSpectra, rows: np.ndarray, n_cl
         raise ValueError("an augmented candidate needs TrainingSpectra made with augment=True")
     idx = spectra.rows(rows, candidate.augment)
     R, y = spectra.inputs(chain, candidate.features)[idx], spectra.y[idx]
-    if candidate.kind in COMPACT_MODELS:
+    if candidate.kind == "compact":
         return _train_compact(candidate, R, y, axis, chain, n_classes, seed, log)
+    if candidate.kind in COMPACT_MODELS:
+        return _train_projected_compact(candidate, R, y, axis, chain, n_classes, seed, log)
     return _train_linear(candidate, R, y, axis, chain, n_classes, seed, final)
 
 
@@ -282,6 +330,39 @@ def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Traine
             "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
             "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
     return Trained(candidate, axis, chain, std, DenseNet(layers, hp.leaky_slope), reference, "keras", card)
+
+
+def _train_projected_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Trained:
+    """A PCA or PLS projection of the chain's output ``R`` (n, points), then the compact network on the scores.
+
+    The network standardises its scores ``S`` by their training mean ``m`` and deviation ``s``; that is folded
+    into the projection's layer (kernel ``W / s``, bias ``(b - m) / s``), so the bundle needs no scaler.
+    """
+    from .compact import fit_compact
+
+    s, hp = candidate.settings, candidate.settings.head
+    method = candidate.kind[:3]
+    projection = fit_projection(method, R, y, s.components, n_classes, seed)
+    fitted = fit_compact(projection.transform(R), y, n_classes, hp, seed, log)
+    std, (hidden, output) = fitted.standardizer, fitted.layers
+    first = Dense(projection.layer.kernel / std.scale, (projection.layer.bias - std.mean) / std.scale, "linear")
+    net = as_stored(DenseNet((first, hidden, output), hp.leaky_slope))
+
+    def reference(A):
+        """scikit-learn's projection, then Keras' forward pass of the trained head."""
+        model = compact_model.build(s.components, n_classes, hp, seed)
+        model.set_weights([p for layer in (hidden, output) for p in (layer.kernel, layer.bias)])
+        return compact_model.predict(model, std.transform(projection.transform(chain.apply(A))))
+
+    card = {"network": {"kind": candidate.kind,
+                        "architecture": f"{describe_projection(method, s.components)}, the scores' standardisation "
+                                        f"folded into it -> Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) "
+                                        "+ softmax",
+                        "leaky_relu_slope": hp.leaky_slope, "parameters": net.parameters},
+            "hyperparameters": {**s.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy",
+                                "projection_fitted_with": "scikit-learn (PCA, PLSRegression)"},
+            "training": {"final_loss": fitted.loss[-1], "loss_per_epoch": fitted.loss}}
+    return Trained(candidate, axis, chain, None, net, reference, "keras", card)
 
 
 def _train_linear(candidate, R, y, axis, chain, n_classes, seed, final) -> Trained:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
-from .candidates import KINDS
+from .candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
 from .convnets import ConvHyperparameters
-from .linear import DEFAULT_C, DEFAULT_COMPONENTS, LINEAR_MODELS
+from .linear import DEFAULT_C, LINEAR_MODELS
+from .projection import DEFAULT_COMPONENTS
 from .model import Hyperparameters
 from .selection import MAX_FLOP
 
@@ -57,11 +58,20 @@ def cmd_fit(args) -> int:
     return 0
 
 
-#: ``fit`` options of one model kind each (the linear ones, the compact network, the convolutional ones).
-LINEAR_OPTIONS = ("C", "components", "standardise", "features")
-COMPACT_OPTIONS = ("hidden", "leaky_slope", "tune")
+#: ``fit`` options of some model kinds only (the linear ones, the compact networks, the convolutional ones),
+#: and the kinds that take each.
+LINEAR_OPTIONS = ("C", "standardise", "features")
+COMPACT_OPTIONS = ("hidden", "leaky_slope")
 CONV_OPTIONS = ("steps",)
 TRAINING_OPTIONS = ("epochs", "learning_rate", "l2", "batch_size")
+KINDS_OF_OPTION = {**{o: LINEAR_MODELS for o in LINEAR_OPTIONS}, **{o: COMPACT_MODELS for o in COMPACT_OPTIONS},
+                   "tune": ("compact",), "components": PROJECTED_MODELS,
+                   **{o: tuple(k for k in KINDS if k not in LINEAR_MODELS) for o in TRAINING_OPTIONS}}
+#: What each kind's options are, for the message refusing another option.
+OPTIONS_OF_KIND = {**{k: "--C, --components (projections), --standardise and --features" for k in LINEAR_MODELS},
+                   "compact": "--hidden, --leaky-slope, --epochs, --learning-rate, --l2, --batch-size and --tune",
+                   **{k: "--components, --hidden, --leaky-slope, --epochs, --learning-rate, --l2 and --batch-size"
+                      for k in COMPACT_MODELS if k != "compact"}}
 
 
 def _options_given(args, names) -> list:
@@ -73,41 +83,35 @@ def _candidate(args):
     """The model ``fit`` trains from its options (:class:`trainer.candidates.Candidate`), or None to choose it."""
     from device.errors import RamanEdgeError
 
-    from .candidates import Candidate
-    from .convnets import CONV_MODELS, ConvHyperparameters
+    from .candidates import Candidate, ProjectedCompact
+    from .convnets import ConvHyperparameters
     from .linear import LinearSettings
     from .model import Hyperparameters
 
     kind = args.model
     if kind is None:
-        given = _options_given(args, LINEAR_OPTIONS + COMPACT_OPTIONS + CONV_OPTIONS + TRAINING_OPTIONS)
+        given = _options_given(args, KINDS_OF_OPTION)
         if given:
             raise RamanEdgeError(f"{', '.join(given)} set(s) the settings of one model kind: give --model KIND too "
                                  "(without --model, fit chooses the model by inner cross-validation)")
         return None
-    others = {**{o: LINEAR_MODELS for o in LINEAR_OPTIONS}, **{o: ("compact",) for o in COMPACT_OPTIONS},
-              **{o: CONV_MODELS for o in CONV_OPTIONS}}
-    wrong = [o for o, kinds in others.items() if kind not in kinds and getattr(args, o) not in (None, False)]
-    if kind in LINEAR_MODELS:
-        wrong += [o for o in TRAINING_OPTIONS if getattr(args, o) is not None]
-    if args.components is not None and kind not in ("pca-logreg", "pls-logreg"):
-        wrong.append("components")
-    if wrong:
-        raise RamanEdgeError(f"--model {kind} takes no {', '.join(_options_given(args, dict.fromkeys(wrong)))}; "
-                             + ("its options are --C, --components (projections), --standardise and --features"
-                                if kind in LINEAR_MODELS else
-                                "its options are --hidden, --leaky-slope, --epochs, --learning-rate, --l2, "
-                                "--batch-size and --tune" if kind == "compact" else
-                                "its options are --steps, --learning-rate, --l2 and --batch-size"))
+    wrong = [o for o, kinds in KINDS_OF_OPTION.items() if kind not in kinds]
+    if _options_given(args, wrong):
+        raise RamanEdgeError(f"--model {kind} takes no {', '.join(_options_given(args, wrong))}; its options are "
+                             + OPTIONS_OF_KIND.get(kind, "--steps, --learning-rate, --l2 and --batch-size"))
     chain = _preprocess(args)
+    training = ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")
     try:
         if kind in LINEAR_MODELS:
             settings = LinearSettings(kind, C=args.C, standardise=args.standardise,
                                       components=DEFAULT_COMPONENTS if args.components is None else args.components)
             return Candidate(kind, chain, settings, features=args.features, augment=not args.no_augment)
         if kind == "compact":
-            hp = Hyperparameters(**_given(args, ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")))
-            return Candidate(kind, chain, hp, augment=not args.no_augment)
+            return Candidate(kind, chain, Hyperparameters(**_given(args, training)), augment=not args.no_augment)
+        if kind in COMPACT_MODELS:
+            settings = ProjectedCompact(DEFAULT_COMPONENTS if args.components is None else args.components,
+                                        Hyperparameters(**_given(args, training)))
+            return Candidate(kind, chain, settings, augment=not args.no_augment)
         if chain != "snv":
             raise RamanEdgeError(f"--model {kind} always uses SNV inputs; remove --normalise none / --preprocess")
         if args.epochs:
@@ -411,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "compact: the published Dense(5) network on intensities + features; logreg (multinomial "
                         "logistic regression), linear-svm (linear SVM, probabilities by temperature scaling), "
                         "pca-logreg, pls-logreg (a PCA or PLS projection, then logistic regression): linear models "
-                        "on the preprocessed spectrum, fitted by scikit-learn; cnn, resnet, se-resnet: 1-D "
+                        "on the preprocessed spectrum, fitted by scikit-learn; pca-compact, pls-compact: the "
+                        "projection, then the compact network on its scores; cnn, resnet, se-resnet: 1-D "
                         "convolutional networks on the SNV spectrum")
     f.add_argument("--max-flop", type=float, default=MAX_FLOP,
                    help=f"device cost allowed per spectrum when choosing the model (default {MAX_FLOP:.0e})")
@@ -421,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear models: inverse regularisation strength (default: "
                         + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_C.items()) + ")")
     f.add_argument("--components", type=int,
-                   help=f"pca-logreg, pls-logreg: scores kept by the projection (default {DEFAULT_COMPONENTS})")
+                   help=f"pca-logreg, pls-logreg, pca-compact, pls-compact: scores kept by the projection "
+                        f"(default {DEFAULT_COMPONENTS})")
     f.add_argument("--standardise", action="store_true",
                    help="linear models: standardise each input column by the training spectra first (default: "
                         "off; it amplifies the noise of flat spectral regions)")

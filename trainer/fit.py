@@ -25,7 +25,8 @@ from .compact import pair_seeds
 from .data import Dataset, DatasetError, load_dataset
 from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from .export import export_check, tflite_bytes, tflite_convnet_bytes
-from .linear import LINEAR_MODELS, max_components
+from .linear import LINEAR_MODELS
+from .projection import max_components
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
@@ -311,7 +312,7 @@ def check_components(candidate: Candidate, ds: Dataset, splits: list) -> None:
 
     The training sets are all spectra and those of each pair of ``splits``, with their degraded copies.
     """
-    if candidate.kind not in LINEAR_MODELS or not candidate.settings.projected:
+    if not candidate.projected:
         return
     sizes = {"all spectra": ds.y.size, **{f"a training set of {s.spec.option}": min(tr.size for tr, _ in s.pairs)
                                           for s in splits}}

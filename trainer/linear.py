@@ -11,8 +11,9 @@ optionally standardised per column, and ends in one softmax layer, so the device
                 With two classes the SVM gives one value ``d`` per spectrum and the logits are ``(0, d / T)``,
                 i.e. ``p(second class) = sigmoid(d / T)``: Platt scaling with its intercept fixed at 0.
                 The layer is ``Dense(C, softmax)``, kernel ``coef_.T / T``, bias ``intercept_ / T``.
-``pca-logreg``  a PCA projection to ``components`` scores, ``Dense(k, linear)`` (the components as a stored
-                matrix, the mean folded into the bias), then a logistic regression on the scores.
+``pca-logreg``  a PCA projection to ``components`` scores (:mod:`trainer.projection`: ``Dense(k, linear)``,
+                the components as a stored matrix, the mean folded into the bias), then a logistic
+                regression on the scores.
 ``pls-logreg``  the same with a PLS projection (``PLSRegression`` on the one-hot classes, unscaled).
 
 A logistic regression of two classes gives one logit ``z``; it is exported as the logits ``(0, z)``,
@@ -31,14 +32,14 @@ import numpy as np
 from device.inputs import Standardizer
 from device.network import Dense, DenseNet
 
+from .projection import DEFAULT_COMPONENTS, describe as describe_projection, fit_projection, max_components
+
 # SciPy and scikit-learn are imported where a model is fitted, so that raman-train --help, which lists
 # the kinds and their defaults from this module, starts without them.
 
 LINEAR_MODELS = ("logreg", "linear-svm", "pca-logreg", "pls-logreg")
 #: Inverse regularisation strength C of each kind (logistic regression: of the head).
 DEFAULT_C = {"logreg": 10.0, "linear-svm": 1.0, "pca-logreg": 10.0, "pls-logreg": 10.0}
-#: Scores kept by the PCA and PLS projections.
-DEFAULT_COMPONENTS = 30
 #: Folds of the cross-validated decision values that calibrate the SVM (fewer if a class is smaller).
 CALIBRATION_FOLDS = 5
 #: Iteration limit of the logistic regressions (L-BFGS).
@@ -126,11 +127,6 @@ class LinearModel:
         return self.network.probabilities(self.inputs(X))
 
 
-def max_components(n_train: int, points: int) -> int:
-    """Most scores a projection can have on ``n_train`` training spectra of ``points`` inputs."""
-    return min(n_train - 1, points)
-
-
 def row_space(Z: np.ndarray) -> np.ndarray:
     """An orthonormal basis (points, r) of the span of the training inputs' rows ``Z`` (n, points).
 
@@ -153,13 +149,6 @@ def _logits_layer(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> De
     if n_classes == 2 and coef.shape[0] == 1:
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
     return Dense(coef.T.astype(np.float64), intercept.astype(np.float64), "softmax")
-
-
-def _affine_layer(transform, points: int) -> Dense:
-    """A linear layer equal to an affine ``transform`` (n, points) -> (n, k): its values at 0 and the unit vectors."""
-    bias = transform(np.zeros((1, points)))[0]
-    kernel = transform(np.eye(points)) - bias
-    return Dense(kernel, bias, "linear")
 
 
 def _two_column(d: np.ndarray) -> np.ndarray:
@@ -202,8 +191,6 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
         If a projection asks for more components than the training spectra allow.
     """
     from scipy.special import log_softmax, softmax
-    from sklearn.cross_decomposition import PLSRegression
-    from sklearn.decomposition import PCA
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -218,9 +205,6 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
     logreg_of = lambda: LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS)  # noqa: E731
     X = np.asarray(X, dtype=np.float64)
     n, points = X.shape
-    if settings.projected and settings.components > max_components(n, points):
-        raise ValueError(f"--components {settings.components} needs more than {settings.components} training "
-                         f"spectra; there are {n}: use --components {max_components(n, points)} or fewer")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         scaler = StandardScaler().fit(X) if settings.standardise else None
@@ -253,12 +237,9 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
                 "cv_log_loss": float(-log_softmax(_two_column(held) / T, axis=1)[rows, y].mean()),
                 "cv_log_loss_uncalibrated": float(-log_softmax(_two_column(held), axis=1)[rows, y].mean())}
         else:
-            k = settings.components
-            projection = (PCA(n_components=k, random_state=seed).fit(Z) if settings.kind == "pca-logreg"
-                          else PLSRegression(n_components=k, scale=False).fit(Z, np.eye(n_classes)[y]))
+            projection = fit_projection(settings.kind[:3], Z, y, settings.components, n_classes, seed)
             head = logreg_of().fit(projection.transform(Z), y)
-            layers = (_affine_layer(projection.transform, points),
-                      _logits_layer(head.coef_, head.intercept_, n_classes))
+            layers = (projection.layer, _logits_layer(head.coef_, head.intercept_, n_classes))
             predict = lambda A: head.predict_proba(projection.transform(A))  # noqa: E731
     return _finish(scaler, standardizer, layers, predict, calibration, caught)
 
@@ -279,6 +260,4 @@ def describe(settings: LinearSettings, n_classes: int, points: int) -> str:
         return f"multinomial logistic regression: {points} inputs -> {head}"
     if settings.kind == "linear-svm":
         return f"linear SVM (one-vs-rest) with temperature-scaled decision values: {points} inputs -> {head}"
-    what = "PCA" if settings.kind == "pca-logreg" else "PLS"
-    return (f"{what} projection to {settings.components} scores, Dense({settings.components}) linear (stored matrix, "
-            f"mean folded into the bias) -> logistic regression {head}")
+    return f"{describe_projection(settings.kind[:3], settings.components)} -> logistic regression {head}"
