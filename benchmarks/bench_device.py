@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from device.bundle import ModelBundle, load_bundle  # noqa: E402
 from device.classifier import Classifier  # noqa: E402
-from device.cost import flop_count  # noqa: E402
+from device.cost import bundle_flop_count  # noqa: E402
 from device.features import FEATURE_NAMES  # noqa: E402
 from device.inputs import Standardizer  # noqa: E402
 from device.network import Dense, forward  # noqa: E402
@@ -104,6 +104,13 @@ def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
                        axis=axis, prominence=bundle.prominence,
                        standardizer=Standardizer(rng.normal(0, 1, width), rng.uniform(0.5, 2, width)),
                        layers=layers, leaky_slope=0.3, preprocess=bundle.preprocess)
+
+
+def describe(bundle: ModelBundle) -> str:
+    """The path of a bundle in words: its kind, chain, inputs and standardisation."""
+    inputs = "intensities + 22 features" if bundle.features else "intensities"
+    return (f"{bundle.kind} on {bundle.preprocess.text} ({inputs}"
+            f"{', standardised' if bundle.standardizer is not None else ''}), {bundle.axis.points} points")
 
 
 def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
@@ -206,7 +213,9 @@ def main() -> int:
     paper_tflite = tflite_bytes(paper.layers, paper.leaky_slope, paper.input_size)
 
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, NumPy {np.__version__}\n")
-    print("## One spectrum: resample + normalisation + 22 features + standardise + network (microseconds)\n")
+    print(f"shipped: {MODEL.name}, {describe(bundle)}; published: the compact network's shape, "
+          f"{describe(paper)}\n")
+    print("## One spectrum, the whole path: resample, preprocessing, inputs, network (microseconds)\n")
     print("| model axis | path | median | p99 | speed-up vs baseline |\n|---|---|---|---|---|")
     for label, b, tb in ((f"shipped, {bundle.axis.points} points", bundle, None),
                          (f"published, {paper.axis.points} points", paper, paper_tflite)):
@@ -248,7 +257,7 @@ def main() -> int:
     print("## Analytic FLOP per spectrum\n\n| model axis | resample | normalise | features | standardise | network | total |")
     print("|---|---|---|---|---|---|---|")
     for label, b in ((f"shipped, {bundle.axis.points} points", bundle), (f"published, {paper.axis.points} points", paper)):
-        f = flop_count(b.axis, b.layers, b.normalisation)
+        f = bundle_flop_count(b)
         print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f['features']:,} | {f['standardise']:,} | "
               f"{f['network']:,} | {f['total']:,} |")
     return 0
