@@ -114,5 +114,6 @@ def test_ctrl_c_leaves_no_half_written_report(tmp_path):
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted: nothing was written" in err and "Traceback" not in err
+    assert proc.returncode == 130 and "interrupted: nothing was written" in err and "Traceback" not in err, \
+        (proc.returncode, err[-3000:])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]
