@@ -83,7 +83,7 @@ class Selection:
 
     def card(self, max_flop: float, scope: str) -> dict:
         """The ``selection`` entry of the model card."""
-        return {"rule": __doc__.split("\n\n")[2].replace("\n", " ").removeprefix("Rule: "), "max_flop": max_flop,
+        return {"rule": __doc__.split("\n\n")[2].replace("\n", " ").strip().removeprefix("Rule: "), "max_flop": max_flop,
                 "inner_split": self.inner_split, "scope": scope, "winner": self.winner.name,
                 "winner_options": self.winner.options, "why": self.why, "family": __doc__.split("\n\n")[1]
                 .replace("\n", " "), "candidates": self.table}
