@@ -163,6 +163,35 @@ def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_
     assert np.allclose(a["layer0_kernel"], b["layer0_kernel"], atol=1e-5)
 
 
+def test_nested_cross_validation_chooses_inside_each_fold_and_names_each_folds_choice(synthetic, tmp_path,
+                                                                                      monkeypatch):
+    from trainer import fit
+
+    ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None, groups="batch")
+    seen = []
+    real = selection.inner_pairs
+
+    def spy(ds_, rows, seed):
+        seen.append(np.asarray(rows))
+        return real(ds_, rows, seed)
+
+    monkeypatch.setattr(selection, "inner_pairs", spy)
+    bundle = fit.fit_bundle(synthetic / "d.npz", tmp_path / "nested", groups="batch", chains=("snv",),
+                            validation=(fit_split("group-kfold:3"),), log=lambda m: None)
+    everything = set(range(ds.y.size))
+    folds = [set(r.tolist()) for r in seen if r.size < ds.y.size]
+    assert len(folds) == 3 and any(r.size == ds.y.size for r in seen)  # three folds' choices, then the final one
+    tests = [everything - f for f in folds]
+    assert set().union(*tests) == everything and sum(map(len, tests)) == ds.y.size  # each spectrum tested once
+    for test in tests:  # a choice never saw its fold's test spectra, nor any spectrum of their batches
+        batches = set(ds.groups[sorted(test)])
+        assert test == {i for i in everything if ds.groups[i] in batches}
+    names = {c.name for c in selection.family(ds.axis, 60, ("snv",))}
+    cv = bundle.card["metrics"]["cross_validation"]
+    assert len(cv["folds"]) == 3 and all(f["model"] in names for f in cv["folds"])
+    assert "the choice of model and its weights" in cv["protocol"]
+
+
 def fit_split(text):
     from trainer.splits import parse_split
 

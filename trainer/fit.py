@@ -253,6 +253,10 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     fitted = "the choice of model and its weights" if candidate is None else (
         "the tuning and the weights" if tune_hp else "weights (and any scaler)")
     metrics = evaluate(predict, ds, splits, seed, fitted, log)
+    cv = next((s for s in splits if not s.spec.kind.startswith("holdout")), None)
+    if cv is not None and choices:  # name each fold's own choice, so that the card shows how it varied
+        for fold, (tr, _) in zip(metrics["cross_validation"]["folds"], cv.pairs):
+            fold["model"] = choices[tr.tobytes()].winner.name
 
     final, selection = chosen(choice_rows, seed)
     log(f"final fit of {final.name} on all {ds.y.size} spectra" + (" and a degraded copy of each" if final.augment
