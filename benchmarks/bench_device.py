@@ -258,7 +258,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|")
     for label, b in ((f"shipped, {bundle.axis.points} points", bundle), (f"published, {paper.axis.points} points", paper)):
         f = bundle_flop_count(b)
-        print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f['features']:,} | {f['standardise']:,} | "
+        print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f.get('features', 0):,} | {f.get('standardise', 0):,} | "
               f"{f['network']:,} | {f['total']:,} |")
     return 0
 

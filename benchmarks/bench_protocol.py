@@ -4,7 +4,7 @@ Run with ``make bench-protocol`` (or ``.venv/bin/python benchmarks/bench_protoco
 synthetic set (116 spectra, 2,721 points) it times the full protocol with the vectorised engine, and
 on ``--naive-repeats`` repeats, scaled to the full protocol, the naive loop (one Keras model of 50
 epochs per fold, ``--engine naive``) and one NumPy fit per fold (:func:`trainer.compact.fit_compact`,
-as ``raman-train fit --cv-folds`` trains); it prints the ratios.
+as ``raman-train fit --model compact --cv-folds`` trains); it prints the ratios.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device.features import DEFAULT_PROMINENCE  # noqa: E402
 from device.inputs import raw_inputs  # noqa: E402
 from trainer.data import load_dataset  # noqa: E402
-from trainer.fit import fit_predict  # noqa: E402
+from trainer.compact import fit_compact  # noqa: E402
 from trainer.model import Hyperparameters  # noqa: E402
 from trainer.protocol import Settings, run  # noqa: E402
 from trainer.splits import SplitSpec, make_splits  # noqa: E402
@@ -53,8 +53,8 @@ def main() -> int:
     R = raw_inputs(ds.X, ds.axis, DEFAULT_PROMINENCE, "snv")  # as the vectorised run (Settings default)
     split = make_splits(SplitSpec("kfold", folds=folds, repeats=args.naive_repeats), ds, 0)
     t = time.perf_counter()
-    for i, (tr, te) in enumerate(split.pairs):
-        fit_predict(R, ds.y, len(ds.class_names), tr, te, hp, seed=i)
+    for i, (tr, _) in enumerate(split.pairs):
+        fit_compact(R[tr], ds.y[tr], len(ds.class_names), hp, seed=i)
     single_measured = time.perf_counter() - t
     single_full = single_measured / fits * folds * repeats
 

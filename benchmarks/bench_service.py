@@ -7,6 +7,7 @@ control port minus the median time the same driver and simulator take for the ac
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import select
@@ -50,6 +51,7 @@ def proc_stat(pid: int) -> tuple[float, float]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     master, slave = os.openpty()
     tty.setraw(slave)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,10 @@
 """The benchmark's baseline computes the same thing as the fast path, so its ratios are fair."""
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -18,3 +20,12 @@ def test_baseline_matches_fast_path(shipped_bundle):
         s = read_spectra(path)[0]
         np.testing.assert_allclose(naive_probabilities(s.shift, s.intensity, shipped_bundle),
                                    clf.probabilities([s]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "benchmarks").glob("bench_*.py")))
+def test_every_benchmark_imports_what_it_uses_and_answers_help(script):
+    """A benchmark is run by hand, rarely: its imports must still resolve after the code it measures moves."""
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=root)
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]
