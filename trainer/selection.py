@@ -8,8 +8,8 @@ chemometrics textbooks (SNV; Savitzky-Golay smoothing then SNV; a Savitzky-Golay
 SNV; an asymmetric-least-squares baseline removal then SNV), each in front of the model kinds that
 won on public Raman data (multinomial logistic regression; a linear SVM, on the spectra and on
 column-standardised spectra; PCA then logistic regression, likewise), the published compact network, and
-the compact network on 30 PCA scores (its hidden layer :data:`PROJECTED_HIDDEN` wide, so that it is no
-bottleneck for tens of classes).
+the compact network on 30 PCA scores (with 32 hidden units, so that tens of classes pass through its
+hidden layer).
 
 Rule: the candidate with the highest mean inner-CV accuracy wins, unless a cheaper one is within one
 standard error of it (the one-standard-error rule of Hastie, Tibshirani and Friedman, *The Elements of
@@ -39,7 +39,7 @@ INNER_FOLDS = 5
 INNER_MAX_SPECTRA = 1000
 #: The preprocessing chains of the family (module docstring). Window and order in points.
 CHAINS = ("snv", "savgol:11:2,snv", "savgol:11:2:1,snv", "asls:1e5:0.01,snv")
-#: Hidden units of the family's compact network on PCA scores.
+#: Hidden units of the family's compact network on PCA scores (the module docstring says 32).
 PROJECTED_HIDDEN = 32
 
 
