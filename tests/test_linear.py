@@ -265,6 +265,8 @@ def test_too_many_components_are_refused_before_training_and_nothing_is_written(
     (("--model", "logreg", "--tune"), "takes no --tune"),
     (("--model", "logreg", "--components", "5"), "--model logreg takes no --components"),
     (("--model", "linear-svm", "--C", "-1"), "C must be a positive number"),
+    (("--model", "compact", "--steps", "5"), "--model compact takes no --steps"),
+    (("--steps", "5"), "--steps set(s) the settings of one model kind: give --model KIND too"),
 ])
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
     r = _train("fit", _need(MICROPLASTICS), "--out", tmp_path / "b", *args)

@@ -319,9 +319,8 @@ def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Traine
 
     def reference(A):
         """Keras' forward pass of the trained weights: the third implementation of the export check."""
-        model = compact_model.build(R.shape[1], n_classes, hp, seed)
-        model.set_weights([p for layer in layers for p in (layer.kernel, layer.bias)])
-        return compact_model.predict(model, std.transform(raw_inputs(A, axis, DEFAULT_PROMINENCE, chain)))
+        return _keras_probabilities(layers, hp, n_classes, seed,
+                                    std.transform(raw_inputs(A, axis, DEFAULT_PROMINENCE, chain)))
 
     card = {"network": {"kind": "compact", "architecture": f"Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) "
                                                             "+ softmax",
@@ -330,6 +329,14 @@ def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Traine
             "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
             "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
     return Trained(candidate, axis, chain, std, DenseNet(layers, hp.leaky_slope), reference, "keras", card)
+
+
+def _keras_probabilities(layers, hp, n_classes: int, seed: int, Z: np.ndarray) -> np.ndarray:
+    """Probabilities (n, C) of the Keras compact network (:func:`trainer.model.build`) holding the trained
+    ``layers`` (hidden, output), for its standardised inputs ``Z`` (n, D)."""
+    model = compact_model.build(Z.shape[1], n_classes, hp, seed)
+    model.set_weights([p for layer in layers for p in (layer.kernel, layer.bias)])
+    return compact_model.predict(model, Z)
 
 
 def _train_projected_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Trained:
@@ -350,9 +357,8 @@ def _train_projected_compact(candidate, R, y, axis, chain, n_classes, seed, log)
 
     def reference(A):
         """scikit-learn's projection, then Keras' forward pass of the trained head."""
-        model = compact_model.build(s.components, n_classes, hp, seed)
-        model.set_weights([p for layer in (hidden, output) for p in (layer.kernel, layer.bias)])
-        return compact_model.predict(model, std.transform(projection.transform(chain.apply(A))))
+        return _keras_probabilities((hidden, output), hp, n_classes, seed,
+                                    std.transform(projection.transform(chain.apply(A))))
 
     card = {"network": {"kind": candidate.kind,
                         "architecture": f"{describe_projection(method, s.components)}, the scores' standardisation "

@@ -8,7 +8,7 @@ from pathlib import Path
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
 from .candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
-from .convnets import ConvHyperparameters
+from .convnets import CONV_MODELS, ConvHyperparameters
 from .linear import DEFAULT_C, LINEAR_MODELS
 from .projection import DEFAULT_COMPONENTS
 from .model import Hyperparameters
@@ -58,20 +58,11 @@ def cmd_fit(args) -> int:
     return 0
 
 
-#: ``fit`` options of some model kinds only (the linear ones, the compact networks, the convolutional ones),
-#: and the kinds that take each.
-LINEAR_OPTIONS = ("C", "standardise", "features")
-COMPACT_OPTIONS = ("hidden", "leaky_slope")
-CONV_OPTIONS = ("steps",)
-TRAINING_OPTIONS = ("epochs", "learning_rate", "l2", "batch_size")
-KINDS_OF_OPTION = {**{o: LINEAR_MODELS for o in LINEAR_OPTIONS}, **{o: COMPACT_MODELS for o in COMPACT_OPTIONS},
-                   "tune": ("compact",), "components": PROJECTED_MODELS,
-                   **{o: tuple(k for k in KINDS if k not in LINEAR_MODELS) for o in TRAINING_OPTIONS}}
-#: What each kind's options are, for the message refusing another option.
-OPTIONS_OF_KIND = {**{k: "--C, --components (projections), --standardise and --features" for k in LINEAR_MODELS},
-                   "compact": "--hidden, --leaky-slope, --epochs, --learning-rate, --l2, --batch-size and --tune",
-                   **{k: "--components, --hidden, --leaky-slope, --epochs, --learning-rate, --l2 and --batch-size"
-                      for k in COMPACT_MODELS if k != "compact"}}
+#: ``fit`` options of some model kinds only, and the kinds that take each (in the order the refusals list them).
+KINDS_OF_OPTION = {"components": PROJECTED_MODELS, **{o: LINEAR_MODELS for o in ("C", "standardise", "features")},
+                   **{o: COMPACT_MODELS for o in ("hidden", "leaky_slope")}, "tune": ("compact",),
+                   "steps": CONV_MODELS, "epochs": COMPACT_MODELS,
+                   **{o: tuple(k for k in KINDS if k not in LINEAR_MODELS) for o in ("learning_rate", "l2", "batch_size")}}
 
 
 def _options_given(args, names) -> list:
@@ -95,10 +86,13 @@ def _candidate(args):
             raise RamanEdgeError(f"{', '.join(given)} set(s) the settings of one model kind: give --model KIND too "
                                  "(without --model, fit chooses the model by inner cross-validation)")
         return None
+    if kind in CONV_MODELS and args.epochs:
+        raise RamanEdgeError(f"--model {kind} trains for a number of optimizer steps: use --steps, not --epochs")
     wrong = [o for o, kinds in KINDS_OF_OPTION.items() if kind not in kinds]
     if _options_given(args, wrong):
+        own = [f"--{o.replace('_', '-')}" for o, kinds in KINDS_OF_OPTION.items() if kind in kinds]
         raise RamanEdgeError(f"--model {kind} takes no {', '.join(_options_given(args, wrong))}; its options are "
-                             + OPTIONS_OF_KIND.get(kind, "--steps, --learning-rate, --l2 and --batch-size"))
+                             f"{', '.join(own[:-1])} and {own[-1]}")
     chain = _preprocess(args)
     training = ("hidden", "leaky_slope", "learning_rate", "l2", "epochs", "batch_size")
     try:
@@ -114,8 +108,6 @@ def _candidate(args):
             return Candidate(kind, chain, settings, augment=not args.no_augment)
         if chain != "snv":
             raise RamanEdgeError(f"--model {kind} always uses SNV inputs; remove --normalise none / --preprocess")
-        if args.epochs:
-            raise RamanEdgeError(f"--model {kind} trains for a number of optimizer steps: use --steps, not --epochs")
         hp = ConvHyperparameters(**_given(args, ("learning_rate", "l2", "steps", "batch_size")))
         return Candidate(kind, "snv", hp, augment=not args.no_augment)
     except ValueError as exc:

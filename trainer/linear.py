@@ -32,7 +32,7 @@ import numpy as np
 from device.inputs import Standardizer
 from device.network import Dense, DenseNet
 
-from .projection import DEFAULT_COMPONENTS, describe as describe_projection, fit_projection, max_components
+from .projection import DEFAULT_COMPONENTS, describe as describe_projection, fit_projection
 
 # SciPy and scikit-learn are imported where a model is fitted, so that raman-train --help, which lists
 # the kinds and their defaults from this module, starts without them.
@@ -204,7 +204,7 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
                                max_iter=LINEAR_SVM_ITERATIONS)
     logreg_of = lambda: LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS)  # noqa: E731
     X = np.asarray(X, dtype=np.float64)
-    n, points = X.shape
+    n = X.shape[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         scaler = StandardScaler().fit(X) if settings.standardise else None
