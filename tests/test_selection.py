@@ -128,6 +128,25 @@ def test_logistic_regression_on_the_row_space_is_scikit_learns_on_the_spectra():
     assert np.abs(ours.probabilities(T) - other.predict_proba(T)).max() > 1e-2
 
 
+@pytest.mark.parametrize("n", (40, 400))  # fewer spectra than points (dual solver, row space) and more (primal)
+def test_linear_svm_on_the_row_space_is_scikit_learns_on_the_spectra(n):
+    from sklearn.svm import LinearSVC
+
+    from trainer.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, 300))
+    y = (X[:, :3].sum(axis=1) > 0).astype(int) + (X[:, 3] > 0.5)
+    ours = fit_linear(LinearSettings("linear-svm", C=0.1), X, y, 3, 0, calibrate=False)
+    theirs = LinearSVC(C=0.1, random_state=0, tol=1e-8, max_iter=100_000).fit(X, y)
+    T = rng.normal(size=(25, 300))
+    logits = T @ ours.network.layers[0].kernel + ours.network.layers[0].bias
+    assert np.abs(logits - theirs.decision_function(T)).max() < 1e-2 * np.abs(logits).max()
+    # Negative control: another C is another model, far beyond that tolerance.
+    other = LinearSVC(C=0.001, random_state=0, tol=LINEAR_SVM_TOLERANCE, max_iter=LINEAR_SVM_ITERATIONS).fit(X, y)
+    assert np.abs(logits - other.decision_function(T)).max() > 1e-1 * np.abs(logits).max()
+
+
 def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_winner(synthetic, tmp_path,
                                                                                       monkeypatch):
     from trainer import fit

@@ -130,11 +130,12 @@ class LinearModel:
 def row_space(Z: np.ndarray) -> np.ndarray:
     """An orthonormal basis (points, r) of the span of the training inputs' rows ``Z`` (n, points).
 
-    The L2-penalised logistic regression's weights lie in this span (the gradient of every term does), and
-    ``||V a||`` = ``||a||``, so fitting on the coordinates ``Z V`` with the same C and mapping the weights
-    back by ``V`` gives the same model, with r <= n unknowns per class instead of ``points`` (so that a
-    Newton solver converges in a few steps where L-BFGS, on the ill-conditioned spectra, stops early).
-    When n >= points the identity is returned.
+    The weights of an L2-penalised logistic regression or linear SVM lie in this span (the gradient of
+    every loss term does), and ``||V a||`` = ``||a||``, so fitting on the coordinates ``Z V`` with the same
+    C and mapping the weights back by ``V`` gives the same model, with r <= n unknowns per class instead of
+    ``points``: a Newton solver converges in a few steps where L-BFGS, on the ill-conditioned spectra,
+    stops early, and the SVM's dual solver, which sees only the inner products ``Z Z^T`` (unchanged), takes
+    the same steps at r / points of the cost. When n >= points the identity is returned.
     """
     n, points = Z.shape
     if n >= points:
@@ -200,11 +201,13 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
     from .classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
 
     C = settings.regularisation
-    svm_of = lambda: LinearSVC(C=C, random_state=seed, tol=LINEAR_SVM_TOLERANCE,  # noqa: E731
-                               max_iter=LINEAR_SVM_ITERATIONS)
-    logreg_of = lambda: LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS)  # noqa: E731
     X = np.asarray(X, dtype=np.float64)
-    n = X.shape[0]
+    n, points = X.shape
+    # The SVM is fitted on row-space coordinates (n or fewer columns); its solver is the one scikit-learn's
+    # dual="auto" picks for the spectra themselves: the dual for fewer spectra than points, else the primal.
+    svm_of = lambda: LinearSVC(C=C, random_state=seed, tol=LINEAR_SVM_TOLERANCE,  # noqa: E731
+                               max_iter=LINEAR_SVM_ITERATIONS, dual=bool(n <= points))
+    logreg_of = lambda: LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS)  # noqa: E731
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         scaler = StandardScaler().fit(X) if settings.standardise else None
@@ -217,17 +220,19 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
             layers = (_logits_layer(head.coef_ @ V.T, head.intercept_, n_classes),)
             predict = lambda A: head.predict_proba(A @ V)  # noqa: E731
         elif settings.kind == "linear-svm":
-            svm = svm_of().fit(Z, y)
+            V = row_space(Z)
+            svm = svm_of().fit(Z @ V, y)
+            coef = svm.coef_ @ V.T
             if not calibrate:
-                layers = (_logits_layer(svm.coef_, svm.intercept_, n_classes),)
-                predict = lambda A: softmax(_two_column(svm.decision_function(A)), axis=1)  # noqa: E731
+                layers = (_logits_layer(coef, svm.intercept_, n_classes),)
+                predict = lambda A: softmax(_two_column(svm.decision_function(A @ V)), axis=1)  # noqa: E731
                 return _finish(scaler, standardizer, layers, predict, None, caught)
             folds = min(CALIBRATION_FOLDS, int(np.bincount(y, minlength=n_classes).min()))
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-            held = cross_val_predict(svm_of(), Z, y, cv=cv, method="decision_function")
+            held = cross_val_predict(svm_of(), Z @ V, y, cv=cv, method="decision_function")
             T = fit_temperature(held, y)
-            layers = (_logits_layer(svm.coef_ / T, svm.intercept_ / T, n_classes),)
-            predict = lambda A: softmax(_two_column(svm.decision_function(A)) / T, axis=1)  # noqa: E731
+            layers = (_logits_layer(coef / T, svm.intercept_ / T, n_classes),)
+            predict = lambda A: softmax(_two_column(svm.decision_function(A @ V)) / T, axis=1)  # noqa: E731
             rows = np.arange(n)
             calibration = {
                 "method": "temperature scaling of the decision values, p = softmax(d / T) (two classes: logits "
