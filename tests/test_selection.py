@@ -31,15 +31,20 @@ def synthetic(tmp_path_factory):
     return root
 
 
-def row(name, acc, std, flop):
-    return {"name": name, "cv_accuracy_mean": acc, "cv_accuracy_std": std, "flop": flop}
+def row(name, acc, std, flop, weak=None):
+    weak = acc if weak is None else weak
+    return {"name": name, "cv_accuracy_mean": acc, "cv_weak_accuracy_mean": {"snr10": weak, "snr5": weak},
+            "cv_score_mean": (acc + 2 * weak) / 3, "cv_accuracy_std": std, "flop": flop}
 
 
-def test_the_most_accurate_candidate_wins_and_cost_decides_only_between_equals():
+def test_the_best_score_on_spectra_and_degraded_copies_wins_and_cost_decides_only_between_equals():
     a, b, c = (Candidate("logreg"), Candidate("pca-logreg"), Candidate("compact"))
     # A cheaper candidate a little less accurate does not win.
     winner, why = selection.choose([(c, row("c", 0.95, 0.04, 80_000)), (b, row("b", 0.945, 0.01, 40_000))])
-    assert winner is c and why == "highest inner-CV accuracy, 0.9500"
+    assert winner is c and why.startswith("highest inner-CV score, 0.9500")
+    # More accurate on the test spectra, weaker on them at SNR 10 and 5: the robust one wins.
+    winner, why = selection.choose([(c, row("c", 0.98, 0.04, 80_000, weak=0.80)), (b, row("b", 0.96, 0.01, 90_000))])
+    assert winner is b and "SNR 10 0.9600, SNR 5 0.9600" in why
     # Equal accuracy (to the last digit of a sum in another order): the fewest FLOP, named with the others.
     winner, why = selection.choose([(c, row("c", 0.1 + 0.2, 0.04, 80_000)), (b, row("b", 0.3, 0.01, 40_000))])
     assert winner is b and "shared with compact" in why and "40,000" in why

@@ -206,7 +206,7 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
     # The SVM is fitted on row-space coordinates (n or fewer columns); its solver is the one scikit-learn's
     # dual="auto" picks for the spectra themselves: the dual for fewer spectra than points, else the primal.
     svm_of = lambda: LinearSVC(C=C, random_state=seed, tol=LINEAR_SVM_TOLERANCE,  # noqa: E731
-                               max_iter=LINEAR_SVM_ITERATIONS, dual=bool(n <= points))
+                               max_iter=LINEAR_SVM_ITERATIONS, dual=bool(n < points))
     logreg_of = lambda: LogisticRegression(C=C, max_iter=LOGREG_ITERATIONS)  # noqa: E731
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

@@ -11,11 +11,9 @@ and on column-standardised spectra; PCA then logistic regression, likewise), the
 network, and the compact network on 30 PCA scores (with 32 hidden units, so that tens of classes pass
 through its hidden layer).
 
-Rule: the candidate with the highest mean inner-CV accuracy wins; among equals, the one of fewest FLOP,
-then family order. The budget, not the rule, bounds the device cost: a cheaper candidate that is less
-accurate in the inner cross-validation does not win because the difference is within its noise (the
-one-standard-error rule), since on small sets that noise is as large as the differences between the
-candidates and the rule then ships the cheapest rather than the best.
+Rule: each candidate is scored on every inner test fold as measured and degraded to SNR 10 and 5
+(:func:`trainer.degrade.degrade`), since the device must also read weak spectra; the highest mean of those accuracies wins; among equals, the one of fewest FLOP, then
+family order. The budget, not the rule, bounds the device cost.
 """
 from __future__ import annotations
 
@@ -31,6 +29,7 @@ from .candidates import AUGMENT_COPIES, Candidate, ProjectedCompact, TrainingSpe
 from .model import Hyperparameters
 from .projection import DEFAULT_COMPONENTS, max_components
 from .data import Dataset, DatasetError
+from .degrade import degrade
 
 #: Device cost allowed per spectrum by default (FLOP).
 MAX_FLOP = 1_000_000
@@ -45,6 +44,10 @@ INNER_MAX_SPECTRA = 1000
 #: about 5 points; 500 predictions give the mean about 1.
 INNER_MIN_PREDICTIONS = 500
 INNER_MAX_REPEATS = 10
+#: The SNR levels at which every candidate is also scored (each inner test spectrum degraded by
+#: :func:`trainer.degrade.degrade`): bands 10 and 5 times the noise, what a short or low-power field
+#: acquisition gives, and the weak end of the range the training augmentation covers (5-300).
+WEAK_SNR = (10.0, 5.0)
 #: Mean inner-CV accuracies closer than this are equal (sums of the same fold counts in another order).
 TIE = 1e-9
 #: The preprocessing chains of the family (module docstring). Window and order in points.
@@ -100,7 +103,8 @@ class Selection:
     winner : Candidate
     table : list of dict
         One row per candidate (family order): name, options, FLOP, within budget, inner-CV accuracy
-        mean and std and macro F1 mean (None when over budget), seconds.
+        mean and std, mean accuracy at each of :data:`WEAK_SNR` (``{"snr10": ..., "snr5": ...}``), the
+        rule's score (their mean with the accuracy), macro F1 mean (None when over budget), seconds.
     inner_split : str
         The inner cross-validation, in words.
     why : str
@@ -206,6 +210,22 @@ def lone_class_shares(groups: np.ndarray, y: np.ndarray, k: int, seed: int) -> n
     return out.astype(str)
 
 
+def weak_tests(ds: Dataset, inner: InnerSplit, seed: int) -> list:
+    """The test spectra of every inner pair degraded to each of :data:`WEAK_SNR`, drawn once
+    (seeded ``[seed, pair]``) so that every candidate is scored on the same weak spectra.
+
+    Returns
+    -------
+    list of list of ndarray
+        ``[pair][level]``, each of shape (len(test), points) on the data's axis.
+    """
+    out = []
+    for i, (_, te) in enumerate(inner.pairs):
+        rng = np.random.default_rng([seed, i])
+        out.append([degrade(ds.X[te], ds.axis.values, s, rng) for s in WEAK_SNR])
+    return out
+
+
 def score(candidates: list, ds: Dataset, inner: InnerSplit, seed: int, max_flop: float = MAX_FLOP,
           log=print) -> list:
     """Cross-validation of each candidate within ``max_flop`` over the pairs of ``inner`` (:func:`inner_split`).
@@ -220,27 +240,33 @@ def score(candidates: list, ds: Dataset, inner: InnerSplit, seed: int, max_flop:
     n_classes = len(ds.class_names)
     used = np.unique(np.concatenate([np.concatenate(p) for p in inner.pairs]))
     spectra = TrainingSpectra(ds.X[used], ds.y[used], ds.axis, seed, any(c.augment for c in candidates))
+    weak = weak_tests(ds, inner, seed)
     log(f"{len(candidates)} candidates, scored by {inner.description}; device cost at most {max_flop:.3g} FLOP")
     table = []
     for c in candidates:
         flop = c.flop(ds.axis, n_classes)
         row = {"name": c.name, "options": c.options, "flop": flop, "within_budget": flop <= max_flop,
-               "cv_accuracy_mean": None, "cv_accuracy_std": None, "cv_macro_f1_mean": None}
+               "cv_score_mean": None, "cv_accuracy_mean": None, "cv_accuracy_std": None,
+               "cv_weak_accuracy_mean": None, "cv_macro_f1_mean": None}
         table.append(row)
         if flop > max_flop:
             log(f"  {c.name}: {flop:,} FLOP, over the budget: not trained")
             continue
         t0 = time.perf_counter()
-        acc, f1 = [], []
+        acc, f1, at_snr = [], [], []
         for i, (tr, te) in enumerate(inner.pairs):
             model = train(c, spectra, np.searchsorted(used, tr), n_classes, seed + i, final=False)
             rep = classification_report(ds.y[te], model.predict(ds.X[te]), ds.class_names)
             acc.append(rep["accuracy"])
             f1.append(rep["macro_f1"])
-        row.update(cv_accuracy_mean=float(np.mean(acc)), cv_accuracy_std=float(np.std(acc)),
+            at_snr.append([np.mean(model.predict(X) == ds.y[te]) for X in weak[i]])
+        weak_mean = np.mean(at_snr, axis=0)
+        row.update(cv_score_mean=float(np.mean([np.mean(acc), *weak_mean])), cv_accuracy_mean=float(np.mean(acc)),
+                   cv_accuracy_std=float(np.std(acc)),
+                   cv_weak_accuracy_mean={f"snr{s:g}": float(a) for s, a in zip(WEAK_SNR, weak_mean)},
                    cv_macro_f1_mean=float(np.mean(f1)), seconds=round(time.perf_counter() - t0, 1))
-        log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, {flop:,} FLOP "
-            f"({row['seconds']} s)")
+        log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, at SNR "
+            + ", ".join(f"{s:g} {a:.4f}" for s, a in zip(WEAK_SNR, weak_mean)) + f"; {flop:,} FLOP ({row['seconds']} s)")
     return table
 
 
@@ -262,19 +288,21 @@ def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
         raise DatasetError(f"no candidate model is within --max-flop {max_flop:g}; the cheapest needs {cheapest:,} "
                            f"FLOP per spectrum: raise --max-flop to at least {cheapest}, or give --model")
     table = score(candidates, ds, inner, seed, max_flop, log)
-    scored = [(c, r) for c, r in zip(candidates, table) if r["cv_accuracy_mean"] is not None]
+    scored = [(c, r) for c, r in zip(candidates, table) if r["cv_score_mean"] is not None]
     winner, why = choose(scored)
     log(f"chosen: {winner.name} ({why})")
     return Selection(winner, table, inner.description, why)
 
 
 def choose(scored: list) -> tuple[Candidate, str]:
-    """The highest mean inner-CV accuracy among ``scored`` (candidate, table row) pairs, fewest FLOP among
-    equals (then family order); returns it and why."""
-    top = max(r["cv_accuracy_mean"] for _, r in scored)
-    equal = [(c, r) for c, r in scored if r["cv_accuracy_mean"] >= top - TIE]
+    """The highest inner-CV score (the mean of the accuracies on the test spectra and on them degraded to each
+    SNR level) among ``scored`` (candidate, table row) pairs, fewest FLOP among equals (then family order); returns it
+    and why."""
+    top = max(r["cv_score_mean"] for _, r in scored)
+    equal = [(c, r) for c, r in scored if r["cv_score_mean"] >= top - TIE]
     c, r = min(equal, key=lambda cr: cr[1]["flop"])  # first of equals: family order
-    why = f"highest inner-CV accuracy, {top:.4f}"
+    weak = ", ".join(f"SNR {k[3:]} {v:.4f}" for k, v in r["cv_weak_accuracy_mean"].items())
+    why = f"highest inner-CV score, {top:.4f} (accuracy {r['cv_accuracy_mean']:.4f} on the test spectra; {weak})"
     if len(equal) > 1:
         others = ", ".join(o.name for o, _ in equal if o is not c)
         why += f", shared with {others}: the fewest FLOP ({r['flop']:,}) of those"
