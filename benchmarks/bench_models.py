@@ -172,18 +172,25 @@ def family_of(card: dict) -> tuple[list, str]:
 
 
 def selection_lines(card: dict) -> list[str]:
-    """The card's ``selection`` as a Markdown table (candidate, options, FLOP, inner CV, within budget), or []."""
+    """The card's ``selection`` as a Markdown table (candidate, options, FLOP, inner CV as measured and at low SNR,
+    the rule's score, within budget), or []."""
     sel = card.get("selection")
     if sel is None:
         return []
+    def weak(c: dict) -> str:
+        at = c.get("cv_weak_accuracy_mean") or {}
+        return " / ".join(pct(v) for v in at.values()) or "-"
+
     rows = [(("**" + c["name"] + "**") if c["name"] == sel["winner"] else c["name"], "`" + " ".join(c["options"]) + "`",
              f"{c['flop']:,}", "not trained (over budget)" if c["cv_accuracy_mean"] is None else
-             f"{pct(c['cv_accuracy_mean'])} +/- {pct(c['cv_accuracy_std'])}",
+             f"{pct(c['cv_accuracy_mean'])} +/- {pct(c['cv_accuracy_std'])}", weak(c),
+             "-" if c.get("cv_score_mean") is None else pct(c["cv_score_mean"]),
              "-" if c["cv_macro_f1_mean"] is None else f"{c['cv_macro_f1_mean']:.3f}",
              "yes" if c["within_budget"] else "no") for c in sel["candidates"]]
     return [f"The default fit's selection (inner split {sel.get('inner_split', '-')}; rule: {sel.get('rule', '-')}; "
             f"winner in bold):", "", *markdown_table(["candidate", "options", "FLOP / spectrum", "inner CV accuracy",
-                                                      "inner CV macro F1", "within budget"], rows), ""]
+                                                      "inner CV at SNR 10 / 5", "score", "inner CV macro F1",
+                                                      "within budget"], rows), ""]
 
 
 def check_targets(values: dict, targets) -> list[tuple[str, object, bool]]:

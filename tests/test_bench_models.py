@@ -29,7 +29,7 @@ SELECTION = {"winner": "logreg-C10", "inner_split": "group-kfold:5 on the traini
              "candidates": [
                  {"name": "logreg-C10", "options": ["--model", "logreg", "--C", "10", "--preprocess", "snv"],
                   "flop": 40000, "cv_accuracy_mean": 0.98, "cv_accuracy_std": 0.01, "cv_macro_f1_mean": 0.97,
-                  "within_budget": True},
+                  "cv_weak_accuracy_mean": {"snr10": 0.96, "snr5": 0.91}, "cv_score_mean": 0.95, "within_budget": True},
                  {"name": "cnn", "options": ["--model", "cnn"], "flop": 9_000_000, "cv_accuracy_mean": 0.99,
                   "cv_accuracy_std": 0.01, "cv_macro_f1_mean": 0.99, "within_budget": False},
                  {"name": "compact", "options": ["--model", "compact"], "flop": 77000, "cv_accuracy_mean": 0.95,
@@ -180,7 +180,7 @@ def test_selection_table_marks_the_winner():
     rows = [ln for ln in lines if ln.startswith("| ")][1:]
     assert [r.split(" | ")[0] for r in rows] == ["| **logreg-C10**", "| cnn", "| compact"]
     assert rows[1].endswith("| no |") and "9,000,000" in rows[1]
-    assert "98.00 % +/- 1.00 %" in rows[0]
+    assert "98.00 % +/- 1.00 % | 96.00 % / 91.00 % | 95.00 %" in rows[0]
     assert bm.selection_lines(card()) == []
 
 

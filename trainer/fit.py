@@ -30,7 +30,7 @@ from .projection import max_components
 from .metrics import classification_report
 from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from .report import software_versions
-from .selection import MAX_FLOP, Selection, inner_pairs, score, select
+from .selection import MAX_FLOP, Selection, inner_split, score, select
 from .splits import make_splits, pair_groups
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
@@ -39,15 +39,16 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
     """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV accuracy
-    on ``rows`` only (:func:`trainer.selection.inner_pairs`, :func:`trainer.selection.score`)."""
+    on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`)."""
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
             for lr in TUNING_GRID["learning_rate"] for l2 in TUNING_GRID["l2"]]
-    pairs, desc = inner_pairs(ds, rows, seed)
-    table = score(grid, ds, pairs, desc, seed, np.inf, log)
-    i = int(np.argmax([r["cv_accuracy_mean"] for r in table]))  # first of equals: grid order
+    inner = inner_split(ds, rows, seed)
+    table = score(grid, ds, inner, seed, np.inf, log)
+    i = int(np.argmax([r["cv_score_mean"] for r in table]))  # first of equals: grid order
     log(f"tuned: {grid[i].name} learning rate {grid[i].settings.learning_rate:g}, L2 {grid[i].settings.l2:g}")
-    return Selection(grid[i], table, desc, "highest inner-CV accuracy over the learning rate x L2 grid")
+    return Selection(grid[i], table, inner.description,
+                     "highest inner-CV score (test spectra as measured and at SNR 10 and 5) over the learning rate x L2 grid")
 
 
 def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) -> dict:
