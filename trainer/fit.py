@@ -38,7 +38,7 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
-    """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV accuracy
+    """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV score
     on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`)."""
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
@@ -47,8 +47,8 @@ def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) ->
     table = score(grid, ds, inner, seed, np.inf, log)
     i = int(np.argmax([r["cv_score_mean"] for r in table]))  # first of equals: grid order
     log(f"tuned: {grid[i].name} learning rate {grid[i].settings.learning_rate:g}, L2 {grid[i].settings.l2:g}")
-    return Selection(grid[i], table, inner.description,
-                     "highest inner-CV score (test spectra as measured and at SNR 10 and 5) over the learning rate x L2 grid")
+    return Selection(grid[i], table, inner.description, "highest inner-CV score (test spectra as measured and "
+                     "at SNR 10 and 5) over the learning rate x L2 grid")
 
 
 def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) -> dict:

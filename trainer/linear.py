@@ -221,7 +221,8 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
             predict = lambda A: head.predict_proba(A @ V)  # noqa: E731
         elif settings.kind == "linear-svm":
             V = row_space(Z)
-            svm = svm_of().fit(Z @ V, y)
+            ZV = Z @ V
+            svm = svm_of().fit(ZV, y)
             coef = svm.coef_ @ V.T
             if not calibrate:
                 layers = (_logits_layer(coef, svm.intercept_, n_classes),)
@@ -229,7 +230,7 @@ def fit_linear(settings: LinearSettings, X: np.ndarray, y: np.ndarray, n_classes
                 return _finish(scaler, standardizer, layers, predict, None, caught)
             folds = min(CALIBRATION_FOLDS, int(np.bincount(y, minlength=n_classes).min()))
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-            held = cross_val_predict(svm_of(), Z @ V, y, cv=cv, method="decision_function")
+            held = cross_val_predict(svm_of(), ZV, y, cv=cv, method="decision_function")
             T = fit_temperature(held, y)
             layers = (_logits_layer(coef / T, svm.intercept_ / T, n_classes),)
             predict = lambda A: softmax(_two_column(svm.decision_function(A @ V)) / T, axis=1)  # noqa: E731

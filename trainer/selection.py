@@ -12,8 +12,9 @@ network, and the compact network on 30 PCA scores (with 32 hidden units, so that
 through its hidden layer).
 
 Rule: each candidate is scored on every inner test fold as measured and degraded to SNR 10 and 5
-(:func:`trainer.degrade.degrade`), since the device must also read weak spectra; the highest mean of those accuracies wins; among equals, the one of fewest FLOP, then
-family order. The budget, not the rule, bounds the device cost.
+(:func:`trainer.degrade.degrade`), since the device must also read weak spectra; the highest mean of
+those accuracies wins; among equals, the one of fewest FLOP, then family order. The budget, not the rule,
+bounds the device cost.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ INNER_MAX_REPEATS = 10
 #: :func:`trainer.degrade.degrade`): bands 10 and 5 times the noise, what a short or low-power field
 #: acquisition gives, and the weak end of the range the training augmentation covers (5-300).
 WEAK_SNR = (10.0, 5.0)
-#: Mean inner-CV accuracies closer than this are equal (sums of the same fold counts in another order).
+#: Inner-CV scores closer than this are equal (sums of the same fold counts in another order).
 TIE = 1e-9
 #: The preprocessing chains of the family (module docstring). Window and order in points.
 CHAINS = ("snv", "savgol:11:2,snv", "savgol:11:2:1,snv", "asls:1e5:0.01,snv")
@@ -173,7 +174,8 @@ def inner_split(ds: Dataset, rows: np.ndarray, seed: int) -> InnerSplit:
         what = f"stratified group {k}-fold cross-validation by {ds.group_source}{note}"
     else:
         k = int(min(INNER_FOLDS, present.min()))
-        pairs = [p for r in range(repeats) for p in StratifiedKFold(k, shuffle=True, random_state=seed + r).split(rows, y)]
+        pairs = [p for r in range(repeats)
+                 for p in StratifiedKFold(k, shuffle=True, random_state=seed + r).split(rows, y)]
         what = f"stratified {k}-fold cross-validation{note}"
     seeds = f"repeated {repeats} times with a new shuffle (seeds {seed}-{seed + repeats - 1})" if repeats > 1 \
         else f"(seed {seed})"
@@ -265,8 +267,9 @@ def score(candidates: list, ds: Dataset, inner: InnerSplit, seed: int, max_flop:
                    cv_accuracy_std=float(np.std(acc)),
                    cv_weak_accuracy_mean={f"snr{s:g}": float(a) for s, a in zip(WEAK_SNR, weak_mean)},
                    cv_macro_f1_mean=float(np.mean(f1)), seconds=round(time.perf_counter() - t0, 1))
-        log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, at SNR "
-            + ", ".join(f"{s:g} {a:.4f}" for s, a in zip(WEAK_SNR, weak_mean)) + f"; {flop:,} FLOP ({row['seconds']} s)")
+        at = ", ".join(f"{s:g} {a:.4f}" for s, a in zip(WEAK_SNR, weak_mean))
+        log(f"  {c.name}: inner-CV accuracy {np.mean(acc):.4f} +/- {np.std(acc):.4f}, at SNR {at}; {flop:,} FLOP "
+            f"({row['seconds']} s)")
     return table
 
 
