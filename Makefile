@@ -17,7 +17,7 @@ $(VENV)/.installed-%: pyproject.toml
 # The whole loop: a simulated spectrometer on a pty, the service on it with the shipped model,
 # triggers through the control port, verdicts, a fresh record; then the example files classified directly.
 demo: $(VENV)/.installed-device
-	$(VENV)/bin/raman-device demo --model $(MODEL) --measurements 6
+	$(PY) -m tools demo --model $(MODEL) --measurements 6
 	$(VENV)/bin/raman-device classify --model $(MODEL) --format table $(MODEL)/examples/*/*
 
 # The full test suite (device, trainer with TensorFlow, TFLite parity).

@@ -19,15 +19,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from device.bundle import ModelBundle, load_bundle  # noqa: E402
-from device.classifier import Classifier  # noqa: E402
-from device.cost import bundle_flop_count  # noqa: E402
-from device.features import FEATURE_NAMES  # noqa: E402
-from device.inputs import Standardizer  # noqa: E402
-from device.network import Dense, forward  # noqa: E402
-from device.preprocess import Chain  # noqa: E402
-from device.readers import read_spectra  # noqa: E402
-from device.spectrum import Axis  # noqa: E402
+from device.inference.bundle import ModelBundle, load_bundle  # noqa: E402
+from device.inference.classifier import Classifier  # noqa: E402
+from device.inference.cost import bundle_flop_count  # noqa: E402
+from device.inference.features import FEATURE_NAMES  # noqa: E402
+from device.inference.inputs import Standardizer  # noqa: E402
+from device.inference.network import Dense, forward  # noqa: E402
+from device.inference.preprocess import Chain  # noqa: E402
+from device.inference.readers import read_spectra  # noqa: E402
+from device.inference.spectrum import Axis  # noqa: E402
 
 MODEL = ROOT / "models" / "sers-pesticides"
 DATASET = ROOT.parent / "shared" / "datasets" / "sersformer_pesticides" / "sersformer_pesticides.npz"
@@ -115,7 +115,7 @@ def describe(bundle: ModelBundle) -> str:
 
 def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
     """(path, median us, p99 us, speed-up over the baseline) for one spectrum on each path."""
-    from device.backends import TFLiteBackend
+    from device.inference.backends import TFLiteBackend
 
     numpy_clf = Classifier(bundle, "numpy")
     tflite_clf = Classifier(bundle, TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
@@ -130,7 +130,7 @@ def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
 
 
 def throughput(bundle, X, backend, tflite_bytes=None, batch=1024) -> float:
-    from device.backends import TFLiteBackend
+    from device.inference.backends import TFLiteBackend
 
     if backend == "tflite":
         clf = Classifier(bundle, TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes

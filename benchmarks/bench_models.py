@@ -23,14 +23,14 @@ Rows of each table:
 2. The family of the default fit: the within-budget candidates of the card's ``selection`` when it has
    one, else :data:`FAMILY`; each fitted by the same command with its options.
 3. scikit-learn baselines (:data:`BASELINES`) fitted in this run on the same pairs.
-4. The best model of ``raman-train compare`` (:func:`trainer.compare.compare`) on the same split.
+4. The best model of ``raman-train compare`` (:func:`trainer.evaluation.compare.compare`) on the same split.
 
-Degraded spectra come from :func:`trainer.compare.evaluation_spectra` (the comparison's own recipe and
+Degraded spectra come from :func:`trainer.evaluation.compare.evaluation_spectra` (the comparison's own recipe and
 seed), so every row sees the same ones. A card's held-out metrics come from a model trained without the
 held-out spectra, but the bundle itself is refitted on all spectra; the SNR columns of the command rows
 therefore come from a second fit of the same command on an ``.npz`` of the training spectra only, whose
-bundle classifies the spectra through the device path (``device.bundle.load_bundle``,
-``device.classifier.Classifier`` on the NumPy backend, as ``raman-device classify``); its accuracy on the
+bundle classifies the spectra through the device path (``device.inference.bundle.load_bundle``,
+``device.inference.classifier.Classifier`` on the NumPy backend, as ``raman-device classify``); its accuracy on the
 clean held-out spectra is printed beside the card's.
 """
 from __future__ import annotations
@@ -256,12 +256,12 @@ def fit_command(data: Path, out: Path, options: list) -> tuple[dict, float]:
 
 def device_scores(bundle_dir: Path, spectra: dict, shift: np.ndarray, y: np.ndarray, class_names) -> dict:
     """Accuracy and macro F1 of a bundle on each set of ``spectra`` ({condition: (n, N) on ``shift``}), each
-    spectrum classified through :class:`device.classifier.Classifier` (NumPy backend) as the device does."""
-    from device.bundle import load_bundle
-    from device.classifier import Classifier
-    from device.spectrum import Spectrum
+    spectrum classified through :class:`device.inference.classifier.Classifier` (NumPy backend) as the device does."""
+    from device.inference.bundle import load_bundle
+    from device.inference.classifier import Classifier
+    from device.inference.spectrum import Spectrum
 
-    from trainer.metrics import classification_report
+    from trainer.evaluation.metrics import classification_report
 
     clf = Classifier(load_bundle(bundle_dir), "numpy")
     index = {c: i for i, c in enumerate(class_names)}
@@ -297,14 +297,14 @@ def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, option
 
 def baseline_pipeline(name: str, seed: int):
     """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's); the LinearSVC stops at
-    trainer.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here)."""
+    trainer.models.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here)."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    from trainer.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
+    from trainer.models.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
 
     if name == "sklearn PCA(30)-logreg":
         return make_pipeline(StandardScaler(), PCA(n_components=30, random_state=seed),
@@ -314,12 +314,12 @@ def baseline_pipeline(name: str, seed: int):
 
 def baseline_flop(pipe, points: int) -> int:
     """FLOP of one spectrum through a fitted baseline, from the axis: resampling + SNV (as compare counts them)
-    + :func:`trainer.classical.classical_flops` of the pipeline; a LogisticRegression head, which that does not
+    + :func:`trainer.models.classical.classical_flops` of the pipeline; a LogisticRegression head, which that does not
     count, is counted analytically like a linear one-vs-rest head: 2 k C + C (logits) + C - 1 (argmax)."""
     from sklearn.linear_model import LogisticRegression
 
-    from device.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT
-    from trainer.classical import classical_flops
+    from device.inference.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT
+    from trainer.models.classical import classical_flops
 
     total = (RESAMPLE_FLOP_PER_POINT + SNV_FLOP_PER_POINT) * points
     head = pipe.steps[-1][1]
@@ -331,9 +331,9 @@ def baseline_flop(pipe, points: int) -> int:
 
 def baseline_rows(case: Case, ds, split) -> list[dict]:
     """The :data:`BASELINES` fitted on every training side of the split, scored on the same (degraded) tests."""
-    from device.inputs import normalise
-    from trainer.compare import evaluation_spectra
-    from trainer.metrics import classification_report
+    from device.inference.inputs import normalise
+    from trainer.evaluation.compare import evaluation_spectra
+    from trainer.evaluation.metrics import classification_report
 
     rows = []
     for name, what in BASELINES.items():
@@ -360,13 +360,13 @@ def baseline_rows(case: Case, ds, split) -> list[dict]:
 def compare_best(case: Case, ds, split, quick: bool) -> tuple[dict, dict]:
     """``raman-train compare``'s models on the split: (best row by clean accuracy, the whole result)."""
     from trainer import classical
-    from trainer.compare import MODELS, compare
+    from trainer.evaluation.compare import MODELS, compare
 
     models = ("compact", *classical.CLASSICAL_MODELS) if quick else MODELS
     result = compare(ds, split, models, case.snr, SEED, log=note)
     name, r = max(result["models"].items(), key=lambda kv: kv[1]["summary"]["clean"]["accuracy_mean"])
     s = r["summary"]
-    return ({"name": name, "options": [f"trainer.compare, best of {', '.join(models)}"],
+    return ({"name": name, "options": [f"trainer.evaluation.compare, best of {', '.join(models)}"],
              "seconds": float(sum(r["fit_seconds"])), "accuracy": s["clean"]["accuracy_mean"],
              "macro_f1": s["clean"]["macro_f1_mean"], "cv_accuracy": None, "flop": int(r["cost"]["flop"]),
              **{c: s[c]["accuracy_mean"] for c in result["conditions"] if c != "clean"}}, result)
@@ -374,8 +374,8 @@ def compare_best(case: Case, ds, split, quick: bool) -> tuple[dict, dict]:
 
 def case_report(case: Case, quick: bool) -> tuple[list[str], list]:
     """The Markdown section of one case and its target rows."""
-    from trainer.compare import evaluation_spectra, make_split
-    from trainer.data import load_dataset
+    from trainer.evaluation.compare import evaluation_spectra, make_split
+    from trainer.data.dataset import load_dataset
 
     t0 = time.perf_counter()
     ds = load_dataset(SHARED / case.data, None, log=note)
@@ -412,10 +412,10 @@ def case_report(case: Case, quick: bool) -> tuple[list[str], list]:
              *([f"**Split warning: {split.warning}.**", ""] if split.warning else []),
              f"Family: {family_source}.", "", *selection_lines(default["card"])]
     if case.snr:
-        lines += [f"SNR columns: the held-out spectra degraded by trainer.degrade.degrade "
-                  f"(trainer.compare.evaluation_spectra, seed {SEED}), the same spectra for every row; command rows "
+        lines += [f"SNR columns: the held-out spectra degraded by trainer.data.degrade.degrade "
+                  f"(trainer.evaluation.compare.evaluation_spectra, seed {SEED}), the same spectra for every row; command rows "
                   "classify them with a bundle fitted by the same command on the training spectra only, through "
-                  "device.classifier (NumPy backend).", ""]
+                  "device.inference.classifier (NumPy backend).", ""]
     lines += markdown_table(heads, table)
     lines += ["", "Accuracy of the command rows from the model card (trained without the test spectra); baselines "
               "and compare: mean over the pairs. FLOP per spectrum from the axis through the verdict (card "
@@ -444,7 +444,7 @@ def main() -> int:
         print(f"error: data set(s) not found under {SHARED}: {', '.join(missing)}; the benchmark needs the shared "
               "data sets beside the project", file=sys.stderr)
         return 2
-    from trainer.report import software_versions
+    from trainer.evaluation.report import software_versions
 
     t0 = time.perf_counter()
     lines = ["# Benchmark: the default fit against every model", "",

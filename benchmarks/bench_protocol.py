@@ -3,7 +3,7 @@
 Run with ``make bench-protocol`` (or ``.venv/bin/python benchmarks/bench_protocol.py``). On the
 synthetic set (116 spectra, 2,721 points) it times the full protocol with the vectorised engine, and
 on ``--naive-repeats`` repeats, scaled to the full protocol, the naive loop (one Keras model of 50
-epochs per fold, ``--engine naive``) and one NumPy fit per fold (:func:`trainer.compact.fit_compact`,
+epochs per fold, ``--engine naive``) and one NumPy fit per fold (:func:`trainer.models.compact.fit_compact`,
 as ``raman-train fit --model compact --cv-folds`` trains); it prints the ratios.
 """
 from __future__ import annotations
@@ -19,14 +19,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from device.features import DEFAULT_PROMINENCE  # noqa: E402
-from device.inputs import raw_inputs  # noqa: E402
-from trainer.data import load_dataset  # noqa: E402
-from trainer.compact import fit_compact  # noqa: E402
-from trainer.model import Hyperparameters  # noqa: E402
-from trainer.protocol import Settings, run  # noqa: E402
-from trainer.splits import SplitSpec, make_splits  # noqa: E402
-from trainer.synth import write  # noqa: E402
+from device.inference.features import DEFAULT_PROMINENCE  # noqa: E402
+from device.inference.inputs import raw_inputs  # noqa: E402
+from trainer.data.dataset import load_dataset  # noqa: E402
+from trainer.models.compact import fit_compact  # noqa: E402
+from trainer.models.model import Hyperparameters  # noqa: E402
+from trainer.evaluation.protocol import Settings, run  # noqa: E402
+from trainer.data.splits import SplitSpec, make_splits  # noqa: E402
+from trainer.data.synth import write  # noqa: E402
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from device.bundle import sha256_file
+from device.inference.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_FILES = ("raman-edge.service", "99-raman-edge.rules", "raman-edge.sysusers", "raman-edge.toml")

@@ -2,12 +2,12 @@
 
 Importing this package loads NumPy and nothing heavier; TensorFlow and SciPy are never needed here.
 """
-from .bundle import ModelBundle, load_bundle
-from .classifier import Classifier, Prediction
-from .errors import RamanEdgeError
-from .features import FEATURE_NAMES, engineered_features
-from .resample import Resampler, resample
-from .spectrum import Axis, Spectrum
+from device.inference.bundle import ModelBundle, load_bundle
+from device.inference.classifier import Classifier, Prediction
+from device.errors import RamanEdgeError
+from device.inference.features import FEATURE_NAMES, engineered_features
+from device.inference.resample import Resampler, resample
+from device.inference.spectrum import Axis, Spectrum
 
 __version__ = "0.1.0"
 

@@ -8,11 +8,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .backends import BACKENDS
+from device.inference.backends import BACKENDS
 from firmware_bridge.commandline import add_subcommand, refuse_existing, run as run_command
 
-from .control import COMMANDS
-from .errors import RamanEdgeError, SpectrumError, SpectrumFileError
+from device.service.control import COMMANDS
+from device.errors import RamanEdgeError, SpectrumError, SpectrumFileError
 
 
 def _table(rows: list[dict]) -> str:
@@ -43,9 +43,9 @@ def short_names(paths) -> list[str]:
 
 def cmd_classify(args) -> int:
     """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
-    from .bundle import load_bundle
-    from .classifier import Classifier
-    from .readers import read_spectra
+    from device.inference.bundle import load_bundle
+    from device.inference.classifier import Classifier
+    from device.inference.readers import read_spectra
 
     bundle = load_bundle(args.model)
     clf = Classifier(bundle, backend=args.backend)
@@ -89,8 +89,8 @@ def cmd_classify(args) -> int:
 
 def cmd_info(args) -> int:
     """Print a bundle's identity, kinds, classes, axis and FLOP count after verifying it."""
-    from .bundle import load_bundle
-    from .cost import bundle_flop_count
+    from device.inference.bundle import load_bundle
+    from device.inference.cost import bundle_flop_count
 
     b = load_bundle(args.model)
     out = {"id": b.model_id, "kind": b.kind, "network_kind": b.network_kind, "architecture": b.architecture,
@@ -115,7 +115,7 @@ def _when(text: str | None) -> float | None:
 
 
 def _records(args):
-    from .record import RecordStore
+    from device.service.record import RecordStore
 
     if not Path(args.db).is_file():
         raise RamanEdgeError(f"no record at {args.db}; give the service's database file with --db")
@@ -125,7 +125,7 @@ def _records(args):
 
 def cmd_history(args) -> int:
     """List measurements, newest first: one JSON line each (without the spectra)."""
-    from .record import iso_time
+    from device.service.record import iso_time
 
     for r in _records(args):
         print(json.dumps({"id": r.id, "time": iso_time(r.time),
@@ -136,8 +136,8 @@ def cmd_history(args) -> int:
 
 def cmd_export(args) -> int:
     """Export recorded spectra (on the model's axis) as training data for raman-train."""
-    from .bundle import load_bundle
-    from .record import export
+    from device.inference.bundle import load_bundle
+    from device.service.record import export
 
     refuse_existing(args.out, args.force)
     n = export(_records(args), args.out, load_bundle(args.model).axis, args.format)
@@ -147,8 +147,8 @@ def cmd_export(args) -> int:
 
 def cmd_run(args) -> int:
     """Run the measurement service until SIGTERM; one it cannot start is an error, exit status 6 (not configured)."""
-    from .config import load_config
-    from .runner import EXIT_NOT_CONFIGURED, Runner
+    from device.service.config import load_config
+    from device.service.runner import EXIT_NOT_CONFIGURED, Runner
 
     try:
         runner = Runner(load_config(args.config), log=lambda msg: print(msg, flush=True))
@@ -160,8 +160,8 @@ def cmd_run(args) -> int:
 
 def cmd_measure(args) -> int:
     """Send a command to the running service and print its reply."""
-    from .config import load_config
-    from .runner import SOCKET_FILE, send_command
+    from device.service.config import load_config
+    from device.service.runner import SOCKET_FILE, send_command
 
     path = Path(args.socket) if args.socket else load_config(args.config).data_directory / SOCKET_FILE
     try:
@@ -174,16 +174,9 @@ def cmd_measure(args) -> int:
     return 0 if answer.get("ok") else 1
 
 
-def cmd_demo(args) -> int:
-    """The whole loop: simulated spectrometer, the service, triggers, verdicts, record."""
-    from .demo import run_demo
-
-    return run_demo(Path(args.model), args.measurements, Path(args.data), out=lambda msg: print(msg, flush=True))
-
-
 def cmd_install(args) -> int:
     """Lay out the service on this board from an unpacked offline bundle."""
-    from .install import install
+    from device.service.install import install
 
     install(Path(args.source), Path(args.root), config=Path(args.config) if args.config else None,
             port=args.port, usb_id=args.usb_id, operator=args.operator, enable=args.enable,
@@ -191,22 +184,10 @@ def cmd_install(args) -> int:
     return 0
 
 
-def cmd_soak(args) -> int:
-    """The service against each simulator with injected faults; exit status 1 if any promise broke."""
-    from .soak import passed, soak
-
-    protocols = tuple(p.strip() for p in args.protocols.split(","))
-    results = soak(Path(args.model), protocols, args.acquisitions, args.fault_rate, args.seed,
-                   log=lambda msg: print(msg, flush=True))
-    ok = passed(results)
-    print(json.dumps(results) if args.json else ("soak passed" if ok else "soak FAILED"))
-    return 0 if ok else 1
-
-
 def cmd_update_model(args) -> int:
     """Install a new bundle atomically (or go back to the previous one) and switch the running service to it."""
-    from .config import load_config
-    from .update import rollback_model, update_model
+    from device.service.config import load_config
+    from device.service.update import rollback_model, update_model
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     config = load_config(args.config)
@@ -245,11 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
     m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS), help="what to ask the service")
     m.set_defaults(func=cmd_measure)
-    d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
-    d.add_argument("--model", required=True, help="model bundle (with example spectra)")
-    d.add_argument("--measurements", type=int, default=6, help="triggers to send")
-    d.add_argument("--data", default="demo-data", help="data directory of the demo's service (emptied first)")
-    d.set_defaults(func=cmd_demo)
     h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)
@@ -268,14 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="swap back the model the last update replaced (kept as BUNDLE.previous)")
     u.set_defaults(func=cmd_update_model)
-    k = add_subcommand(sub, "soak", help="the service against each simulator with injected serial faults, counted")
-    k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")
-    k.add_argument("--protocols", default="obp,tcd1304,microspec", help="simulators to soak, comma-separated")
-    k.add_argument("--acquisitions", type=int, default=300, help="per protocol")
-    k.add_argument("--fault-rate", type=float, default=0.05, help="probability that a device reply is damaged")
-    k.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
-    k.add_argument("--json", action="store_true", help="print the counts as JSON at the end")
-    k.set_defaults(func=cmd_soak)
     n = add_subcommand(sub, "install", help="lay out the service on this board from an unpacked bundle (make bundle)")
     n.add_argument("--from", dest="source", required=True, help="the unpacked bundle directory")
     n.add_argument("--root", default="/", help="install under this directory instead of / (staging)")

@@ -216,7 +216,7 @@ class Readers:
         import numpy as np
 
         from device.errors import SpectrumFileError
-        from device.readers import parse_two_columns, read_spectra
+        from device.inference.readers import parse_two_columns, read_spectra
         self.read, self.parse, self.refused = read_spectra, parse_two_columns, SpectrumFileError
         self._tmp = tempfile.TemporaryDirectory(prefix="fuzz-readers-")
         self.dir = Path(self._tmp.name)
@@ -255,7 +255,7 @@ class Config:
     def __init__(self):
         import math
 
-        from device.config import ConfigError, parse_config
+        from device.service.config import ConfigError, parse_config
         self.parse, self.refused, self.isfinite = parse_config, ConfigError, math.isfinite
 
     def seeds(self) -> list[bytes]:
@@ -281,10 +281,10 @@ class Bundle:
     def __init__(self):
         import numpy as np
 
-        from device.bundle import load_bundle
-        from device.classifier import Classifier
+        from device.inference.bundle import load_bundle
+        from device.inference.classifier import Classifier
         from device.errors import BundleError
-        from device.spectrum import Spectrum
+        from device.inference.spectrum import Spectrum
         self.np, self.load, self.refused = np, load_bundle, BundleError
         self.Classifier, self.Spectrum = Classifier, Spectrum
         self._tmp = tempfile.TemporaryDirectory(prefix="fuzz-bundle-")

@@ -50,6 +50,6 @@ def raw_files(raw_subset):
 
 @pytest.fixture(scope="session")
 def shipped_bundle():
-    from device.bundle import load_bundle
+    from device.inference.bundle import load_bundle
 
     return load_bundle(SHIPPED)

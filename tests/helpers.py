@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.bundle import write_bundle
-from device.features import FEATURE_NAMES
-from device.inputs import Standardizer
-from device.network import Dense
-from device.spectrum import Axis
+from device.inference.bundle import write_bundle
+from device.inference.features import FEATURE_NAMES
+from device.inference.inputs import Standardizer
+from device.inference.network import Dense
+from device.inference.spectrum import Axis
 
 
 def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
@@ -33,7 +33,7 @@ def shipped_variant(shipped, path, name: str, relabel: bool = False, shift_cm1: 
     axis and the example spectra by that many cm-1 (the examples still come back with their labels);
     ``examples=False`` ships none.
     """
-    from device.readers import read_spectra
+    from device.inference.readers import read_spectra
 
     labels = list(shipped.class_names)
     stored = []

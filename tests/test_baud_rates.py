@@ -1,7 +1,7 @@
 """Baud rates: the drivers and the device configuration accept those the protocol uses, and name them."""
 import pytest
 
-from device.config import ConfigError, parse_config
+from device.service.config import ConfigError, parse_config
 from firmware_bridge.drivers import DRIVERS, STANDARD_BAUD_RATES
 from firmware_bridge.errors import SettingError
 from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES

@@ -146,7 +146,7 @@ def test_baseline_flop_against_a_hand_count():
     rng = np.random.default_rng(0)
     D, C = 40, 3
     X, y = rng.normal(size=(60, D)), np.repeat(np.arange(C), 20)
-    front = (3 + 5) * D  # resampling 3 / point, SNV 5 / point (device.cost)
+    front = (3 + 5) * D  # resampling 3 / point, SNV 5 / point (device.inference.cost)
     pca = bm.baseline_pipeline("sklearn PCA(30)-logreg", 0).fit(X, y)
     k = 30
     assert bm.baseline_flop(pca, D) == front + 2 * D + (D + 2 * D * k) + (2 * k * C + C) + C - 1
@@ -157,9 +157,9 @@ def test_baseline_flop_against_a_hand_count():
 
 def test_evaluation_spectra_are_the_same_for_every_caller():
     """One seed, one pair: the same degraded spectra each call; another pair number, other spectra."""
-    from device.spectrum import Axis
-    from trainer.compare import evaluation_spectra
-    from trainer.data import Dataset
+    from device.inference.spectrum import Axis
+    from trainer.evaluation.compare import evaluation_spectra
+    from trainer.data.dataset import Dataset
 
     axis = Axis(500, 600, 101)
     X = 1 + np.exp(-((axis.values[None] - np.linspace(520, 580, 6)[:, None]) / 5) ** 2)

@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_device import naive_probabilities  # noqa: E402
 
-from device.classifier import Classifier  # noqa: E402
-from device.readers import read_spectra  # noqa: E402
+from device.inference.classifier import Classifier  # noqa: E402
+from device.inference.readers import read_spectra  # noqa: E402
 
 
 def test_baseline_matches_fast_path(shipped_bundle):

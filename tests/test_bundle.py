@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 import device
-from device.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file, write_bundle
-from device.classifier import Classifier
-from device.convnet import Conv, ConvNet
+from device.inference.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file, write_bundle
+from device.inference.classifier import Classifier
+from device.inference.convnet import Conv, ConvNet
 from device.errors import BundleError
-from device.service import self_test
-from device.spectrum import Axis
+from device.service.measurement import self_test
+from device.inference.spectrum import Axis
 
 from conftest import ROOT, SHIPPED_MODELS
 from helpers import make_bundle

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from trainer.classical import (CLASSICAL_MODELS, PCA_COMPONENTS, classical_flops, make_classical,
+from trainer.models.classical import (CLASSICAL_MODELS, PCA_COMPONENTS, classical_flops, make_classical,
                                model_size_bytes, parameter_count)
 
 POINTS = 200

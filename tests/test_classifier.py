@@ -4,11 +4,11 @@ import sys
 import numpy as np
 import pytest
 
-from device.backends import NumpyBackend, TFLiteBackend
-from device.classifier import Classifier
+from device.inference.backends import NumpyBackend, TFLiteBackend
+from device.inference.classifier import Classifier
 from device.errors import AxisCoverageError
-from device.readers import read_spectra
-from device.spectrum import Axis, Spectrum
+from device.inference.readers import read_spectra
+from device.inference.spectrum import Axis, Spectrum
 
 from helpers import make_bundle
 
@@ -74,7 +74,7 @@ def test_device_runtime_never_imports_tensorflow_or_scipy(shipped_bundle):
     code = (
         "import sys\n"
         "from device import Classifier, load_bundle\n"
-        "from device.readers import read_spectra\n"
+        "from device.inference.readers import read_spectra\n"
         f"b = load_bundle({str(shipped_bundle.path)!r})\n"
         "c = Classifier(b)\n"
         "print(c.classify(read_spectra(b.examples[0][0])[0]).label)\n"
@@ -90,8 +90,8 @@ def test_absurd_weights_give_an_error_not_a_nan_verdict(tmp_path):
     import pytest
 
     from device.errors import BundleError
-    from device.network import Dense
-    from device.spectrum import Axis, Spectrum
+    from device.inference.network import Dense
+    from device.inference.spectrum import Axis, Spectrum
     from helpers import make_bundle
 
     b = make_bundle(tmp_path / "b", axis=Axis(500, 600, 101))

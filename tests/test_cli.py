@@ -87,7 +87,7 @@ def test_info_names_a_network_kind_this_release_does_not_know(tmp_path):
     import numpy as np
 
     import device
-    from device.bundle import CARD_FILE, NPZ_FILE, sha256_file
+    from device.inference.bundle import CARD_FILE, NPZ_FILE, sha256_file
     from helpers import make_bundle
 
     b = make_bundle(tmp_path / "b")

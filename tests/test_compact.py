@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.features import DEFAULT_PROMINENCE
-from device.inputs import raw_inputs
-from device.network import forward
-import trainer.compare
+from device.inference.features import DEFAULT_PROMINENCE
+from device.inference.inputs import raw_inputs
+from device.inference.network import forward
+import trainer.evaluation.compare
 from trainer import protocol
-from trainer.compact import fit_compact, pair_seed
-from trainer.data import load_dataset
-from trainer.model import Hyperparameters
-from trainer.splits import SplitSpec, make_splits
-from trainer.synth import write
+from trainer.models.compact import fit_compact, pair_seed
+from trainer.data.dataset import load_dataset
+from trainer.models.model import Hyperparameters
+from trainer.data.splits import SplitSpec, make_splits
+from trainer.data.synth import write
 
 BIN = Path(sys.executable).parent
 HP = Hyperparameters(epochs=3, learning_rate=3e-3)
@@ -58,8 +58,8 @@ def test_each_fold_of_evaluate_is_fit_compact_with_its_seed(small, evaluated):
 def test_compare_trains_the_compact_network_as_evaluate(small, evaluated, monkeypatch):
     result, _ = evaluated
     split = make_splits(SplitSpec("kfold", folds=3, repeats=1), small, SEED)
-    monkeypatch.setattr(trainer.compare, "Hyperparameters", lambda: HP)  # compare trains with the defaults
-    out = trainer.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED, log=lambda m: None)
+    monkeypatch.setattr(trainer.evaluation.compare, "Hyperparameters", lambda: HP)  # compare trains with the defaults
+    out = trainer.evaluation.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED, log=lambda m: None)
     assert [s["clean"]["accuracy"] for s in out["models"]["compact"]["splits"]] == \
         [f["accuracy"] for f in result["folds"]]
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from device.config import ConfigError, load_config, parse_config
+from device.service.config import ConfigError, load_config, parse_config
 
 GOOD = """
 [spectrometer]

@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from device.bundle import NPZ_FILE, load_bundle, write_bundle
-from device.classifier import Classifier
-from device.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, from_arrays, to_arrays
-from device.cost import bundle_flop_count
+from device.inference.bundle import NPZ_FILE, load_bundle, write_bundle
+from device.inference.classifier import Classifier
+from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, from_arrays, to_arrays
+from device.inference.cost import bundle_flop_count
 from device.errors import BundleError
-from device.inputs import normalise
-from device.spectrum import Axis, Spectrum
-from trainer.convnets import CONV_MODELS, ConvHyperparameters, build, predict, to_convnet, train
+from device.inference.inputs import normalise
+from device.inference.spectrum import Axis, Spectrum
+from trainer.models.convnets import CONV_MODELS, ConvHyperparameters, build, predict, to_convnet, train
 from trainer.export import PARITY_TOLERANCE, export_check, tflite_convnet_bytes
 
 tf = pytest.importorskip("tensorflow")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from device.spectrum import Axis
-from trainer.degrade import SNR_LEVELS, augment, band_height, degrade, signal_scale
+from device.inference.spectrum import Axis
+from trainer.data.degrade import SNR_LEVELS, augment, band_height, degrade, signal_scale
 
 AXIS = Axis(400.0, 1800.0, 351)  # 4 cm-1 step
 X = AXIS.values

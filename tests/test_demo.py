@@ -1,16 +1,16 @@
-"""raman-device demo: the whole loop, as `make demo` runs it."""
+"""python -m tools demo: the whole loop, as `make demo` runs it."""
 import subprocess
 import sys
 from pathlib import Path
 
-from device.record import RecordStore
+from device.service.record import RecordStore
 
-BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_runs_the_whole_loop(shipped_bundle, tmp_path):
-    r = subprocess.run([str(BIN / "raman-device"), "demo", "--model", str(shipped_bundle.path), "--measurements", "3",
-                        "--data", str(tmp_path / "demo")], capture_output=True, text=True, timeout=180)
+    r = subprocess.run([sys.executable, "-m", "tools", "demo", "--model", str(shipped_bundle.path), "--measurements", "3",
+                        "--data", str(tmp_path / "demo")], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "self-test passed" in r.stdout and "demo complete" in r.stdout
     rows = [line for line in r.stdout.splitlines() if line[:2].strip().isdigit()]

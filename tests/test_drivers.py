@@ -215,8 +215,8 @@ def test_microspec_errors_are_device_errors():
 
 
 def test_groupgets_stream_and_measurement_as_device_spectrum(shipped_bundle):
-    from device.classifier import Classifier
-    from device.spectrum import Spectrum
+    from device.inference.classifier import Classifier
+    from device.inference.spectrum import Spectrum
     from firmware_bridge.drivers import GroupGetsSpectrometer
 
     with GroupGetsSpectrometer("sim://groupgets?paced=0") as spec:

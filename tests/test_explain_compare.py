@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle
-from device.convnet import Conv, ConvNet
-from device.inputs import raw_inputs
-from trainer.compare import MODELS, make_split
-from trainer.data import DatasetError, load_dataset
-from trainer.explain import grad_cam, gradient_x_input, top_bands
+from device.inference.bundle import load_bundle
+from device.inference.convnet import Conv, ConvNet
+from device.inference.inputs import raw_inputs
+from trainer.evaluation.compare import MODELS, make_split
+from trainer.data.dataset import DatasetError, load_dataset
+from trainer.evaluation.explain import grad_cam, gradient_x_input, top_bands
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPACT = ROOT / "models" / "sers-op-synthetic"  # a shipped compact network (intensities + features)
@@ -40,7 +40,7 @@ def test_grad_cam_stretches_a_strided_map_onto_the_axis():
 
 def test_gradient_x_input_against_finite_differences():
     b = load_bundle(COMPACT)
-    from device.readers import read_spectra
+    from device.inference.readers import read_spectra
 
     Y = np.stack([np.interp(b.axis.values, s.shift, s.intensity) for s in
                   (read_spectra(p)[0] for p, _ in b.examples[:2])])

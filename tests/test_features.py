@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from device._peaks import prominent_peaks
-from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES, engineered_features
-from device.resample import resample
-from device.readers import read_spectra
-from device.spectrum import Axis
+from device.inference.peaks import prominent_peaks
+from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES, engineered_features
+from device.inference.resample import resample
+from device.inference.readers import read_spectra
+from device.inference.spectrum import Axis
 
 
 def reference(y: np.ndarray, axis: Axis, frac: float = DEFAULT_PROMINENCE) -> dict:

@@ -24,14 +24,14 @@ from hypothesis.extra import numpy as hnp
 
 from device import bundle as bundle_module
 from device import readers
-from device.bundle import load_bundle
-from device.classifier import Classifier
-from device.config import PROTOCOLS, Config, ConfigError, parse_config
-from device.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
-from device.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, to_arrays
+from device.inference.bundle import load_bundle
+from device.inference.classifier import Classifier
+from device.service.config import PROTOCOLS, Config, ConfigError, parse_config
+from device.service.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
+from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, to_arrays
 from device.errors import BundleError, SpectrumFileError
-from device.readers import parse_two_columns, read_spectra
-from device.spectrum import Spectrum
+from device.inference.readers import parse_two_columns, read_spectra
+from device.inference.spectrum import Spectrum
 from firmware_bridge import microspec, obp, tcd1304
 from firmware_bridge.errors import DeviceError, FramingError, ShortFrameError
 
@@ -245,7 +245,7 @@ def test_microspec_refuses_an_overflowing_count():
 
 
 class _Service:
-    """Stands in for device.service.Service: fixed replies, no hardware, no files."""
+    """Stands in for device.service.measurement.Service: fixed replies, no hardware, no files."""
 
     def measure(self, trigger: str) -> dict:
         return {"ok": True, "verdict": "No_pest_present", "confidence": 0.99, "id": 1}

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SHIPPED_MODELS
-from device.config import ConfigError, parse_config
-from device.install import (InstallError, check_sums, install, parse_usb_id, system_steps, udev_rule,
+from device.service.config import ConfigError, parse_config
+from device.service.install import (InstallError, check_sums, install, parse_usb_id, system_steps, udev_rule,
                             usb_identity)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +220,7 @@ def test_system_steps_create_the_user_before_using_it_and_reload_before_starting
 
 
 def test_shipped_example_configuration_is_valid():
-    from device.config import load_config
+    from device.service.config import load_config
 
     cfg = load_config(ROOT / "deploy/raman-edge.toml")
     assert cfg.data_directory == Path("/var/lib/raman-edge")

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.backends import TFLiteBackend
-from device.bundle import INTENSITIES_LAYOUT, load_bundle, sha256_file, write_bundle
-from device.classifier import Classifier
-from device.cost import bundle_flop_count, flop_count
-from device.inputs import raw_inputs
-from device.network import Dense, DenseNet, forward
-from device.preprocess import Chain
-from device.spectrum import Axis, Spectrum
+from device.inference.backends import TFLiteBackend
+from device.inference.bundle import INTENSITIES_LAYOUT, load_bundle, sha256_file, write_bundle
+from device.inference.classifier import Classifier
+from device.inference.cost import bundle_flop_count, flop_count
+from device.inference.inputs import raw_inputs
+from device.inference.network import Dense, DenseNet, forward
+from device.inference.preprocess import Chain
+from device.inference.spectrum import Axis, Spectrum
 
 from conftest import DATASETS, ROOT, _need
 
@@ -40,7 +40,7 @@ def plastics():
 
 
 def _fit(plastics, kind, **kw):
-    from trainer.linear import LinearSettings, fit_linear
+    from trainer.models.linear import LinearSettings, fit_linear
 
     return fit_linear(LinearSettings(kind, **kw), plastics["S"][plastics["train"]], plastics["y"][plastics["train"]],
                       len(plastics["names"]), seed=0)
@@ -49,7 +49,7 @@ def _fit(plastics, kind, **kw):
 @pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS] + [("linear-svm", True), ("pca-logreg", True)])
 def test_scikit_learn_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind, standardise):
     from trainer.export import PARITY_TOLERANCE, export_check, tflite_bytes
-    from trainer.candidates import as_stored
+    from trainer.models.candidates import as_stored
 
     model = _fit(plastics, kind, standardise=standardise)
     X = plastics["S"][plastics["test"]]  # sea-water spectra: none was seen in training
@@ -76,7 +76,7 @@ def test_the_check_fails_for_weights_a_little_off(plastics):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_two_classes_one_decision_column_become_two_logits(plastics, kind):
-    from trainer.linear import LinearSettings, fit_linear
+    from trainer.models.linear import LinearSettings, fit_linear
 
     keep = np.isin(plastics["y"], (0, 1))  # ABS and PA
     S, y = plastics["S"][keep], plastics["y"][keep]
@@ -92,7 +92,7 @@ def test_calibrated_svm_probabilities_beat_a_softmax_of_raw_decision_values(plas
     from sklearn.metrics import log_loss
     from sklearn.svm import LinearSVC
 
-    from trainer.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
+    from trainer.models.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
 
     model = _fit(plastics, "linear-svm")
     X, y = plastics["S"][plastics["test"]], plastics["y"][plastics["test"]]
@@ -123,7 +123,7 @@ def test_flop_counted_by_hand(plastics):
 
 def _linear_bundle(tmp_path, plastics, kind):
     from trainer.export import tflite_bytes
-    from trainer.candidates import as_stored
+    from trainer.models.candidates import as_stored
 
     model = _fit(plastics, kind, standardise=kind == "pca-logreg")
     net = as_stored(model.network)
@@ -172,7 +172,7 @@ def test_a_dense_network_on_intensities_needs_no_features_and_refuses_a_wrong_wi
 
 
 def test_a_convolutional_network_on_the_features_layout_is_refused(tmp_path):
-    from device.convnet import Conv, ConvNet
+    from device.inference.convnet import Conv, ConvNet
     from device.errors import BundleError
 
     rng = np.random.default_rng(0)
@@ -201,7 +201,7 @@ def test_bundles_written_before_give_identical_probabilities(model):
 
 
 def _example_spectra(b):
-    from device.readers import read_spectra
+    from device.inference.readers import read_spectra
 
     return [read_spectra(p)[0] for p, _ in b.examples]
 
@@ -242,8 +242,8 @@ def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
 
 def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path, plastics):
     bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
-    code = ("import sys; from device.bundle import load_bundle; from device.classifier import Classifier; "
-            "from device.readers import read_spectra; import numpy as np; "
+    code = ("import sys; from device.inference.bundle import load_bundle; from device.inference.classifier import Classifier; "
+            "from device.inference.readers import read_spectra; import numpy as np; "
             f"b = load_bundle({str(bundle.path)!r}); "
             "print(Classifier(b).probabilities_on_axis(np.ones((1, b.axis.points)) + np.arange(b.axis.points)).shape); "
             "print(sorted(m for m in ('sklearn', 'scipy', 'tensorflow') if m in sys.modules))")
@@ -289,7 +289,7 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_explain_a_linear_bundle_is_its_weight_times_input(tmp_path, plastics):
-    from trainer.explain import explain
+    from trainer.evaluation.explain import explain
 
     bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
     i = int(np.flatnonzero(plastics["test"])[0])

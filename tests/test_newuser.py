@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device.bundle import load_bundle
+from device.inference.bundle import load_bundle
 
 from test_runner import wait_ready
 

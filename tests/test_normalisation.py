@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from device.bundle import NPZ_FILE, load_bundle
-from device.classifier import Classifier
+from device.inference.bundle import NPZ_FILE, load_bundle
+from device.inference.classifier import Classifier
 from device.errors import BundleError
-from device.inputs import normalise
-from device.spectrum import Spectrum
+from device.inference.inputs import normalise
+from device.inference.spectrum import Spectrum
 
 from helpers import make_bundle
 
@@ -30,7 +30,7 @@ def test_snv_bundle_is_indifferent_to_gain_and_offset(tmp_path):
     base = clf.probabilities([Spectrum(x, y)])
     for changed in (10 * y, 0.01 * y, y + 200, 3 * y - 40):
         np.testing.assert_allclose(clf.probabilities([Spectrum(x, changed)]), base, rtol=1e-9, atol=1e-12)
-    from device.inputs import raw_inputs  # the inputs themselves: moved by an offset without SNV, not with it
+    from device.inference.inputs import raw_inputs  # the inputs themselves: moved by an offset without SNV, not with it
 
     assert not np.allclose(raw_inputs(y + 200, bundle.axis, 0.05), raw_inputs(y, bundle.axis, 0.05))
     np.testing.assert_allclose(raw_inputs(y + 200, bundle.axis, 0.05, "snv"), raw_inputs(y, bundle.axis, 0.05, "snv"),
@@ -40,7 +40,7 @@ def test_snv_bundle_is_indifferent_to_gain_and_offset(tmp_path):
 def test_old_bundles_mean_none_and_unknown_values_are_refused(tmp_path):
     import json
 
-    from device.bundle import sha256_file
+    from device.inference.bundle import sha256_file
 
     make_bundle(tmp_path / "b", normalisation="snv")
     with np.load(tmp_path / "b" / NPZ_FILE, allow_pickle=False) as z:
@@ -61,9 +61,9 @@ def test_old_bundles_mean_none_and_unknown_values_are_refused(tmp_path):
 
 
 def test_features_constant_under_snv_do_not_carry_rounding_noise(sers_npz):
-    from device.features import FEATURE_NAMES
-    from device.inputs import Standardizer, raw_inputs
-    from device.spectrum import Axis
+    from device.inference.features import FEATURE_NAMES
+    from device.inference.inputs import Standardizer, raw_inputs
+    from device.inference.spectrum import Axis
 
     X = sers_npz["X"][::40]
     R = raw_inputs(X, Axis(501, 1999, 1499), 0.05, "snv")

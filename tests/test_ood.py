@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import NPZ_FILE, load_bundle
-from device.classifier import Prediction
+from device.inference.bundle import NPZ_FILE, load_bundle
+from device.inference.classifier import Prediction
 from device.errors import BundleError
-from device.service import verdict
-from trainer.ood import fit_detector
+from device.service.measurement import verdict
+from trainer.evaluation.ood import fit_detector
 
 BIN = Path(sys.executable).parent
 AXIS = np.linspace(400.0, 1600.0, 601)
@@ -132,7 +132,7 @@ def test_detector_command_refits_without_touching_the_network(trained, tmp_path)
 
 
 def test_principal_axes_of_tall_data_are_the_svds():
-    from trainer.ood import principal_axes
+    from trainer.evaluation.ood import principal_axes
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 30)) * np.linspace(5, 0.1, 30)

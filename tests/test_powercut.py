@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.record import RecordStore
+from device.service.record import RecordStore
 from test_runner import wait_ready, write_config
 
 BIN = Path(sys.executable).parent

@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 from pybaselines.whittaker import asls
 from scipy.signal import savgol_filter
 
-from device.bundle import NPZ_FILE, load_bundle, sha256_file
-from device.classifier import Classifier
-from device.cost import bundle_flop_count
+from device.inference.bundle import NPZ_FILE, load_bundle, sha256_file
+from device.inference.classifier import Classifier
+from device.inference.cost import bundle_flop_count
 from device.errors import BundleError
-from device.network import forward
-from device.preprocess import SNV, AsLS, Chain, SavitzkyGolay
-from device.spectrum import Axis, Spectrum
+from device.inference.network import forward
+from device.inference.preprocess import SNV, AsLS, Chain, SavitzkyGolay
+from device.inference.spectrum import Axis, Spectrum
 
 from conftest import DATASETS
 from helpers import make_bundle
@@ -150,8 +150,8 @@ def test_bundle_stores_the_chain_and_the_classifier_applies_it(tmp_path, sers_sa
     clf = Classifier(load_bundle(tmp_path / "b"))
     P = clf.probabilities(spectra)
     # the same network on spectra preprocessed by the outside oracles
-    from device.inputs import raw_inputs
-    from device.features import engineered_features
+    from device.inference.inputs import raw_inputs
+    from device.inference.features import engineered_features
 
     on_axis = clf.on_axis(spectra)
     X = _oracle_chain(on_axis, axis.step)
@@ -279,7 +279,7 @@ def test_fit_cli_refuses_bad_chains_before_reading_data(tmp_path, args, message)
 
 
 def test_asls_batch_and_single_spectra_give_the_same_baselines(sers_npz):
-    from device.preprocess import ASLS_VECTOR_MIN
+    from device.inference.preprocess import ASLS_VECTOR_MIN
 
     X = sers_npz["X"][::200][:ASLS_VECTOR_MIN + 6]  # solved on rows of all spectra at once at first
     step = AsLS(1e5, 0.01)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle
-from device.features import FEATURE_NAMES
+from device.inference.bundle import load_bundle
+from device.inference.features import FEATURE_NAMES
 
 TRAIN = Path(sys.executable).parent / "raman-train"
 

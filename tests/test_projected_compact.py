@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle
-from device.cost import bundle_flop_count
-from device.preprocess import Chain
-from device.spectrum import Axis
+from device.inference.bundle import load_bundle
+from device.inference.cost import bundle_flop_count
+from device.inference.preprocess import Chain
+from device.inference.spectrum import Axis
 
 from conftest import DATASETS, _need
 
@@ -34,8 +34,8 @@ def plastics():
 
 
 def _trained(plastics, kind, components=20, hidden=32):
-    from trainer.candidates import Candidate, ProjectedCompact, TrainingSpectra, train
-    from trainer.model import Hyperparameters
+    from trainer.models.candidates import Candidate, ProjectedCompact, TrainingSpectra, train
+    from trainer.models.model import Hyperparameters
 
     candidate = Candidate(kind, "snv", ProjectedCompact(components, Hyperparameters(hidden=hidden)), augment=False)
     spectra = TrainingSpectra(plastics["Y"], plastics["y"], AXIS, seed=0, augment=False)
@@ -78,7 +78,7 @@ def test_the_first_layer_is_scikit_learns_projection_with_the_scores_standardise
 
 
 def test_flop_are_known_before_training(plastics):
-    from trainer.candidates import device_flop
+    from trainer.models.candidates import device_flop
 
     for kind in ("pca-compact", "pls-compact"):
         candidate, trained = _trained(plastics, kind, components=12, hidden=7)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from device.inputs import raw_inputs
+from device.inference.inputs import raw_inputs
 from trainer import protocol
-from trainer.data import load_dataset
-from trainer.metrics import one_vs_rest_auc, roc_curve
-from trainer.model import Hyperparameters
-from trainer.splits import stratified_folds
-from trainer.synth import write
+from trainer.data.dataset import load_dataset
+from trainer.evaluation.metrics import one_vs_rest_auc, roc_curve
+from trainer.models.model import Hyperparameters
+from trainer.data.splits import stratified_folds
+from trainer.data.synth import write
 
 BIN = Path(sys.executable).parent
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from device.quality import estimated_snr, problems
-from trainer.degrade import degrade
+from device.inference.quality import estimated_snr, problems
+from trainer.data.degrade import degrade
 
 AXIS = np.linspace(400, 1800, 1401)
 
@@ -61,7 +61,7 @@ def test_the_service_refuses_and_records_a_saturated_or_weak_measurement(tmp_pat
                                                                         reason):
     from dataclasses import replace
 
-    from device.service import Service
+    from device.service.measurement import Service
     from test_service import config
 
     cfg = config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=1")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from device.errors import SpectrumFileError
-from device.readers import parse_two_columns, read_spectra
+from device.inference.readers import parse_two_columns, read_spectra
 
 
 def test_reads_real_instrument_csv(raw_files):

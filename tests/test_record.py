@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.record import ExportError, Record, RecordError, RecordStore, export
-from device.spectrum import Axis
-from trainer.data import load_dataset
+from device.service.record import ExportError, Record, RecordError, RecordStore, export
+from device.inference.spectrum import Axis
+from trainer.data.dataset import load_dataset
 
 BIN = Path(sys.executable).parent
 
@@ -55,7 +55,7 @@ def test_a_stored_record_survives_sigkill(tmp_path):
     db = tmp_path / "record.db"
     code = (
         "import sys, os, numpy as np\n"
-        "from device.record import Record, RecordStore\n"
+        "from device.service.record import Record, RecordStore\n"
         f"s = RecordStore({str(db)!r})\n"
         "for i in range(1000):\n"
         "    rid = s.add(Record('button', {}, shift=np.arange(10.0), intensity=np.ones(10), verdict='x'))\n"

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from device.errors import AxisCoverageError
-from device.readers import read_spectra
-from device.resample import Resampler, resample
-from device.spectrum import Axis
+from device.inference.readers import read_spectra
+from device.inference.resample import Resampler, resample
+from device.inference.spectrum import Axis
 
 
 def test_matches_numpy_interp_on_real_instrument_files(raw_files):
@@ -57,7 +57,7 @@ def test_matches_recognises_the_same_axis():
 
 
 def test_cache_reuses_and_evicts():
-    from device.resample import ResamplerCache
+    from device.inference.resample import ResamplerCache
 
     cache = ResamplerCache(Axis(500, 1900, 50), size=2)
     a, b, c = (np.linspace(400, 2000 + k, 100) for k in range(3))

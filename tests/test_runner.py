@@ -12,8 +12,8 @@ import uuid
 import pytest
 from pathlib import Path
 
-from device.config import parse_config
-from device.record import RecordStore
+from device.service.config import parse_config
+from device.service.record import RecordStore
 
 BIN = Path(sys.executable).parent
 
@@ -113,7 +113,7 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
-    from device.runner import Runner
+    from device.service.runner import Runner
 
     Device.pin_factory = MockFactory()
     try:

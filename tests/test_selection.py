@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from trainer import selection
-from trainer.candidates import Candidate, TrainingSpectra, train
-from trainer.data import DatasetError, load_dataset
-from trainer.linear import LinearSettings, fit_linear, row_space
+from trainer.models.candidates import Candidate, TrainingSpectra, train
+from trainer.data.dataset import DatasetError, load_dataset
+from trainer.models.linear import LinearSettings, fit_linear, row_space
 
 BIN = Path(sys.executable).parent
 
@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """The SYNTHETIC organophosphate set (116 spectra, 4 classes) with a per-spectrum batch key."""
-    from trainer.synth import write
+    from trainer.data.synth import write
 
     root = tmp_path_factory.mktemp("synth")
     write(root / "data", (36, 36, 29, 15), 0)
@@ -115,7 +115,7 @@ def test_the_budget_leaves_out_what_costs_too_much(synthetic, monkeypatch):
 
 
 def test_the_device_cost_known_before_training_is_the_trained_models(synthetic):
-    from trainer.candidates import device_flop
+    from trainer.models.candidates import device_flop
 
     ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
     spectra = TrainingSpectra(ds.X, ds.y, ds.axis, 0)
@@ -159,7 +159,7 @@ def test_logistic_regression_on_the_row_space_is_scikit_learns_on_the_spectra():
 def test_linear_svm_on_the_row_space_is_scikit_learns_on_the_spectra(n):
     from sklearn.svm import LinearSVC
 
-    from trainer.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
+    from trainer.models.classical import LINEAR_SVM_ITERATIONS, LINEAR_SVM_TOLERANCE
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(n, 300))
@@ -240,7 +240,7 @@ def test_nested_cross_validation_chooses_inside_each_fold_and_names_each_folds_c
 
 
 def fit_split(text):
-    from trainer.splits import parse_split
+    from trainer.data.splits import parse_split
 
     return parse_split(text)
 
@@ -271,9 +271,9 @@ def test_a_class_of_one_group_is_dealt_into_every_inner_fold():
 
 
 def test_a_linear_model_on_intensities_and_features_exports_with_both_backends_agreeing(synthetic, tmp_path):
-    from device.backends import NumpyBackend, TFLiteBackend
-    from device.bundle import INPUT_LAYOUT, load_bundle
-    from device.features import FEATURE_NAMES
+    from device.inference.backends import NumpyBackend, TFLiteBackend
+    from device.inference.bundle import INPUT_LAYOUT, load_bundle
+    from device.inference.features import FEATURE_NAMES
 
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
                         "--model", "logreg", "--features"], capture_output=True, text=True, timeout=600)

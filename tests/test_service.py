@@ -5,9 +5,9 @@ import threading
 
 import numpy as np
 
-from device.config import parse_config
-from device.control import COMMANDS, LineReader, dispatch, reply
-from device.service import RECORD_FILE, Service
+from device.service.config import parse_config
+from device.service.control import COMMANDS, LineReader, dispatch, reply
+from device.service.measurement import RECORD_FILE, Service
 
 from helpers import shipped_variant
 

@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device.soak import passed, soak
+from tools.soak import passed, soak
 
-BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_short_soak_on_every_simulator(shipped_bundle):
@@ -23,8 +23,8 @@ def test_short_soak_on_every_simulator(shipped_bundle):
 
 
 def test_soak_command(shipped_bundle):
-    r = subprocess.run([str(BIN / "raman-device"), "soak", "--model", str(shipped_bundle.path), "--protocols", "obp",
-                        "--acquisitions", "6", "--json"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools", "soak", "--model", str(shipped_bundle.path), "--protocols", "obp",
+                        "--acquisitions", "6", "--json"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     counts = json.loads(r.stdout.splitlines()[-1])["obp"]
     assert counts["acquisitions"] == 6 and counts["crashes"] == 0

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from trainer import stacked
-from trainer.model import Hyperparameters
-from trainer.protocol import train_naive
+from trainer.models.model import Hyperparameters
+from trainer.evaluation.protocol import train_naive
 
 
 @pytest.fixture(scope="module")

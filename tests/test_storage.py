@@ -10,10 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from device.config import ConfigError, parse_config
-from device.control import dispatch
-from device.record import storage_problem
-from device.service import RECORD_FILE, Service
+from device.service.config import ConfigError, parse_config
+from device.service.control import dispatch
+from device.service.record import storage_problem
+from device.service.measurement import RECORD_FILE, Service
 from test_service import config
 
 

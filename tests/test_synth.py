@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from trainer.data import load_dataset
-from trainer.synth import AXIS, BANDS, CLASSES, CONCENTRATIONS_UM, MIXTURES_UM, _coverages, generate, write
+from trainer.data.dataset import load_dataset
+from trainer.data.synth import AXIS, BANDS, CLASSES, CONCENTRATIONS_UM, MIXTURES_UM, _coverages, generate, write
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from device.bundle import load_bundle
-from device.classifier import Classifier
-from device.inputs import Standardizer
-from device.spectrum import Axis
-from trainer.data import DatasetError, load_dataset
-from trainer.metrics import classification_report
-from trainer.splits import holdout_split, parse_holdout
+from device.inference.bundle import load_bundle
+from device.inference.classifier import Classifier
+from device.inference.inputs import Standardizer
+from device.inference.spectrum import Axis
+from trainer.data.dataset import DatasetError, load_dataset
+from trainer.evaluation.metrics import classification_report
+from trainer.data.splits import holdout_split, parse_holdout
 
 BIN = Path(sys.executable).parent
 
@@ -108,9 +108,9 @@ def test_metrics_match_scikit_learn():
 
 
 def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
-    from device.spectrum import Axis
-    from trainer.candidates import Candidate, TrainingSpectra, train
-    from trainer.model import Hyperparameters
+    from device.inference.spectrum import Axis
+    from trainer.models.candidates import Candidate, TrainingSpectra, train
+    from trainer.models.model import Hyperparameters
 
     seen = []
     real = Standardizer.fit

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.bundle import load_bundle
-from device.classifier import Classifier
+from device.inference.bundle import load_bundle
+from device.inference.classifier import Classifier
 from device.errors import InvalidAxisError
-from device.quality import is_flat, problems
-from device.service import self_test
-from device.spectrum import Axis
+from device.inference.quality import is_flat, problems
+from device.service.measurement import self_test
+from device.inference.spectrum import Axis
 from trainer import classical
 from trainer.cli import build_parser
-from trainer.data import Dataset, DatasetError, load_dataset
-from trainer.ood import fit_detector, threshold_warning
-from trainer.protocol import choose_folds
-from trainer.metrics import confusion_matrix, one_vs_rest_auc
-from trainer.report import confusion_figure, roc_figure
+from trainer.data.dataset import Dataset, DatasetError, load_dataset
+from trainer.evaluation.ood import fit_detector, threshold_warning
+from trainer.evaluation.protocol import choose_folds
+from trainer.evaluation.metrics import confusion_matrix, one_vs_rest_auc
+from trainer.evaluation.report import confusion_figure, roc_figure
 
 TRAIN = str(Path(sys.executable).parent / "raman-train")
 AXIS = np.linspace(300.0, 1300.0, 251)
@@ -207,7 +207,7 @@ def test_evaluate_folds_follow_the_data():
 
 
 def test_compare_auto_split_fits_small_classes():
-    from trainer.compare import make_split
+    from trainer.evaluation.compare import make_split
 
     assert make_split("auto", dataset_of((9, 6, 5)), 0).description.startswith("stratified 5-fold")
     small = make_split("auto", dataset_of((9, 3, 5)), 0)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from device.bundle import load_bundle
-from device.config import parse_config
+from device.inference.bundle import load_bundle
+from device.service.config import parse_config
 from device.errors import BundleError
-from device.runner import SOCKET_FILE, send_command
-from device.service import Service
-from device.update import UpdateError, update_model
+from device.service.runner import SOCKET_FILE, send_command
+from device.service.measurement import Service
+from device.service.update import UpdateError, update_model
 
 from helpers import shipped_variant as variant
 

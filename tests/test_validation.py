@@ -3,8 +3,8 @@ import pytest
 
 from device.errors import (AxisNotMonotonicError, InvalidAxisError, LengthMismatchError, NonFiniteError,
                            NotOneDimensionalError, SpectrumError, TooFewPointsError)
-from device.spectrum import Axis, Spectrum
-from device.validation import check_matrix
+from device.inference.spectrum import Axis, Spectrum
+from device.inference.validation import check_matrix
 
 X = np.linspace(500, 600, 11)
 Y = np.arange(11.0)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 
-from .candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
-from .convnets import CONV_MODELS, ConvHyperparameters
-from .linear import DEFAULT_C, LINEAR_MODELS
-from .projection import DEFAULT_COMPONENTS
-from .model import Hyperparameters
-from .selection import MAX_FLOP
+from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
+from trainer.models.convnets import CONV_MODELS, ConvHyperparameters
+from trainer.models.linear import DEFAULT_C, LINEAR_MODELS
+from trainer.models.projection import DEFAULT_COMPONENTS
+from trainer.models.model import Hyperparameters
+from trainer.selection import MAX_FLOP
 
 #: The defaults of the training options, written once in the dataclasses.
 _COMPACT, _CONV = Hyperparameters(), ConvHyperparameters()
@@ -24,7 +24,7 @@ def _note(msg: str) -> None:
 
 
 def _axis(args):
-    from device.spectrum import Axis
+    from device.inference.spectrum import Axis
 
     return Axis.parse(args.axis, "--axis") if args.axis else None
 
@@ -35,8 +35,8 @@ def _given(args, names: tuple) -> dict:
 
 
 def cmd_fit(args) -> int:
-    from .fit import fit_bundle
-    from .splits import SplitSpec, parse_holdout, parse_split
+    from trainer.fit import fit_bundle
+    from trainer.data.splits import SplitSpec, parse_holdout, parse_split
 
     refuse_existing(args.out, args.force, "--out")
     if args.preset:
@@ -71,13 +71,13 @@ def _options_given(args, names) -> list:
 
 
 def _candidate(args):
-    """The model ``fit`` trains from its options (:class:`trainer.candidates.Candidate`), or None to choose it."""
+    """The model ``fit`` trains from its options (:class:`trainer.models.candidates.Candidate`), or None to choose it."""
     from device.errors import RamanEdgeError
 
-    from .candidates import Candidate, ProjectedCompact
-    from .convnets import ConvHyperparameters
-    from .linear import LinearSettings
-    from .model import Hyperparameters
+    from trainer.models.candidates import Candidate, ProjectedCompact
+    from trainer.models.convnets import ConvHyperparameters
+    from trainer.models.linear import LinearSettings
+    from trainer.models.model import Hyperparameters
 
     kind = args.model
     if kind is None:
@@ -122,7 +122,7 @@ def _chains(args) -> tuple | None:
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
 #: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the 22 features, each column standardised,
 #: Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam, 50 epochs. The paper's learning rate
-#: and L2 are not legible: raman-train's defaults (:class:`trainer.model.Hyperparameters`) unless --tune or given.
+#: and L2 are not legible: raman-train's defaults (:class:`trainer.models.model.Hyperparameters`) unless --tune or given.
 PAPER_PRESET = {"model": "compact", "preprocess": "none", "hidden": 5, "leaky_slope": 0.3, "epochs": 50,
                 "batch_size": 32}
 
@@ -155,7 +155,7 @@ def _apply_preset(args) -> None:
 def _preprocess(args) -> str:
     """The chain text of ``fit``'s --preprocess (or --normalise), its syntax checked before any data is read."""
     from device.errors import RamanEdgeError
-    from device.preprocess import Chain
+    from device.inference.preprocess import Chain
 
     if args.preprocess is not None and args.normalise is not None:
         raise RamanEdgeError("--normalise and --preprocess both set the preprocessing: give only --preprocess "
@@ -169,8 +169,8 @@ def _preprocess(args) -> str:
 
 
 def cmd_synth(args) -> int:
-    from .report import publish_report
-    from .synth import CLASSES, write
+    from trainer.evaluation.report import publish_report
+    from trainer.data.synth import CLASSES, write
 
     refuse_existing(args.out, args.force, "--out")
     counts = _counts(args.counts)
@@ -197,11 +197,11 @@ def _counts(text: str) -> tuple:
 def cmd_evaluate(args) -> int:
     from device.errors import RamanEdgeError
 
-    from .data import load_dataset
-    from .protocol import Settings, choose_folds, run
-    from .report import write_report
-    from .splits import SplitSpec, make_splits, parse_split
-    from .synth import is_synthetic
+    from trainer.data.dataset import load_dataset
+    from trainer.evaluation.protocol import Settings, choose_folds, run
+    from trainer.evaluation.report import write_report
+    from trainer.data.splits import SplitSpec, make_splits, parse_split
+    from trainer.data.synth import is_synthetic
 
     refuse_existing(args.report, args.force, "--report")
     if args.split and (args.folds is not None or args.repeats is not None):
@@ -246,9 +246,9 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from device.errors import RamanEdgeError
 
-    from .compare import MODELS, compare, make_split
-    from .compare_report import tables, write_compare_report
-    from .data import load_dataset
+    from trainer.evaluation.compare import MODELS, compare, make_split
+    from trainer.evaluation.compare_report import tables, write_compare_report
+    from trainer.data.dataset import load_dataset
 
     refuse_existing(args.report, args.force, "--report")
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
@@ -276,9 +276,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from device.bundle import load_bundle
+    from device.inference.bundle import load_bundle
 
-    from .explain import explain, write_explanations
+    from trainer.evaluation.explain import explain, write_explanations
 
     refuse_existing(args.out, args.force, "--out")
     bundle = load_bundle(args.bundle)
@@ -295,10 +295,10 @@ def cmd_explain(args) -> int:
 def cmd_ood_eval(args) -> int:
     import json
 
-    from .data import load_dataset
-    from .ood import leave_one_class_out, markdown_table
-    from .report import publish_report, software_versions
-    from .splits import parse_split
+    from trainer.data.dataset import load_dataset
+    from trainer.evaluation.ood import leave_one_class_out, markdown_table
+    from trainer.evaluation.report import publish_report, software_versions
+    from trainer.data.splits import parse_split
 
     refuse_existing(args.report, args.force, "--report")
     spec = parse_split(args.split)
@@ -327,7 +327,7 @@ def cmd_ood_eval(args) -> int:
 
 
 def cmd_detector(args) -> int:
-    from .ood import refit_detector
+    from trainer.evaluation.ood import refit_detector
 
     b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=_note)
     print(f"wrote {args.bundle} ({b.model_id})")
@@ -380,7 +380,7 @@ def _training_options(p, defaults: bool = True) -> None:
 
 
 def _split_options(p, default: str | None, what: str) -> None:
-    """``--split`` and ``--groups``, the same for every command (see trainer/splits.py)."""
+    """``--split`` and ``--groups``, the same for every command (see trainer/data/splits.py)."""
     p.add_argument("--split", default=default,
                    help=f"{what}: kfold:K, repeated:RxK, group-kfold:K or group-kfold:RxK (each group on one side), "
                         "logo (leave one group out), holdout:KEY=VALUE[,VALUE] or holdout:FRACTION")

@@ -1,7 +1,7 @@
 """The example spectra a bundle ships for the device's self-test: from a folder, or chosen from the training data.
 
 At start (and before a model update) the device classifies every example and refuses verdicts unless
-each comes back with its expected label (``device.service.self_test``). A bundle without examples is
+each comes back with its expected label (``device.service.measurement.self_test``). A bundle without examples is
 therefore never deployable: :func:`choose_examples` picks them from the training spectra when the user
 gives none.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device.readers import read_spectra
+from device.inference.readers import read_spectra
 
-from .data import Dataset, DatasetError
+from trainer.data.dataset import Dataset, DatasetError
 
 #: Training spectra per class shipped as examples when no example folder is given.
 EXAMPLES_PER_CLASS = 3

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.backends import TFLiteBackend
+from device.inference.backends import TFLiteBackend
 from device.errors import RamanEdgeError
 
-from .quiet import native_stderr_muted, tensorflow
+from trainer.quiet import native_stderr_muted, tensorflow
 
 #: Largest tolerated difference between any two backends' probabilities at export.
 PARITY_TOLERANCE = 1e-5
@@ -46,11 +46,11 @@ def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
 
 
 def tflite_convnet_bytes(net, points: int) -> bytes:
-    """Convert a :class:`~device.convnet.ConvNet` to a float32 TFLite flatbuffer, inputs (batch, points).
+    """Convert a :class:`~device.inference.convnet.ConvNet` to a float32 TFLite flatbuffer, inputs (batch, points).
 
     Built, like :func:`tflite_bytes`, as a concrete function from the exported (folded) weights.
     """
-    from device.convnet import Conv, MaxPool, Residual
+    from device.inference.convnet import Conv, MaxPool, Residual
 
     tf = tensorflow()
 

@@ -1,6 +1,6 @@
 """Training a bundle: the model chosen or given, held-out and cross-validated metrics, export.
 
-One pipeline for every kind (:mod:`trainer.candidates`): read and check the data and the splits, choose
+One pipeline for every kind (:mod:`trainer.models.candidates`): read and check the data and the splits, choose
 the model by inner cross-validation (:mod:`trainer.selection`) unless one is given, report each split
 with the model retrained on its training spectra only, train on all spectra, export and check TFLite
 against NumPy and the training library, fit the unknown-sample detector, choose self-test examples,
@@ -15,23 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from device.bundle import write_bundle
-from device.convnet import ConvNet
-from device.features import DEFAULT_PROMINENCE, FEATURE_NAMES
-from device.inputs import as_chain
+from device.inference.bundle import write_bundle
+from device.inference.convnet import ConvNet
+from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
+from device.inference.inputs import as_chain
 
-from .candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
-from .compact import pair_seeds
-from .data import Dataset, DatasetError, load_dataset
-from .examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
-from .export import export_check, tflite_bytes, tflite_convnet_bytes
-from .linear import LINEAR_MODELS
-from .projection import max_components
-from .metrics import classification_report
-from .ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
-from .report import software_versions
-from .selection import MAX_FLOP, Selection, inner_split, score, select
-from .splits import make_splits, pair_groups
+from trainer.models.candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
+from trainer.models.compact import pair_seeds
+from trainer.data.dataset import Dataset, DatasetError, load_dataset
+from trainer.examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
+from trainer.export import export_check, tflite_bytes, tflite_convnet_bytes
+from trainer.models.linear import LINEAR_MODELS
+from trainer.models.projection import max_components
+from trainer.evaluation.metrics import classification_report
+from trainer.evaluation.ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
+from trainer.evaluation.report import software_versions
+from trainer.selection import MAX_FLOP, Selection, inner_split, score, select
+from trainer.data.splits import make_splits, pair_groups
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
@@ -59,10 +59,10 @@ def evaluate(predict, ds: Dataset, splits: list, seed: int, fitted: str, log) ->
     predict : callable
         ``predict(train, test, seed)`` -> predicted class of each ``test`` row, the model (and whatever
         it learns from data, e.g. a scaler) fitted on the ``train`` rows only.
-    splits : list of trainer.splits.Splits
+    splits : list of trainer.data.splits.Splits
         At most one hold-out (card key ``holdout``) and one cross-validation (``cross_validation``).
     seed : int
-        The run's seed; each pair trains with its :func:`trainer.compact.pair_seeds` seed, as in
+        The run's seed; each pair trains with its :func:`trainer.models.compact.pair_seeds` seed, as in
         ``raman-train evaluate``.
     fitted : str
         What is refitted per pair, for the card.
@@ -101,11 +101,11 @@ def load_training_data(data, axis, examples, log, validation: tuple = (), seed: 
                        groups: str | None = None, choosing: bool = False) -> tuple[Dataset, list, list]:
     """The data set, the example spectra to ship and the validation splits, all checked before any training.
 
-    Refuses fewer than two classes, a class with fewer than :data:`trainer.ood.MIN_PER_CLASS` spectra (the
-    unknown-sample detector needs them), a ``validation`` split (:class:`trainer.splits.SplitSpec`) the data
-    cannot fill (:func:`trainer.splits.check_split`), two hold-outs or two cross-validations, and a class
+    Refuses fewer than two classes, a class with fewer than :data:`trainer.evaluation.ood.MIN_PER_CLASS` spectra (the
+    unknown-sample detector needs them), a ``validation`` split (:class:`trainer.data.splits.SplitSpec`) the data
+    cannot fill (:func:`trainer.data.splits.check_split`), two hold-outs or two cross-validations, and a class
     without training spectra, or with fewer than 2 when ``choosing`` a model by inner cross-validation.
-    ``groups`` is :func:`trainer.data.load_dataset`'s.
+    ``groups`` is :func:`trainer.data.dataset.load_dataset`'s.
     """
     ds = load_dataset(data, axis, log=log, groups=groups)
     if len(ds.class_names) < 2:
@@ -172,7 +172,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     Parameters
     ----------
     data : path-like
-        Training data in any layout :func:`trainer.data.load_dataset` reads.
+        Training data in any layout :func:`trainer.data.dataset.load_dataset` reads.
     out : path-like
         Bundle directory to write.
     candidate : Candidate, optional
@@ -185,11 +185,11 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     tune_hp : bool
         Compact network only: choose learning rate and L2 from :data:`TUNING_GRID` by inner CV on the
         training spectra (the held-out ones excluded).
-    validation : tuple of trainer.splits.SplitSpec
+    validation : tuple of trainer.data.splits.SplitSpec
         Splits to report before the final fit: at most one hold-out and one cross-validation. Each pair's
         model (and its choice, when chosen) sees its training spectra only.
     groups : str, optional
-        Where each spectrum's group comes from (see :func:`trainer.data.load_dataset`); the inner
+        Where each spectrum's group comes from (see :func:`trainer.data.dataset.load_dataset`); the inner
         cross-validation of the choice is then grouped.
     name : str, optional
         Model name (default: the output directory's name).
@@ -202,7 +202,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     max_flop : float
         Device cost allowed per spectrum when choosing.
     augment : bool
-        Train on degraded copies of the training spectra too (:mod:`trainer.candidates`); applies to the
+        Train on degraded copies of the training spectra too (:mod:`trainer.models.candidates`); applies to the
         chosen model (``candidate`` carries its own).
     chains : tuple of str, optional
         The preprocessing chains to choose among (default: the family's, :data:`trainer.selection.CHAINS`).
@@ -286,10 +286,10 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "preprocessing": preprocessing_card(trained, ds),
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
-                            "augmentation": (f"trainer.degrade.augment: one degraded copy of every training spectrum "
+                            "augmentation": (f"trainer.data.degrade.augment: one degraded copy of every training spectrum "
                                              "(SNR 5-300, background, shift, spikes), made once"
                                              if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
-                                             else "trainer.degrade.augment, fresh every step" if final.augment
+                                             else "trainer.data.degrade.augment, fresh every step" if final.augment
                                              else "none")},
         **({"selection": selection.card(max_flop, scope)} if selection and not tune_hp else {}),
         **({"tuning": {"grid": TUNING_GRID, "inner_split": selection.inner_split, "scope": scope,

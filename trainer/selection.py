@@ -12,7 +12,7 @@ network, and the compact network on 30 PCA scores (with 32 hidden units, so that
 through its hidden layer).
 
 Rule: each candidate is scored on every inner test fold as measured and degraded to SNR 10 and 5
-(:func:`trainer.degrade.degrade`), since the device must also read weak spectra; the highest mean of
+(:func:`trainer.data.degrade.degrade`), since the device must also read weak spectra; the highest mean of
 those accuracies wins; among equals, the one of fewest FLOP, then family order. The budget, not the rule,
 bounds the device cost.
 """
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.spectrum import Axis
+from device.inference.spectrum import Axis
 
-from . import linear
-from .candidates import AUGMENT_COPIES, Candidate, ProjectedCompact, TrainingSpectra, train
-from .model import Hyperparameters
-from .projection import DEFAULT_COMPONENTS, max_components
-from .data import Dataset, DatasetError
-from .degrade import degrade
+from trainer.models import linear
+from trainer.models.candidates import AUGMENT_COPIES, Candidate, ProjectedCompact, TrainingSpectra, train
+from trainer.models.model import Hyperparameters
+from trainer.models.projection import DEFAULT_COMPONENTS, max_components
+from trainer.data.dataset import Dataset, DatasetError
+from trainer.data.degrade import degrade
 
 #: Device cost allowed per spectrum by default (FLOP).
 MAX_FLOP = 1_000_000
@@ -46,7 +46,7 @@ INNER_MAX_SPECTRA = 1000
 INNER_MIN_PREDICTIONS = 500
 INNER_MAX_REPEATS = 10
 #: The SNR levels at which every candidate is also scored (each inner test spectrum degraded by
-#: :func:`trainer.degrade.degrade`): bands 10 and 5 times the noise, what a short or low-power field
+#: :func:`trainer.data.degrade.degrade`): bands 10 and 5 times the noise, what a short or low-power field
 #: acquisition gives, and the weak end of the range the training augmentation covers (5-300).
 WEAK_SNR = (10.0, 5.0)
 #: Inner-CV scores closer than this are equal (sums of the same fold counts in another order).
@@ -61,7 +61,7 @@ def family(axis: Axis, n_train: int, chains: tuple | None = None, augment: bool 
     """The candidates, in family order: every chain of ``chains`` (default :data:`CHAINS`) with each model kind.
 
     ``n_train`` (the fewest spectra an inner training fold has, degraded copies included) bounds the
-    projection's components; ``augment`` is each candidate's (:class:`~trainer.candidates.Candidate`).
+    projection's components; ``augment`` is each candidate's (:class:`~trainer.models.candidates.Candidate`).
     """
     k = min(DEFAULT_COMPONENTS, max_components(n_train, axis.points))
     models = [("logreg", linear.LinearSettings("logreg")), ("linear-svm", linear.LinearSettings("linear-svm")),
@@ -188,7 +188,7 @@ def lone_class_shares(groups: np.ndarray, y: np.ndarray, k: int, seed: int) -> n
     A control measured once (all its spectra in one group, e.g. one concentration, 0) would otherwise be
     missing from training whenever its group is tested. Its spectra are dealt at random into ``k`` shares,
     each a group of its own, as a hold-out by key gives such classes the same share at random
-    (:func:`trainer.splits.holdout_split`); the other classes keep their groups.
+    (:func:`trainer.data.splits.holdout_split`); the other classes keep their groups.
 
     Parameters
     ----------
@@ -237,7 +237,7 @@ def score(candidates: list, ds: Dataset, inner: InnerSplit, seed: int, max_flop:
     list of dict
         One row per candidate, in order (see :class:`Selection`).
     """
-    from .metrics import classification_report
+    from trainer.evaluation.metrics import classification_report
 
     n_classes = len(ds.class_names)
     used = np.unique(np.concatenate([np.concatenate(p) for p in inner.pairs]))

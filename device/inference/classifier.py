@@ -1,0 +1,107 @@
+"""The classifier: spectrum in, verdict out, through resampling, preprocessing, features and a backend."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from device.inference.backends import make_backend
+from device.inference.bundle import ModelBundle
+from device.errors import BundleError
+from device.inference.resample import ResamplerCache
+from device.inference.spectrum import Spectrum
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The verdict on one spectrum.
+
+    Attributes
+    ----------
+    label : str
+        The most probable class.
+    confidence : float
+        Its probability, 0-1.
+    probabilities : dict of str to float
+        Probability of every class, in the model's class order.
+    model_id : str
+    ood_score : float or None
+        The bundle's out-of-distribution score (None when the bundle has no detector).
+    unknown : bool
+        The score is above the detector's threshold: the spectrum is unlike every trained class.
+    """
+
+    label: str
+    confidence: float
+    probabilities: dict
+    model_id: str
+    ood_score: float | None = None
+    unknown: bool = False
+
+    def reported(self) -> dict:
+        """``label`` and ``confidence`` as output reports them (rounded to 6 digits).
+
+        For an unknown spectrum the label is ``unknown`` with no confidence, and the most probable
+        class is ``nearest``.
+        """
+        if self.unknown:
+            return {"label": "unknown", "confidence": None, "nearest": self.label}
+        return {"label": self.label, "confidence": round(self.confidence, 6)}
+
+
+class Classifier:
+    """Classify spectra with a model bundle on the NumPy or the TFLite backend.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    backend : str or backend object
+        ``"numpy"`` (default, needs nothing but NumPy), ``"tflite"``, or an object with a
+        ``probabilities(Z)`` method such as :class:`~device.inference.backends.TFLiteBackend`.
+    """
+
+    def __init__(self, bundle: ModelBundle, backend: str = "numpy"):
+        self.bundle = bundle
+        self.backend = make_backend(bundle, backend) if isinstance(backend, str) else backend
+        self._resamplers = ResamplerCache(bundle.axis)
+
+    def on_axis(self, spectra: Sequence[Spectrum]) -> np.ndarray:
+        """Resample spectra onto the model axis: shape (n, points).
+
+        Raises
+        ------
+        AxisCoverageError
+            If a spectrum does not cover the model axis.
+        """
+        return np.stack([self._resamplers.get(s.shift)(s.intensity) for s in spectra])
+
+    def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
+        return self.backend.probabilities(self.bundle.inputs(Y))
+
+    def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:
+        """Class probabilities (n, C) for spectra on any axis that covers the model's."""
+        return self.probabilities_on_axis(self.on_axis(spectra))
+
+    def classify(self, spectrum: Spectrum) -> Prediction:
+        """The verdict on one spectrum."""
+        return self.classify_many([spectrum])[0]
+
+    def classify_many(self, spectra: Sequence[Spectrum]) -> list[Prediction]:
+        """Verdicts on several spectra, computed as one batch (with the out-of-distribution score if any)."""
+        Y = self.on_axis(spectra)
+        P = self.probabilities_on_axis(Y)
+        if not np.isfinite(P).all():  # finite but absurd weights overflow: never report a NaN verdict
+            raise BundleError(f"model bundle {self.bundle.path}: its network gives non-finite probabilities; "
+                              "its weights are unusable, re-export the bundle.")
+        ood = self.bundle.ood
+        scores = ood.scores(Y) if ood is not None else [None] * len(P)
+        names = self.bundle.class_names
+        out = []
+        for p, score in zip(P, scores):
+            k = int(np.argmax(p))
+            out.append(Prediction(names[k], float(p[k]), {c: float(v) for c, v in zip(names, p)}, self.bundle.model_id,
+                                  None if score is None else float(score),
+                                  score is not None and bool(score > ood.threshold)))
+        return out

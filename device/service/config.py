@@ -1,0 +1,241 @@
+"""The device's configuration file (TOML), checked whole before anything starts.
+
+Example::
+
+    [spectrometer]
+    protocol = "obp"              # obp | tcd1304 | microspec | groupgets
+    port = "/dev/raman-spectrometer"
+    laser_nm = 785.03             # the measured laser line
+    integration_s = 0.1
+    averages = 4
+    dark_frame = true             # devices with a laser line (OBP lamp enable)
+    # baud = 115200; coefficients = [772.5, 0.086, -2.1e-6]; firmware = "2019"
+
+    [model]
+    bundle = "/opt/raman-edge/models/sers-pesticides"
+    backend = "numpy"             # numpy | tflite
+    min_confidence = 0.8          # below it the verdict is "uncertain"
+    min_snr = 5                   # a spectrum with a lower estimated SNR is refused (0: no check)
+
+    [triggers]
+    button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
+    control_port = "/dev/ttyAMA0" # serial line for a host or PLC; optional
+    control_baud = 115200
+
+    [outputs]
+    laser_pin = 24                # GPIO gating the laser when the spectrometer has no laser line; optional
+    led_ok_pin = 22               # optional status LEDs and buzzer
+    led_alert_pin = 27
+    buzzer_pin = 23
+
+    [data]
+    directory = "/var/lib/raman-edge"
+    reserve_mb = 50               # measurements stop (and say why) when less is free; optional
+
+A relative bundle path is taken from the configuration file's directory. Every problem is reported at
+once, each with its key and the reason, as a :class:`ConfigError`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_bridge.drivers import STANDARD_BAUD_RATES
+from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
+
+from device.errors import RamanEdgeError
+
+PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
+BACKENDS = ("numpy", "tflite")
+
+
+class ConfigError(RamanEdgeError):
+    """The configuration file has problems; the message lists every one with its key."""
+
+    def __init__(self, path, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"configuration {path} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class SpectrometerConfig:
+    protocol: str
+    port: str
+    laser_nm: float
+    integration_s: float = 0.1
+    averages: int = 1
+    dark_frame: bool = True
+    baud: int | None = None
+    coefficients: tuple | None = None
+    firmware: str = "2019"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    bundle: Path
+    backend: str = "numpy"
+    min_confidence: float = 0.8
+    min_snr: float = 5.0
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    button_pin: int | None = None
+    control_port: str | None = None
+    control_baud: int = 115200
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    laser_pin: int | None = None
+    led_ok_pin: int | None = None
+    led_alert_pin: int | None = None
+    buzzer_pin: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    spectrometer: SpectrometerConfig
+    model: ModelConfig
+    triggers: TriggerConfig
+    outputs: OutputConfig
+    data_directory: Path
+    data_reserve_mb: float = 50.0
+
+
+_NUMBER = (int, float)
+
+
+def _name(v: str) -> bool:
+    """A file or device name the system can open: not empty, no NUL character."""
+    return bool(v) and "\0" not in v
+
+
+def _finite_number(v) -> bool:
+    """An int or float (not a bool) that is a finite float."""
+    if isinstance(v, bool) or not isinstance(v, _NUMBER):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+# key: (type, required, check, reason) for each section; check None = any value of the type
+_SCHEMA = {
+    "spectrometer": {
+        "protocol": (str, True, lambda v: v in PROTOCOLS, f"must be one of {', '.join(PROTOCOLS)}"),
+        "port": (str, True, _name, "must name a serial port, e.g. /dev/ttyUSB0"),
+        "laser_nm": (_NUMBER, True, lambda v: 200 <= v <= 1100, "must be the measured laser line in nm (200-1100)"),
+        "integration_s": (_NUMBER, False, lambda v: 1e-5 <= v <= 85, "must be between 10 us and 85 s"),
+        "averages": (int, False, lambda v: 1 <= v <= 5000, "must be a whole number from 1 to 5000"),
+        "dark_frame": (bool, False, None, ""),
+        "baud": (int, False, lambda v: v in STANDARD_BAUD_RATES, "must be a standard rate (9600 ... 921600)"),
+        "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
+                         "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
+        "firmware": (str, False, lambda v: v in ("2017", "2019"), 'must be "2017" or "2019"'),
+    },
+    "model": {
+        "bundle": (str, True, _name, "must name the model bundle's directory"),
+        "backend": (str, False, lambda v: v in BACKENDS, f"must be one of {', '.join(BACKENDS)}"),
+        "min_confidence": (_NUMBER, False, lambda v: 0 <= v <= 1, "must be between 0 and 1"),
+        "min_snr": (_NUMBER, False, lambda v: 0 <= v <= 1000, "must be between 0 (no check) and 1000"),
+    },
+    "triggers": {
+        "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
+        "control_port": (str, False, _name, "must name a serial port"),
+        "control_baud": (int, False, lambda v: v in (9600, 19200, 38400, 57600, 115200), "must be a standard rate"),
+    },
+    "outputs": {k: (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)")
+                for k in ("laser_pin", "led_ok_pin", "led_alert_pin", "buzzer_pin")},
+    "data": {"directory": (str, True, _name, "must name a directory"),
+             "reserve_mb": (_NUMBER, False, lambda v: 0 <= v <= 1e6, "must be between 0 and 1000000 (MB)")},
+}
+
+
+def _type_name(t) -> str:
+    return {str: "text", int: "a whole number", bool: "true or false", list: "a list"}.get(t, "a number")
+
+
+def parse_config(text: str, path="<config>") -> Config:
+    """Check and parse the text of a configuration file.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem: TOML syntax, unknown sections or keys, missing keys, wrong types, values
+        out of range, and settings that do not fit together.
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        problem = "a whole number has thousands of digits; settings are short numbers"
+        raise ConfigError(path, [f"not valid TOML for this service: {problem}"]) from None
+    except RecursionError:
+        problem = "arrays or tables are nested too deeply; settings need no nesting"
+        raise ConfigError(path, [f"not valid TOML for this service: {problem}"]) from None
+    problems = [f"[{s}]: unknown section (known: {', '.join(_SCHEMA)})" for s in raw if s not in _SCHEMA]
+    values = {}
+    for section, keys in _SCHEMA.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            problems.append(f"[{section}]: must be a table")
+            continue
+        problems += [f"{section}.{k}: unknown key (known: {', '.join(keys)})" for k in table if k not in keys]
+        for key, (kind, required, check, reason) in keys.items():
+            name = f"{section}.{key}"
+            if key not in table:
+                if required:
+                    problems.append(f"{name}: missing")
+                continue
+            v = table[key]
+            ok_type = isinstance(v, kind) and not (kind in (int, _NUMBER) and isinstance(v, bool))
+            if not ok_type:
+                problems.append(f"{name}: must be {_type_name(kind)}, not {v!r}")
+            elif check is not None and not check(v):
+                problems.append(f"{name}: {reason} (got {v!r})")
+            else:
+                values[name] = v
+    spec = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("spectrometer.")}
+    protocol = spec.get("protocol")
+    if protocol == "obp" and "coefficients" in spec:
+        problems.append("spectrometer.coefficients: an OBP device stores its own wavelength polynomial; remove it")
+    if protocol == "tcd1304" and "coefficients" not in spec and "spectrometer.protocol" in values:
+        problems.append("spectrometer.coefficients: the TCD1304 stores no calibration; give the polynomial "
+                        "from 'raman-bridge calibrate'")
+    if protocol == "groupgets" and "integration_s" in spec:
+        problems.append("spectrometer.integration_s: the GroupGets sketch's integration time is fixed; remove it")
+    if protocol == "obp" and spec.get("baud", OBP_BAUD_RATES[0]) not in OBP_BAUD_RATES:
+        problems.append(f"spectrometer.baud: an OBP device runs at {', '.join(map(str, OBP_BAUD_RATES))} baud "
+                        f"(got {spec['baud']})")
+    if "firmware" in spec and protocol != "tcd1304":
+        problems.append("spectrometer.firmware: only the TCD1304 has firmware generations; remove it")
+    if problems:
+        raise ConfigError(path, problems)
+    if "coefficients" in spec:
+        spec["coefficients"] = tuple(float(c) for c in spec["coefficients"])
+    base = Path(path).parent if path != "<config>" else Path(".")
+    model = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("model.")}
+    model["bundle"] = (base / model["bundle"]).resolve() if not Path(model["bundle"]).is_absolute() \
+        else Path(model["bundle"])
+    section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
+    return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
+                  OutputConfig(**section("outputs")), Path(values["data.directory"]),
+                  float(values.get("data.reserve_mb", 50.0)))
+
+
+def load_config(path) -> Config:
+    """Read and check a configuration file (see :func:`parse_config`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read the file ({exc})"]) from None
+    return parse_config(text, path)

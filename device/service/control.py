@@ -1,0 +1,85 @@
+"""The control-port line protocol: a host or PLC sends one command per line, gets one JSON line back.
+
+Commands (case-insensitive, no arguments): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``.
+Lines end with LF (CR LF accepted) and are at most :data:`MAX_LINE` bytes; a longer line is refused
+whole, and an unknown command gets an error line. Nothing a client sends names a file or a setting.
+"""
+from __future__ import annotations
+
+import json
+
+MAX_LINE = 64
+COMMANDS = {
+    "MEASURE": "take a measurement and reply with the verdict",
+    "STATUS": "service state, spectrometer, model, counts",
+    "LAST": "the last recorded measurement",
+    "MODEL": "the model in use: id, classes, axis",
+    "RELOAD": "switch to the configured bundle as it is now, if it verifies, passes its self-test and fits the "
+              "spectrometer",
+    "HELP": "this list",
+}
+
+
+class LineReader:
+    """Splits a byte stream into command lines, refusing over-long ones.
+
+    :meth:`feed` returns the complete lines received, each as ``(text, None)`` or, for a line that was
+    too long or not ASCII, ``(None, error message)``.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE):
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._overflow = False
+
+    def feed(self, data: bytes) -> list[tuple[str | None, str | None]]:
+        out = []
+        for b in data:
+            if b == 0x0A:
+                if self._overflow:
+                    out.append((None, f"line longer than {self.max_line} bytes; commands are short words"))
+                else:
+                    raw = bytes(self._buf).rstrip(b"\r")
+                    try:
+                        out.append((raw.decode("ascii"), None))
+                    except UnicodeDecodeError:
+                        out.append((None, "line is not ASCII text"))
+                self._buf.clear()
+                self._overflow = False
+            elif not self._overflow:
+                self._buf.append(b)
+                if len(self._buf) > self.max_line:
+                    self._buf.clear()
+                    self._overflow = True
+        return out
+
+
+def reply(payload: dict) -> bytes:
+    """One reply line."""
+    return (json.dumps(payload, separators=(",", ":"), default=str) + "\n").encode("ascii")
+
+
+def dispatch(line: str, service, trigger: str = "control-port") -> dict:
+    """The reply to one command line, from ``service`` (see :class:`device.service.measurement.Service`).
+
+    ``trigger`` is what a MEASURE is recorded as having been triggered by (the line it came on).
+    """
+    words = line.strip().split()
+    if not words:
+        return {"ok": False, "error": "empty line; send HELP for the commands"}
+    command = words[0].upper()
+    if command not in COMMANDS:
+        return {"ok": False, "error": f"unknown command {words[0][:16]!r}; send HELP for the commands"}
+    if len(words) > 1:
+        return {"ok": False, "command": command, "error": f"{command} takes no arguments"}
+    if command == "HELP":
+        return {"ok": True, "command": "HELP", "commands": COMMANDS}
+    if command == "MEASURE":
+        return {"command": "MEASURE", **service.measure(trigger)}
+    if command == "STATUS":
+        return {"ok": True, "command": "STATUS", **service.status()}
+    if command == "LAST":
+        return {"command": "LAST", **service.last()}
+    if command == "RELOAD":
+        return {"command": "RELOAD", **service.reload()}
+    return {"ok": True, "command": "MODEL", **service.model_info()}

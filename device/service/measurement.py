@@ -1,0 +1,335 @@
+"""The measurement service: one spectrometer, one model, one record; triggers call :meth:`Service.measure`.
+
+A measurement: laser on, acquire (with a dark frame where the laser can be gated), laser off on every
+path, calibrate, classify, decide (a verdict below the configured confidence is ``uncertain``), record
+durably, and only then reply. A spectrum unlike every trained class (the bundle's out-of-distribution
+detector, :mod:`device.inference.ood`) gets the verdict ``unknown``; a saturated, flat or too weak one
+(:mod:`device.inference.quality`) is recorded and refused with the reason instead of classified. Measurements are
+serialised: a trigger while one runs is answered ``busy``. At start (and on RELOAD) the model is
+verified and checked on its own example spectra; if they do not come back with their expected labels,
+the service stays up but refuses to report verdicts (or keeps its previous model), and says why. The
+same holds for a model whose Raman-shift axis the spectrometer cannot cover (its wavelength calibration
+over its pixels, for the configured laser line), checked once the spectrometer is open.
+Likewise when the record cannot be written (read-only or full file system, below the configured
+reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
+until it can, and STATUS says why.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from firmware_bridge.calibration import raman_shift
+from firmware_bridge.drivers import DRIVERS
+from firmware_bridge.errors import BridgeError, LaserError
+from firmware_bridge.measure import measure, switch_off
+
+from device.inference.bundle import load_bundle
+from device.inference.classifier import Classifier
+from device.service.config import Config
+from device.errors import RamanEdgeError
+from device.inference.quality import problems as quality_problems
+from device.inference.readers import read_spectra
+from device.service.record import Record, RecordError, RecordStore, iso_time
+from device.inference.resample import covers
+from device.inference.spectrum import Spectrum
+
+RECORD_FILE = "record.db"
+#: What to do about a bundle that fails its self-test.
+NO_EXAMPLES_FIX = ("retrain with raman-train fit (which stores self-test examples; or give them with --examples "
+                   "DIR) and install the result with raman-device update-model BUNDLE")
+WRONG_LABELS_FIX = ("the bundle is damaged or was built wrong: rebuild it with raman-train fit and install it with "
+                    "raman-device update-model BUNDLE, or go back with raman-device update-model --rollback")
+
+
+def verdict(prediction, min_confidence: float) -> str:
+    """``unknown`` when unlike every trained class, ``uncertain`` below the confidence, else the label."""
+    if prediction.unknown:
+        return "unknown"
+    return prediction.label if prediction.confidence >= min_confidence else "uncertain"
+
+
+def self_test(bundle, classifier) -> dict:
+    """Classify the bundle's example spectra; every expected label must come back.
+
+    The ``reason`` of a failure says what to do about it.
+    """
+    failures = []
+    for path, label in bundle.examples:
+        try:
+            got = classifier.classify(read_spectra(path)[0]).label
+        except RamanEdgeError as exc:
+            got = f"error: {exc}"
+        if got != label:
+            failures.append(f"{path.name}: expected {label}, got {got}")
+    passed = bool(bundle.examples) and not failures
+    if passed:
+        reason = None
+    elif not bundle.examples:
+        reason = f"the bundle has no example spectra to check it with; {NO_EXAMPLES_FIX}"
+    else:
+        reason = f"{'; '.join(failures)}; {WRONG_LABELS_FIX}"
+    return {"passed": passed, "examples": len(bundle.examples), "reason": reason}
+
+
+def axis_problem(axis, shift_range: tuple[float, float], laser_nm: float) -> str | None:
+    """Why a model on ``axis`` cannot classify this spectrometer's spectra, or None if it can.
+
+    Parameters
+    ----------
+    axis : Axis
+        The model's Raman-shift axis.
+    shift_range : (float, float)
+        Lowest and highest Raman shift the spectrometer delivers, cm-1.
+    laser_nm : float
+        The configured laser line, nm.
+    """
+    lo, hi = shift_range
+    if covers(lo, hi, axis):
+        return None
+    return (f"the model's axis {axis.start:g}..{axis.stop:g} cm-1 is outside what the spectrometer covers, "
+            f"{lo:.0f}..{hi:.0f} cm-1 with laser {laser_nm:g} nm; install a model trained for this range "
+            "(raman-device update-model BUNDLE, or --rollback), or check spectrometer.laser_nm and the "
+            "wavelength calibration")
+
+
+class Service:
+    """Everything a trigger needs, for one configuration.
+
+    Parameters
+    ----------
+    config : Config
+    laser : callable, optional
+        ``laser(True/False)`` for a spectrometer without its own laser line (a GPIO output).
+    indicate : callable, optional
+        ``indicate(reply)`` after each measurement (status LEDs, buzzer).
+    """
+
+    def __init__(self, config: Config, laser=None, indicate=None):
+        self.config = config
+        self.laser = laser
+        self.indicate = indicate
+        self._lock = threading.Lock()
+        self._spectrometer = None
+        self.spectrometer_error = None
+        #: Lowest and highest Raman shift the spectrometer delivers, cm-1, known once it has been opened.
+        self.shift_range = None
+        self.counts = {"measurements": 0, "errors": 0, "busy": 0}
+        self.bundle = load_bundle(config.model.bundle)
+        self.classifier = Classifier(self.bundle, config.model.backend)
+        self.self_test = self_test(self.bundle, self.classifier)
+        self.store = None
+        self.storage_error = self._storage_problem()
+        self.started = time.time()
+
+    def reload(self) -> dict:
+        """Load the configured bundle again and switch to it only if it verifies and passes its self-test.
+
+        Otherwise the model in use keeps serving, and the reply says why the new one was refused.
+        """
+        try:
+            bundle = load_bundle(self.config.model.bundle)
+            classifier = Classifier(bundle, self.config.model.backend)
+        except RamanEdgeError as exc:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {exc}"}
+        test = self_test(bundle, classifier)
+        if not test["passed"]:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
+                                          f"self-test ({test['reason']})"}
+        problem = self._axis_problem(bundle)
+        if problem:
+            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {problem}"}
+        with self._lock:  # never in the middle of a measurement
+            previous = self.bundle.model_id
+            self.bundle, self.classifier, self.self_test = bundle, classifier, test
+        return {"ok": True, "model": bundle.model_id, "previous": previous}
+
+    def _storage_problem(self) -> str | None:
+        """Why a measurement could not be recorded now (opening the record if it is not open), or None."""
+        if self.store is None:
+            try:
+                self.config.data_directory.mkdir(parents=True, exist_ok=True)
+                self.store = RecordStore(self.config.data_directory / RECORD_FILE)
+            except (RecordError, OSError) as exc:
+                return str(exc) if isinstance(exc, RecordError) else \
+                    f"the data directory {self.config.data_directory} cannot be created ({exc.strerror})"
+        return self.store.storage_problem(self.config.data_reserve_mb * 1e6)
+
+    def _axis_problem(self, bundle) -> str | None:
+        """Why ``bundle`` cannot classify the spectrometer's spectra, or None (also while that is not known)."""
+        if self.shift_range is None:
+            return None
+        return axis_problem(bundle.axis, self.shift_range, self.config.spectrometer.laser_nm)
+
+    # -- spectrometer ---------------------------------------------------------------------------
+    def spectrometer(self):
+        """The open driver, opened on first use; raises BridgeError while it is missing."""
+        if self._spectrometer is None:
+            s = self.config.spectrometer
+            kwargs = {}
+            if s.coefficients is not None:
+                kwargs["coefficients"] = s.coefficients
+            if s.baud is not None:
+                kwargs["baud"] = s.baud
+            if s.protocol == "tcd1304":
+                kwargs["firmware"] = s.firmware
+            driver = DRIVERS[s.protocol](s.port, **kwargs)
+            try:
+                driver.open()
+                if driver.has_laser:
+                    switch_off(driver.set_laser)  # a known, safe state on every (re)connection
+                if not driver.fixed_integration:
+                    driver.set_integration_time(s.integration_s)
+                driver.set_averages(s.averages)
+                shift = raman_shift(driver.wavelengths(), s.laser_nm)  # as firmware_bridge.measure computes it
+            except BridgeError as exc:
+                self.spectrometer_error = str(exc)
+                driver.close()
+                raise
+            self._spectrometer, self.spectrometer_error = driver, None
+            self.shift_range = (float(shift.min()), float(shift.max()))
+        return self._spectrometer
+
+    def try_connect(self) -> bool:
+        """Open the spectrometer if it is not open and no measurement is running; True once it is open."""
+        if self._spectrometer is not None:
+            return True
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self.spectrometer()
+            return True
+        except BridgeError:
+            return False
+        finally:
+            self._lock.release()
+
+    def _laser(self, on: bool) -> None:
+        if self.laser is not None:
+            self.laser(on)
+
+    # -- commands ---------------------------------------------------------------------------------
+    def measure(self, trigger: str) -> dict:
+        """One measurement, start to record; the reply says ok, the verdict, or what went wrong."""
+        if not self._lock.acquire(blocking=False):
+            self.counts["busy"] += 1
+            return {"ok": False, "busy": True, "error": "busy: a measurement is running"}
+        try:
+            return self._measure(trigger)
+        finally:
+            self._lock.release()
+
+    def _measure(self, trigger: str) -> dict:
+        if not self.self_test["passed"]:
+            return {"ok": False, "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
+        self.storage_error = self._storage_problem()
+        if self.storage_error:
+            self.counts["errors"] += 1
+            return {"ok": False, "error": f"measurements refused: the record cannot be written: {self.storage_error}"}
+        s = self.config.spectrometer
+        rec = Record(trigger=trigger, device={"protocol": s.protocol, "port": s.port, "laser_nm": s.laser_nm,
+                                              "integration_s": s.integration_s, "averages": s.averages},
+                     model=self.bundle.model_id,
+                     model_files={k: v["sha256"] for k, v in self.bundle.card["files"].items()})
+        try:
+            spectrometer = self.spectrometer()
+            problem = self._axis_problem(self.bundle)
+            if problem:  # before the laser is switched on
+                rec.error = f"refused: {problem}"
+                return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
+            try:
+                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser)  # the device's own laser line first
+            finally:
+                self._laser(False)  # whatever happened, the laser is off
+            rec.device.update(m.meta)
+            rec.raw, rec.shift, rec.intensity = m.raw, m.shift, m.intensity
+            refused = quality_problems(m.intensity, m.raw, m.meta, self.config.model.min_snr)
+            if refused:
+                rec.error = "rejected: " + "; ".join(refused)
+                return self._finish(rec, {"ok": False, "rejected": True,
+                                          "error": "spectrum rejected: " + "; ".join(refused)})
+            prediction = self.classifier.classify(Spectrum.from_measurement(m))
+        except (BridgeError, RamanEdgeError) as exc:
+            if isinstance(exc, BridgeError):
+                self.spectrometer_error = str(exc)
+            if isinstance(exc, LaserError):  # start afresh: reopening switches the laser off first
+                self._spectrometer.close()
+                self._spectrometer = None
+            rec.error = f"{type(exc).__name__}: {exc}"
+            return self._finish(rec, {"ok": False, "error": str(exc)})
+        self.spectrometer_error = None
+        rec.probabilities = prediction.probabilities
+        rec.verdict = verdict(prediction, self.config.model.min_confidence)
+        shown = prediction.reported()
+        rec.confidence = None if prediction.unknown else prediction.confidence
+        reply = {"ok": True, "verdict": rec.verdict, **shown,
+                 "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
+                 "model": self.bundle.model_id}
+        if prediction.ood_score is not None:
+            reply["ood_score"] = round(prediction.ood_score, 4)
+        return self._finish(rec, reply)
+
+    def _finish(self, rec: Record, reply: dict) -> dict:
+        """Record first; a verdict that cannot be recorded is not reported."""
+        try:
+            reply["id"] = self.store.add(rec)
+        except RecordError as exc:
+            self.counts["errors"] += 1
+            reply = {"ok": False, "error": str(exc)}
+        else:
+            self.counts["measurements" if reply["ok"] else "errors"] += 1
+        if self.indicate is not None:
+            self.indicate(reply)
+        return reply
+
+    def status(self) -> dict:
+        if not self._lock.locked():
+            self.storage_error = self._storage_problem()
+        axis = self._axis_problem(self.bundle)
+        if not self.self_test["passed"]:
+            state = "self-test failed"
+        elif axis:
+            state = "model does not fit the spectrometer"
+        elif self._lock.locked():
+            state = "measuring"
+        elif self.storage_error:
+            state = "storage unavailable"  # checked again at every trigger
+        elif self._spectrometer is None and self.spectrometer_error:
+            state = "no spectrometer"  # it could not be opened; the next trigger tries again
+        else:
+            state = "ready"
+        return {"state": state, "spectrometer": self.config.spectrometer.protocol,
+                "spectrometer_error": self.spectrometer_error, "storage_error": self.storage_error,
+                "shift_range_cm-1": None if self.shift_range is None else [round(v, 1) for v in self.shift_range],
+                "model": self.bundle.model_id, "self_test": self.self_test, "axis_problem": axis,
+                "counts": dict(self.counts),
+                "records": self.store.count() if self.store is not None else None,
+                "uptime_s": round(time.time() - self.started, 1)}
+
+    def last(self) -> dict:
+        if self.store is None:
+            return {"ok": False, "error": f"the record is not open: {self.storage_error}"}
+        r = self.store.last()
+        if r is None:
+            return {"ok": False, "error": "no measurement recorded yet"}
+        return {"ok": True, "id": r.id, "time": iso_time(r.time), "trigger": r.trigger, "verdict": r.verdict,
+                "confidence": r.confidence, "error": r.error, "model": r.model}
+
+    def model_info(self) -> dict:
+        b = self.bundle
+        return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
+                "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}
+
+    def shutdown(self) -> None:
+        """Wait for a running measurement to finish, then :meth:`close`."""
+        with self._lock:
+            self.close()
+
+    def close(self) -> None:
+        """Laser off, spectrometer closed, record closed."""
+        self._laser(False)
+        if self._spectrometer is not None:
+            self._spectrometer.close()
+            self._spectrometer = None
+        if self.store is not None:
+            self.store.close()

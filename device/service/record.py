@@ -1,0 +1,261 @@
+"""The measurement record: every measurement, durable before it is reported (SQLite, WAL, full sync).
+
+One row per measurement: when, what triggered it, the device and its settings, the raw counts and the
+calibrated spectrum, the model and its file hashes, the probabilities, the verdict, or the error that
+stopped it. :meth:`RecordStore.add` returns only after the row is on disk, so a verdict shown to the
+operator survives a power cut.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import RamanEdgeError
+from device.fileio import write_replacing
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,               -- seconds since the epoch (UTC)
+    trigger TEXT NOT NULL,            -- button, control-port, socket, ...
+    device TEXT NOT NULL,             -- JSON: identity and settings
+    raw BLOB,                         -- float64 counts as the device sent them
+    shift BLOB,                       -- float64 Raman shift of the calibrated spectrum, cm-1
+    intensity BLOB,                   -- float64 calibrated intensities
+    model TEXT,                       -- model id
+    model_files TEXT,                 -- JSON: file -> SHA-256
+    probabilities TEXT,               -- JSON: class -> probability
+    verdict TEXT,                     -- a class, 'uncertain', 'unknown', or NULL when the measurement failed
+    confidence REAL,                  -- the most probable class's probability; NULL for 'unknown'
+    error TEXT                        -- what went wrong, or NULL
+);
+CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
+CREATE INDEX IF NOT EXISTS measurements_verdict ON measurements (verdict);
+"""
+
+
+class RecordError(RamanEdgeError):
+    """The record cannot be opened or written."""
+
+
+class ExportError(RamanEdgeError):
+    """No recorded spectrum can be exported; the message says why."""
+
+
+def iso_time(t: float) -> str:
+    """Seconds since the epoch -> ISO 8601 in UTC to the second (``2026-11-22T14:30:05+00:00``), as shown."""
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Record:
+    """One measurement as stored (arrays float64; ``id`` and ``time`` set when stored)."""
+
+    trigger: str
+    device: dict
+    raw: np.ndarray | None = None
+    shift: np.ndarray | None = None
+    intensity: np.ndarray | None = None
+    model: str | None = None
+    model_files: dict = field(default_factory=dict)
+    probabilities: dict = field(default_factory=dict)
+    verdict: str | None = None
+    confidence: float | None = None
+    error: str | None = None
+    time: float | None = None
+    id: int | None = None
+
+
+def _blob(a):
+    return None if a is None else np.ascontiguousarray(a, dtype="<f8").tobytes()
+
+
+def _array(b):
+    return None if b is None else np.frombuffer(b, dtype="<f8").copy()
+
+
+def storage_problem(directory: Path, reserve_bytes: float) -> str | None:
+    """Why records cannot be written safely in ``directory`` now, or None.
+
+    A read-only file system (an SD card the kernel remounted read-only after errors), a directory this
+    user may not write, or less than ``reserve_bytes`` free for this user.
+    """
+    try:
+        st = os.statvfs(directory)
+    except OSError as exc:
+        return f"the data directory {directory} cannot be examined ({exc.strerror}); check that it exists"
+    if st.f_flag & os.ST_RDONLY:
+        return (f"the data directory {directory} is on a read-only file system (often a storage card the "
+                "kernel remounted read-only after errors); check or replace the card, then restart the service")
+    if not os.access(directory, os.W_OK):
+        return f"the data directory {directory} is not writable by this user; fix its owner or permissions"
+    free = st.f_bavail * st.f_frsize
+    if free < reserve_bytes:
+        return (f"disk full: {free / 1e6:.1f} MB free in {directory}, below the reserve of "
+                f"{reserve_bytes / 1e6:.0f} MB (data.reserve_mb); export and remove old records or free space")
+    return None
+
+
+class RecordStore:
+    """The SQLite record of a device.
+
+    Parameters
+    ----------
+    path : path-like
+        Database file; created with its directory if missing.
+
+    Raises
+    ------
+    RecordError
+        If the file cannot be opened or created, is not a raman-edge record, or is of a newer schema.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            version = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(version[0]) > SCHEMA_VERSION:
+                raise RecordError(f"record {self.path} has schema version {version[0]}, newer than this raman-edge "
+                                  f"({SCHEMA_VERSION}); upgrade raman-edge")
+        except (sqlite3.Error, OSError) as exc:
+            raise RecordError(f"cannot open the record {self.path}: {exc}; check the data directory's "
+                              "permissions and free space") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def storage_problem(self, reserve_bytes: float) -> str | None:
+        """Why a new record could not be written safely now (read-only or full file system), or None."""
+        return storage_problem(self.path.parent, reserve_bytes)
+
+    def add(self, rec: Record) -> int:
+        """Store a measurement durably and return its id (the row is on disk when this returns)."""
+        rec.time = time.time() if rec.time is None else rec.time
+        try:
+            cur = self._db.execute(
+                "INSERT INTO measurements (time, trigger, device, raw, shift, intensity, model, model_files, "
+                "probabilities, verdict, confidence, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rec.time, rec.trigger, json.dumps(rec.device, default=str), _blob(rec.raw), _blob(rec.shift),
+                 _blob(rec.intensity), rec.model, json.dumps(rec.model_files), json.dumps(rec.probabilities),
+                 rec.verdict, rec.confidence, rec.error))
+        except sqlite3.Error as exc:
+            raise RecordError(f"cannot write to the record {self.path}: {exc}; the measurement is not recorded, "
+                              "so no verdict is reported") from None
+        rec.id = cur.lastrowid
+        return rec.id
+
+    def _row(self, row) -> Record:
+        (id_, t, trigger, device, raw, shift, intensity, model, files, probs, verdict, conf, error) = row
+        return Record(trigger, json.loads(device), _array(raw), _array(shift), _array(intensity), model,
+                      json.loads(files or "{}"), json.loads(probs or "{}"), verdict, conf, error, t, id_)
+
+    def query(self, since: float | None = None, until: float | None = None, verdict: str | None = None,
+              limit: int | None = None, newest_first: bool = True) -> list[Record]:
+        """Measurements in a time window (seconds since the epoch) and/or with a verdict."""
+        where, args = [], []
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("time < ?")
+            args.append(until)
+        if verdict is not None:
+            where.append("verdict = ?")
+            args.append(verdict)
+        sql = ("SELECT id, time, trigger, device, raw, shift, intensity, model, model_files, probabilities, "
+               "verdict, confidence, error FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY id {'DESC' if newest_first else 'ASC'}" + (" LIMIT ?" if limit else ""))
+        if limit:
+            args.append(int(limit))
+        return [self._row(r) for r in self._db.execute(sql, args)]
+
+    def last(self) -> Record | None:
+        rows = self.query(limit=1)
+        return rows[0] if rows else None
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+
+    def integrity_ok(self) -> bool:
+        """True if SQLite's integrity check passes."""
+        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def export(records: list[Record], path, axis, fmt: str) -> int:
+    """Write measurements with a class verdict as training data for ``raman-train``.
+
+    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
+    are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
+    ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
+    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``. The label is the verdict: review
+    it before training on it. The file is written whole or not at all. Returns the number of spectra
+    written.
+
+    Raises
+    ------
+    ExportError
+        When none is left to write (nothing is written then), saying why.
+    """
+    from device.errors import AxisCoverageError
+    from device.inference.resample import ResamplerCache
+
+    resamplers = ResamplerCache(axis)
+    rows, labels, ids, times = [], [], [], []
+    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
+                f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
+    reasons = list(left_out)
+    for r in records:
+        if r.verdict is None or r.shift is None:
+            left_out[reasons[0]] += 1
+            continue
+        if r.verdict in ("uncertain", "unknown"):
+            left_out[reasons[1]] += 1
+            continue
+        try:
+            rows.append(resamplers.get(r.shift)(r.intensity))
+        except AxisCoverageError:
+            left_out[reasons[2]] += 1
+            continue
+        labels.append(r.verdict)
+        ids.append(r.id)
+        times.append(r.time)
+    if not rows:
+        if not records:
+            raise ExportError("no measurement matches the filters (--since, --until, --label); nothing was written")
+        why = ", ".join(f"{n} {reason}" for reason, n in left_out.items() if n)
+        raise ExportError(f"none of the {len(records)} matching measurements has a spectrum with a class verdict "
+                          f"to export ({why}); nothing was written")
+    path = Path(path)
+    buffer = io.BytesIO()
+    if fmt == "npz":
+        classes = sorted(set(labels))
+        np.savez(buffer, X=np.array(rows).reshape(len(rows), axis.points), wavenumber=axis.values,
+                 y=np.array([classes.index(c) for c in labels], dtype=np.int64), class_names=np.array(classes),
+                 record_id=np.array(ids, dtype=np.int64), time=np.array(times))
+    elif fmt == "csv":
+        text = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+        text.write("label," + ",".join(f"{x:g}" for x in axis.values) + "\n")
+        for label, row in zip(labels, rows):
+            text.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+        text.flush()
+    else:
+        raise ValueError(f"export format is csv or npz, not {fmt!r}")
+    write_replacing(path, buffer.getvalue())
+    return len(rows)
