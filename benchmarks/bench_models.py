@@ -359,7 +359,7 @@ def baseline_rows(case: Case, ds, split) -> list[dict]:
 
 def compare_best(case: Case, ds, split, quick: bool) -> tuple[dict, dict]:
     """``raman-train compare``'s models on the split: (best row by clean accuracy, the whole result)."""
-    from trainer import classical
+    from trainer.models import classical
     from trainer.evaluation.compare import MODELS, compare
 
     models = ("compact", *classical.CLASSICAL_MODELS) if quick else MODELS

@@ -182,7 +182,7 @@ class Control:
             return {"model": "m@000000000000"}
 
     def __init__(self):
-        from device import control
+        from device.service import control
         self.control = control
 
     def seeds(self) -> list[bytes]:

@@ -11,7 +11,7 @@ from device.inference.features import DEFAULT_PROMINENCE
 from device.inference.inputs import raw_inputs
 from device.inference.network import forward
 import trainer.evaluation.compare
-from trainer import protocol
+from trainer.evaluation import protocol
 from trainer.models.compact import fit_compact, pair_seed
 from trainer.data.dataset import load_dataset
 from trainer.models.model import Hyperparameters

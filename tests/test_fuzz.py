@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from device import bundle as bundle_module
-from device import readers
+from device.inference import bundle as bundle_module
+from device.inference import readers
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
 from device.service.config import PROTOCOLS, Config, ConfigError, parse_config

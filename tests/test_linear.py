@@ -275,7 +275,7 @@ def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
 
 
 def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
-    from trainer import candidates
+    from trainer.models import candidates
     from trainer.export import ExportCheckError
     from trainer.fit import fit_bundle
 

@@ -10,7 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from device.inference.inputs import raw_inputs
-from trainer import protocol
+from trainer.evaluation import protocol
 from trainer.data.dataset import load_dataset
 from trainer.evaluation.metrics import one_vs_rest_auc, roc_curve
 from trainer.models.model import Hyperparameters

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from trainer import stacked
+from trainer.models import stacked
 from trainer.models.model import Hyperparameters
 from trainer.evaluation.protocol import train_naive
 

@@ -17,7 +17,7 @@ from device.errors import InvalidAxisError
 from device.inference.quality import is_flat, problems
 from device.service.measurement import self_test
 from device.inference.spectrum import Axis
-from trainer import classical
+from trainer.models import classical
 from trainer.cli import build_parser
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
 from trainer.evaluation.ood import fit_detector, threshold_warning
