@@ -93,7 +93,8 @@ def interleaved(fns: dict, repeat: int, block: int = 50) -> dict:
 
 def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
     """A bundle of the compact network's shape on the published 2721-point axis (random weights: the
-    cost of the path does not depend on their values)."""
+    cost of the path does not depend on their values).
+    """
     axis = Axis(510, 1990, 2721)
     rng = np.random.default_rng(0)
     width = axis.points + len(FEATURE_NAMES)

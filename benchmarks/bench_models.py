@@ -173,7 +173,8 @@ def family_of(card: dict) -> tuple[list, str]:
 
 def selection_lines(card: dict) -> list[str]:
     """The card's ``selection`` as a Markdown table (candidate, options, FLOP, inner CV as measured and at low SNR,
-    the rule's score, within budget), or []."""
+    the rule's score, within budget), or [].
+    """
     sel = card.get("selection")
     if sel is None:
         return []
@@ -256,11 +257,11 @@ def fit_command(data: Path, out: Path, options: list) -> tuple[dict, float]:
 
 def device_scores(bundle_dir: Path, spectra: dict, shift: np.ndarray, y: np.ndarray, class_names) -> dict:
     """Accuracy and macro F1 of a bundle on each set of ``spectra`` ({condition: (n, N) on ``shift``}), each
-    spectrum classified through :class:`device.inference.classifier.Classifier` (NumPy backend) as the device does."""
+    spectrum classified through :class:`device.inference.classifier.Classifier` (NumPy backend) as the device does.
+    """
     from device.inference.bundle import load_bundle
     from device.inference.classifier import Classifier
     from device.inference.spectrum import Spectrum
-
     from trainer.evaluation.metrics import classification_report
 
     clf = Classifier(load_bundle(bundle_dir), "numpy")
@@ -280,7 +281,8 @@ def write_training_npz(path: Path, ds, rows: np.ndarray) -> None:
 
 def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, options: list) -> dict:
     """One ``raman-train fit`` row: card figures under the outer split, wall time, and with SNR levels the
-    device-path scores of a second fit on the training spectra only."""
+    device-path scores of a second fit on the training spectra only.
+    """
     holdout = split.spec.kind.startswith("holdout")
     card, seconds = fit_command(SHARED / case.data, tmp / name, [*options, *split_options(case.split)])
     row = {"name": name, "options": options, "seconds": seconds, **card_figures(card, holdout), "card": card}
@@ -297,7 +299,8 @@ def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, option
 
 def baseline_pipeline(name: str, seed: int):
     """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's); the LinearSVC stops at
-    trainer.models.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here)."""
+    trainer.models.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here).
+    """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -315,7 +318,8 @@ def baseline_pipeline(name: str, seed: int):
 def baseline_flop(pipe, points: int) -> int:
     """FLOP of one spectrum through a fitted baseline, from the axis: resampling + SNV (as compare counts them)
     + :func:`trainer.models.classical.classical_flops` of the pipeline; a LogisticRegression head, which that does not
-    count, is counted analytically like a linear one-vs-rest head: 2 k C + C (logits) + C - 1 (argmax)."""
+    count, is counted analytically like a linear one-vs-rest head: 2 k C + C (logits) + C - 1 (argmax).
+    """
     from sklearn.linear_model import LogisticRegression
 
     from device.inference.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT
@@ -359,8 +363,8 @@ def baseline_rows(case: Case, ds, split) -> list[dict]:
 
 def compare_best(case: Case, ds, split, quick: bool) -> tuple[dict, dict]:
     """``raman-train compare``'s models on the split: (best row by clean accuracy, the whole result)."""
-    from trainer.models import classical
     from trainer.evaluation.compare import MODELS, compare
+    from trainer.models import classical
 
     models = ("compact", *classical.CLASSICAL_MODELS) if quick else MODELS
     result = compare(ds, split, models, case.snr, SEED, log=note)
@@ -374,8 +378,8 @@ def compare_best(case: Case, ds, split, quick: bool) -> tuple[dict, dict]:
 
 def case_report(case: Case, quick: bool) -> tuple[list[str], list]:
     """The Markdown section of one case and its target rows."""
-    from trainer.evaluation.compare import evaluation_spectra, make_split
     from trainer.data.dataset import load_dataset
+    from trainer.evaluation.compare import evaluation_spectra, make_split
 
     t0 = time.perf_counter()
     ds = load_dataset(SHARED / case.data, None, log=note)

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from device.inference.features import DEFAULT_PROMINENCE  # noqa: E402
 from device.inference.inputs import raw_inputs  # noqa: E402
 from trainer.data.dataset import load_dataset  # noqa: E402
-from trainer.models.compact import fit_compact  # noqa: E402
-from trainer.models.model import Hyperparameters  # noqa: E402
-from trainer.evaluation.protocol import Settings, run  # noqa: E402
 from trainer.data.splits import SplitSpec, make_splits  # noqa: E402
 from trainer.data.synth import write  # noqa: E402
+from trainer.evaluation.protocol import Settings, run  # noqa: E402
+from trainer.models.compact import fit_compact  # noqa: E402
+from trainer.models.model import Hyperparameters  # noqa: E402
 
 
 def main() -> int:

@@ -2,9 +2,9 @@
 
 Importing this package loads NumPy and nothing heavier; TensorFlow and SciPy are never needed here.
 """
+from device.errors import RamanEdgeError
 from device.inference.bundle import ModelBundle, load_bundle
 from device.inference.classifier import Classifier, Prediction
-from device.errors import RamanEdgeError
 from device.inference.features import FEATURE_NAMES, engineered_features
 from device.inference.resample import Resampler, resample
 from device.inference.spectrum import Axis, Spectrum

@@ -8,11 +8,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from device.inference.backends import BACKENDS
-from firmware_bridge.commandline import add_subcommand, refuse_existing, run as run_command
-
-from device.service.control import COMMANDS
 from device.errors import RamanEdgeError, SpectrumError, SpectrumFileError
+from device.inference.backends import BACKENDS
+from device.service.control import COMMANDS
+from firmware_bridge.commandline import add_subcommand, refuse_existing
+from firmware_bridge.commandline import run as run_command
 
 
 def _table(rows: list[dict]) -> str:

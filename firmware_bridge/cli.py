@@ -30,7 +30,8 @@ def _floats(text: str, option: str) -> tuple:
 
 def _number(kind, valid, what: str):
     """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds, else the one error
-    ``argument --x: expected WHAT, got 'TEXT'``."""
+    ``argument --x: expected WHAT, got 'TEXT'``.
+    """
     def parse(text: str):
         try:
             value = kind(text)

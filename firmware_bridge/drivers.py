@@ -14,9 +14,17 @@ import numpy as np
 
 from . import microspec, obp, tcd1304
 from .calibration import wavelengths as polynomial_wavelengths
+from .errors import (
+    BridgeError,
+    DeviceNotAnswering,
+    FramingError,
+    NackError,
+    PortGoneError,
+    SettingError,
+    ShortFrameError,
+    SpectrometerTimeout,
+)
 from .integrity import check_no_isolated_spikes
-from .errors import (BridgeError, DeviceNotAnswering, FramingError, NackError, PortGoneError, SettingError,
-                     ShortFrameError, SpectrometerTimeout)
 
 #: Slack added to every timeout computed from a protocol's timing model, seconds.
 TIMEOUT_MARGIN = 0.5
@@ -457,7 +465,8 @@ class MicrospecSpectrometer(Spectrometer):
 
 class GroupGetsSpectrometer(MicrospecSpectrometer):
     """Hamamatsu C12880MA on the GroupGets example sketch: a free-running stream of CSV lines with a
-    trailing comma (Arduino Uno, 10-bit). No commands; the integration time is fixed by the sketch."""
+    trailing comma (Arduino Uno, 10-bit). No commands; the integration time is fixed by the sketch.
+    """
 
     protocol = "groupgets"
     fixed_integration = True

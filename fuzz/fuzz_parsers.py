@@ -210,7 +210,8 @@ class Control:
 
 class Readers:
     """The first byte picks what the rest is: 0 a .csv file, 1 a .txt file, 2 an .npz file, 3 one entry of a
-    valid .npz file (next byte: X or wavenumber; then its .npy bytes)."""
+    valid .npz file (next byte: X or wavenumber; then its .npy bytes).
+    """
 
     def __init__(self):
         import numpy as np
@@ -276,14 +277,15 @@ class Config:
 class Bundle:
     """The first byte picks what the rest replaces: 0 model.json; 1 model.npz; 2 one entry of model.npz
     (next byte: which; then its .npy bytes). A new model.npz is signed into model.json, so the content
-    checks run, not only the hash check."""
+    checks run, not only the hash check.
+    """
 
     def __init__(self):
         import numpy as np
 
+        from device.errors import BundleError
         from device.inference.bundle import load_bundle
         from device.inference.classifier import Classifier
-        from device.errors import BundleError
         from device.inference.spectrum import Spectrum
         self.np, self.load, self.refused = np, load_bundle, BundleError
         self.Classifier, self.Spectrum = Classifier, Spectrum
@@ -334,7 +336,8 @@ INTERESTING = [b"\0", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\xff", b"\0\0\0\x
 
 def mutate(rng: random.Random, data: bytes, seeds: list[bytes]) -> bytes:
     """One to eight random edits: bit flips, random bytes, insertions, deletions, truncation, duplicated
-    chunks, splices with another seed and interesting values."""
+    chunks, splices with another seed and interesting values.
+    """
     b = bytearray(data)
     for _ in range(rng.randint(1, 8)):
         op, i = rng.randrange(8), rng.randint(0, len(b))

@@ -158,8 +158,8 @@ def test_baseline_flop_against_a_hand_count():
 def test_evaluation_spectra_are_the_same_for_every_caller():
     """One seed, one pair: the same degraded spectra each call; another pair number, other spectra."""
     from device.inference.spectrum import Axis
-    from trainer.evaluation.compare import evaluation_spectra
     from trainer.data.dataset import Dataset
+    from trainer.evaluation.compare import evaluation_spectra
 
     axis = Axis(500, 600, 101)
     X = 1 + np.exp(-((axis.values[None] - np.linspace(520, 580, 6)[:, None]) / 5) ** 2)

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.calibration import (RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift,
-                                        wavelengths)
+from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift, wavelengths
 from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, tcd1304_instrument
 from firmware_bridge.sim.serve import make_device
 
@@ -181,7 +180,8 @@ def standard_scene(path, standard):
 
 def lamp_scene(path, laser_nm):
     """A scene file of the :data:`LAMP_NM` lines, 1 nm wide (wider than the instrument model's sub-pixel
-    sampling), as Raman shifts from ``laser_nm``."""
+    sampling), as Raman shifts from ``laser_nm``.
+    """
     x = np.linspace(-12000, 8000, 40001)
     lam = np.array(LAMP_NM)
     y = sum(np.exp(-0.5 * ((x - s) / w) ** 2) for s, w in zip(raman_shift(lam, laser_nm), 1e7 / lam ** 2)) + 0.01

@@ -3,17 +3,16 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ROOT, SHIPPED_MODELS
+from helpers import make_bundle
 
 import device
+from device.errors import BundleError
 from device.inference.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file, write_bundle
 from device.inference.classifier import Classifier
 from device.inference.convnet import Conv, ConvNet
-from device.errors import BundleError
-from device.service.measurement import self_test
 from device.inference.spectrum import Axis
-
-from conftest import ROOT, SHIPPED_MODELS
-from helpers import make_bundle
+from device.service.measurement import self_test
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +148,8 @@ def test_every_bundle_records_its_kind_and_versions(good, tmp_path):
 
 def _as_future_exporter(path, change, introduced: dict, written_by="0.9.2"):
     """Rewrite ``model.npz`` with ``change(arrays)`` and the versions a later raman-edge would record, then
-    the card's format, hashes and id, as that release's exporter would write them."""
+    the card's format, hashes and id, as that release's exporter would write them.
+    """
     arrays = _arrays(path)
     change(arrays)
     table = json.loads(str(arrays["introduced_in"]))

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from trainer.models.classical import (CLASSICAL_MODELS, PCA_COMPONENTS, classical_flops, make_classical,
-                               model_size_bytes, parameter_count)
+from trainer.models.classical import (
+    CLASSICAL_MODELS,
+    PCA_COMPONENTS,
+    classical_flops,
+    make_classical,
+    model_size_bytes,
+    parameter_count,
+)
 
 POINTS = 200
 

@@ -3,14 +3,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import make_bundle
 
+from device.errors import AxisCoverageError
 from device.inference.backends import NumpyBackend, TFLiteBackend
 from device.inference.classifier import Classifier
-from device.errors import AxisCoverageError
 from device.inference.readers import read_spectra
 from device.inference.spectrum import Axis, Spectrum
-
-from helpers import make_bundle
 
 
 def test_numpy_and_tflite_agree_on_real_spectra(shipped_bundle, sers_npz, raw_files):
@@ -88,11 +87,11 @@ def test_absurd_weights_give_an_error_not_a_nan_verdict(tmp_path):
     from dataclasses import replace
 
     import pytest
+    from helpers import make_bundle
 
     from device.errors import BundleError
     from device.inference.network import Dense
     from device.inference.spectrum import Axis, Spectrum
-    from helpers import make_bundle
 
     b = make_bundle(tmp_path / "b", axis=Axis(500, 600, 101))
     hidden, out = b.layers

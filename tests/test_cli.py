@@ -85,10 +85,10 @@ def test_info_and_bridge_help(shipped_bundle):
 
 def test_info_names_a_network_kind_this_release_does_not_know(tmp_path):
     import numpy as np
+    from helpers import make_bundle
 
     import device
     from device.inference.bundle import CARD_FILE, NPZ_FILE, sha256_file
-    from helpers import make_bundle
 
     b = make_bundle(tmp_path / "b")
     r = run("raman-device", "info", "--model", b.path)

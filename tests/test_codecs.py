@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge import microspec, obp, tcd1304
-from firmware_bridge.errors import (ChecksumError, DeviceError, FramingError, SettingError,
-                                    ShortFrameError)
+from firmware_bridge.errors import ChecksumError, DeviceError, FramingError, SettingError, ShortFrameError
 
 
 def hexbytes(text: str) -> bytes:

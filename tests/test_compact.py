@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import trainer.evaluation.compare
 from device.inference.features import DEFAULT_PROMINENCE
 from device.inference.inputs import raw_inputs
 from device.inference.network import forward
-import trainer.evaluation.compare
-from trainer.evaluation import protocol
-from trainer.models.compact import fit_compact, pair_seed
 from trainer.data.dataset import load_dataset
-from trainer.models.model import Hyperparameters
 from trainer.data.splits import SplitSpec, make_splits
 from trainer.data.synth import write
+from trainer.evaluation import protocol
+from trainer.models.compact import fit_compact, pair_seed
+from trainer.models.model import Hyperparameters
 
 BIN = Path(sys.executable).parent
 HP = Hyperparameters(epochs=3, learning_rate=3e-3)

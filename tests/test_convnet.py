@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
+from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle, write_bundle
 from device.inference.classifier import Classifier
 from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, from_arrays, to_arrays
 from device.inference.cost import bundle_flop_count
-from device.errors import BundleError
 from device.inference.inputs import normalise
 from device.inference.spectrum import Axis, Spectrum
-from trainer.models.convnets import CONV_MODELS, ConvHyperparameters, build, predict, to_convnet, train
 from trainer.export import PARITY_TOLERANCE, export_check, tflite_convnet_bytes
+from trainer.models.convnets import CONV_MODELS, ConvHyperparameters, build, predict, to_convnet, train
 
 tf = pytest.importorskip("tensorflow")
 

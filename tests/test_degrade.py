@@ -12,7 +12,7 @@ F = 300.0
 
 
 def lorentzian_spectra(n, seed, offset=(0.0, 0.2)):
-    """n spectra of 3-6 Lorentzian bands on a flat offset, each in its own arbitrary units."""
+    """N spectra of 3-6 Lorentzian bands on a flat offset, each in its own arbitrary units."""
     rng = np.random.default_rng(seed)
     Y = np.zeros((n, X.size))
     for i in range(n):

@@ -6,10 +6,17 @@ import pytest
 
 from firmware_bridge import obp, tcd1304
 from firmware_bridge.calibration import raman_shift, wavelength_of_shift
-from firmware_bridge.drivers import (DRIVERS, MicrospecSpectrometer, OBPSpectrometer, TCD1304Spectrometer,
-                                     open_port)
-from firmware_bridge.errors import (BridgeError, DeviceError, DeviceNotAnswering, NackError, PortGoneError,
-                                    SettingError, ShortFrameError, SpectrometerTimeout)
+from firmware_bridge.drivers import DRIVERS, MicrospecSpectrometer, OBPSpectrometer, TCD1304Spectrometer, open_port
+from firmware_bridge.errors import (
+    BridgeError,
+    DeviceError,
+    DeviceNotAnswering,
+    NackError,
+    PortGoneError,
+    SettingError,
+    ShortFrameError,
+    SpectrometerTimeout,
+)
 from firmware_bridge.measure import measure
 from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, GroupGetsDevice
 

@@ -10,8 +10,8 @@ import pytest
 from device.inference.bundle import load_bundle
 from device.inference.convnet import Conv, ConvNet
 from device.inference.inputs import raw_inputs
-from trainer.evaluation.compare import MODELS, make_split
 from trainer.data.dataset import DatasetError, load_dataset
+from trainer.evaluation.compare import MODELS, make_split
 from trainer.evaluation.explain import grad_cam, gradient_x_input, top_bands
 
 ROOT = Path(__file__).resolve().parents[1]

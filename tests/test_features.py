@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from device.inference.peaks import prominent_peaks
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES, engineered_features
-from device.inference.resample import resample
+from device.inference.peaks import prominent_peaks
 from device.inference.readers import read_spectra
+from device.inference.resample import resample
 from device.inference.spectrum import Axis
 
 

@@ -22,16 +22,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from device.errors import BundleError, SpectrumFileError
 from device.inference import bundle as bundle_module
 from device.inference import readers
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
-from device.service.config import PROTOCOLS, Config, ConfigError, parse_config
-from device.service.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
 from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, to_arrays
-from device.errors import BundleError, SpectrumFileError
 from device.inference.readers import parse_two_columns, read_spectra
 from device.inference.spectrum import Spectrum
+from device.service.config import PROTOCOLS, Config, ConfigError, parse_config
+from device.service.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
 from firmware_bridge import microspec, obp, tcd1304
 from firmware_bridge.errors import DeviceError, FramingError, ShortFrameError
 

@@ -11,11 +11,18 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SHIPPED_MODELS
+
 from device.service.config import ConfigError, parse_config
-from device.service.install import (InstallError, check_sums, install, parse_usb_id, system_steps, udev_rule,
-                            usb_identity)
+from device.service.install import (
+    InstallError,
+    check_sums,
+    install,
+    parse_usb_id,
+    system_steps,
+    udev_rule,
+    usb_identity,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)

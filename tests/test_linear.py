@@ -1,5 +1,6 @@
 """The linear model kinds: scikit-learn, TFLite and NumPy agree; bundles of them run on both backends;
-the SVM's probabilities are calibrated; FLOP by hand; bundles written before load unchanged."""
+the SVM's probabilities are calibrated; FLOP by hand; bundles written before load unchanged.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATASETS, ROOT, _need
 
 from device.inference.backends import TFLiteBackend
 from device.inference.bundle import INTENSITIES_LAYOUT, load_bundle, sha256_file, write_bundle
@@ -18,8 +20,6 @@ from device.inference.inputs import raw_inputs
 from device.inference.network import Dense, DenseNet, forward
 from device.inference.preprocess import Chain
 from device.inference.spectrum import Axis, Spectrum
-
-from conftest import DATASETS, ROOT, _need
 
 MICROPLASTICS = DATASETS / "rampp_microplastics" / "rampp_microplastics.npz"
 AXIS = Axis(100, 3500, 1601)
@@ -172,8 +172,8 @@ def test_a_dense_network_on_intensities_needs_no_features_and_refuses_a_wrong_wi
 
 
 def test_a_convolutional_network_on_the_features_layout_is_refused(tmp_path):
-    from device.inference.convnet import Conv, ConvNet
     from device.errors import BundleError
+    from device.inference.convnet import Conv, ConvNet
 
     rng = np.random.default_rng(0)
     net = ConvNet((Conv(rng.normal(size=(5, 1, 4)), rng.normal(size=4), 2, "relu"),), rng.normal(size=(4, 3)),
@@ -275,9 +275,9 @@ def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
 
 
 def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
-    from trainer.models import candidates
     from trainer.export import ExportCheckError
     from trainer.fit import fit_bundle
+    from trainer.models import candidates
 
     def skewed(net):  # the exported weights drift from the fitted ones
         return DenseNet(tuple(Dense(l.kernel * 1.01, l.bias, l.activation) for l in net.layers))

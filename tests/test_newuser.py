@@ -1,5 +1,6 @@
 """The path a new user takes: a model trained the README's way, with defaults only, is installed with
-``raman-device update-model`` into a running service, which switches to it and measures with it."""
+``raman-device update-model`` into a running service, which switches to it and measures with it.
+"""
 import json
 import shutil
 import signal
@@ -7,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device.inference.bundle import load_bundle
-
 from test_runner import wait_ready
+
+from device.inference.bundle import load_bundle
 
 BIN = Path(sys.executable).parent
 

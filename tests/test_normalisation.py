@@ -1,14 +1,13 @@
 """Per-spectrum normalisation: SNV makes verdicts indifferent to gain and offset; bundles record it."""
 import numpy as np
 import pytest
+from helpers import make_bundle
 
+from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle
 from device.inference.classifier import Classifier
-from device.errors import BundleError
 from device.inference.inputs import normalise
 from device.inference.spectrum import Spectrum
-
-from helpers import make_bundle
 
 
 def test_snv_definition_and_flat_rows():

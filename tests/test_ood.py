@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle
 from device.inference.classifier import Prediction
-from device.errors import BundleError
 from device.service.measurement import verdict
 from trainer.evaluation.ood import fit_detector
 

@@ -20,9 +20,9 @@ import tty
 from pathlib import Path
 
 import numpy as np
+from test_runner import wait_ready, write_config
 
 from device.service.record import RecordStore
-from test_runner import wait_ready, write_config
 
 BIN = Path(sys.executable).parent
 ROUNDS = 10

@@ -8,21 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATASETS
+from helpers import make_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pybaselines.whittaker import asls
 from scipy.signal import savgol_filter
 
+from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle, sha256_file
 from device.inference.classifier import Classifier
 from device.inference.cost import bundle_flop_count
-from device.errors import BundleError
 from device.inference.network import forward
 from device.inference.preprocess import SNV, AsLS, Chain, SavitzkyGolay
 from device.inference.spectrum import Axis, Spectrum
-
-from conftest import DATASETS
-from helpers import make_bundle
 
 BIN = Path(sys.executable).parent
 #: Savitzky-Golay on the device against SciPy: relative to the largest output, rounding only.
@@ -150,8 +149,8 @@ def test_bundle_stores_the_chain_and_the_classifier_applies_it(tmp_path, sers_sa
     clf = Classifier(load_bundle(tmp_path / "b"))
     P = clf.probabilities(spectra)
     # the same network on spectra preprocessed by the outside oracles
-    from device.inference.inputs import raw_inputs
     from device.inference.features import engineered_features
+    from device.inference.inputs import raw_inputs
 
     on_axis = clf.on_axis(spectra)
     X = _oracle_chain(on_axis, axis.step)

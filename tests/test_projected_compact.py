@@ -1,5 +1,6 @@
 """A PCA or PLS projection, then the compact network on its scores: the stored projection is scikit-learn's,
-Keras, TFLite and NumPy agree, the FLOP are known before training, and the CLI trains, ships and refuses it."""
+Keras, TFLite and NumPy agree, the FLOP are known before training, and the CLI trains, ships and refuses it.
+"""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATASETS, _need
 
 from device.inference.bundle import load_bundle
 from device.inference.cost import bundle_flop_count
 from device.inference.preprocess import Chain
 from device.inference.spectrum import Axis
-
-from conftest import DATASETS, _need
 
 MICROPLASTICS = DATASETS / "rampp_microplastics" / "rampp_microplastics.npz"
 AXIS = Axis(100, 3500, 1601)

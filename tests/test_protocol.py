@@ -10,12 +10,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from device.inference.inputs import raw_inputs
-from trainer.evaluation import protocol
 from trainer.data.dataset import load_dataset
-from trainer.evaluation.metrics import one_vs_rest_auc, roc_curve
-from trainer.models.model import Hyperparameters
 from trainer.data.splits import stratified_folds
 from trainer.data.synth import write
+from trainer.evaluation import protocol
+from trainer.evaluation.metrics import one_vs_rest_auc, roc_curve
+from trainer.models.model import Hyperparameters
 
 BIN = Path(sys.executable).parent
 

@@ -61,8 +61,9 @@ def test_the_service_refuses_and_records_a_saturated_or_weak_measurement(tmp_pat
                                                                         reason):
     from dataclasses import replace
 
-    from device.service.measurement import Service
     from test_service import config
+
+    from device.service.measurement import Service
 
     cfg = config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=1")
     svc = Service(replace(cfg, spectrometer=replace(cfg.spectrometer, integration_s=integration_s)))

@@ -1,5 +1,6 @@
 """The documentation's commands exist as written: every ``raman-*`` command line in README.md and docs/
-names a real subcommand and only options that subcommand accepts."""
+names a real subcommand and only options that subcommand accepts.
+"""
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,8 @@ def test_extraction_reads_blocks_spans_and_continuations():
 
 def shell_block(doc: Path, heading: str) -> list[str]:
     """The command lines of the first shell block under a Markdown heading, continuation lines joined,
-    comment lines dropped, and optional ``[...]`` groups left out (the command as a newcomer first types it)."""
+    comment lines dropped, and optional ``[...]`` groups left out (the command as a newcomer first types it).
+    """
     text = doc.read_text(encoding="utf-8")
     section = text.split(f"\n{heading}\n", 1)[1]
     block = section.split("```sh\n", 1)[1].split("\n```", 1)[0]

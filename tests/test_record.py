@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.service.record import ExportError, Record, RecordError, RecordStore, export
 from device.inference.spectrum import Axis
+from device.service.record import ExportError, Record, RecordError, RecordStore, export
 from trainer.data.dataset import load_dataset
 
 BIN = Path(sys.executable).parent

@@ -8,9 +8,9 @@ import sys
 import time
 import tty
 import uuid
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from device.service.config import parse_config
 from device.service.record import RecordStore

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from trainer import selection
-from trainer.models.candidates import Candidate, TrainingSpectra, train
 from trainer.data.dataset import DatasetError, load_dataset
+from trainer.models.candidates import Candidate, TrainingSpectra, train
 from trainer.models.linear import LinearSettings, fit_linear, row_space
 
 BIN = Path(sys.executable).parent

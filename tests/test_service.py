@@ -4,12 +4,11 @@ import shutil
 import threading
 
 import numpy as np
+from helpers import shipped_variant
 
 from device.service.config import parse_config
 from device.service.control import COMMANDS, LineReader, dispatch, reply
 from device.service.measurement import RECORD_FILE, Service
-
-from helpers import shipped_variant
 
 
 def config(tmp_path, bundle, port, protocol="obp", extra="", laser_nm=785.0):

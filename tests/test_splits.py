@@ -9,7 +9,7 @@ import pytest
 from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold
 
 from trainer.data.dataset import DatasetError, load_dataset
-from trainer.data.splits import parse_split, make_splits
+from trainer.data.splits import make_splits, parse_split
 
 TRAIN = str(Path(sys.executable).parent / "raman-train")
 MICROPLASTICS = (Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "rampp_microplastics"
@@ -243,8 +243,8 @@ def test_ood_eval_keeps_the_known_groups_apart(tmp_path):
     for row in res["rows"]:
         assert len(row["pairs"]) == 2 and all(not both_sides(p) for p in row["pairs"])
     assert "optimistic" not in r.stdout + (tmp_path / "r" / "report.md").read_text()
-    from trainer.models.model import Hyperparameters
     from trainer.evaluation.ood import leave_one_class_out
+    from trainer.models.model import Hyperparameters
 
     lines = []  # negative control: a random split of the known classes, said before any training
     res = leave_one_class_out(load_dataset(data, groups="folder"), parse_split("holdout:0.5"),

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from trainer.evaluation.protocol import train_naive
 from trainer.models import stacked
 from trainer.models.model import Hyperparameters
-from trainer.evaluation.protocol import train_naive
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from test_service import config
 
 from device.service.config import ConfigError, parse_config
 from device.service.control import dispatch
-from device.service.record import storage_problem
 from device.service.measurement import RECORD_FILE, Service
-from test_service import config
+from device.service.record import storage_problem
 
 
 def test_reserve_above_the_free_space_refuses_measurements(tmp_path, shipped_bundle):

@@ -13,8 +13,8 @@ from device.inference.classifier import Classifier
 from device.inference.inputs import Standardizer
 from device.inference.spectrum import Axis
 from trainer.data.dataset import DatasetError, load_dataset
-from trainer.evaluation.metrics import classification_report
 from trainer.data.splits import holdout_split, parse_holdout
+from trainer.evaluation.metrics import classification_report
 
 BIN = Path(sys.executable).parent
 

@@ -1,5 +1,6 @@
 """raman-train on the data and command lines users bring: small classes, flat spectra, odd axes and labels,
-existing outputs, a quiet console, deployable default bundles, figures for many classes."""
+existing outputs, a quiet console, deployable default bundles, figures for many classes.
+"""
 import json
 import re
 import struct
@@ -11,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device.errors import InvalidAxisError
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
-from device.errors import InvalidAxisError
 from device.inference.quality import is_flat, problems
-from device.service.measurement import self_test
 from device.inference.spectrum import Axis
-from trainer.models import classical
+from device.service.measurement import self_test
 from trainer.cli import build_parser
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
+from trainer.evaluation.metrics import confusion_matrix, one_vs_rest_auc
 from trainer.evaluation.ood import fit_detector, threshold_warning
 from trainer.evaluation.protocol import choose_folds
-from trainer.evaluation.metrics import confusion_matrix, one_vs_rest_auc
 from trainer.evaluation.report import confusion_figure, roc_figure
+from trainer.models import classical
 
 TRAIN = str(Path(sys.executable).parent / "raman-train")
 AXIS = np.linspace(300.0, 1300.0, 251)

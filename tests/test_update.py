@@ -1,5 +1,6 @@
 """Model update: a new bundle is verified and self-tested, installed atomically, and the service switches;
-a corrupt, tampered or failing bundle is refused and the old model keeps serving."""
+a corrupt, tampered or failing bundle is refused and the old model keeps serving.
+"""
 import json
 import shutil
 import subprocess
@@ -8,15 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import shipped_variant as variant
 
+from device.errors import BundleError
 from device.inference.bundle import load_bundle
 from device.service.config import parse_config
-from device.errors import BundleError
-from device.service.runner import SOCKET_FILE, send_command
 from device.service.measurement import Service
+from device.service.runner import SOCKET_FILE, send_command
 from device.service.update import UpdateError, update_model
-
-from helpers import shipped_variant as variant
 
 BIN = Path(sys.executable).parent
 

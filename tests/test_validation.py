@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from device.errors import (AxisNotMonotonicError, InvalidAxisError, LengthMismatchError, NonFiniteError,
-                           NotOneDimensionalError, SpectrumError, TooFewPointsError)
+from device.errors import (
+    AxisNotMonotonicError,
+    InvalidAxisError,
+    LengthMismatchError,
+    NonFiniteError,
+    NotOneDimensionalError,
+    SpectrumError,
+    TooFewPointsError,
+)
 from device.inference.spectrum import Axis, Spectrum
 from device.inference.validation import check_matrix
 

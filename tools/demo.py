@@ -19,15 +19,14 @@ import time
 import tty
 from pathlib import Path
 
+from device.errors import RamanEdgeError
+from device.inference.bundle import load_bundle
+from device.service.measurement import RECORD_FILE
+from device.service.record import RecordStore
 from firmware_bridge.sim.instrument import Scene
 from firmware_bridge.sim.line import SimulatedLine
 from firmware_bridge.sim.pty import PtyServer
 from firmware_bridge.sim.serve import make_device
-
-from device.inference.bundle import load_bundle
-from device.errors import RamanEdgeError
-from device.service.record import RecordStore
-from device.service.measurement import RECORD_FILE
 
 LASER_NM = 785.0
 TIMEOUT = 60.0
@@ -45,7 +44,8 @@ def _reply(fd: int, deadline: float) -> dict:
 
 def run_demo(model: Path, measurements: int, data: Path, out=print) -> int:
     """Run the loop, keeping the record in ``data`` (emptied first); returns 0 if every verdict came back
-    as expected and the record holds every measurement."""
+    as expected and the record holds every measurement.
+    """
     bundle = load_bundle(model)
     if not bundle.examples:
         raise RamanEdgeError(f"model bundle {model} has no example spectra to show the simulated spectrometer")

@@ -6,12 +6,11 @@ import sys
 from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
-
 from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
 from trainer.models.convnets import CONV_MODELS, ConvHyperparameters
 from trainer.models.linear import DEFAULT_C, LINEAR_MODELS
-from trainer.models.projection import DEFAULT_COMPONENTS
 from trainer.models.model import Hyperparameters
+from trainer.models.projection import DEFAULT_COMPONENTS
 from trainer.selection import MAX_FLOP
 
 #: The defaults of the training options, written once in the dataclasses.
@@ -35,8 +34,8 @@ def _given(args, names: tuple) -> dict:
 
 
 def cmd_fit(args) -> int:
-    from trainer.fit import fit_bundle
     from trainer.data.splits import SplitSpec, parse_holdout, parse_split
+    from trainer.fit import fit_bundle
 
     refuse_existing(args.out, args.force, "--out")
     if args.preset:
@@ -73,7 +72,6 @@ def _options_given(args, names) -> list:
 def _candidate(args):
     """The model ``fit`` trains from its options (:class:`trainer.models.candidates.Candidate`), or None to choose it."""
     from device.errors import RamanEdgeError
-
     from trainer.models.candidates import Candidate, ProjectedCompact
     from trainer.models.convnets import ConvHyperparameters
     from trainer.models.linear import LinearSettings
@@ -169,8 +167,8 @@ def _preprocess(args) -> str:
 
 
 def cmd_synth(args) -> int:
-    from trainer.evaluation.report import publish_report
     from trainer.data.synth import CLASSES, write
+    from trainer.evaluation.report import publish_report
 
     refuse_existing(args.out, args.force, "--out")
     counts = _counts(args.counts)
@@ -196,12 +194,11 @@ def _counts(text: str) -> tuple:
 
 def cmd_evaluate(args) -> int:
     from device.errors import RamanEdgeError
-
     from trainer.data.dataset import load_dataset
-    from trainer.evaluation.protocol import Settings, choose_folds, run
-    from trainer.evaluation.report import write_report
     from trainer.data.splits import SplitSpec, make_splits, parse_split
     from trainer.data.synth import is_synthetic
+    from trainer.evaluation.protocol import Settings, choose_folds, run
+    from trainer.evaluation.report import write_report
 
     refuse_existing(args.report, args.force, "--report")
     if args.split and (args.folds is not None or args.repeats is not None):
@@ -245,10 +242,9 @@ def cmd_evaluate(args) -> int:
 
 def cmd_compare(args) -> int:
     from device.errors import RamanEdgeError
-
+    from trainer.data.dataset import load_dataset
     from trainer.evaluation.compare import MODELS, compare, make_split
     from trainer.evaluation.compare_report import tables, write_compare_report
-    from trainer.data.dataset import load_dataset
 
     refuse_existing(args.report, args.force, "--report")
     models = MODELS if args.models == "all" else tuple(m.strip() for m in args.models.split(","))
@@ -277,7 +273,6 @@ def cmd_compare(args) -> int:
 
 def cmd_explain(args) -> int:
     from device.inference.bundle import load_bundle
-
     from trainer.evaluation.explain import explain, write_explanations
 
     refuse_existing(args.out, args.force, "--out")
@@ -296,9 +291,9 @@ def cmd_ood_eval(args) -> int:
     import json
 
     from trainer.data.dataset import load_dataset
+    from trainer.data.splits import parse_split
     from trainer.evaluation.ood import leave_one_class_out, markdown_table
     from trainer.evaluation.report import publish_report, software_versions
-    from trainer.data.splits import parse_split
 
     refuse_existing(args.report, args.force, "--report")
     spec = parse_split(args.split)

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from device.inference.readers import read_spectra
-
 from trainer.data.dataset import Dataset, DatasetError
 
 #: Training spectra per class shipped as examples when no example folder is given.

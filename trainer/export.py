@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.inference.backends import TFLiteBackend
 from device.errors import RamanEdgeError
-
+from device.inference.backends import TFLiteBackend
 from trainer.quiet import native_stderr_muted, tensorflow
 
 #: Largest tolerated difference between any two backends' probabilities at export.

@@ -19,19 +19,17 @@ from device.inference.bundle import write_bundle
 from device.inference.convnet import ConvNet
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import as_chain
-
-from trainer.models.candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
-from trainer.models.compact import pair_seeds
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
-from trainer.examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
-from trainer.export import export_check, tflite_bytes, tflite_convnet_bytes
-from trainer.models.linear import LINEAR_MODELS
-from trainer.models.projection import max_components
+from trainer.data.splits import make_splits, pair_groups
 from trainer.evaluation.metrics import classification_report
 from trainer.evaluation.ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from trainer.evaluation.report import software_versions
+from trainer.examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
+from trainer.export import export_check, tflite_bytes, tflite_convnet_bytes
+from trainer.models.candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
+from trainer.models.compact import pair_seeds
+from trainer.models.projection import max_components
 from trainer.selection import MAX_FLOP, Selection, inner_split, score, select
-from trainer.data.splits import make_splits, pair_groups
 
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
@@ -39,7 +37,8 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
     """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV score
-    on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`)."""
+    on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`).
+    """
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
             for lr in TUNING_GRID["learning_rate"] for l2 in TUNING_GRID["l2"]]
@@ -286,7 +285,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "preprocessing": preprocessing_card(trained, ds),
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
-                            "augmentation": (f"trainer.data.degrade.augment: one degraded copy of every training spectrum "
+                            "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training spectrum "
                                              "(SNR 5-300, background, shift, spikes), made once"
                                              if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
                                              else "trainer.data.degrade.augment, fresh every step" if final.augment

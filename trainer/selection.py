@@ -24,13 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.inference.spectrum import Axis
-
+from trainer.data.dataset import Dataset, DatasetError
+from trainer.data.degrade import degrade
 from trainer.models import linear
 from trainer.models.candidates import AUGMENT_COPIES, Candidate, ProjectedCompact, TrainingSpectra, train
 from trainer.models.model import Hyperparameters
 from trainer.models.projection import DEFAULT_COMPONENTS, max_components
-from trainer.data.dataset import Dataset, DatasetError
-from trainer.data.degrade import degrade
 
 #: Device cost allowed per spectrum by default (FLOP).
 MAX_FLOP = 1_000_000
@@ -300,7 +299,8 @@ def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
 def choose(scored: list) -> tuple[Candidate, str]:
     """The highest inner-CV score (the mean of the accuracies on the test spectra and on them degraded to each
     SNR level) among ``scored`` (candidate, table row) pairs, fewest FLOP among equals (then family order); returns it
-    and why."""
+    and why.
+    """
     top = max(r["cv_score_mean"] for _, r in scored)
     equal = [(c, r) for c, r in scored if r["cv_score_mean"] >= top - TIE]
     c, r = min(equal, key=lambda cr: cr[1]["flop"])  # first of equals: family order

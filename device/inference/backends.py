@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.inference.optional import tflite_interpreter
-from device.inference.bundle import ModelBundle
 from device.errors import BackendUnavailableError, BundleError
+from device.inference.bundle import ModelBundle
+from device.inference.optional import tflite_interpreter
 
 BACKENDS = ("numpy", "tflite")
 

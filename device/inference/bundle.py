@@ -39,10 +39,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from device.errors import BundleError
-from device.inference.features import FEATURE_NAMES
 from device.fileio import publish_directory, write_synced
-from device.inference.inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
 from device.inference.convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
+from device.inference.features import FEATURE_NAMES
+from device.inference.inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
 from device.inference.network import ACTIVATIONS, Dense, DenseNet
 from device.inference.ood import OODDetector
 from device.inference.preprocess import STEPS, Chain, UnknownStepError

@@ -6,9 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from device.errors import BundleError
 from device.inference.backends import make_backend
 from device.inference.bundle import ModelBundle
-from device.errors import BundleError
 from device.inference.resample import ResamplerCache
 from device.inference.spectrum import Spectrum
 

@@ -9,7 +9,6 @@ from device.inference.features import engineered_features
 from device.inference.preprocess import SNV, Chain
 from device.inference.spectrum import Axis
 
-
 #: The one-step chains bundles without a ``preprocess`` entry name in ``normalisation``: ``none`` (the
 #: published method's raw intensities) or ``snv`` (standard normal variate: each spectrum minus its mean,
 #: divided by its standard deviation), which makes the model indifferent to gain, laser power, integration

@@ -248,7 +248,8 @@ class AsLS:
 
     def flop(self, points: int) -> int:
         """An upper bound: ``max_iter + 1`` fits of 30 per point (weights and right-hand side 2,
-        factorisation 12, the two substitutions 8, new weights 2, their change 6), and the subtraction."""
+        factorisation 12, the two substitutions 8, new weights 2, their change 6), and the subtraction.
+        """
         return (self.max_iter + 1) * 30 * points + points
 
     def to_arrays(self) -> tuple[dict, dict]:

@@ -112,5 +112,6 @@ class Spectrum:
     @classmethod
     def from_measurement(cls, measurement) -> "Spectrum":
         """The spectrum of a :class:`firmware_bridge.calibration.Measurement` (a spectrometer's calibrated
-        output), with its device identity and settings as metadata."""
+        output), with its device identity and settings as metadata.
+        """
         return cls(measurement.shift, measurement.intensity, dict(measurement.meta))

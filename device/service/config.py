@@ -41,10 +41,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from device.errors import RamanEdgeError
 from firmware_bridge.drivers import STANDARD_BAUD_RATES
 from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
-
-from device.errors import RamanEdgeError
 
 PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
 BACKENDS = ("numpy", "tflite")

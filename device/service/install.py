@@ -29,9 +29,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from device.inference.bundle import sha256_file
 from device.errors import RamanEdgeError
 from device.fileio import publish_directory, write_replacing
+from device.inference.bundle import sha256_file
 
 PREFIX = Path("/opt/raman-edge")
 CONFIG = Path("/etc/raman-edge/raman-edge.toml")

@@ -19,20 +19,19 @@ from __future__ import annotations
 import threading
 import time
 
+from device.errors import RamanEdgeError
+from device.inference.bundle import load_bundle
+from device.inference.classifier import Classifier
+from device.inference.quality import problems as quality_problems
+from device.inference.readers import read_spectra
+from device.inference.resample import covers
+from device.inference.spectrum import Spectrum
+from device.service.config import Config
+from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
 from firmware_bridge.drivers import DRIVERS
 from firmware_bridge.errors import BridgeError, LaserError
 from firmware_bridge.measure import measure, switch_off
-
-from device.inference.bundle import load_bundle
-from device.inference.classifier import Classifier
-from device.service.config import Config
-from device.errors import RamanEdgeError
-from device.inference.quality import problems as quality_problems
-from device.inference.readers import read_spectra
-from device.service.record import Record, RecordError, RecordStore, iso_time
-from device.inference.resample import covers
-from device.inference.spectrum import Spectrum
 
 RECORD_FILE = "record.db"
 #: What to do about a bundle that fails its self-test.

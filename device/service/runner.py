@@ -22,9 +22,9 @@ import time
 import warnings
 from pathlib import Path
 
+from device.errors import RamanEdgeError
 from device.service.config import Config
 from device.service.control import LineReader, dispatch, reply
-from device.errors import RamanEdgeError
 from device.service.measurement import Service
 
 SOCKET_FILE = "control.sock"
@@ -175,7 +175,8 @@ class Runner:
 
     def _control_port(self) -> None:
         """Serve the control port; one that cannot be opened (an adapter not plugged in yet, or unplugged) is
-        retried with the spectrometer's back-off, never fatal."""
+        retried with the spectrometer's back-off, never fatal.
+        """
         port_name = self.config.triggers.control_port
         if port_name is None:
             return

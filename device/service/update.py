@@ -20,13 +20,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from device.errors import RamanEdgeError
+from device.fileio import exchange_directories, publish_directory
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
 from device.service.config import Config
-from device.errors import RamanEdgeError
-from device.fileio import exchange_directories, publish_directory
-from device.service.runner import SOCKET_FILE, send_command
 from device.service.measurement import self_test
+from device.service.runner import SOCKET_FILE, send_command
 
 
 class UpdateError(RamanEdgeError):

@@ -367,7 +367,8 @@ def c12880_instrument(laser_nm: float = 532.0) -> Instrument:
 class GroupGetsDevice(SimulatedDevice):
     """The GroupGets C12880MA example sketch on an Arduino Uno: a free-running stream of CSV lines
     ``v0,...,v287,\\n`` (10-bit values, trailing comma), about every 10 ms plus the line's transfer time.
-    It takes no commands; the integration time is fixed by the sketch's clocking."""
+    It takes no commands; the integration time is fixed by the sketch's clocking.
+    """
 
     INTEGRATION = 0.0001  # ST high for 15 clocks + 48: well under a millisecond
     PERIOD = 0.010

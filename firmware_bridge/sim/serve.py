@@ -5,10 +5,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .devices import (GroupGetsDevice, MicrospecDevice, OBPDevice, TCD1304Device, c12880_instrument, sts_instrument,
-                      c12880_uno_instrument, tcd1304_instrument)
-from .instrument import Scene
+from .devices import (
+    GroupGetsDevice,
+    MicrospecDevice,
+    OBPDevice,
+    TCD1304Device,
+    c12880_instrument,
+    c12880_uno_instrument,
+    sts_instrument,
+    tcd1304_instrument,
+)
 from .faults import FaultInjector
+from .instrument import Scene
 from .line import SimulatedLine
 
 PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")

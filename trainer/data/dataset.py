@@ -30,7 +30,6 @@ from device.inference.resample import ResamplerCache
 from device.inference.spectrum import Axis
 from device.inference.validation import check_spectrum
 
-
 #: Raman shift (cm-1) below which a default axis draws a warning: the laser line and filter edge lie there.
 LOW_SHIFT = 100.0
 

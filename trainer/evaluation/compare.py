@@ -27,17 +27,14 @@ from device.inference.cost import RESAMPLE_FLOP_PER_POINT, SNV_FLOP_PER_POINT, c
 from device.inference.features import DEFAULT_PROMINENCE
 from device.inference.inputs import normalise, raw_inputs
 from device.inference.network import forward
-
-from trainer.models import classical
-
-from trainer.models import convnets
-from trainer.models.compact import fit_compact, pair_seeds
 from trainer.data.dataset import Dataset, DatasetError
 from trainer.data.degrade import SNR_LEVELS, degrade
-from trainer.export import tflite_bytes, tflite_convnet_bytes
-from trainer.evaluation.metrics import classification_report
-from trainer.models.model import Hyperparameters
 from trainer.data.splits import Splits, make_splits, pair_groups, parse_split
+from trainer.evaluation.metrics import classification_report
+from trainer.export import tflite_bytes, tflite_convnet_bytes
+from trainer.models import classical, convnets
+from trainer.models.compact import fit_compact, pair_seeds
+from trainer.models.model import Hyperparameters
 
 MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
 #: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.

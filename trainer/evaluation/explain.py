@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from device.errors import RamanEdgeError
 from device.inference.bundle import ModelBundle
 from device.inference.classifier import Classifier
-from device.errors import RamanEdgeError
 from device.inference.features import FEATURE_NAMES
 from device.inference.inputs import normalise
 from device.inference.readers import read_spectra

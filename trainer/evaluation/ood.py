@@ -10,11 +10,10 @@ from device.inference.features import DEFAULT_PROMINENCE
 from device.inference.inputs import normalise, raw_inputs
 from device.inference.network import forward
 from device.inference.ood import OODDetector
-
-from trainer.models.compact import fit_compact
 from trainer.data.dataset import Dataset, DatasetError
-from trainer.models.model import Hyperparameters
 from trainer.data.splits import SplitSpec, make_splits, pair_groups, stratified_folds
+from trainer.models.compact import fit_compact
+from trainer.models.model import Hyperparameters
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
@@ -238,7 +237,6 @@ def refit_detector(bundle_dir, data, false_rejection: float = FALSE_REJECTION, s
     from pathlib import Path
 
     from device.inference.bundle import load_bundle, write_bundle
-
     from trainer.data.dataset import load_dataset
 
     b = load_bundle(bundle_dir)

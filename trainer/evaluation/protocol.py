@@ -20,13 +20,12 @@ import numpy as np
 
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import Standardizer, raw_inputs
-
+from trainer.data.dataset import Dataset, DatasetError
+from trainer.data.splits import Splits, SplitSpec, make_splits, pair_groups
+from trainer.evaluation.metrics import classification_report, one_vs_rest_auc
 from trainer.models import stacked
 from trainer.models.compact import pair_seed, stream_seeds
-from trainer.data.dataset import Dataset, DatasetError
-from trainer.evaluation.metrics import classification_report, one_vs_rest_auc
 from trainer.models.model import Hyperparameters
-from trainer.data.splits import SplitSpec, Splits, make_splits, pair_groups
 
 ENGINES = ("vectorized", "naive")
 #: Folds of the published protocol.

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from device.fileio import publish_directory
-
 from trainer.evaluation.metrics import roc_curve
 
 #: The compact-network paper's result (real SERS data, 4 classes, 116 spectra), shown beside results on the
@@ -226,7 +225,8 @@ def _markdown(report: dict) -> str:
 
 def publish_report(out, fill) -> Path:
     """Make the report directory ``out`` by ``fill(tmp)`` in a directory beside it, then swap it in whole
-    (an old report is replaced only once the new one is complete; an interrupted one leaves nothing)."""
+    (an old report is replaced only once the new one is complete; an interrupted one leaves nothing).
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
