@@ -20,7 +20,10 @@ def _table(rows: list[dict]) -> str:
     show = [h for h in heads if any(h in r for r in rows)]
     cells = [[str(r.get(h, "")) for h in show] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(show)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+
+    def line(vals):
+        return "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+
     return "\n".join([line(show), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 

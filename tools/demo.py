@@ -79,7 +79,7 @@ def run_demo(model: Path, measurements: int, data: Path, out=print) -> int:
                 raise RamanEdgeError("the service stopped before it was ready: " + " | ".join(seen[-3:]))
             out(f"service {line.strip()}\n")
             out(f"{'#':>2}  {'sample under the laser':46s}  {'expected':23s}  {'verdict':23s}  confidence")
-            for i in range(measurements):
+            for _ in range(measurements):
                 sample = scene.current()[2]  # the simulator moves on when the laser goes off
                 os.write(master, b"MEASURE\n")
                 r = _reply(master, time.monotonic() + TIMEOUT)

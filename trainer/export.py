@@ -23,8 +23,8 @@ def tflite_bytes(layers, leaky_slope: float, input_size: int) -> bytes:
     guarantees that the TFLite file holds exactly the weights written to ``model.npz``.
     """
     tf = tensorflow()
-    weights = [(tf.constant(np.asarray(l.kernel, np.float32)), tf.constant(np.asarray(l.bias, np.float32)),
-                l.activation) for l in layers]
+    weights = [(tf.constant(np.asarray(layer.kernel, np.float32)), tf.constant(np.asarray(layer.bias, np.float32)),
+                layer.activation) for layer in layers]
 
     @tf.function(input_signature=[tf.TensorSpec([None, input_size], tf.float32, name="inputs")])
     def network(x):

@@ -107,7 +107,7 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
                 cost = _bundle_cost(Path(tmp) / "b", Y, ds, prominence=DEFAULT_PROMINENCE, standardizer=std,
                                     layers=layers, leaky_slope=hp.leaky_slope, normalisation="snv",
                                     tflite=tflite_bytes(layers, hp.leaky_slope, R.shape[1]))
-            cost.update(parameters=int(sum(l.kernel.size + l.bias.size for l in layers)),
+            cost.update(parameters=int(sum(layer.kernel.size + layer.bias.size for layer in layers)),
                         flop=flop_count(axis, layers, "snv")["total"])
     elif name in convnets.CONV_MODELS:
         hp = convnets.ConvHyperparameters(steps=steps)
@@ -175,11 +175,12 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
             worst = f"  at SNR {snr_levels[-1]:g}: {scores[conditions[-1]]['accuracy']:.4f}" if snr_levels else ""
             log(f"split {i + 1}/{len(split.pairs)} {name:14s} accuracy {scores['clean']['accuracy']:.4f}{worst}  "
                 f"({trained.fit_seconds:.1f} s){'  [' + trained.note + ']' if trained.note else ''}")
-    for name, r in results.items():
+    for r in results.values():
         for cond in conditions:
             acc = [s[cond]["accuracy"] for s in r["splits"]]
             f1 = [s[cond]["macro_f1"] for s in r["splits"]]
-            r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+            r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)),
+                                                 "accuracy_std": float(np.std(acc)),
                                                  "macro_f1_mean": float(np.mean(f1))}
     return {"split": split.description, "split_spec": split.spec.text, "warning": split.warning,
             "splits": len(split.pairs), "pairs": pairs, "conditions": conditions,

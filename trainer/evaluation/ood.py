@@ -27,6 +27,10 @@ MIN_PER_CLASS = 3
 #: nothing. Fitted detectors put it at 3-100 times (11-21 on the real microplastics and SERS sets, up to
 #: ~100 on 3 classes of 3-5 spectra); a covariance estimated from too few spectra put it at 10^13-10^15.
 MEANINGLESS_RATIO = 1e3
+#: Default split of the known classes in :func:`leave_one_class_out`.
+LEAVE_OUT_SPLIT = SplitSpec("holdout-fraction", fraction=0.2)
+#: Default hyperparameters of the compact network in :func:`leave_one_class_out`.
+LEAVE_OUT_HYPERPARAMETERS = Hyperparameters()
 
 
 def components_for(n_train: int, n_classes: int, points: int) -> int:
@@ -136,8 +140,8 @@ def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
     return {**entry, "warning": problem} if problem else entry
 
 
-def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fraction", fraction=0.2),
-                        hp: Hyperparameters = Hyperparameters(), min_confidence: float = 0.8,
+def leave_one_class_out(ds: Dataset, split: SplitSpec = LEAVE_OUT_SPLIT,
+                        hp: Hyperparameters = LEAVE_OUT_HYPERPARAMETERS, min_confidence: float = 0.8,
                         false_rejection: float = FALSE_REJECTION, seed: int = 0, log=print) -> dict:
     """For each class: train the compact network and the detector without it, then classify.
 
@@ -179,7 +183,7 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = SplitSpec("holdout-fract
             std, layers = fitted.standardizer, fitted.layers
             detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
 
-            def verdicts(rows_: np.ndarray):
+            def verdicts(rows_: np.ndarray, std=std, layers=layers, detector=detector):
                 p = forward(std.transform(raw_inputs(ds.X[rows_], ds.axis, DEFAULT_PROMINENCE, "snv")), layers,
                             hp.leaky_slope)
                 unknown = detector.scores(ds.X[rows_]) > detector.threshold
@@ -221,9 +225,9 @@ def markdown_table(result: dict) -> str:
              "false unknown | accuracy of decided known |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         acc = "-" if r["known_accuracy_of_decided"] is None else f"{100 * r['known_accuracy_of_decided']:.1f} %"
-        lines.append(f"| {r['left_out']} | {r['spectra']} | {100 * r['unknown']:.1f} % | {100 * r['uncertain']:.1f} % | "
-                     f"{100 * r['wrongly_labelled']:.1f} % | {r['known_test_spectra']} | {100 * r['false_unknown']:.1f} % | "
-                     f"{acc} |")
+        lines.append(f"| {r['left_out']} | {r['spectra']} | {100 * r['unknown']:.1f} % | "
+                     f"{100 * r['uncertain']:.1f} % | {100 * r['wrongly_labelled']:.1f} % | "
+                     f"{r['known_test_spectra']} | {100 * r['false_unknown']:.1f} % | {acc} |")
     return "\n".join(lines)
 
 
