@@ -165,6 +165,7 @@ class ModelBundle:
 
     @property
     def tflite_path(self) -> Path:
+        """The bundle's ``model.tflite``: the same network as a TFLite flatbuffer."""
         return self.path / TFLITE_FILE
 
     @property
@@ -284,7 +285,7 @@ def _read_npz(path: Path, card: dict) -> ModelBundle:
 
 
 def _runtime_version() -> str:
-    """This runtime's version, ``device.__version__`` (read once the package has finished importing)."""
+    """The version of this runtime, ``device.__version__`` (read once the package has finished importing)."""
     from device import __version__
 
     return __version__

@@ -76,10 +76,12 @@ class SqueezeExcitation:
     b2: np.ndarray
 
     def __call__(self, h: np.ndarray) -> np.ndarray:
+        """Gate the feature maps ``h`` (n, L, C) per spectrum and channel: same shape."""
         z = np.maximum(h.mean(axis=1) @ self.w1 + self.b1, 0.0) @ self.w2 + self.b2
         return h * (1.0 / (1.0 + np.exp(-z)))[:, None, :]
 
     def flop(self, length: int) -> int:
+        """Operations on feature maps of ``length`` points: mean, two dense layers, sigmoid, scaling."""
         c, r = self.w1.shape
         return length * c + c + (2 * c * r + 2 * r) + (2 * r * c + c) + 3 * c + length * c
 
@@ -94,6 +96,7 @@ class Residual:
     shortcut: Conv | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to ``x`` (n, L, in_channels): shape (n, ceil(L / conv1.stride), out_channels)."""
         h = self.conv2(self.conv1(x))
         if self.se is not None:
             h = self.se(h)
@@ -101,6 +104,7 @@ class Residual:
         return np.maximum(h, 0.0, out=h)
 
     def flop(self, length: int) -> int:
+        """Operations for an input of ``length`` points: both convolutions, the gate, shortcut, add and ReLU."""
         out = -(-length // self.conv1.stride)
         channels = self.conv2.kernel.shape[2]
         n = self.conv1.flop(length) + self.conv2.flop(out) + 2 * out * channels  # add, ReLU
@@ -110,14 +114,18 @@ class Residual:
 
 @dataclass(frozen=True)
 class MaxPool:
+    """Maximum over non-overlapping windows of ``size`` points; a partial window at the end is dropped."""
+
     size: int
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Apply to ``x`` (n, L, C): shape (n, L // size, C)."""
         n, length, c = x.shape
         out = length // self.size
         return x[:, :out * self.size].reshape(n, out, self.size, c).max(axis=2)
 
     def flop(self, length: int, channels: int) -> int:
+        """Comparisons for an input of ``length`` points and ``channels`` channels."""
         return (length // self.size) * (self.size - 1) * channels
 
 
@@ -169,7 +177,8 @@ class ConvNet:
         """Number of stored weights (after folding batch normalisation)."""
         arrays = [self.head_kernel, self.head_bias]
         for op in self.body:
-            convs = [op] if isinstance(op, Conv) else [op.conv1, op.conv2, op.shortcut] if isinstance(op, Residual) else []
+            convs = ([op] if isinstance(op, Conv) else [op.conv1, op.conv2, op.shortcut] if isinstance(op, Residual)
+                     else [])
             arrays += [a for c in convs if c is not None for a in (c.kernel, c.bias)]
             if isinstance(op, Residual) and op.se is not None:
                 arrays += [op.se.w1, op.se.b1, op.se.w2, op.se.b2]

@@ -27,7 +27,10 @@ def normalise(Y: np.ndarray, method: str) -> np.ndarray:
 
 
 def as_chain(preprocess, axis: Axis) -> Chain:
-    """``preprocess`` as a :class:`~device.inference.preprocess.Chain`: a chain, or its text (``none``, ``snv``, ...)."""
+    """``preprocess`` as a :class:`~device.inference.preprocess.Chain`.
+
+    ``preprocess`` is a chain, or its text (``none``, ``snv``, ...), parsed for ``axis``.
+    """
     return preprocess if isinstance(preprocess, Chain) else Chain.parse(preprocess, axis.step, axis.points)
 
 

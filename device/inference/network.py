@@ -84,10 +84,11 @@ class DenseNet:
         return forward(Z, self.layers, self.leaky_slope)
 
     def flop(self, inputs: int) -> int:
-        """Operations of one forward pass, counted as :mod:`device.inference.cost` does (``inputs`` is implied by the kernels).
+        """Operations of one forward pass, counted as :mod:`device.inference.cost` does.
 
         Per layer: a multiply-accumulate per weight (2), a bias add per unit; ReLU and Leaky ReLU 2 per unit
         (compare, scale), softmax 4 per unit (max-subtract, exp, sum, divide), linear nothing more.
+        ``inputs`` is implied by the kernels.
         """
         total = 0
         for layer in self.layers:

@@ -62,10 +62,12 @@ class SNV:
 
     @property
     def text(self) -> str:
+        """The step as a chain's text writes it."""
         return "snv"
 
     @property
     def description(self) -> str:
+        """The step in words, for reports and ``raman-device info``."""
         return "standard normal variate per spectrum (minus its mean, over its standard deviation)"
 
     def apply(self, X: np.ndarray) -> np.ndarray:
@@ -79,10 +81,12 @@ class SNV:
         return 5 * points
 
     def to_arrays(self) -> tuple[dict, dict]:
+        """The JSON-able spec and the named arrays (none) to store."""
         return {"step": self.name}, {}
 
     @classmethod
     def from_arrays(cls, spec: dict, arrays: dict, points: int) -> "SNV":
+        """The step from its stored spec (nothing to read)."""
         return cls()
 
 
@@ -132,10 +136,12 @@ class SavitzkyGolay:
 
     @property
     def text(self) -> str:
+        """The step as a chain's text writes it."""
         return f"savgol:{self.window}:{self.polyorder}:{self.deriv}"
 
     @property
     def description(self) -> str:
+        """The step in words, for reports and ``raman-device info``."""
         what = "smoothing" if self.deriv == 0 else f"derivative {self.deriv} (per cm-1^{self.deriv})"
         return (f"Savitzky-Golay {what}, window {self.window} points, polynomial order {self.polyorder}, "
                 "edges by polynomial fits to the first and last window (scipy's mode interp)")
@@ -144,7 +150,8 @@ class SavitzkyGolay:
         """Filter each row of ``X`` (n, points), points >= window: same shape."""
         w, half = self.window, self.window // 2
         out = np.empty_like(X)
-        out[:, half:X.shape[1] - half] = np.lib.stride_tricks.sliding_window_view(X, w, axis=1) @ self.matrix[:, half]
+        windows = np.lib.stride_tricks.sliding_window_view(X, w, axis=1)  # (n, points - w + 1, w)
+        out[:, half:X.shape[1] - half] = windows @ self.matrix[:, half]
         out[:, :half] = X[:, :w] @ self.matrix[:, :half]
         out[:, X.shape[1] - half:] = X[:, -w:] @ self.matrix[:, w - half:]
         return out
@@ -154,12 +161,20 @@ class SavitzkyGolay:
         return 2 * self.window * points
 
     def to_arrays(self) -> tuple[dict, dict]:
+        """The JSON-able spec (window, order, derivative, step) and the ``matrix`` array to store."""
         spec = {"step": self.name, "window": self.window, "polyorder": self.polyorder, "deriv": self.deriv,
                 "delta": self.delta}
         return spec, {"matrix": np.asarray(self.matrix, np.float64)}
 
     @classmethod
     def from_arrays(cls, spec: dict, arrays: dict, points: int) -> "SavitzkyGolay":
+        """The filter from its stored spec and matrix, checked against an axis of ``points`` points.
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, a window longer than the axis or a matrix of the wrong shape.
+        """
         window, polyorder, deriv = (_whole(spec, k) for k in ("window", "polyorder", "deriv"))
         delta = _number(spec, "delta")
         _check_savgol(window, polyorder, deriv, delta)
@@ -200,10 +215,12 @@ class AsLS:
 
     @property
     def text(self) -> str:
+        """The step as a chain's text writes it."""
         return f"asls:{self.lam!r}:{self.p!r}:{self.max_iter}"
 
     @property
     def description(self) -> str:
+        """The step in words, for reports and ``raman-device info``."""
         return (f"baseline removed by asymmetric least squares (lam {self.lam:g}, p {self.p:g}, second differences, "
                 f"at most {self.max_iter + 1} fits, weights converged to {self.tol:g})")
 
@@ -247,16 +264,26 @@ class AsLS:
         return X - self.baseline(X)
 
     def flop(self, points: int) -> int:
-        """An upper bound: ``max_iter + 1`` fits of 30 per point (weights and right-hand side 2,
-        factorisation 12, the two substitutions 8, new weights 2, their change 6), and the subtraction.
+        """An upper bound: ``max_iter + 1`` fits of 30 FLOP per point, and the subtraction.
+
+        Each fit costs per point: weights and right-hand side 2, factorisation 12, the two substitutions 8,
+        new weights 2, their change 6.
         """
         return (self.max_iter + 1) * 30 * points + points
 
     def to_arrays(self) -> tuple[dict, dict]:
+        """The JSON-able spec (lam, p, iterations, tolerance) and the named arrays (none) to store."""
         return {"step": self.name, "lam": self.lam, "p": self.p, "max_iter": self.max_iter, "tol": self.tol}, {}
 
     @classmethod
     def from_arrays(cls, spec: dict, arrays: dict, points: int) -> "AsLS":
+        """The step from its stored spec, checked against an axis of ``points`` points.
+
+        Raises
+        ------
+        ValueError
+            A parameter out of range, or an axis of fewer than 3 points.
+        """
         step = cls(_number(spec, "lam"), _number(spec, "p"), _whole(spec, "max_iter"), _number(spec, "tol"))
         _check_asls(step.lam, step.p, step.max_iter, step.tol)
         if points < 3:

@@ -126,8 +126,9 @@ def is_number(s: str) -> bool:
 
 
 def decode_text(data: bytes, name: str = "<data>") -> str:
-    """The text of a file's bytes: by its byte-order mark (UTF-16, UTF-32), else UTF-8 (a mark of its own
-    dropped), else Latin-1.
+    """The text of a file's bytes: by its byte-order mark (UTF-16, UTF-32), else UTF-8, else Latin-1.
+
+    A UTF-8 byte-order mark is dropped.
 
     Raises
     ------

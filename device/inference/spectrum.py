@@ -111,7 +111,8 @@ class Spectrum:
 
     @classmethod
     def from_measurement(cls, measurement) -> "Spectrum":
-        """The spectrum of a :class:`firmware_bridge.calibration.Measurement` (a spectrometer's calibrated
-        output), with its device identity and settings as metadata.
+        """The spectrum of a :class:`firmware_bridge.calibration.Measurement`, a spectrometer's calibrated output.
+
+        Its device identity and settings become the spectrum's metadata.
         """
         return cls(measurement.shift, measurement.intensity, dict(measurement.meta))
