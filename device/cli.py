@@ -208,6 +208,7 @@ def _record_filters(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``raman-device`` argument parser, one subcommand per action on the device."""
     p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
     sub = p.add_subparsers(dest="command", required=True)
     c = add_subcommand(sub, "classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
@@ -269,6 +270,7 @@ def run(args, interrupted: str = "interrupted") -> int:
 
 
 def main(argv=None) -> int:
+    """The ``raman-device`` command: parse ``argv`` (default: the process's arguments), run; the exit status."""
     return run(build_parser().parse_args(argv))
 
 

@@ -59,6 +59,12 @@ class ConfigError(RamanEdgeError):
 
 @dataclass(frozen=True)
 class SpectrometerConfig:
+    """The ``[spectrometer]`` section: protocol, serial port and baud, laser line (nm), integration (s).
+
+    ``coefficients`` is the wavelength polynomial c0, c1, ... (nm) of a device that stores none;
+    ``firmware`` the TCD1304 firmware generation.
+    """
+
     protocol: str
     port: str
     laser_nm: float
@@ -72,6 +78,8 @@ class SpectrometerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The ``[model]`` section: the bundle directory (absolute), backend, and the thresholds of a verdict."""
+
     bundle: Path
     backend: str = "numpy"
     min_confidence: float = 0.8
@@ -80,6 +88,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TriggerConfig:
+    """The ``[triggers]`` section: a push button's GPIO (BCM) and a host's serial control line, each optional."""
+
     button_pin: int | None = None
     control_port: str | None = None
     control_baud: int = 115200
@@ -87,6 +97,8 @@ class TriggerConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """The ``[outputs]`` section: GPIOs (BCM) of the laser gate, status LEDs and buzzer, each optional."""
+
     laser_pin: int | None = None
     led_ok_pin: int | None = None
     led_alert_pin: int | None = None
@@ -95,6 +107,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole checked configuration: its sections, and the data directory with its reserve (MB)."""
+
     spectrometer: SpectrometerConfig
     model: ModelConfig
     triggers: TriggerConfig

@@ -33,6 +33,7 @@ class LineReader:
         self._overflow = False
 
     def feed(self, data: bytes) -> list[tuple[str | None, str | None]]:
+        """Take in received bytes; return the lines they complete (see the class docstring)."""
         out = []
         for b in data:
             if b == 0x0A:

@@ -220,7 +220,8 @@ class Service:
 
     def _measure(self, trigger: str) -> dict:
         if not self.self_test["passed"]:
-            return {"ok": False, "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
+            return {"ok": False,
+                    "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
         self.storage_error = self._storage_problem()
         if self.storage_error:
             self.counts["errors"] += 1
@@ -282,6 +283,7 @@ class Service:
         return reply
 
     def status(self) -> dict:
+        """The service's state (``ready``, ``measuring`` or what keeps it from measuring), counts and uptime (s)."""
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
         axis = self._axis_problem(self.bundle)
@@ -306,6 +308,7 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def last(self) -> dict:
+        """The reply for the last recorded measurement: its id, time, verdict and confidence, or an error."""
         if self.store is None:
             return {"ok": False, "error": f"the record is not open: {self.storage_error}"}
         r = self.store.last()
@@ -315,6 +318,7 @@ class Service:
                 "confidence": r.confidence, "error": r.error, "model": r.model}
 
     def model_info(self) -> dict:
+        """The model's id, classes, axis (cm-1), confidence threshold and backend."""
         b = self.bundle
         return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
                 "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}

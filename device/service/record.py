@@ -139,6 +139,7 @@ class RecordStore:
                               "permissions and free space") from None
 
     def close(self) -> None:
+        """Close the database connection."""
         self._db.close()
 
     def storage_problem(self, reserve_bytes: float) -> str | None:
@@ -187,10 +188,12 @@ class RecordStore:
         return [self._row(r) for r in self._db.execute(sql, args)]
 
     def last(self) -> Record | None:
+        """The newest measurement, or None if there is none."""
         rows = self.query(limit=1)
         return rows[0] if rows else None
 
     def count(self) -> int:
+        """Number of measurements recorded."""
         return self._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
     def integrity_ok(self) -> bool:

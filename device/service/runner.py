@@ -174,8 +174,9 @@ class Runner:
                 write(reply(answer))
 
     def _control_port(self) -> None:
-        """Serve the control port; one that cannot be opened (an adapter not plugged in yet, or unplugged) is
-        retried with the spectrometer's back-off, never fatal.
+        """Serve the control port in its own thread; a port that cannot be opened is retried, never fatal.
+
+        An adapter not plugged in yet, or unplugged, is opened again with the spectrometer's back-off.
         """
         port_name = self.config.triggers.control_port
         if port_name is None:
@@ -215,6 +216,7 @@ class Runner:
         self._start(serve, "control port")
 
     def socket_path(self) -> Path:
+        """The local control socket, in the data directory."""
         return self.config.data_directory / SOCKET_FILE
 
     def _bind_socket(self) -> socket.socket:
