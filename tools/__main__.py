@@ -33,6 +33,7 @@ def cmd_soak(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m tools`` argument parser: the ``demo`` and ``soak`` subcommands."""
     p = argparse.ArgumentParser(prog="python -m tools", description="Developer tools of raman-edge (not on a board).")
     sub = p.add_subparsers(dest="command", required=True)
     d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The ``python -m tools`` command: parse ``argv`` (default: the process's arguments), run; the exit status."""
     return run(build_parser().parse_args(argv))
 
 

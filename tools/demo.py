@@ -43,8 +43,9 @@ def _reply(fd: int, deadline: float) -> dict:
 
 
 def run_demo(model: Path, measurements: int, data: Path, out=print) -> int:
-    """Run the loop, keeping the record in ``data`` (emptied first); returns 0 if every verdict came back
-    as expected and the record holds every measurement.
+    """Run the loop, keeping the record in ``data`` (emptied first); the exit status.
+
+    Returns 0 if every verdict came back as expected and the record holds every measurement.
     """
     bundle = load_bundle(model)
     if not bundle.examples:

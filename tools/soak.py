@@ -119,10 +119,12 @@ def soak(model, protocols=tuple(PROTOCOLS), acquisitions: int = 300, fault_rate:
 
 
 def summary_line(protocol: str, c: dict) -> str:
+    """One line of a protocol's soak counts ``c`` (as :func:`soak` returns them per protocol)."""
     return (f"{protocol:9s} acquisitions {c['acquisitions']}, faults injected {sum(c['faults'].values())}, "
             f"errors reported {c['errors']}, recoveries {c['recoveries']}, verdicts {c['verdicts']} "
             f"({c['checkable']} checkable), wrong verdicts {c['wrong_verdicts']}, crashes {c['crashes']}, "
-            f"laser left on {c['laser_left_on']} (laser errors reported {c['laser_errors']}), records {c['records']} / replies {c['replies']}, "
+            f"laser left on {c['laser_left_on']} (laser errors reported {c['laser_errors']}), "
+            f"records {c['records']} / replies {c['replies']}, "
             f"reported but not recorded {c['reported_not_recorded']} ({c['seconds']} s)")
 
 
