@@ -92,8 +92,9 @@ def interleaved(fns: dict, repeat: int, block: int = 50) -> dict:
 
 
 def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
-    """A bundle of the compact network's shape on the published 2721-point axis (random weights: the
-    cost of the path does not depend on their values).
+    """A bundle of the compact network's shape on the published 2721-point axis, with random weights.
+
+    The cost of the path does not depend on the weights' values.
     """
     axis = Axis(510, 1990, 2721)
     rng = np.random.default_rng(0)
@@ -101,8 +102,8 @@ def paper_axis_bundle(bundle: ModelBundle) -> ModelBundle:
     C = len(bundle.class_names)
     layers = (Dense(rng.normal(0, 0.05, (width, 5)), rng.normal(0, 0.1, 5), "leaky_relu"),
               Dense(rng.normal(0, 0.5, (5, C)), rng.normal(0, 0.1, C), "softmax"))
-    return ModelBundle(path=bundle.path, card={}, name="paper-axis", model_id="paper-axis", class_names=bundle.class_names,
-                       axis=axis, prominence=bundle.prominence,
+    return ModelBundle(path=bundle.path, card={}, name="paper-axis", model_id="paper-axis",
+                       class_names=bundle.class_names, axis=axis, prominence=bundle.prominence,
                        standardizer=Standardizer(rng.normal(0, 1, width), rng.uniform(0.5, 2, width)),
                        layers=layers, leaky_slope=0.3, preprocess=bundle.preprocess)
 
@@ -122,7 +123,8 @@ def latency_rows(bundle, spectrum, repeat, tflite_bytes=None):
     tflite_clf = Classifier(bundle, TFLiteBackend(tflite_bytes, bundle.input_size) if tflite_bytes
                             else TFLiteBackend.from_bundle(bundle))
     t = interleaved({
-        "straightforward NumPy/SciPy (baseline)": lambda: naive_probabilities(spectrum.shift, spectrum.intensity, bundle),
+        "straightforward NumPy/SciPy (baseline)":
+            lambda: naive_probabilities(spectrum.shift, spectrum.intensity, bundle),
         "raman-edge, NumPy backend": lambda: numpy_clf.probabilities([spectrum]),
         "raman-edge, TFLite backend": lambda: tflite_clf.probabilities([spectrum]),
     }, repeat)
@@ -255,12 +257,14 @@ def main() -> int:
     for name, wall, rss in cold_start_rows(bundle, bundle.examples[0][0], runs):
         print(f"| {name} | {wall * 1000:.0f} ms | {rss:.0f} MB |")
     print()
-    print("## Analytic FLOP per spectrum\n\n| model axis | resample | normalise | features | standardise | network | total |")
+    print("## Analytic FLOP per spectrum\n\n"
+          "| model axis | resample | normalise | features | standardise | network | total |")
     print("|---|---|---|---|---|---|---|")
-    for label, b in ((f"shipped, {bundle.axis.points} points", bundle), (f"published, {paper.axis.points} points", paper)):
+    for label, b in ((f"shipped, {bundle.axis.points} points", bundle),
+                     (f"published, {paper.axis.points} points", paper)):
         f = bundle_flop_count(b)
-        print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f.get('features', 0):,} | {f.get('standardise', 0):,} | "
-              f"{f['network']:,} | {f['total']:,} |")
+        print(f"| {label} | {f['resample']:,} | {f['normalise']:,} | {f.get('features', 0):,} | "
+              f"{f.get('standardise', 0):,} | {f['network']:,} | {f['total']:,} |")
     return 0
 
 

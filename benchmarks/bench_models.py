@@ -122,8 +122,10 @@ def split_options(split: str) -> list[str]:
 
 
 def card_figures(card: dict, holdout: bool) -> dict:
-    """Accuracy, macro F1 (held-out with ``holdout``, else cross-validated), cross-validation accuracy, FLOP
-    total and selected candidate of a model card (``model.json`` as a dict).
+    """The figures of a model card (``model.json`` as a dict) that the tables report.
+
+    Accuracy, macro F1 (held-out with ``holdout``, else cross-validated), cross-validation accuracy, FLOP
+    total and selected candidate.
 
     Raises
     ------
@@ -172,8 +174,9 @@ def family_of(card: dict) -> tuple[list, str]:
 
 
 def selection_lines(card: dict) -> list[str]:
-    """The card's ``selection`` as a Markdown table (candidate, options, FLOP, inner CV as measured and at low SNR,
-    the rule's score, within budget), or [].
+    """The card's ``selection`` as the lines of a Markdown table, or [] without one.
+
+    Columns: candidate, options, FLOP, inner CV as measured and at low SNR, the rule's score, within budget.
     """
     sel = card.get("selection")
     if sel is None:
@@ -256,8 +259,10 @@ def fit_command(data: Path, out: Path, options: list) -> tuple[dict, float]:
 
 
 def device_scores(bundle_dir: Path, spectra: dict, shift: np.ndarray, y: np.ndarray, class_names) -> dict:
-    """Accuracy and macro F1 of a bundle on each set of ``spectra`` ({condition: (n, N) on ``shift``}), each
-    spectrum classified through :class:`device.inference.classifier.Classifier` (NumPy backend) as the device does.
+    """Accuracy and macro F1 of a bundle on each set of ``spectra`` ({condition: (n, N) on ``shift``}).
+
+    Each spectrum is classified through :class:`device.inference.classifier.Classifier` (NumPy backend) as
+    the device does.
     """
     from device.inference.bundle import load_bundle
     from device.inference.classifier import Classifier
@@ -280,8 +285,9 @@ def write_training_npz(path: Path, ds, rows: np.ndarray) -> None:
 
 
 def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, options: list) -> dict:
-    """One ``raman-train fit`` row: card figures under the outer split, wall time, and with SNR levels the
-    device-path scores of a second fit on the training spectra only.
+    """One ``raman-train fit`` row: card figures under the outer split, wall time, device-path scores.
+
+    With SNR levels, the device-path scores are those of a second fit on the training spectra only.
     """
     holdout = split.spec.kind.startswith("holdout")
     card, seconds = fit_command(SHARED / case.data, tmp / name, [*options, *split_options(case.split)])
@@ -298,8 +304,10 @@ def command_row(case: Case, ds, split, tests: dict, tmp: Path, name: str, option
 
 
 def baseline_pipeline(name: str, seed: int):
-    """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's); the LinearSVC stops at
-    trainer.models.classical's tolerance and iteration limit (scikit-learn's defaults stop it unconverged here).
+    """An unfitted scikit-learn pipeline of :data:`BASELINES` (SNV is the caller's).
+
+    The LinearSVC stops at trainer.models.classical's tolerance and iteration limit (scikit-learn's defaults
+    stop it unconverged here).
     """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -316,9 +324,11 @@ def baseline_pipeline(name: str, seed: int):
 
 
 def baseline_flop(pipe, points: int) -> int:
-    """FLOP of one spectrum through a fitted baseline, from the axis: resampling + SNV (as compare counts them)
-    + :func:`trainer.models.classical.classical_flops` of the pipeline; a LogisticRegression head, which that does not
-    count, is counted analytically like a linear one-vs-rest head: 2 k C + C (logits) + C - 1 (argmax).
+    """FLOP of one spectrum of ``points`` axis points through a fitted baseline.
+
+    Resampling + SNV (as compare counts them) + :func:`trainer.models.classical.classical_flops` of the
+    pipeline; a LogisticRegression head, which that does not count, is counted analytically like a linear
+    one-vs-rest head: 2 k C + C (logits) + C - 1 (argmax).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -417,9 +427,9 @@ def case_report(case: Case, quick: bool) -> tuple[list[str], list]:
              f"Family: {family_source}.", "", *selection_lines(default["card"])]
     if case.snr:
         lines += [f"SNR columns: the held-out spectra degraded by trainer.data.degrade.degrade "
-                  f"(trainer.evaluation.compare.evaluation_spectra, seed {SEED}), the same spectra for every row; command rows "
-                  "classify them with a bundle fitted by the same command on the training spectra only, through "
-                  "device.inference.classifier (NumPy backend).", ""]
+                  f"(trainer.evaluation.compare.evaluation_spectra, seed {SEED}), the same spectra for every row; "
+                  "command rows classify them with a bundle fitted by the same command on the training spectra only, "
+                  "through device.inference.classifier (NumPy backend).", ""]
     lines += markdown_table(heads, table)
     lines += ["", "Accuracy of the command rows from the model card (trained without the test spectra); baselines "
               "and compare: mean over the pairs. FLOP per spectrum from the axis through the verdict (card "

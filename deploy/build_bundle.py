@@ -42,11 +42,13 @@ TARGETS = {
 
 
 def project_version() -> str:
+    """The raman-edge version in ``pyproject.toml``."""
     text = (ROOT / "pyproject.toml").read_text()
     return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
 
 
 def pip(*args: str) -> None:
+    """Run this Python's pip with ``args``; exit with the end of its error output if it fails."""
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -60,6 +62,10 @@ def wheel_requirement(path: Path) -> str:
 
 
 def build(target: str, extras: str, out: Path) -> Path:
+    """Build the bundle for ``target`` with the raman-edge ``extras`` in ``out``, and its ``.tar.gz`` beside it.
+
+    Returns the bundle's directory (replaced if it existed).
+    """
     version = project_version()
     python = TARGETS[target]["python"] if target in TARGETS else "%d.%d" % sys.version_info[:2]
     name = f"raman-edge-{version}-{target}"
@@ -103,6 +109,7 @@ def build(target: str, extras: str, out: Path) -> Path:
 
 
 def main(argv=None) -> int:
+    """The ``build_bundle.py`` command: parse ``argv`` (default: the process's arguments), build; exit status 0."""
     p = argparse.ArgumentParser(description="Build the offline installation bundle for a board.")
     p.add_argument("--target", default="bookworm-aarch64", choices=[*TARGETS, "host"])
     p.add_argument("--extras", default="device,gpio", help="raman-edge extras to install on the board")

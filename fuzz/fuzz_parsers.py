@@ -169,6 +169,8 @@ class Control:
     """The first byte sets the chunk size the stream arrives in; the rest is the stream."""
 
     class Service:
+        """A measurement service that answers every command at once with a fixed reply."""
+
         def measure(self, trigger):
             return {"ok": True, "verdict": "No_pest_present", "confidence": 0.99, "id": 1}
 
@@ -209,8 +211,10 @@ class Control:
 
 
 class Readers:
-    """The first byte picks what the rest is: 0 a .csv file, 1 a .txt file, 2 an .npz file, 3 one entry of a
-    valid .npz file (next byte: X or wavenumber; then its .npy bytes).
+    """The first byte picks what the rest is: a .csv, .txt or .npz file, or one entry of a valid .npz file.
+
+    0 a .csv file, 1 a .txt file, 2 an .npz file, 3 one entry of a valid .npz file (next byte: X or
+    wavenumber; then its .npy bytes).
     """
 
     def __init__(self):
@@ -275,9 +279,10 @@ class Config:
 
 
 class Bundle:
-    """The first byte picks what the rest replaces: 0 model.json; 1 model.npz; 2 one entry of model.npz
-    (next byte: which; then its .npy bytes). A new model.npz is signed into model.json, so the content
-    checks run, not only the hash check.
+    """The first byte picks what the rest replaces: model.json, model.npz or one entry of model.npz.
+
+    0 model.json; 1 model.npz; 2 one entry of model.npz (next byte: which; then its .npy bytes). A new
+    model.npz is signed into model.json, so the content checks run, not only the hash check.
     """
 
     def __init__(self):
@@ -335,8 +340,10 @@ INTERESTING = [b"\0", b"\xff", b"\x7f", b"\x80", b"\xff\xff\xff\xff", b"\0\0\0\x
 
 
 def mutate(rng: random.Random, data: bytes, seeds: list[bytes]) -> bytes:
-    """One to eight random edits: bit flips, random bytes, insertions, deletions, truncation, duplicated
-    chunks, splices with another seed and interesting values.
+    """``data`` with one to eight random edits.
+
+    Edits: bit flips, random bytes, insertions, deletions, truncation, duplicated chunks, splices with
+    another seed and interesting values.
     """
     b = bytearray(data)
     for _ in range(rng.randint(1, 8)):
