@@ -36,8 +36,9 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
-    """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV score
-    on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`).
+    """The compact ``candidate`` with the learning rate and L2 of :data:`TUNING_GRID` of best inner-CV score.
+
+    Scored on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`).
     """
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
@@ -285,8 +286,8 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "preprocessing": preprocessing_card(trained, ds),
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
-                            "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training spectrum "
-                                             "(SNR 5-300, background, shift, spikes), made once"
+                            "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training "
+                                             "spectrum (SNR 5-300, background, shift, spikes), made once"
                                              if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
                                              else "trainer.data.degrade.augment, fresh every step" if final.augment
                                              else "none")},

@@ -25,6 +25,7 @@ class Progress:
         self.shown = 0
 
     def __call__(self, done: int, loss: float) -> None:
+        """Report ``done`` units and the current ``loss``: a line with elapsed and remaining time (s) when due."""
         part = done * self.lines // self.total
         if part <= self.shown and done < self.total:
             return

@@ -89,7 +89,7 @@ class Dataset:
 
 
 def load_dataset(path, axis: Axis | None = None, log=None, groups: str | None = None) -> Dataset:
-    """Load labelled spectra, resample them onto ``axis`` and drop the flat ones.
+    r"""Load labelled spectra, resample them onto ``axis`` and drop the flat ones.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ def load_dataset(path, axis: Axis | None = None, log=None, groups: str | None = 
     groups : str, optional
         Where each spectrum's group comes from: ``folder`` (the folder level under the class), the
         name of a per-spectrum ``.npz`` array, or a regular expression with one capture group searched
-        in each file name (e.g. ``^(P\\d+)_``).
+        in each file name (e.g. ``^(P\d+)_``).
 
     Raises
     ------
@@ -274,7 +274,8 @@ def _read_table(path: Path):
     try:
         lines = [ln for ln in text.decode("utf-8-sig").splitlines() if ln.strip()]
     except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not a text table; give a class-folder directory, a wide .csv or an .npz.") from None
+        raise DatasetError(f"{path}: not a text table; give a class-folder directory, a wide .csv "
+                           "or an .npz.") from None
     if len(lines) < 2:
         raise DatasetError(f"{path}: a wide table needs a header row and at least one spectrum row.")
     delim = next((d for d in (";", "\t", ",") if d in lines[0]), None)

@@ -173,8 +173,8 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
     flat = is_flat(clean)
     if np.any(flat):
         i = int(np.flatnonzero(flat)[0])
-        raise ValueError(f"spectrum {i} is flat (device.inference.quality.is_flat: its maximum is not above its median), so "
-                         "it has no band height and its SNR is undefined; remove it or check the data.")
+        raise ValueError(f"spectrum {i} is flat (device.inference.quality.is_flat: its maximum is not above its "
+                         "median), so it has no band height and its SNR is undefined; remove it or check the data.")
     total = clean
     if np.any(background):
         total = clean + (background * height)[:, None] * _fluorescence(x, n, background_rng)

@@ -1,1 +1,1 @@
-"""Honest evaluation: the published protocol, the comparison, metrics, reports, explanations and the unknown-sample evaluation."""
+"""Honest evaluation: the published protocol, the comparison, metrics, reports, explanations, unknown samples."""

@@ -19,15 +19,16 @@ def tables(result: dict) -> list[str]:
     """The two Markdown tables: models (accuracy and cost) and accuracy against SNR."""
     models = result["models"]
     single = result["splits"] == 1
-    lines = [f"| model | {'accuracy' if single else 'accuracy (mean +/- std)'} | macro F1 | parameters | FLOP / spectrum | size on disk | "
-             "latency / spectrum (device) | fit time |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| model | {'accuracy' if single else 'accuracy (mean +/- std)'} | macro F1 | parameters | "
+             "FLOP / spectrum | size on disk | latency / spectrum (device) | fit time |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in models.items():
         s, c = r["summary"]["clean"], r["cost"]
         latency = "-" if c["latency_s"] is None else f"{1e3 * c['latency_s']:.2f} ms"
         spread = "" if single else f" +/- {100 * s['accuracy_std']:.2f}"
         lines.append(f"| {name} | {100 * s['accuracy_mean']:.2f} %{spread} | "
-                     f"{s['macro_f1_mean']:.3f} | {c['parameters']:,} | {_flop(c['flop'])} | {_size(c['size_bytes'])} | "
-                     f"{latency} | {sum(r['fit_seconds']) / len(r['fit_seconds']):.1f} s |")
+                     f"{s['macro_f1_mean']:.3f} | {c['parameters']:,} | {_flop(c['flop'])} | "
+                     f"{_size(c['size_bytes'])} | {latency} | {sum(r['fit_seconds']) / len(r['fit_seconds']):.1f} s |")
     if not result["snr_levels"]:
         return lines
     conds = result["conditions"]
@@ -56,9 +57,10 @@ def _markdown(report: dict) -> str:
                   "as fitted):", "", *notes, ""]
     lines += ["## Accuracy (%) against acquisition quality", ""]
     if r["snr_levels"]:
-        lines += ["Test spectra degraded as by lower laser power x integration time (trainer/data/degrade.py): signal and "
-                  "fluorescence scaled by s, shot + read noise; SNR = band height (max - median) of the scaled clean "
-                  "spectrum over the RMS noise standard deviation. The same degraded spectra for every model.", "",
+        lines += ["Test spectra degraded as by lower laser power x integration time (trainer/data/degrade.py): "
+                  "signal and fluorescence scaled by s, shot + read noise; SNR = band height (max - median) of the "
+                  "scaled clean spectrum over the RMS noise standard deviation. The same degraded spectra for every "
+                  "model.", "",
                   *tables(r)[len(r["models"]) + 3:], "", "![accuracy against SNR](snr.png)", ""]
     else:
         lines += ["No acquisition-quality sweep (--snr was empty).", ""]

@@ -37,7 +37,10 @@ TOP_BANDS = 5
 
 
 def grad_cam(net, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Grad-CAM maps (n, points) of a :class:`~device.inference.convnet.ConvNet` for normalised spectra ``X`` (n, points)."""
+    """Grad-CAM maps (n, points) of a :class:`~device.inference.convnet.ConvNet` for normalised spectra ``X``.
+
+    ``X`` has shape (n, points); ``classes`` (n,) are the classes explained.
+    """
     A = net.feature_maps(X)                                   # (n, T, K)
     n, T, _ = A.shape
     weights = net.head_kernel[:, classes].T / T               # (n, K): dy_c/dA[t, k], the same for every t
@@ -98,7 +101,8 @@ def explain(bundle: ModelBundle, files, class_name: str | None = None) -> list[d
         classes = np.full(len(Y), names.index(class_name)) if class_name else probs.argmax(axis=1)
         shift = bundle.axis.values
         if bundle.convnet is not None:
-            maps, method, features = grad_cam(bundle.convnet, normalise(Y, bundle.normalisation), classes), "Grad-CAM", None
+            maps = grad_cam(bundle.convnet, normalise(Y, bundle.normalisation), classes)
+            method, features = "Grad-CAM", None
         else:
             gxi = gradient_x_input(bundle, Y, classes)
             maps = gxi[:, :bundle.axis.points]

@@ -224,8 +224,9 @@ def _markdown(report: dict) -> str:
 
 
 def publish_report(out, fill) -> Path:
-    """Make the report directory ``out`` by ``fill(tmp)`` in a directory beside it, then swap it in whole
-    (an old report is replaced only once the new one is complete; an interrupted one leaves nothing).
+    """Make the report directory ``out`` by ``fill(tmp)`` in a directory beside it, then swap it in whole.
+
+    An old report is replaced only once the new one is complete; an interrupted one leaves nothing.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
