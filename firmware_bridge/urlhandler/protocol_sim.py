@@ -5,13 +5,14 @@ import urllib.parse
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
+from ..protocols import STANDARD_BAUD_RATES
 from ..sim.serve import make_line
 
 
 class Serial(SerialBase):
     """A pyserial port whose other end is a simulated device (see :mod:`firmware_bridge.sim`)."""
 
-    BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+    BAUDRATES = STANDARD_BAUD_RATES
 
     def __init__(self, *args, **kwargs):
         self.line = None
