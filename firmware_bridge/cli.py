@@ -29,8 +29,9 @@ def _floats(text: str, option: str) -> tuple:
 
 
 def _number(kind, valid, what: str):
-    """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds, else the one error
-    ``argument --x: expected WHAT, got 'TEXT'``.
+    """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds.
+
+    Anything else gives the one error ``argument --x: expected WHAT, got 'TEXT'``.
     """
     def parse(text: str):
         try:
@@ -69,6 +70,7 @@ def _measure(args):
 
 
 def cmd_simulate(args) -> int:
+    """``raman-bridge simulate``: serve a simulated spectrometer on a pty until Ctrl-C or SIGTERM."""
     from .sim.faults import FaultInjector
     from .sim.instrument import Scene
     from .sim.line import SimulatedLine
@@ -96,6 +98,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_probe(args) -> int:
+    """``raman-bridge probe``: identify the device and print one calibrated spectrum's summary as JSON."""
     info, m = _measure(args)
     top = int(np.argmax(m.intensity))
     print(json.dumps({**info, "points": int(m.shift.size),
@@ -108,6 +111,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_acquire(args) -> int:
+    """``raman-bridge acquire``: save one calibrated spectrum as CSV."""
     refuse_existing(args.out, args.force)  # before the device is touched
     info, m = _measure(args)
     header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
@@ -121,6 +125,7 @@ def cmd_acquire(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """``raman-bridge calibrate``: fit the wavelength polynomial to a reference's lines."""
     from pathlib import Path
 
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
@@ -190,6 +195,7 @@ def _device_options(p, laser_required=True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``raman-bridge`` argument parser; its protocol choices are the registry's."""
     p = argparse.ArgumentParser(prog="raman-bridge", description="Spectrometers over serial: "
                                 + ", ".join(q.description for q in PROTOCOLS.values()) + ".")
     sub = p.add_subparsers(dest="command", required=True)
@@ -235,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``raman-bridge`` with ``argv`` (default: the command line); returns the exit status."""
     return run(lambda a: a.func(a), build_parser().parse_args(argv), (BridgeError, OSError, ValueError))
 
 

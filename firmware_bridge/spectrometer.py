@@ -88,6 +88,7 @@ class Spectrometer:
         self.close()
 
     def open(self) -> None:
+        """Open the port at the configured baud rate."""
         self._connect(self.baud)
 
     def _connect(self, baud: int) -> None:
@@ -95,6 +96,7 @@ class Spectrometer:
         self.port = open_port(self.url, baud, 1.0, None if self.port is None or self.port.is_open else self.port)
 
     def close(self) -> None:
+        """Switch a laser line off, and close the port."""
         if self.port is not None:
             try:
                 if self.has_laser and self.port.is_open:
@@ -110,9 +112,11 @@ class Spectrometer:
         raise NotImplementedError
 
     def set_integration_time(self, seconds: float) -> None:
+        """Set the integration time, s, within what the device allows."""
         raise NotImplementedError
 
     def set_averages(self, n: int) -> None:
+        """Set how many scans each :meth:`acquire` averages."""
         try:
             whole = not isinstance(n, bool) and float(n).is_integer()
         except (TypeError, ValueError, OverflowError):
@@ -130,6 +134,7 @@ class Spectrometer:
         raise NotImplementedError
 
     def set_laser(self, on: bool) -> None:
+        """Switch the device's laser line on or off."""
         raise SettingError(f"the {self.protocol} device has no laser line; gate the laser another way (GPIO)")
 
     # -- helpers ---------------------------------------------------------------------------

@@ -122,8 +122,10 @@ def is_number(s: str) -> bool:
 
 
 def decode_text(data: bytes, name: str = "<data>") -> str:
-    """The text of a file's bytes: by its byte-order mark (UTF-16, UTF-32), else UTF-8 (a mark of its own
-    dropped), else Latin-1.
+    """The text of a file's bytes.
+
+    Decoded by its byte-order mark (UTF-16, UTF-32), else as UTF-8 (a mark of its own dropped), else as
+    Latin-1.
 
     Raises
     ------

@@ -1,3 +1,4 @@
+"""Spectrum files: the shared reader of firmware_bridge.spectrum_files and the device's spectra of it."""
 import codecs
 
 import numpy as np

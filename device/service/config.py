@@ -58,6 +58,8 @@ class ConfigError(RamanEdgeError):
 
 @dataclass(frozen=True)
 class SpectrometerConfig:
+    """The ``[spectrometer]`` section: the protocol, its port and the acquisition settings."""
+
     protocol: str
     port: str
     laser_nm: float
@@ -71,6 +73,8 @@ class SpectrometerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The ``[model]`` section: the bundle, its backend and the thresholds of a verdict."""
+
     bundle: Path
     backend: str = "numpy"
     min_confidence: float = 0.8
@@ -79,6 +83,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TriggerConfig:
+    """The ``[triggers]`` section: what starts a measurement besides the local socket."""
+
     button_pin: int | None = None
     control_port: str | None = None
     control_baud: int = 115200
@@ -86,6 +92,8 @@ class TriggerConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
+    """The ``[outputs]`` section: GPIO pins of the laser gate, status LEDs and buzzer."""
+
     laser_pin: int | None = None
     led_ok_pin: int | None = None
     led_alert_pin: int | None = None
@@ -94,6 +102,8 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole checked configuration file."""
+
     spectrometer: SpectrometerConfig
     model: ModelConfig
     triggers: TriggerConfig

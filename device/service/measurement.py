@@ -213,7 +213,8 @@ class Service:
 
     def _measure(self, trigger: str) -> dict:
         if not self.self_test["passed"]:
-            return {"ok": False, "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
+            return {"ok": False,
+                    "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
         self.storage_error = self._storage_problem()
         if self.storage_error:
             self.counts["errors"] += 1
@@ -275,6 +276,7 @@ class Service:
         return reply
 
     def status(self) -> dict:
+        """The service's state, spectrometer, model, storage and counters, for ``raman-device status``."""
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
         axis = self._axis_problem(self.bundle)
@@ -299,6 +301,7 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def last(self) -> dict:
+        """The last recorded measurement, or why there is none."""
         if self.store is None:
             return {"ok": False, "error": f"the record is not open: {self.storage_error}"}
         r = self.store.last()
@@ -308,6 +311,7 @@ class Service:
                 "confidence": r.confidence, "error": r.error, "model": r.model}
 
     def model_info(self) -> dict:
+        """What the loaded model bundle is and what it classifies."""
         b = self.bundle
         return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
                 "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}

@@ -24,6 +24,7 @@ class SimulatedDevice:
         self.laser_on = True
 
     def attach(self, line) -> None:
+        """Connect the device to its line."""
         self.line = line
 
     def receive(self, data: bytes, now: float) -> None:

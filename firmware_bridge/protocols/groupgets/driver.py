@@ -11,17 +11,21 @@ from . import PROTOCOL
 
 
 class GroupGetsSpectrometer(MicrospecSpectrometer):
-    """Hamamatsu C12880MA on the GroupGets example sketch: a free-running stream of CSV lines with a
-    trailing comma (Arduino Uno, 10-bit). No commands; the integration time is fixed by the sketch.
+    """Hamamatsu C12880MA on the GroupGets example sketch (Arduino Uno, 10-bit).
+
+    A free-running stream of CSV lines with a trailing comma. No commands; the integration time is
+    fixed by the sketch.
     """
 
     PROTOCOL = PROTOCOL
     PERIOD = 0.010 + 1200 * 10 / 115200  # one line every 10 ms plus its transfer
 
     def identify(self) -> dict:
+        """What the device is: protocol, model, serial number where it has one, pixels, baud rate."""
         return {**super().identify(), "model": "Hamamatsu C12880MA (GroupGets stream)"}
 
     def set_integration_time(self, seconds: float) -> None:
+        """Set the integration time, s, within what the device allows."""
         raise SettingError("the GroupGets sketch has a fixed integration time: set none (no --integration), "
                            "or use the microspec firmware to set it")
 

@@ -7,10 +7,13 @@ from ...sim.device import SimulatedDevice
 from ...sim.instrument import Instrument, Scene
 from ..microspec import codec as microspec
 
+
 class GroupGetsDevice(SimulatedDevice):
-    """The GroupGets C12880MA example sketch on an Arduino Uno: a free-running stream of CSV lines
-    ``v0,...,v287,\\n`` (10-bit values, trailing comma), about every 10 ms plus the line's transfer time.
-    It takes no commands; the integration time is fixed by the sketch's clocking.
+    r"""The GroupGets C12880MA example sketch on an Arduino Uno.
+
+    A free-running stream of CSV lines ``v0,...,v287,\n`` (10-bit values, trailing comma), about every
+    10 ms plus the line's transfer time. It takes no commands; the integration time is fixed by the
+    sketch's clocking.
     """
 
     INTEGRATION = 0.0001  # ST high for 15 clocks + 48: well under a millisecond
@@ -21,12 +24,15 @@ class GroupGetsDevice(SimulatedDevice):
         self._due = 0.0
 
     def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the host, at monotonic time ``now``."""
         pass  # the sketch reads nothing
 
     def next_event(self):
+        """When :meth:`poll` next has something to do (None: nothing scheduled)."""
         return self._due
 
     def poll(self, now: float) -> None:
+        """Time passes: emit what is due by ``now``."""
         if now < self._due or self.line.pending() > 2:  # a host that does not read loses lines
             return
         counts = np.rint(self.exposure(self.INTEGRATION, 1)).astype(np.int64)

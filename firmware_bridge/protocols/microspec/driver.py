@@ -23,6 +23,7 @@ class MicrospecSpectrometer(Spectrometer):
         self.integration_s = 0.01
 
     def identify(self) -> dict:
+        """What the device is: protocol, model, serial number where it has one, pixels, baud rate."""
         return {"protocol": self.protocol, "model": "Hamamatsu C12880MA (microspec)", "serial": None,
                 "pixels": microspec.CHANNELS, "baud": self.baud}
 
@@ -37,6 +38,7 @@ class MicrospecSpectrometer(Spectrometer):
         return line
 
     def set_integration_time(self, seconds: float) -> None:
+        """Set the integration time, s, within what the device allows."""
         if not 0 < seconds <= 10:
             raise SettingError(f"integration time {seconds:g} s is outside 0-10 s")
         self._drain()
@@ -47,6 +49,7 @@ class MicrospecSpectrometer(Spectrometer):
         self._io("write", microspec.command("SPEC.INTEG", float(self.integration_s)))
 
     def acquire(self) -> tuple[np.ndarray, dict]:
+        """One spectrum of raw counts (float, averaged) and its metadata."""
         total = np.zeros(microspec.CHANNELS)
         for _ in range(self.averages):
             self._drain()
@@ -63,6 +66,7 @@ class MicrospecSpectrometer(Spectrometer):
                                        "averages": self.averages}
 
     def wavelengths(self) -> np.ndarray:
+        """Wavelength of every pixel :meth:`acquire` returns, nm."""
         return polynomial_wavelengths(self.coefficients, microspec.CHANNELS)
 
 

@@ -7,6 +7,7 @@ from ...sim.device import SimulatedDevice
 from ...sim.instrument import Instrument, Scene
 from . import codec as microspec
 
+
 class MicrospecDevice(SimulatedDevice):
     """open-eio microspec firmware on a Teensy: SPEC.INTEG / SPEC.READ? text commands, 16-bit ADC."""
 
@@ -19,6 +20,7 @@ class MicrospecDevice(SimulatedDevice):
         self.integration = 0.01
 
     def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the host, at monotonic time ``now``."""
         for b in data:
             if b == 0x0A:
                 self._line(bytes(self.buffer).decode("ascii", errors="replace").strip())

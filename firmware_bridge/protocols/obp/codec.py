@@ -93,6 +93,7 @@ class Message:
 
     @property
     def is_nack(self) -> bool:
+        """The device refused the message (NACK or exception flag)."""
         return bool(self.flags & (FLAG_NACK | FLAG_EXCEPTION))
 
 

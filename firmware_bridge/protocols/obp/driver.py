@@ -40,6 +40,7 @@ class OBPSpectrometer(Spectrometer):
         self._coefficients = None
 
     def open(self) -> None:
+        """Open at the power-up rate, switch the device to the configured one, read its pixels."""
         self._connect(self.POWER_UP_BAUD)
         self._recovering = True  # opening is its own recovery
         try:
@@ -153,12 +154,14 @@ class OBPSpectrometer(Spectrometer):
         self._exchange(message_type, data, True, 0, 0.0)
 
     def identify(self) -> dict:
+        """What the device is: protocol, model, serial number where it has one, pixels, baud rate."""
         if self._serial is None:  # constant: read once
             self._serial = self._query(obp.GET_SERIAL_NUMBER).data.rstrip(b"\0").decode("ascii", "replace")
         return {"protocol": self.protocol, "model": "Ocean STS-class (OBP)", "serial": self._serial,
                 "pixels": self._pixels, "baud": self.baud}
 
     def set_integration_time(self, seconds: float) -> None:
+        """Set the integration time, s, within what the device allows."""
         if not 10e-6 <= seconds <= 85:  # False for NaN too
             raise SettingError(f"integration time {seconds:g} s is outside the device's 10 us - 85 s")
         us = round(seconds * 1e6)
@@ -167,15 +170,18 @@ class OBPSpectrometer(Spectrometer):
         self._command(obp.SET_ITIME_USEC, struct.pack("<I", us))
 
     def set_averages(self, n: int) -> None:
+        """Set how many scans each :meth:`acquire` averages."""
         super().set_averages(n)
         self._settings_sent = True
         self._command(obp.SET_SCANS_TO_AVERAGE, struct.pack("<H", self.averages))
 
     def set_laser(self, on: bool) -> None:
+        """Switch the device's laser line on or off."""
         self._laser = bool(on)
         self._command(obp.SET_LAMP_ENABLE, bytes((1 if on else 0,)))
 
     def temperature(self) -> float:
+        """The detector's temperature, degrees C."""
         return struct.unpack("<f", self._query(obp.GET_TEMPERATURE, b"\x00").data[:4])[0]
 
     def wavelengths(self) -> np.ndarray:
@@ -187,6 +193,7 @@ class OBPSpectrometer(Spectrometer):
         return polynomial_wavelengths(self._coefficients, self._pixels)
 
     def acquire(self) -> tuple[np.ndarray, dict]:
+        """One spectrum of raw counts (float, averaged) and its metadata."""
         msg = self._query(obp.GET_RAW_SPECTRUM_NOW, b"", 2 * self._pixels, self.integration_s * self.averages)
         if len(msg.data) != 2 * self._pixels:
             raise ShortFrameError(f"spectrum of {len(msg.data)} bytes, expected {2 * self._pixels}")

@@ -40,6 +40,7 @@ class OBPDevice(SimulatedDevice):
         self.silent_until = now + (self.RESET_SILENCE if self.line.paced else 0.0)
 
     def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the host, at monotonic time ``now``."""
         if now < self.silent_until:
             return
         self.buffer += data

@@ -27,10 +27,12 @@ class TCD1304Spectrometer(Spectrometer):
         self.integration_s = 0.01
 
     def identify(self) -> dict:
+        """What the device is: protocol, model, serial number where it has one, pixels, baud rate."""
         return {"protocol": self.protocol, "model": f"TCD1304 (Rossel firmware {self.firmware})",
                 "serial": None, "pixels": tcd1304.ACTIVE.stop - tcd1304.ACTIVE.start, "baud": self.baud}
 
     def set_integration_time(self, seconds: float) -> None:
+        """Set the integration time, s, within what the device allows."""
         tcd1304.periods(seconds, self.fm)  # validates
         self.integration_s = seconds
 
@@ -65,6 +67,7 @@ class TCD1304Spectrometer(Spectrometer):
             "dark_reference": dark, "inverted": True, "full_scale": tcd1304.MAX_COUNT}
 
     def wavelengths(self) -> np.ndarray:
+        """Wavelength of every pixel :meth:`acquire` returns, nm."""
         if self.coefficients is None:
             raise SettingError("the TCD1304 stores no wavelength calibration; configure the polynomial "
                                "fitted by 'raman-bridge calibrate'")

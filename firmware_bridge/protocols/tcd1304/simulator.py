@@ -28,6 +28,7 @@ class TCD1304Device(SimulatedDevice):
         self._due = None
 
     def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the host, at monotonic time ``now``."""
         for b in data:
             self.window.append(b)
             if len(self.window) == 12:
@@ -59,9 +60,11 @@ class TCD1304Device(SimulatedDevice):
         self._due = now + (0.030 + 2 * t_icg + avg * t_icg if self.line.paced else 0.0)
 
     def next_event(self):
+        """When :meth:`poll` next has something to do (None: nothing scheduled)."""
         return self._due
 
     def poll(self, now: float) -> None:
+        """Time passes: emit what is due by ``now``."""
         if self._due is None or now < self._due:
             return
         if self.continuous and self.line.pending():  # host has not read the last frame yet
