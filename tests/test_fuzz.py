@@ -533,7 +533,7 @@ def test_config_mutated_bytes(ops):
 
 
 @fuzz_settings(100)
-@given(st.sampled_from(PROTOCOLS), st.floats(200, 1100), st.integers(1, 5000),
+@given(st.sampled_from(tuple(PROTOCOLS)), st.floats(200, 1100), st.integers(1, 5000),
        st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=7), st.sampled_from([None, 0, 17, 27]))
 def test_config_valid_round_trip(protocol, laser, averages, coefficients, button):
     tcd = protocol == "tcd1304"
