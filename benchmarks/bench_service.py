@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.drivers import OBPSpectrometer  # noqa: E402
 from firmware_bridge.measure import measure  # noqa: E402
+from firmware_bridge.protocols.obp.driver import OBPSpectrometer  # noqa: E402
 
 SPECTROMETER = "sim://obp?paced=0&seed=1"
 N = 40

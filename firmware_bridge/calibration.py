@@ -83,6 +83,7 @@ class CalibrationFit:
 
     @property
     def rms_nm(self) -> float:
+        """Root-mean-square residual of the fit, nm."""
         return float(np.sqrt(np.mean(self.residual_nm ** 2)))
 
 
@@ -102,16 +103,20 @@ def _floor(counts: np.ndarray, width: int = 51) -> np.ndarray:
 
 
 def noise_level(counts: np.ndarray) -> float:
-    """Robust rms noise of a spectrum, counts: the median absolute first difference, scaled to a
-    standard deviation (lines, being smooth over several pixels, hardly move it).
+    """Robust rms noise of a spectrum, counts.
+
+    The median absolute first difference, scaled to a standard deviation (lines, being smooth over
+    several pixels, hardly move it).
     """
     d = np.diff(np.asarray(counts, dtype=np.float64))
     return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
 
 
 def _prominence(s: np.ndarray, i: int, reach: int) -> float:
-    """How far peak ``i`` stands above the higher of the lowest points between it and the nearest
-    higher point (or ``reach`` pixels) on each side.
+    """How far peak ``i`` stands above its surroundings.
+
+    That is, above the higher of the lowest points between it and the nearest higher point (or
+    ``reach`` pixels) on each side.
     """
     floors = []
     for side in (s[max(0, i - reach):i][::-1], s[i + 1:i + 1 + reach]):
@@ -150,8 +155,10 @@ def find_peaks(counts: np.ndarray, reach: int = 8) -> tuple[np.ndarray, np.ndarr
 
 
 def _gaussian(s: np.ndarray, i: int, reach: int) -> tuple[float, float]:
-    """Centre and FWHM (pixels) of the peak at pixel ``i``: a parabola in log counts fitted by least
-    squares to the pixels falling from it to half its height (at least ``i`` and its two neighbours).
+    """Centre and FWHM (pixels) of the peak at pixel ``i``.
+
+    A parabola in log counts is fitted by least squares to the pixels falling from it to half its
+    height (at least ``i`` and its two neighbours).
     """
     lo = hi = i
     while lo > max(0, i - reach) and s[i] / 2 < s[lo - 1] <= s[lo]:
@@ -168,8 +175,9 @@ def _gaussian(s: np.ndarray, i: int, reach: int) -> tuple[float, float]:
 
 
 def _offset(counts: np.ndarray, predicted: np.ndarray, max_shift: int = 300) -> float:
-    """Pixel offset that best aligns the spectrum with lines predicted at pixels ``predicted``
-    (cross-correlation of the spectrum, less its running minimum, with a comb of narrow peaks),
+    """Pixel offset that best aligns the spectrum with lines predicted at pixels ``predicted``.
+
+    The cross-correlation of the spectrum, less its running minimum, with a comb of narrow peaks,
     searched within ``max_shift`` pixels and a quarter of the spectrum.
     """
     p_grid = np.arange(counts.size, dtype=np.float64)
@@ -190,9 +198,10 @@ def _predict(coeffs: np.ndarray, reference_nm: np.ndarray, pixels: int) -> np.nd
 
 
 def _match(centres: np.ndarray, predicted: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray]:
-    """Index of the peak nearest each predicted line (NaN: outside the spectrum) within ``window``
-    pixels, -1 for none; a peak nearest to two or more lines goes to none of them (one pixel never
-    carries two lines), and those lines are flagged as sharing a peak.
+    """Index of the peak nearest each predicted line within ``window`` pixels, -1 for none.
+
+    A predicted line at NaN is outside the spectrum. A peak nearest to two or more lines goes to none
+    of them (one pixel never carries two lines), and those lines are flagged as sharing a peak.
     """
     distance = np.abs(predicted[:, None] - np.append(centres, np.inf)[None, :])
     distance[np.isnan(distance)] = np.inf

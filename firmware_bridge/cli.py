@@ -12,7 +12,7 @@ import numpy as np
 
 from .commandline import add_subcommand, refuse_existing, run
 from .errors import BridgeError
-from .sim.serve import PROTOCOLS
+from .registry import PROTOCOLS, firmware_generations, make_driver
 
 #: Integration time set when ``--integration`` is not given, s (devices whose time is fixed get none).
 DEFAULT_INTEGRATION_S = 0.1
@@ -29,8 +29,9 @@ def _floats(text: str, option: str) -> tuple:
 
 
 def _number(kind, valid, what: str):
-    """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds, else the one error
-    ``argument --x: expected WHAT, got 'TEXT'``.
+    """An argparse type: a finite ``kind`` (int or float) for which ``valid`` holds.
+
+    Anything else gives the one error ``argument --x: expected WHAT, got 'TEXT'``.
     """
     def parse(text: str):
         try:
@@ -48,18 +49,9 @@ LASER_NM = _number(float, lambda v: 200 <= v <= 1100, "the laser line in nm, 200
 
 
 def _driver(args):
-    from .drivers import DRIVERS
-
-    kwargs = {}
-    if args.coefficients:
-        if args.protocol == "obp":
-            raise BridgeError("an OBP device stores its own wavelength polynomial; drop --coefficients")
-        kwargs["coefficients"] = _floats(args.coefficients, "--coefficients")
-    if args.protocol == "tcd1304":
-        kwargs["firmware"] = args.firmware
-    if args.baud is not None:
-        kwargs["baud"] = args.baud
-    return DRIVERS[args.protocol](args.port, **kwargs)
+    """The driver the device options ask for (not yet open)."""
+    coefficients = _floats(args.coefficients, "--coefficients") if args.coefficients else None
+    return make_driver(args.protocol, args.port, args.baud, coefficients, args.firmware)
 
 
 def _configure(spec, args) -> None:
@@ -78,6 +70,7 @@ def _measure(args):
 
 
 def cmd_simulate(args) -> int:
+    """``raman-bridge simulate``: serve a simulated spectrometer on a pty until Ctrl-C or SIGTERM."""
     from .sim.faults import FaultInjector
     from .sim.instrument import Scene
     from .sim.line import SimulatedLine
@@ -105,6 +98,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_probe(args) -> int:
+    """``raman-bridge probe``: identify the device and print one calibrated spectrum's summary as JSON."""
     info, m = _measure(args)
     top = int(np.argmax(m.intensity))
     print(json.dumps({**info, "points": int(m.shift.size),
@@ -117,6 +111,7 @@ def cmd_probe(args) -> int:
 
 
 def cmd_acquire(args) -> int:
+    """``raman-bridge acquire``: save one calibrated spectrum as CSV."""
     refuse_existing(args.out, args.force)  # before the device is touched
     info, m = _measure(args)
     header = "\n".join(f"# {k}: {v}" for k, v in {**info, "integration_s": m.meta["integration_s"],
@@ -130,6 +125,7 @@ def cmd_acquire(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
+    """``raman-bridge calibrate``: fit the wavelength polynomial to a reference's lines."""
     from pathlib import Path
 
     from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
@@ -168,25 +164,40 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _names(which) -> str:
+    """The names of the registered protocols for which ``which(protocol)`` holds, for help texts."""
+    return ", ".join(name for name, p in PROTOCOLS.items() if which(p))
+
+
+def _firmware_option(p) -> None:
+    p.add_argument("--firmware", choices=firmware_generations(),
+                   help=f"firmware generation ({_names(lambda q: q.firmware_generations)}; default: the newest)")
+
+
 def _device_options(p, laser_required=True) -> None:
     p.add_argument("--protocol", choices=PROTOCOLS, required=True)
     p.add_argument("--port", required=True, help="serial port (/dev/ttyACM0, /dev/ttyUSB0, a simulator's /dev/pts/N)")
-    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's, 115200; OBP: 9600-460800)")
+    p.add_argument("--baud", type=int, help="baud rate (default: the protocol's: " + "; ".join(
+        f"{name} {q.default_baud} of {min(q.baud_rates)}-{max(q.baud_rates)}" for name, q in PROTOCOLS.items()) + ")")
     p.add_argument("--laser", type=LASER_NM, required=laser_required, help="measured laser line, nm")
     p.add_argument("--integration", type=_number(float, lambda v: v > 0, "an integration time in seconds, above 0"),
-                   help=f"integration time, s (default {DEFAULT_INTEGRATION_S:g}; not for groupgets, whose sketch "
-                        "fixes it)")
+                   help=f"integration time, s (default {DEFAULT_INTEGRATION_S:g}; not for "
+                        f"{_names(lambda q: q.fixed_integration)}, whose firmware fixes it)")
     p.add_argument("--averages", type=_number(int, lambda v: v >= 1, "a whole number of scans, 1 or more"),
                    default=1, help="scans to average (default 1, at most 5000)")
-    p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (TCD1304, microspec; default: the "
-                                          "device's own, or the simulator's)")
-    p.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
-    p.add_argument("--no-dark", action="store_true", help="do not take a dark frame (OBP)")
+    p.add_argument("--coefficients", help="wavelength polynomial c0,c1,... nm (not for "
+                                          f"{_names(lambda q: q.stores_calibration)}, whose device stores its own; "
+                                          "required for " + _names(lambda q: q.needs_calibration) + "; default: the "
+                                          "driver's)")
+    _firmware_option(p)
+    p.add_argument("--no-dark", action="store_true",
+                   help=f"do not take a dark frame ({_names(lambda q: q.has_laser)}: devices with a laser line)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raman-bridge", description="Spectrometers over serial: the Ocean Binary "
-                                "Protocol, Rossel's TCD1304 firmware and the C12880MA microspec sketch.")
+    """The ``raman-bridge`` argument parser; its protocol choices are the registry's."""
+    p = argparse.ArgumentParser(prog="raman-bridge", description="Spectrometers over serial: "
+                                + ", ".join(q.description for q in PROTOCOLS.values()) + ".")
     sub = p.add_subparsers(dest="command", required=True)
     s = add_subcommand(sub, "simulate", help="serve a simulated spectrometer on a pseudo-terminal")
     s.add_argument("--protocol", choices=PROTOCOLS, required=True)
@@ -196,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fault rate per reply, 0-1 (default 0)")
     s.add_argument("--seed", type=_number(int, lambda v: v >= 0, "a whole number, 0 or more"), default=0,
                    help="seed of the simulated noise and faults")
-    s.add_argument("--laser", type=LASER_NM, help="the simulated laser line, nm (default 785; microspec 532)")
-    s.add_argument("--firmware", choices=("2017", "2019"), default="2019", help="TCD1304 firmware generation")
+    s.add_argument("--laser", type=LASER_NM, help="the simulated laser line, nm (default: the protocol's: " + ", ".join(
+        f"{name} {q.simulated_laser_nm:g}" for name, q in PROTOCOLS.items()) + ")")
+    _firmware_option(s)
     s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
     s.set_defaults(func=cmd_simulate)
     pr = add_subcommand(sub, "probe", help="identify a device and summarise one calibrated spectrum")
@@ -229,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run ``raman-bridge`` with ``argv`` (default: the command line); returns the exit status."""
     return run(lambda a: a.func(a), build_parser().parse_args(argv), (BridgeError, OSError, ValueError))
 
 

@@ -43,8 +43,10 @@ def refuse_existing(path, force: bool, option: str = "--out") -> None:
 
 
 def run(func, args, errors: tuple, interrupted: str = "interrupted") -> int:
-    """``func(args)``; an exception of ``errors`` (or :class:`OutputExistsError`) prints ``error: ...`` and
-    returns 2; Ctrl-C returns 130.
+    """``func(args)``, its exit status; expected errors become one message.
+
+    An exception of ``errors`` (or :class:`OutputExistsError`) prints ``error: ...`` and returns 2;
+    Ctrl-C returns 130.
     """
     errors = (*errors, OutputExistsError)
     try:

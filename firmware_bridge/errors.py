@@ -55,3 +55,7 @@ class LaserError(BridgeError):
 
 class CalibrationError(BridgeError, ValueError):
     """A calibration spectrum does not show the reference: too few lines found, or residuals too large."""
+
+
+class SpectrumFileError(BridgeError, ValueError):
+    """A spectrum file cannot be read or parsed."""

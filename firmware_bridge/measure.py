@@ -74,8 +74,7 @@ def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
 
 
 def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
-    """Acquire one spectrum (:func:`acquire_signal`) and calibrate it, pixels in order of increasing
-    Raman shift.
+    """Acquire one spectrum (:func:`acquire_signal`) and calibrate it, pixels by increasing Raman shift.
 
     Parameters
     ----------

@@ -97,7 +97,8 @@ def _zip(entries: dict, index: int = -1, member: bytes = b"") -> bytes:
 
 class Obp:
     def __init__(self):
-        from firmware_bridge import errors, obp
+        from firmware_bridge import errors
+        from firmware_bridge.protocols.obp import codec as obp
         self.obp, self.refused = obp, (errors.ShortFrameError, errors.FramingError)
 
     def seeds(self) -> list[bytes]:
@@ -124,7 +125,8 @@ class Tcd1304:
     def __init__(self):
         import numpy as np
 
-        from firmware_bridge import errors, tcd1304
+        from firmware_bridge import errors
+        from firmware_bridge.protocols.tcd1304 import codec as tcd1304
         self.np, self.tcd, self.refused = np, tcd1304, (errors.ShortFrameError, errors.FramingError)
 
     def seeds(self) -> list[bytes]:
@@ -145,7 +147,8 @@ class Microspec:
     def __init__(self):
         import numpy as np
 
-        from firmware_bridge import errors, microspec
+        from firmware_bridge import errors
+        from firmware_bridge.protocols.microspec import codec as microspec
         self.np, self.ms, self.refused = np, microspec, (errors.DeviceError, errors.FramingError)
 
     def seeds(self) -> list[bytes]:
@@ -221,8 +224,11 @@ class Readers:
         import numpy as np
 
         from device.errors import SpectrumFileError
-        from device.inference.readers import parse_two_columns, read_spectra
-        self.read, self.parse, self.refused = read_spectra, parse_two_columns, SpectrumFileError
+        from device.inference.readers import read_spectra
+        from firmware_bridge import errors
+        from firmware_bridge.spectrum_files import parse_two_columns
+        self.read, self.parse, self.refused = read_spectra, parse_two_columns, (SpectrumFileError,
+                                                                                errors.SpectrumFileError)
         self._tmp = tempfile.TemporaryDirectory(prefix="fuzz-readers-")
         self.dir = Path(self._tmp.name)
         self.entries = {}

@@ -2,9 +2,10 @@
 import pytest
 
 from device.service.config import ConfigError, parse_config
-from firmware_bridge.drivers import DRIVERS, STANDARD_BAUD_RATES
 from firmware_bridge.errors import SettingError
-from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
+from firmware_bridge.protocols import STANDARD_BAUD_RATES
+from firmware_bridge.protocols.obp.codec import BAUD_RATES as OBP_BAUD_RATES
+from firmware_bridge.registry import PROTOCOLS
 
 
 def config(protocol, baud):
@@ -22,15 +23,16 @@ directory = "/tmp/raman-edge"
 """
 
 
-@pytest.mark.parametrize("protocol", sorted(DRIVERS))
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 def test_drivers_take_only_their_protocols_rates(protocol):
-    rates = DRIVERS[protocol].BAUD_RATES
+    rates = PROTOCOLS[protocol].baud_rates
+    driver = PROTOCOLS[protocol].driver()
     assert rates == (OBP_BAUD_RATES if protocol == "obp" else STANDARD_BAUD_RATES)
     for baud in (-5, 0, 1, 115201, 10 ** 30, float("nan"), True):
         with pytest.raises(SettingError, match=f"not one the {protocol} protocol uses: choose one of 9600"):
-            DRIVERS[protocol]("sim://x", baud=baud)
+            driver("sim://x", baud=baud)
     for baud in rates:
-        assert DRIVERS[protocol]("sim://x", baud=baud).baud == baud  # nothing is opened until open()
+        assert driver("sim://x", baud=baud).baud == baud  # nothing is opened until open()
 
 
 def test_configuration_refuses_a_rate_the_obp_protocol_lacks():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift, wavelengths
-from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, tcd1304_instrument
+from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS, tcd1304_instrument
 from firmware_bridge.sim.serve import make_device
 
 BIN = Path(sys.executable).parent

@@ -4,8 +4,10 @@ import hashlib
 import numpy as np
 import pytest
 
-from firmware_bridge import microspec, obp, tcd1304
 from firmware_bridge.errors import ChecksumError, DeviceError, FramingError, SettingError, ShortFrameError
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.protocols.tcd1304 import codec as tcd1304
 
 
 def hexbytes(text: str) -> bytes:

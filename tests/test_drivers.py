@@ -4,9 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from firmware_bridge import obp, tcd1304
 from firmware_bridge.calibration import raman_shift, wavelength_of_shift
-from firmware_bridge.drivers import DRIVERS, MicrospecSpectrometer, OBPSpectrometer, TCD1304Spectrometer, open_port
 from firmware_bridge.errors import (
     BridgeError,
     DeviceError,
@@ -18,7 +16,17 @@ from firmware_bridge.errors import (
     SpectrometerTimeout,
 )
 from firmware_bridge.measure import measure
-from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, GroupGetsDevice
+from firmware_bridge.protocols.groupgets.driver import GroupGetsSpectrometer
+from firmware_bridge.protocols.groupgets.simulator import GroupGetsDevice
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.protocols.microspec.driver import MicrospecSpectrometer
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.protocols.obp.driver import OBPSpectrometer
+from firmware_bridge.protocols.tcd1304 import codec as tcd1304
+from firmware_bridge.protocols.tcd1304.driver import TCD1304Spectrometer
+from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS
+from firmware_bridge.registry import PROTOCOLS
+from firmware_bridge.spectrometer import open_port
 
 SETUP = {"obp": ({}, 785.0, 0.05, 4), "tcd1304": ({"coefficients": TCD1304_COEFFICIENTS}, 785.0, 0.02, 20),
          "microspec": ({}, 532.0, 0.02, 4), "groupgets": ({}, 532.0, GroupGetsDevice.INTEGRATION, 4)}
@@ -73,7 +81,7 @@ def within_noise(m, spec, laser, seconds, averages) -> bool:
 @pytest.mark.parametrize("protocol", sorted(SETUP))
 def test_round_trip_scene_to_raman_shift(protocol, one_sample):
     kwargs, laser, seconds, averages = SETUP[protocol]
-    with DRIVERS[protocol](f"sim://{protocol}?paced=0&seed=5&scene={one_sample}", **kwargs) as spec:
+    with PROTOCOLS[protocol].driver()(f"sim://{protocol}?paced=0&seed=5&scene={one_sample}", **kwargs) as spec:
         configure(spec, seconds, averages)
         m = measure(spec, laser)
         assert np.all(np.diff(m.shift) > 0) and m.meta["laser_nm"] == laser
@@ -91,7 +99,7 @@ def test_round_trip_scene_to_raman_shift(protocol, one_sample):
 def test_faults_give_errors_never_wrong_spectra(protocol, one_sample):
     kwargs, laser, seconds, averages = SETUP[protocol]
     outcomes = {}
-    spec = DRIVERS[protocol](f"sim://{protocol}?paced=0&seed=11&faults=0.05&scene={one_sample}", **kwargs)
+    spec = PROTOCOLS[protocol].driver()(f"sim://{protocol}?paced=0&seed=11&faults=0.05&scene={one_sample}", **kwargs)
     spec.timeout_margin = 0.1  # the simulator answers at once: stalls need not be waited out long
     try:  # opened in the loop, as the service does, retrying on errors
         for _ in range(60):
@@ -209,7 +217,6 @@ def test_microspec_errors_are_device_errors():
     with MicrospecSpectrometer("sim://microspec?paced=0") as spec:
         spec.port.write(b"SPEC.INTEG\n")
         with pytest.raises(DeviceError, match="requires 1 argument"):
-            from firmware_bridge import microspec
 
             microspec.parse_spectrum(spec._readline(1.0, "reply"))
         spec.set_integration_time(0.01)
@@ -224,7 +231,6 @@ def test_microspec_errors_are_device_errors():
 def test_groupgets_stream_and_measurement_as_device_spectrum(shipped_bundle):
     from device.inference.classifier import Classifier
     from device.inference.spectrum import Spectrum
-    from firmware_bridge.drivers import GroupGetsSpectrometer
 
     with GroupGetsSpectrometer("sim://groupgets?paced=0") as spec:
         with pytest.raises(SettingError, match="fixed integration time"):

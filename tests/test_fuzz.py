@@ -24,16 +24,21 @@ from hypothesis.extra import numpy as hnp
 
 from device.errors import BundleError, SpectrumFileError
 from device.inference import bundle as bundle_module
-from device.inference import readers
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
 from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, to_arrays
-from device.inference.readers import parse_two_columns, read_spectra
+from device.inference.readers import read_spectra
 from device.inference.spectrum import Spectrum
-from device.service.config import PROTOCOLS, Config, ConfigError, parse_config
+from device.service.config import Config, ConfigError, parse_config
 from device.service.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
-from firmware_bridge import microspec, obp, tcd1304
+from firmware_bridge import errors as bridge_errors
+from firmware_bridge import spectrum_files
 from firmware_bridge.errors import DeviceError, FramingError, ShortFrameError
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.protocols.tcd1304 import codec as tcd1304
+from firmware_bridge.registry import PROTOCOLS
+from firmware_bridge.spectrum_files import parse_two_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "sers-pesticides"
@@ -358,7 +363,7 @@ SUFFIXES = [".csv", ".CSV", ".txt", ".dat", ".npz"]
 def test_parse_two_columns_random_bytes(data):
     try:
         x, y = parse_two_columns(data, "fuzz.csv")
-    except SpectrumFileError:
+    except bridge_errors.SpectrumFileError:
         return
     assert x.dtype == y.dtype == np.float64 and x.shape == y.shape and x.ndim == 1 and x.size >= 1
 
@@ -444,7 +449,7 @@ def test_npz_regressions(tmp_path, arrays, words):
 
 
 def test_npz_that_unpacks_too_large_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "MAX_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(spectrum_files, "MAX_FILE_BYTES", 1 << 20)
     path = tmp_path / "bomb.npz"
     path.write_bytes(_zip_npz({"X": np.zeros(1 << 18), "wavenumber": np.arange(1 << 18, dtype=float)}))
     assert path.stat().st_size < 1 << 20
@@ -460,8 +465,8 @@ def test_npz_entry_without_npy_header_is_refused(tmp_path):  # AttributeError be
 
 
 def test_text_larger_than_its_limit_is_refused():
-    with pytest.raises(SpectrumFileError, match="too large for a text spectrum"):
-        parse_two_columns(b"1 2\n" * (readers.MAX_TEXT_BYTES // 4 + 1), "big.csv")
+    with pytest.raises(bridge_errors.SpectrumFileError, match="too large for a text spectrum"):
+        parse_two_columns(b"1 2\n" * (spectrum_files.MAX_TEXT_BYTES // 4 + 1), "big.csv")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -528,7 +533,7 @@ def test_config_mutated_bytes(ops):
 
 
 @fuzz_settings(100)
-@given(st.sampled_from(PROTOCOLS), st.floats(200, 1100), st.integers(1, 5000),
+@given(st.sampled_from(tuple(PROTOCOLS)), st.floats(200, 1100), st.integers(1, 5000),
        st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=7), st.sampled_from([None, 0, 17, 27]))
 def test_config_valid_round_trip(protocol, laser, averages, coefficients, button):
     tcd = protocol == "tcd1304"

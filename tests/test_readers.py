@@ -1,10 +1,13 @@
+"""Spectrum files: the shared reader of firmware_bridge.spectrum_files and the device's spectra of it."""
 import codecs
 
 import numpy as np
 import pytest
 
 from device.errors import SpectrumFileError
-from device.inference.readers import parse_two_columns, read_spectra
+from device.inference.readers import read_spectra
+from firmware_bridge import errors as bridge_errors
+from firmware_bridge.spectrum_files import parse_two_columns
 
 
 def test_reads_real_instrument_csv(raw_files):
@@ -41,7 +44,7 @@ def test_text_variants(text):
     ("500,1\x00\n", "binary data"),
 ])
 def test_text_errors_name_the_problem(text, words):
-    with pytest.raises(SpectrumFileError, match=words):
+    with pytest.raises(bridge_errors.SpectrumFileError, match=words):
         parse_two_columns(text.encode("latin-1"), "f.csv")
 
 
@@ -105,9 +108,10 @@ def test_unicode_text_with_a_byte_order_mark(data):
 
 def test_utf16_without_a_byte_order_mark_names_the_encoding():
     for data in (TWO_COLUMNS.encode("utf-16-le"), TWO_COLUMNS.encode("utf-16-be")):
-        with pytest.raises(SpectrumFileError, match="UTF-16 text without a byte-order mark; save it as UTF-8"):
+        with pytest.raises(bridge_errors.SpectrumFileError,
+                           match="UTF-16 text without a byte-order mark; save it as UTF-8"):
             parse_two_columns(data, "u.csv")
-    with pytest.raises(SpectrumFileError, match="binary data"):  # other NULs are still binary data
+    with pytest.raises(bridge_errors.SpectrumFileError, match="binary data"):  # other NULs are still binary data
         parse_two_columns(b"500,1\x00\x01\x02\n501,2\n", "b.csv")
 
 

@@ -137,7 +137,7 @@ def test_self_test_failure_names_the_fix(tmp_path, shipped_bundle):
 
 def sts_shift_range(laser_nm):
     """The simulated STS unit's Raman-shift range: its polynomial over its 1024 pixels, for a laser line."""
-    from firmware_bridge.sim.devices import STS_COEFFICIENTS
+    from firmware_bridge.protocols.obp.simulator import STS_COEFFICIENTS
 
     nm = np.polynomial.polynomial.polyval(np.arange(1024), STS_COEFFICIENTS)
     shift = 1e7 / laser_nm - 1e7 / nm

@@ -26,21 +26,24 @@ from pathlib import Path
 from device.inference.bundle import load_bundle
 from device.service.config import parse_config
 from device.service.measurement import Service
+from firmware_bridge import registry
 
-#: protocol: (laser nm, extra configuration, verdicts checkable). The C12880MA's ~15 nm resolution cannot
-#: resolve Raman bands: its verdicts vary between clean measurements of one sample, so only the loop is checked.
-PROTOCOLS = {"obp": ("785.0", "", True), "tcd1304": ("785.0", "coefficients = [772.5, 0.086, -2.1e-6]\n", True),
-             "microspec": ("532.0", "", False)}
+#: protocol: (its configuration beyond port and laser line, verdicts checkable). The C12880MA's ~15 nm
+#: resolution cannot resolve Raman bands: its verdicts vary between clean measurements of one sample, so only
+#: the loop is checked. The laser line is the simulator's (the registry's ``simulated_laser_nm``).
+PROTOCOLS = {"obp": ("integration_s = 0.05\n", True),
+             "tcd1304": ("integration_s = 0.05\ncoefficients = [772.5, 0.086, -2.1e-6]\n", True),
+             "microspec": ("", False)}
 SAMPLES = 3
 #: Least reference confidence for a verdict to be checkable.
 CHECKABLE = 0.9
 
 
 def _service(protocol: str, url: str, bundle: Path, data: Path) -> Service:
-    laser, extra, _ = PROTOCOLS[protocol]
-    integration = "" if protocol == "microspec" else "integration_s = 0.05\n"
+    extra, _ = PROTOCOLS[protocol]
+    laser = registry.protocol(protocol).simulated_laser_nm
     return Service(parse_config(f'[spectrometer]\nprotocol = "{protocol}"\nport = "{url}"\nlaser_nm = {laser}\n'
-                                f'{integration}{extra}[model]\nbundle = "{bundle}"\n[data]\ndirectory = "{data}"\n'
+                                f'{extra}[model]\nbundle = "{bundle}"\n[data]\ndirectory = "{data}"\n'
                                 'reserve_mb = 0\n'))
 
 
@@ -71,7 +74,7 @@ def soak(model, protocols=tuple(PROTOCOLS), acquisitions: int = 300, fault_rate:
                 ref_svc = _service(protocol, base, bundle.path, Path(tmp) / f"ref-{protocol}-{k}")
                 ref = ref_svc.measure("reference")
                 ref_svc.close()
-                checkable = PROTOCOLS[protocol][2] and ref.get("ok") and (ref["confidence"] or 0) >= CHECKABLE
+                checkable = PROTOCOLS[protocol][1] and ref.get("ok") and (ref["confidence"] or 0) >= CHECKABLE
                 svc = _service(protocol, f"{base}&faults={fault_rate}", bundle.path, Path(tmp) / f"{protocol}-{k}")
                 lines, reported, failed_before = {}, {}, False
                 n = acquisitions // len(picks) + (k < acquisitions % len(picks))

@@ -3,7 +3,7 @@
 Example::
 
     [spectrometer]
-    protocol = "obp"              # obp | tcd1304 | microspec | groupgets
+    protocol = "obp"              # obp | tcd1304 | microspec | groupgets (firmware_bridge.registry)
     port = "/dev/raman-spectrometer"
     laser_nm = 785.03             # the measured laser line
     integration_s = 0.1
@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.errors import RamanEdgeError
-from firmware_bridge.drivers import STANDARD_BAUD_RATES
-from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
+from firmware_bridge.protocols import STANDARD_BAUD_RATES
+from firmware_bridge.registry import PROTOCOLS, firmware_generations
 
-PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
 BACKENDS = ("numpy", "tflite")
 
 
@@ -62,7 +61,7 @@ class SpectrometerConfig:
     """The ``[spectrometer]`` section: protocol, serial port and baud, laser line (nm), integration (s).
 
     ``coefficients`` is the wavelength polynomial c0, c1, ... (nm) of a device that stores none;
-    ``firmware`` the TCD1304 firmware generation.
+    ``firmware`` the firmware generation, for a protocol that has generations (:mod:`firmware_bridge.registry`).
     """
 
     protocol: str
@@ -73,7 +72,7 @@ class SpectrometerConfig:
     dark_frame: bool = True
     baud: int | None = None
     coefficients: tuple | None = None
-    firmware: str = "2019"
+    firmware: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,8 @@ _SCHEMA = {
         "baud": (int, False, lambda v: v in STANDARD_BAUD_RATES, "must be a standard rate (9600 ... 921600)"),
         "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
                          "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
-        "firmware": (str, False, lambda v: v in ("2017", "2019"), 'must be "2017" or "2019"'),
+        "firmware": (str, False, lambda v: v in firmware_generations(),
+                     "must be " + " or ".join(f'"{g}"' for g in firmware_generations())),
     },
     "model": {
         "bundle": (str, True, _name, "must name the model bundle's directory"),
@@ -169,6 +169,26 @@ _SCHEMA = {
 
 def _type_name(t) -> str:
     return {str: "text", int: "a whole number", bool: "true or false", list: "a list"}.get(t, "a number")
+
+
+def _protocol_problems(protocol, spec: dict) -> list[str]:
+    """Settings of ``spec`` (the checked ``[spectrometer]`` keys) that ``protocol``'s devices do not take."""
+    problems = []
+    if protocol.stores_calibration and "coefficients" in spec:
+        problems.append(f"spectrometer.coefficients: {protocol.device} stores its own wavelength polynomial; "
+                        "remove it")
+    if protocol.needs_calibration and "coefficients" not in spec:
+        problems.append(f"spectrometer.coefficients: {protocol.device} stores no calibration; give the polynomial "
+                        "from 'raman-bridge calibrate'")
+    if protocol.fixed_integration and "integration_s" in spec:
+        problems.append(f"spectrometer.integration_s: {protocol.device}'s integration time is fixed; remove it")
+    if spec.get("baud", protocol.default_baud) not in protocol.baud_rates:
+        problems.append(f"spectrometer.baud: {protocol.device} runs at {', '.join(map(str, protocol.baud_rates))} "
+                        f"baud (got {spec['baud']})")
+    if "firmware" in spec and spec["firmware"] not in protocol.firmware_generations:
+        having = [p.device for p in PROTOCOLS.values() if spec["firmware"] in p.firmware_generations]
+        problems.append(f"spectrometer.firmware: only {' and '.join(having)} has firmware generations; remove it")
+    return problems
 
 
 def parse_config(text: str, path="<config>") -> Config:
@@ -217,19 +237,8 @@ def parse_config(text: str, path="<config>") -> Config:
             else:
                 values[name] = v
     spec = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("spectrometer.")}
-    protocol = spec.get("protocol")
-    if protocol == "obp" and "coefficients" in spec:
-        problems.append("spectrometer.coefficients: an OBP device stores its own wavelength polynomial; remove it")
-    if protocol == "tcd1304" and "coefficients" not in spec and "spectrometer.protocol" in values:
-        problems.append("spectrometer.coefficients: the TCD1304 stores no calibration; give the polynomial "
-                        "from 'raman-bridge calibrate'")
-    if protocol == "groupgets" and "integration_s" in spec:
-        problems.append("spectrometer.integration_s: the GroupGets sketch's integration time is fixed; remove it")
-    if protocol == "obp" and spec.get("baud", OBP_BAUD_RATES[0]) not in OBP_BAUD_RATES:
-        problems.append(f"spectrometer.baud: an OBP device runs at {', '.join(map(str, OBP_BAUD_RATES))} baud "
-                        f"(got {spec['baud']})")
-    if "firmware" in spec and protocol != "tcd1304":
-        problems.append("spectrometer.firmware: only the TCD1304 has firmware generations; remove it")
+    if "protocol" in spec:
+        problems += _protocol_problems(PROTOCOLS[spec["protocol"]], spec)
     if problems:
         raise ConfigError(path, problems)
     if "coefficients" in spec:

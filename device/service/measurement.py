@@ -29,9 +29,9 @@ from device.inference.spectrum import Spectrum
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
-from firmware_bridge.drivers import DRIVERS
 from firmware_bridge.errors import BridgeError, LaserError
 from firmware_bridge.measure import measure, switch_off
+from firmware_bridge.registry import make_driver
 
 RECORD_FILE = "record.db"
 #: What to do about a bundle that fails its self-test.
@@ -165,14 +165,7 @@ class Service:
         """The open driver, opened on first use; raises BridgeError while it is missing."""
         if self._spectrometer is None:
             s = self.config.spectrometer
-            kwargs = {}
-            if s.coefficients is not None:
-                kwargs["coefficients"] = s.coefficients
-            if s.baud is not None:
-                kwargs["baud"] = s.baud
-            if s.protocol == "tcd1304":
-                kwargs["firmware"] = s.firmware
-            driver = DRIVERS[s.protocol](s.port, **kwargs)
+            driver = make_driver(s.protocol, s.port, s.baud, s.coefficients, s.firmware)
             try:
                 driver.open()
                 if driver.has_laser:

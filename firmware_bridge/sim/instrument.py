@@ -7,6 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration import raman_shift, wavelengths
+from ..errors import SpectrumFileError
+from ..spectrum_files import read_spectrum_file
+
+#: Files a folder given as a scene contributes.
+SCENE_SUFFIXES = (".csv", ".txt", ".npz")
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,7 @@ class Instrument:
 class Scene:
     """Raman spectra of the samples a simulated spectrometer looks at, one sample at a time.
 
-    Built from an ``.npz`` with ``X`` (n, N) and ``wavenumber`` (N,), or from two-column text files
-    (Raman shift, intensity; comma or white space; ``#`` comments), or from arrays. Each spectrum is
+    Built from arrays, or from spectrum files (:meth:`from_path`). Each spectrum is
     scaled to a peak of 1 (units differ between sources); an instrument's gain sets the counts.
     """
 
@@ -107,19 +111,27 @@ class Scene:
 
     @classmethod
     def from_path(cls, path) -> "Scene":
+        """The spectra of a spectrum file, or of every ``.csv``, ``.txt`` and ``.npz`` file under a folder (sorted).
+
+        Files are read by :func:`~firmware_bridge.spectrum_files.read_spectrum_file`; a sample is named by
+        its file, and ``NAME[i]`` for the rows of an ``.npz``.
+
+        Raises
+        ------
+        SpectrumFileError
+            A file cannot be read, or a folder holds no spectrum file.
+        """
         path = Path(path)
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                X, wn = np.atleast_2d(z["X"]), z["wavenumber"]
-            return cls([(wn, x) for x in X], [f"{path.name}[{i}]" for i in range(len(X))])
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".txt")) \
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES) \
             if path.is_dir() else [path]
-        spectra = []
+        if not files:
+            raise SpectrumFileError(f"{path}: holds no spectrum file ({', '.join(SCENE_SUFFIXES)})")
+        spectra, names = [], []
         for f in files:
-            text = [ln for ln in f.read_text().splitlines() if ln.strip() and ln[0] in "0123456789.-+"]
-            arr = np.array([[float(v) for v in ln.replace(",", " ").split()[:2]] for ln in text])
-            spectra.append((arr[:, 0], arr[:, 1]))
-        return cls(spectra, [f.name for f in files])
+            for shift, intensity, meta in read_spectrum_file(f):
+                spectra.append((shift, intensity))
+                names.append(f"{f.name}[{meta['index']}]" if "index" in meta else f.name)
+        return cls(spectra, names)
 
     def current(self) -> tuple[np.ndarray, np.ndarray, str]:
         """The spectrum (shift, intensity) of the sample in view, and its name."""

@@ -65,9 +65,11 @@ class SimulatedLine:
             self.discard_output()
 
     def gone(self) -> bool:
+        """True while the port is away (:meth:`vanish`)."""
         return time.monotonic() < self.gone_until
 
     def write(self, data: bytes) -> None:
+        """Bytes from the host: to the device, unless the port is away or the baud rates differ."""
         with self._cond:
             if self.faults is not None and self.faults.device_faults and self.faults.roll("port vanished", 0.1):
                 self.vanish(0.2 if self.paced else 0.05)
@@ -143,6 +145,7 @@ class SimulatedLine:
             self._take(1 << 30, time.monotonic())
 
     def close(self) -> None:
+        """Close the host side: waiting reads return."""
         with self._cond:
             self.closed = True
             self._cond.notify_all()

@@ -31,6 +31,7 @@ class PtyServer:
                          threading.Thread(target=self._to_host, daemon=True)]
 
     def start(self) -> "PtyServer":
+        """Start serving; returns the server."""
         for t in self._threads:
             t.start()
         return self
@@ -63,6 +64,7 @@ class PtyServer:
                     pass
 
     def stop(self) -> None:
+        """Stop serving and close the pty."""
         self._stop.set()
         self.line.close()
         for t in self._threads:

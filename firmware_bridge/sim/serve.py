@@ -3,59 +3,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from .devices import (
-    GroupGetsDevice,
-    MicrospecDevice,
-    OBPDevice,
-    TCD1304Device,
-    c12880_instrument,
-    c12880_uno_instrument,
-    sts_instrument,
-    tcd1304_instrument,
-)
+from ..registry import protocol
 from .faults import FaultInjector
 from .instrument import Scene
 from .line import SimulatedLine
 
-PROTOCOLS = ("obp", "tcd1304", "microspec", "groupgets")
-_DEFAULT_SCENE = Path(__file__).resolve().parents[2] / "models" / "sers-pesticides" / "examples"
+#: The scene shown when none is given: the twelve example spectra of the sers-pesticides model (SERS of
+#: pesticides on spinach, 500-2000 cm-1), on one Raman-shift axis; shipped with the package.
+DEFAULT_SCENE = Path(__file__).with_name("default_scene.npz")
+#: Options a ``sim://`` URL takes.
+URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults")
 
 
 def default_scene() -> Scene:
-    """The shipped example spectra if present, else a single band at 1000 cm-1 on a slope."""
-    if _DEFAULT_SCENE.is_dir():
-        return Scene.from_path(_DEFAULT_SCENE)
-    x = np.linspace(100, 3200, 3101)
-    return Scene([(x, 1000 * np.exp(-0.5 * ((x - 1000) / 6) ** 2) + 50 + 0.02 * x)], ["test band"])
+    """The scene of :data:`DEFAULT_SCENE`."""
+    return Scene.from_path(DEFAULT_SCENE)
 
 
-def make_device(protocol: str, scene: Scene | None = None, seed: int = 0, laser_nm: float | None = None,
-                firmware: str = "2019"):
-    """A simulated device of ``protocol`` (one of :data:`PROTOCOLS`) looking at ``scene``."""
-    scene = scene or default_scene()
-    if protocol == "obp":
-        return OBPDevice(sts_instrument(laser_nm or 785.0), scene, seed)
-    if protocol == "tcd1304":
-        if firmware not in ("2017", "2019"):
-            raise ValueError(f"firmware is 2017 or 2019, not {firmware!r}")
-        return TCD1304Device(tcd1304_instrument(laser_nm or 785.0), scene, seed, firmware)
-    if protocol == "microspec":
-        return MicrospecDevice(c12880_instrument(laser_nm or 532.0), scene, seed)
-    if protocol == "groupgets":
-        return GroupGetsDevice(c12880_uno_instrument(laser_nm or 532.0), scene, seed)
-    raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+def make_device(name: str, scene: Scene | None = None, seed: int = 0, laser_nm: float | None = None,
+                firmware: str | None = None):
+    """A simulated device of the registered protocol ``name`` looking at ``scene`` (default: :func:`default_scene`).
+
+    Raises
+    ------
+    ValueError
+        An unknown protocol, or a firmware generation it does not have.
+    """
+    return protocol(name).simulated_device(scene or default_scene(), seed, laser_nm, firmware)
 
 
-def make_line(protocol: str, options: dict) -> SimulatedLine:
-    """A line to a new simulated device, from ``sim://`` URL options."""
-    unknown = set(options) - {"seed", "paced", "scene", "laser", "firmware", "faults"}
+def make_line(name: str, options: dict) -> SimulatedLine:
+    """A line to a new simulated device of protocol ``name``, from ``sim://`` URL options (:data:`URL_OPTIONS`)."""
+    unknown = set(options) - set(URL_OPTIONS)
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)}")
     scene = Scene.from_path(options["scene"]) if "scene" in options else None
-    device = make_device(protocol, scene, int(options.get("seed", 0)),
-                         float(options["laser"]) if "laser" in options else None, options.get("firmware", "2019"))
+    device = make_device(name, scene, int(options.get("seed", 0)),
+                         float(options["laser"]) if "laser" in options else None, options.get("firmware"))
     faults = FaultInjector(float(options["faults"]), int(options.get("seed", 0)) + 1) if "faults" in options else None
     return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"), faults=faults)
-

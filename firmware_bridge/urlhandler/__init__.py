@@ -7,8 +7,9 @@ import serial
 
 
 def register() -> None:
-    """Make ``serial.serial_for_url`` understand ``sim://`` (pyserial looks for ``protocol_sim`` in the
-    packages of ``serial.protocol_handler_packages``).
+    """Make ``serial.serial_for_url`` understand ``sim://``.
+
+    pyserial looks for ``protocol_sim`` in the packages of ``serial.protocol_handler_packages``.
     """
     if __name__ not in serial.protocol_handler_packages:
         serial.protocol_handler_packages.append(__name__)

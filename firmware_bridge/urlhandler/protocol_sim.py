@@ -1,23 +1,28 @@
-"""``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=2017|2019&faults=RATE]``: a simulated spectrometer."""
+"""A simulated spectrometer as a pyserial port.
+
+URL: ``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=GENERATION&faults=RATE]``.
+"""
 from __future__ import annotations
 
 import urllib.parse
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
+from ..protocols import STANDARD_BAUD_RATES
 from ..sim.serve import make_line
 
 
 class Serial(SerialBase):
     """A pyserial port whose other end is a simulated device (see :mod:`firmware_bridge.sim`)."""
 
-    BAUDRATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+    BAUDRATES = STANDARD_BAUD_RATES
 
     def __init__(self, *args, **kwargs):
         self.line = None
         super().__init__(*args, **kwargs)
 
     def open(self):
+        """Open a line to a new simulated device, or to the same one again."""
         if self.is_open:
             raise SerialException("port is already open")
         parts = urllib.parse.urlsplit(self.port)
@@ -37,6 +42,7 @@ class Serial(SerialBase):
         self._reconfigure_port()
 
     def close(self):
+        """Close the port; the simulated device stays for a reopening."""
         if self.line is not None:
             self.line.close()
         self.is_open = False
@@ -47,24 +53,29 @@ class Serial(SerialBase):
 
     @property
     def in_waiting(self):
+        """Bytes readable now."""
         self._check()
         return self.line.waiting()
 
     def read(self, size=1):
+        """Up to ``size`` bytes within the port's timeout."""
         self._check()
         return self.line.read(size, self._timeout)
 
     def write(self, data):
+        """Send ``data`` to the simulated device."""
         self._check()
         self.line.write(bytes(data))
         self._check()
         return len(data)
 
     def reset_input_buffer(self):
+        """Discard what the host could read now."""
         self._check()
         self.line.drain()
 
     def reset_output_buffer(self):
+        """Nothing is buffered on the way out: only check the port."""
         self._check()
 
     def _check(self):

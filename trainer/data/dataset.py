@@ -25,10 +25,11 @@ import numpy as np
 
 from device.errors import RamanEdgeError, SpectrumError
 from device.inference.quality import is_flat
-from device.inference.readers import is_number, read_spectra
+from device.inference.readers import read_spectra
 from device.inference.resample import ResamplerCache
 from device.inference.spectrum import Axis
 from device.inference.validation import check_spectrum
+from firmware_bridge.spectrum_files import is_number
 
 #: Raman shift (cm-1) below which a default axis draws a warning: the laser line and filter edge lie there.
 LOW_SHIFT = 100.0

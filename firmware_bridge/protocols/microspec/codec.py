@@ -1,14 +1,14 @@
-"""Hamamatsu C12880MA Arduino sketches: the microspec command set and the GroupGets CSV stream.
+r"""Hamamatsu C12880MA Arduino sketches: the microspec command set and the GroupGets CSV stream.
 
-microspec: ``SPEC.INTEG <seconds>\\n`` (silent on success), ``SPEC.READ?\\n`` answered by 288
-comma-separated integers and ``\\n``; errors are lines starting with ``###``. GroupGets: a free-running
-stream of lines ``v0,v1,...,v287,\\n`` (note the trailing comma).
+microspec: ``SPEC.INTEG <seconds>\n`` (silent on success), ``SPEC.READ?\n`` answered by 288
+comma-separated integers and ``\n``; errors are lines starting with ``###``. GroupGets: a free-running
+stream of lines ``v0,v1,...,v287,\n`` (note the trailing comma).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import DeviceError, FramingError
+from ...errors import DeviceError, FramingError
 
 CHANNELS = 288
 MAX_LINE = 4096  # 288 values of up to 5 digits and commas fit well within this
@@ -18,7 +18,7 @@ EXAMPLE_COEFFICIENTS = (3.120790493e02, 2.681652834e00, -8.061777879e-04, -1.052
 
 
 def command(name: str, *args) -> bytes:
-    """A command line, e.g. ``command("SPEC.INTEG", 0.01) == b"SPEC.INTEG 0.01\\n"``."""
+    r"""A command line, e.g. ``command("SPEC.INTEG", 0.01) == b"SPEC.INTEG 0.01\n"``."""
     return (" ".join([name, *(f"{a:g}" if isinstance(a, float) else str(a) for a in args)]) + "\n").encode("ascii")
 
 

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from .errors import FramingError, SettingError, ShortFrameError
+from ...errors import FramingError, SettingError, ShortFrameError
 
 FM_HZ = 2_000_000
 ELEMENTS = 3694
@@ -95,8 +95,10 @@ def encode_frame(values: np.ndarray) -> bytes:
 
 
 def latency(sh: int, icg: int, averages: int, baud: int, fm_hz: int = FM_HZ) -> float:
-    """Seconds from a one-shot command to the last byte of its frame: flush (~30 ms), two ICG
-    periods to re-arm, one readout per exposure, and the transfer at 10 bits per byte.
+    """Seconds from a one-shot command to the last byte of its frame.
+
+    The flush (~30 ms), two ICG periods to re-arm, one readout per exposure, and the transfer at 10
+    bits per byte.
     """
     t_icg = icg / fm_hz
     return 0.030 + 2 * t_icg + averages * t_icg + FRAME_BYTES * 10 / baud

@@ -12,7 +12,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from .errors import ChecksumError, FramingError, ShortFrameError
+from ...errors import ChecksumError, FramingError, ShortFrameError
 
 START = b"\xc1\xc0"
 FOOTER = b"\xc5\xc4\xc3\xc2"
@@ -93,6 +93,7 @@ class Message:
 
     @property
     def is_nack(self) -> bool:
+        """The device refused the message (NACK or exception flag)."""
         return bool(self.flags & (FLAG_NACK | FLAG_EXCEPTION))
 
 

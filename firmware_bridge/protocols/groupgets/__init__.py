@@ -1,0 +1,9 @@
+"""Hamamatsu C12880MA on the GroupGets example sketch: a free-running stream of CSV lines, no commands.
+
+Its lines are those of the microspec codec with a trailing comma (:mod:`..microspec.codec`).
+"""
+from .. import Protocol
+
+PROTOCOL = Protocol(
+    name="groupgets", package=__name__, device="the GroupGets sketch", description="the C12880MA GroupGets sketch",
+    simulated_laser_nm=532.0, fixed_integration=True)

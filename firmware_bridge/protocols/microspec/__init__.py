@@ -1,0 +1,6 @@
+"""Hamamatsu C12880MA on the open-eio microspec sketch: text commands over USB serial."""
+from .. import Protocol
+
+PROTOCOL = Protocol(
+    name="microspec", package=__name__, device="the microspec sketch", description="the C12880MA microspec sketch",
+    simulated_laser_nm=532.0)

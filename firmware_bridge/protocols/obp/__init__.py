@@ -1,0 +1,8 @@
+"""Ocean STS-class spectrometers over RS-232 with the Ocean Binary Protocol (OBP)."""
+from .. import Protocol
+from .codec import BAUD_RATES
+
+PROTOCOL = Protocol(
+    name="obp", package=__name__, device="an OBP device", description="Ocean Binary Protocol (STS, Spark)",
+    simulated_laser_nm=785.0, baud_rates=BAUD_RATES, stores_calibration=True,
+    has_laser=True)  # the lamp-enable line gates the laser driver

@@ -1,0 +1,7 @@
+"""Esben Rossel's TCD1304 linear-CCD firmware (Nucleo UART, or the F103 native-USB build)."""
+from .. import Protocol
+from .codec import ONE_SHOT
+
+PROTOCOL = Protocol(
+    name="tcd1304", package=__name__, device="the TCD1304", description="Rossel's TCD1304 firmware",
+    simulated_laser_nm=785.0, needs_calibration=True, firmware_generations=tuple(sorted(ONE_SHOT)))

@@ -1,0 +1,46 @@
+"""The base of every simulated device: an instrument looking at a scene, behind a simulated line.
+
+Each protocol's byte-level state machine, as its firmware behaves, is in its package's ``simulator``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .instrument import Instrument, Scene
+
+
+class SimulatedDevice:
+    """Base: an instrument looking at a scene, talking through a :class:`~.line.SimulatedLine`."""
+
+    baud = 115200
+    #: False for native USB-CDC devices, where the host's baud setting does not matter.
+    baud_sensitive = True
+
+    def __init__(self, instrument: Instrument, scene: Scene, seed: int = 0):
+        self.instrument = instrument
+        self.scene = scene
+        self.rng = np.random.default_rng(seed)
+        self.line = None
+        self.laser_on = True
+
+    def attach(self, line) -> None:
+        """Connect the device to its line."""
+        self.line = line
+
+    def receive(self, data: bytes, now: float) -> None:
+        """Bytes from the host."""
+        raise NotImplementedError
+
+    def poll(self, now: float) -> None:
+        """Time passes: free-running devices emit here."""
+
+    def next_event(self) -> float | None:
+        """When :meth:`poll` next has something to do (None: nothing scheduled)."""
+        return None
+
+    def exposure(self, seconds: float, averages: int) -> np.ndarray:
+        """Mean counts of ``averages`` exposures of the sample in view (floats); dark with the laser off."""
+        shift, intensity, _ = self.scene.current()
+        if not self.laser_on:
+            intensity = np.zeros_like(intensity)
+        return np.mean([self.instrument.render(shift, intensity, seconds, self.rng) for _ in range(averages)], axis=0)
