@@ -1,4 +1,4 @@
-# raman-edge: the two commands of the README, plus the benchmark and the shipped-model recipes.
+# raman-edge: the two commands of the README, the documentation site, plus the benchmark and the shipped-model recipes.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= bookworm-aarch64
 
-.PHONY: demo test bench bench-protocol bench-service bench-compare bench-models models bundle clean
+.PHONY: demo test docs bench bench-protocol bench-service bench-compare bench-models models bundle clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(VENV)/.installed-device
 # The full test suite (device, trainer with TensorFlow, TFLite parity).
 test: $(VENV)/.installed-device,train,test
 	$(PY) -m pytest -q
+
+# The documentation site (docs/, mkdocs.yml) with its API reference, into site/; broken links and anchors fail it.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # Latency, throughput, cold start, memory and FLOP of the shipped model.
 bench: $(VENV)/.installed-device,train,test
@@ -58,4 +62,4 @@ bundle: $(VENV)/.installed-device
 	$(PY) deploy/build_bundle.py --target $(TARGET)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site *.egg-info .pytest_cache

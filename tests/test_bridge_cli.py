@@ -70,7 +70,10 @@ def test_clear_errors_for_missing_port_and_wrong_settings(simulator):
 
 
 def test_groupgets_needs_no_integration_time_and_refuses_one(simulator, tmp_path):
-    """The GroupGets sketch fixes its integration time: the commands work without one, as the README shows."""
+    """The GroupGets sketch fixes its integration time.
+
+    The commands work without one, as docs/spectrometers.md shows.
+    """
     port = simulator("--protocol", "groupgets", "--instant")
     r = bridge("probe", "--protocol", "groupgets", "--port", port, "--laser", "532")
     assert r.returncode == 0, r.stderr
@@ -90,15 +93,15 @@ def test_groupgets_needs_no_integration_time_and_refuses_one(simulator, tmp_path
         assert "--integration" in errors[0]
 
 
-def readme_python(section):
-    """The Python code block of a README section (``### section``)."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    body = text.split(f"\n### {section}\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+def docs_python(page, section):
+    """The Python code block of a section (``## section``) of a documentation page."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / page).read_text()
+    body = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
     return body.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_sim_url_snippet_runs_as_written(tmp_path):
-    snippet = readme_python("Simulators")
+def test_docs_sim_url_snippet_runs_as_written(tmp_path):
+    snippet = docs_python("spectrometers.md", "Simulators")
     r = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "b'STS04211'", r.stderr
     # Without the registration line pyserial does not know the scheme: the check can fail.
@@ -179,8 +182,9 @@ def standard_scene(path, standard):
 
 
 def lamp_scene(path, laser_nm):
-    """A scene file of the :data:`LAMP_NM` lines, 1 nm wide (wider than the instrument model's sub-pixel
-    sampling), as Raman shifts from ``laser_nm``.
+    """A scene file of the :data:`LAMP_NM` lines, as Raman shifts from ``laser_nm``.
+
+    The lines are 1 nm wide, wider than the instrument model's sub-pixel sampling.
     """
     x = np.linspace(-12000, 8000, 40001)
     lam = np.array(LAMP_NM)
@@ -268,7 +272,8 @@ def test_an_existing_out_file_is_replaced_only_with_force(command, simulator, tm
     port = simulator("--protocol", "obp", "--instant")
     extra = ["--reference", "polystyrene"] if command == "calibrate" else []
     r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", *extra, "--out", out)
-    assert r.returncode == 2 and r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
+    assert r.returncode == 2
+    assert r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
     assert out.read_text() == "the user's own file\n"
     if command == "acquire":  # a spectrum of the shipped scene can always be acquired: --force replaces the file
         r = bridge(command, "--protocol", "obp", "--port", port, "--laser", "785", "--out", out, "--force")

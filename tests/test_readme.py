@@ -1,5 +1,7 @@
-"""The documentation's commands exist as written: every ``raman-*`` command line in README.md and docs/
-names a real subcommand and only options that subcommand accepts.
+"""The documentation's commands exist as written.
+
+Every ``raman-*`` command line in README.md and docs/ names a real subcommand and only options that
+subcommand accepts.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def documented_commands(text: str) -> list[tuple[int, list[str]]]:
-    """Every ``raman-*`` invocation in a Markdown text: shell blocks (continuation lines joined) and inline
-    code spans.
+    """Every ``raman-*`` invocation in a Markdown text.
+
+    Shell blocks (continuation lines joined) and inline code spans.
 
     Returns
     -------
@@ -95,7 +98,8 @@ def test_documented_commands_exist():
     ("```sh\nraman-device classify --model M --no-such-option F\n```", "has no option --no-such-option"),
     ("Run `raman-train fitt DATA --out B` first.", "has no subcommand 'fitt'"),
     ("```sh\nraman-bridge probe --protocol obp \\\n    --bogus 1\n```", "has no option --bogus"),
-    ("```sh\ncd x && raman-device info --model B --format table  # comment --ignored\n```", "info has no option --format"),
+    ("```sh\ncd x && raman-device info --model B --format table  # comment --ignored\n```",
+     "info has no option --format"),
 ])
 def test_a_wrong_command_is_caught(snippet, expected):
     found = [p for _, t in documented_commands(snippet) for p in problems(t)]
@@ -103,15 +107,18 @@ def test_a_wrong_command_is_caught(snippet, expected):
 
 
 def test_extraction_reads_blocks_spans_and_continuations():
-    text = "x `raman-device info --model B` y\n```sh\nraman-train fit D \\\n  --out B --axis 1:2:3\n```\n```python\nraman-device = 1\n```"
+    text = ("x `raman-device info --model B` y\n```sh\nraman-train fit D \\\n  --out B --axis 1:2:3\n```\n"
+            "```python\nraman-device = 1\n```")
     got = [t for _, t in documented_commands(text)]
     assert got == [["raman-device", "info", "--model", "B"],
                    ["raman-train", "fit", "D", "--out", "B", "--axis", "1:2:3"]]
 
 
 def shell_block(doc: Path, heading: str) -> list[str]:
-    """The command lines of the first shell block under a Markdown heading, continuation lines joined,
-    comment lines dropped, and optional ``[...]`` groups left out (the command as a newcomer first types it).
+    """The command lines of the first shell block under a Markdown heading.
+
+    Continuation lines joined, comment lines dropped, and optional ``[...]`` groups left out (the command
+    as a newcomer first types it).
     """
     text = doc.read_text(encoding="utf-8")
     section = text.split(f"\n{heading}\n", 1)[1]
@@ -136,13 +143,16 @@ def _first_line(proc, timeout: float) -> str:
     return proc.stdout.readline()
 
 
-def test_readme_simulator_walkthrough_runs_as_written(tmp_path):
-    """The README's simulator block, run word for word: simulate, then probe, acquire and classify on its pty."""
+def test_docs_simulator_walkthrough_runs_as_written(tmp_path):
+    """The simulator block of docs/spectrometers.md, run word for word.
+
+    Simulate, then probe, acquire and classify on its pty.
+    """
     import json
     import subprocess
     import sys
 
-    commands = shell_block(ROOT / "README.md", "### Simulators")
+    commands = shell_block(ROOT / "docs" / "spectrometers.md", "## Simulators")
     assert commands[0].startswith("raman-bridge simulate") and len(commands) >= 3, commands
     bin_ = Path(sys.executable).parent
     (tmp_path / "models").symlink_to(ROOT / "models")
