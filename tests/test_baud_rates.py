@@ -6,6 +6,8 @@ from firmware_bridge.drivers import DRIVERS, STANDARD_BAUD_RATES
 from firmware_bridge.errors import SettingError
 from firmware_bridge.obp import BAUD_RATES as OBP_BAUD_RATES
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def config(protocol, baud):
     return f"""

@@ -7,6 +7,8 @@ import pytest
 from firmware_bridge import microspec, obp, tcd1304
 from firmware_bridge.errors import ChecksumError, DeviceError, FramingError, SettingError, ShortFrameError
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def hexbytes(text: str) -> bytes:
     return bytes.fromhex(" ".join(line.split(":", 1)[1] for line in text.strip().splitlines()))

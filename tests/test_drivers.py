@@ -20,6 +20,8 @@ from firmware_bridge.errors import (
 from firmware_bridge.measure import measure
 from firmware_bridge.sim.devices import TCD1304_COEFFICIENTS, GroupGetsDevice
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 SETUP = {"obp": ({}, 785.0, 0.05, 4), "tcd1304": ({"coefficients": TCD1304_COEFFICIENTS}, 785.0, 0.02, 20),
          "microspec": ({}, 532.0, 0.02, 4), "groupgets": ({}, 532.0, GroupGetsDevice.INTEGRATION, 4)}
 

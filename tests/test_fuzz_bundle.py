@@ -20,6 +20,8 @@ from device.inference.classifier import Classifier
 from device.inference.convnet import Conv, ConvNet, MaxPool, Residual, SqueezeExcitation, to_arrays
 from device.inference.spectrum import Spectrum
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 BASE_ARRAYS = dict(np.load(SHIPPED / "model.npz", allow_pickle=False))
 BASE_CARD_BYTES = (SHIPPED / "model.json").read_bytes()
 BASE_CARD = json.loads(BASE_CARD_BYTES)
@@ -69,6 +71,7 @@ def test_shipped_bundle_passes_the_checks(workdir):
     assert _bundle_or_error(workdir) is not None
 
 
+@pytest.mark.slow
 @fuzz_settings(100)
 @given(st.one_of(st.binary(max_size=300), MUTATIONS.map(lambda ops: mutate(BASE_CARD_BYTES, ops))))
 def test_bundle_card_bytes(workdir, data):
@@ -86,6 +89,7 @@ CARD_PATHS = [("schema_version",), ("files",), ("files", "model.npz"), ("files",
               ("examples", 0, "label"), ("files", "../model.json"), ("files", "/etc/hostname"), ("files", "a" * 300)]
 
 
+@pytest.mark.slow
 @fuzz_settings(150)
 @given(st.sampled_from(CARD_PATHS), JSON_VALUES)
 def test_bundle_card_type_confusion(workdir, where, value):
@@ -98,6 +102,7 @@ def test_bundle_card_type_confusion(workdir, where, value):
     _bundle_or_error(workdir)
 
 
+@pytest.mark.slow
 @fuzz_settings(100)
 @given(MUTATIONS)
 def test_bundle_npz_bytes_resigned(workdir, ops):
@@ -140,6 +145,7 @@ def changes(keys):
 @fuzz_settings(200)
 @given(st.lists(changes([*BASE_ARRAYS, "layer2_kernel", "layer2_bias"]), min_size=1, max_size=3),
        st.integers(0, 2**32))
+@pytest.mark.slow
 @example([("axis_points", "hostile", np.array(10**9))], 0)  # an 8 GB axis was allocated before the fix
 @example([("schema_version", "hostile", np.array(np.inf))], 0)  # OverflowError before the fix
 def test_bundle_npz_content(workdir, edits, seed):
@@ -187,6 +193,7 @@ SPEC_EDITS = st.tuples(
 @fuzz_settings(200)
 @given(st.integers(0, 2**32), st.lists(SPEC_EDITS, max_size=3),
        st.lists(changes(list(_conv_arrays(_small_convnet(0)))), max_size=2))
+@pytest.mark.slow
 def test_convolutional_bundle_spec_and_weights(workdir, seed, edits, array_changes):
     net = _small_convnet(seed)
     spec, _ = to_arrays(net)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from device.service.config import PROTOCOLS, Config, ConfigError, parse_config
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 DEPLOY_TOML = (ROOT / "deploy" / "raman-edge.toml").read_text()
 
 
@@ -56,6 +58,7 @@ def test_config_regressions(old, new, words):
         parse_config(DEPLOY_TOML.replace(old, new))
 
 
+@pytest.mark.slow
 @fuzz_settings(300)
 @given(st.data())
 def test_config_mutated_values(data):
@@ -68,6 +71,7 @@ def test_config_mutated_values(data):
     _config_or_error("\n".join(lines))
 
 
+@pytest.mark.slow
 @fuzz_settings(200)
 @given(MUTATIONS)
 def test_config_mutated_bytes(ops):

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fuzzing import WATCH, fuzz_settings
 from hypothesis import given
 from hypothesis import strategies as st
 
 from device.service.control import COMMANDS, MAX_LINE, LineReader, dispatch, reply
+
+pytestmark = pytest.mark.device  # needs only the device extra
 
 
 class _Service:
@@ -55,6 +58,7 @@ PIECES = st.one_of(
                      b"\t", "\u00e9".encode(), b"\xff", b"A" * 70, b"MODEL extra", b"\x1c", b"../etc/passwd"]))
 
 
+@pytest.mark.slow
 @fuzz_settings(300)
 @given(st.lists(PIECES, max_size=30), st.data())
 def test_control_port_any_bytes_any_split(pieces, data):

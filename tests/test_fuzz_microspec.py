@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from firmware_bridge import microspec
 from firmware_bridge.errors import DeviceError, FramingError
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def _microspec_parse(line: bytes, trailing_comma: bool):
     try:
@@ -24,6 +26,7 @@ COUNTS = st.lists(st.one_of(st.integers(0, 1023), st.integers(0, 2**63 - 1)),
                   min_size=microspec.CHANNELS, max_size=microspec.CHANNELS)
 
 
+@pytest.mark.slow
 @fuzz_settings(100)
 @given(COUNTS, st.booleans())
 def test_microspec_round_trip(values, trailing_comma):
@@ -37,6 +40,7 @@ LINE_BYTES = st.one_of(
     st.integers(1, 40).map(lambda digits: b",".join([b"9" * digits] * microspec.CHANNELS)))
 
 
+@pytest.mark.slow
 @fuzz_settings(300)
 @given(LINE_BYTES, st.booleans())
 @example(b",".join([b"9" * 20] * 288), False)  # OverflowError before the fix
@@ -44,6 +48,7 @@ def test_microspec_random_lines(line, trailing_comma):
     _microspec_parse(line, trailing_comma)
 
 
+@pytest.mark.slow
 @fuzz_settings(200)
 @given(COUNTS, st.booleans(), MUTATIONS)
 def test_microspec_mutated_lines(values, trailing_comma, ops):

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from firmware_bridge import obp
 from firmware_bridge.errors import FramingError, ShortFrameError
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 OBP_MESSAGES = st.builds(
     obp.Message, message_type=st.integers(0, 2**32 - 1), data=st.binary(max_size=200),
     flags=st.integers(0, 0xFFFF), error=st.integers(0, 0xFFFF),
@@ -45,6 +47,7 @@ def test_obp_random_bytes(data):
         pass
 
 
+@pytest.mark.slow
 @fuzz_settings(300)
 @given(OBP_MESSAGES, MUTATIONS)
 def test_obp_mutated_frames(msg, ops):

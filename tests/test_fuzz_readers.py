@@ -15,6 +15,8 @@ from device.inference import readers
 from device.inference.readers import parse_two_columns, read_spectra
 from device.inference.spectrum import Spectrum
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 EXAMPLE_CSV = SHIPPED / "examples" / "No_pest_present" / "Phosmet_not_spinach (145).CSV"
 
 
@@ -63,6 +65,7 @@ def test_read_spectra_mutated_files(tmp_path, kind, ops):
 @given(hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)),
        hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=6)),
        st.booleans())
+@pytest.mark.slow
 def test_read_spectra_npz_type_confusion(tmp_path, X, wavenumber, both):
     path = tmp_path / "fuzz.npz"
     path.write_bytes(npz_bytes(X=X, wavenumber=wavenumber) if both else npz_bytes(X=X))
@@ -77,6 +80,7 @@ def test_read_spectra_npz_type_confusion(tmp_path, X, wavenumber, both):
     st.lists(st.floats(-1e12, 1e12) | st.integers(0, 10**5).map(float), min_size=n, max_size=n))),
     st.sampled_from([",", ";", "\t", " "]), st.booleans(), st.sampled_from(["{!r}", "{:g}", "{:.6e}"]),
     st.booleans())
+@pytest.mark.slow
 @example(([500.0, 500.5, 501.0], [1.0, 2.0, 3.0]), ";", True, "{:g}", False)  # "500;1" then "500,5;2"
 def test_two_column_text_round_trip(columns, sep, decimal_comma, number_format, header):
     decimal_comma &= sep in ";\t"

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from firmware_bridge import tcd1304
 from firmware_bridge.errors import FramingError, ShortFrameError
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def _tcd_values(seed: int, kind: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -48,6 +50,7 @@ def test_tcd1304_random_bytes(data):
     _tcd_check(data)
 
 
+@pytest.mark.slow
 @fuzz_settings(200)
 @given(st.integers(0, 2**32), st.sampled_from(["random", "dark", "saturated"]), MUTATIONS)
 @example(0, "dark", [("insert", 7388, b"\0")])  # an extra byte was silently dropped before the fix

@@ -6,6 +6,8 @@ import pytest
 from device.errors import SpectrumFileError
 from device.inference.readers import parse_two_columns, read_spectra
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def test_reads_real_instrument_csv(raw_files):
     s = read_spectra(raw_files[0])[0]

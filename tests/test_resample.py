@@ -6,6 +6,8 @@ from device.inference.readers import read_spectra
 from device.inference.resample import Resampler, resample
 from device.inference.spectrum import Axis
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def test_matches_numpy_interp_on_real_instrument_files(raw_files):
     axis = Axis(501, 1999, 1499)

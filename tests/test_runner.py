@@ -77,6 +77,7 @@ class HeldOBPDevice(OBPDevice):
     HANDLERS = {**OBPDevice.HANDLERS, obp.GET_RAW_SPECTRUM_NOW: _held_spectrum}
 
 
+@pytest.mark.slow
 def test_service_process_end_to_end(tmp_path, shipped_bundle):
     master, slave = os.openpty()
     tty.setraw(slave)
@@ -129,12 +130,14 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
     assert [r.trigger for r in store.query(newest_first=False)] == ["control-port", "control-port"]
 
 
+@pytest.mark.slow
 def test_measure_command_without_a_service(tmp_path, shipped_bundle):
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp")
     r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 2 and "no service is listening" in r.stderr
 
 
+@pytest.mark.slow
 def test_bad_config_is_reported_before_anything_starts(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[spectrometer]\nprotocol = "nope"\n')
@@ -180,6 +183,7 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
         Device.pin_factory = None
 
 
+@pytest.mark.slow
 def test_systemd_notifications(tmp_path, shipped_bundle):
     import socket
 
@@ -208,6 +212,7 @@ def test_systemd_notifications(tmp_path, shipped_bundle):
         listener.close()
 
 
+@pytest.mark.slow
 def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bundle):
     """The service starts without its spectrometer and connects by itself once it appears."""
     from firmware_bridge.sim.serve import make_device
@@ -242,6 +247,7 @@ def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bun
     # A visible-light detector at ~15 nm resolution cannot resolve Raman bands: only the loop is checked.
     ("microspec", "", False),
 ])
+@pytest.mark.slow
 def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, protocol, extra, check_verdicts):
     from firmware_bridge.sim.instrument import Scene
     from firmware_bridge.sim.serve import make_device
@@ -275,6 +281,7 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
     assert [r.trigger for r in store.query()] == ["socket"] * 3  # raman-device measure: the local socket
 
 
+@pytest.mark.slow
 def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, shipped_bundle):
     """With a 900 nm laser line the simulated STS unit reaches only 1936 cm-1; the model needs 501-1999."""
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
@@ -301,6 +308,7 @@ def run_once(cfg, env=None):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundle):
     """deploy/raman-edge.toml configures a button, LEDs and a buzzer; a machine without GPIO says so and stops."""
     if any(Path("/dev").glob("gpiochip*")) or Path("/dev/gpiomem").exists():
@@ -331,6 +339,7 @@ def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundl
             proc.kill()
 
 
+@pytest.mark.slow
 def test_data_directory_that_cannot_be_created_is_one_error(tmp_path, shipped_bundle):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory's parent should be")
@@ -360,6 +369,7 @@ def read_only_fs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_bundle):
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "data"), str(read_only_fs / "data")))
@@ -370,6 +380,7 @@ def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_b
     assert "Read-only file system" in line and "check or replace the card" in line
 
 
+@pytest.mark.slow
 def test_control_port_that_appears_later_is_served(tmp_path, shipped_bundle):
     """A control-port adapter not plugged in at start is said once and retried; once it appears it answers."""
     link = tmp_path / "ttyCONTROL"

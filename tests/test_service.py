@@ -4,12 +4,15 @@ import shutil
 import threading
 
 import numpy as np
+import pytest
 from helpers import shipped_variant
 
 from device.service.config import parse_config
 from device.service.control import COMMANDS, LineReader, dispatch, reply
 from device.service.measurement import RECORD_FILE, Service
 from firmware_bridge.sim.instrument import Scene
+
+pytestmark = pytest.mark.device  # needs only the device extra
 
 
 def config(tmp_path, bundle, port, protocol="obp", extra="", laser_nm=785.0):
@@ -36,6 +39,7 @@ def first_sample_label(bundle) -> str:
     return {p.name: label for p, label in bundle.examples}[name]
 
 
+@pytest.mark.slow
 def test_measure_records_and_replies(tmp_path, shipped_bundle):
     svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=2"))
     assert svc.self_test == {"passed": True, "examples": 12, "reason": None}
@@ -163,6 +167,7 @@ def sts_shift_range(laser_nm):
     return shift.min(), shift.max()
 
 
+@pytest.mark.slow
 def test_a_model_axis_the_spectrometer_cannot_cover_is_refused(tmp_path, shipped_bundle):
     lo, hi = sts_shift_range(900.0)
     assert lo < 501 and 1000 < hi < 1999  # the shipped axis, 501-1999 cm-1, is not covered with this laser
@@ -183,6 +188,7 @@ def test_a_model_axis_the_spectrometer_cannot_cover_is_refused(tmp_path, shipped
     control.close()
 
 
+@pytest.mark.slow
 def test_reload_refuses_a_model_the_spectrometer_cannot_cover(tmp_path, shipped_bundle):
     installed = tmp_path / "current"
     shutil.copytree(shipped_bundle.path, installed)
@@ -202,6 +208,7 @@ def test_reload_refuses_a_model_the_spectrometer_cannot_cover(tmp_path, shipped_
     svc.close()
 
 
+@pytest.mark.slow
 def test_unknown_sample_is_reported_as_unknown_everywhere(tmp_path, shipped_bundle):
     """A single broad band is unlike every pesticide class: the reply, LAST and the record all say unknown."""
     x = np.arange(200.0, 3000.0)
@@ -224,6 +231,7 @@ def test_unknown_sample_is_reported_as_unknown_everywhere(tmp_path, shipped_bund
     known.close()
 
 
+@pytest.mark.slow
 def test_last_shows_the_time_as_history_does(tmp_path, shipped_bundle):
     import subprocess
     import sys

@@ -133,6 +133,7 @@ def fit(data, out, *options):
     return load_bundle(out), json.loads((out / "model.json").read_text())
 
 
+@pytest.mark.slow
 def test_fit_cli_end_to_end(sers_npz, tmp_path):
     rng = np.random.default_rng(0)
     idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(sers_npz["y"] == k), 40, replace=False)
@@ -167,6 +168,7 @@ def separable_spectra(rng, labels, wavenumber):
     return 200 + 0.05 * wavenumber + band + rng.normal(0, 5, (labels.size, wavenumber.size))
 
 
+@pytest.mark.slow
 def test_fit_learns_separable_classes_and_not_shuffled_labels(tmp_path):
     """Known-separable classes are learnt (cross-validated and on fresh spectra); shuffled labels stay at chance."""
     rng = np.random.default_rng(0)

@@ -13,6 +13,8 @@ from device.errors import (
 from device.inference.spectrum import Axis, Spectrum
 from device.inference.validation import check_matrix
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 X = np.linspace(500, 600, 11)
 Y = np.arange(11.0)
 
