@@ -1,3 +1,4 @@
+"""Model bundles: writing, loading, integrity checks, kinds and versions, and the shipped models' self-tests."""
 import json
 import shutil
 

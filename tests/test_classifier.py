@@ -1,3 +1,4 @@
+"""The classifier: NumPy and LiteRT backends agree, shipped examples, batches, refusals, no TensorFlow."""
 import subprocess
 import sys
 

@@ -1,3 +1,4 @@
+"""The raman-device command line: classify (JSON, table, TFLite), info, and the errors a user meets."""
 import json
 import subprocess
 import sys

@@ -1,3 +1,4 @@
+"""Spectrum files: the instrument CSV, two-column text and .npz readers, and their errors."""
 import codecs
 
 import numpy as np

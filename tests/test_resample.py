@@ -1,3 +1,4 @@
+"""Resampling onto a model axis: against np.interp, batches, no extrapolation, axis matching and its cache."""
 import numpy as np
 import pytest
 

@@ -1,3 +1,4 @@
+"""Input validation: bad spectra, axes and matrices refused with the device's own specific errors."""
 import numpy as np
 import pytest
 
