@@ -2,6 +2,7 @@
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ pytestmark = pytest.mark.device  # needs only the device extra
 
 
 def config(tmp_path, bundle, port, protocol="obp", extra="", laser_nm=785.0):
+    if port.startswith("sim://") and "scene=" not in port:  # the shipped examples, also from an installed wheel
+        port += f"&scene={Path(bundle) / 'examples'}"
     text = f"""
 [spectrometer]
 protocol = "{protocol}"
@@ -236,7 +239,6 @@ def test_last_shows_the_time_as_history_does(tmp_path, shipped_bundle):
     import subprocess
     import sys
     from datetime import datetime, timezone
-    from pathlib import Path
 
     svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0"))
     assert svc.measure("command")["ok"]
