@@ -7,6 +7,8 @@ from firmware_bridge.protocols import STANDARD_BAUD_RATES
 from firmware_bridge.protocols.obp.codec import BAUD_RATES as OBP_BAUD_RATES
 from firmware_bridge.registry import PROTOCOLS
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def config(protocol, baud):
     return f"""

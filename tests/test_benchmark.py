@@ -22,6 +22,7 @@ def test_baseline_matches_fast_path(shipped_bundle):
                                    clf.probabilities([s]), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "benchmarks").glob("bench_*.py")))
 def test_every_benchmark_imports_what_it_uses_and_answers_help(script):
     """A benchmark is run by hand, rarely: its imports must still resolve after the code it measures moves."""

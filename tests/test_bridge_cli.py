@@ -36,6 +36,7 @@ def bridge(*args):
     return subprocess.run([str(BIN / "raman-bridge"), *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_probe_each_protocol_over_a_pty(simulator):
     for protocol, extra in (("obp", []), ("tcd1304", ["--coefficients", "772.5,0.086,-2.1e-6"]),
                             ("microspec", [])):
@@ -47,6 +48,7 @@ def test_probe_each_protocol_over_a_pty(simulator):
         assert info["protocol"] == protocol and info["points"] > 200 and info["max_intensity"] > 0
 
 
+@pytest.mark.slow
 def test_acquire_writes_a_spectrum_raman_device_reads(simulator, tmp_path, shipped_bundle):
     port = simulator("--protocol", "obp")
     out = tmp_path / "s.csv"
@@ -58,6 +60,7 @@ def test_acquire_writes_a_spectrum_raman_device_reads(simulator, tmp_path, shipp
     assert json.loads(r.stdout)["label"] in shipped_bundle.class_names
 
 
+@pytest.mark.slow
 def test_clear_errors_for_missing_port_and_wrong_settings(simulator):
     r = bridge("probe", "--protocol", "obp", "--port", "/dev/ttyNOPE", "--laser", "785")
     assert r.returncode == 2 and "cannot open /dev/ttyNOPE" in r.stderr and "Traceback" not in r.stderr
@@ -69,6 +72,7 @@ def test_clear_errors_for_missing_port_and_wrong_settings(simulator):
     assert r.returncode == 2 and "below the TCD1304's minimum" in r.stderr
 
 
+@pytest.mark.slow
 def test_groupgets_needs_no_integration_time_and_refuses_one(simulator, tmp_path):
     """The GroupGets sketch fixes its integration time.
 
@@ -100,6 +104,7 @@ def docs_python(page, section):
     return body.split("```python\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_docs_sim_url_snippet_runs_as_written(tmp_path):
     snippet = docs_python("spectrometers.md", "Simulators")
     r = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, cwd=tmp_path, timeout=60)
@@ -131,6 +136,7 @@ BAD_NUMBERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("before, option, values", BAD_NUMBERS, ids=[f"{b[0]}{o}" for b, o, _ in BAD_NUMBERS])
 def test_bad_numbers_are_one_error_line(before, option, values):
     for value in values:
@@ -143,6 +149,7 @@ def test_bad_numbers_are_one_error_line(before, option, values):
         assert bridge(*before, "--baud=57600").returncode == 0
 
 
+@pytest.mark.slow
 def test_output_into_a_reader_that_stopped_is_no_error():
     """`raman-bridge probe ... | head`: a reader gone before the output comes is not an error."""
     p = subprocess.Popen([str(BIN / "raman-bridge"), "probe", *OBP], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -227,6 +234,7 @@ def scene_for(tmp_path, protocol):
     return standard_scene(tmp_path / f"{kind}.csv", kind)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", sorted(CALIBRATION))
 def test_calibrate_recovers_the_simulators_polynomial(protocol, simulator, tmp_path):
     r, out = calibrate(simulator, tmp_path, protocol, scene_for(tmp_path, protocol))
@@ -246,6 +254,7 @@ def test_calibrate_recovers_the_simulators_polynomial(protocol, simulator, tmp_p
         assert "left out, unresolved" in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", sorted(CALIBRATION))
 def test_calibrate_refuses_a_spectrum_without_the_standard(protocol, simulator, tmp_path):
     """The shipped pesticide spectra are in the beam, not the standard: no fit is written."""
@@ -255,6 +264,7 @@ def test_calibrate_refuses_a_spectrum_without_the_standard(protocol, simulator, 
     assert len(errors) == 1 and errors[0].startswith("error: ") and "is the standard in the beam" in errors[0]
 
 
+@pytest.mark.slow
 def test_calibrate_refuses_lines_the_device_cannot_resolve(simulator, tmp_path):
     """Polystyrene's bands lie closer together than the C12880MA's resolution (8 pixels, 10-20 nm)."""
     scene = standard_scene(tmp_path / "polystyrene.csv", "polystyrene")
@@ -265,6 +275,7 @@ def test_calibrate_refuses_lines_the_device_cannot_resolve(simulator, tmp_path):
     assert r.returncode == 2 and not out.exists() and "unresolved" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["acquire", "calibrate"])
 def test_an_existing_out_file_is_replaced_only_with_force(command, simulator, tmp_path):
     out = tmp_path / "mine.txt"

@@ -1,3 +1,4 @@
+"""Model bundles: writing, loading, integrity checks, kinds and versions, and the shipped models' self-tests."""
 import json
 import shutil
 
@@ -36,6 +37,7 @@ def _rehash(path):
     (path / CARD_FILE).write_text(json.dumps(card))
 
 
+@pytest.mark.slow
 def test_round_trip(good):
     b = load_bundle(good)
     assert b.class_names == ("a", "b", "c") and b.axis.points == 101 and b.input_size == 123
@@ -228,10 +230,12 @@ def test_inconsistent_kind_entries_are_refused(copy, change, message):
         load_bundle(copy)
 
 
+@pytest.mark.device
 def test_the_list_of_shipped_models_is_complete():
     assert sorted(p.parent.name for p in (ROOT / "models").glob("*/model.json")) == sorted(SHIPPED_MODELS)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("backend", ["numpy", "tflite"])
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
 def test_every_shipped_bundle_passes_its_self_test(name, backend):

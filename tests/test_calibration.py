@@ -5,6 +5,8 @@ import pytest
 from firmware_bridge.calibration import find_peaks, fit_wavelengths, wavelengths
 from firmware_bridge.errors import CalibrationError
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 PIXELS = 1024
 TRUE = (780.0, 0.3, -1.0e-5, 1.0e-9)  # nm
 

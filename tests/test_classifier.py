@@ -1,3 +1,4 @@
+"""The classifier: NumPy and LiteRT backends agree, shipped examples, batches, refusals, no TensorFlow."""
 import subprocess
 import sys
 
@@ -12,6 +13,8 @@ from device.inference.readers import read_spectra
 from device.inference.spectrum import Axis, Spectrum
 
 
+@pytest.mark.slow
+@pytest.mark.device
 def test_numpy_and_tflite_agree_on_real_spectra(shipped_bundle, sers_npz, raw_files):
     """One parity test for both backends: the shipped model on real spectra from the data set."""
     numpy_clf = Classifier(shipped_bundle, "numpy")
@@ -27,6 +30,7 @@ def test_numpy_and_tflite_agree_on_real_spectra(shipped_bundle, sers_npz, raw_fi
     np.testing.assert_allclose(numpy_clf.probabilities(spectra), tflite_clf.probabilities(spectra), atol=1e-5)
 
 
+@pytest.mark.device
 def test_shipped_examples_come_back_with_their_labels(shipped_bundle):
     clf = Classifier(shipped_bundle)
     assert shipped_bundle.examples
@@ -63,12 +67,14 @@ def test_tflite_backend_handles_changing_batch_sizes(tmp_path):
         np.testing.assert_allclose(be.probabilities(Z), ref.probabilities(Z), atol=1e-5)
 
 
+@pytest.mark.device
 def test_spectrum_not_covering_the_axis_is_refused(shipped_bundle):
     x = np.linspace(700, 1999, 900)
     with pytest.raises(AxisCoverageError, match="501-1999"):
         Classifier(shipped_bundle).classify(Spectrum(x, np.ones(900)))
 
 
+@pytest.mark.device
 def test_device_runtime_never_imports_tensorflow_or_scipy(shipped_bundle):
     code = (
         "import sys\n"

@@ -1,3 +1,4 @@
+"""The raman-device command line: classify (JSON, table, TFLite), info, and the errors a user meets."""
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ def run(tool, *args):
     return subprocess.run([str(BIN / tool), *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_classify_prints_one_json_line_per_spectrum(shipped_bundle):
     files = [p for p, _ in shipped_bundle.examples]
     r = run("raman-device", "classify", "--model", shipped_bundle.path, *files)
@@ -23,6 +25,7 @@ def test_classify_prints_one_json_line_per_spectrum(shipped_bundle):
         assert set(row["probabilities"]) == set(shipped_bundle.class_names)
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_the_rest_classified(shipped_bundle, tmp_path):
     good = shipped_bundle.examples[0][0]
     nan = tmp_path / "nan.csv"
@@ -49,6 +52,7 @@ def test_npz_input_gives_a_line_per_row(shipped_bundle, sers_npz, tmp_path):
     assert [json.loads(x)["index"] for x in r.stdout.splitlines()] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_table_format_and_tflite_backend(shipped_bundle):
     files = [p for p, _ in shipped_bundle.examples]
     r = run("raman-device", "classify", "--model", shipped_bundle.path, "--format", "table", "--backend", "tflite",
@@ -58,6 +62,7 @@ def test_table_format_and_tflite_backend(shipped_bundle):
     assert len(r.stdout.splitlines()) == 3 + len(files)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", ["absent", "corrupt"])
 def test_bad_bundle_is_a_clear_error(shipped_bundle, tmp_path, problem):
     import shutil
@@ -71,6 +76,7 @@ def test_bad_bundle_is_a_clear_error(shipped_bundle, tmp_path, problem):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_info_and_bridge_help(shipped_bundle):
     r = run("raman-device", "info", "--model", shipped_bundle.path)
     info = json.loads(r.stdout)
@@ -83,6 +89,7 @@ def test_info_and_bridge_help(shipped_bundle):
     assert "usage" in run("raman-train", "--help").stdout
 
 
+@pytest.mark.slow
 def test_info_names_a_network_kind_this_release_does_not_know(tmp_path):
     import numpy as np
     from helpers import make_bundle
@@ -116,6 +123,7 @@ def band_file(path):
     return path
 
 
+@pytest.mark.slow
 def test_unknown_spectrum_is_labelled_unknown_in_json_and_table(shipped_bundle, tmp_path):
     band = band_file(tmp_path / "band.csv")
     known, label = shipped_bundle.examples[0]
@@ -130,6 +138,7 @@ def test_unknown_spectrum_is_labelled_unknown_in_json_and_table(shipped_bundle, 
     assert row[:3] == ["band.csv", "unknown", "(nearest"] and row[-1] == "-"
 
 
+@pytest.mark.slow
 def test_table_tells_files_of_the_same_name_apart(shipped_bundle, tmp_path):
     import shutil
 

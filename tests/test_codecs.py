@@ -9,6 +9,8 @@ from firmware_bridge.protocols.microspec import codec as microspec
 from firmware_bridge.protocols.obp import codec as obp
 from firmware_bridge.protocols.tcd1304 import codec as tcd1304
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def hexbytes(text: str) -> bytes:
     return bytes.fromhex(" ".join(line.split(":", 1)[1] for line in text.strip().splitlines()))

@@ -70,6 +70,7 @@ def _run(*args):
     return r
 
 
+@pytest.mark.slow
 def test_fit_cross_validation_reports_evaluate_folds(tmp_path):
     """raman-train fit --split repeated:1x5 and evaluate --split repeated:1x5 report the same folds."""
     _run("synth", "--out", tmp_path / "syn", "--counts", "12,12,10,8", "--seed", "3")
@@ -95,6 +96,7 @@ def test_fit_cross_validation_reports_evaluate_folds(tmp_path):
     assert fitted != evaluate_folds(6)[0]  # negative control: another seed, other folds and weights
 
 
+@pytest.mark.slow
 def test_counts_of_the_training_options_must_be_positive(tmp_path):
     for command, option in (("fit", "--epochs"), ("evaluate", "--hidden"), ("compare", "--steps")):
         r = subprocess.run([str(BIN / "raman-train"), command, str(tmp_path), "--out" if command == "fit" else

@@ -5,6 +5,8 @@ import pytest
 
 from device.service.config import ConfigError, load_config, parse_config
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 GOOD = """
 [spectrometer]
 protocol = "tcd1304"

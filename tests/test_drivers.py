@@ -28,6 +28,8 @@ from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.spectrometer import open_port
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 SETUP = {"obp": ({}, 785.0, 0.05, 4), "tcd1304": ({"coefficients": TCD1304_COEFFICIENTS}, 785.0, 0.02, 20),
          "microspec": ({}, 532.0, 0.02, 4), "groupgets": ({}, 532.0, GroupGetsDevice.INTEGRATION, 4)}
 

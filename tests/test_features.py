@@ -1,8 +1,6 @@
 """Every feature against an obvious reference: SciPy, NumPy or a plain loop."""
 import numpy as np
 import pytest
-import scipy.signal
-import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -16,6 +14,9 @@ from device.inference.spectrum import Axis
 
 def reference(y: np.ndarray, axis: Axis, frac: float = DEFAULT_PROMINENCE) -> dict:
     """The 22 features of one spectrum, written the obvious way."""
+    import scipy.signal
+    import scipy.stats
+
     x = axis.values
     n = y.size
     mu = sum(y) / n
@@ -43,6 +44,7 @@ def assert_features_match(F: np.ndarray, Y: np.ndarray, axis: Axis):
             assert value == pytest.approx(ref[name], rel=1e-9, abs=1e-12), name
 
 
+@pytest.mark.device
 def test_names_and_shape(sers_sample):
     X, wn = sers_sample
     F = engineered_features(X[:3], Axis(501, 1999, 1499))
@@ -61,6 +63,7 @@ def test_every_feature_matches_reference_on_resampled_instrument_files(raw_files
     assert_features_match(engineered_features(Y, axis), Y, axis)
 
 
+@pytest.mark.device
 def test_batch_equals_one_at_a_time_and_input_untouched(sers_sample):
     X, wn = sers_sample
     axis = Axis(wn[0], wn[-1], wn.size)
@@ -71,6 +74,7 @@ def test_batch_equals_one_at_a_time_and_input_untouched(sers_sample):
     np.testing.assert_array_equal(batch, single)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("value", [0.0, 7.5, -3.0])
 def test_flat_spectrum_edge_cases(value):
     axis = Axis(500, 600, 101)
@@ -82,12 +86,14 @@ def test_flat_spectrum_edge_cases(value):
     assert np.isfinite(list(f.values())).all()
 
 
+@pytest.mark.device
 def test_zero_mean_gives_zero_cv():
     axis = Axis(0, 3, 4)
     f = dict(zip(FEATURE_NAMES, engineered_features(np.array([1.0, -1.0, 1.0, -1.0]), axis)[0]))
     assert f["mean"] == 0 and f["cv"] == 0.0 and f["std"] == 1.0
 
 
+@pytest.mark.device
 def test_fewer_than_two_peaks_gives_zero_spacing():
     axis = Axis(0, 100, 101)
     x = axis.values
@@ -110,6 +116,8 @@ def test_prominence_threshold_is_relative_to_range():
 
 
 def assert_same_peaks(Y, frac):
+    import scipy.signal
+
     flat = prominent_peaks(Y, frac * np.ptp(Y, axis=1))
     N = Y.shape[1]
     for i, y in enumerate(Y):
@@ -137,6 +145,7 @@ def test_peaks_match_scipy_on_every_real_spectrum_class(sers_npz):
     assert_same_peaks(X, 0.05)
 
 
+@pytest.mark.device
 def test_nearly_flat_spectrum_counts_as_flat():
     axis = Axis(500, 600, 101)
     y = np.full(101, 1000.0)

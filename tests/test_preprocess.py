@@ -12,8 +12,6 @@ from conftest import DATASETS
 from helpers import make_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pybaselines.whittaker import asls
-from scipy.signal import savgol_filter
 
 from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle, sha256_file
@@ -56,6 +54,8 @@ def _rel(a, b, scale) -> float:
 
 @pytest.mark.parametrize("window, order, deriv", [(11, 2, 0), (11, 2, 1), (21, 3, 2), (5, 4, 0), (31, 5, 3)])
 def test_savgol_matches_scipy_on_real_spectra(real_spectra, window, order, deriv):
+    from scipy.signal import savgol_filter
+
     for name, X, step in real_spectra:
         ref = savgol_filter(X, window, order, deriv=deriv, delta=step, mode="interp", axis=1)
         got = SavitzkyGolay.design(window, order, deriv, step).apply(X)
@@ -68,6 +68,8 @@ def test_savgol_matches_scipy_on_real_spectra(real_spectra, window, order, deriv
 
 @pytest.mark.parametrize("lam, p, max_iter", [(1e5, 0.01, 50), (1e7, 0.001, 50), (1e4, 0.05, 5)])
 def test_asls_matches_pybaselines_on_real_spectra(real_spectra, lam, p, max_iter):
+    from pybaselines.whittaker import asls
+
     for name, X, _ in real_spectra:
         fits = [asls(x, lam=lam, p=p, max_iter=max_iter, tol=1e-3) for x in X]
         ref = np.array([b for b, _ in fits])
@@ -82,6 +84,7 @@ def test_asls_matches_pybaselines_on_real_spectra(real_spectra, lam, p, max_iter
     assert len({len(params["tol_history"]) for _, params in fits}) > 1 or max_iter < 10
 
 
+@pytest.mark.device
 def test_asls_removes_a_fluorescence_background():
     x = np.linspace(0, 1, 1500)
     peaks = np.exp(-0.5 * ((x - 0.3) / 0.004) ** 2) + 0.6 * np.exp(-0.5 * ((x - 0.7) / 0.004) ** 2)
@@ -90,6 +93,7 @@ def test_asls_removes_a_fluorescence_background():
     assert np.abs(out - peaks).max() < 0.05 * peaks.max() < 0.01 * np.ptp(background)
 
 
+@pytest.mark.device
 def test_chain_parse_and_text_round_trip():
     chain = Chain.parse(CHAIN, 0.96)
     assert [type(s) for s in chain.steps] == [AsLS, SavitzkyGolay, SNV]
@@ -111,16 +115,19 @@ def test_chain_parse_and_text_round_trip():
     ("wavelet", "unknown step; choose snv"),
     (",".join(["snv"] * 9), "at most 8 steps"),
 ])
+@pytest.mark.device
 def test_chain_syntax_errors_name_the_step(text, message):
     with pytest.raises(ValueError, match=message):
         Chain.parse(text, 1.0)
 
 
+@pytest.mark.device
 def test_window_longer_than_the_axis_is_refused():
     with pytest.raises(ValueError, match="longer than the 21-point axis"):
         Chain.parse("savgol:31:2", 1.0, 21)
 
 
+@pytest.mark.device
 def test_chain_never_modifies_its_input():
     X = np.random.default_rng(0).normal(10, 1, (3, 200))
     X.setflags(write=False)
@@ -132,6 +139,9 @@ def test_chain_never_modifies_its_input():
 
 def _oracle_chain(Y: np.ndarray, step: float) -> np.ndarray:
     """``CHAIN`` computed with pybaselines and SciPy."""
+    from pybaselines.whittaker import asls
+    from scipy.signal import savgol_filter
+
     Y = Y - np.array([asls(y, lam=1e5, p=0.01, max_iter=50, tol=1e-3)[0] for y in Y])
     Y = savgol_filter(Y, 11, 2, deriv=1, delta=step, mode="interp", axis=1)
     Y = Y - Y.mean(axis=1, keepdims=True)

@@ -9,6 +9,8 @@ from device.inference.readers import read_spectra
 from firmware_bridge import errors as bridge_errors
 from firmware_bridge.spectrum_files import parse_two_columns
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def test_reads_real_instrument_csv(raw_files):
     s = read_spectra(raw_files[0])[0]

@@ -12,6 +12,8 @@ from device.inference.spectrum import Axis
 from device.service.record import ExportError, Record, RecordError, RecordStore, export
 from trainer.data.dataset import load_dataset
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 BIN = Path(sys.executable).parent
 
 

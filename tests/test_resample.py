@@ -1,3 +1,4 @@
+"""Resampling onto a model axis: against np.interp, batches, no extrapolation, axis matching and its cache."""
 import numpy as np
 import pytest
 
@@ -5,6 +6,8 @@ from device.errors import AxisCoverageError
 from device.inference.readers import read_spectra
 from device.inference.resample import Resampler, resample
 from device.inference.spectrum import Axis
+
+pytestmark = pytest.mark.device  # needs only the device extra
 
 
 def test_matches_numpy_interp_on_real_instrument_files(raw_files):

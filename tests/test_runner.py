@@ -5,6 +5,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tty
 import uuid
@@ -14,6 +15,11 @@ import pytest
 
 from device.service.config import parse_config
 from device.service.record import RecordStore
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.protocols.obp.simulator import OBPDevice, sts_instrument
+from firmware_bridge.sim.line import SimulatedLine
+from firmware_bridge.sim.pty import PtyServer
+from firmware_bridge.sim.serve import default_scene
 
 BIN = Path(sys.executable).parent
 
@@ -55,10 +61,31 @@ def read_lines(fd, n, timeout=30.0):
     return [json.loads(line) for line in data.splitlines()]
 
 
+class HeldOBPDevice(OBPDevice):
+    """The simulated STS unit, whose next spectrum, once :attr:`hold` is set, waits for :attr:`release`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hold, self.acquiring, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def _held_spectrum(self, msg, now):
+        if self.hold.is_set() and not self.acquiring.is_set():
+            self.acquiring.set()
+            self.release.wait(30)
+        OBPDevice._spectrum(self, msg, now)
+
+    HANDLERS = {**OBPDevice.HANDLERS, obp.GET_RAW_SPECTRUM_NOW: _held_spectrum}
+
+
+@pytest.mark.slow
 def test_service_process_end_to_end(tmp_path, shipped_bundle):
     master, slave = os.openpty()
     tty.setraw(slave)
-    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?seed=3", os.ttyname(slave))
+    device = HeldOBPDevice(sts_instrument(), default_scene(), seed=3)
+    server = PtyServer(SimulatedLine(device, paced=False)).start()
+    # 300 averages of 0.1 s: the driver waits 30 s for a spectrum, ample time to hold one.
+    cfg = write_config(tmp_path, shipped_bundle.path, server.path, os.ttyname(slave))
+    cfg.write_text(cfg.read_text().replace("integration_s = 0.2\naverages = 1", "integration_s = 0.1\naverages = 300"))
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -68,45 +95,55 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
         status, first = read_lines(master, 2)
         assert status["command"] == "STATUS" and status["state"] == "ready"
         assert first["command"] == "MEASURE" and first["ok"], first
-        # Two triggers at once: the control port and the local command; one of them is told busy.
+        # A trigger on the control port is held in its acquisition; the local command meanwhile is told busy.
+        device.hold.set()
         os.write(master, b"MEASURE\n")
+        assert device.acquiring.wait(30), "the service never asked for a spectrum"
         local = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
-                               text=True)
+                               text=True, timeout=60)
+        state = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg), "--command", "STATUS"],
+                               capture_output=True, text=True, timeout=60)
+        device.release.set()
         (second,) = read_lines(master, 1)
-        answers = [second, json.loads(local.stdout)]
-        assert sum(a.get("busy", False) for a in answers) == 1 and sum(a.get("ok", False) for a in answers) == 1
+        assert json.loads(local.stdout) == {"command": "MEASURE", "ok": False, "busy": True,
+                                            "error": "busy: a measurement is running"}, local.stdout
+        assert local.returncode != 0 and json.loads(state.stdout)["state"] == "measuring"
+        assert second["command"] == "MEASURE" and second["ok"], second
         os.write(master, b"LAST\nbogus\n")
         last, bogus = read_lines(master, 2)
         assert last["id"] == 2 and "unknown command" in bogus["error"]
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
-        assert "measurement 1:" in out
+        assert "measurement 1:" in out and "measurement 2:" in out
     finally:
+        device.release.set()
         if proc.poll() is None:
             proc.kill()
+        server.stop()
         os.close(master)
         os.close(slave)
     store = RecordStore(tmp_path / "data" / "record.db")
     assert store.count() == 2 and store.integrity_ok()
     assert not (tmp_path / "data" / "control.sock").exists()
-    # Each record names the line its trigger came on: the control port, or the local socket.
-    local_won = json.loads(local.stdout).get("ok", False)
-    assert [r.trigger for r in store.query(newest_first=False)] == \
-        ["control-port", "socket" if local_won else "control-port"]
+    # Each record names the line its trigger came on; the busy local trigger made none.
+    assert [r.trigger for r in store.query(newest_first=False)] == ["control-port", "control-port"]
 
 
+@pytest.mark.slow
 def test_measure_command_without_a_service(tmp_path, shipped_bundle):
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp")
     r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True, text=True)
     assert r.returncode == 2 and "no service is listening" in r.stderr
 
 
+@pytest.mark.slow
 def test_bad_config_is_reported_before_anything_starts(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[spectrometer]\nprotocol = "nope"\n')
     r = subprocess.run([str(BIN / "raman-device"), "run", "--config", str(cfg)], capture_output=True, text=True)
-    assert r.returncode == 6 and "spectrometer.protocol: must be one of" in r.stderr and "model.bundle: missing" in r.stderr
+    assert r.returncode == 6 and "spectrometer.protocol: must be one of" in r.stderr
+    assert "model.bundle: missing" in r.stderr
 
 
 def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
@@ -121,14 +158,18 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
                                         extra="button_pin = 17").read_text()
                            .replace('protocol = "obp"', 'protocol = "tcd1304"\ncoefficients = [772.5, 0.086, -2.1e-6]')
                            .replace("[data]", "[outputs]\nlaser_pin = 24\nled_ok_pin = 22\nled_alert_pin = 27\n[data]"))
-        messages = []
-        runner = Runner(cfg, log=messages.append)
+        messages, measured = [], threading.Event()
+
+        def log(message):
+            messages.append(message)
+            if message.startswith("measurement"):  # logged once the record is written and the LEDs are set
+                measured.set()
+
+        runner = Runner(cfg, log=log)
         runner._button()
         button = Device.pin_factory.pin(17)
         button.drive_low()
-        deadline = time.monotonic() + 20
-        while runner.service.store.count() == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert measured.wait(20), messages
         button.drive_high()
         record = runner.service.store.last()
         assert record is not None and record.trigger == "button"
@@ -142,6 +183,7 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
         Device.pin_factory = None
 
 
+@pytest.mark.slow
 def test_systemd_notifications(tmp_path, shipped_bundle):
     import socket
 
@@ -158,10 +200,10 @@ def test_systemd_notifications(tmp_path, shipped_bundle):
         assert messages[0].startswith("READY=1\nSTATUS=ready")
         assert messages[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
         proc.send_signal(signal.SIGTERM)
-        while True:
+        deadline = time.monotonic() + 20
+        m = listener.recv(1024).decode()
+        while m == "WATCHDOG=1" and time.monotonic() < deadline:  # each recv itself times out after 20 s
             m = listener.recv(1024).decode()
-            if m != "WATCHDOG=1":
-                break
         assert m == "STOPPING=1"
         assert proc.wait(timeout=20) == 0
     finally:
@@ -170,10 +212,9 @@ def test_systemd_notifications(tmp_path, shipped_bundle):
         listener.close()
 
 
+@pytest.mark.slow
 def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bundle):
     """The service starts without its spectrometer and connects by itself once it appears."""
-    from firmware_bridge.sim.line import SimulatedLine
-    from firmware_bridge.sim.pty import PtyServer
     from firmware_bridge.sim.serve import make_device
 
     link = tmp_path / "spectrometer"
@@ -206,10 +247,9 @@ def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bun
     # A visible-light detector at ~15 nm resolution cannot resolve Raman bands: only the loop is checked.
     ("microspec", "", False),
 ])
+@pytest.mark.slow
 def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, protocol, extra, check_verdicts):
     from firmware_bridge.sim.instrument import Scene
-    from firmware_bridge.sim.line import SimulatedLine
-    from firmware_bridge.sim.pty import PtyServer
     from firmware_bridge.sim.serve import make_device
 
     scene = Scene.from_path(shipped_bundle.path / "examples")
@@ -241,6 +281,7 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
     assert [r.trigger for r in store.query()] == ["socket"] * 3  # raman-device measure: the local socket
 
 
+@pytest.mark.slow
 def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, shipped_bundle):
     """With a 900 nm laser line the simulated STS unit reaches only 1936 cm-1; the model needs 501-1999."""
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
@@ -267,6 +308,7 @@ def run_once(cfg, env=None):
                           env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundle):
     """deploy/raman-edge.toml configures a button, LEDs and a buzzer; a machine without GPIO says so and stops."""
     if any(Path("/dev").glob("gpiochip*")) or Path("/dev/gpiomem").exists():
@@ -282,7 +324,8 @@ def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundl
     assert r.returncode == 6 and r.stdout == ""
     (line,) = r.stderr.splitlines()  # no warnings, no traceback: one line
     assert line.startswith("error: no GPIO on this machine")
-    assert "triggers.button_pin = 17" in line and "outputs.led_ok_pin = 22" in line and "outputs.buzzer_pin = 23" in line
+    assert "triggers.button_pin = 17" in line and "outputs.led_ok_pin = 22" in line
+    assert "outputs.buzzer_pin = 23" in line
     assert "install a GPIO library" in line
     # The same configuration with pins gpiozero can drive (its mock pins) starts.
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
@@ -296,6 +339,7 @@ def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundl
             proc.kill()
 
 
+@pytest.mark.slow
 def test_data_directory_that_cannot_be_created_is_one_error(tmp_path, shipped_bundle):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory's parent should be")
@@ -325,6 +369,7 @@ def read_only_fs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_bundle):
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0")
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "data"), str(read_only_fs / "data")))
@@ -335,6 +380,7 @@ def test_read_only_data_directory_is_one_error(tmp_path, read_only_fs, shipped_b
     assert "Read-only file system" in line and "check or replace the card" in line
 
 
+@pytest.mark.slow
 def test_control_port_that_appears_later_is_served(tmp_path, shipped_bundle):
     """A control-port adapter not plugged in at start is said once and retried; once it appears it answers."""
     link = tmp_path / "ttyCONTROL"

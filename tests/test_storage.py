@@ -16,6 +16,8 @@ from device.service.control import dispatch
 from device.service.measurement import RECORD_FILE, Service
 from device.service.record import storage_problem
 
+pytestmark = pytest.mark.device  # needs only the device extra
+
 
 def test_reserve_above_the_free_space_refuses_measurements(tmp_path, shipped_bundle):
     free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize

@@ -1,3 +1,4 @@
+"""Training data loading, splits, metrics and ``raman-train fit``: what the trainer learns and reports."""
 import json
 import shutil
 import subprocess
@@ -125,28 +126,69 @@ def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
     assert len(seen) == 1 and seen[0].shape[0] == 30 and np.array_equal(seen[0][:, :30], Y[:30])
 
 
+def fit(data, out, *options):
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(data), "--out", str(out), "--data-licence", "MIT",
+                        *options], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return load_bundle(out), json.loads((out / "model.json").read_text())
+
+
+@pytest.mark.slow
 def test_fit_cli_end_to_end(sers_npz, tmp_path):
     rng = np.random.default_rng(0)
     idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(sers_npz["y"] == k), 40, replace=False)
                                   for k in range(6)]))
     np.savez(tmp_path / "d.npz", X=sers_npz["X"][idx], y=sers_npz["y"][idx], wavenumber=sers_npz["wavenumber"],
              class_names=sers_npz["class_names"], concentration_ppm=sers_npz["concentration_ppm"][idx])
-    out = tmp_path / "bundle"
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(out), "--model", "compact",
-                        "--epochs", "3",
-                        "--holdout", "concentration_ppm=0.5", "--cv-folds", "2", "--axis", "600:1800:601",
-                        "--data-licence", "MIT"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    bundle = load_bundle(out)
-    card = json.loads((out / "model.json").read_text())
+    bundle, card = fit(tmp_path / "d.npz", tmp_path / "bundle", "--model", "compact", "--epochs", "3",
+                       "--holdout", "concentration_ppm=0.5", "--cv-folds", "2", "--axis", "600:1800:601")
     assert card["axis"]["points"] == 601 and card["data"]["licence"] == "MIT"
     assert card["export_check"]["passed"] and max(card["export_check"]["max_abs_difference"].values()) <= 1e-5
-    assert 0 <= card["metrics"]["holdout"]["accuracy"] <= 1 and len(card["metrics"]["cross_validation"]["folds"]) == 2
+    # The hold-out is the split holdout_split makes, and its accuracy is what its confusion matrix says.
+    ds = load_dataset(tmp_path / "d.npz", Axis(600, 1800, 601))
+    train, test, _ = holdout_split(ds, *parse_holdout("concentration_ppm=0.5"), seed=0)
+    holdout = card["metrics"]["holdout"]
+    assert (holdout["train_spectra"], holdout["test_spectra"]) == (train.size, test.size)
+    confusion = np.array(holdout["confusion_matrix"])
+    assert confusion.sum() == test.size and holdout["accuracy"] == pytest.approx(np.trace(confusion) / test.size)
+    assert len(card["metrics"]["cross_validation"]["folds"]) == 2
     assert card["network"]["parameters"] == (601 + 22) * 5 + 5 + 5 * 6 + 6
     assert card["flop_per_spectrum"]["total"] < 2e5
-    p = Classifier(bundle).probabilities_on_axis(np.interp(bundle.axis.values, sers_npz["wavenumber"],
-                                                           sers_npz["X"][0])[None])
-    assert p.shape == (1, 6)
+    # The training accuracy on the card is the device runtime's, on the same spectra.
+    on_axis = np.array([np.interp(bundle.axis.values, sers_npz["wavenumber"], x) for x in sers_npz["X"][idx]])
+    predicted = Classifier(bundle).probabilities_on_axis(on_axis).argmax(1)
+    device_accuracy = (predicted == sers_npz["y"][idx]).mean()
+    assert abs(card["metrics"]["training"]["accuracy"] - device_accuracy) <= 2 / idx.size
+
+
+def separable_spectra(rng, labels, wavenumber):
+    """Three classes, each one narrow band (800, 1100 or 1400 cm-1) on a sloping baseline, with noise."""
+    centres = np.array([800.0, 1100.0, 1400.0])[labels]
+    band = 300 * np.exp(-0.5 * ((wavenumber - centres[:, None]) / 8) ** 2)
+    return 200 + 0.05 * wavenumber + band + rng.normal(0, 5, (labels.size, wavenumber.size))
+
+
+@pytest.mark.slow
+def test_fit_learns_separable_classes_and_not_shuffled_labels(tmp_path):
+    """Known-separable classes are learnt (cross-validated and on fresh spectra); shuffled labels stay at chance."""
+    rng = np.random.default_rng(0)
+    wavenumber = np.arange(501.0, 2000.0)
+    y = np.repeat(np.arange(3), 30)
+    X = separable_spectra(rng, y, wavenumber)
+    options = ("--model", "compact", "--epochs", "20", "--cv-folds", "2")
+    np.savez(tmp_path / "separable.npz", X=X, y=y, wavenumber=wavenumber, class_names=np.array(["a", "b", "c"]))
+    bundle, card = fit(tmp_path / "separable.npz", tmp_path / "separable", *options)
+    assert card["metrics"]["cross_validation"]["accuracy_mean"] >= 0.95
+    fresh_y = np.tile(np.arange(3), 10)
+    fresh = separable_spectra(rng, fresh_y, wavenumber)
+    on_axis = np.array([np.interp(bundle.axis.values, wavenumber, x) for x in fresh])
+    assert (Classifier(bundle).probabilities_on_axis(on_axis).argmax(1) == fresh_y).mean() >= 0.95
+    # Negative control: the same spectra with their labels shuffled carry nothing to learn.
+    np.savez(tmp_path / "shuffled.npz", X=X, y=rng.permutation(y), wavenumber=wavenumber,
+             class_names=np.array(["a", "b", "c"]))
+    _, shuffled = fit(tmp_path / "shuffled.npz", tmp_path / "shuffled", *options)
+    assert shuffled["metrics"]["cross_validation"]["accuracy_mean"] <= 0.6  # chance is 1/3
+    assert shuffled["metrics"]["training"]["accuracy"] >= 0.9  # memorised, which only cross-validation exposes
 
 
 def test_fit_cli_reports_data_errors_without_traceback(tmp_path):

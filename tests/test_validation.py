@@ -1,3 +1,4 @@
+"""Input validation: bad spectra, axes and matrices refused with the device's own specific errors."""
 import numpy as np
 import pytest
 
@@ -12,6 +13,8 @@ from device.errors import (
 )
 from device.inference.spectrum import Axis, Spectrum
 from device.inference.validation import check_matrix
+
+pytestmark = pytest.mark.device  # needs only the device extra
 
 X = np.linspace(500, 600, 11)
 Y = np.arange(11.0)
