@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= bookworm-aarch64
 
-.PHONY: demo test docs bench bench-protocol bench-service bench-compare bench-models models bundle clean
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models bundle clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: $(VENV)/.installed-device
 # The full test suite (device, trainer with TensorFlow, TFLite parity).
 test: $(VENV)/.installed-device,train,test
 	$(PY) -m pytest -q
+
+# Lint and import order of every Python file (configuration in pyproject.toml).
+lint: $(VENV)/.installed-lint
+	$(VENV)/bin/ruff check .
 
 # The documentation site (docs/, mkdocs.yml) with its API reference, into site/; broken links and anchors fail it.
 docs: $(VENV)/.installed-docs
