@@ -19,6 +19,7 @@ from device.inference.bundle import write_bundle
 from device.inference.convnet import ConvNet
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import as_chain
+from device.inference.verdict import is_unknown
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
 from trainer.data.splits import make_splits, pair_groups
 from trainer.evaluation.metrics import classification_report
@@ -36,8 +37,9 @@ TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
 
 def tune(candidate: Candidate, ds: Dataset, rows: np.ndarray, seed: int, log) -> Selection:
-    """The compact ``candidate`` with learning rate and L2 of :data:`TUNING_GRID` by best inner-CV score
-    on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`).
+    """The compact ``candidate`` with the learning rate and L2 of :data:`TUNING_GRID` of best inner-CV score.
+
+    Scored on ``rows`` only (:func:`trainer.selection.inner_split`, :func:`trainer.selection.score`).
     """
     grid = [Candidate(candidate.kind, candidate.chain, replace(candidate.settings, learning_rate=lr, l2=l2),
                       augment=candidate.augment)
@@ -136,7 +138,7 @@ def shipped_examples(given: list, ds: Dataset, probabilities: np.ndarray, ood, l
     """The examples to ship (``given``, or chosen from the training data) and how, for the card."""
     if given:
         return given, "the example folder given with --examples"
-    chosen, missing = choose_examples(ds, probabilities, ood.scores(ds.X) > ood.threshold)
+    chosen, missing = choose_examples(ds, probabilities, is_unknown(ood.scores(ds.X), ood.threshold))
     how = (f"up to {EXAMPLES_PER_CLASS} training spectra per class, those the exported model classifies correctly "
            "with the highest confidence (none called unknown), on the model axis")
     log(f"self-test examples: {len(chosen)} training spectra ({how})")
@@ -285,8 +287,8 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "preprocessing": preprocessing_card(trained, ds),
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
-                            "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training spectrum "
-                                             "(SNR 5-300, background, shift, spikes), made once"
+                            "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training "
+                                             "spectrum (SNR 5-300, background, shift, spikes), made once"
                                              if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
                                              else "trainer.data.degrade.augment, fresh every step" if final.augment
                                              else "none")},

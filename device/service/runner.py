@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 from device.errors import RamanEdgeError
+from device.inference.verdict import UNCERTAIN, UNKNOWN
 from device.service.config import Config
 from device.service.control import LineReader, dispatch, reply
 from device.service.measurement import Service
@@ -139,7 +140,7 @@ class Runner:
 
     def _indicate(self, result: dict) -> None:
         ok_led, alert_led, buzzer = self._leds
-        good = result.get("ok") and result.get("verdict") not in (None, "uncertain", "unknown")
+        good = result.get("ok") and result.get("verdict") not in (None, UNCERTAIN, UNKNOWN)
         for device, on in ((ok_led, good), (alert_led, not good)):
             if device is not None:
                 device.on() if on else device.off()
@@ -174,8 +175,9 @@ class Runner:
                 write(reply(answer))
 
     def _control_port(self) -> None:
-        """Serve the control port; one that cannot be opened (an adapter not plugged in yet, or unplugged) is
-        retried with the spectrometer's back-off, never fatal.
+        """Serve the control port, retried with the spectrometer's back-off while it cannot be opened.
+
+        A port that cannot be opened (an adapter not plugged in yet, or unplugged) is never fatal.
         """
         port_name = self.config.triggers.control_port
         if port_name is None:
@@ -215,6 +217,7 @@ class Runner:
         self._start(serve, "control port")
 
     def socket_path(self) -> Path:
+        """The local control socket, in the data directory."""
         return self.config.data_directory / SOCKET_FILE
 
     def _bind_socket(self) -> socket.socket:
