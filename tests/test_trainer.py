@@ -1,3 +1,4 @@
+"""The trainer: data sets and their errors, splits, metrics against scikit-learn, and raman-train fit."""
 import json
 import shutil
 import subprocess
@@ -110,7 +111,7 @@ def test_metrics_match_scikit_learn():
 def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
     from device.inference.spectrum import Axis
     from trainer.models.candidates import Candidate, TrainingSpectra, train
-    from trainer.models.model import Hyperparameters
+    from trainer.models.compact import Hyperparameters
 
     seen = []
     real = Standardizer.fit
@@ -132,8 +133,8 @@ def test_fit_cli_end_to_end(sers_npz, tmp_path):
     np.savez(tmp_path / "d.npz", X=sers_npz["X"][idx], y=sers_npz["y"][idx], wavenumber=sers_npz["wavenumber"],
              class_names=sers_npz["class_names"], concentration_ppm=sers_npz["concentration_ppm"][idx])
     out = tmp_path / "bundle"
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(out), "--model", "compact",
-                        "--epochs", "3",
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "d.npz"), "--out", str(out),
+                        "--model", "compact", "--epochs", "3",
                         "--holdout", "concentration_ppm=0.5", "--cv-folds", "2", "--axis", "600:1800:601",
                         "--data-licence", "MIT"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

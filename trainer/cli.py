@@ -7,9 +7,9 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
-from trainer.models.convnets import CONV_MODELS, ConvHyperparameters
+from trainer.models.compact import Hyperparameters
+from trainer.models.keras_convnets import CONV_MODELS, ConvHyperparameters
 from trainer.models.linear import DEFAULT_C, LINEAR_MODELS
-from trainer.models.model import Hyperparameters
 from trainer.models.projection import DEFAULT_COMPONENTS
 from trainer.selection import MAX_FLOP
 
@@ -34,6 +34,7 @@ def _given(args, names: tuple) -> dict:
 
 
 def cmd_fit(args) -> int:
+    """``raman-train fit``: train the chosen (or given) model and write its bundle."""
     from trainer.data.splits import SplitSpec, parse_holdout, parse_split
     from trainer.fit import fit_bundle
 
@@ -61,7 +62,8 @@ def cmd_fit(args) -> int:
 KINDS_OF_OPTION = {"components": PROJECTED_MODELS, **{o: LINEAR_MODELS for o in ("C", "standardise", "features")},
                    **{o: COMPACT_MODELS for o in ("hidden", "leaky_slope")}, "tune": ("compact",),
                    "steps": CONV_MODELS, "epochs": COMPACT_MODELS,
-                   **{o: tuple(k for k in KINDS if k not in LINEAR_MODELS) for o in ("learning_rate", "l2", "batch_size")}}
+                   **{o: tuple(k for k in KINDS if k not in LINEAR_MODELS)
+                      for o in ("learning_rate", "l2", "batch_size")}}
 
 
 def _options_given(args, names) -> list:
@@ -70,12 +72,12 @@ def _options_given(args, names) -> list:
 
 
 def _candidate(args):
-    """The model ``fit`` trains from its options (:class:`trainer.models.candidates.Candidate`), or None to choose it."""
+    """The model ``fit`` trains from its options (:class:`trainer.models.candidates.Candidate`), or None: choose it."""
     from device.errors import RamanEdgeError
     from trainer.models.candidates import Candidate, ProjectedCompact
-    from trainer.models.convnets import ConvHyperparameters
+    from trainer.models.compact import Hyperparameters
+    from trainer.models.keras_convnets import ConvHyperparameters
     from trainer.models.linear import LinearSettings
-    from trainer.models.model import Hyperparameters
 
     kind = args.model
     if kind is None:
@@ -118,9 +120,10 @@ def _chains(args) -> tuple | None:
 
 
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
-#: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the 22 features, each column standardised,
-#: Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam, 50 epochs. The paper's learning rate
-#: and L2 are not legible: raman-train's defaults (:class:`trainer.models.model.Hyperparameters`) unless --tune or given.
+#: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the
+#: 22 features, each column standardised, Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam,
+#: 50 epochs. The paper's learning rate and L2 are not legible: raman-train's defaults
+#: (:class:`trainer.models.compact.Hyperparameters`) unless --tune or given.
 PAPER_PRESET = {"model": "compact", "preprocess": "none", "hidden": 5, "leaky_slope": 0.3, "epochs": 50,
                 "batch_size": 32}
 
@@ -167,6 +170,7 @@ def _preprocess(args) -> str:
 
 
 def cmd_synth(args) -> int:
+    """``raman-train synth``: write a synthetic SERS data set."""
     from trainer.data.synth import CLASSES, write
     from trainer.evaluation.report import publish_report
 
@@ -193,6 +197,7 @@ def _counts(text: str) -> tuple:
 
 
 def cmd_evaluate(args) -> int:
+    """``raman-train evaluate``: the published cross-validation protocol, with its report."""
     from device.errors import RamanEdgeError
     from trainer.data.dataset import load_dataset
     from trainer.data.splits import SplitSpec, make_splits, parse_split
@@ -241,6 +246,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """``raman-train compare``: every model under the same splits, with its report."""
     from device.errors import RamanEdgeError
     from trainer.data.dataset import load_dataset
     from trainer.evaluation.compare import MODELS, compare, make_split
@@ -272,6 +278,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_explain(args) -> int:
+    """``raman-train explain``: the Raman bands that decided each spectrum's verdict."""
     from device.inference.bundle import load_bundle
     from trainer.evaluation.explain import explain, write_explanations
 
@@ -288,6 +295,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_ood_eval(args) -> int:
+    """``raman-train ood-eval``: leave each class out and count how often it comes back unknown."""
     import json
 
     from trainer.data.dataset import load_dataset
@@ -322,6 +330,7 @@ def cmd_ood_eval(args) -> int:
 
 
 def cmd_detector(args) -> int:
+    """``raman-train detector``: fit the unknown-sample detector of an existing bundle."""
     from trainer.evaluation.ood import refit_detector
 
     b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=_note)
@@ -361,10 +370,12 @@ def _training_options(p, defaults: bool = True) -> None:
     the model chosen). Without ``defaults`` --normalise is None too (fit resolves it with --preprocess).
     """
     p.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
-    p.add_argument("--epochs", type=_positive, help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
+    p.add_argument("--epochs", type=_positive,
+                   help=f"passes over the data (default {_COMPACT.epochs}; the compact network)")
     p.add_argument("--learning-rate", type=float, help=f"Adam step (default {_per_model('learning_rate')})")
     p.add_argument("--l2", type=float, help=f"L2 penalty on the kernels (default {_per_model('l2')})")
-    p.add_argument("--batch-size", type=_positive, help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
+    p.add_argument("--batch-size", type=_positive,
+                   help=f"spectra per optimizer step (default: {_per_model('batch_size')})")
     p.add_argument("--hidden", type=_positive, help=f"hidden units (the method uses 5) (default: {_COMPACT.hidden})")
     p.add_argument("--leaky-slope", type=float,
                    help=f"Leaky ReLU slope (default {_COMPACT.leaky_slope:g}, Keras' layer default)")
@@ -390,6 +401,7 @@ def _force(p, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``raman-train`` command line: one subcommand per task."""
     p = argparse.ArgumentParser(prog="raman-train", description="Train and export raman-edge models.")
     sub = p.add_subparsers(dest="command", required=True)
     f = add_subcommand(sub, "fit", help="train a model (compact network or convolutional) and export a bundle")
@@ -449,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-attribution", help="required attribution (for the model card; default: not stated)")
     f.add_argument("--description", help="one line on what the model is for (default: model and data file)")
     f.add_argument("--ood-false-rejection", type=float, default=0.01,
-                   help="share of known spectra the unknown-sample detector may reject; sets its threshold (default 0.01)")
+                   help="share of known spectra the unknown-sample detector may reject; sets its threshold "
+                        "(default 0.01)")
     f.add_argument("--chosen-by", help="how the hyperparameters were chosen, for the model card (without --tune; "
                                        "default: 'given on the command line or raman-train defaults')")
     f.set_defaults(func=cmd_fit)
@@ -460,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--counts", default="36,36,29,15",
                    help="spectra of edifenphos, ethyl parathion, mixture, control (default the paper's 36,36,29,15)")
     y.set_defaults(func=cmd_synth)
-    e = add_subcommand(sub, "evaluate", help="the published protocol: repeated stratified K-fold CV, with a full report")
+    e = add_subcommand(sub, "evaluate",
+                       help="the published protocol: repeated stratified K-fold CV, with a full report")
     e.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     e.add_argument("--report", required=True, help="report directory to write")
     _force(e, "report at --report")
@@ -471,10 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
                                              "stated in the report)")
     e.add_argument("--repeats", type=int, help="runs of the default split, each with a new shuffle (default 10)")
     e.add_argument("--engine", choices=("vectorized", "naive"), default="vectorized",
-                   help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold (reference)")
+                   help="vectorized: all folds of a repeat at once (default); "
+                        "naive: one Keras fit per fold (reference)")
     _training_options(e)
     e.set_defaults(func=cmd_evaluate)
-    c = add_subcommand(sub, "compare", help="every model under the same splits: accuracy, cost, and accuracy against SNR")
+    c = add_subcommand(sub, "compare",
+                       help="every model under the same splits: accuracy, cost, and accuracy against SNR")
     c.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     c.add_argument("--report", required=True, help="report directory to write")
     _force(c, "report at --report")
@@ -488,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)
-    x = add_subcommand(sub, "explain", help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
+    x = add_subcommand(sub, "explain",
+                       help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
     x.add_argument("bundle", help="model bundle directory")
     x.add_argument("files", nargs="+", metavar="FILE", help="spectrum files")
     x.add_argument("--out", required=True, help="directory for the PNG figures and explanations.json")
@@ -496,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--class", dest="class_name", help="explain this class instead of each verdict "
                                                       "(default: the verdict's class)")
     x.set_defaults(func=cmd_explain)
-    d = add_subcommand(sub, "detector", help="fit the unknown-sample detector of an existing bundle (network unchanged)")
+    d = add_subcommand(sub, "detector",
+                       help="fit the unknown-sample detector of an existing bundle (network unchanged)")
     d.add_argument("bundle", help="model bundle directory (rewritten whole)")
     d.add_argument("data", help="the data the model was trained on")
     d.add_argument("--false-rejection", type=float, default=0.01,
@@ -518,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The ``raman-train`` command; its exit status."""
     from device.cli import run
 
     return run(build_parser().parse_args(argv),

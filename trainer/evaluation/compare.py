@@ -9,7 +9,7 @@ pickled estimator for the classical models) and latency per spectrum in the devi
 networks; the classical models have none).
 
 Models: the compact network of part A (SNV inputs + features, its defaults), the convolutional
-networks of :mod:`trainer.models.convnets`, and the classical baselines of :mod:`trainer.models.classical`, all on
+networks of :mod:`trainer.models.keras_convnets`, and the classical baselines of :mod:`trainer.models.classical`, all on
 SNV-normalised spectra. Nothing is tuned on the data.
 """
 from __future__ import annotations
@@ -32,11 +32,10 @@ from trainer.data.degrade import SNR_LEVELS, degrade
 from trainer.data.splits import Splits, make_splits, pair_groups, parse_split
 from trainer.evaluation.metrics import classification_report
 from trainer.export import tflite_bytes, tflite_convnet_bytes
-from trainer.models import classical, convnets
-from trainer.models.compact import fit_compact, pair_seeds
-from trainer.models.model import Hyperparameters
+from trainer.models import classical, keras_convnets
+from trainer.models.compact import Hyperparameters, fit_compact, pair_seeds
 
-MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
+MODELS = ("compact", *keras_convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
 #: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.
 SMALL_SET = 1000
 #: Single-spectrum calls timed per model (median reported), after warm-up.
@@ -107,12 +106,12 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
                 cost = _bundle_cost(Path(tmp) / "b", Y, ds, prominence=DEFAULT_PROMINENCE, standardizer=std,
                                     layers=layers, leaky_slope=hp.leaky_slope, normalisation="snv",
                                     tflite=tflite_bytes(layers, hp.leaky_slope, R.shape[1]))
-            cost.update(parameters=int(sum(l.kernel.size + l.bias.size for l in layers)),
+            cost.update(parameters=int(sum(layer.kernel.size + layer.bias.size for layer in layers)),
                         flop=flop_count(axis, layers, "snv")["total"])
-    elif name in convnets.CONV_MODELS:
-        hp = convnets.ConvHyperparameters(steps=steps)
-        model, _ = convnets.train(name, Y, axis.values, y, n_classes, hp, seed)
-        net = convnets.to_convnet(model, name, hp)
+    elif name in keras_convnets.CONV_MODELS:
+        hp = keras_convnets.ConvHyperparameters(steps=steps)
+        model, _ = keras_convnets.train(name, Y, axis.values, y, n_classes, hp, seed)
+        net = keras_convnets.to_convnet(model, name, hp)
         fit_s = time.perf_counter() - t0
         predict = lambda Yt: net.probabilities(normalise(Yt, "snv"))  # noqa: E731
         if measure:
@@ -148,7 +147,7 @@ def _labels(out: np.ndarray) -> np.ndarray:
 
 
 def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0,
-            steps: int = convnets.ConvHyperparameters().steps, log=print) -> dict:
+            steps: int = keras_convnets.ConvHyperparameters().steps, log=print) -> dict:
     """Run the comparison; returns per-model results (see :func:`trainer.report_compare.write_compare_report`)."""
     unknown = [m for m in models if m not in MODELS]
     if unknown:
@@ -175,11 +174,12 @@ def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, se
             worst = f"  at SNR {snr_levels[-1]:g}: {scores[conditions[-1]]['accuracy']:.4f}" if snr_levels else ""
             log(f"split {i + 1}/{len(split.pairs)} {name:14s} accuracy {scores['clean']['accuracy']:.4f}{worst}  "
                 f"({trained.fit_seconds:.1f} s){'  [' + trained.note + ']' if trained.note else ''}")
-    for name, r in results.items():
+    for r in results.values():
         for cond in conditions:
             acc = [s[cond]["accuracy"] for s in r["splits"]]
             f1 = [s[cond]["macro_f1"] for s in r["splits"]]
-            r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)),
+            r.setdefault("summary", {})[cond] = {"accuracy_mean": float(np.mean(acc)),
+                                                 "accuracy_std": float(np.std(acc)),
                                                  "macro_f1_mean": float(np.mean(f1))}
     return {"split": split.description, "split_spec": split.spec.text, "warning": split.warning,
             "splits": len(split.pairs), "pairs": pairs, "conditions": conditions,

@@ -13,8 +13,7 @@ from device.inference.ood import OODDetector
 from device.inference.verdict import UNCERTAIN, UNKNOWN, is_unknown, verdict
 from trainer.data.dataset import Dataset, DatasetError
 from trainer.data.splits import SplitSpec, make_splits, pair_groups, stratified_folds
-from trainer.models.compact import fit_compact
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters, fit_compact
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
