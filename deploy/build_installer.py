@@ -31,7 +31,7 @@ from pathlib import Path
 from device.inference.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-#: What the raman-edge wheel is built from (pyproject.toml's packages, readme and licence).
+#: What the raman-edge wheel is built from (pyproject.toml, its packages, readme and licence).
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "device", "trainer", "firmware_bridge")
 DEPLOY_FILES = ("raman-edge.service", "99-raman-edge.rules", "raman-edge.sysusers", "raman-edge.toml")
 # Raspberry Pi OS bookworm: CPython 3.11 and glibc 2.36, so any manylinux tag up to 2_36 runs there.
@@ -76,7 +76,7 @@ def build(target: str, extras: str, out: Path) -> Path:
     python = TARGETS[target]["python"] if target in TARGETS else "%d.%d" % sys.version_info[:2]
     with tempfile.TemporaryDirectory(prefix="raman-edge-wheel-") as tmp:
         built = build_wheel(Path(tmp))
-        version = built.name.split("-")[1]  # the wheel's, that is pyproject.toml's
+        version = built.name.split("-")[1]  # the wheel's, that is device.__version__
         name = f"raman-edge-{version}-{target}"
         tree = out / name
         shutil.rmtree(tree, ignore_errors=True)

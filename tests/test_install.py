@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SHIPPED_MODELS
 
+import device
 from device.service.config import ConfigError, parse_config
 from device.service.install import (
     InstallError,
@@ -80,7 +81,9 @@ def test_installer_pins_every_wheel_by_hash(installer):
     assert {"raman_edge", "numpy", "pyserial", "ai_edge_litert", "gpiozero", "lgpio"} <= names
     assert not any(w.endswith(".tar.gz") for w in wheels)
     check_sums(installer)  # every file listed and intact
-    assert (installer / "INSTALLER").read_text().splitlines()[2] == "python=%d.%d" % sys.version_info[:2]
+    info = (installer / "INSTALLER").read_text().splitlines()
+    assert info[0] == f"version={device.__version__}" and info[2] == "python=%d.%d" % sys.version_info[:2]
+    assert f"raman_edge-{device.__version__}-py3-none-any.whl" in wheels  # the one version source
 
 
 def test_staged_installation_lays_out_everything(staged, installer):
