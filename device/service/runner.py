@@ -13,7 +13,6 @@ command exits with :data:`EXIT_NOT_CONFIGURED`, which the systemd unit does not 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import socket
@@ -25,7 +24,7 @@ from pathlib import Path
 from device.errors import RamanEdgeError
 from device.inference.verdict import UNCERTAIN, UNKNOWN
 from device.service.config import Config
-from device.service.control import LineReader, dispatch, reply
+from device.service.control import LineReader, dispatch, read_reply, reply
 from device.service.measurement import Service
 
 SOCKET_FILE = "control.sock"
@@ -338,10 +337,4 @@ def send_command(path, command: str, timeout: float = 120.0) -> dict:
         s.settimeout(timeout)
         s.connect(str(path))
         s.sendall(command.encode("ascii") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+        return read_reply(lambda: s.recv(65536))
