@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= bookworm-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models bundle clean
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,10 +60,11 @@ models: $(VENV)/.installed-device,train,test
 	models/recipes/sers-pesticides.sh $(SHARED)
 	models/recipes/microplastics.sh $(SHARED)
 
-# The offline installation bundle for a board (Raspberry Pi OS bookworm, 64-bit): wheels pinned by hash,
-# models, unit, udev rule, install.sh -> dist/raman-edge-VERSION-$(TARGET).tar.gz. TARGET=host for this machine.
-bundle: $(VENV)/.installed-device
-	$(PY) deploy/build_bundle.py --target $(TARGET)
+# The offline installer for a board (Raspberry Pi OS bookworm, 64-bit): wheels pinned by hash, models, unit,
+# udev rule, install.sh -> dist/raman-edge-VERSION-$(TARGET).tar.gz, and nothing else written. TARGET=host for
+# this machine.
+installer: $(VENV)/.installed-device
+	$(PY) deploy/build_installer.py --target $(TARGET)
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info .pytest_cache

@@ -25,8 +25,10 @@ from trainer.data.dataset import load_dataset  # noqa: E402
 from trainer.data.splits import SplitSpec, make_splits  # noqa: E402
 from trainer.data.synth import write  # noqa: E402
 from trainer.evaluation.protocol import Settings, run  # noqa: E402
-from trainer.models.compact import fit_compact  # noqa: E402
-from trainer.models.model import Hyperparameters  # noqa: E402
+from trainer.models.compact import (
+    Hyperparameters,  # noqa: E402
+    fit_compact,  # noqa: E402
+)
 
 
 def main() -> int:

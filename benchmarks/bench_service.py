@@ -8,9 +8,7 @@ control port minus the median time the same driver and simulator take for the ac
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import select
 import subprocess
 import sys
 import tempfile
@@ -23,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from device.service.control import read_reply  # noqa: E402
 from firmware_bridge.measure import measure  # noqa: E402
 from firmware_bridge.protocols.obp.driver import OBPSpectrometer  # noqa: E402
 
@@ -67,12 +66,9 @@ def main() -> int:
         def trigger() -> float:
             t = time.perf_counter()
             os.write(master, b"MEASURE\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                select.select([master], [], [], 30)
-                data += os.read(master, 65536)
+            answer = read_reply(lambda: os.read(master, 65536))  # blocks until the service writes
             elapsed = time.perf_counter() - t
-            assert json.loads(data)["ok"], data
+            assert answer["ok"], answer
             return elapsed
 
         for _ in range(3):

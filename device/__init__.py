@@ -9,6 +9,7 @@ from device.inference.features import FEATURE_NAMES, engineered_features
 from device.inference.resample import Resampler, resample
 from device.inference.spectrum import Axis, Spectrum
 
+#: The package version, the one place it is written (pyproject.toml reads it from here).
 __version__ = "0.1.0"
 
 __all__ = [

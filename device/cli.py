@@ -21,7 +21,7 @@ def _table(rows: list[dict]) -> str:
     cells = [[str(r.get(h, "")) for h in show] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(show)]
 
-    def line(vals):
+    def line(vals) -> str:
         return "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
 
     return "\n".join([line(show), line(["-" * w for w in widths])] + [line(c) for c in cells])
@@ -178,7 +178,7 @@ def cmd_measure(args) -> int:
 
 
 def cmd_install(args) -> int:
-    """Lay out the service on this board from an unpacked offline bundle."""
+    """Lay out the service on this board from the unpacked offline installer."""
     from device.service.install import install
 
     install(Path(args.source), Path(args.root), config=Path(args.config) if args.config else None,
@@ -208,7 +208,7 @@ def _record_filters(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``raman-device`` argument parser, one subcommand per action on the device."""
+    """The ``raman-device`` command line: one subcommand per task."""
     p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
     sub = p.add_subparsers(dest="command", required=True)
     c = add_subcommand(sub, "classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
@@ -248,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--rollback", action="store_true",
                        help="swap back the model the last update replaced (kept as BUNDLE.previous)")
     u.set_defaults(func=cmd_update_model)
-    n = add_subcommand(sub, "install", help="lay out the service on this board from an unpacked bundle (make bundle)")
-    n.add_argument("--from", dest="source", required=True, help="the unpacked bundle directory")
+    n = add_subcommand(sub, "install",
+                       help="lay out the service on this board from the unpacked offline installer (make installer)")
+    n.add_argument("--from", dest="source", required=True, help="the unpacked installer")
     n.add_argument("--root", default="/", help="install under this directory instead of / (staging)")
     n.add_argument("--config", help="configuration file to install (default: keep the one there, or the example)")
     spectrometer = n.add_mutually_exclusive_group()
@@ -270,7 +271,7 @@ def run(args, interrupted: str = "interrupted") -> int:
 
 
 def main(argv=None) -> int:
-    """The ``raman-device`` command: parse ``argv`` (default: the process's arguments), run; the exit status."""
+    """The ``raman-device`` command; its exit status."""
     return run(build_parser().parse_args(argv))
 
 

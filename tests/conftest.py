@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("RAMAN_EDGE_DATASETS", ROOT.parent / "shared" / "datasets"))
 SERS = DATASETS / "sersformer_pesticides"
 SHIPPED = ROOT / "models" / "sers-pesticides"
-#: Every bundle shipped under models/ (the offline installation bundle carries them all).
+#: Every bundle shipped under models/ (the offline installer carries them all).
 SHIPPED_MODELS = ("microplastics", "sers-op-synthetic", "sers-pesticides")
 
 

@@ -15,8 +15,7 @@ from trainer.data.dataset import load_dataset
 from trainer.data.splits import SplitSpec, make_splits
 from trainer.data.synth import write
 from trainer.evaluation import protocol
-from trainer.models.compact import fit_compact, pair_seed
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters, fit_compact, pair_seed
 
 BIN = Path(sys.executable).parent
 HP = Hyperparameters(epochs=3, learning_rate=3e-3)
@@ -59,7 +58,8 @@ def test_compare_trains_the_compact_network_as_evaluate(small, evaluated, monkey
     result, _ = evaluated
     split = make_splits(SplitSpec("kfold", folds=3, repeats=1), small, SEED)
     monkeypatch.setattr(trainer.evaluation.compare, "Hyperparameters", lambda: HP)  # compare trains with the defaults
-    out = trainer.evaluation.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED, log=lambda m: None)
+    out = trainer.evaluation.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED,
+                                             log=lambda m: None)
     assert [s["clean"]["accuracy"] for s in out["models"]["compact"]["splits"]] == \
         [f["accuracy"] for f in result["folds"]]
 

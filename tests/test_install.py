@@ -1,6 +1,6 @@
-"""Installing on a board: the offline bundle (make bundle) and raman-device install, staged in a directory.
+"""Installing on a board: the offline installer (make installer) and raman-device install, staged in a directory.
 
-The bundle is built for this machine's platform (``--target host``, the same code path as the board's
+The installer is built for this machine's platform (``--target host``, the same code path as the board's
 ``bookworm-aarch64``; pip fetches the wheels from the package index, as the test environment's own
 installation did), and its ``install.sh`` is run exactly as on the board, only rooted in a directory.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SHIPPED_MODELS
 
+import device
 from device.service.config import ConfigError, parse_config
 from device.service.install import (
     InstallError,
@@ -29,30 +30,40 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
+def installer(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([sys.executable, str(ROOT / "deploy" / "build_bundle.py"), "--target", "host",
+    before = checkout_state()
+    r = subprocess.run([sys.executable, str(ROOT / "deploy" / "build_installer.py"), "--target", "host",
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert checkout_state() == before  # nothing written into the checkout (no build/, no *.egg-info)
     (tree,) = out.glob("raman-edge-*-host")
-    assert (out / f"{tree.name}.tar.gz").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [tree.name, f"{tree.name}.tar.gz"]
     return tree
 
 
+def checkout_state() -> str:
+    """Every file of the checkout git sees, ignored ones included, but the caches of Python and the tools."""
+    r = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    caches = ("__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis")
+    return "\n".join(ln for ln in r.stdout.splitlines() if not any(c in ln for c in caches))
+
+
 @pytest.fixture(scope="module")
-def staged(bundle, tmp_path_factory):
-    """The bundle's install.sh run as on the board, rooted in a directory; (root, its output)."""
+def staged(installer, tmp_path_factory):
+    """The installer's install.sh run as on the board, rooted in a directory; (root, its output)."""
     root = tmp_path_factory.mktemp("board")
     env = dict(os.environ, RAMAN_EDGE_ROOT=str(root), PYTHON=BASE_PYTHON)
-    r = subprocess.run(["sh", str(bundle / "install.sh"), "--usb-id", "0403:6001:A9XYZ", "--operator", "pi"],
+    r = subprocess.run(["sh", str(installer / "install.sh"), "--usb-id", "0403:6001:A9XYZ", "--operator", "pi"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     return root, r.stdout
 
 
-def linked_copy(bundle: Path, dest: Path) -> Path:
-    """A copy of the bundle made of hard links (replace a file before changing it)."""
-    shutil.copytree(bundle, dest, copy_function=os.link)
+def linked_copy(installer: Path, dest: Path) -> Path:
+    """A copy of the installer made of hard links (replace a file before changing it)."""
+    shutil.copytree(installer, dest, copy_function=os.link)
     return dest
 
 
@@ -61,19 +72,21 @@ def replace(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def test_bundle_pins_every_wheel_by_hash(bundle):
-    wheels = sorted(p.name for p in (bundle / "wheelhouse").glob("*.whl"))
-    lines = [ln for ln in (bundle / "wheelhouse" / "requirements.txt").read_text().splitlines()
+def test_installer_pins_every_wheel_by_hash(installer):
+    wheels = sorted(p.name for p in (installer / "wheelhouse").glob("*.whl"))
+    lines = [ln for ln in (installer / "wheelhouse" / "requirements.txt").read_text().splitlines()
              if not ln.startswith("#")]
     assert len(lines) == len(wheels) and all("==" in ln and "--hash=sha256:" in ln for ln in lines)
     names = {w.split("-")[0].lower() for w in wheels}
     assert {"raman_edge", "numpy", "pyserial", "ai_edge_litert", "gpiozero", "lgpio"} <= names
     assert not any(w.endswith(".tar.gz") for w in wheels)
-    check_sums(bundle)  # every file listed and intact
-    assert (bundle / "BUNDLE").read_text().splitlines()[2] == "python=%d.%d" % sys.version_info[:2]
+    check_sums(installer)  # every file listed and intact
+    info = (installer / "INSTALLER").read_text().splitlines()
+    assert info[0] == f"version={device.__version__}" and info[2] == "python=%d.%d" % sys.version_info[:2]
+    assert f"raman_edge-{device.__version__}-py3-none-any.whl" in wheels  # the one version source
 
 
-def test_staged_installation_lays_out_everything(staged, bundle):
+def test_staged_installation_lays_out_everything(staged, installer):
     root, out = staged
     venv = root / "opt/raman-edge/venv"
     assert (root / "etc/systemd/system/raman-edge.service").read_bytes() == \
@@ -92,7 +105,8 @@ def test_staged_installation_lays_out_everything(staged, bundle):
     assert "systemd-sysusers" in steps and "usermod --append --groups raman-edge pi" in steps
     # the environment holds the device runtime from the wheelhouse, and no ML framework
     r = subprocess.run([str(venv / "bin/python"), "-c", "import numpy, serial, gpiozero, lgpio, ai_edge_litert, "
-                        "importlib.util as u; print(u.find_spec('tensorflow') is None and u.find_spec('scipy') is None)"],
+                        "importlib.util as u; "
+                        "print(u.find_spec('tensorflow') is None and u.find_spec('scipy') is None)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
 
@@ -122,34 +136,34 @@ def test_sysusers_entry_creates_the_service_user(staged):
     assert "raman-edge" in groups["dialout"] and "raman-edge" in groups["gpio"]
 
 
-def test_reinstall_keeps_the_edited_configuration(staged, bundle):
+def test_reinstall_keeps_the_edited_configuration(staged, installer):
     root, _ = staged
     config = root / "etc/raman-edge/raman-edge.toml"
     edited = config.read_text().replace("min_confidence = 0.8", "min_confidence = 0.9")
     config.write_text(edited)
     lines = []
-    install(bundle, root, log=lines.append)
+    install(installer, root, log=lines.append)
     assert config.read_text() == edited
     assert any("(kept)" in ln for ln in lines)
 
 
-def test_a_given_configuration_is_checked_before_anything_is_written(bundle, tmp_path):
+def test_a_given_configuration_is_checked_before_anything_is_written(installer, tmp_path):
     bad = tmp_path / "my.toml"
     bad.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace('"obp"', '"usb"')
                    .replace("averages = 4", "averages = 0"))
     root = tmp_path / "board"
     with pytest.raises(ConfigError) as exc:
-        install(bundle, root, config=bad, log=lambda m: None)
+        install(installer, root, config=bad, log=lambda m: None)
     assert str(bad) in str(exc.value) and "spectrometer.protocol" in str(exc.value) \
         and "spectrometer.averages" in str(exc.value)
     assert not root.exists()
 
 
-def test_a_configuration_naming_a_model_nobody_ships_is_refused(bundle, tmp_path):
+def test_a_configuration_naming_a_model_nobody_ships_is_refused(installer, tmp_path):
     cfg = tmp_path / "my.toml"
     cfg.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace("sers-pesticides", "my-model"))
     with pytest.raises(InstallError, match="model.bundle /opt/raman-edge/models/my-model is neither"):
-        install(bundle, tmp_path / "board", config=cfg, log=lambda m: None)
+        install(installer, tmp_path / "board", config=cfg, log=lambda m: None)
 
 
 @pytest.mark.parametrize("damage, expected", [
@@ -157,10 +171,10 @@ def test_a_configuration_naming_a_model_nobody_ships_is_refused(bundle, tmp_path
      "models/sers-pesticides/model.npz: damaged"),
     (lambda b: (b / "deploy/raman-edge.service").unlink(), "deploy/raman-edge.service: missing"),
     (lambda b: replace(b / "SHA256SUMS", b"garbage\n"), "SHA256SUMS line 1"),
-    (lambda b: (b / "SHA256SUMS").unlink(), "not an installation bundle"),
+    (lambda b: (b / "SHA256SUMS").unlink(), "not an unpacked offline installer"),
 ])
-def test_a_damaged_bundle_is_refused_and_nothing_is_written(bundle, tmp_path, damage, expected):
-    copy = linked_copy(bundle, tmp_path / "copy")
+def test_a_damaged_installer_is_refused_and_nothing_is_written(installer, tmp_path, damage, expected):
+    copy = linked_copy(installer, tmp_path / "copy")
     damage(copy)
     root = tmp_path / "board"
     with pytest.raises(InstallError, match=expected):
@@ -171,7 +185,7 @@ def test_a_damaged_bundle_is_refused_and_nothing_is_written(bundle, tmp_path, da
 def test_cli_reports_install_errors_without_a_traceback(tmp_path):
     r = subprocess.run([str(Path(sys.executable).parent / "raman-device"), "install", "--from", str(tmp_path),
                         "--root", str(tmp_path / "board")], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.startswith("error: ") and "make bundle" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "make installer" in r.stderr
     assert "Traceback" not in r.stderr
 
 

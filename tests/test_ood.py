@@ -10,8 +10,6 @@ import pytest
 
 from device.errors import BundleError
 from device.inference.bundle import NPZ_FILE, load_bundle
-from device.inference.classifier import Prediction
-from device.service.measurement import verdict
 from trainer.evaluation.ood import fit_detector
 
 BIN = Path(sys.executable).parent
@@ -48,13 +46,6 @@ def test_the_threshold_is_the_quantile_of_held_out_scores():
     loose, strict = fit_detector(Y, y, 3, false_rejection=0.2), fit_detector(Y, y, 3, false_rejection=0.01)
     assert loose.threshold < strict.threshold
     assert 0.1 <= loose.false_rejection <= 0.2
-
-
-def test_verdict_order():
-    p = Prediction("alpha", 0.99, {}, "m", ood_score=9.0, unknown=True)
-    assert verdict(p, 0.8) == "unknown"
-    assert verdict(Prediction("alpha", 0.5, {}, "m", 1.0, False), 0.8) == "uncertain"
-    assert verdict(Prediction("alpha", 0.95, {}, "m"), 0.8) == "alpha"
 
 
 @pytest.fixture(scope="module")

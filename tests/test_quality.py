@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from device.inference.quality import estimated_snr, problems
+from device.inference.quality import problems
 from trainer.data.degrade import degrade
 
 AXIS = np.linspace(400, 1800, 1401)
@@ -13,18 +13,6 @@ def bands(n=8, seed=0):
     return np.stack([sum(a * np.exp(-0.5 * ((AXIS - c) / w) ** 2) for a, c, w in
                          zip(rng.uniform(0.3, 1, 4), rng.uniform(500, 1700, 4), rng.uniform(5, 15, 4))) + 0.2
                      for _ in range(n)])
-
-
-@pytest.mark.parametrize("snr", [100.0, 50.0, 20.0, 5.0])
-def test_estimated_snr_matches_the_degradation_it_measures(snr):
-    Y = degrade(bands(), AXIS, snr, np.random.default_rng(1), shot_fraction=0.0)
-    est = np.array([estimated_snr(y) for y in Y])
-    assert np.median(est) == pytest.approx(snr, rel=0.15)
-
-
-def test_estimated_snr_of_very_weak_spectra_stays_below_the_default_limit():
-    Y = degrade(bands(), AXIS, 2.0, np.random.default_rng(1))
-    assert max(estimated_snr(y) for y in Y) < 5.0
 
 
 def test_weak_flat_and_good_spectra():

@@ -9,7 +9,7 @@ import pytest
 from helpers import shipped_variant
 
 from device.service.config import parse_config
-from device.service.control import COMMANDS, LineReader, dispatch, reply
+from device.service.control import COMMANDS, LineReader, dispatch, read_reply, reply
 from device.service.measurement import RECORD_FILE, Service
 from firmware_bridge.sim.instrument import Scene
 
@@ -250,3 +250,13 @@ def test_last_shows_the_time_as_history_does(tmp_path, shipped_bundle):
     history = subprocess.run([str(Path(sys.executable).parent / "raman-device"), "history", "--db",
                               str(tmp_path / "data" / RECORD_FILE)], capture_output=True, text=True)
     assert json.loads(history.stdout)["time"] == last["time"]
+
+
+def test_a_reply_read_in_pieces_is_the_payload_sent():
+    payload = {"ok": True, "verdict": "alpha", "probabilities": {"alpha": 0.9, "beta": 0.1}}
+    line = reply(payload)
+    pieces = iter([line[:5], line[5:17], line[17:], b"the next reply"])
+    assert read_reply(lambda: next(pieces)) == payload
+    assert next(pieces) == b"the next reply"  # read up to the end of the line, no further
+    with pytest.raises(ValueError):  # closed before the line ended
+        read_reply(iter([line[:-3], b""]).__next__)

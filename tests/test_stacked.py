@@ -4,7 +4,7 @@ import pytest
 
 from trainer.evaluation.protocol import train_naive
 from trainer.models import stacked
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,7 @@ def test_metrics_match_scikit_learn():
 def test_scaler_is_fitted_on_training_rows_only(monkeypatch):
     from device.inference.spectrum import Axis
     from trainer.models.candidates import Candidate, TrainingSpectra, train
-    from trainer.models.model import Hyperparameters
+    from trainer.models.compact import Hyperparameters
 
     seen = []
     real = Standardizer.fit

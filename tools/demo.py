@@ -7,7 +7,6 @@ records in a fresh SQLite file; everything shut down cleanly.
 """
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from device.errors import RamanEdgeError
 from device.inference.bundle import load_bundle
+from device.service.control import read_reply
 from device.service.measurement import RECORD_FILE
 from device.service.record import RecordStore
 from firmware_bridge.sim.instrument import Scene
@@ -33,17 +33,19 @@ TIMEOUT = 60.0
 
 
 def _reply(fd: int, deadline: float) -> dict:
-    data = b""
-    while not data.endswith(b"\n"):
-        if time.monotonic() > deadline:
-            raise RamanEdgeError("the service did not answer on its control port in time")
-        if select.select([fd], [], [], 0.1)[0]:
-            data += os.read(fd, 65536)
-    return json.loads(data)
+    """The service's reply on the control port ``fd``, by ``deadline`` (time.monotonic())."""
+
+    def recv() -> bytes:
+        while not select.select([fd], [], [], 0.1)[0]:
+            if time.monotonic() > deadline:
+                raise RamanEdgeError("the service did not answer on its control port in time")
+        return os.read(fd, 65536)
+
+    return read_reply(recv)
 
 
 def run_demo(model: Path, measurements: int, data: Path, out=print) -> int:
-    """Run the loop, keeping the record in ``data`` (emptied first); the exit status.
+    """Run the loop, keeping the record in ``data`` (emptied first).
 
     Returns 0 if every verdict came back as expected and the record holds every measurement.
     """

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
-from trainer.models.convnets import CONV_MODELS, ConvHyperparameters
+from trainer.models.compact import Hyperparameters
+from trainer.models.keras_convnets import CONV_MODELS, ConvHyperparameters
 from trainer.models.linear import DEFAULT_C, LINEAR_MODELS
-from trainer.models.model import Hyperparameters
 from trainer.models.projection import DEFAULT_COMPONENTS
 from trainer.selection import MAX_FLOP
 
@@ -34,7 +34,7 @@ def _given(args, names: tuple) -> dict:
 
 
 def cmd_fit(args) -> int:
-    """``raman-train fit``: train the given or the chosen model on the data and write its bundle; exit status 0."""
+    """``raman-train fit``: train the chosen (or given) model and write its bundle."""
     from trainer.data.splits import SplitSpec, parse_holdout, parse_split
     from trainer.fit import fit_bundle
 
@@ -72,15 +72,12 @@ def _options_given(args, names) -> list:
 
 
 def _candidate(args):
-    """The model ``fit`` trains from its options, or None to choose it.
-
-    Returns a :class:`trainer.models.candidates.Candidate`; options of another model kind are refused.
-    """
+    """The model ``fit`` trains from its options (:class:`trainer.models.candidates.Candidate`), or None: choose it."""
     from device.errors import RamanEdgeError
     from trainer.models.candidates import Candidate, ProjectedCompact
-    from trainer.models.convnets import ConvHyperparameters
+    from trainer.models.compact import Hyperparameters
+    from trainer.models.keras_convnets import ConvHyperparameters
     from trainer.models.linear import LinearSettings
-    from trainer.models.model import Hyperparameters
 
     kind = args.model
     if kind is None:
@@ -124,9 +121,9 @@ def _chains(args) -> tuple | None:
 
 #: ``fit --preset paper``: the compact network exactly as published (compact FNN with feature engineering
 #: for SERS of agrochemicals, J. Phys.: Photonics 2025, DOI 10.1088/2515-7647/adc2bf): raw intensities + the
-#: 22 features, each column standardised, Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax,
-#: Adam, 50 epochs. The paper's learning rate and L2 are not legible: raman-train's defaults
-#: (:class:`trainer.models.model.Hyperparameters`) unless --tune or given.
+#: 22 features, each column standardised, Dense(5) + Leaky ReLU (slope 0.3) -> Dense(classes) + softmax, Adam,
+#: 50 epochs. The paper's learning rate and L2 are not legible: raman-train's defaults
+#: (:class:`trainer.models.compact.Hyperparameters`) unless --tune or given.
 PAPER_PRESET = {"model": "compact", "preprocess": "none", "hidden": 5, "leaky_slope": 0.3, "epochs": 50,
                 "batch_size": 32}
 
@@ -173,7 +170,7 @@ def _preprocess(args) -> str:
 
 
 def cmd_synth(args) -> int:
-    """``raman-train synth``: write the synthetic SERS set in the class-folder layout; exit status 0."""
+    """``raman-train synth``: write a synthetic SERS data set."""
     from trainer.data.synth import CLASSES, write
     from trainer.evaluation.report import publish_report
 
@@ -201,7 +198,7 @@ def _counts(text: str) -> tuple:
 
 
 def cmd_evaluate(args) -> int:
-    """``raman-train evaluate``: cross-validate the compact network under the split and write the report; status 0."""
+    """``raman-train evaluate``: the published cross-validation protocol, with its report."""
     from device.errors import RamanEdgeError
     from trainer.data.dataset import load_dataset
     from trainer.data.splits import SplitSpec, make_splits, parse_split
@@ -250,7 +247,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    """``raman-train compare``: every model under the same splits and SNR levels, written as a report; status 0."""
+    """``raman-train compare``: every model under the same splits, with its report."""
     from device.errors import RamanEdgeError
     from trainer.data.dataset import load_dataset
     from trainer.evaluation.compare import MODELS, compare, make_split
@@ -282,7 +279,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    """``raman-train explain``: the deciding Raman bands of each file's verdict, as figures and JSON; status 0."""
+    """``raman-train explain``: the Raman bands that decided each spectrum's verdict."""
     from device.inference.bundle import load_bundle
     from trainer.evaluation.explain import explain, write_explanations
 
@@ -299,7 +296,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_ood_eval(args) -> int:
-    """``raman-train ood-eval``: leave each class out and count how its spectra are called; report, status 0."""
+    """``raman-train ood-eval``: leave each class out and count how often it comes back unknown."""
     import json
 
     from trainer.data.dataset import load_dataset
@@ -334,7 +331,7 @@ def cmd_ood_eval(args) -> int:
 
 
 def cmd_detector(args) -> int:
-    """``raman-train detector``: refit the unknown-sample detector of a bundle and rewrite it; exit status 0."""
+    """``raman-train detector``: fit the unknown-sample detector of an existing bundle."""
     from trainer.evaluation.ood import refit_detector
 
     b = refit_detector(args.bundle, args.data, args.false_rejection, args.seed, log=_note)
@@ -406,7 +403,7 @@ def _force(p, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``raman-train`` argument parser, one subcommand per action."""
+    """The ``raman-train`` command line: one subcommand per task."""
     p = argparse.ArgumentParser(prog="raman-train", description="Train and export raman-edge models.")
     sub = p.add_subparsers(dest="command", required=True)
     f = add_subcommand(sub, "fit", help="train a model (compact network or convolutional) and export a bundle")
@@ -490,8 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "stated in the report)")
     e.add_argument("--repeats", type=int, help="runs of the default split, each with a new shuffle (default 10)")
     e.add_argument("--engine", choices=("vectorized", "naive"), default="vectorized",
-                   help="vectorized: all folds of a repeat at once (default); naive: one Keras fit per fold "
-                        "(reference)")
+                   help="vectorized: all folds of a repeat at once (default); "
+                        "naive: one Keras fit per fold (reference)")
     _training_options(e)
     e.set_defaults(func=cmd_evaluate)
     c = add_subcommand(sub, "compare",
@@ -541,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """The ``raman-train`` command: parse ``argv`` (default: the process's arguments), run; the exit status."""
+    """The ``raman-train`` command; its exit status."""
     from device.cli import run
 
     return run(build_parser().parse_args(argv),

@@ -19,6 +19,7 @@ from device.inference.bundle import write_bundle
 from device.inference.convnet import ConvNet
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import as_chain
+from device.inference.verdict import is_unknown
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
 from trainer.data.splits import make_splits, pair_groups
 from trainer.evaluation.metrics import classification_report
@@ -137,7 +138,7 @@ def shipped_examples(given: list, ds: Dataset, probabilities: np.ndarray, ood, l
     """The examples to ship (``given``, or chosen from the training data) and how, for the card."""
     if given:
         return given, "the example folder given with --examples"
-    chosen, missing = choose_examples(ds, probabilities, ood.scores(ds.X) > ood.threshold)
+    chosen, missing = choose_examples(ds, probabilities, is_unknown(ood.scores(ds.X), ood.threshold))
     how = (f"up to {EXAMPLES_PER_CLASS} training spectra per class, those the exported model classifies correctly "
            "with the highest confidence (none called unknown), on the model axis")
     log(f"self-test examples: {len(chosen)} training spectra ({how})")

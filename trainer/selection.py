@@ -28,7 +28,7 @@ from trainer.data.dataset import Dataset, DatasetError
 from trainer.data.degrade import degrade
 from trainer.models import linear
 from trainer.models.candidates import AUGMENT_COPIES, Candidate, ProjectedCompact, TrainingSpectra, train
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters
 from trainer.models.projection import DEFAULT_COMPONENTS, max_components
 
 #: Device cost allowed per spectrum by default (FLOP).
@@ -119,8 +119,7 @@ class Selection:
     def card(self, max_flop: float, scope: str) -> dict:
         """The ``selection`` entry of the model card."""
         return {"rule": __doc__.split("\n\n")[2].replace("\n", " ").strip().removeprefix("Rule: "),
-                "max_flop": max_flop,
-                "inner_split": self.inner_split, "scope": scope, "winner": self.winner.name,
+                "max_flop": max_flop, "inner_split": self.inner_split, "scope": scope, "winner": self.winner.name,
                 "winner_options": self.winner.options, "why": self.why, "family": __doc__.split("\n\n")[1]
                 .replace("\n", " "), "candidates": self.table}
 
@@ -301,8 +300,8 @@ def select(ds: Dataset, rows: np.ndarray, seed: int, max_flop: float = MAX_FLOP,
 def choose(scored: list) -> tuple[Candidate, str]:
     """The candidate of highest inner-CV score among ``scored`` (candidate, table row) pairs, and why.
 
-    The score is the mean of the accuracies on the test spectra and on them degraded to each SNR level;
-    among equals, the fewest FLOP wins (then family order).
+    The score is the mean of the accuracies on the test spectra and on them degraded to each SNR level; among
+    equals, the fewest FLOP wins (then family order).
     """
     top = max(r["cv_score_mean"] for _, r in scored)
     equal = [(c, r) for c, r in scored if r["cv_score_mean"] >= top - TIE]

@@ -11,6 +11,7 @@ from device.inference.backends import make_backend
 from device.inference.bundle import ModelBundle
 from device.inference.resample import ResamplerCache
 from device.inference.spectrum import Spectrum
+from device.inference.verdict import UNKNOWN, is_unknown
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Prediction:
         class is ``nearest``.
         """
         if self.unknown:
-            return {"label": "unknown", "confidence": None, "nearest": self.label}
+            return {"label": UNKNOWN, "confidence": None, "nearest": self.label}
         return {"label": self.label, "confidence": round(self.confidence, 6)}
 
 
@@ -103,5 +104,5 @@ class Classifier:
             k = int(np.argmax(p))
             out.append(Prediction(names[k], float(p[k]), {c: float(v) for c, v in zip(names, p)}, self.bundle.model_id,
                                   None if score is None else float(score),
-                                  score is not None and bool(score > ood.threshold)))
+                                  score is not None and is_unknown(score, ood.threshold)))
         return out

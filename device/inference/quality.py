@@ -8,16 +8,14 @@
   the shutter closed, the laser dead, or a clipped or zero-filled export). This is the one definition of
   flat: the trainer refuses such spectra when it loads training data, and the SNR sweep of
   :mod:`trainer.data.degrade` cannot scale a spectrum that has no band height;
-* **too weak**: the estimated SNR below the limit. SNR = band height (max of a 3-point moving average,
-  which keeps noise spikes from posing as bands, minus the median of the dark-subtracted intensity)
-  over the noise standard deviation, estimated from second differences (1.4826 MAD / sqrt(6), which
-  white noise gives and smooth Raman bands barely change): the definition of the SNR sweep of
-  :mod:`trainer.data.degrade`, measured on one spectrum. It reads within ~15 % at SNR >= 5 and high below
-  (noise still lifts the maximum: a true SNR of 2 reads about 3).
+* **too weak**: the SNR measured on the dark-subtracted intensity (:func:`device.inference.snr.measured_snr`,
+  the definition the SNR sweep of :mod:`trainer.data.degrade` sets) below the limit.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from device.inference.snr import band_height, measured_snr
 
 #: Raw pixels at full scale that make a spectrum saturated.
 SATURATED_PIXELS = 2
@@ -42,18 +40,8 @@ def is_flat(intensity) -> np.ndarray | bool:
         (so a constant spectrum, or one whose top half is a plateau, is flat).
     """
     y = np.asarray(intensity, dtype=np.float64)
-    height = y.max(axis=-1) - np.median(y, axis=-1)
-    flat = height <= FLAT_TOLERANCE * np.abs(y).max(axis=-1)
+    flat = np.asarray(band_height(y)) <= FLAT_TOLERANCE * np.abs(y).max(axis=-1)
     return bool(flat) if flat.ndim == 0 else flat
-
-
-def estimated_snr(intensity: np.ndarray) -> float:
-    """Band height over the noise standard deviation of one spectrum (N,) (inf when no noise is seen)."""
-    y = np.asarray(intensity, dtype=np.float64)
-    d2 = np.diff(y, 2)
-    noise = 1.4826 * np.median(np.abs(d2 - np.median(d2))) / np.sqrt(6.0)
-    height = float(np.convolve(y, np.ones(3) / 3, mode="valid").max() - np.median(y))
-    return float("inf") if noise == 0 else height / noise
 
 
 def problems(intensity: np.ndarray, raw: np.ndarray | None = None, meta: dict | None = None,
@@ -69,7 +57,7 @@ def problems(intensity: np.ndarray, raw: np.ndarray | None = None, meta: dict | 
     meta : dict, optional
         The measurement's metadata: ``full_scale`` (counts) and ``inverted`` when the driver knows them.
     min_snr : float
-        Least estimated SNR; 0 turns the check off.
+        Least measured SNR; 0 turns the check off.
     """
     meta = meta or {}
     y = np.asarray(intensity, dtype=np.float64)
@@ -85,7 +73,7 @@ def problems(intensity: np.ndarray, raw: np.ndarray | None = None, meta: dict | 
         found.append("flat: the spectrum holds no band (its maximum is not above its median); check the laser, "
                      "the sample and the light path")
     elif min_snr > 0:
-        snr = estimated_snr(y)
+        snr = measured_snr(y)
         if snr < min_snr:
             found.append(f"too weak: SNR {snr:.1f}, below {min_snr:g}; lengthen the integration time, average "
                          "more spectra or bring the sample into focus")

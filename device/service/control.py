@@ -33,7 +33,7 @@ class LineReader:
         self._overflow = False
 
     def feed(self, data: bytes) -> list[tuple[str | None, str | None]]:
-        """Take in received bytes; return the lines they complete (see the class docstring)."""
+        """The lines that ``data`` completes, each ``(text, None)`` or ``(None, error message)``."""
         out = []
         for b in data:
             if b == 0x0A:
@@ -58,6 +58,20 @@ class LineReader:
 def reply(payload: dict) -> bytes:
     """One reply line."""
     return (json.dumps(payload, separators=(",", ":"), default=str) + "\n").encode("ascii")
+
+
+def read_reply(recv) -> dict:
+    """The reply line a client gets, as a dict.
+
+    ``recv()`` returns the next bytes from the service (``b""`` when the connection is closed).
+    """
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = recv()
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data)
 
 
 def dispatch(line: str, service, trigger: str = "control-port") -> dict:

@@ -1,6 +1,6 @@
-"""``raman-device install``: lay out the service on a board from an unpacked offline bundle.
+"""``raman-device install``: lay out the service on a board from the unpacked offline installer.
 
-The bundle (``make bundle``, ``deploy/build_bundle.py``) has ``wheelhouse/``, ``models/``, ``deploy/`` and
+The installer (``make installer``, ``deploy/build_installer.py``) has ``wheelhouse/``, ``models/``, ``deploy/`` and
 ``SHA256SUMS``. Its ``install.sh`` makes the virtual environment ``/opt/raman-edge/venv`` from the wheels
 and then runs this, which checks every checksum and the configuration before writing anything, and lays
 out under ``root`` (``/`` on the board; any directory to stage and inspect an installation):
@@ -8,7 +8,7 @@ out under ``root`` (``/`` on the board; any directory to stage and inspect an in
 =========================================  ==================================================
 ``/opt/raman-edge/models/NAME``            each model bundle, verified as the service loads it
 ``/etc/raman-edge/raman-edge.toml``        the configuration: ``--config FILE``, else the one
-                                           already there, else the bundle's example
+                                           already there, else the installer's example
 ``/var/lib/raman-edge``                    the data directory (mode 0750)
 ``/etc/systemd/system/raman-edge.service`` the unit
 ``/etc/udev/rules.d/99-raman-edge.rules``  ``/dev/raman-spectrometer`` for the spectrometer's USB
@@ -46,14 +46,15 @@ STABLE_PORT = "/dev/raman-spectrometer"
 
 
 class InstallError(RamanEdgeError):
-    """The bundle, the options or the system do not allow the installation; nothing further was written."""
+    """The installer, the options or the system do not allow the installation; nothing further was written."""
 
 
 def check_sums(src: Path) -> None:
     """Check every file listed in ``src/SHA256SUMS``; raise :class:`InstallError` naming each bad one."""
     sums = src / "SHA256SUMS"
     if not sums.is_file():
-        raise InstallError(f"{src} is not an installation bundle (no SHA256SUMS); build one with 'make bundle'")
+        raise InstallError(f"{src} is not an unpacked offline installer (no SHA256SUMS); "
+                           "build one with 'make installer'")
     bad = []
     for n, line in enumerate(sums.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         digest, sep, name = line.partition("  ")
@@ -65,7 +66,7 @@ def check_sums(src: Path) -> None:
         elif sha256_file(path) != digest:
             bad.append(f"{name}: damaged (its checksum differs)")
     if bad:
-        raise InstallError(f"the bundle {src} is damaged; copy it again:\n  " + "\n  ".join(bad))
+        raise InstallError(f"the installer {src} is damaged; copy it again:\n  " + "\n  ".join(bad))
 
 
 def parse_usb_id(text: str) -> tuple[str, str, str | None]:
@@ -141,7 +142,7 @@ def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) ->
         raise InstallError(f"cannot read the configuration {source}: {exc}") from None
     shipped = {PREFIX / "models" / m.name for m in _models(src)}
     if cfg.model.bundle not in shipped and not _at(root, cfg.model.bundle).is_dir():
-        raise InstallError(f"{source}: model.bundle {cfg.model.bundle} is neither in this bundle "
+        raise InstallError(f"{source}: model.bundle {cfg.model.bundle} is neither in this installer "
                            f"({', '.join(sorted(str(p) for p in shipped))}) nor on the board")
     if cfg.data_directory != DATA:
         log(f"warning: data.directory is {cfg.data_directory}, but the unit lets the service write only {DATA}; "
@@ -162,7 +163,7 @@ def _copy_tree(src: Path, dest: Path) -> None:
 
 def install(src: Path, root: Path = Path("/"), config: Path | None = None, port: str | None = None,
             usb_id: str | None = None, operator: str | None = None, enable: bool = False, log=print) -> None:
-    """Lay out the service from the unpacked bundle ``src`` under ``root`` (see the module docstring).
+    """Lay out the service from the unpacked installer ``src`` under ``root`` (see the module docstring).
 
     Everything is checked first (checksums, models, configuration, the spectrometer's identity), so an
     error leaves the system as it was. Raises :class:`InstallError`, ``ConfigError`` or ``BundleError``.
@@ -179,7 +180,7 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     identity = parse_usb_id(usb_id) if usb_id else usb_identity(port) if port else None
     bundles = [load_bundle(m) for m in _models(src)]
     if not bundles:
-        raise InstallError(f"the bundle {src} holds no model; build it with 'make bundle' from a checkout")
+        raise InstallError(f"the installer {src} holds no model; build it with 'make installer' from a checkout")
     config_text, origin = _check_config(src, root, config, identity is not None, log)
 
     for m, b in zip(_models(src), bundles):

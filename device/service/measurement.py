@@ -1,7 +1,8 @@
 """The measurement service: one spectrometer, one model, one record; triggers call :meth:`Service.measure`.
 
 A measurement: laser on, acquire (with a dark frame where the laser can be gated), laser off on every
-path, calibrate, classify, decide (a verdict below the configured confidence is ``uncertain``), record
+path, calibrate, classify, decide (:mod:`device.inference.verdict`: below the configured confidence the
+verdict is ``uncertain``), record
 durably, and only then reply. A spectrum unlike every trained class (the bundle's out-of-distribution
 detector, :mod:`device.inference.ood`) gets the verdict ``unknown``; a saturated, flat or too weak one
 (:mod:`device.inference.quality`) is recorded and refused with the reason instead of classified. Measurements are
@@ -26,6 +27,7 @@ from device.inference.quality import problems as quality_problems
 from device.inference.readers import read_spectra
 from device.inference.resample import covers
 from device.inference.spectrum import Spectrum
+from device.inference.verdict import verdict
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
@@ -39,13 +41,6 @@ NO_EXAMPLES_FIX = ("retrain with raman-train fit (which stores self-test example
                    "DIR) and install the result with raman-device update-model BUNDLE")
 WRONG_LABELS_FIX = ("the bundle is damaged or was built wrong: rebuild it with raman-train fit and install it with "
                     "raman-device update-model BUNDLE, or go back with raman-device update-model --rollback")
-
-
-def verdict(prediction, min_confidence: float) -> str:
-    """``unknown`` when unlike every trained class, ``uncertain`` below the confidence, else the label."""
-    if prediction.unknown:
-        return "unknown"
-    return prediction.label if prediction.confidence >= min_confidence else "uncertain"
 
 
 def self_test(bundle, classifier) -> dict:
@@ -252,7 +247,8 @@ class Service:
             return self._finish(rec, {"ok": False, "error": str(exc)})
         self.spectrometer_error = None
         rec.probabilities = prediction.probabilities
-        rec.verdict = verdict(prediction, self.config.model.min_confidence)
+        rec.verdict = verdict(prediction.label, prediction.confidence, prediction.unknown,
+                              self.config.model.min_confidence)
         shown = prediction.reported()
         rec.confidence = None if prediction.unknown else prediction.confidence
         reply = {"ok": True, "verdict": rec.verdict, **shown,
@@ -276,7 +272,7 @@ class Service:
         return reply
 
     def status(self) -> dict:
-        """The service's state (``ready``, ``measuring`` or what keeps it from measuring), counts and uptime (s)."""
+        """The service's state (``ready``, or what stops it), its spectrometer, model, record and counts."""
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
         axis = self._axis_problem(self.bundle)
@@ -301,7 +297,7 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
     def last(self) -> dict:
-        """The reply for the last recorded measurement: its id, time, verdict and confidence, or an error."""
+        """The last recorded measurement: time, trigger, verdict or error, model."""
         if self.store is None:
             return {"ok": False, "error": f"the record is not open: {self.storage_error}"}
         r = self.store.last()
@@ -311,7 +307,7 @@ class Service:
                 "confidence": r.confidence, "error": r.error, "model": r.model}
 
     def model_info(self) -> dict:
-        """The model's id, classes, axis (cm-1), confidence threshold and backend."""
+        """The model in use: id, classes, axis, least confidence and backend."""
         b = self.bundle
         return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
                 "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}

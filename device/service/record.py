@@ -20,6 +20,7 @@ import numpy as np
 
 from device.errors import RamanEdgeError
 from device.fileio import write_replacing
+from device.inference.verdict import UNCERTAIN, UNKNOWN
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -139,7 +140,7 @@ class RecordStore:
                               "permissions and free space") from None
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database."""
         self._db.close()
 
     def storage_problem(self, reserve_bytes: float) -> str | None:
@@ -188,12 +189,12 @@ class RecordStore:
         return [self._row(r) for r in self._db.execute(sql, args)]
 
     def last(self) -> Record | None:
-        """The newest measurement, or None if there is none."""
+        """The latest measurement, or None when there is none."""
         rows = self.query(limit=1)
         return rows[0] if rows else None
 
     def count(self) -> int:
-        """Number of measurements recorded."""
+        """How many measurements the record holds."""
         return self._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
     def integrity_ok(self) -> bool:
@@ -228,7 +229,7 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
         if r.verdict is None or r.shift is None:
             left_out[reasons[0]] += 1
             continue
-        if r.verdict in ("uncertain", "unknown"):
+        if r.verdict in (UNCERTAIN, UNKNOWN):
             left_out[reasons[1]] += 1
             continue
         try:

@@ -13,7 +13,6 @@ command exits with :data:`EXIT_NOT_CONFIGURED`, which the systemd unit does not 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import socket
@@ -23,8 +22,9 @@ import warnings
 from pathlib import Path
 
 from device.errors import RamanEdgeError
+from device.inference.verdict import UNCERTAIN, UNKNOWN
 from device.service.config import Config
-from device.service.control import LineReader, dispatch, reply
+from device.service.control import LineReader, dispatch, read_reply, reply
 from device.service.measurement import Service
 
 SOCKET_FILE = "control.sock"
@@ -139,7 +139,7 @@ class Runner:
 
     def _indicate(self, result: dict) -> None:
         ok_led, alert_led, buzzer = self._leds
-        good = result.get("ok") and result.get("verdict") not in (None, "uncertain", "unknown")
+        good = result.get("ok") and result.get("verdict") not in (None, UNCERTAIN, UNKNOWN)
         for device, on in ((ok_led, good), (alert_led, not good)):
             if device is not None:
                 device.on() if on else device.off()
@@ -174,9 +174,9 @@ class Runner:
                 write(reply(answer))
 
     def _control_port(self) -> None:
-        """Serve the control port in its own thread; a port that cannot be opened is retried, never fatal.
+        """Serve the control port, retried with the spectrometer's back-off while it cannot be opened.
 
-        An adapter not plugged in yet, or unplugged, is opened again with the spectrometer's back-off.
+        A port that cannot be opened (an adapter not plugged in yet, or unplugged) is never fatal.
         """
         port_name = self.config.triggers.control_port
         if port_name is None:
@@ -337,10 +337,4 @@ def send_command(path, command: str, timeout: float = 120.0) -> dict:
         s.settimeout(timeout)
         s.connect(str(path))
         s.sendall(command.encode("ascii") + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+        return read_reply(lambda: s.recv(65536))

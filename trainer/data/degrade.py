@@ -9,7 +9,8 @@ The acquisition model
 ---------------------
 The input spectra ``Y`` (n, N) are taken as the noise-free signal of a full acquisition (laser power
 x integration time factor s = 1), in any units (counts, min-max scaled, ...). Everything is set
-relative to each spectrum's band height ``H = max(y) - median(y)``, so the units do not matter.
+relative to each spectrum's band height ``H = max(y) - median(y)`` (:func:`device.inference.snr.band_height`),
+so the units do not matter.
 
 1. **Shift** (``shift_cm``, default 0): the spectrum is moved rigidly by ``d`` cm-1, ``y(x - d)`` by
    linear interpolation, holding the end values beyond the ends of the axis (positive ``d`` moves
@@ -30,8 +31,8 @@ relative to each spectrum's band height ``H = max(y) - median(y)``, so the units
    each one or two points wide (equally likely) at a uniform position, amplitude uniform in
    [0.5, 3] x ``s H``, added after the noise.
 
-**SNR** (the x axis of the sweep) is the band height of the scaled clean signal over the RMS along the
-axis of the added noise's standard deviation::
+**SNR** (the x axis of the sweep) is that of :mod:`device.inference.snr`, the one the device measures: the
+band height of the scaled clean signal over the RMS along the axis of the added noise's standard deviation::
 
     SNR(s) = s H / sqrt(g s m + sigma_r^2) = F s / sqrt(f s + 1 - f),
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.inference.quality import is_flat
+from device.inference.snr import band_height
 from device.inference.spectrum import Axis
 
 #: The sweep's default SNR levels, from the full acquisition down.
@@ -66,23 +68,6 @@ SPIKE_HEIGHT = (0.5, 3.0)
 BACKGROUND_CENTRE_SLACK = 0.25
 #: Range of the background's standard deviation, in units of the axis span.
 BACKGROUND_WIDTH = (0.3, 1.0)
-
-
-def band_height(Y) -> np.ndarray:
-    """Band height ``max(y) - median(y)`` of each spectrum.
-
-    Parameters
-    ----------
-    Y : array_like, shape (n, N)
-        Spectra, any units.
-
-    Returns
-    -------
-    ndarray of float64, shape (n,)
-        In the units of ``Y``.
-    """
-    Y = _spectra(Y)
-    return Y.max(axis=1) - np.median(Y, axis=1)
 
 
 def signal_scale(snr, full_snr: float = FULL_SNR, shot_fraction: float = SHOT_FRACTION):

@@ -9,7 +9,7 @@ pickled estimator for the classical models) and latency per spectrum in the devi
 networks; the classical models have none).
 
 Models: the compact network of part A (SNV inputs + features, its defaults), the convolutional
-networks of :mod:`trainer.models.convnets`, and the classical baselines of :mod:`trainer.models.classical`, all on
+networks of :mod:`trainer.models.keras_convnets`, and the classical baselines of :mod:`trainer.models.classical`, all on
 SNV-normalised spectra. Nothing is tuned on the data.
 """
 from __future__ import annotations
@@ -32,11 +32,10 @@ from trainer.data.degrade import SNR_LEVELS, degrade
 from trainer.data.splits import Splits, make_splits, pair_groups, parse_split
 from trainer.evaluation.metrics import classification_report
 from trainer.export import tflite_bytes, tflite_convnet_bytes
-from trainer.models import classical, convnets
-from trainer.models.compact import fit_compact, pair_seeds
-from trainer.models.model import Hyperparameters
+from trainer.models import classical, keras_convnets
+from trainer.models.compact import Hyperparameters, fit_compact, pair_seeds
 
-MODELS = ("compact", *convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
+MODELS = ("compact", *keras_convnets.CONV_MODELS, *classical.CLASSICAL_MODELS)
 #: Data sets up to this many spectra get repeated K-fold by default, larger ones one hold-out split.
 SMALL_SET = 1000
 #: Single-spectrum calls timed per model (median reported), after warm-up.
@@ -109,10 +108,10 @@ def train_model(name: str, ds: Dataset, train: np.ndarray, seed: int, steps: int
                                     tflite=tflite_bytes(layers, hp.leaky_slope, R.shape[1]))
             cost.update(parameters=int(sum(layer.kernel.size + layer.bias.size for layer in layers)),
                         flop=flop_count(axis, layers, "snv")["total"])
-    elif name in convnets.CONV_MODELS:
-        hp = convnets.ConvHyperparameters(steps=steps)
-        model, _ = convnets.train(name, Y, axis.values, y, n_classes, hp, seed)
-        net = convnets.to_convnet(model, name, hp)
+    elif name in keras_convnets.CONV_MODELS:
+        hp = keras_convnets.ConvHyperparameters(steps=steps)
+        model, _ = keras_convnets.train(name, Y, axis.values, y, n_classes, hp, seed)
+        net = keras_convnets.to_convnet(model, name, hp)
         fit_s = time.perf_counter() - t0
         predict = lambda Yt: net.probabilities(normalise(Yt, "snv"))  # noqa: E731
         if measure:
@@ -148,7 +147,7 @@ def _labels(out: np.ndarray) -> np.ndarray:
 
 
 def compare(ds: Dataset, split: Splits, models=MODELS, snr_levels=SNR_LEVELS, seed: int = 0,
-            steps: int = convnets.ConvHyperparameters().steps, log=print) -> dict:
+            steps: int = keras_convnets.ConvHyperparameters().steps, log=print) -> dict:
     """Run the comparison; returns per-model results (see :func:`trainer.report_compare.write_compare_report`)."""
     unknown = [m for m in models if m not in MODELS]
     if unknown:

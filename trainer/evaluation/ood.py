@@ -10,10 +10,10 @@ from device.inference.features import DEFAULT_PROMINENCE
 from device.inference.inputs import normalise, raw_inputs
 from device.inference.network import forward
 from device.inference.ood import OODDetector
+from device.inference.verdict import UNCERTAIN, UNKNOWN, is_unknown, verdict
 from trainer.data.dataset import Dataset, DatasetError
 from trainer.data.splits import SplitSpec, make_splits, pair_groups, stratified_folds
-from trainer.models.compact import fit_compact
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters, fit_compact
 
 #: Principal components of the detector (fewer when the data has fewer spectra, see :func:`components_for`).
 COMPONENTS = 20
@@ -102,7 +102,7 @@ def fit_detector(Y: np.ndarray, y: np.ndarray, n_classes: int, false_rejection: 
     threshold = float(np.quantile(held, 1.0 - false_rejection, method="higher"))
     d = _fit(Y, y, n_classes, k)
     d = OODDetector(d.mean, d.components, d.class_means, d.precision, d.residual_scale, threshold,
-                    float((held > threshold).mean()))
+                    float(is_unknown(held, threshold).mean()))
     if log:
         log(f"out-of-distribution threshold {d.threshold:.4g} ({100 * d.false_rejection:.1f} % of held-out known "
             f"spectra above it; {k} components, {len(splits)} folds)")
@@ -140,18 +140,37 @@ def card_entry(detector: OODDetector, Y: np.ndarray, y: np.ndarray) -> dict:
     return {**entry, "warning": problem} if problem else entry
 
 
-def leave_one_class_out(ds: Dataset, split: SplitSpec = LEAVE_OUT_SPLIT,
-                        hp: Hyperparameters = LEAVE_OUT_HYPERPARAMETERS, min_confidence: float = 0.8,
-                        false_rejection: float = FALSE_REJECTION, seed: int = 0, log=print) -> dict:
+def verdicts(fitted, detector: OODDetector, X: np.ndarray, axis, hp: Hyperparameters,
+             min_confidence: float) -> list:
+    """The verdicts (:func:`device.inference.verdict.verdict`) on spectra ``X`` (n, points) on ``axis``.
+
+    ``fitted`` is the compact network (:func:`trainer.models.compact.fit_compact`), ``detector`` its
+    unknown-sample detector; each verdict is a class index, :data:`UNKNOWN` or :data:`UNCERTAIN`.
+    """
+    p = forward(fitted.standardizer.transform(raw_inputs(X, axis, DEFAULT_PROMINENCE, "snv")), fitted.layers,
+                hp.leaky_slope)
+    unknown = is_unknown(detector.scores(X), detector.threshold)
+    return [verdict(int(k), float(c), bool(u), min_confidence)
+            for k, c, u in zip(p.argmax(axis=1), p.max(axis=1), unknown)]
+
+
+def leave_one_class_out(ds: Dataset, split: SplitSpec | None = None, hp: Hyperparameters | None = None,
+                        min_confidence: float = 0.8, false_rejection: float = FALSE_REJECTION, seed: int = 0,
+                        log=print) -> dict:
     """For each class: train the compact network and the detector without it, then classify.
+
+    Verdicts follow the device's rule (:func:`device.inference.verdict.verdict`).
 
     The known classes' spectra are split by ``split`` (:func:`trainer.data.splits.make_splits`, on the data
     without the left-out class); for every pair the model and detector are fitted on its training side.
     Reported per left-out class, over all pairs: how many of its spectra come back ``unknown``,
     ``uncertain`` (below ``min_confidence``) or wrongly labelled as a known class; and on the held-out
     known spectra, the share called ``unknown`` (false unknown) and the accuracy of the rest. Every
-    split is checked on every left-out class before anything is trained.
+    split is checked on every left-out class before anything is trained. ``split`` defaults to holding out
+    a fifth, ``hp`` to the default hyperparameters.
     """
+    split = SplitSpec("holdout-fraction", fraction=0.2) if split is None else split
+    hp = Hyperparameters() if hp is None else hp
     t0 = time.perf_counter()
     known_sets = []
     for left in range(len(ds.class_names)):
@@ -180,26 +199,17 @@ def leave_one_class_out(ds: Dataset, split: SplitSpec = LEAVE_OUT_SPLIT,
                           **pair_groups(ds, train, known[te])})
             R = raw_inputs(ds.X[train], ds.axis, DEFAULT_PROMINENCE, "snv")
             fitted = fit_compact(R, yk[tr], n_known, hp, seed)
-            std, layers = fitted.standardizer, fitted.layers
             detector = fit_detector(ds.X[train], yk[tr], n_known, false_rejection, seed)
-
-            def verdicts(rows_: np.ndarray, std=std, layers=layers, detector=detector):
-                p = forward(std.transform(raw_inputs(ds.X[rows_], ds.axis, DEFAULT_PROMINENCE, "snv")), layers,
-                            hp.leaky_slope)
-                unknown = detector.scores(ds.X[rows_]) > detector.threshold
-                uncertain = ~unknown & (p.max(axis=1) < min_confidence)
-                return p.argmax(axis=1), unknown, uncertain
-
-            _, unk_n, unc_n = verdicts(novel)
-            label_k, unk_k, unc_k = verdicts(known[te])
-            decided = ~unk_k & ~unc_k
-            counts["unknown"] += int(unk_n.sum())
-            counts["uncertain"] += int(unc_n.sum())
+            novel_verdicts, known_verdicts = (verdicts(fitted, detector, ds.X[rows], ds.axis, hp, min_confidence)
+                                              for rows in (novel, known[te]))
+            decided = [(v, int(t)) for v, t in zip(known_verdicts, yk[te]) if v not in (UNKNOWN, UNCERTAIN)]
+            counts["unknown"] += novel_verdicts.count(UNKNOWN)
+            counts["uncertain"] += novel_verdicts.count(UNCERTAIN)
             counts["novel"] += novel.size
             counts["known"] += te.size
-            counts["false_unknown"] += int(unk_k.sum())
-            counts["decided"] += int(decided.sum())
-            counts["right"] += int((label_k[decided] == yk[te][decided]).sum())
+            counts["false_unknown"] += known_verdicts.count(UNKNOWN)
+            counts["decided"] += len(decided)
+            counts["right"] += sum(v == t for v, t in decided)
             thresholds.append(detector.threshold)
             components.append(int(detector.components.shape[0]))
         row = {"left_out": ds.class_names[left], "spectra": int(novel.size),

@@ -24,8 +24,7 @@ from trainer.data.dataset import Dataset, DatasetError
 from trainer.data.splits import Splits, SplitSpec, make_splits, pair_groups
 from trainer.evaluation.metrics import classification_report, one_vs_rest_auc
 from trainer.models import stacked
-from trainer.models.compact import pair_seed, stream_seeds
-from trainer.models.model import Hyperparameters
+from trainer.models.compact import Hyperparameters, pair_seed, stream_seeds
 
 ENGINES = ("vectorized", "naive")
 #: Folds of the published protocol.
@@ -93,14 +92,14 @@ def train_naive(R, y, mean, scale, init: stacked.StackedWeights, index, valid, h
 
     Same signature and results as :func:`trainer.models.stacked.train`.
     """
-    from trainer.models import model as net
+    from trainer.models.compact import build_keras
 
     epochs, steps, F, B = index.shape
     C = init.W2.shape[2]
     W = [[], [], [], []]
     train_loss, val_loss = np.zeros((epochs, F)), np.zeros((epochs, F))
     for f in range(F):
-        keras_model = net.build(R.shape[1], C, hp, seed=0)
+        keras_model = build_keras(R.shape[1], C, hp, seed=0)
         keras_model.set_weights([p.astype(np.float32) for p in init.fold(f)])
         Z = ((R - mean[f]) / scale[f]).astype(np.float32)
         for e in range(epochs):

@@ -16,7 +16,7 @@ standardisation and a network, dense (:class:`device.inference.network.DenseNet`
                      the linear kinds of :mod:`trainer.models.linear`, on the intensities, or with ``features``
                      on intensities + features (the feature columns standardised, the intensities not).
 ``cnn``, ``resnet``, ``se-resnet``
-                     the convolutional networks of :mod:`trainer.models.convnets`, on the SNV spectrum.
+                     the convolutional networks of :mod:`trainer.models.keras_convnets`, on the SNV spectrum.
 
 Dense kinds are trained on the given spectra plus :data:`AUGMENT_COPIES` copies degraded by
 :func:`trainer.data.degrade.augment` (the inferior-acquisition model), so that a model keeps its accuracy on
@@ -36,15 +36,15 @@ from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import Standardizer, as_chain, network_inputs, raw_inputs
 from device.inference.network import Dense, DenseNet
 from device.inference.spectrum import Axis
-
 from trainer.models import linear
-from trainer.models import model as compact_model
-from trainer.models.convnets import CONV_MODELS, ConvHyperparameters
-from trainer.models.projection import DEFAULT_COMPONENTS, describe as describe_projection, fit_projection
+from trainer.models.compact import Hyperparameters, build_keras, keras_probabilities
+from trainer.models.keras_convnets import CONV_MODELS, ConvHyperparameters
+from trainer.models.projection import DEFAULT_COMPONENTS, fit_projection
+from trainer.models.projection import describe as describe_projection
 
 #: Degraded copies of each training spectrum added to the training set of a dense kind.
 AUGMENT_COPIES = 1
-#: Kinds whose head is the compact network (:mod:`trainer.models.model`): on intensities + features, or on scores.
+#: Kinds whose head is the compact network (:mod:`trainer.models.compact`): on intensities + features, or on scores.
 COMPACT_MODELS = ("compact", "pca-compact", "pls-compact")
 #: Kinds with a PCA or PLS projection in front of their head.
 PROJECTED_MODELS = ("pca-logreg", "pls-logreg", "pca-compact", "pls-compact")
@@ -61,17 +61,18 @@ class ProjectedCompact:
     components : int
         Scores of the projection.
     head : Hyperparameters
-        The compact network on the scores (:class:`trainer.models.model.Hyperparameters`).
+        The compact network on the scores (:class:`trainer.models.compact.Hyperparameters`).
     """
 
     components: int = DEFAULT_COMPONENTS
-    head: compact_model.Hyperparameters = field(default_factory=compact_model.Hyperparameters)
+    head: Hyperparameters = field(default_factory=Hyperparameters)
 
     def __post_init__(self):
         if self.components < 1:
             raise ValueError(f"components must be at least 1, not {self.components}")
 
     def as_dict(self) -> dict:
+        """The settings by name: the components and the head's hyperparameters."""
         return {"components": self.components, **self.head.as_dict()}
 
 
@@ -86,8 +87,8 @@ class Candidate:
     chain : str
         Preprocessing chain text (:mod:`device.inference.preprocess`); the convolutional kinds take ``snv``.
     settings : Hyperparameters, ProjectedCompact, LinearSettings or ConvHyperparameters
-        The kind's settings (:mod:`trainer.models.model`, :class:`ProjectedCompact`, :mod:`trainer.models.linear`,
-        :mod:`trainer.models.convnets`).
+        The kind's settings (:mod:`trainer.models.compact`, :class:`ProjectedCompact`, :mod:`trainer.models.linear`,
+        :mod:`trainer.models.keras_convnets`).
     features : bool
         The inputs include the 22 engineered features (always for ``compact``; never for a projected
         compact network or a convolutional one).
@@ -104,7 +105,7 @@ class Candidate:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(KINDS)}")
-        default = (compact_model.Hyperparameters() if self.kind == "compact" else
+        default = (Hyperparameters() if self.kind == "compact" else
                    ProjectedCompact() if self.kind in COMPACT_MODELS else
                    linear.LinearSettings(self.kind) if self.kind in linear.LINEAR_MODELS else ConvHyperparameters())
         object.__setattr__(self, "settings", self.settings if self.settings is not None else default)
@@ -121,6 +122,7 @@ class Candidate:
 
     @property
     def input_layout(self) -> str:
+        """The bundle's input layout: intensities + features, or intensities alone."""
         return INPUT_LAYOUT if self.features else INTENSITIES_LAYOUT
 
     @property
@@ -182,8 +184,10 @@ class Candidate:
         return []
 
     def flop(self, axis: Axis, n_classes: int) -> int | None:
-        """Analytic FLOP per spectrum on the device (:mod:`device.inference.cost`), known before training; None for a
-        convolutional kind, whose cost is counted once it is built."""
+        """Analytic FLOP per spectrum on the device (:mod:`device.inference.cost`), known before training.
+
+        None for a convolutional kind, whose cost is counted once it is built.
+        """
         shapes = self.layer_shapes(axis.points, n_classes)
         if not shapes:
             return None
@@ -278,8 +282,8 @@ class TrainingSpectra:
 
 def as_stored(net: DenseNet) -> DenseNet:
     """The network with its weights rounded to float32, as ``model.npz`` and ``model.tflite`` hold them."""
-    return DenseNet(tuple(Dense(np.float32(l.kernel).astype(np.float64), np.float32(l.bias).astype(np.float64),
-                                l.activation) for l in net.layers), net.leaky_slope)
+    return DenseNet(tuple(Dense(np.float32(layer.kernel).astype(np.float64), np.float32(layer.bias).astype(np.float64),
+                                layer.activation) for layer in net.layers), net.leaky_slope)
 
 
 def train(candidate: Candidate, spectra: TrainingSpectra, rows: np.ndarray, n_classes: int, seed: int,
@@ -325,18 +329,20 @@ def _train_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Traine
     card = {"network": {"kind": "compact", "architecture": f"Dense({hp.hidden}) + LeakyReLU -> Dense({n_classes}) "
                                                             "+ softmax",
                         "leaky_relu_slope": hp.leaky_slope,
-                        "parameters": int(sum(l.kernel.size + l.bias.size for l in layers))},
+                        "parameters": int(sum(layer.kernel.size + layer.bias.size for layer in layers))},
             "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
             "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
     return Trained(candidate, axis, chain, std, DenseNet(layers, hp.leaky_slope), reference, "keras", card)
 
 
 def _keras_probabilities(layers, hp, n_classes: int, seed: int, Z: np.ndarray) -> np.ndarray:
-    """Probabilities (n, C) of the Keras compact network (:func:`trainer.models.model.build`) holding the trained
-    ``layers`` (hidden, output), for its standardised inputs ``Z`` (n, D)."""
-    model = compact_model.build(Z.shape[1], n_classes, hp, seed)
+    """Probabilities (n, C) of the Keras compact network holding the trained ``layers`` (hidden, output).
+
+    For its standardised inputs ``Z`` (n, D); the network is :func:`trainer.models.compact.build_keras`'s.
+    """
+    model = build_keras(Z.shape[1], n_classes, hp, seed)
     model.set_weights([p for layer in layers for p in (layer.kernel, layer.bias)])
-    return compact_model.predict(model, Z)
+    return keras_probabilities(model, Z)
 
 
 def _train_projected_compact(candidate, R, y, axis, chain, n_classes, seed, log) -> Trained:
@@ -391,19 +397,21 @@ def _train_linear(candidate, R, y, axis, chain, n_classes, seed, final) -> Train
     net = as_stored(model.network)
     inputs = axis.points + (len(FEATURE_NAMES) if candidate.features else 0)
     card = {"network": {"kind": candidate.kind, "architecture": linear.describe(settings, n_classes, inputs),
-                        "layers": [f"Dense({l.kernel.shape[1]}, {l.activation})" for l in net.layers],
+                        "layers": [f"Dense({layer.kernel.shape[1]}, {layer.activation})" for layer in net.layers],
                         "parameters": net.parameters},
             "hyperparameters": {**settings.as_dict(), "features": candidate.features,
-                                "trained_with": "scikit-learn (LinearSVC, LogisticRegression Newton-CG and L-BFGS, PCA, "
-                                                "PLSRegression)",
+                                "trained_with": "scikit-learn (LinearSVC, LogisticRegression Newton-CG and L-BFGS, "
+                                                "PCA, PLSRegression)",
                                 **({"calibration": model.calibration} if model.calibration else {}),
                                 **({"fit_warnings": model.notes} if model.notes else {})}}
     return Trained(candidate, axis, chain, std, net, reference, "scikit-learn", card)
 
 
 def _feature_standardizer(R: np.ndarray, points: int, intensities: bool) -> Standardizer:
-    """Column statistics of intensities + features ``R`` (n, points + 22): the feature columns standardised,
-    the intensity columns too only when ``intensities``."""
+    """Column statistics of intensities + features ``R`` (n, points + 22): the feature columns standardised.
+
+    The intensity columns are standardised too only when ``intensities``.
+    """
     std = Standardizer.fit(R)
     if intensities:
         return std
@@ -413,17 +421,18 @@ def _feature_standardizer(R: np.ndarray, points: int, intensities: bool) -> Stan
 
 
 def _train_conv(candidate, Y, y, axis, chain, n_classes, seed, log) -> Trained:
-    from trainer.models import convnets
+    from trainer.models import keras_convnets
 
     hp = candidate.settings
-    model, loss = convnets.train(candidate.kind, Y, axis.values, y, n_classes, hp, seed, log)
-    net: ConvNet = convnets.to_convnet(model, candidate.kind, hp)
-    card = {"network": {"kind": candidate.kind, "architecture": convnets.__doc__.split("\n\n")[1].strip(),
+    model, loss = keras_convnets.train(candidate.kind, Y, axis.values, y, n_classes, hp, seed, log)
+    net: ConvNet = keras_convnets.to_convnet(model, candidate.kind, hp)
+    card = {"network": {"kind": candidate.kind, "architecture": keras_convnets.__doc__.split("\n\n")[1].strip(),
                         "parameters": net.parameters, "batch_normalisation": "folded into the convolutions at export",
                         "flop_note": "counted from the built network"},
             "hyperparameters": {**hp.as_dict(), "optimizer": "Adam", "loss": "sparse categorical cross-entropy"},
             "training": {"final_loss": loss[-1], "loss_per_epoch": loss}}
-    return Trained(candidate, axis, chain, None, net, lambda A: convnets.predict(model, chain.apply(A)), "keras", card)
+    return Trained(candidate, axis, chain, None, net, lambda A: keras_convnets.predict(model, chain.apply(A)), "keras",
+                   card)
 
 
 def device_flop(trained: Trained) -> dict:

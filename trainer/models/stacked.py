@@ -15,12 +15,14 @@ cross-entropy over the batch plus ``l2 * sum(w**2)`` for each kernel, and Keras'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from device.inference.network import softmax
 
-from trainer.models.model import Hyperparameters
+if TYPE_CHECKING:  # trainer.models.compact trains with this engine
+    from trainer.models.compact import Hyperparameters
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -37,6 +39,7 @@ class StackedWeights:
     b2: np.ndarray
 
     def params(self) -> list:
+        """The four stacked arrays: W1, b1, W2, b2."""
         return [self.W1, self.b1, self.W2, self.b2]
 
     def fold(self, f: int) -> tuple:

@@ -1,4 +1,4 @@
-"""1-D convolutional classifiers built and trained with Keras: plain CNN, ResNet and SE-ResNet.
+"""1-D convolutional classifiers in Keras: plain CNN, ResNet and SE-ResNet, their training and their NumPy form.
 
 The three share one shape so that a comparison isolates what residual connections and
 Squeeze-and-Excitation add (methods.md, part B):
@@ -63,6 +63,7 @@ class ConvHyperparameters:
     augment: bool = True
 
     def as_dict(self) -> dict:
+        """The settings by name (``widths`` as a list)."""
         d = asdict(self)
         d["widths"] = list(self.widths)
         return d
@@ -176,10 +177,11 @@ def to_convnet(model, kind: str, hp: ConvHyperparameters) -> ConvNet:
         else:
             se = None
             if kind == "se-resnet":
-                (w1, b1), (w2, b2) = model.get_layer(f"s{i}_se1").get_weights(), model.get_layer(f"s{i}_se2").get_weights()
+                (w1, b1), (w2, b2) = (model.get_layer(f"s{i}_se{j}").get_weights() for j in (1, 2))
                 se = SqueezeExcitation(w1, b1, w2, b2)
             shortcut = _folded(model, f"s{i}sc", stride, False) if (stride != 1 or width != channels) else None
-            body.append(Residual(_folded(model, f"s{i}a", stride, True), _folded(model, f"s{i}b", 1, False), se, shortcut))
+            body.append(Residual(_folded(model, f"s{i}a", stride, True), _folded(model, f"s{i}b", 1, False), se,
+                                 shortcut))
         channels = width
     kernel, bias = model.get_layer("head").get_weights()
     return ConvNet(tuple(body), kernel.astype(np.float32), bias.astype(np.float32))
