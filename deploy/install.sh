@@ -20,7 +20,8 @@ have=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || fail
 
 venv="${root%/}$prefix/venv"
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index \
+# -I: isolated from PYTHONPATH and the user's site-packages, so that no raman-edge found there counts as installed
+"$venv/bin/python" -I -m pip install --quiet --disable-pip-version-check --no-index \
     --find-links "$here/wheelhouse" --require-hashes -r "$here/wheelhouse/requirements.txt" \
     || fail "installing the wheels failed (see above); the installer may be damaged or for another board"
 exec "$venv/bin/raman-device" install --from "$here" --root "$root" "$@"
