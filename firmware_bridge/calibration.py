@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import CalibrationError
+from firmware_bridge.errors import CalibrationError
 
 
 def wavelengths(coefficients, pixels: int, first_pixel: int = 0) -> np.ndarray:

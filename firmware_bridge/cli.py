@@ -10,9 +10,9 @@ import threading
 
 import numpy as np
 
-from .commandline import add_subcommand, refuse_existing, run
-from .errors import BridgeError
-from .registry import PROTOCOLS, firmware_generations, make_driver
+from firmware_bridge.commandline import add_subcommand, refuse_existing, run
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.registry import PROTOCOLS, firmware_generations, make_driver
 
 #: Integration time set when ``--integration`` is not given, s (devices whose time is fixed get none).
 DEFAULT_INTEGRATION_S = 0.1
@@ -62,7 +62,7 @@ def _configure(spec, args) -> None:
 
 
 def _measure(args):
-    from .measure import measure
+    from firmware_bridge.measure import measure
 
     with _driver(args) as spec:
         _configure(spec, args)
@@ -71,11 +71,11 @@ def _measure(args):
 
 def cmd_simulate(args) -> int:
     """``raman-bridge simulate``: serve a simulated spectrometer on a pty until Ctrl-C or SIGTERM."""
-    from .sim.faults import FaultInjector
-    from .sim.instrument import Scene
-    from .sim.line import SimulatedLine
-    from .sim.pty import PtyServer
-    from .sim.serve import make_device
+    from firmware_bridge.sim.faults import FaultInjector
+    from firmware_bridge.sim.instrument import Scene
+    from firmware_bridge.sim.line import SimulatedLine
+    from firmware_bridge.sim.pty import PtyServer
+    from firmware_bridge.sim.serve import make_device
 
     device = make_device(args.protocol, Scene.from_path(args.scene) if args.scene else None, args.seed,
                          args.laser, args.firmware)
@@ -128,8 +128,8 @@ def cmd_calibrate(args) -> int:
     """``raman-bridge calibrate``: fit the wavelength polynomial to a reference's lines."""
     from pathlib import Path
 
-    from .calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
-    from .measure import acquire_signal
+    from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
+    from firmware_bridge.measure import acquire_signal
 
     refuse_existing(args.out, args.force)  # before the device is touched
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import SpikeError
+from firmware_bridge.errors import SpikeError
 
 #: A pixel is isolated when its second difference exceeds this many robust noise widths...
 SPIKE_SIGMAS = 12.0

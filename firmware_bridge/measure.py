@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import Measurement, raman_shift
-from .drivers import Spectrometer
-from .errors import BridgeError, LaserError
+from firmware_bridge.calibration import Measurement, raman_shift
+from firmware_bridge.drivers import Spectrometer
+from firmware_bridge.errors import BridgeError, LaserError
 
 #: Tries to switch the laser off before giving up (a reply lost on the line must not leave it on).
 LASER_OFF_ATTEMPTS = 3

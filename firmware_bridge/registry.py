@@ -6,8 +6,8 @@ under :mod:`firmware_bridge.protocols` and its ``PROTOCOL`` in :data:`PROTOCOLS`
 """
 from __future__ import annotations
 
-from .errors import SettingError
-from .protocols import Protocol, groupgets, microspec, obp, tcd1304
+from firmware_bridge.errors import SettingError
+from firmware_bridge.protocols import Protocol, groupgets, microspec, obp, tcd1304
 
 #: Every supported protocol by name, in the order help texts list them.
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (obp.PROTOCOL, tcd1304.PROTOCOL, microspec.PROTOCOL,

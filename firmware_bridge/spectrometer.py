@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import BridgeError, PortGoneError, SettingError, ShortFrameError, SpectrometerTimeout
-from .protocols import Protocol
+from firmware_bridge.errors import BridgeError, PortGoneError, SettingError, ShortFrameError, SpectrometerTimeout
+from firmware_bridge.protocols import Protocol
 
 #: Slack added to every timeout computed from a protocol's timing model, seconds.
 TIMEOUT_MARGIN = 0.5
@@ -24,7 +24,7 @@ def open_port(url: str, baud: int, timeout: float, port=None):
         raise PortGoneError("pyserial is not installed: pip install 'raman-edge[device]'") from None
 
     if url.startswith("sim://"):
-        from .urlhandler import register  # the simulators are imported for sim:// URLs only
+        from firmware_bridge.urlhandler import register  # the simulators are imported for sim:// URLs only
 
         register()
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SpectrumFileError
+from firmware_bridge.errors import SpectrumFileError
 
 #: Largest spectrum file read, and largest total its .npz arrays may unpack to, bytes; a spectrum is a few
 #: tens of kB.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .instrument import Instrument, Scene
+from firmware_bridge.sim.instrument import Instrument, Scene
 
 
 class SimulatedDevice:

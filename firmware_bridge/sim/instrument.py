@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import raman_shift, wavelengths
-from ..errors import SpectrumFileError
-from ..spectrum_files import read_spectrum_file
+from firmware_bridge.calibration import raman_shift, wavelengths
+from firmware_bridge.errors import SpectrumFileError
+from firmware_bridge.spectrum_files import read_spectrum_file
 
 #: Files a folder given as a scene contributes.
 SCENE_SUFFIXES = (".csv", ".txt", ".npz")

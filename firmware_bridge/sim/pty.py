@@ -7,7 +7,7 @@ import termios
 import threading
 import tty
 
-from .line import SimulatedLine
+from firmware_bridge.sim.line import SimulatedLine
 
 #: termios speed constants -> baud.
 _SPEEDS = {getattr(termios, f"B{b}"): b for b in (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)

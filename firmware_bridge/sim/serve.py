@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..registry import protocol
-from .faults import FaultInjector
-from .instrument import Scene
-from .line import SimulatedLine
+from firmware_bridge.registry import protocol
+from firmware_bridge.sim.faults import FaultInjector
+from firmware_bridge.sim.instrument import Scene
+from firmware_bridge.sim.line import SimulatedLine
 
 #: The scene shown when none is given: the twelve example spectra of the sers-pesticides model (SERS of
 #: pesticides on spinach, 500-2000 cm-1), on one Raman-shift axis; shipped with the package.

@@ -8,8 +8,8 @@ import urllib.parse
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
-from ..protocols import STANDARD_BAUD_RATES
-from ..sim.serve import make_line
+from firmware_bridge.protocols import STANDARD_BAUD_RATES
+from firmware_bridge.sim.serve import make_line
 
 
 class Serial(SerialBase):

@@ -2,7 +2,7 @@
 
 Its lines are those of the microspec codec with a trailing comma (:mod:`..microspec.codec`).
 """
-from .. import Protocol
+from firmware_bridge.protocols import Protocol
 
 PROTOCOL = Protocol(
     name="groupgets", package=__name__, device="the GroupGets sketch", description="the C12880MA GroupGets sketch",

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import FramingError, SettingError
-from ...integrity import check_no_isolated_spikes
-from ..microspec import codec as microspec
-from ..microspec.driver import MicrospecSpectrometer
-from . import PROTOCOL
+from firmware_bridge.errors import FramingError, SettingError
+from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.protocols.groupgets import PROTOCOL
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.protocols.microspec.driver import MicrospecSpectrometer
 
 
 class GroupGetsSpectrometer(MicrospecSpectrometer):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...sim.device import SimulatedDevice
-from ...sim.instrument import Instrument, Scene
-from ..microspec import codec as microspec
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.sim.device import SimulatedDevice
+from firmware_bridge.sim.instrument import Instrument, Scene
 
 
 class GroupGetsDevice(SimulatedDevice):

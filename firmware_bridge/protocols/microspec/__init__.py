@@ -1,5 +1,5 @@
 """Hamamatsu C12880MA on the open-eio microspec sketch: text commands over USB serial."""
-from .. import Protocol
+from firmware_bridge.protocols import Protocol
 
 PROTOCOL = Protocol(
     name="microspec", package=__name__, device="the microspec sketch", description="the C12880MA microspec sketch",

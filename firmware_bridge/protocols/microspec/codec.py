@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import DeviceError, FramingError
+from firmware_bridge.errors import DeviceError, FramingError
 
 CHANNELS = 288
 MAX_LINE = 4096  # 288 values of up to 5 digits and commas fit well within this

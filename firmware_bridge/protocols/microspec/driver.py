@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...calibration import wavelengths as polynomial_wavelengths
-from ...errors import FramingError, SettingError, ShortFrameError, SpectrometerTimeout
-from ...integrity import check_no_isolated_spikes
-from ...spectrometer import Spectrometer
-from . import PROTOCOL
-from . import codec as microspec
+from firmware_bridge.calibration import wavelengths as polynomial_wavelengths
+from firmware_bridge.errors import FramingError, SettingError, ShortFrameError, SpectrometerTimeout
+from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.protocols.microspec import PROTOCOL
+from firmware_bridge.protocols.microspec import codec as microspec
+from firmware_bridge.spectrometer import Spectrometer
 
 
 class MicrospecSpectrometer(Spectrometer):

@@ -1,6 +1,6 @@
 """Ocean STS-class spectrometers over RS-232 with the Ocean Binary Protocol (OBP)."""
-from .. import Protocol
-from .codec import BAUD_RATES
+from firmware_bridge.protocols import Protocol
+from firmware_bridge.protocols.obp.codec import BAUD_RATES
 
 PROTOCOL = Protocol(
     name="obp", package=__name__, device="an OBP device", description="Ocean Binary Protocol (STS, Spark)",

@@ -12,7 +12,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from ...errors import ChecksumError, FramingError, ShortFrameError
+from firmware_bridge.errors import ChecksumError, FramingError, ShortFrameError
 
 START = b"\xc1\xc0"
 FOOTER = b"\xc5\xc4\xc3\xc2"

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from ...calibration import wavelengths as polynomial_wavelengths
-from ...errors import (
+from firmware_bridge.calibration import wavelengths as polynomial_wavelengths
+from firmware_bridge.errors import (
     BridgeError,
     DeviceNotAnswering,
     FramingError,
@@ -16,9 +16,9 @@ from ...errors import (
     ShortFrameError,
     SpectrometerTimeout,
 )
-from ...spectrometer import Spectrometer
-from . import PROTOCOL
-from . import codec as obp
+from firmware_bridge.protocols.obp import PROTOCOL
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.spectrometer import Spectrometer
 
 
 class OBPSpectrometer(Spectrometer):

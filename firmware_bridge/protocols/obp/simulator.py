@@ -5,10 +5,10 @@ import struct
 
 import numpy as np
 
-from ...errors import ChecksumError, FramingError
-from ...sim.device import SimulatedDevice
-from ...sim.instrument import Instrument, Scene
-from . import codec as obp
+from firmware_bridge.errors import ChecksumError, FramingError
+from firmware_bridge.protocols.obp import codec as obp
+from firmware_bridge.sim.device import SimulatedDevice
+from firmware_bridge.sim.instrument import Instrument, Scene
 
 STS_COEFFICIENTS = (779.97, 0.31415, -1.2e-5, 1.0e-9)  # nm; a 785 nm STS-like unit, 780-1095 nm
 

@@ -1,6 +1,6 @@
 """Esben Rossel's TCD1304 linear-CCD firmware (Nucleo UART, or the F103 native-USB build)."""
-from .. import Protocol
-from .codec import ONE_SHOT
+from firmware_bridge.protocols import Protocol
+from firmware_bridge.protocols.tcd1304.codec import ONE_SHOT
 
 PROTOCOL = Protocol(
     name="tcd1304", package=__name__, device="the TCD1304", description="Rossel's TCD1304 firmware",

@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from ...errors import FramingError, SettingError, ShortFrameError
+from firmware_bridge.errors import FramingError, SettingError, ShortFrameError
 
 FM_HZ = 2_000_000
 ELEMENTS = 3694

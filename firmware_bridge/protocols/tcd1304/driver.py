@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...calibration import wavelengths as polynomial_wavelengths
-from ...errors import FramingError, SettingError
-from ...integrity import check_no_isolated_spikes
-from ...spectrometer import Spectrometer
-from . import PROTOCOL
-from . import codec as tcd1304
+from firmware_bridge.calibration import wavelengths as polynomial_wavelengths
+from firmware_bridge.errors import FramingError, SettingError
+from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.protocols.tcd1304 import PROTOCOL
+from firmware_bridge.protocols.tcd1304 import codec as tcd1304
+from firmware_bridge.spectrometer import Spectrometer
 
 
 class TCD1304Spectrometer(Spectrometer):

@@ -5,9 +5,9 @@ import struct
 
 import numpy as np
 
-from ...sim.device import SimulatedDevice
-from ...sim.instrument import Instrument, Scene
-from . import codec as tcd1304
+from firmware_bridge.protocols.tcd1304 import codec as tcd1304
+from firmware_bridge.sim.device import SimulatedDevice
+from firmware_bridge.sim.instrument import Instrument, Scene
 
 TCD1304_COEFFICIENTS = (772.5, 0.0860, -2.1e-6)  # nm over the 3648 effective pixels: ~772-1058 nm
 
