@@ -28,7 +28,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from device.inference.bundle import sha256_file
+from device.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the raman-edge wheel is built from (pyproject.toml, its packages, readme and licence).

@@ -1,6 +1,7 @@
-"""Durable file writing: whole files synced to disk, whole directories swapped into place."""
+"""Files: whole files written and synced to disk, whole directories swapped into place, file checksums."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -70,3 +71,12 @@ def write_replacing(path: Path, data: bytes, mode: int = 0o644) -> None:
     write_synced(tmp, data)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -9,7 +9,8 @@ from helpers import make_bundle
 
 import device
 from device.errors import BundleError
-from device.inference.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, sha256_file, write_bundle
+from device.fileio import sha256_file
+from device.inference.bundle import CARD_FILE, NPZ_FILE, TFLITE_FILE, load_bundle, write_bundle
 from device.inference.classifier import Classifier
 from device.inference.convnet import Conv, ConvNet
 from device.inference.spectrum import Axis

@@ -95,7 +95,8 @@ def test_info_names_a_network_kind_this_release_does_not_know(tmp_path):
     from helpers import make_bundle
 
     import device
-    from device.inference.bundle import CARD_FILE, NPZ_FILE, sha256_file
+    from device.fileio import sha256_file
+    from device.inference.bundle import CARD_FILE, NPZ_FILE
 
     b = make_bundle(tmp_path / "b")
     r = run("raman-device", "info", "--model", b.path)

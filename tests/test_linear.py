@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import DATASETS, ROOT, _need
 
+from device.fileio import sha256_file
 from device.inference.backends import TFLiteBackend
-from device.inference.bundle import INTENSITIES_LAYOUT, load_bundle, sha256_file, write_bundle
+from device.inference.bundle import INTENSITIES_LAYOUT, load_bundle, write_bundle
 from device.inference.classifier import Classifier
 from device.inference.cost import bundle_flop_count, flop_count
 from device.inference.inputs import raw_inputs

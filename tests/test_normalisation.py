@@ -39,7 +39,7 @@ def test_snv_bundle_is_indifferent_to_gain_and_offset(tmp_path):
 def test_old_bundles_mean_none_and_unknown_values_are_refused(tmp_path):
     import json
 
-    from device.inference.bundle import sha256_file
+    from device.fileio import sha256_file
 
     make_bundle(tmp_path / "b", normalisation="snv")
     with np.load(tmp_path / "b" / NPZ_FILE, allow_pickle=False) as z:

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device.errors import BundleError
-from device.inference.bundle import NPZ_FILE, load_bundle, sha256_file
+from device.fileio import sha256_file
+from device.inference.bundle import NPZ_FILE, load_bundle
 from device.inference.classifier import Classifier
 from device.inference.cost import bundle_flop_count
 from device.inference.network import forward

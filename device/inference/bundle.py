@@ -28,7 +28,6 @@ preprocessing step this release does not know is refused by name, with the versi
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from device.errors import BundleError
-from device.fileio import publish_directory, write_synced
+from device.fileio import publish_directory, sha256_file, write_synced
 from device.inference.convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from device.inference.features import FEATURE_NAMES
 from device.inference.inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
@@ -172,15 +171,6 @@ class ModelBundle:
     def examples(self) -> list[tuple[Path, str]]:
         """Example spectra shipped in the bundle, as (path, expected label)."""
         return [(self.path / e["file"], e["label"]) for e in self.card.get("examples", [])]
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fail(path: Path, problem: str, remedy: str = "re-export the bundle or restore it from a good copy") -> BundleError:

@@ -30,8 +30,7 @@ import tempfile
 from pathlib import Path
 
 from device.errors import RamanEdgeError
-from device.fileio import publish_directory, write_replacing
-from device.inference.bundle import sha256_file
+from device.fileio import publish_directory, sha256_file, write_replacing
 
 PREFIX = Path("/opt/raman-edge")
 CONFIG = Path("/etc/raman-edge/raman-edge.toml")
