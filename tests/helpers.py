@@ -9,8 +9,10 @@ from device.inference.inputs import Standardizer
 from device.inference.network import Dense
 from device.inference.spectrum import Axis
 
+TINY_AXIS = Axis(500, 600, 101)
 
-def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
+
+def make_bundle(path, axis=TINY_AXIS, classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
     """Write a bundle of the compact network's shape with random weights (TFLite via the trainer)."""
     from trainer.export import tflite_bytes
 

@@ -59,7 +59,8 @@ def test_compare_trains_the_compact_network_as_evaluate(small, evaluated, monkey
     result, _ = evaluated
     split = make_splits(SplitSpec("kfold", folds=3, repeats=1), small, SEED)
     monkeypatch.setattr(trainer.evaluation.compare, "Hyperparameters", lambda: HP)  # compare trains with the defaults
-    out = trainer.evaluation.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED, log=lambda m: None)
+    out = trainer.evaluation.compare.compare(small, split, models=("compact",), snr_levels=(), seed=SEED,
+                                             log=lambda m: None)
     assert [s["clean"]["accuracy"] for s in out["models"]["compact"]["splits"]] == \
         [f["accuracy"] for f in result["folds"]]
 

@@ -63,7 +63,8 @@ def test_conv_matches_loops_and_tensorflow(length, width, stride):
 def test_flop_count_against_a_hand_count():
     rng = np.random.default_rng(0)
     conv = Conv(rng.normal(size=(3, 1, 2)), np.zeros(2), 1, "relu")
-    block = Residual(Conv(rng.normal(size=(3, 2, 4)), np.zeros(4), 2, "relu"), Conv(rng.normal(size=(3, 4, 4)), np.zeros(4)),
+    block = Residual(Conv(rng.normal(size=(3, 2, 4)), np.zeros(4), 2, "relu"),
+                     Conv(rng.normal(size=(3, 4, 4)), np.zeros(4)),
                      SqueezeExcitation(rng.normal(size=(4, 2)), np.zeros(2), rng.normal(size=(2, 4)), np.zeros(4)),
                      Conv(rng.normal(size=(1, 2, 4)), np.zeros(4), 2))
     net = ConvNet((conv, MaxPool(2), block), rng.normal(size=(4, 3)), np.zeros(3))
@@ -72,7 +73,8 @@ def test_flop_count_against_a_hand_count():
     # SE: mean 5*4 + 4, dense 2*4*2 + 2*2, dense 2*2*4 + 4, sigmoid 3*4, scale 5*4 -> 96, shortcut 5*4*(2*1*2+1) = 100;
     # gap 5*4 + 4 = 24; head 2*4*3 + 3 = 27; softmax 4*3 = 12
     assert net.flop(20) == 320 + 20 + 280 + 500 + 40 + 96 + 100 + 24 + 27 + 12
-    assert net.parameters == 3 * 1 * 2 + 2 + (3 * 2 * 4 + 4) + (3 * 4 * 4 + 4) + (1 * 2 * 4 + 4) + (8 + 2 + 8 + 4) + 12 + 3
+    assert net.parameters == (3 * 1 * 2 + 2 + (3 * 2 * 4 + 4) + (3 * 4 * 4 + 4) + (1 * 2 * 4 + 4) + (8 + 2 + 8 + 4)
+                              + 12 + 3)
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,8 @@ def test_signal_scale_closed_forms():
         grid = np.geomspace(0.01, F, 500)
         assert np.all(np.diff(signal_scale(grid, shot_fraction=f)) > 0)
         for level in (2.0, 5.0, 50.0):
-            oracle = scipy.optimize.brentq(lambda s: F * s / np.sqrt(f * s + 1 - f) - level, 1e-12, 1.0, xtol=1e-15)
+            oracle = scipy.optimize.brentq(lambda s, f=f, level=level: F * s / np.sqrt(f * s + 1 - f) - level,
+                                           1e-12, 1.0, xtol=1e-15)
             assert signal_scale(level, shot_fraction=f) == pytest.approx(oracle, rel=1e-10)
     assert isinstance(signal_scale(20.0), float)
     assert np.array_equal(signal_scale(np.array([20.0, np.inf])), [signal_scale(20.0), 1.0])

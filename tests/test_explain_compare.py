@@ -97,15 +97,16 @@ def test_split_names(tmp_path):
 def _synthetic(tmp_path) -> Path:
     out = tmp_path / "syn"
     if not out.exists():
-        r = subprocess.run(TRAIN + ["synth", "--out", str(out), "--counts", "10,10,8,7"], capture_output=True, text=True)
+        r = subprocess.run(TRAIN + ["synth", "--out", str(out), "--counts", "10,10,8,7"], capture_output=True,
+                           text=True)
         assert r.returncode == 0, r.stderr
     return out
 
 
 def test_compare_cli_on_the_synthetic_set(tmp_path):
     models = "compact,se-resnet,linear-svm,knn"
-    r = subprocess.run(TRAIN + ["compare", str(_synthetic(tmp_path)), "--report", str(tmp_path / "r"), "--models", models,
-                                "--split", "repeated:1x2", "--steps", "20", "--snr", "50,5"],
+    r = subprocess.run(TRAIN + ["compare", str(_synthetic(tmp_path)), "--report", str(tmp_path / "r"),
+                                "--models", models, "--split", "repeated:1x2", "--steps", "20", "--snr", "50,5"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -91,8 +91,9 @@ def test_staged_installation_lays_out_everything(staged, bundle):
     steps = out[out.index("would now run:"):]
     assert "systemd-sysusers" in steps and "usermod --append --groups raman-edge pi" in steps
     # the environment holds the device runtime from the wheelhouse, and no ML framework
-    r = subprocess.run([str(venv / "bin/python"), "-c", "import numpy, serial, gpiozero, lgpio, ai_edge_litert, "
-                        "importlib.util as u; print(u.find_spec('tensorflow') is None and u.find_spec('scipy') is None)"],
+    r = subprocess.run([str(venv / "bin/python"), "-c",
+                        "import numpy, serial, gpiozero, lgpio, ai_edge_litert, importlib.util as u; "
+                        "print(u.find_spec('tensorflow') is None and u.find_spec('scipy') is None)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
 

@@ -1,5 +1,7 @@
-"""The linear model kinds: scikit-learn, TFLite and NumPy agree; bundles of them run on both backends;
-the SVM's probabilities are calibrated; FLOP by hand; bundles written before load unchanged.
+"""The linear model kinds: scikit-learn, TFLite and NumPy agree.
+
+Bundles of them run on both backends; the SVM's probabilities are calibrated; FLOP by hand; bundles
+written before load unchanged.
 """
 from __future__ import annotations
 
@@ -242,7 +244,8 @@ def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
 
 def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path, plastics):
     bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
-    code = ("import sys; from device.inference.bundle import load_bundle; from device.inference.classifier import Classifier; "
+    code = ("import sys; from device.inference.bundle import load_bundle; "
+            "from device.inference.classifier import Classifier; "
             "from device.inference.readers import read_spectra; import numpy as np; "
             f"b = load_bundle({str(bundle.path)!r}); "
             "print(Classifier(b).probabilities_on_axis(np.ones((1, b.axis.points)) + np.arange(b.axis.points)).shape); "
@@ -280,7 +283,7 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
     from trainer.models import candidates
 
     def skewed(net):  # the exported weights drift from the fitted ones
-        return DenseNet(tuple(Dense(l.kernel * 1.01, l.bias, l.activation) for l in net.layers))
+        return DenseNet(tuple(Dense(layer.kernel * 1.01, layer.bias, layer.activation) for layer in net.layers))
 
     monkeypatch.setattr(candidates, "as_stored", skewed)
     with pytest.raises(ExportCheckError):

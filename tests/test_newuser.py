@@ -1,5 +1,7 @@
-"""The path a new user takes: a model trained the README's way, with defaults only, is installed with
-``raman-device update-model`` into a running service, which switches to it and measures with it.
+"""The path a new user takes, from a default fit to a model the running service measures with.
+
+A model trained the README's way, with defaults only, is installed with ``raman-device update-model``
+into a running service, which switches to it and measures with it.
 """
 import json
 import shutil
@@ -26,7 +28,8 @@ def test_a_default_fit_is_deployable(tmp_path, raw_subset, shipped_bundle):
     shutil.copytree(shipped_bundle.path, installed)
     cfg = tmp_path / "raman-edge.toml"
     cfg.write_text(f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp?paced=0&seed=4"\nlaser_nm = 785.0\n'
-                   f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n[data]\ndirectory = "{tmp_path / "data"}"\n')
+                   f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n'
+                   f'[data]\ndirectory = "{tmp_path / "data"}"\n')
     service = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:

@@ -211,7 +211,8 @@ def _spec_edit(index: int, key: str, value):
     (_spec_edit(0, "max_iter", 10**9), "iterations must be from 1 to 1000"),
     (_spec_edit(0, "p", 1.0), "p must be between 0 and 1"),
     (lambda a: a.pop("preprocess.1.matrix"), "lacks the preprocessing entry 'matrix'"),
-    (lambda a: a.update({"preprocess.1.matrix": np.full((11, 11), np.nan)}), "'preprocess.1.matrix' does not hold finite"),
+    (lambda a: a.update({"preprocess.1.matrix": np.full((11, 11), np.nan)}),
+     "'preprocess.1.matrix' does not hold finite"),
     (lambda a: a.update({"preprocess": np.array("{]")}), "chain is malformed"),
     (lambda a: a.update({"preprocess": np.array('[{"step": 3}]')}), "step 0 is not an object with a step name"),
     (lambda a: a.update({"preprocess": np.array(json.dumps([{"step": "snv"}] * 9))}), "at most 8 steps"),
@@ -282,8 +283,8 @@ def test_fit_cli_with_a_chain_gives_the_same_verdicts_on_both_backends(raw_subse
     (["--preprocess", "asls:1e5:0.01", "--model", "cnn"], "always uses SNV inputs"),
 ])
 def test_fit_cli_refuses_bad_chains_before_reading_data(tmp_path, args, message):
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), *args],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "b"),
+                        *args], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
 
 

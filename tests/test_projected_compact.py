@@ -1,5 +1,7 @@
-"""A PCA or PLS projection, then the compact network on its scores: the stored projection is scikit-learn's,
-Keras, TFLite and NumPy agree, the FLOP are known before training, and the CLI trains, ships and refuses it.
+"""A PCA or PLS projection, then the compact network on its scores.
+
+The stored projection is scikit-learn's, Keras, TFLite and NumPy agree, the FLOP are known before
+training, and the CLI trains, ships and refuses it.
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ def test_keras_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind):
     Y = plastics["Y"][plastics["test"]]  # sea-water spectra: none was seen in training
     Z = trained.inputs(Y)
     net = trained.network
-    assert trained.standardizer is None and [l.activation for l in net.layers] == ["linear", "leaky_relu", "softmax"]
+    assert trained.standardizer is None
+    assert [layer.activation for layer in net.layers] == ["linear", "leaky_relu", "softmax"]
     check = export_check(trained.reference(Y), Z, net.probabilities(Z),
                          tflite_bytes(net.layers, net.leaky_slope, Z.shape[1]), reference="keras")
     assert check["passed"] and max(check["max_abs_difference"].values()) <= PARITY_TOLERANCE

@@ -57,7 +57,7 @@ def test_standardisation_sees_training_rows_only(small, monkeypatch):
     splits = stratified_folds(small.y, 3, 1)
     protocol.run(small, _settings(repeats=1), log=lambda m: None)
     assert len(fitted) == 3
-    for X, (tr, te) in zip(fitted, splits):
+    for X, (tr, _) in zip(fitted, splits):
         np.testing.assert_array_equal(X, R[tr])
 
 
@@ -70,7 +70,8 @@ def test_result_structure_and_engines_agree(small):
     assert fast["accuracy_mean"] == ref["accuracy_mean"]
     np.testing.assert_allclose(fast["loss_curves"]["train_mean"], ref["loss_curves"]["train_mean"], rtol=1e-4)
     imp = fast["importance"]
-    assert len(imp["features"]) == 22 and max([*imp["features"].values(), *(b["importance"] for b in imp["bands"])]) == 1.0
+    assert len(imp["features"]) == 22
+    assert max([*imp["features"].values(), *(b["importance"] for b in imp["bands"])]) == 1.0
     assert sum(len(r) for r in [fast["pooled"]["per_class"]]) == 4
 
 

@@ -159,7 +159,8 @@ def test_export_never_replaces_a_file_unasked(tmp_path, shipped_bundle):
     argv = [str(BIN / "raman-device"), "export", "--db", str(tmp_path / "r.db"), "--model", str(shipped_bundle.path),
             "--format", "csv", "--out", str(out)]
     r = subprocess.run(argv, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
+    assert r.returncode == 2
+    assert r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
     assert out.read_text() == "a user's own table\n"
     r = subprocess.run([*argv, "--force"], capture_output=True, text=True)
     assert r.returncode == 0 and load_dataset(out).class_names == (shipped_bundle.class_names[0],)

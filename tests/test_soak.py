@@ -23,8 +23,9 @@ def test_short_soak_on_every_simulator(shipped_bundle):
 
 
 def test_soak_command(shipped_bundle):
-    r = subprocess.run([sys.executable, "-m", "tools", "soak", "--model", str(shipped_bundle.path), "--protocols", "obp",
-                        "--acquisitions", "6", "--json"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools", "soak", "--model", str(shipped_bundle.path),
+                        "--protocols", "obp", "--acquisitions", "6", "--json"],
+                       cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     counts = json.loads(r.stdout.splitlines()[-1])["obp"]
     assert counts["acquisitions"] == 6 and counts["crashes"] == 0

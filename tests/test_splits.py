@@ -133,7 +133,8 @@ def test_grouped_splits_never_put_a_group_on_both_sides(grouped_npz, text):
 
 
 def test_split_spellings_and_their_mistakes():
-    texts = ["kfold:5", "repeated:3x5", "group-kfold:5", "group-kfold:2x5", "logo", "holdout:condition=SW", "holdout:0.2"]
+    texts = ["kfold:5", "repeated:3x5", "group-kfold:5", "group-kfold:2x5", "logo", "holdout:condition=SW",
+             "holdout:0.2"]
     assert [parse_split(t).text for t in texts] == texts
     for bad, message in (("kfold", "use kfold:K"), ("kfold:1", "K >= 2"), ("kfold:2x5", "repeated:2x5"),
                          ("holdout:1.5", "between 0 and 1"), ("loo", "use kfold:K")):
@@ -174,7 +175,8 @@ def test_a_class_seen_in_one_group_only_is_refused_by_name(tmp_path):
     for f in (data / "c2" / "P02").iterdir():
         f.rename(data / "c2" / "P01" / f.name.replace("P02", "P01x"))
     (data / "c2" / "P02").rmdir()
-    r = run("fit", data, "--out", tmp_path / "b", "--groups", "folder", "--split", "logo", "--model", "compact", "--epochs", "2")
+    r = run("fit", data, "--out", tmp_path / "b", "--groups", "folder", "--split", "logo", "--model", "compact",
+            "--epochs", "2")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "error: --split logo: every spectrum of class c2 belongs to group P01" in r.stderr
     assert "epoch" not in r.stderr and not (tmp_path / "b").exists()

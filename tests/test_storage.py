@@ -32,7 +32,8 @@ def test_reserve_above_the_free_space_refuses_measurements(tmp_path, shipped_bun
 
 
 def test_reserve_is_configurable_and_checked(tmp_path, shipped_bundle):
-    base = f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp"\nlaser_nm = 785.0\n[model]\nbundle = "{shipped_bundle.path}"\n'
+    base = (f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp"\nlaser_nm = 785.0\n'
+            f'[model]\nbundle = "{shipped_bundle.path}"\n')
     assert parse_config(base + '[data]\ndirectory = "/tmp/x"\nreserve_mb = 5\n').data_reserve_mb == 5
     assert parse_config(base + '[data]\ndirectory = "/tmp/x"\n').data_reserve_mb == 50
     with pytest.raises(ConfigError, match="data.reserve_mb: must be between 0 and 1000000"):

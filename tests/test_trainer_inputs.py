@@ -1,5 +1,7 @@
-"""raman-train on the data and command lines users bring: small classes, flat spectra, odd axes and labels,
-existing outputs, a quiet console, deployable default bundles, figures for many classes.
+"""raman-train on the data and command lines users bring.
+
+Small classes, flat spectra, odd axes and labels, existing outputs, a quiet console, deployable default
+bundles, figures for many classes.
 """
 import json
 import re

@@ -1,5 +1,6 @@
-"""Model update: a new bundle is verified and self-tested, installed atomically, and the service switches;
-a corrupt, tampered or failing bundle is refused and the old model keeps serving.
+"""Model update: a new bundle is verified and self-tested, installed atomically, and the service switches.
+
+A corrupt, tampered or failing bundle is refused and the old model keeps serving.
 """
 import json
 import shutil
@@ -27,7 +28,8 @@ def setup(tmp_path, shipped_bundle):
     shutil.copytree(shipped_bundle.path, installed)
     cfg_path = tmp_path / "raman-edge.toml"
     cfg_path.write_text(f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp?paced=0&seed=4"\nlaser_nm = 785.0\n'
-                        f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n[data]\ndirectory = "{tmp_path / "data"}"\n')
+                        f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n'
+                        f'[data]\ndirectory = "{tmp_path / "data"}"\n')
     return tmp_path, cfg_path, parse_config(cfg_path.read_text(), cfg_path)
 
 
