@@ -116,6 +116,7 @@ def test_missing_entry(copy):
         load_bundle(copy)
 
 
+@pytest.mark.slow
 def test_rewrite_replaces_whole_bundle(tmp_path):
     path = tmp_path / "m"
     first = make_bundle(path, seed=1)

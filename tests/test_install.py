@@ -61,6 +61,7 @@ def replace(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+@pytest.mark.slow
 def test_bundle_pins_every_wheel_by_hash(bundle):
     wheels = sorted(p.name for p in (bundle / "wheelhouse").glob("*.whl"))
     lines = [ln for ln in (bundle / "wheelhouse" / "requirements.txt").read_text().splitlines()
@@ -73,6 +74,7 @@ def test_bundle_pins_every_wheel_by_hash(bundle):
     assert (bundle / "BUNDLE").read_text().splitlines()[2] == "python=%d.%d" % sys.version_info[:2]
 
 
+@pytest.mark.slow
 def test_staged_installation_lays_out_everything(staged, bundle):
     root, out = staged
     venv = root / "opt/raman-edge/venv"
@@ -100,6 +102,7 @@ def test_staged_installation_lays_out_everything(staged, bundle):
 
 @pytest.mark.parametrize("backend", ["numpy", "tflite"])
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
+@pytest.mark.slow
 def test_installed_command_classifies_every_installed_model(staged, name, backend):
     root, _ = staged
     model = root / "opt/raman-edge/models" / name
@@ -111,6 +114,7 @@ def test_installed_command_classifies_every_installed_model(staged, name, backen
     assert labels == [p.parent.name for p in examples]
 
 
+@pytest.mark.slow
 def test_sysusers_entry_creates_the_service_user(staged):
     if not shutil.which("systemd-sysusers"):
         pytest.fail("systemd-sysusers is needed (Debian package systemd)")
@@ -123,6 +127,7 @@ def test_sysusers_entry_creates_the_service_user(staged):
     assert "raman-edge" in groups["dialout"] and "raman-edge" in groups["gpio"]
 
 
+@pytest.mark.slow
 def test_reinstall_keeps_the_edited_configuration(staged, bundle):
     root, _ = staged
     config = root / "etc/raman-edge/raman-edge.toml"
@@ -134,6 +139,7 @@ def test_reinstall_keeps_the_edited_configuration(staged, bundle):
     assert any("(kept)" in ln for ln in lines)
 
 
+@pytest.mark.slow
 def test_a_given_configuration_is_checked_before_anything_is_written(bundle, tmp_path):
     bad = tmp_path / "my.toml"
     bad.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace('"obp"', '"usb"')
@@ -146,6 +152,7 @@ def test_a_given_configuration_is_checked_before_anything_is_written(bundle, tmp
     assert not root.exists()
 
 
+@pytest.mark.slow
 def test_a_configuration_naming_a_model_nobody_ships_is_refused(bundle, tmp_path):
     cfg = tmp_path / "my.toml"
     cfg.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace("sers-pesticides", "my-model"))
@@ -160,6 +167,7 @@ def test_a_configuration_naming_a_model_nobody_ships_is_refused(bundle, tmp_path
     (lambda b: replace(b / "SHA256SUMS", b"garbage\n"), "SHA256SUMS line 1"),
     (lambda b: (b / "SHA256SUMS").unlink(), "not an installation bundle"),
 ])
+@pytest.mark.slow
 def test_a_damaged_bundle_is_refused_and_nothing_is_written(bundle, tmp_path, damage, expected):
     copy = linked_copy(bundle, tmp_path / "copy")
     damage(copy)

@@ -48,7 +48,8 @@ def _fit(plastics, kind, **kw):
                       len(plastics["names"]), seed=0)
 
 
-@pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS] + [("linear-svm", True), ("pca-logreg", True)])
+@pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS]
+                         + [pytest.param(k, True, marks=pytest.mark.slow) for k in ("linear-svm", "pca-logreg")])
 def test_scikit_learn_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind, standardise):
     from trainer.export import PARITY_TOLERANCE, export_check, tflite_bytes
     from trainer.models.candidates import as_stored
@@ -217,6 +218,7 @@ def _device(*args):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
     out = tmp_path / kind
     projection = ["--components", "20"] if kind in ("pca-logreg", "pls-logreg") else []
@@ -242,6 +244,7 @@ def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
         assert got == [label for _, label in b.examples]
 
 
+@pytest.mark.slow
 def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path, plastics):
     bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
     code = ("import sys; from device.inference.bundle import load_bundle; "
@@ -255,6 +258,7 @@ def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path,
     assert r.stdout.split("\n")[:2] == [f"(1, {len(plastics['names'])})", "[]"]
 
 
+@pytest.mark.slow
 def test_too_many_components_are_refused_before_training_and_nothing_is_written(tmp_path):
     out = tmp_path / "b"
     r = _train("fit", _need(MICROPLASTICS), "--out", out, "--model", "pca-logreg", "--holdout", "condition=SW",
@@ -271,6 +275,7 @@ def test_too_many_components_are_refused_before_training_and_nothing_is_written(
     (("--model", "compact", "--steps", "5"), "--model compact takes no --steps"),
     (("--steps", "5"), "--steps set(s) the settings of one model kind: give --model KIND too"),
 ])
+@pytest.mark.slow
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
     r = _train("fit", _need(MICROPLASTICS), "--out", tmp_path / "b", *args)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -291,6 +296,7 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_explain_a_linear_bundle_is_its_weight_times_input(tmp_path, plastics):
     from trainer.evaluation.explain import explain
 

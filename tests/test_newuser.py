@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_runner import wait_ready
+import pytest
+from helpers import OutputLines, wait_ready
 
 from device.inference.bundle import load_bundle
+
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 
@@ -33,7 +36,7 @@ def test_a_default_fit_is_deployable(tmp_path, raw_subset, shipped_bundle):
     service = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_ready(service).startswith("ready: ready")
+        assert wait_ready(OutputLines(service)).startswith("ready: ready")
         update = subprocess.run([str(BIN / "raman-device"), "update-model", "--config", str(cfg),
                                  str(tmp_path / "mine")], capture_output=True, text=True, timeout=120)
         assert update.returncode == 0, update.stdout + update.stderr
@@ -46,4 +49,5 @@ def test_a_default_fit_is_deployable(tmp_path, raw_subset, shipped_bundle):
         assert measured["label"] in (*mine.class_names, "unknown")
     finally:
         service.send_signal(signal.SIGTERM)
-        service.communicate(timeout=30)
+        service.wait(timeout=30)
+        service.stderr.close()

@@ -56,6 +56,7 @@ def tiny_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_real_disk_full_then_read_only(tiny_fs, tmp_path, shipped_bundle):
     cfg = config(tiny_fs, shipped_bundle.path, "sim://obp?paced=0")
     svc = Service(replace(cfg, data_reserve_mb=0.0))  # let SQLite meet ENOSPC itself
