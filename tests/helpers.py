@@ -1,5 +1,11 @@
-"""Test helpers: a small bundle with random weights and a real TFLite file."""
+"""Test helpers: a small bundle with random weights and a real TFLite file; a child's output read with deadlines."""
 from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -9,8 +15,10 @@ from device.inference.inputs import Standardizer
 from device.inference.network import Dense
 from device.inference.spectrum import Axis
 
+TINY_AXIS = Axis(500, 600, 101)
 
-def make_bundle(path, axis=Axis(500, 600, 101), classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
+
+def make_bundle(path, axis=TINY_AXIS, classes=("a", "b", "c"), seed=0, examples=(), normalisation="none"):
     """Write a bundle of the compact network's shape with random weights (TFLite via the trainer)."""
     from trainer.export import tflite_bytes
 
@@ -48,3 +56,70 @@ def shipped_variant(shipped, path, name: str, relabel: bool = False, shift_cm1: 
                         tflite=shipped.tflite_path.read_bytes(), card={"name": name}, prominence=shipped.prominence,
                         standardizer=shipped.standardizer, layers=shipped.layers, leaky_slope=shipped.leaky_slope,
                         normalisation=shipped.preprocess, input_layout=shipped.input_layout, examples=stored)
+
+
+class OutputLines:
+    """The lines a child process writes to its stdout, read by a thread so that every wait has a deadline.
+
+    The thread owns ``proc.stdout`` (opened in text mode) and closes it at the end of the output; it also keeps
+    the pipe drained, so a chatty child never blocks on a full pipe. Waits fail with an AssertionError that
+    holds the output so far (and the child's stderr, if it is a pipe and the child has exited).
+    """
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.lines: list[str] = []  # every line taken so far, in order
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._ended = False
+        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        with stream:
+            for line in stream:
+                self._queue.put(line)
+        self._queue.put(None)
+
+    def _take(self, deadline: float, timeout: float) -> str | None:
+        """The next line, or None at the end of the output; fails once ``deadline`` (monotonic, s) has passed."""
+        if self._ended:
+            return None
+        try:
+            line = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            so_far = "".join(self.lines)
+            raise AssertionError(f"still waiting after {timeout} s; output so far:\n{so_far}") from None
+        if line is None:
+            self._ended = True
+        else:
+            self.lines.append(line)
+        return line
+
+    def read_until(self, predicate: Callable[[str], bool] = lambda line: True, timeout: float = 60.0) -> str:
+        """The next line for which ``predicate`` holds (by default the next line), skipping the ones before.
+
+        Fails after ``timeout`` seconds, or when the output ends first.
+        """
+        deadline = time.monotonic() + timeout
+        while (line := self._take(deadline, timeout)) is not None:
+            if predicate(line):
+                return line
+        raise AssertionError(f"output ended without such a line; output:\n{''.join(self.lines)}{self._stderr()}")
+
+    def rest(self, timeout: float = 60.0) -> str:
+        """The lines not yet taken, once the output has ended; fails if it goes on for more than ``timeout`` s."""
+        deadline, taken = time.monotonic() + timeout, len(self.lines)
+        while self._take(deadline, timeout) is not None:
+            pass
+        return "".join(self.lines[taken:])
+
+    def _stderr(self) -> str:
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return ""
+        return f"stderr:\n{self.proc.stderr.read()}" if self.proc.stderr is not None else ""
+
+
+def wait_ready(output: OutputLines, timeout: float = 60.0) -> str:
+    """The service's ``ready:`` line, skipping what ``raman-device run`` logs before it."""
+    return output.read_until(lambda line: line.startswith("ready:"), timeout)

@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
 from bench_device import naive_probabilities  # noqa: E402
 
@@ -23,10 +25,9 @@ def test_baseline_matches_fast_path(shipped_bundle):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "benchmarks").glob("bench_*.py")))
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("bench_*.py")))
 def test_every_benchmark_imports_what_it_uses_and_answers_help(script):
     """A benchmark is run by hand, rarely: its imports must still resolve after the code it measures moves."""
-    root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--help"], capture_output=True, text=True,
-                       timeout=120, cwd=root)
+    r = subprocess.run([sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
     assert r.returncode == 0 and "usage:" in r.stdout, r.stderr[-2000:]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import OutputLines
 
 from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift, wavelengths
 from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS, tcd1304_instrument
@@ -22,7 +23,7 @@ def simulator(request):
     def start(*args):
         p = subprocess.Popen([str(BIN / "raman-bridge"), "simulate", *args], stdout=subprocess.PIPE, text=True)
         procs.append(p)
-        line = p.stdout.readline()
+        line = OutputLines(p).read_until()
         assert " on /dev/pts/" in line, line
         return line.split(" on ")[1].split()[0]
 

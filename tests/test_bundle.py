@@ -117,6 +117,7 @@ def test_missing_entry(copy):
         load_bundle(copy)
 
 
+@pytest.mark.slow
 def test_rewrite_replaces_whole_bundle(tmp_path):
     path = tmp_path / "m"
     first = make_bundle(path, seed=1)
@@ -150,8 +151,10 @@ def test_every_bundle_records_its_kind_and_versions(good, tmp_path):
 
 
 def _as_future_exporter(path, change, introduced: dict, written_by="0.9.2"):
-    """Rewrite ``model.npz`` with ``change(arrays)`` and the versions a later raman-edge would record, then
-    the card's format, hashes and id, as that release's exporter would write them.
+    """Rewrite a bundle as a later release's exporter would write it.
+
+    ``change(arrays)`` is applied to ``model.npz``, which then records the versions that release would;
+    the card gets that release's format, hashes and id.
     """
     arrays = _arrays(path)
     change(arrays)

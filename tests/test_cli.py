@@ -43,6 +43,7 @@ def test_bad_files_are_reported_and_the_rest_classified(shipped_bundle, tmp_path
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_npz_input_gives_a_line_per_row(shipped_bundle, sers_npz, tmp_path):
     import numpy as np
 

@@ -37,6 +37,7 @@ def evaluated(small):
     return protocol.run(small, settings, log=lambda m: None), make_splits(spec, small, SEED).pairs
 
 
+@pytest.mark.slow
 def test_each_fold_of_evaluate_is_fit_compact_with_its_seed(small, evaluated):
     result, pairs = evaluated
     R = raw_inputs(small.X, small.axis, DEFAULT_PROMINENCE, "snv")

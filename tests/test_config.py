@@ -69,7 +69,8 @@ a = 1
         parse_config(text, "dev.toml")
     problems = info.value.problems
     expected = ["[extras]: unknown section", "spectrometer.prot: unknown key", "spectrometer.port: missing",
-                "spectrometer.laser_nm: must be the measured laser line", "spectrometer.averages: must be a whole number",
+                "spectrometer.laser_nm: must be the measured laser line",
+                "spectrometer.averages: must be a whole number",
                 "spectrometer.dark_frame: must be true or false", "model.min_confidence: must be between 0 and 1",
                 "triggers.button_pin: must be a whole number", "data.directory: missing",
                 "spectrometer.coefficients: an OBP device stores its own"]

@@ -85,6 +85,7 @@ def trained():
 
 
 @pytest.mark.parametrize("kind", CONV_MODELS)
+@pytest.mark.slow
 def test_training_loss_goes_down_and_learns(trained, kind):
     model, loss = trained[kind]
     assert loss[-1] < 0.7 * loss[0], loss
@@ -93,6 +94,7 @@ def test_training_loss_goes_down_and_learns(trained, kind):
 
 
 @pytest.mark.parametrize("kind", CONV_MODELS)
+@pytest.mark.slow
 def test_keras_tflite_numpy_parity(trained, kind):
     model, _ = trained[kind]
     Y, _ = bands(20, seed=3)
@@ -106,6 +108,7 @@ def test_keras_tflite_numpy_parity(trained, kind):
         assert any(isinstance(op, Residual) and op.se is not None for op in net.body)
 
 
+@pytest.mark.slow
 def test_se_resnet_bundle_round_trip_and_backends(trained, tmp_path):
     model, _ = trained["se-resnet"]
     net = to_convnet(model, "se-resnet", TINY)
@@ -123,6 +126,7 @@ def test_se_resnet_bundle_round_trip_and_backends(trained, tmp_path):
     assert flops["network"] == net.flop(AXIS.points) and flops["total"] > flops["network"]
 
 
+@pytest.mark.slow
 def test_a_malformed_architecture_is_refused(trained, tmp_path):
     net = to_convnet(trained["resnet"][0], "resnet", TINY)
     spec, arrays = to_arrays(net)
@@ -153,6 +157,7 @@ def test_build_refuses_an_unknown_kind():
         build("transformer", 64, 3, TINY, 0)
 
 
+@pytest.mark.slow
 def test_fit_cli_exports_a_convolutional_bundle_with_its_card(tmp_path):
     import subprocess
     import sys

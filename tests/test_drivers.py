@@ -98,6 +98,7 @@ def test_round_trip_scene_to_raman_shift(protocol, one_sample):
 
 
 @pytest.mark.parametrize("protocol", sorted(SETUP))
+@pytest.mark.slow
 def test_faults_give_errors_never_wrong_spectra(protocol, one_sample):
     kwargs, laser, seconds, averages = SETUP[protocol]
     outcomes = {}
@@ -123,6 +124,7 @@ def test_faults_give_errors_never_wrong_spectra(protocol, one_sample):
     assert len(outcomes) >= 2, outcomes  # faults did happen and were reported
 
 
+@pytest.mark.slow
 def test_obp_identity_settings_and_nacks():
     with OBPSpectrometer("sim://obp?paced=0") as spec:
         info = spec.identify()
@@ -141,6 +143,7 @@ def test_obp_identity_settings_and_nacks():
         assert spec.identify()["serial"] == "STS04211"  # and the driver keeps working
 
 
+@pytest.mark.slow
 def test_obp_device_checks_md5_and_driver_resyncs_after_garbage():
     with OBPSpectrometer("sim://obp?paced=0") as spec:
         bad = bytearray(obp.encode(obp.Message(obp.GET_SERIAL_NUMBER, checksum_type=obp.CHECKSUM_MD5)))
@@ -156,6 +159,7 @@ def test_obp_device_checks_md5_and_driver_resyncs_after_garbage():
         assert spec.identify()["serial"] == "STS04211"
 
 
+@pytest.mark.slow
 def test_obp_reset_goes_silent_and_comes_back_at_9600():
     spec = OBPSpectrometer("sim://obp?paced=0")
     spec.open()
@@ -169,6 +173,7 @@ def test_obp_reset_goes_silent_and_comes_back_at_9600():
     spec.close()
 
 
+@pytest.mark.slow
 def test_wrong_baud_and_missing_port():
     with pytest.raises(DeviceNotAnswering, match="no OBP device answers"):
         spec = OBPSpectrometer("sim://obp?paced=0")
@@ -181,6 +186,7 @@ def test_wrong_baud_and_missing_port():
             spec.acquire()
 
 
+@pytest.mark.slow
 def test_tcd1304_rotation_short_frames_and_software_averaging():
     with TCD1304Spectrometer("sim://tcd1304?paced=0") as spec:
         spec.set_integration_time(0.01)
@@ -230,6 +236,7 @@ def test_microspec_errors_are_device_errors():
             spec.set_laser(True)
 
 
+@pytest.mark.slow
 def test_groupgets_stream_and_measurement_as_device_spectrum(shipped_bundle):
     from device.inference.classifier import Classifier
     from device.inference.spectrum import Spectrum

@@ -69,6 +69,7 @@ def test_top_bands_are_the_highest_separated_maxima():
     assert [b["shift_cm-1"] for b in bands] == [20.0, 60.0, 40.0]  # 25 and 70 are within 15 cm-1 of a higher one
 
 
+@pytest.mark.slow
 def test_explain_cli_writes_figures_and_numbers(tmp_path):
     files = [str(p) for p, _ in load_bundle(COMPACT).examples[:2]]
     r = subprocess.run(TRAIN + ["explain", str(COMPACT), *files, "--out", str(tmp_path / "x")],
@@ -83,6 +84,7 @@ def test_explain_cli_writes_figures_and_numbers(tmp_path):
     assert r.returncode == 2 and "--class 'Nope' is not one of the model's classes" in r.stderr
 
 
+@pytest.mark.slow
 def test_split_names(tmp_path):
     ds = load_dataset(_synthetic(tmp_path))
     assert len(make_split("repeated:2x3", ds, 0).pairs) == 6
@@ -97,15 +99,17 @@ def test_split_names(tmp_path):
 def _synthetic(tmp_path) -> Path:
     out = tmp_path / "syn"
     if not out.exists():
-        r = subprocess.run(TRAIN + ["synth", "--out", str(out), "--counts", "10,10,8,7"], capture_output=True, text=True)
+        r = subprocess.run(TRAIN + ["synth", "--out", str(out), "--counts", "10,10,8,7"], capture_output=True,
+                           text=True)
         assert r.returncode == 0, r.stderr
     return out
 
 
+@pytest.mark.slow
 def test_compare_cli_on_the_synthetic_set(tmp_path):
     models = "compact,se-resnet,linear-svm,knn"
-    r = subprocess.run(TRAIN + ["compare", str(_synthetic(tmp_path)), "--report", str(tmp_path / "r"), "--models", models,
-                                "--split", "repeated:1x2", "--steps", "20", "--snr", "50,5"],
+    r = subprocess.run(TRAIN + ["compare", str(_synthetic(tmp_path)), "--report", str(tmp_path / "r"),
+                                "--models", models, "--split", "repeated:1x2", "--steps", "20", "--snr", "50,5"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -129,6 +129,7 @@ def assert_same_peaks(Y, frac):
 @given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(3, 60)),
               elements=st.integers(-4, 4).map(float)),
        st.sampled_from([0.0, 0.05, 0.2, 0.5]))
+@pytest.mark.slow
 def test_peaks_match_scipy_with_plateaus_and_ties(Y, frac):
     assert_same_peaks(Y, frac)
 
@@ -136,6 +137,7 @@ def test_peaks_match_scipy_with_plateaus_and_ties(Y, frac):
 @settings(max_examples=200, deadline=None)
 @given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(3, 300)),
               elements=st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False)))
+@pytest.mark.slow
 def test_peaks_match_scipy_on_arbitrary_floats(Y):
     assert_same_peaks(Y, 0.05)
 

@@ -42,6 +42,7 @@ def _config_or_error(text: str):
 
 @fuzz_settings(300)
 @given(st.text(max_size=400))
+@pytest.mark.slow
 def test_config_random_text(text):
     _config_or_error(text)
 

@@ -60,6 +60,7 @@ def test_read_spectra_random_bytes(tmp_path, data, suffix):
 
 @fuzz_settings(150)
 @given(st.sampled_from(["csv", "npz"]), MUTATIONS)
+@pytest.mark.slow
 def test_read_spectra_mutated_files(tmp_path, kind, ops):
     path = tmp_path / f"fuzz.{kind}"
     path.write_bytes(mutate(EXAMPLE_CSV.read_bytes() if kind == "csv" else VALID_NPZ, ops))

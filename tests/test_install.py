@@ -72,6 +72,7 @@ def replace(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+@pytest.mark.slow
 def test_installer_pins_every_wheel_by_hash(installer):
     wheels = sorted(p.name for p in (installer / "wheelhouse").glob("*.whl"))
     lines = [ln for ln in (installer / "wheelhouse" / "requirements.txt").read_text().splitlines()
@@ -86,6 +87,7 @@ def test_installer_pins_every_wheel_by_hash(installer):
     assert f"raman_edge-{device.__version__}-py3-none-any.whl" in wheels  # the one version source
 
 
+@pytest.mark.slow
 def test_staged_installation_lays_out_everything(staged, installer):
     root, out = staged
     venv = root / "opt/raman-edge/venv"
@@ -104,8 +106,8 @@ def test_staged_installation_lays_out_everything(staged, installer):
     steps = out[out.index("would now run:"):]
     assert "systemd-sysusers" in steps and "usermod --append --groups raman-edge pi" in steps
     # the environment holds the device runtime from the wheelhouse, and no ML framework
-    r = subprocess.run([str(venv / "bin/python"), "-c", "import numpy, serial, gpiozero, lgpio, ai_edge_litert, "
-                        "importlib.util as u; "
+    r = subprocess.run([str(venv / "bin/python"), "-c",
+                        "import numpy, serial, gpiozero, lgpio, ai_edge_litert, importlib.util as u; "
                         "print(u.find_spec('tensorflow') is None and u.find_spec('scipy') is None)"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "True", r.stderr
@@ -113,6 +115,7 @@ def test_staged_installation_lays_out_everything(staged, installer):
 
 @pytest.mark.parametrize("backend", ["numpy", "tflite"])
 @pytest.mark.parametrize("name", SHIPPED_MODELS)
+@pytest.mark.slow
 def test_installed_command_classifies_every_installed_model(staged, name, backend):
     root, _ = staged
     model = root / "opt/raman-edge/models" / name
@@ -124,6 +127,7 @@ def test_installed_command_classifies_every_installed_model(staged, name, backen
     assert labels == [p.parent.name for p in examples]
 
 
+@pytest.mark.slow
 def test_sysusers_entry_creates_the_service_user(staged):
     if not shutil.which("systemd-sysusers"):
         pytest.fail("systemd-sysusers is needed (Debian package systemd)")
@@ -136,6 +140,7 @@ def test_sysusers_entry_creates_the_service_user(staged):
     assert "raman-edge" in groups["dialout"] and "raman-edge" in groups["gpio"]
 
 
+@pytest.mark.slow
 def test_reinstall_keeps_the_edited_configuration(staged, installer):
     root, _ = staged
     config = root / "etc/raman-edge/raman-edge.toml"
@@ -147,6 +152,7 @@ def test_reinstall_keeps_the_edited_configuration(staged, installer):
     assert any("(kept)" in ln for ln in lines)
 
 
+@pytest.mark.slow
 def test_a_given_configuration_is_checked_before_anything_is_written(installer, tmp_path):
     bad = tmp_path / "my.toml"
     bad.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace('"obp"', '"usb"')
@@ -159,6 +165,7 @@ def test_a_given_configuration_is_checked_before_anything_is_written(installer, 
     assert not root.exists()
 
 
+@pytest.mark.slow
 def test_a_configuration_naming_a_model_nobody_ships_is_refused(installer, tmp_path):
     cfg = tmp_path / "my.toml"
     cfg.write_text((ROOT / "deploy/raman-edge.toml").read_text().replace("sers-pesticides", "my-model"))
@@ -173,6 +180,7 @@ def test_a_configuration_naming_a_model_nobody_ships_is_refused(installer, tmp_p
     (lambda b: replace(b / "SHA256SUMS", b"garbage\n"), "SHA256SUMS line 1"),
     (lambda b: (b / "SHA256SUMS").unlink(), "not an unpacked offline installer"),
 ])
+@pytest.mark.slow
 def test_a_damaged_installer_is_refused_and_nothing_is_written(installer, tmp_path, damage, expected):
     copy = linked_copy(installer, tmp_path / "copy")
     damage(copy)

@@ -1,5 +1,7 @@
-"""The linear model kinds: scikit-learn, TFLite and NumPy agree; bundles of them run on both backends;
-the SVM's probabilities are calibrated; FLOP by hand; bundles written before load unchanged.
+"""The linear model kinds: scikit-learn, TFLite and NumPy agree.
+
+Bundles of them run on both backends; the SVM's probabilities are calibrated; FLOP by hand; bundles
+written before load unchanged.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def _fit(plastics, kind, **kw):
                       len(plastics["names"]), seed=0)
 
 
-@pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS] + [("linear-svm", True), ("pca-logreg", True)])
+@pytest.mark.parametrize("kind,standardise", [(k, False) for k in KINDS]
+                         + [pytest.param(k, True, marks=pytest.mark.slow) for k in ("linear-svm", "pca-logreg")])
 def test_scikit_learn_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind, standardise):
     from trainer.export import PARITY_TOLERANCE, export_check, tflite_bytes
     from trainer.models.candidates import as_stored
@@ -216,6 +219,7 @@ def _device(*args):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.slow
 def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
     out = tmp_path / kind
     projection = ["--components", "20"] if kind in ("pca-logreg", "pls-logreg") else []
@@ -241,9 +245,11 @@ def test_fit_a_linear_kind_then_classify_on_both_backends(tmp_path, kind):
         assert got == [label for _, label in b.examples]
 
 
+@pytest.mark.slow
 def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path, plastics):
     bundle, _ = _linear_bundle(tmp_path, plastics, "pca-logreg")
-    code = ("import sys; from device.inference.bundle import load_bundle; from device.inference.classifier import Classifier; "
+    code = ("import sys; from device.inference.bundle import load_bundle; "
+            "from device.inference.classifier import Classifier; "
             "from device.inference.readers import read_spectra; import numpy as np; "
             f"b = load_bundle({str(bundle.path)!r}); "
             "print(Classifier(b).probabilities_on_axis(np.ones((1, b.axis.points)) + np.arange(b.axis.points)).shape); "
@@ -253,6 +259,7 @@ def test_the_device_runs_a_linear_bundle_without_scikit_learn_or_scipy(tmp_path,
     assert r.stdout.split("\n")[:2] == [f"(1, {len(plastics['names'])})", "[]"]
 
 
+@pytest.mark.slow
 def test_too_many_components_are_refused_before_training_and_nothing_is_written(tmp_path):
     out = tmp_path / "b"
     r = _train("fit", _need(MICROPLASTICS), "--out", out, "--model", "pca-logreg", "--holdout", "condition=SW",
@@ -269,6 +276,7 @@ def test_too_many_components_are_refused_before_training_and_nothing_is_written(
     (("--model", "compact", "--steps", "5"), "--model compact takes no --steps"),
     (("--steps", "5"), "--steps set(s) the settings of one model kind: give --model KIND too"),
 ])
+@pytest.mark.slow
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path, args, message):
     r = _train("fit", _need(MICROPLASTICS), "--out", tmp_path / "b", *args)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -281,7 +289,7 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
     from trainer.models import candidates
 
     def skewed(net):  # the exported weights drift from the fitted ones
-        return DenseNet(tuple(Dense(l.kernel * 1.01, l.bias, l.activation) for l in net.layers))
+        return DenseNet(tuple(Dense(layer.kernel * 1.01, layer.bias, layer.activation) for layer in net.layers))
 
     monkeypatch.setattr(candidates, "as_stored", skewed)
     with pytest.raises(ExportCheckError):
@@ -289,6 +297,7 @@ def test_a_failing_export_check_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_explain_a_linear_bundle_is_its_weight_times_input(tmp_path, plastics):
     from trainer.evaluation.explain import explain
 

@@ -1,5 +1,7 @@
-"""The path a new user takes: a model trained the README's way, with defaults only, is installed with
-``raman-device update-model`` into a running service, which switches to it and measures with it.
+"""The path a new user takes, from a default fit to a model the running service measures with.
+
+A model trained the README's way, with defaults only, is installed with ``raman-device update-model``
+into a running service, which switches to it and measures with it.
 """
 import json
 import shutil
@@ -8,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_runner import wait_ready
+import pytest
+from helpers import OutputLines, wait_ready
 
 from device.inference.bundle import load_bundle
+
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 
@@ -26,11 +31,12 @@ def test_a_default_fit_is_deployable(tmp_path, raw_subset, shipped_bundle):
     shutil.copytree(shipped_bundle.path, installed)
     cfg = tmp_path / "raman-edge.toml"
     cfg.write_text(f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp?paced=0&seed=4"\nlaser_nm = 785.0\n'
-                   f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n[data]\ndirectory = "{tmp_path / "data"}"\n')
+                   f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n'
+                   f'[data]\ndirectory = "{tmp_path / "data"}"\n')
     service = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_ready(service).startswith("ready: ready")
+        assert wait_ready(OutputLines(service)).startswith("ready: ready")
         update = subprocess.run([str(BIN / "raman-device"), "update-model", "--config", str(cfg),
                                  str(tmp_path / "mine")], capture_output=True, text=True, timeout=120)
         assert update.returncode == 0, update.stdout + update.stderr
@@ -43,4 +49,5 @@ def test_a_default_fit_is_deployable(tmp_path, raw_subset, shipped_bundle):
         assert measured["label"] in (*mine.class_names, "unknown")
     finally:
         service.send_signal(signal.SIGTERM)
-        service.communicate(timeout=30)
+        service.wait(timeout=30)
+        service.stderr.close()

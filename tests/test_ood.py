@@ -63,6 +63,7 @@ def trained(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_fit_stores_the_detector_and_classify_reports_unknown(trained):
     b = load_bundle(trained / "bundle")
     assert b.ood is not None and b.card["out_of_distribution"]["target_false_unknown"] == 0.01
@@ -76,6 +77,7 @@ def test_fit_stores_the_detector_and_classify_reports_unknown(trained):
     assert all(row["label"] == "alpha" for row in rows[len(novel):])
 
 
+@pytest.mark.slow
 def test_a_malformed_detector_is_refused(trained, tmp_path):
     import shutil
 
@@ -93,6 +95,7 @@ def test_a_malformed_detector_is_refused(trained, tmp_path):
         load_bundle(copy)
 
 
+@pytest.mark.slow
 def test_ood_eval_cli(trained, tmp_path):
     r = subprocess.run([str(BIN / "raman-train"), "ood-eval", str(trained / "data"), "--report", str(tmp_path / "r"),
                         "--false-rejection", "0.05"], capture_output=True, text=True)
@@ -103,6 +106,7 @@ def test_ood_eval_cli(trained, tmp_path):
     assert "| class left out |" in (tmp_path / "r" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_detector_command_refits_without_touching_the_network(trained, tmp_path):
     import shutil
 

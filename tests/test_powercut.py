@@ -20,9 +20,13 @@ import tty
 from pathlib import Path
 
 import numpy as np
-from test_runner import wait_ready, write_config
+import pytest
+from helpers import OutputLines, wait_ready
+from test_runner import write_config
 
 from device.service.record import RecordStore
+
+pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 ROUNDS = 10
@@ -35,7 +39,7 @@ def round_until_killed(cfg: Path, master: int, delay: float) -> list[dict]:
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
-        line = wait_ready(proc)
+        line = wait_ready(OutputLines(proc))
         assert line.startswith("ready: ready"), line
         data, asked, deadline = b"", 0, time.monotonic() + delay
         while time.monotonic() < deadline:
@@ -49,7 +53,6 @@ def round_until_killed(cfg: Path, master: int, delay: float) -> list[dict]:
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.stdout.close()
     while select.select([master], [], [], 0.2)[0]:  # replies written before the kill
         data += os.read(master, 65536)
     return [json.loads(line) for line in data.split(b"\n")[:-1]]  # complete lines only

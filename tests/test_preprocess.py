@@ -68,6 +68,7 @@ def test_savgol_matches_scipy_on_real_spectra(real_spectra, window, order, deriv
 
 
 @pytest.mark.parametrize("lam, p, max_iter", [(1e5, 0.01, 50), (1e7, 0.001, 50), (1e4, 0.05, 5)])
+@pytest.mark.slow
 def test_asls_matches_pybaselines_on_real_spectra(real_spectra, lam, p, max_iter):
     from pybaselines.whittaker import asls
 
@@ -149,6 +150,7 @@ def _oracle_chain(Y: np.ndarray, step: float) -> np.ndarray:
     return Y / Y.std(axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_bundle_stores_the_chain_and_the_classifier_applies_it(tmp_path, sers_sample):
     Y, wn = sers_sample
     axis = Axis(600, 1800, 1201)
@@ -174,6 +176,7 @@ def test_bundle_stores_the_chain_and_the_classifier_applies_it(tmp_path, sers_sa
     assert stages["normalise"] == (51 * 30 + 1) * axis.points + 2 * 11 * axis.points + 5 * axis.points
 
 
+@pytest.mark.slow
 def test_snv_and_none_bundles_keep_the_old_layout(tmp_path):
     for text in ("snv", "none"):
         b = make_bundle(tmp_path / text, normalisation=text)
@@ -212,7 +215,8 @@ def _spec_edit(index: int, key: str, value):
     (_spec_edit(0, "max_iter", 10**9), "iterations must be from 1 to 1000"),
     (_spec_edit(0, "p", 1.0), "p must be between 0 and 1"),
     (lambda a: a.pop("preprocess.1.matrix"), "lacks the preprocessing entry 'matrix'"),
-    (lambda a: a.update({"preprocess.1.matrix": np.full((11, 11), np.nan)}), "'preprocess.1.matrix' does not hold finite"),
+    (lambda a: a.update({"preprocess.1.matrix": np.full((11, 11), np.nan)}),
+     "'preprocess.1.matrix' does not hold finite"),
     (lambda a: a.update({"preprocess": np.array("{]")}), "chain is malformed"),
     (lambda a: a.update({"preprocess": np.array('[{"step": 3}]')}), "step 0 is not an object with a step name"),
     (lambda a: a.update({"preprocess": np.array(json.dumps([{"step": "snv"}] * 9))}), "at most 8 steps"),
@@ -240,6 +244,7 @@ VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["step", "window", "polyorder", "deriv", "delta", "lam",
                                                               "p", "max_iter", "tol"]), VALUES), max_size=3))
+@pytest.mark.slow
 def test_any_spec_edit_loads_and_runs_or_is_refused(chain_bundle, tmp_path_factory, edits):
     import shutil
 
@@ -256,6 +261,7 @@ def test_any_spec_edit_loads_and_runs_or_is_refused(chain_bundle, tmp_path_facto
         assert Classifier(b).probabilities([Spectrum(x, 1.0 + np.sin(x / 7.0))]).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_fit_cli_with_a_chain_gives_the_same_verdicts_on_both_backends(raw_subset, tmp_path):
     out = tmp_path / "b"
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(raw_subset), "--out", str(out), "--model", "compact",
@@ -282,12 +288,14 @@ def test_fit_cli_with_a_chain_gives_the_same_verdicts_on_both_backends(raw_subse
     (["--preprocess", "snv", "--normalise", "none"], "error: --normalise and --preprocess both set"),
     (["--preprocess", "asls:1e5:0.01", "--model", "cnn"], "always uses SNV inputs"),
 ])
+@pytest.mark.slow
 def test_fit_cli_refuses_bad_chains_before_reading_data(tmp_path, args, message):
-    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "b"), *args],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(BIN / "raman-train"), "fit", str(tmp_path / "missing"), "--out", str(tmp_path / "b"),
+                        *args], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_asls_batch_and_single_spectra_give_the_same_baselines(sers_npz):
     from device.inference.preprocess import ASLS_VECTOR_MIN
 
@@ -297,6 +305,7 @@ def test_asls_batch_and_single_spectra_give_the_same_baselines(sers_npz):
     np.testing.assert_allclose(step.baseline(X), one_by_one, rtol=0, atol=1e-9 * np.abs(X).max())
 
 
+@pytest.mark.slow
 def test_fit_cli_refuses_a_window_longer_than_the_axis_before_training(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", X=rng.uniform(1, 2, (9, 40)), y=np.repeat([0, 1, 2], 3),

@@ -26,6 +26,7 @@ def paper_and_default(raw_subset, tmp_path_factory):
     return load_bundle(root / "paper"), load_bundle(root / "default")
 
 
+@pytest.mark.slow
 def test_preset_paper_is_the_published_network(paper_and_default):
     b, _ = paper_and_default
     card = json.loads((b.path / "model.json").read_text())
@@ -40,6 +41,7 @@ def test_preset_paper_is_the_published_network(paper_and_default):
     assert hp["chosen_by"].startswith("--preset paper")
 
 
+@pytest.mark.slow
 def test_the_default_fit_is_not_the_preset(paper_and_default):
     """The negative control: without the preset the inputs are SNV-normalised."""
     paper, default = paper_and_default
@@ -52,6 +54,7 @@ def test_the_default_fit_is_not_the_preset(paper_and_default):
     (["--hidden", "8"], "--hidden 8"),
     (["--epochs", "10"], "--epochs 10"),
 ])
+@pytest.mark.slow
 def test_options_against_the_preset_are_refused(against, named, tmp_path):
     r = fit(tmp_path / "nothing-read", "--out", tmp_path / "b", "--preset", "paper", *against)
     assert r.returncode == 2 and not (tmp_path / "b").exists()

@@ -45,6 +45,7 @@ def _trained(plastics, kind, components=20, hidden=32):
 
 
 @pytest.mark.parametrize("kind", ("pca-compact", "pls-compact"))
+@pytest.mark.slow
 def test_keras_tflite_and_numpy_agree_on_held_out_spectra(plastics, kind):
     from trainer.export import PARITY_TOLERANCE, export_check, tflite_bytes
 
@@ -96,6 +97,7 @@ def _train(*args):
     return subprocess.run([str(BIN / "raman-train"), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_fit_then_classify_on_both_backends(tmp_path):
     out = tmp_path / "pls"
     r = _train("fit", _need(MICROPLASTICS), "--out", out, "--model", "pls-compact", "--components", "20",
@@ -123,6 +125,7 @@ def test_fit_then_classify_on_both_backends(tmp_path):
     (("--model", "pls-compact", "--components", "0"), "components must be at least 1"),
     (("--model", "pca-compact", "--holdout", "condition=SW", "--components", "200"), "use --components 74 or fewer"),
 ])
+@pytest.mark.slow
 def test_options_that_do_not_fit_are_refused_before_training(tmp_path, args, message):
     r = _train("fit", _need(MICROPLASTICS), "--out", tmp_path / "b", *args, "--no-augment")
     assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr

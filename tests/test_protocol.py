@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import OutputLines
 from sklearn.metrics import roc_auc_score
 
 from device.inference.inputs import raw_inputs
@@ -33,6 +34,7 @@ def _settings(**kw):
     return protocol.Settings(**base)
 
 
+@pytest.mark.slow
 def test_every_spectrum_tested_once_per_repeat_and_shuffles_differ(small, monkeypatch):
     made = []
     real = protocol.make_splits
@@ -61,6 +63,7 @@ def test_standardisation_sees_training_rows_only(small, monkeypatch):
         np.testing.assert_array_equal(X, R[tr])
 
 
+@pytest.mark.slow
 def test_result_structure_and_engines_agree(small):
     fast = protocol.run(small, _settings(), log=lambda m: None)
     ref = protocol.run(small, _settings(engine="naive"), log=lambda m: None)
@@ -87,6 +90,7 @@ def test_roc_and_auc_match_scikit_learn():
     assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1 and np.all(np.diff(fpr) >= 0)
 
 
+@pytest.mark.slow
 def test_synth_and_evaluate_cli_write_a_full_report(tmp_path):
     r = subprocess.run([str(BIN / "raman-train"), "synth", "--out", str(tmp_path / "syn"), "--counts", "6,6,6,4"],
                        capture_output=True, text=True)
@@ -105,16 +109,20 @@ def test_synth_and_evaluate_cli_write_a_full_report(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "syn"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_no_half_written_report(tmp_path):
     write(tmp_path / "syn", counts=(6, 6, 6, 4), seed=0)
     proc = subprocess.Popen([str(BIN / "raman-train"), "evaluate", str(tmp_path / "syn"), "--report",
                              str(tmp_path / "rep"), "--folds", "3", "--repeats", "1000", "--epochs", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("repeat 1/"):
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        OutputLines(proc).read_until(lambda line: line.startswith("repeat 1/"), timeout=300)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
     assert proc.returncode == 130 and "interrupted: nothing was written" in err and "Traceback" not in err, \
         (proc.returncode, err[-3000:])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syn"]

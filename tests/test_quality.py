@@ -45,6 +45,7 @@ def test_real_measured_spectra_pass(shipped_bundle):
 
 
 @pytest.mark.parametrize("integration_s, reason", [(5.0, "saturated: "), (2e-5, "too weak: SNR")])
+@pytest.mark.slow
 def test_the_service_refuses_and_records_a_saturated_or_weak_measurement(tmp_path, shipped_bundle, integration_s,
                                                                         reason):
     from dataclasses import replace

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from helpers import OutputLines
 
 from device.cli import build_parser as device_parser
 from firmware_bridge.cli import build_parser as bridge_parser
@@ -84,6 +85,7 @@ def problems(tokens: list[str]) -> list[str]:
     return [f"{tokens[0]} {words[0]} has no option {o}" for o in sorted(options - set(known))]
 
 
+@pytest.mark.slow
 def test_documented_commands_exist():
     seen, wrong = 0, []
     for doc in DOCS:
@@ -133,16 +135,7 @@ def shell_block(doc: Path, heading: str) -> list[str]:
     return commands
 
 
-def _first_line(proc, timeout: float) -> str:
-    """The first line a process prints, or an AssertionError after ``timeout`` seconds."""
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        assert sel.select(timeout), f"no output within {timeout} s"
-    return proc.stdout.readline()
-
-
+@pytest.mark.slow
 def test_docs_simulator_walkthrough_runs_as_written(tmp_path):
     """The simulator block of docs/spectrometers.md, run word for word.
 
@@ -159,7 +152,7 @@ def test_docs_simulator_walkthrough_runs_as_written(tmp_path):
     sim = subprocess.Popen([str(bin_ / "raman-bridge"), *shlex.split(commands[0])[1:]], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        port = re.search(r" on (/dev/\S+)", _first_line(sim, 30)).group(1)
+        port = re.search(r" on (/dev/\S+)", OutputLines(sim).read_until(timeout=30)).group(1)
         outputs = []
         for command in commands[1:]:
             argv = [a.replace("/dev/pts/3", port) for a in shlex.split(command)]

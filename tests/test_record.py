@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import OutputLines
 
 from device.inference.spectrum import Axis
 from device.service.record import ExportError, Record, RecordError, RecordStore, export
@@ -64,7 +65,8 @@ def test_a_stored_record_survives_sigkill(tmp_path):
         "    print(rid, flush=True)\n"
     )
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    reported = [int(p.stdout.readline()) for _ in range(25)]
+    output = OutputLines(p)
+    reported = [int(output.read_until()) for _ in range(25)]
     p.send_signal(signal.SIGKILL)
     p.wait()
     store = RecordStore(db)
@@ -89,6 +91,7 @@ def test_export_feeds_the_trainer(tmp_path):
     np.testing.assert_allclose(a.X, b.X, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_history_and_export_commands(tmp_path, shipped_bundle):
     store = RecordStore(tmp_path / "r.db")
     x = shipped_bundle.axis.values
@@ -148,6 +151,7 @@ def test_export_command_with_nothing_to_write_fails(tmp_path, shipped_bundle):
     assert r.stderr == "error: no measurement matches the filters (--since, --until, --label); nothing was written\n"
 
 
+@pytest.mark.slow
 def test_export_never_replaces_a_file_unasked(tmp_path, shipped_bundle):
     store = RecordStore(tmp_path / "r.db")
     rec = sample(0, shipped_bundle.class_names[0])
@@ -159,7 +163,8 @@ def test_export_never_replaces_a_file_unasked(tmp_path, shipped_bundle):
     argv = [str(BIN / "raman-device"), "export", "--db", str(tmp_path / "r.db"), "--model", str(shipped_bundle.path),
             "--format", "csv", "--out", str(out)]
     r = subprocess.run(argv, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
+    assert r.returncode == 2
+    assert r.stderr == f"error: {out} already exists; give --force to replace it, or choose another --out\n"
     assert out.read_text() == "a user's own table\n"
     r = subprocess.run([*argv, "--force"], capture_output=True, text=True)
     assert r.returncode == 0 and load_dataset(out).class_names == (shipped_bundle.class_names[0],)

@@ -70,6 +70,7 @@ def test_unknown_protocols_and_foreign_settings_are_refused():
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
+@pytest.mark.slow
 def test_every_registered_driver_acquires_from_its_simulator_over_a_pty(name):
     spec = PROTOCOLS[name]
     device = make_device(name, seed=3)
@@ -91,6 +92,7 @@ def test_every_registered_driver_acquires_from_its_simulator_over_a_pty(name):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_real_driver_path_does_not_import_the_simulators():
     code = ("import sys, firmware_bridge.registry as r\n"
             "from firmware_bridge.errors import PortGoneError\n"

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import OutputLines, wait_ready
 
 from device.service.config import parse_config
 from device.service.record import RecordStore
@@ -43,14 +44,6 @@ directory = "{tmp_path / 'data'}"
     path = tmp_path / "raman-edge.toml"
     path.write_text(text)
     return path
-
-
-def wait_ready(proc) -> str:
-    """The service's ``ready:`` line, skipping what it logs before (empty if it stopped first)."""
-    line = proc.stdout.readline()
-    while line and not line.startswith("ready:"):
-        line = proc.stdout.readline()
-    return line
 
 
 def read_lines(fd, n, timeout=30.0):
@@ -88,8 +81,9 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
     cfg.write_text(cfg.read_text().replace("integration_s = 0.2\naverages = 1", "integration_s = 0.1\naverages = 300"))
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    output = OutputLines(proc)
     try:
-        line = wait_ready(proc)
+        line = wait_ready(output)
         assert line.startswith("ready: ready") and "self-test passed" in line
         os.write(master, b"STATUS\nMEASURE\n")
         status, first = read_lines(master, 2)
@@ -113,8 +107,8 @@ def test_service_process_end_to_end(tmp_path, shipped_bundle):
         last, bogus = read_lines(master, 2)
         assert last["id"] == 2 and "unknown command" in bogus["error"]
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err
+        out = output.rest(timeout=30)
+        assert proc.wait(timeout=30) == 0 and "stopped" in out and "Traceback" not in proc.stderr.read()
         assert "measurement 1:" in out and "measurement 2:" in out
     finally:
         device.release.set()
@@ -221,14 +215,15 @@ def test_missing_spectrometer_is_retried_in_the_background(tmp_path, shipped_bun
     cfg = write_config(tmp_path, shipped_bundle.path, str(link))
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    output = OutputLines(proc)
     server = None
     try:
-        first = proc.stdout.readline()
+        first = output.read_until()
         assert "spectrometer not available yet" in first and "retrying with back-off" in first
-        assert proc.stdout.readline().startswith("ready: no spectrometer")
+        assert output.read_until().startswith("ready: no spectrometer")
         server = PtyServer(SimulatedLine(make_device("obp"), paced=False)).start()
         link.symlink_to(server.path)  # plugged in
-        line = proc.stdout.readline()
+        line = output.read_until()
         assert line.strip() == "spectrometer connected"
         r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg), "--command", "STATUS"],
                            capture_output=True, text=True)
@@ -261,8 +256,9 @@ def test_service_process_with_other_spectrometers(tmp_path, shipped_bundle, prot
     expected = {p.name: label for p, label in shipped_bundle.examples}
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    output = OutputLines(proc)
     try:
-        assert proc.stdout.readline().startswith("ready: ready")
+        assert output.read_until().startswith("ready: ready")
         for _ in range(3):
             sample = scene.current()[2]
             r = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
@@ -289,7 +285,7 @@ def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, s
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        line = wait_ready(proc)
+        line = wait_ready(OutputLines(proc))
         assert line.startswith("ready: model does not fit the spectrometer")
         expected = "axis 501..1999 cm-1 is outside what the spectrometer covers, -1710..1936 cm-1 with laser 900 nm"
         assert expected in line
@@ -331,7 +327,7 @@ def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundl
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(env, GPIOZERO_PIN_FACTORY="mock"))
     try:
-        assert wait_ready(proc).startswith("ready: ready")
+        assert wait_ready(OutputLines(proc)).startswith("ready: ready")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -387,27 +383,23 @@ def test_control_port_that_appears_later_is_served(tmp_path, shipped_bundle):
     cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?seed=3", link)
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    output = OutputLines(proc)
     master, slave = os.openpty()
     try:
-        logged = []
-        line = proc.stdout.readline()
-        while line and not line.startswith("ready:"):
-            logged.append(line)
-            line = proc.stdout.readline()
-        assert line.startswith("ready: ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
+        line = wait_ready(output)
+        assert line.startswith("ready: ready"), line
+        logged = output.lines[:-1]
         assert any(f"control port {link} not available" in entry for entry in logged), logged
         tty.setraw(slave)
         link.symlink_to(os.ttyname(slave))  # the adapter is plugged in
-        line = proc.stdout.readline()  # opening a port flushes its input: write once the service says it is open
-        while line and "control port" not in line:
-            line = proc.stdout.readline()
+        # opening a port flushes its input: write once the service says it is open
+        line = output.read_until(lambda line: "control port" in line)
         assert line.strip() == f"control port {link} open", line
         os.write(master, b"STATUS\n")
         (status,) = read_lines(master, 1)
         assert status["command"] == "STATUS" and status["state"] == "ready"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0 and "Traceback" not in err
+        assert proc.wait(timeout=30) == 0 and "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

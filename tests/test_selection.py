@@ -98,6 +98,7 @@ def test_a_small_training_set_is_cross_validated_repeatedly_with_new_shuffles(sy
     assert selection.inner_split(grouped, rows, 4).repeats == 10
 
 
+@pytest.mark.slow
 def test_the_budget_leaves_out_what_costs_too_much(synthetic, monkeypatch):
     monkeypatch.setattr(selection, "INNER_MIN_PREDICTIONS", 1)  # one 5-fold: the budget does not depend on repeats
     ds = load_dataset(synthetic / "d.npz", None, log=lambda m: None)
@@ -114,6 +115,7 @@ def test_the_budget_leaves_out_what_costs_too_much(synthetic, monkeypatch):
         selection.select(ds, np.arange(ds.y.size), 0, max_flop=min(costs.values()) - 1, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_the_device_cost_known_before_training_is_the_trained_models(synthetic):
     from trainer.models.candidates import device_flop
 
@@ -174,6 +176,7 @@ def test_linear_svm_on_the_row_space_is_scikit_learns_on_the_spectra(n):
     assert np.abs(logits - other.decision_function(T)).max() > 1e-1 * np.abs(logits).max()
 
 
+@pytest.mark.slow
 def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_winner(synthetic, tmp_path,
                                                                                       monkeypatch):
     from trainer import fit
@@ -209,6 +212,7 @@ def test_fit_without_a_model_chooses_on_the_training_spectra_only_and_ships_the_
     assert np.allclose(a["layer0_kernel"], b["layer0_kernel"], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_nested_cross_validation_chooses_inside_each_fold_and_names_each_folds_choice(synthetic, tmp_path,
                                                                                       monkeypatch):
     from trainer import fit
@@ -245,6 +249,7 @@ def fit_split(text):
     return parse_split(text)
 
 
+@pytest.mark.slow
 def test_model_options_without_a_model_are_refused(synthetic, tmp_path):
     r = subprocess.run([str(BIN / "raman-train"), "fit", str(synthetic / "d.npz"), "--out", str(tmp_path / "b"),
                         "--C", "3"], capture_output=True, text=True, timeout=120)
@@ -270,6 +275,7 @@ def test_a_class_of_one_group_is_dealt_into_every_inner_fold():
     assert not all((y[tr] == 2).any() for tr, _ in folds)
 
 
+@pytest.mark.slow
 def test_a_linear_model_on_intensities_and_features_exports_with_both_backends_agreeing(synthetic, tmp_path):
     from device.inference.backends import NumpyBackend, TFLiteBackend
     from device.inference.bundle import INPUT_LAYOUT, load_bundle

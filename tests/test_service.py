@@ -123,6 +123,7 @@ def test_gpio_laser_is_off_after_success_and_error(tmp_path, shipped_bundle):
     svc.close()
 
 
+@pytest.mark.slow
 def test_control_protocol(tmp_path, shipped_bundle):
     svc = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0"))
     reader = LineReader()

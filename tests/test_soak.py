@@ -4,11 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tools.soak import passed, soak
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_short_soak_on_every_simulator(shipped_bundle):
     results = soak(shipped_bundle.path, acquisitions=24, fault_rate=0.08, seed=3, log=lambda m: None)
     assert set(results) == {"obp", "tcd1304", "microspec"}
@@ -22,17 +25,17 @@ def test_short_soak_on_every_simulator(shipped_bundle):
     assert passed(results)
 
 
+@pytest.mark.slow
 def test_soak_command(shipped_bundle):
-    r = subprocess.run([sys.executable, "-m", "tools", "soak", "--model", str(shipped_bundle.path), "--protocols", "obp",
-                        "--acquisitions", "6", "--json"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools", "soak", "--model", str(shipped_bundle.path),
+                        "--protocols", "obp", "--acquisitions", "6", "--json"],
+                       cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     counts = json.loads(r.stdout.splitlines()[-1])["obp"]
     assert counts["acquisitions"] == 6 and counts["crashes"] == 0
 
 
 def test_the_laser_switch_off_is_retried_and_a_failure_is_a_laser_error():
-    import pytest
-
     from firmware_bridge.errors import LaserError, NackError
     from firmware_bridge.measure import LASER_OFF_ATTEMPTS, switch_off
 

@@ -144,6 +144,7 @@ def test_split_spellings_and_their_mistakes():
 
 # Bad input: refused before any training, naming the class or group and the split that would work.
 
+@pytest.mark.slow
 def test_too_few_spectra_or_groups_for_the_split_are_refused_before_training(grouped, tmp_path):
     cases = [
         (("--split", "kfold:13"), "error: --split kfold:13 needs at least 13 spectra per class; class c0 has 12: "
@@ -170,6 +171,7 @@ def test_a_holdout_the_data_cannot_fill_names_what_they_have(grouped_npz):
         make_splits(parse_split("holdout:patient=P01,P02,P03,P04"), ds, 0)
 
 
+@pytest.mark.slow
 def test_a_class_seen_in_one_group_only_is_refused_by_name(tmp_path):
     data = write_grouped(tmp_path / "d", per_group=2, patients=("P01", "P02"))
     for f in (data / "c2" / "P02").iterdir():
@@ -184,6 +186,7 @@ def test_a_class_seen_in_one_group_only_is_refused_by_name(tmp_path):
 
 # Every consumer: groups apart under a grouped split, and the optimistic figure said first under a random one.
 
+@pytest.mark.slow
 def test_evaluate_keeps_groups_apart_and_says_a_random_split_is_optimistic(grouped, tmp_path):
     r = run("evaluate", grouped, "--report", tmp_path / "g", "--groups", "folder", "--split", "logo", "--epochs", "3")
     assert r.returncode == 0, r.stderr
@@ -202,6 +205,7 @@ def test_evaluate_keeps_groups_apart_and_says_a_random_split_is_optimistic(group
     assert any(both_sides(f) for f in folds)
 
 
+@pytest.mark.slow
 def test_evaluate_defaults_to_a_grouped_split_with_a_valid_k_when_groups_are_given(grouped, tmp_path):
     r = run("evaluate", grouped, "--report", tmp_path / "r", "--groups", "folder", "--repeats", "1", "--epochs", "2")
     assert r.returncode == 0, r.stderr
@@ -211,6 +215,7 @@ def test_evaluate_defaults_to_a_grouped_split_with_a_valid_k_when_groups_are_giv
     assert "optimistic" not in r.stdout
 
 
+@pytest.mark.slow
 def test_compare_keeps_groups_apart_and_says_a_random_split_is_optimistic(grouped_npz, tmp_path):
     for split, optimistic in (("group-kfold:2", False), ("kfold:2", True)):
         out = tmp_path / split.replace(":", "-")
@@ -224,6 +229,7 @@ def test_compare_keeps_groups_apart_and_says_a_random_split_is_optimistic(groupe
         assert ("**Warning: optimistic figure" in (out / "report.md").read_text()) == optimistic
 
 
+@pytest.mark.slow
 def test_fit_keeps_groups_apart_and_says_a_random_cross_validation_is_optimistic(grouped_npz, tmp_path):
     r = run("fit", grouped_npz, "--out", tmp_path / "b", "--groups", "patient", "--split", "holdout:patient=P04",
             "--cv-folds", "2", "--model", "compact", "--epochs", "3")
@@ -236,6 +242,7 @@ def test_fit_keeps_groups_apart_and_says_a_random_cross_validation_is_optimistic
     assert any(both_sides(f) for f in cv["folds"]) and "warning: optimistic figure" in r.stderr
 
 
+@pytest.mark.slow
 def test_ood_eval_keeps_the_known_groups_apart(tmp_path):
     data = write_grouped(tmp_path / "d", per_group=3, patients=("P01", "P02"))
     r = run("ood-eval", data, "--report", tmp_path / "r", "--groups", "folder", "--split", "logo")
@@ -257,6 +264,7 @@ def test_ood_eval_keeps_the_known_groups_apart(tmp_path):
 
 
 @pytest.mark.skipif(not MICROPLASTICS.exists(), reason="needs ../shared/datasets")
+@pytest.mark.slow
 def test_real_microplastics_leave_one_condition_out(tmp_path):
     r = run("evaluate", MICROPLASTICS, "--report", tmp_path / "r", "--groups", "condition", "--split", "logo",
             "--epochs", "20")

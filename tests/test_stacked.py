@@ -55,6 +55,7 @@ def test_stacked_equals_separate_fits(problem):
     assert tl[-1].mean() < tl[0].mean()  # it learns
 
 
+@pytest.mark.slow
 def test_stacked_matches_keras_given_same_start_and_batches(problem):
     R, y, rows, val, mean, scale, C = problem
     hp = Hyperparameters(epochs=4, learning_rate=1e-3, l2=1e-3)

@@ -32,7 +32,8 @@ def test_reserve_above_the_free_space_refuses_measurements(tmp_path, shipped_bun
 
 
 def test_reserve_is_configurable_and_checked(tmp_path, shipped_bundle):
-    base = f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp"\nlaser_nm = 785.0\n[model]\nbundle = "{shipped_bundle.path}"\n'
+    base = (f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp"\nlaser_nm = 785.0\n'
+            f'[model]\nbundle = "{shipped_bundle.path}"\n')
     assert parse_config(base + '[data]\ndirectory = "/tmp/x"\nreserve_mb = 5\n').data_reserve_mb == 5
     assert parse_config(base + '[data]\ndirectory = "/tmp/x"\n').data_reserve_mb == 50
     with pytest.raises(ConfigError, match="data.reserve_mb: must be between 0 and 1000000"):
@@ -55,6 +56,7 @@ def tiny_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_real_disk_full_then_read_only(tiny_fs, tmp_path, shipped_bundle):
     cfg = config(tiny_fs, shipped_bundle.path, "sim://obp?paced=0")
     svc = Service(replace(cfg, data_reserve_mb=0.0))  # let SQLite meet ENOSPC itself

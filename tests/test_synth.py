@@ -28,6 +28,7 @@ def test_design_follows_the_paper(spectra):
     assert all(s.edifenphos_um == s.parathion_um == 0 for s in spectra if s.label == "control")
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path):
     a = write(tmp_path / "a", seed=5)
     b = write(tmp_path / "b", seed=5)

@@ -20,6 +20,7 @@ from trainer.evaluation.metrics import classification_report
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow
 def test_class_folders_resampled_to_common_overlap(raw_subset):
     ds = load_dataset(raw_subset)
     assert ds.X.shape[0] == 180 and len(ds.class_names) == 6
@@ -30,6 +31,7 @@ def test_class_folders_resampled_to_common_overlap(raw_subset):
     assert np.isfinite(ds.X).all() and ds.sources[0].endswith(".CSV")
 
 
+@pytest.mark.slow
 def test_class_folders_on_a_chosen_axis(raw_subset):
     ds = load_dataset(raw_subset, Axis(600, 1800, 1201))
     assert ds.X.shape == (180, 1201)
@@ -53,6 +55,7 @@ def test_npz_keeps_metadata_and_wide_table_matches(sers_npz, tmp_path):
     assert [table.class_names[k] for k in table.y] == list(names)
 
 
+@pytest.mark.slow
 def test_dataset_errors(raw_subset, tmp_path):
     root = tmp_path / "folders"
     shutil.copytree(raw_subset / "Oxamyl_present", root / "A")
@@ -75,6 +78,7 @@ def test_dataset_errors(raw_subset, tmp_path):
         load_dataset(tmp_path / "m.npz")
 
 
+@pytest.mark.slow
 def test_holdout_split_tests_every_class(sers_npz, tmp_path):
     np.savez(tmp_path / "d.npz", **{k: sers_npz[k] for k in ("X", "y", "wavenumber", "class_names",
                                                              "concentration_ppm")})

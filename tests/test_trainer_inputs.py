@@ -1,5 +1,7 @@
-"""raman-train on the data and command lines users bring: small classes, flat spectra, odd axes and labels,
-existing outputs, a quiet console, deployable default bundles, figures for many classes.
+"""raman-train on the data and command lines users bring.
+
+Small classes, flat spectra, odd axes and labels, existing outputs, a quiet console, deployable default
+bundles, figures for many classes.
 """
 import json
 import re
@@ -65,6 +67,7 @@ def fitted(tmp_path_factory):
     return root, r
 
 
+@pytest.mark.slow
 def test_a_default_fit_ships_examples_that_pass_the_device_self_test(fitted):
     root, _ = fitted
     b = load_bundle(root / "bundle")
@@ -75,6 +78,7 @@ def test_a_default_fit_ships_examples_that_pass_the_device_self_test(fitted):
         assert self_test(b, Classifier(b, backend)) == {"passed": True, "examples": len(labels), "reason": None}
 
 
+@pytest.mark.slow
 def test_fit_stderr_has_progress_and_none_of_the_libraries_lines(fitted):
     _, r = fitted
     lines = r.stderr.splitlines()
@@ -86,6 +90,7 @@ def test_fit_stderr_has_progress_and_none_of_the_libraries_lines(fitted):
     assert "Traceback" not in r.stderr and r.stderr.strip()  # the negative control: stderr is read at all
 
 
+@pytest.mark.slow
 def test_convolutional_fit_shows_step_progress_and_ships_examples(fitted, tmp_path):
     root, _ = fitted
     r = run("fit", root / "data", "--out", tmp_path / "cnn", "--model", "cnn", "--steps", "100")
@@ -97,6 +102,7 @@ def test_convolutional_fit_shows_step_progress_and_ships_examples(fitted, tmp_pa
     assert b.examples and self_test(b, Classifier(b))["passed"]
 
 
+@pytest.mark.slow
 def test_fit_states_the_axis_it_chose(fitted):
     _, r = fitted
     axis = [ln for ln in r.stderr.splitlines() if ln.startswith("axis: ")]
@@ -133,6 +139,7 @@ def test_the_common_range_says_what_it_drops_and_a_low_start_is_warned(tmp_path)
     lambda out: ("synth", "--out", out),
     lambda out: ("explain", "BUNDLE", "FILE", "--out", out),
 ])
+@pytest.mark.slow
 def test_an_existing_output_is_refused_without_force(tmp_path, make):
     out = tmp_path / "mine"
     out.mkdir()
@@ -143,6 +150,7 @@ def test_an_existing_output_is_refused_without_force(tmp_path, make):
     assert [p.name for p in out.iterdir()] == ["precious.txt"]
 
 
+@pytest.mark.slow
 def test_force_replaces_an_existing_output_whole(tmp_path):
     out = tmp_path / "syn"
     out.mkdir()
@@ -153,6 +161,7 @@ def test_force_replaces_an_existing_output_whole(tmp_path):
                                                      "metadata.csv", "mixture"]
 
 
+@pytest.mark.slow
 def test_classes_below_the_minimum_are_refused_before_training(tmp_path):
     data = write_classes(tmp_path / "d", (10, 2, 1))
     r = run("fit", data, "--out", tmp_path / "b", "--model", "compact", "--epochs", "2")
@@ -215,6 +224,7 @@ def test_compare_auto_split_fits_small_classes():
     assert small.description.startswith("stratified 3-fold") and len(small.pairs) == 9
 
 
+@pytest.mark.slow
 def test_evaluate_a_small_real_like_set_and_its_report(tmp_path):
     data = write_classes(tmp_path / "d", (6, 5, 7))
     r = run("evaluate", data, "--report", tmp_path / "r", "--repeats", "1", "--epochs", "2")
@@ -241,6 +251,7 @@ def test_flat_spectra_one_definition():
     assert problems(plateau)[0].startswith("flat: ")  # the service refuses what the trainer drops
 
 
+@pytest.mark.slow
 def test_flat_spectra_are_dropped_on_loading_and_compare_runs(tmp_path):
     data = write_classes(tmp_path / "d", (6, 6))
     flat = spectra(0, 1, 3)[0]
@@ -291,6 +302,7 @@ def test_each_axis_mistake_has_its_message(text, message):
     assert str(err.value).startswith(f"--axis {text!r}: ") and message in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_huge_axis_is_refused_on_the_command_line_at_once(tmp_path):
     r = run("fit", write_classes(tmp_path / "d", (3, 3)), "--out", tmp_path / "b", "--axis", "600:1800:100000000")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "MemoryError" not in r.stderr
@@ -312,6 +324,7 @@ def test_a_numeric_label_in_a_wide_table_is_warned_and_the_classes_listed(tmp_pa
 
 
 @pytest.mark.parametrize("n", [2, 20, 200])
+@pytest.mark.slow
 def test_figures_stay_readable_and_bounded(tmp_path, n):
     rng = np.random.default_rng(n)
     y = np.repeat(np.arange(n), 4)

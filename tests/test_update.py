@@ -1,5 +1,6 @@
-"""Model update: a new bundle is verified and self-tested, installed atomically, and the service switches;
-a corrupt, tampered or failing bundle is refused and the old model keeps serving.
+"""Model update: a new bundle is verified and self-tested, installed atomically, and the service switches.
+
+A corrupt, tampered or failing bundle is refused and the old model keeps serving.
 """
 import json
 import shutil
@@ -9,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import OutputLines, wait_ready
 from helpers import shipped_variant as variant
 
 from device.errors import BundleError
@@ -27,10 +29,12 @@ def setup(tmp_path, shipped_bundle):
     shutil.copytree(shipped_bundle.path, installed)
     cfg_path = tmp_path / "raman-edge.toml"
     cfg_path.write_text(f'[spectrometer]\nprotocol = "obp"\nport = "sim://obp?paced=0&seed=4"\nlaser_nm = 785.0\n'
-                        f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n[data]\ndirectory = "{tmp_path / "data"}"\n')
+                        f'integration_s = 0.05\n[model]\nbundle = "{installed}"\n'
+                        f'[data]\ndirectory = "{tmp_path / "data"}"\n')
     return tmp_path, cfg_path, parse_config(cfg_path.read_text(), cfg_path)
 
 
+@pytest.mark.slow
 def test_update_without_a_running_service(setup, shipped_bundle):
     tmp, _, cfg = setup
     new = variant(shipped_bundle, tmp / "new", "sers-pesticides-v2")
@@ -57,6 +61,7 @@ def test_refused_bundles_change_nothing(setup, shipped_bundle):
     assert sorted(p.name for p in cfg.model.bundle.parent.iterdir()) == ["current"]
 
 
+@pytest.mark.slow
 def test_reload_refuses_a_damaged_configured_bundle_and_keeps_serving(setup):
     _, _, cfg = setup
     svc = Service(cfg)
@@ -69,12 +74,13 @@ def test_reload_refuses_a_damaged_configured_bundle_and_keeps_serving(setup):
     svc.close()
 
 
+@pytest.mark.slow
 def test_update_switches_the_running_service(setup, shipped_bundle):
     tmp, cfg_path, cfg = setup
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().startswith("ready: ready")
+        assert OutputLines(proc).read_until().startswith("ready: ready")
         old = send_command(tmp / "data" / SOCKET_FILE, "MODEL")["model"]
         new = variant(shipped_bundle, tmp / "new", "sers-pesticides-v3")
         r = subprocess.run([str(BIN / "raman-device"), "update-model", "--config", str(cfg_path), str(new.path)],
@@ -97,10 +103,8 @@ def run_service(cfg_path):
     """``raman-device run`` on the configuration, once it has said it is ready."""
     proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    while line and not line.startswith("ready:"):
-        line = proc.stdout.readline()
-    assert line.startswith("ready: ready"), (line, proc.stderr.read() if proc.poll() is not None else "")
+    line = wait_ready(OutputLines(proc))
+    assert line.startswith("ready: ready"), line
     return proc
 
 
@@ -109,6 +113,7 @@ def update(cfg_path, *args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_update_keeps_the_previous_model_and_rollback_brings_it_back(setup, shipped_bundle):
     tmp, cfg_path, cfg = setup
     socket_path = tmp / "data" / SOCKET_FILE
@@ -133,6 +138,7 @@ def test_update_keeps_the_previous_model_and_rollback_brings_it_back(setup, ship
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_rollback_without_a_previous_model_is_a_clear_error(setup):
     _, cfg_path, cfg = setup
     r = update(cfg_path, "--rollback")
@@ -150,6 +156,7 @@ def test_a_bundle_without_examples_is_refused_with_the_fix(setup, shipped_bundle
     assert load_bundle(cfg.model.bundle).model_id == shipped_bundle.model_id
 
 
+@pytest.mark.slow
 def test_the_service_refuses_a_model_its_spectrometer_cannot_cover(setup, shipped_bundle):
     """The simulated STS unit covers -82..3563 cm-1 at 785 nm; a model on -601..897 cm-1 cannot be served."""
     tmp, cfg_path, cfg = setup
@@ -185,6 +192,7 @@ def test_update_into_a_directory_it_cannot_write_is_a_clear_error(setup, shipped
         update_model(elsewhere, new.path, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_a_rollback_the_service_refuses_is_swapped_back(setup, shipped_bundle):
     tmp, cfg_path, cfg = setup
     shifted = variant(shipped_bundle, tmp / "shifted", "shifted", shift_cm1=-1102.0)  # not covered at 785 nm
