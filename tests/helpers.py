@@ -1,4 +1,4 @@
-"""Test helpers: a small bundle with random weights and a real TFLite file; a child's output read with deadlines."""
+"""Test helpers: a small bundle, noise-free band spectra, a child's output read with deadlines."""
 from __future__ import annotations
 
 import queue
@@ -123,3 +123,15 @@ class OutputLines:
 def wait_ready(output: OutputLines, timeout: float = 60.0) -> str:
     """The service's ``ready:`` line, skipping what ``raman-device run`` logs before it."""
     return output.read_until(lambda line: line.startswith("ready:"), timeout)
+
+
+#: The Raman-shift axis of :func:`band_spectra`, cm-1.
+BAND_AXIS = np.linspace(400, 1800, 1401)
+
+
+def band_spectra(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` noise-free spectra (n, 1401) on :data:`BAND_AXIS`: four Gaussian bands of 5-15 cm-1 on an offset."""
+    rng = np.random.default_rng(seed)
+    return np.stack([sum(a * np.exp(-0.5 * ((BAND_AXIS - c) / w) ** 2) for a, c, w in
+                         zip(rng.uniform(0.3, 1, 4), rng.uniform(500, 1700, 4), rng.uniform(5, 15, 4))) + 0.2
+                     for _ in range(n)])

@@ -1,32 +1,24 @@
 """Spectrum quality: saturated, flat and too-weak spectra are refused with reasons; good ones pass."""
 import numpy as np
 import pytest
+from helpers import BAND_AXIS, band_spectra
 
 from device.inference.quality import problems
 from trainer.data.degrade import degrade
 
-AXIS = np.linspace(400, 1800, 1401)
-
-
-def bands(n=8, seed=0):
-    rng = np.random.default_rng(seed)
-    return np.stack([sum(a * np.exp(-0.5 * ((AXIS - c) / w) ** 2) for a, c, w in
-                         zip(rng.uniform(0.3, 1, 4), rng.uniform(500, 1700, 4), rng.uniform(5, 15, 4))) + 0.2
-                     for _ in range(n)])
-
 
 def test_weak_flat_and_good_spectra():
     rng = np.random.default_rng(2)
-    weak = degrade(bands(1), AXIS, 2.0, rng)[0]
+    weak = degrade(band_spectra(1), BAND_AXIS, 2.0, rng)[0]
     assert any(p.startswith("too weak: SNR") and "integration time" in p for p in problems(weak))
-    good = degrade(bands(1), AXIS, 100.0, rng)[0]
+    good = degrade(band_spectra(1), BAND_AXIS, 100.0, rng)[0]
     assert problems(good) == []
-    assert problems(np.full(AXIS.size, 1234.0))[0].startswith("flat: ")
+    assert problems(np.full(BAND_AXIS.size, 1234.0))[0].startswith("flat: ")
     assert problems(weak, min_snr=0) == []
 
 
 def test_saturation_for_normal_and_inverted_detectors():
-    y = bands(1)[0]
+    y = band_spectra(1)[0]
     raw = 1000 + 15000 * y / y.max()
     raw[700:705] = 16383
     msg = problems(y, raw, {"full_scale": 16383})
