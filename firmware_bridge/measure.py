@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_bridge.calibration import Measurement, raman_shift
-from firmware_bridge.drivers import Spectrometer
 from firmware_bridge.errors import BridgeError, LaserError
+from firmware_bridge.spectrometer import Spectrometer
 
 #: Tries to switch the laser off before giving up (a reply lost on the line must not leave it on).
 LASER_OFF_ATTEMPTS = 3

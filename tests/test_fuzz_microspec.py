@@ -1,4 +1,7 @@
-"""Fuzz tests of the Micro-spectrometer line parser (firmware_bridge.microspec): round trips, random, mutated lines."""
+"""Fuzz tests of the Micro-spectrometer line parser (firmware_bridge.protocols.microspec.codec).
+
+Round trips, random, mutated lines.
+"""
 from __future__ import annotations
 
 import numpy as np

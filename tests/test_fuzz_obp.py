@@ -1,4 +1,7 @@
-"""Fuzz tests of the Ocean Binary Protocol codec (firmware_bridge.obp): round trips, random and mutated frames."""
+"""Fuzz tests of the Ocean Binary Protocol codec (firmware_bridge.protocols.obp.codec).
+
+Round trips, random and mutated frames.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,7 @@
-"""Fuzz tests of the TCD1304 frame codec (firmware_bridge.tcd1304): round trips, random and mutated frames."""
+"""Fuzz tests of the TCD1304 frame codec (firmware_bridge.protocols.tcd1304.codec).
+
+Round trips, random and mutated frames.
+"""
 from __future__ import annotations
 
 import numpy as np
