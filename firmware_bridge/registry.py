@@ -60,10 +60,9 @@ def make_driver(name: str, url: str, baud: int | None = None, coefficients=None,
         if spec.stores_calibration:
             raise SettingError(f"{spec.device} stores its own wavelength polynomial; give no coefficients")
         kwargs["coefficients"] = tuple(coefficients)
+    problem = spec.firmware_problem(firmware)
+    if problem:
+        raise SettingError(problem)
     if firmware is not None:
-        if firmware not in spec.firmware_generations:
-            raise SettingError(f"{spec.device} has no firmware {firmware!r}; "
-                               + (f"choose {' or '.join(spec.firmware_generations)}" if spec.firmware_generations
-                                  else "give none"))
         kwargs["firmware"] = firmware
     return spec.driver()(url, **kwargs)

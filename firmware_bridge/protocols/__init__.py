@@ -63,18 +63,25 @@ class Protocol:
         """The protocol's driver class (a :class:`~firmware_bridge.spectrometer.Spectrometer`)."""
         return import_module(f"{self.package}.driver").DRIVER
 
+    def firmware_problem(self, firmware: str | None) -> str | None:
+        """What is wrong with asking for ``firmware`` (a generation, or None for the default), or None."""
+        if firmware is None or firmware in self.firmware_generations:
+            return None
+        if not self.firmware_generations:
+            return f"{self.device} has no firmware generations; give no firmware"
+        return f"{self.device} has no firmware {firmware!r}; choose {' or '.join(self.firmware_generations)}"
+
     def simulated_device(self, scene, seed: int = 0, laser_nm: float | None = None, firmware: str | None = None):
         """A simulated device of this protocol looking at ``scene`` (a :class:`~firmware_bridge.sim.instrument.Scene`).
 
         Raises
         ------
         ValueError
-            ``firmware`` is not one of :attr:`firmware_generations` (given for a protocol that has none).
+            ``firmware`` is not one of :attr:`firmware_generations` (:meth:`firmware_problem`).
         """
-        if firmware is not None and firmware not in self.firmware_generations:
-            choices = " or ".join(self.firmware_generations)
-            raise ValueError(f"firmware is {choices}, not {firmware!r}" if choices else
-                             f"{self.device} has no firmware generations; give no firmware")
+        problem = self.firmware_problem(firmware)
+        if problem:
+            raise ValueError(problem)
         simulator = import_module(f"{self.package}.simulator")
         return simulator.simulated_device(scene, seed, self.simulated_laser_nm if laser_nm is None else laser_nm,
                                           firmware)
