@@ -37,3 +37,32 @@ def test_unit_essentials():
                  "StateDirectory=raman-edge", "PrivateTmp=yes",
                  "ExecStart=/opt/raman-edge/venv/bin/raman-device run --config /etc/raman-edge/raman-edge.toml"):
         assert line in text, line
+
+
+def unit_settings() -> dict:
+    """``key -> [values]`` of the unit's settings, comments left out."""
+    settings = {}
+    for line in UNIT.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_working_directory_is_the_services_own():
+    """The working directory is one the service owns.
+
+    lgpio makes its notification pipes (.lgd-nfy*) there; with none set it is /, which the service user
+    cannot write, and no pin library starts.
+    """
+    s = unit_settings()
+    (directory,) = s["WorkingDirectory"]
+    owned = [f"/run/{d}" for d in s.get("RuntimeDirectory", [])] + [f"/var/lib/{d}" for d in s["StateDirectory"]]
+    assert directory in owned
+
+
+def test_board_detection_is_not_hidden():
+    """The board model stays readable: gpiozero reads /proc/cpuinfo or /proc/device-tree (ProcSubset=pid hides both)."""
+    s = unit_settings()
+    assert s.get("ProcSubset", ["all"]) == ["all"]
+    assert s["ProtectProc"] == ["invisible"]  # other processes stay hidden

@@ -160,7 +160,6 @@ def test_mock_button_triggers_a_measurement(tmp_path, shipped_bundle):
                 measured.set()
 
         runner = Runner(cfg, log=log)
-        runner._button()
         button = Device.pin_factory.pin(17)
         button.drive_low()
         assert measured.wait(20), messages
@@ -302,6 +301,36 @@ def test_service_start_refuses_a_model_its_spectrometer_cannot_cover(tmp_path, s
 def run_once(cfg, env=None):
     return subprocess.run([str(BIN / "raman-device"), "run", "--config", str(cfg)], capture_output=True, text=True,
                           env=env, timeout=120)
+
+
+def test_a_pin_another_program_holds_is_one_error_and_frees_the_others(tmp_path, shipped_bundle):
+    """A pin in use stops the start with one message naming its key, and frees the pins claimed before it.
+
+    The pin is held by another device on gpiozero's mock pins; once it is free the same configuration starts.
+    """
+    from gpiozero import Device, OutputDevice
+    from gpiozero.pins.mock import MockFactory
+
+    from device.service.runner import Runner, StartError
+
+    Device.pin_factory = MockFactory()
+    holder = OutputDevice(27)  # another program's use of GPIO27
+    try:
+        cfg = parse_config(write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", extra="button_pin = 17")
+                           .read_text().replace("[data]", "[outputs]\nled_ok_pin = 22\nled_alert_pin = 27\n[data]"))
+        with pytest.raises(StartError) as err:
+            Runner(cfg, log=lambda _: None)
+        message = str(err.value)
+        assert message.startswith("outputs.led_alert_pin = 27: GPIO27 cannot be used (GPIOPinInUse")
+        assert "choose another pin, or remove the key" in message and "\n" not in message
+        holder.close()
+        OutputDevice(22).close()  # GPIO22, claimed before the failure, was released
+        runner = Runner(cfg, log=lambda _: None)  # the same configuration, the pin now free
+        runner.stop()
+    finally:
+        holder.close()
+        Device.pin_factory.close()
+        Device.pin_factory = None
 
 
 @pytest.mark.slow

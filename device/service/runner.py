@@ -121,21 +121,46 @@ class Runner:
         self._threads: list[threading.Thread] = []
         check_gpio(gpio_pins(config))
         self._gpio = []
-        laser = self._gpio_output(config.outputs.laser_pin)
-        self._leds = (self._gpio_output(config.outputs.led_ok_pin), self._gpio_output(config.outputs.led_alert_pin),
-                      self._gpio_output(config.outputs.buzzer_pin))
+        try:
+            laser = self._gpio_output("outputs.laser_pin")
+            self._leds = tuple(self._gpio_output(f"outputs.{k}") for k in ("led_ok_pin", "led_alert_pin", "buzzer_pin"))
+            button = self._gpio_button()
+        except StartError:
+            self._close_gpio()
+            raise
         self.service = Service(config, laser=(lambda on: laser.on() if on else laser.off()) if laser else None,
                                indicate=self._indicate)
+        if button is not None:
+            button.when_pressed = lambda: self.service.measure("button")
 
     # -- GPIO ---------------------------------------------------------------------------------
-    def _gpio_output(self, pin):
+    def _gpio_device(self, key: str, make):
+        """``make(pin)`` for the pin configured as ``key`` (None when unset), kept to be closed at the end.
+
+        Raises
+        ------
+        StartError
+            When the pin cannot be claimed (in use by another program, not on this board, no permission).
+        """
+        section, name = key.split(".")
+        pin = getattr(getattr(self.config, section), name)
         if pin is None:
             return None
-        from gpiozero import OutputDevice
-
-        device = OutputDevice(pin, initial_value=False)
+        try:
+            device = make(pin)
+        except Exception as exc:  # gpiozero's and its pin libraries' errors have no common base class
+            raise StartError(f"{key} = {pin}: GPIO{pin} cannot be used ({type(exc).__name__}: {exc}); free it (is "
+                             "another program using it?), choose another pin, or remove the key") from None
         self._gpio.append(device)
         return device
+
+    def _gpio_output(self, key: str):
+        def output(pin):
+            from gpiozero import OutputDevice
+
+            return OutputDevice(pin, initial_value=False)
+
+        return self._gpio_device(key, output)
 
     def _indicate(self, result: dict) -> None:
         ok_led, alert_led, buzzer = self._leds
@@ -151,15 +176,13 @@ class Runner:
         elif not result.get("busy"):
             self.log(f"measurement failed: {result.get('error')}")
 
-    def _button(self) -> None:
-        pin = self.config.triggers.button_pin
-        if pin is None:
-            return
-        from gpiozero import Button
+    def _gpio_button(self):
+        def button(pin):
+            from gpiozero import Button
 
-        button = Button(pin, pull_up=True, bounce_time=0.05)
-        button.when_pressed = lambda: self.service.measure("button")
-        self._gpio.append(button)
+            return Button(pin, pull_up=True, bounce_time=0.05)
+
+        return self._gpio_device("triggers.button_pin", button)
 
     # -- line-protocol triggers -----------------------------------------------------------------
     def _serve_stream(self, read, write, trigger: str) -> None:
@@ -291,7 +314,6 @@ class Runner:
             signal.signal(sig, lambda *_: self.stopping.set())
         self._control_port()
         self._local_socket(server)
-        self._button()
         if not self.service.try_connect():
             self.log(f"spectrometer not available yet ({self.service.spectrometer_error}); retrying with back-off")
         self._start(self._reconnect, "reconnect")
