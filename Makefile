@@ -4,9 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
-TARGET ?= bookworm-aarch64
+TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer clean
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer board-test clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,11 +60,18 @@ models: $(VENV)/.installed-device,train,test
 	models/recipes/sers-pesticides.sh $(SHARED)
 	models/recipes/microplastics.sh $(SHARED)
 
-# The offline installer for a board (Raspberry Pi OS bookworm, 64-bit): wheels pinned by hash, models, unit,
-# udev rule, install.sh -> dist/raman-edge-VERSION-$(TARGET).tar.gz, and nothing else written. TARGET=host for
-# this machine.
+# The offline installer for a board: wheels pinned by hash, models, unit, udev rule, install.sh ->
+# dist/raman-edge-VERSION-$(TARGET).tar.gz, and nothing else written. TARGET: trixie-aarch64 (today's Raspberry
+# Pi OS), bookworm-aarch64 (Legacy), bookworm-aarch64-legacy (tflite-runtime), ...-x86_64, host (this machine).
+# For trixie it first builds lgpio from source in an emulated root (root, debootstrap, qemu; cached in build/).
 installer: $(VENV)/.installed-device
-	$(PY) deploy/build_installer.py --target $(TARGET)
+	$(PY) -m tools installer --target $(TARGET)
+
+# The installer on an emulated Raspberry Pi (debootstrap, qemu-user, Pi 4 CPU), offline, used step by step as
+# docs/board.md says; needs root. Roots are cached in build/roots.
+board-test: $(VENV)/.installed-device
+	$(PY) -m tools board-test --target $(TARGET)
 
 clean:
+	@! grep -q ' $(CURDIR)/build/' /proc/self/mounts || { echo 'something is mounted under build/ (a stopped board test): umount -R it first'; exit 1; }
 	rm -rf $(VENV) build dist site *.egg-info .pytest_cache

@@ -182,7 +182,7 @@ def cmd_install(args) -> int:
     from device.service.install import install
 
     install(Path(args.source), Path(args.root), config=Path(args.config) if args.config else None,
-            port=args.port, usb_id=args.usb_id, operator=args.operator, enable=args.enable,
+            port=args.port, usb_id=args.usb_id, operator=args.operator, enable=args.enable, venv=args.venv,
             log=lambda msg: print(msg, flush=True))
     return 0
 
@@ -260,7 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                "(default: none; read from --port when that is given)")
     n.add_argument("--operator", help="a login that may use 'raman-device measure' (joins group raman-edge; "
                                       "default: none)")
-    n.add_argument("--enable", action="store_true", help="enable and (re)start the service")
+    n.add_argument("--enable", action="store_true",
+                   help="enable and (re)start the service (where systemd does not run, as in an image's chroot: "
+                        "enable it for the next boot)")
+    n.add_argument("--venv", help="the new environment to switch /opt/raman-edge/venv to (install.sh gives it; "
+                                  "default: leave the link as it is)")
     n.set_defaults(func=cmd_install)
     return p
 

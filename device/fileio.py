@@ -68,9 +68,13 @@ def publish_directory(tmp: Path, out: Path, keep: Path | None = None) -> None:
 def write_replacing(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` atomically: written and synced beside it, then renamed over it."""
     tmp = path.with_name(f".{path.name}.new")
-    write_synced(tmp, data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        write_synced(tmp, data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: Path) -> str:

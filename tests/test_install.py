@@ -1,8 +1,9 @@
 """Installing on a board: the offline installer (make installer) and raman-device install, staged in a directory.
 
 The installer is built for this machine's platform (``--target host``, the same code path as the board's
-``bookworm-aarch64``; pip fetches the wheels from the package index, as the test environment's own
-installation did), and its ``install.sh`` is run exactly as on the board, only rooted in a directory.
+targets; pip fetches the wheels from the package index, as the test environment's own installation did),
+and its ``install.sh`` is run exactly as on the board, only rooted in a directory. The same installers on an
+emulated board, offline, under qemu: ``make board-test`` (tools/board).
 """
 import os
 import shutil
@@ -17,6 +18,7 @@ import device
 from device.service.config import ConfigError, parse_config
 from device.service.install import (
     InstallError,
+    Layout,
     check_sums,
     install,
     parse_usb_id,
@@ -24,6 +26,7 @@ from device.service.install import (
     udev_rule,
     usb_identity,
 )
+from tools.installer import TARGETS, target_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
@@ -33,8 +36,8 @@ BASE_PYTHON = getattr(sys, "_base_executable", sys.executable)
 def installer(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     before = checkout_state()
-    r = subprocess.run([sys.executable, str(ROOT / "deploy" / "build_installer.py"), "--target", "host",
-                        "--out", str(out)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "tools", "installer", "--target", "host", "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert checkout_state() == before  # nothing written into the checkout (no build/, no *.egg-info)
     (tree,) = out.glob("raman-edge-*-host")
@@ -43,10 +46,10 @@ def installer(tmp_path_factory) -> Path:
 
 
 def checkout_state() -> str:
-    """Every file of the checkout git sees, ignored ones included, but the caches of Python and the tools."""
+    """Every file of the checkout git sees, ignored ones included, but caches (Python, tools, emulated boards)."""
     r = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
                        capture_output=True, text=True, check=True)
-    caches = ("__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis")
+    caches = ("__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "build/roots/", "build/wheels/")
     return "\n".join(ln for ln in r.stdout.splitlines() if not any(c in ln for c in caches))
 
 
@@ -91,6 +94,8 @@ def test_installer_pins_every_wheel_by_hash(installer):
 def test_staged_installation_lays_out_everything(staged, installer):
     root, out = staged
     venv = root / "opt/raman-edge/venv"
+    assert venv.is_symlink() and os.readlink(venv).startswith("venv-0")  # relative, so also right on the board
+    assert sorted(p.name for p in venv.parent.glob("venv*")) == ["venv", os.readlink(venv)]
     assert (root / "etc/systemd/system/raman-edge.service").read_bytes() == \
         (ROOT / "deploy/raman-edge.service").read_bytes()
     config = parse_config((root / "etc/raman-edge/raman-edge.toml").read_text())
@@ -254,3 +259,153 @@ def test_shipped_example_configuration_is_valid():
     cfg = load_config(ROOT / "deploy/raman-edge.toml")
     assert cfg.data_directory == Path("/var/lib/raman-edge")
     assert cfg.model.bundle == Path("/opt/raman-edge/models/sers-pesticides")
+
+
+def run_install_sh(installer: Path, root: Path, *args: str, python: str = BASE_PYTHON) -> subprocess.CompletedProcess:
+    """``install.sh ARGS`` staged under ``root``."""
+    env = dict(os.environ, RAMAN_EDGE_ROOT=str(root), PYTHON=python)
+    return subprocess.run(["sh", str(installer / "install.sh"), *args], capture_output=True, text=True, env=env)
+
+
+def test_targets_name_release_machine_and_runtime():
+    assert set(TARGETS) == {"bookworm-aarch64", "bookworm-aarch64-legacy", "trixie-aarch64", "bookworm-x86_64",
+                            "bookworm-x86_64-legacy", "trixie-x86_64"}
+    bookworm, trixie = target_settings("bookworm-aarch64"), target_settings("trixie-aarch64")
+    assert (bookworm["python"], trixie["python"]) == ("3.11", "3.13")
+    assert bookworm["platforms"][0] == "manylinux_2_36_aarch64" and trixie["platforms"][0] == "manylinux_2_41_aarch64"
+    assert "linux_aarch64" in trixie["platforms"] and not any("x86_64" in p for p in trixie["platforms"])
+    assert bookworm["extras"] == "device,gpio" and target_settings("bookworm-aarch64-legacy")["extras"] == "tflite,gpio"
+    assert list(trixie["from_source"]) == ["lgpio==0.2.2.0"] and bookworm["from_source"] == {}
+    with pytest.raises(ValueError, match="unknown target 'trixie-aarch64-legacy'"):
+        target_settings("trixie-aarch64-legacy")  # tflite-runtime has no wheel for Python 3.13
+
+
+@pytest.mark.slow
+def test_installer_carries_pip_so_the_board_needs_no_python3_venv(installer):
+    (pip_wheel,) = (installer / "wheelhouse").glob("pip-*.whl")
+    assert pip_wheel.name.split("-")[1] in (installer / "wheelhouse/requirements.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_port_with_nothing_plugged_in_is_refused_before_anything_is_made(installer, tmp_path):
+    root = tmp_path / "board"
+    r = run_install_sh(installer, root, "--port", str(tmp_path / "ttyUSB0"))
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith(f"install.sh: --port {tmp_path / 'ttyUSB0'}: no such serial port on this board")
+    assert not root.exists()  # not even the environment's directory
+
+
+@pytest.mark.slow
+def test_another_python_is_refused_naming_the_installer_to_use(installer, tmp_path):
+    other = tmp_path / "python3"
+    other.write_text("#!/bin/sh\necho 3.13\n")
+    other.chmod(0o755)
+    r = run_install_sh(installer, tmp_path / "board", python=str(other))
+    assert r.returncode == 1 and "is for Python %d.%d, but" % sys.version_info[:2] in r.stderr
+    assert "use the installer for this board's release" in r.stderr and not (tmp_path / "board").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_installation_leaves_the_board_as_it_was(installer, tmp_path):
+    """A step that fails after the environment, models and configuration were laid out undoes all of them."""
+    root = tmp_path / "board"
+    assert run_install_sh(installer, root, "--usb-id", "0403:6001").returncode == 0
+    venv = root / "opt/raman-edge/venv"
+    config = root / "etc/raman-edge/raman-edge.toml"
+    config.write_text(config.read_text().replace("min_confidence = 0.8", "min_confidence = 0.85"))
+    (root / "usr/lib/sysusers.d/raman-edge.conf").unlink()
+    (root / "usr/lib/sysusers.d/raman-edge.conf").mkdir()  # the unit's user entry cannot be written now
+    before = tree_state(root)
+    given = tmp_path / "new.toml"
+    given.write_text(config.read_text().replace("min_confidence = 0.85", "min_confidence = 0.95"))
+    r = run_install_sh(installer, root, "--config", str(given))
+    assert r.returncode != 0
+    assert "undone: the installation stopped" in r.stdout and "the board keeps what it had" in r.stderr
+    assert tree_state(root) == before  # configuration, models, links: as they were; no new environment left
+    assert "min_confidence = 0.85" in config.read_text() and venv.is_symlink()
+
+
+@pytest.mark.slow
+def test_reinstalling_makes_a_new_environment_and_keeps_only_the_one_before(installer, tmp_path):
+    root = tmp_path / "board"
+    links = []
+    for _ in range(3):
+        assert run_install_sh(installer, root).returncode == 0
+        links.append(os.readlink(root / "opt/raman-edge/venv"))
+    assert len(set(links)) == 3
+    assert sorted(p.name for p in (root / "opt/raman-edge").glob("venv-*")) == sorted(links[1:])
+    (root / "opt/raman-edge/models/sers-pesticides/stale-file").write_text("from an older installer")
+    assert run_install_sh(installer, root).returncode == 0
+    assert not (root / "opt/raman-edge/models/sers-pesticides/stale-file").exists()  # bundles replaced whole
+
+
+@pytest.mark.slow
+def test_an_environment_of_an_older_installer_is_replaced_by_the_link(installer, tmp_path):
+    """Installers before this one made /opt/raman-edge/venv a directory; it is replaced, and restored on failure."""
+    root = tmp_path / "board"
+    old = root / "opt/raman-edge/venv"
+    old.mkdir(parents=True)
+    (old / "stale-wheel").write_text("ml-dtypes requiring numpy 2")
+    assert run_install_sh(installer, root).returncode == 0
+    assert old.is_symlink() and not (root / "opt/raman-edge/.venv.previous").exists()
+
+
+def tree_state(root: Path) -> dict:
+    """Every path under ``root``: a link's target, a file's bytes, or 'dir'."""
+    state = {}
+    for p in sorted(root.rglob("*")):
+        if "__pycache__" in p.parts:
+            continue
+        key = str(p.relative_to(root))
+        state[key] = os.readlink(p) if p.is_symlink() else "dir" if p.is_dir() else p.read_bytes()
+    return state
+
+
+def test_layout_undo_restores_files_links_and_directories(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/a.conf").write_text("old")
+    (root / "opt/models/m").mkdir(parents=True)
+    (root / "opt/models/m/model.json").write_text("old model")
+    (root / "opt/venv").mkdir()  # an old environment directory
+    new_model = tmp_path / "new-m"
+    new_model.mkdir()
+    (new_model / "model.json").write_text("new model")
+    before = tree_state(root)
+    layout = Layout(root)
+    layout.write(Path("/etc/a.conf"), b"new")
+    layout.write(Path("/etc/b.conf"), b"created")
+    layout.directory(new_model, Path("/opt/models/m"))
+    layout.link(Path("/opt/venv"), "venv-2")
+    layout.link(Path("/usr/bin/cmd"), "/opt/venv/bin/cmd")
+    assert (root / "etc/a.conf").read_text() == "new" and (root / "opt/models/m/model.json").read_text() == "new model"
+    assert layout.undo() == []
+    assert tree_state(root) == before
+    layout = Layout(root)
+    layout.write(Path("/etc/a.conf"), b"new")
+    layout.link(Path("/opt/venv"), "venv-2")
+    layout.done()
+    assert sorted(p.name for p in (root / "etc").iterdir()) == ["a.conf"]  # nothing kept beside it
+    assert os.readlink(root / "opt/venv") == "venv-2" and not (root / "opt/.venv.previous").exists()
+
+
+def test_without_systemd_only_the_user_steps_run():
+    steps = [" ".join(s) for s in system_steps(rule=True, operator="pi", enable=True, systemd=False)]
+    assert steps == ["systemd-sysusers /usr/lib/sysusers.d/raman-edge.conf",
+                     "chown raman-edge:raman-edge /var/lib/raman-edge", "usermod --append --groups raman-edge pi"]
+    assert system_steps(rule=False, operator=None, enable=False)[-1] == ["systemctl", "try-restart", "raman-edge"]
+
+
+@pytest.mark.slow
+def test_an_image_that_is_not_a_root_file_system_is_refused(installer, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAMAN_EDGE_ROOT"}
+    if os.geteuid() != 0:
+        pytest.skip("--image needs root")
+    r = subprocess.run(["sh", str(installer / "install.sh"), "--image", str(tmp_path)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 1 and "not the root file system of an image (no etc/os-release)" in r.stderr
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text("ID=debian\n")
+    r = subprocess.run(["sh", str(installer / "install.sh"), "--image", str(tmp_path), "--port", "/dev/ttyUSB0"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and "give --usb-id" in r.stderr

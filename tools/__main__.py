@@ -1,4 +1,6 @@
-"""``python -m tools``: the developer tools of a checkout (the demo and the fault soak), not installed on a board.
+"""``python -m tools``: the developer tools of a checkout, not installed on a board.
+
+The demo and the fault soak on this machine, the offline installer for a board, and the board test.
 
 Run from the repository's top folder, e.g. ``python -m tools demo --model models/sers-pesticides``.
 """
@@ -32,8 +34,31 @@ def cmd_soak(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_installer(args) -> int:
+    """Build the offline installer for a board, first the wheels its Python has none of on the index."""
+    from tools.installer import ROOT, build, target_settings
+
+    wheels = None
+    if args.target != "host" and target_settings(args.target)["from_source"]:
+        from tools.board.native_wheels import build_native_wheels
+
+        wheels = ROOT / "build" / "wheels" / args.target
+        build_native_wheels(args.target, wheels, log=lambda msg: print(msg, flush=True))
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    build(args.target, out, wheels)
+    return 0
+
+
+def cmd_board_test(args) -> int:
+    """Install the target's offline installer on an emulated board, offline, and use it as the README says."""
+    from tools.board.board_test import board_test
+
+    return 0 if board_test(args.target, Path(args.out).resolve(), log=lambda msg: print(msg, flush=True)) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m tools`` argument parser: the ``demo`` and ``soak`` subcommands."""
+    """The ``python -m tools`` argument parser: ``demo``, ``soak``, ``installer`` and ``board-test``."""
     p = argparse.ArgumentParser(prog="python -m tools", description="Developer tools of raman-edge (not on a board).")
     sub = p.add_subparsers(dest="command", required=True)
     d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
@@ -49,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0, help="seed of the injected faults")
     k.add_argument("--json", action="store_true", help="print the counts as JSON at the end")
     k.set_defaults(func=cmd_soak)
+    from tools.installer import TARGETS
+
+    i = add_subcommand(sub, "installer", help="the offline installer for a board (wheels pinned by hash, models, "
+                                              "unit, install.sh), as dist/raman-edge-VERSION-TARGET.tar.gz")
+    i.add_argument("--target", default="trixie-aarch64", choices=[*TARGETS, "host"],
+                   help="Pi OS release and machine (host: this machine, to try it here)")
+    i.add_argument("--out", default="dist", help="where to write it")
+    i.set_defaults(func=cmd_installer)
+    b = add_subcommand(sub, "board-test", help="the installer on an emulated board (debootstrap, qemu), offline, "
+                                               "used as the README says; needs root")
+    b.add_argument("--target", default="trixie-aarch64", choices=[t for t in TARGETS if "aarch64" in t])
+    b.add_argument("--out", default="dist", help="where the installers are built")
+    b.set_defaults(func=cmd_board_test)
     return p
 
 

@@ -1,11 +1,14 @@
 """``raman-device install``: lay out the service on a board from the unpacked offline installer.
 
-The installer (``make installer``, ``deploy/build_installer.py``) has ``wheelhouse/``, ``models/``, ``deploy/`` and
-``SHA256SUMS``. Its ``install.sh`` makes the virtual environment ``/opt/raman-edge/venv`` from the wheels
-and then runs this, which checks every checksum and the configuration before writing anything, and lays
+The installer (``make installer``, ``tools/installer.py``) has ``wheelhouse/``, ``models/``, ``deploy/`` and
+``SHA256SUMS``. Its ``install.sh`` checks the board, makes a new virtual environment
+``/opt/raman-edge/venv-VERSION-STAMP`` from the wheels and then runs this, which checks every checksum, the
+models, the configuration, the spectrometer's identity and the operator before writing anything, and lays
 out under ``root`` (``/`` on the board; any directory to stage and inspect an installation):
 
 =========================================  ==================================================
+``/opt/raman-edge/venv``                   a link to the new environment (``--venv``); the one
+                                           before is kept until the next installation
 ``/opt/raman-edge/models/NAME``            each model bundle, verified as the service loads it
 ``/etc/raman-edge/raman-edge.toml``        the configuration: ``--config FILE``, else the one
                                            already there, else the installer's example
@@ -17,12 +20,18 @@ out under ``root`` (``/`` on the board; any directory to stage and inspect an in
 ``/usr/local/bin/raman-device``            a link to the environment's command, for operators
 =========================================  ==================================================
 
-On the live system (root ``/``) it then runs :func:`system_steps`: creates the user, gives ``--operator``
-the group that may talk to the service, reloads systemd and udev, and with ``--enable`` (re)starts it.
+Every change is recorded as it is made (:class:`Layout`); if a later step fails, the earlier ones are
+undone, so the board keeps the installation it had. On the live system (root ``/``) it then runs
+:func:`system_steps`: creates the user, gives ``--operator`` the group that may talk to the service, and
+where systemd runs, reloads systemd and udev and with ``--enable`` (re)starts the service (without
+``--enable``, a running service is restarted on the new installation). Where no systemd runs (the chroot of
+an SD-card image, ``install.sh --image``), ``--enable`` links the unit into ``multi-user.target.wants``,
+as ``systemctl enable`` would, and the service starts at the next boot.
 """
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -33,12 +42,14 @@ from device.errors import RamanEdgeError
 from device.fileio import publish_directory, sha256_file, write_replacing
 
 PREFIX = Path("/opt/raman-edge")
+VENV = PREFIX / "venv"
 CONFIG = Path("/etc/raman-edge/raman-edge.toml")
 DATA = Path("/var/lib/raman-edge")
 UNIT = Path("/etc/systemd/system/raman-edge.service")
 RULE = Path("/etc/udev/rules.d/99-raman-edge.rules")
 SYSUSERS = Path("/usr/lib/sysusers.d/raman-edge.conf")
 COMMAND = Path("/usr/local/bin/raman-device")
+WANTS = Path("/etc/systemd/system/multi-user.target.wants/raman-edge.service")
 USER = "raman-edge"
 SERVICE = "raman-edge"
 STABLE_PORT = "/dev/raman-spectrometer"
@@ -105,17 +116,135 @@ def udev_rule(template: str, vid: str, pid: str, serial: str | None) -> str:
     return f"# The spectrometer, {who}, as {STABLE_PORT}; written by raman-device install.\n{line}\n"
 
 
-def system_steps(rule: bool, operator: str | None, enable: bool) -> list[list[str]]:
-    """The commands that finish an installation on the live system, in order."""
+def system_steps(rule: bool, operator: str | None, enable: bool, systemd: bool = True) -> list[list[str]]:
+    """The commands that finish an installation on the live system, in order.
+
+    ``systemd`` is whether systemd runs here; without it (a chroot) only the user and group steps remain,
+    and enabling is a link laid out by :func:`install`.
+    """
     steps = [["systemd-sysusers", str(SYSUSERS)], ["chown", f"{USER}:{USER}", str(DATA)]]
     if operator:
         steps.append(["usermod", "--append", "--groups", USER, operator])
+    if not systemd:
+        return steps
     steps.append(["systemctl", "daemon-reload"])
     if rule:
         steps += [["udevadm", "control", "--reload-rules"], ["udevadm", "trigger", "--subsystem-match=tty"]]
     if enable:
         steps += [["systemctl", "enable", SERVICE], ["systemctl", "restart", SERVICE]]
+    else:
+        steps.append(["systemctl", "try-restart", SERVICE])  # a running service moves to the new installation
     return steps
+
+
+def systemd_running() -> bool:
+    """Whether this system was booted with systemd and it runs (``sd_booted()``: not in a chroot)."""
+    return Path("/run/systemd/system").is_dir()
+
+
+class Layout:
+    """The changes of one installation under ``root``, made so that :meth:`undo` can take them all back.
+
+    Each file, link or directory replaced is kept beside it (``.NAME.previous``) until :meth:`done`.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._undo: list = []
+        self._kept: list[Path] = []
+
+    def _keep(self, dest: Path):
+        """How to restore ``dest`` as it is now, and the copy of it kept beside it for that (or None)."""
+        if dest.is_symlink() or dest.is_file():
+            kept = dest.with_name(f".{dest.name}.previous")
+            shutil.copy2(dest, kept, follow_symlinks=False)
+            return (lambda: os.replace(kept, dest)), kept
+        return (lambda: dest.unlink(missing_ok=True)), None
+
+    def _replace(self, dest: Path, put, directory_aside: bool = False) -> None:
+        """``put()`` a new ``dest``, recorded to be undone; if it fails, nothing is left behind.
+
+        With ``directory_aside``, a directory at ``dest`` is moved aside first (and back on undo).
+        """
+        self._make_parents(dest)
+        if directory_aside and dest.is_dir() and not dest.is_symlink():
+            kept = dest.with_name(f".{dest.name}.previous")
+            shutil.rmtree(kept, ignore_errors=True)
+            os.rename(dest, kept)
+            undo = lambda: (dest.unlink(missing_ok=True), os.rename(kept, dest))  # noqa: E731
+        else:
+            undo, kept = self._keep(dest)
+        try:
+            put()
+        except BaseException:
+            if kept is not None and kept.is_dir():  # the old directory, moved aside: back in its place
+                undo()
+            elif kept is not None:  # the copy of the old file or link: not needed
+                kept.unlink()
+            raise
+        self._undo.append(undo)
+        if kept is not None:
+            self._kept.append(kept)
+
+    def _make_parents(self, dest: Path) -> None:
+        """Create the missing directories above ``dest``, to be removed on undo if still empty."""
+        missing = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for d in reversed(missing):  # undone last first: the deepest first
+            self._undo.append(lambda d=d: d.rmdir() if not any(d.iterdir()) else None)
+
+    def write(self, path: Path, data: bytes) -> None:
+        """Replace the file ``path`` (a path on the board) with ``data``, atomically."""
+        dest = _at(self.root, path)
+        self._replace(dest, lambda: write_replacing(dest, data))
+
+    def link(self, path: Path, target: Path | str) -> None:
+        """Make ``path`` a symbolic link to ``target``, atomically; an old directory there is moved aside."""
+        dest = _at(self.root, path)
+
+        def put():
+            new = dest.with_name(f".{dest.name}.new")
+            new.unlink(missing_ok=True)
+            new.symlink_to(target)
+            os.replace(new, dest)
+
+        self._replace(dest, put, directory_aside=True)  # an environment of an older installer was a directory
+
+    def directory(self, src: Path, path: Path) -> None:
+        """Put a copy of the directory ``src`` at ``path``, replacing the old one whole."""
+        dest = _at(self.root, path)
+        self._make_parents(dest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        if dest.exists():
+            kept = dest.with_name(f".{dest.name}.previous")
+            shutil.rmtree(kept, ignore_errors=True)
+            publish_directory(tmp, dest, keep=kept)
+            self._kept.append(kept)
+            self._undo.append(lambda: publish_directory(kept, dest))
+        else:
+            publish_directory(tmp, dest)
+            self._undo.append(lambda: shutil.rmtree(dest))
+
+    def undo(self) -> list[str]:
+        """Take back every change, last first; the problems met (none, normally)."""
+        problems = []
+        for step in reversed(self._undo):
+            try:
+                step()
+            except OSError as exc:
+                problems.append(str(exc))
+        self._undo.clear()
+        return problems
+
+    def done(self) -> None:
+        """Keep the changes: remove what was kept to undo them."""
+        for kept in self._kept:
+            if kept.is_dir() and not kept.is_symlink():
+                shutil.rmtree(kept, ignore_errors=True)
+            else:
+                kept.unlink(missing_ok=True)
+        self._undo.clear()
 
 
 def _at(root: Path, path: Path) -> Path:
@@ -153,19 +282,46 @@ def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) ->
     return text, origin
 
 
-def _copy_tree(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    shutil.copytree(src, tmp, dirs_exist_ok=True)
-    publish_directory(tmp, dest)
+def _check_operator(operator: str | None, root: Path) -> None:
+    """The operator login must be a user name and, on the live system, exist."""
+    if not operator:
+        return
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", operator):
+        raise InstallError(f"--operator {operator!r} is not a user name")
+    if root == Path("/"):
+        try:
+            pwd.getpwnam(operator)
+        except KeyError:
+            raise InstallError(f"--operator {operator}: no such user on this system; create it first "
+                               "(sudo adduser NAME) or leave the option out") from None
+
+
+def _environment(venv: str | None, root: Path) -> Path | None:
+    """The new virtual environment ``--venv`` (a directory beside :data:`VENV`), checked; None without one."""
+    if venv is None:
+        return None
+    path = Path(venv)
+    if path.parent != PREFIX or not path.name.startswith("venv-"):
+        raise InstallError(f"--venv {venv}: give an environment made by install.sh, {PREFIX}/venv-...")
+    if not (_at(root, path) / "bin" / "raman-device").is_file():
+        raise InstallError(f"--venv {venv}: no environment with raman-device there")
+    return path
+
+
+def _old_environments(root: Path, current: Path, previous: str | None) -> list[Path]:
+    """Environments of earlier installations but the one just replaced (kept to go back to by hand)."""
+    return [p for p in _at(root, PREFIX).glob("venv-*")
+            if p.name not in (current.name, previous) and p.is_dir() and not p.is_symlink()]
 
 
 def install(src: Path, root: Path = Path("/"), config: Path | None = None, port: str | None = None,
-            usb_id: str | None = None, operator: str | None = None, enable: bool = False, log=print) -> None:
+            usb_id: str | None = None, operator: str | None = None, enable: bool = False, venv: str | None = None,
+            log=print) -> None:
     """Lay out the service from the unpacked installer ``src`` under ``root`` (see the module docstring).
 
-    Everything is checked first (checksums, models, configuration, the spectrometer's identity), so an
-    error leaves the system as it was. Raises :class:`InstallError`, ``ConfigError`` or ``BundleError``.
+    Everything is checked first (checksums, models, configuration, the spectrometer's identity, the
+    operator, the environment), so an error leaves the system as it was; a step that fails later undoes
+    the earlier ones. Raises :class:`InstallError`, ``ConfigError`` or ``BundleError``.
     """
     from device.inference.bundle import load_bundle
 
@@ -173,51 +329,79 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     live = root == Path("/")
     if live and os.geteuid() != 0:
         raise InstallError("installing on this system needs root: run it with sudo (or stage it with --root DIR)")
-    if operator and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", operator):
-        raise InstallError(f"--operator {operator!r} is not a user name")
+    _check_operator(operator, root)
     check_sums(src)
+    environment = _environment(venv, root)
     identity = parse_usb_id(usb_id) if usb_id else usb_identity(port) if port else None
     bundles = [load_bundle(m) for m in _models(src)]
     if not bundles:
         raise InstallError(f"the installer {src} holds no model; build it with 'make installer' from a checkout")
     config_text, origin = _check_config(src, root, config, identity is not None, log)
+    systemd = live and systemd_running()
+    steps = system_steps(identity is not None, operator, enable, systemd)
+    previous = os.readlink(_at(root, VENV)) if _at(root, VENV).is_symlink() else None
 
-    for m, b in zip(_models(src), bundles):
-        _copy_tree(m, _at(root, PREFIX / "models" / m.name))
-        log(f"model    {PREFIX / 'models' / m.name}  ({b.model_id})")
-    if (src / "models" / "LICENSES").is_dir():
-        _copy_tree(src / "models" / "LICENSES", _at(root, PREFIX / "models" / "LICENSES"))
-    write_replacing(_at(root, CONFIG), config_text.encode())
-    log(f"config   {CONFIG}  ({origin})")
-    _at(root, DATA).mkdir(parents=True, exist_ok=True)
-    os.chmod(_at(root, DATA), 0o750)
-    log(f"data     {DATA}")
-    write_replacing(_at(root, UNIT), (src / "deploy" / "raman-edge.service").read_bytes())
-    write_replacing(_at(root, SYSUSERS), (src / "deploy" / "raman-edge.sysusers").read_bytes())
-    log(f"unit     {UNIT}; user {USER} ({SYSUSERS})")
-    if identity:
-        rule = udev_rule((src / "deploy" / "99-raman-edge.rules").read_text(), *identity)
-        write_replacing(_at(root, RULE), rule.encode())
-        log(f"udev     {RULE}: USB {identity[0]}:{identity[1]}"
-            + (f" serial {identity[2]}" if identity[2] else "") + f" -> {STABLE_PORT}")
-    link = _at(root, COMMAND)
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp_link = link.with_name(f".{link.name}.new")
-    tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(PREFIX / "venv" / "bin" / "raman-device")
-    os.replace(tmp_link, link)
-    log(f"command  {COMMAND}")
-
-    steps = system_steps(identity is not None, operator, enable)
+    layout = Layout(root)
+    try:
+        _lay_out(layout, src, bundles, config_text, origin, identity, environment, enable and live and not systemd,
+                 log)
+        if live:
+            for cmd in steps:
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise InstallError(f"'{' '.join(cmd)}' failed: {(r.stderr or r.stdout).strip()}")
+                log("ran      " + " ".join(cmd))
+    except BaseException as exc:
+        problems = layout.undo()
+        note = "; undoing it failed for: " + "; ".join(problems) if problems else ""
+        log(f"undone: the installation stopped ({type(exc).__name__}), and the board keeps what it had{note}")
+        if isinstance(exc, OSError):
+            raise InstallError(f"cannot write {exc.filename}: {exc.strerror or exc}; free it (is it a directory, "
+                               "or on a read-only file system?) and install again") from None
+        raise
+    layout.done()
+    if environment is not None:
+        for old in _old_environments(root, environment, previous):
+            shutil.rmtree(old, ignore_errors=True)
+            log(f"removed  {PREFIX / old.name} (an older environment)")
     if not live:
         log(f"staged under {root}; on the board these would now run:")
         for cmd in steps:
             log("  " + " ".join(cmd))
-        return
-    for cmd in steps:
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise InstallError(f"'{' '.join(cmd)}' failed: {(r.stderr or r.stdout).strip()}")
-        log("ran      " + " ".join(cmd))
-    if not enable:
+    elif not systemd:
+        log(f"done; no systemd runs here (a chroot or an image): the service "
+            f"{'starts at the next boot' if enable else 'is not enabled (give --enable to start it at boot)'}")
+    elif not enable:
         log(f"done; edit {CONFIG} if needed, then: sudo systemctl enable --now {SERVICE}")
+
+
+def _lay_out(layout: Layout, src: Path, bundles, config_text: str, origin: str, identity, environment: Path | None,
+             link_wants: bool, log) -> None:
+    """Every file, link and directory of the installation, recorded in ``layout``."""
+    for m, b in zip(_models(src), bundles):
+        layout.directory(m, PREFIX / "models" / m.name)
+        log(f"model    {PREFIX / 'models' / m.name}  ({b.model_id})")
+    if (src / "models" / "LICENSES").is_dir():
+        layout.directory(src / "models" / "LICENSES", PREFIX / "models" / "LICENSES")
+    layout.write(CONFIG, config_text.encode())
+    log(f"config   {CONFIG}  ({origin})")
+    data = _at(layout.root, DATA)
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o750)
+    log(f"data     {DATA}")
+    layout.write(UNIT, (src / "deploy" / "raman-edge.service").read_bytes())
+    layout.write(SYSUSERS, (src / "deploy" / "raman-edge.sysusers").read_bytes())
+    log(f"unit     {UNIT}; user {USER} ({SYSUSERS})")
+    if identity:
+        rule = udev_rule((src / "deploy" / "99-raman-edge.rules").read_text(), *identity)
+        layout.write(RULE, rule.encode())
+        log(f"udev     {RULE}: USB {identity[0]}:{identity[1]}"
+            + (f" serial {identity[2]}" if identity[2] else "") + f" -> {STABLE_PORT}")
+    if environment is not None:
+        layout.link(VENV, environment.name)  # relative: the same link staged under a root and on the board
+        log(f"venv     {VENV} -> {environment.name}")
+    layout.link(COMMAND, VENV / "bin" / "raman-device")
+    log(f"command  {COMMAND}")
+    if link_wants:
+        layout.link(WANTS, UNIT)
+        log(f"enabled  {WANTS} -> {UNIT}")

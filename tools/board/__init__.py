@@ -1,0 +1,1 @@
+"""The board, emulated: Debian roots of Raspberry Pi OS releases under qemu, wheels built there, the board test."""
