@@ -126,7 +126,7 @@ def board_test(target: str, out: Path, log=print) -> bool:
     if default != target:
         archives.append(make_installer(target, out, log))
     base = root_file_system(settings["release"], settings["arch"], BOARD_PACKAGES)
-    log(f"board root {base} (cached); installers {', '.join(a.name for a in archives)}")
+    log(f"board root {base}; installers {', '.join(a.name for a in archives)}")
     board = prepare_board(base, target, archives)
     unpacked = [a.name.removesuffix(".tar.gz") for a in archives]
     for archive in archives:
@@ -196,6 +196,17 @@ def _use_steps(steps: Steps, board: Path, as_pi) -> None:
               lambda r: (r.returncode == 0, f"{len(models)} models verified"))
     for model in models:
         _classify_steps(steps, board, model, as_pi)
+
+    # The shipped configuration names GPIO pins, and the emulated board has no GPIO chip: one line, exit 6.
+    # From / (a unit without a working directory of its own) lgpio cannot make its notification pipe and
+    # says so first; that is the negative control of the check.
+    run = "sudo -u raman-edge sh -c 'cd {} && exec raman-device run --config /etc/raman-edge/raman-edge.toml'"
+    steps.run("no GPIO here: one line (working directory the service's own)", as_pi(run.format("/var/lib/raman-edge")),
+              lambda r: (r.returncode == 6 and len(r.stderr.strip().splitlines()) == 1
+                         and r.stderr.startswith("error: no GPIO on this machine"), r.stderr.strip()[:100]))
+    steps.run("negative control: from / lgpio cannot make its pipe", as_pi(run.format("/")),
+              lambda r: (r.returncode == 6 and ".lgd-nfy" in r.stderr,
+                         f"{len(r.stderr.strip().splitlines())} lines: " + r.stderr.strip().splitlines()[0][:80]))
 
     def session(r):
         line = json.loads(r.stdout.strip().splitlines()[-1])
