@@ -265,7 +265,7 @@ class Container:
 
     def run(self, *cmd: str, check: bool = True, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
         """Run ``cmd`` in the container; with ``check``, fail (:class:`CheckFailed`) on a non-zero exit status."""
-        r = subprocess.run(self.command(*cmd), capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(self.command(*cmd), capture_output=True, text=True, timeout=timeout, start_new_session=True)
         if check and r.returncode != 0:
             raise CheckFailed(f"'{shlex.join(cmd)}' failed ({r.returncode}): {(r.stderr or r.stdout).strip()}")
         return r
@@ -298,6 +298,7 @@ class Container:
                 subprocess.run(["umount", "--lazy", str(self.tree)], capture_output=True)
             self._mounted = False
         shutil.rmtree(self.scratch, ignore_errors=True)
+        self.log(f"end      container stopped, {self.scratch} unmounted and removed")
 
 
 @dataclass
@@ -326,6 +327,12 @@ class UnitTest:
     def main_pid(self) -> int:
         """The service's main PID (0 when it has none)."""
         return int(self.show(SERVICE, "MainPID")["MainPID"])
+
+    def service_pid(self) -> int:
+        """The service's main PID; fails the check when it has none (never a PID 0 to send a signal to)."""
+        pid = self.main_pid()
+        expect(pid > 0, f"the service has no main process: {self.show(SERVICE, 'ActiveState')['ActiveState']}")
+        return pid
 
     def running(self) -> bool:
         """Whether the service is active (running)."""
@@ -429,9 +436,12 @@ class UnitTest:
     def readiness(self) -> str:
         """``systemctl start`` returns once the service said READY=1, and it is active (running)."""
         self.c.run("systemctl", "enable", SERVICE)
+        cursor = self.cursor()
         t0 = time.monotonic()
-        self.c.run("systemctl", "start", SERVICE)
+        started = self.c.run("systemctl", "start", SERVICE, check=False)
         waited = time.monotonic() - t0
+        expect(started.returncode == 0, f"systemctl start failed: {started.stderr.strip().splitlines()[0]} Journal: "
+               + " | ".join(self.journal(f"--unit={SERVICE}", cursor=cursor)[-4:]))
         s = self.show(SERVICE, "Type", "ActiveState", "SubState", "StatusText", "MainPID",
                       "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
         expect((s["ActiveState"], s["SubState"]) == ("active", "running"),
@@ -462,7 +472,7 @@ class UnitTest:
         expect(model.get("backend") == "tflite", f"MODEL: backend {model.get('backend')}")
         r = self.measure()
         expect(r.get("ok") and r.get("verdict"), f"MEASURE with TFLite: {r}")
-        pid = self.main_pid()
+        pid = self.service_pid()
         expect(self.show(SERVICE, "MemoryDenyWriteExecute")["MemoryDenyWriteExecute"] == "yes",
                "MemoryDenyWriteExecute is not set")
         status = dict(line.split(":\t", 1) for line in self.c.run("cat", f"/proc/{pid}/status").stdout.splitlines()
@@ -484,7 +494,7 @@ class UnitTest:
 
     def no_network(self) -> str:
         """The service's network namespace is its own, with only ``lo``; the container's has ``host0``."""
-        pid = self.main_pid()
+        pid = self.service_pid()
         ns = self.c.run("readlink", f"/proc/{pid}/ns/net", "/proc/1/ns/net").stdout.split()
         service, container = self._interfaces(pid), self._interfaces(1)
         expect(ns[0] != ns[1], f"the service shares the container's network namespace {ns[1]}")
@@ -495,7 +505,7 @@ class UnitTest:
 
     def read_only(self) -> str:
         """For the service ``/`` is mounted read-only (even root cannot write there), the data directory not."""
-        pid = self.main_pid()
+        pid = self.service_pid()
         mounts = {f[4]: f[5] for f in (line.split() for line in self.c.run("cat", f"/proc/{pid}/mountinfo").stdout
                                        .splitlines())}
         expect("ro" in mounts["/"].split(","), f"/ is mounted {mounts['/']} for the service")
@@ -519,7 +529,7 @@ class UnitTest:
 
     def reader(self) -> str:
         """A second unit, with network, lists the record while the service (without network) runs on."""
-        pid = self.main_pid()
+        pid = self.service_pid()
         expect(self.running(), "the service is not running")
         cursor = self.cursor()
         self.c.run("systemctl", "start", f"{READER}.service")
@@ -536,7 +546,7 @@ class UnitTest:
 
     def crash(self) -> str:
         """A main process killed by SIGKILL is replaced by systemd (Restart=on-failure)."""
-        pid = self.main_pid()
+        pid = self.service_pid()
         cursor = self.cursor()
         t0 = time.monotonic()
         self.c.run("kill", "-KILL", str(pid))
@@ -554,7 +564,7 @@ class UnitTest:
         self.c.run("systemctl", "daemon-reload")
         self.c.run("systemctl", "restart", SERVICE)
         expect(self.show(SERVICE, "WatchdogUSec")["WatchdogUSec"] == f"{WATCHDOG_S}s", "WatchdogSec not in effect")
-        pid = self.main_pid()
+        pid = self.service_pid()
         cursor = self.cursor()
         t0 = time.monotonic()
         self.c.run("kill", "-STOP", str(pid))
@@ -568,11 +578,11 @@ class UnitTest:
 
     def clean_stop(self) -> str:
         """``systemctl stop`` while the laser is on: the measurement finishes, exit status 0, laser off."""
-        pid, before = self.main_pid(), len(self.laser())
+        pid, before = self.service_pid(), len(self.laser())
         cursor = self.cursor()
         measuring = subprocess.Popen(self.c.command("runuser", "--login", OPERATOR, "--command",
                                                     f"raman-device measure --config {CONFIG}"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + TIMEOUT
             while "laser on" not in self.laser()[before:]:  # polled fast: the laser is on for a tenth of a second
