@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     _firmware_option(s)
     s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
     s.add_argument("--link", help="also reach the pty as this path: a symbolic link made at start and removed at "
-                                  "exit, a stable name as a udev rule gives a real device")
+                                  "exit, a stable name as a udev rule gives a real device (default: none)")
     s.set_defaults(func=cmd_simulate)
     pr = add_subcommand(sub, "probe", help="identify a device and summarise one calibrated spectrum")
     _device_options(pr)
