@@ -1,6 +1,6 @@
 """``python -m tools unit-test``: the shipped systemd unit under a real systemd, PID 1 of a container.
 
-The offline installer for this machine (``deploy/build_installer.py --target host``) is installed as
+The offline installer for this machine (:func:`tools.installer.build`, target ``host``) is installed as
 docs/board.md says (``sudo ./install.sh`` by the operator ``pi``) in a Debian bookworm root booted with
 ``systemd-nspawn --boot``: systemd 252 as PID 1, a network interface of its own (``host0``, not connected:
 the container is offline) and the host's kernel, so the unit's sandbox (namespaces, seccomp, the device
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -47,15 +48,14 @@ from device.service.config import parse_config
 from device.service.install import CONFIG, DATA, PREFIX, SERVICE, USER
 from device.service.measurement import RECORD_FILE
 from device.service.runner import SOCKET_FILE, gpio_pins
+from tools.board.roots import ensure_commands, require_root, root_file_system
+from tools.installer import build
 
-ROOT = Path(__file__).resolve().parents[1]
-RELEASE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-#: The container root's packages beyond debootstrap's minbase. python3-venv only because install.sh makes
-#: the environment with ``python3 -m venv``; procps for ``kill``.
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "sudo", "procps")
-#: The commands this needs on the host, and the Debian package of each.
-HOST_TOOLS = {"systemd-nspawn": "systemd-container", "debootstrap": "debootstrap", "nsenter": "util-linux",
-              "mount": "mount"}
+RELEASE = "bookworm"
+#: The container root's packages beyond debootstrap's minbase (procps for ``kill``).
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "sudo", "procps")
+#: The commands this needs on the host besides debootstrap, and the Debian package of each.
+HOST_TOOLS = {"systemd-nspawn": "systemd-container", "nsenter": "util-linux", "mount": "mount"}
 #: The Python of bookworm, which the host installer's wheels (built for this interpreter) must match.
 PYTHON = (3, 11)
 OPERATOR = "pi"
@@ -130,66 +130,27 @@ def wait_for(predicate, what: str, timeout: float = TIMEOUT):
     return value
 
 
-def host_tools(log) -> None:
-    """Make sure this runs as root and has :data:`HOST_TOOLS`, installing missing ones with apt-get."""
-    if os.geteuid() != 0:
-        raise RamanEdgeError("run it as root: it debootstraps a root, mounts an overlay and boots a container")
+def host_tools() -> None:
+    """Make sure this runs as root, with bookworm's Python, and has :data:`HOST_TOOLS` (apt-get installs them)."""
+    require_root()
     if sys.version_info[:2] != PYTHON:
         raise RamanEdgeError(f"run it with Python {'.'.join(map(str, PYTHON))}, bookworm's: the host installer's "
                              f"wheels are for the Python that builds it, here {sys.version.split()[0]}")
-    missing = sorted({package for command, package in HOST_TOOLS.items() if shutil.which(command) is None})
-    if not missing:
-        return
-    if shutil.which("apt-get") is None:
-        raise RamanEdgeError(f"install the packages {', '.join(missing)} (Debian names), then run it again")
-    log(f"installing {' '.join(missing)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", *missing]):
-        if subprocess.run(cmd, env=env).returncode != 0:
-            raise RamanEdgeError(f"'{' '.join(cmd)}' failed; install {', '.join(missing)} by hand")
+    ensure_commands(HOST_TOOLS)
 
 
-def build_installer(out: Path, log) -> Path:
-    """The unpacked offline installer for this machine, built in ``out``."""
-    r = subprocess.run([sys.executable, str(ROOT / "deploy" / "build_installer.py"), "--target", "host", "--out",
-                        str(out)], capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
-        raise RamanEdgeError(f"building the installer failed:\n{(r.stderr or r.stdout).strip()}")
-    log(r.stdout.strip())
-    return next(p for p in out.iterdir() if p.is_dir() and (p / "install.sh").is_file())
-
-
-def cached_root(cache: Path, log) -> Path:
-    """The bookworm root in ``cache``, made with debootstrap unless a complete one of this recipe is there."""
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip() or "amd64"
-    root = cache / f"{RELEASE}-{arch}"
-    marker = cache / f"{root.name}.complete"
-    recipe = f"{RELEASE} {arch} {MIRROR}\npackages {' '.join(PACKAGES)}\noperator {OPERATOR}\n"
-    if root.is_dir() and marker.is_file() and marker.read_text() == recipe:
-        log(f"root     {root} (cached; delete {marker.name} to make it again)")
-        return root
-    marker.unlink(missing_ok=True)
-    shutil.rmtree(root, ignore_errors=True)
-    debs = cache / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    log(f"root     {root}: debootstrap {RELEASE} {arch} with {', '.join(PACKAGES)} (a few minutes)")
-    cmd = ["debootstrap", "--variant=minbase", f"--arch={arch}", f"--include={','.join(PACKAGES)}",
-           f"--cache-dir={debs}", RELEASE, str(root), MIRROR]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RamanEdgeError(f"debootstrap failed:\n{(r.stdout + r.stderr).strip()[-3000:]}")
-    (root / "etc" / "hostname").write_text(HOSTNAME + "\n")
-    with open(root / "etc" / "hosts", "a") as hosts:
+def operator_account(tree: Path) -> None:
+    """Give the system at ``tree`` its host name and the operator ``pi`` with sudo, as a board has them."""
+    (tree / "etc" / "hostname").write_text(HOSTNAME + "\n")
+    with open(tree / "etc" / "hosts", "a") as hosts:
         hosts.write(f"127.0.1.1\t{HOSTNAME}\n")
-    r = subprocess.run(["chroot", str(root), "useradd", "--create-home", "--groups", "sudo", "--shell", "/bin/bash",
+    r = subprocess.run(["chroot", str(tree), "useradd", "--create-home", "--groups", "sudo", "--shell", "/bin/bash",
                         OPERATOR], capture_output=True, text=True)
     if r.returncode != 0:
         raise RamanEdgeError(f"making the user {OPERATOR} failed: {r.stderr.strip()}")
-    sudoers = root / "etc" / "sudoers.d" / OPERATOR
+    sudoers = tree / "etc" / "sudoers.d" / OPERATOR
     sudoers.write_text(f"{OPERATOR} ALL=(ALL) NOPASSWD: ALL\n")  # as the first user of Raspberry Pi OS
     sudoers.chmod(0o440)
-    marker.write_text(recipe)
-    return root
 
 
 def test_config(example: str) -> str:
@@ -638,7 +599,7 @@ def run_unit_test(cache: Path, as_shipped: bool = False, log=print) -> int:
     fixes it still needs (:data:`FIX_DROP_IN`).
     """
     t0 = time.monotonic()
-    host_tools(log)
+    host_tools()
     cache = cache.resolve()
 
     def stop(signum, frame):
@@ -647,10 +608,12 @@ def run_unit_test(cache: Path, as_shipped: bool = False, log=print) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)  # so that the container is stopped and the overlay unmounted
     with tempfile.TemporaryDirectory(prefix="raman-edge-installer-") as out:
-        installer = build_installer(Path(out), log)
-        root = cached_root(cache, log)
+        installer = build("host", Path(out))
+        log(f"root     {RELEASE} {platform.machine()} with {', '.join(PACKAGES)} (debootstrap, cached in {cache})")
+        root = root_file_system(RELEASE, platform.machine(), PACKAGES, cache)
         config = test_config((installer / "deploy" / "raman-edge.toml").read_text())
-        with Container(root, Path(tempfile.mkdtemp(prefix="run-", dir=cache)), log) as c:
+        with Container(root, Path(tempfile.mkdtemp(prefix="unit-test-", dir=cache)), log) as c:
+            operator_account(c.tree)
             home = c.tree / "home" / OPERATOR
             shutil.copytree(installer, home / installer.name)
             (home / "unit-test.toml").write_text(config)
