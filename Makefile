@@ -6,7 +6,8 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer board-test clean
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer board-test \
+    unit-test clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +72,13 @@ installer: $(VENV)/.installed-device
 # docs/board.md says; needs root. Roots are cached in build/roots.
 board-test: $(VENV)/.installed-device
 	$(PY) -m tools board-test --target $(TARGET)
+
+# The unit under a real systemd: this machine's installer installed with install.sh in a Debian bookworm
+# container booted by systemd-nspawn, then readiness, the control socket and record, TFLite under
+# MemoryDenyWriteExecute, no network, read-only system, watchdog, restarts and a clean stop (docs/unit-test.md).
+# As root; the container's root is kept in build/roots.
+unit-test: $(VENV)/.installed-device
+	$(PY) -m tools unit-test
 
 clean:
 	@! grep -q ' $(CURDIR)/build/' /proc/self/mounts || { echo 'something is mounted under build/ (a stopped board test): umount -R it first'; exit 1; }

@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +72,11 @@ def _measure(args):
 
 
 def cmd_simulate(args) -> int:
-    """``raman-bridge simulate``: serve a simulated spectrometer on a pty until Ctrl-C or SIGTERM."""
+    """``raman-bridge simulate``: serve a simulated spectrometer on a pty until Ctrl-C or SIGTERM.
+
+    Prints the pty's path, then ``laser on`` or ``laser off`` at each change of the simulated laser, so
+    that an observer outside the driver can tell whether it was left on.
+    """
     from firmware_bridge.sim.faults import FaultInjector
     from firmware_bridge.sim.instrument import Scene
     from firmware_bridge.sim.line import SimulatedLine
@@ -80,17 +86,27 @@ def cmd_simulate(args) -> int:
     device = make_device(args.protocol, Scene.from_path(args.scene) if args.scene else None, args.seed,
                          args.laser, args.firmware)
     faults = FaultInjector(args.faults, args.seed + 1) if args.faults else None
+    link = Path(args.link) if args.link else None
+    if link is not None and link.exists() and not link.is_symlink():
+        raise BridgeError(f"--link {link}: a file that is not a symbolic link is there; choose another path")
+    device.on_laser = lambda on: print(f"laser {'on' if on else 'off'}", flush=True)
     server = PtyServer(SimulatedLine(device, paced=not args.instant, faults=faults)).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"{args.protocol} simulator on {server.path}  (laser {device.instrument.laser_nm:g} nm; Ctrl-C stops)",
-          flush=True)
     try:
+        if link is not None:
+            made = link.with_name(f".{link.name}.{os.getpid()}")
+            made.symlink_to(server.path)
+            os.replace(made, link)
+        print(f"{args.protocol} simulator on {server.path}" + (f" (also {link})" if link else "")
+              + f"  (laser {device.instrument.laser_nm:g} nm; Ctrl-C stops)", flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:
         pass
     finally:
+        if link is not None and link.is_symlink() and os.readlink(link) == server.path:
+            link.unlink()
         server.stop()
         if faults is not None:
             print(f"faults injected: {faults.counts}", flush=True)
@@ -126,8 +142,6 @@ def cmd_acquire(args) -> int:
 
 def cmd_calibrate(args) -> int:
     """``raman-bridge calibrate``: fit the wavelength polynomial to a reference's lines."""
-    from pathlib import Path
-
     from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
     from firmware_bridge.measure import acquire_signal
 
@@ -211,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{name} {q.simulated_laser_nm:g}" for name, q in PROTOCOLS.items()) + ")")
     _firmware_option(s)
     s.add_argument("--instant", action="store_true", help="answer at once instead of at the real transfer rate")
+    s.add_argument("--link", help="also reach the pty as this path: a symbolic link made at start and removed at "
+                                  "exit, a stable name as a udev rule gives a real device (default: none)")
     s.set_defaults(func=cmd_simulate)
     pr = add_subcommand(sub, "probe", help="identify a device and summarise one calibrated spectrum")
     _device_options(pr)

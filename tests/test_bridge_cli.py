@@ -1,5 +1,6 @@
 """raman-bridge end to end: a simulator on a real pty, the drivers through it, calibration."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,28 @@ def simulator(request):
 
 def bridge(*args):
     return subprocess.run([str(BIN / "raman-bridge"), *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_simulate_reports_each_laser_change_and_keeps_a_stable_link(tmp_path):
+    """``--link`` names the pty while the simulator runs; every change of the laser is one output line."""
+    taken = tmp_path / "taken"
+    taken.write_text("a user's file\n")
+    r = bridge("simulate", "--protocol", "obp", "--link", taken)
+    assert r.returncode == 2 and "not a symbolic link" in r.stderr and taken.read_text() == "a user's file\n"
+    link = tmp_path / "spectrometer"
+    p = subprocess.Popen([str(BIN / "raman-bridge"), "simulate", "--protocol", "obp", "--instant", "--link", str(link)],
+                         stdout=subprocess.PIPE, text=True)
+    out = OutputLines(p)
+    try:
+        banner = out.read_until()
+        assert f" on {os.readlink(link)} (also {link}) " in banner, banner
+        r = bridge("probe", "--protocol", "obp", "--port", link, "--laser", "785", "--integration", "0.02")
+        assert r.returncode == 0, r.stderr
+        assert [out.read_until(), out.read_until()] == ["laser on\n", "laser off\n"]
+    finally:
+        p.terminate()
+    assert p.wait(timeout=10) == 0 and out.rest() == "" and not os.path.lexists(link)
 
 
 @pytest.mark.slow

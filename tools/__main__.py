@@ -1,6 +1,7 @@
 """``python -m tools``: the developer tools of a checkout, not installed on a board.
 
-The demo and the fault soak on this machine, the offline installer for a board, and the board test.
+The demo and the fault soak on this machine, the offline installer for a board, the board test, and the unit
+test (the installed service under a real systemd).
 
 Run from the repository's top folder, e.g. ``python -m tools demo --model models/sers-pesticides``.
 """
@@ -57,8 +58,15 @@ def cmd_board_test(args) -> int:
     return 0 if board_test(args.target, Path(args.out).resolve(), log=lambda msg: print(msg, flush=True)) else 1
 
 
+def cmd_unit_test(args) -> int:
+    """The systemd unit under a real systemd in a container; exit status 1 if any check failed."""
+    from tools.unit_test import run_unit_test
+
+    return run_unit_test(Path(args.cache), args.as_shipped, log=lambda msg: print(msg, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m tools`` argument parser: ``demo``, ``soak``, ``installer`` and ``board-test``."""
+    """The ``python -m tools`` argument parser: ``demo``, ``soak``, ``installer``, ``board-test``, ``unit-test``."""
     p = argparse.ArgumentParser(prog="python -m tools", description="Developer tools of raman-edge (not on a board).")
     sub = p.add_subparsers(dest="command", required=True)
     d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
@@ -87,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--target", default="trixie-aarch64", choices=[t for t in TARGETS if "aarch64" in t])
     b.add_argument("--out", default="dist", help="where the installers are built")
     b.set_defaults(func=cmd_board_test)
+    u = add_subcommand(sub, "unit-test", help="the installed service under systemd as PID 1 of a container (root)")
+    u.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "build" / "roots"),
+                   help="where the container's root is kept between runs (default: build/roots)")
+    u.add_argument("--as-shipped", action="store_true",
+                   help="the unit without the drop-in of fixes it still needs (to see whether it has them now)")
+    u.set_defaults(func=cmd_unit_test)
     return p
 
 

@@ -21,7 +21,21 @@ class SimulatedDevice:
         self.scene = scene
         self.rng = np.random.default_rng(seed)
         self.line = None
-        self.laser_on = True
+        #: Called with the new state each time the laser goes on or off (``raman-bridge simulate`` reports it).
+        self.on_laser = None
+        self._laser_on = True
+
+    @property
+    def laser_on(self) -> bool:
+        """Whether the laser lights the sample (always, for a device without a laser line)."""
+        return self._laser_on
+
+    @laser_on.setter
+    def laser_on(self, on: bool) -> None:
+        changed = bool(on) != self._laser_on
+        self._laser_on = bool(on)
+        if changed and self.on_laser is not None:
+            self.on_laser(self._laser_on)
 
     def attach(self, line) -> None:
         """Connect the device to its line."""
