@@ -62,7 +62,7 @@ def cmd_unit_test(args) -> int:
     """The systemd unit under a real systemd in a container; exit status 1 if any check failed."""
     from tools.unit_test import run_unit_test
 
-    return run_unit_test(Path(args.cache), args.as_shipped, log=lambda msg: print(msg, flush=True))
+    return run_unit_test(Path(args.cache), log=lambda msg: print(msg, flush=True))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,8 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     u = add_subcommand(sub, "unit-test", help="the installed service under systemd as PID 1 of a container (root)")
     u.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "build" / "roots"),
                    help="where the container's root is kept between runs (default: build/roots)")
-    u.add_argument("--as-shipped", action="store_true",
-                   help="the unit without the drop-in of fixes it still needs (to see whether it has them now)")
     u.set_defaults(func=cmd_unit_test)
     return p
 

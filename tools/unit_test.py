@@ -6,7 +6,7 @@ docs/board.md says (``sudo ./install.sh`` by the operator ``pi``) in a Debian bo
 the container is offline) and the host's kernel, so the unit's sandbox (namespaces, seccomp, the device
 cgroup) is built for real. The spectrometer is ``raman-bridge simulate`` on a pty, a unit of its own; the
 configuration is the installer's example with that port, the TFLite backend and no GPIO pins (there is no
-GPIO in the container). Then named checks, each PASS or FAIL with what was observed:
+GPIO in the container) but for the last check. Then named checks, each PASS or FAIL with what was observed:
 
 ========================  ===========================================================================
 install                   ``install.sh`` as the operator, with sudo, exit status 0
@@ -15,11 +15,14 @@ measurement and record    a MEASURE through the control socket has a verdict; ``
 TFLite under MDWE         the service classifies with LiteRT while MemoryDenyWriteExecute is in effect
 no network                the service's network namespace has only ``lo``; the container's has ``host0``
 read-only system          ``/`` is read-only for the service, its state directory writable
+board detection           the service's user reads ``/proc/cpuinfo`` (gpiozero), and sees no other user's process
 exposure                  ``systemd-analyze security`` scores the running unit at most :data:`MAX_EXPOSURE`
 reader with network       a second unit, with network, reads the record while the service runs
 restart after a crash     SIGKILL of the main process: systemd starts a new one, active again
 watchdog                  a main process that hangs (SIGSTOP) is killed by the watchdog and restarted
 clean stop                ``systemctl stop`` during a measurement: exit status 0, laser off at the end
+GPIO start-up failure     the example's GPIO pins, no GPIO here: one line, exit status 6, no restart; with
+                          ``WorkingDirectory=/`` lgpio complains of its pipe (the negative control)
 ========================  ===========================================================================
 
 The root is made once with debootstrap and kept in the cache directory (``build/roots`` of the checkout;
@@ -104,10 +107,9 @@ ExecStart={PREFIX}/venv/bin/raman-device history --db {RECORD}
 TEST_DROP_IN = ("unit-test.conf", "[Service]\n# The simulated spectrometer's pty (raman-edge-sim.service).\n"
                                   "DeviceAllow=char-pts rw\n")
 WATCHDOG_DROP_IN = ("unit-test-watchdog.conf", f"[Service]\nWatchdogSec={WATCHDOG_S}\n")
-#: What the unit as shipped needs to run at all, given in a drop-in until deploy/raman-edge.service has it
-#: (``--as-shipped`` leaves it out): numpy's OpenBLAS calls mbind(2), of @resources, at import.
-FIX_DROP_IN = ("unit-test-fixes.conf", "[Service]\n# numpy's OpenBLAS calls mbind() (@resources) at import: "
-                                       "SIGSYS without it.\nSystemCallFilter=mbind\n")
+#: A working directory the service may not write, as the unit had before it had one of its own: the GPIO
+#: check's negative control (lgpio then cannot make its notification pipe, and says so).
+NO_WORKDIR_DROP_IN = ("unit-test-no-workdir.conf", "[Service]\nWorkingDirectory=/\n")
 
 
 class CheckFailed(RamanEdgeError):
@@ -153,14 +155,18 @@ def operator_account(tree: Path) -> None:
     sudoers.chmod(0o440)
 
 
-def test_config(example: str) -> str:
-    """The installer's example configuration with the simulator's port, the TFLite backend and no GPIO pins."""
+def test_config(example: str, pins: bool = False) -> str:
+    """The installer's example configuration with the simulator's port and the TFLite backend.
+
+    Its GPIO pins stay only with ``pins``: there is no GPIO in the container.
+    """
     text, ports = re.subn(r"(?m)^port = .*$", f'port = "{PORT}"', example)
     text, backends = re.subn(r'(?m)^backend = "numpy"', 'backend = "tflite"', text)
-    text = re.sub(r"(?m)^\w+_pin = .*\n", "", text)
+    if not pins:
+        text = re.sub(r"(?m)^\w+_pin = .*\n", "", text)
     config = parse_config(text, CONFIG)
     if ports != 1 or backends != 1 or config.spectrometer.port != str(PORT) or config.model.backend != "tflite" \
-            or gpio_pins(config):
+            or bool(gpio_pins(config)) != pins:
         raise RamanEdgeError("the example configuration deploy/raman-edge.toml no longer has the port, backend and "
                              "pin lines this expects; update test_config")
     return text
@@ -279,10 +285,13 @@ class Result:
 
 
 class UnitTest:
-    """The checks, in order, on an installed container ``c``; results in :attr:`results`."""
+    """The checks, in order, on an installed container ``c``; results in :attr:`results`.
 
-    def __init__(self, c: Container, log):
-        self.c, self.log = c, log
+    ``gpio_config`` is the configuration of the GPIO check: the example's, pins and all.
+    """
+
+    def __init__(self, c: Container, log, gpio_config: str):
+        self.c, self.log, self.gpio_config = c, log, gpio_config
         self.results: list[Result] = []
 
     # -- observing the container ---------------------------------------------------------------
@@ -363,26 +372,28 @@ class UnitTest:
         self.log(f"{'PASS' if ok else 'FAIL'}  {name} ({self.results[-1].seconds:.1f} s): {detail}")
         return ok
 
-    def run_all(self, installer: str, as_shipped: bool) -> None:
+    def run_all(self, installer: str) -> None:
         """Every check, in order; after a failed install or simulator the rest are not run."""
-        steps = [("install", lambda: self.install(installer, as_shipped)), ("simulator", self.simulator),
+        steps = [("install", lambda: self.install(installer)), ("simulator", self.simulator),
                  ("readiness", self.readiness), ("measurement and record", self.measurement),
                  ("TFLite under MDWE", self.tflite), ("no network", self.no_network),
-                 ("read-only system", self.read_only), ("exposure", self.exposure),
+                 ("read-only system", self.read_only), ("board detection", self.board_detection),
+                 ("exposure", self.exposure),
                  ("reader with network", self.reader), ("restart after a crash", self.crash),
-                 ("watchdog", self.watchdog), ("clean stop", self.clean_stop)]
+                 ("watchdog", self.watchdog), ("clean stop", self.clean_stop),
+                 ("GPIO start-up failure", self.gpio_failure)]
         for k, (name, func) in enumerate(steps):
             if not self.check(name, func) and k < 2:
                 self.results += [Result(n, None, 0.0, "not run") for n, _ in steps[k + 1:]]
                 return
 
     # -- the checks ------------------------------------------------------------------------------
-    def install(self, installer: str, as_shipped: bool) -> str:
+    def install(self, installer: str) -> str:
         """``sudo ./install.sh`` by the operator, then the test's units and drop-ins."""
         r = self.c.operator(f"cd ~/{installer} && sudo ./install.sh --config ~/unit-test.toml --operator {OPERATOR}",
                             check=False)
         expect(r.returncode == 0, f"install.sh failed ({r.returncode}): {(r.stderr + r.stdout).strip()[-2000:]}")
-        drop_ins = [TEST_DROP_IN] + ([] if as_shipped else [FIX_DROP_IN])
+        drop_ins = [TEST_DROP_IN]
         for name, text in drop_ins:
             self.c.write(UNITS / f"{SERVICE}.service.d" / name, text)
         self.c.write(UNITS / f"{SIMULATOR}.service", SIMULATOR_UNIT)
@@ -485,6 +496,18 @@ class UnitTest:
         return (f"/ {mounts['/'].split(',')[0]}, {DATA} {mounts[str(DATA)].split(',')[0]} in the service's mounts; "
                 f"even root cannot write {probe} there: {w.stderr.strip().split(': ')[-1]}")
 
+    def board_detection(self) -> str:
+        """The service's user reads ``/proc/cpuinfo`` (gpiozero tells the board by it), not others' processes."""
+        pid = self.service_pid()
+        uid, gid = (self.c.run("id", flag, USER).stdout.strip() for flag in ("-u", "-g"))
+        as_service = ["nsenter", f"--target={pid}", "--mount", f"--setuid={uid}", f"--setgid={gid}", "--"]
+        cpuinfo = self.c.run(*as_service, "head", "-c", "200", "/proc/cpuinfo", check=False)
+        expect(cpuinfo.returncode == 0 and cpuinfo.stdout.strip(), f"/proc/cpuinfo for {USER}: {cpuinfo.stderr}")
+        seen = sorted(int(n) for n in self.c.run(*as_service, "ls", "/proc").stdout.split() if n.isdigit())
+        expect(1 not in seen and pid in seen, f"processes {USER} sees in /proc: {seen}")
+        return (f"{USER} reads /proc/cpuinfo ({len(cpuinfo.stdout.splitlines())} lines at its head) in the service's "
+                f"mounts and sees only its own processes ({', '.join(map(str, seen))}), not PID 1")
+
     def exposure(self) -> str:
         """``systemd-analyze security``'s overall exposure of the running unit, at most :data:`MAX_EXPOSURE`."""
         out = self.c.run("systemd-analyze", "security", "--no-pager", SERVICE, check=False).stdout
@@ -583,6 +606,49 @@ class UnitTest:
                 f"(the last of {len(laser)} laser changes)")
 
 
+    def _start_with_pins(self) -> tuple[subprocess.CompletedProcess, dict, list[str]]:
+        """``systemctl start`` with :attr:`gpio_config`: the result, the unit's state, the service's own lines."""
+        cursor = self.cursor()
+        self.c.run("systemctl", "reset-failed", SERVICE, check=False)
+        started = self.c.run("systemctl", "start", SERVICE, check=False)
+        s = self.show(SERVICE, "ActiveState", "SubState", "Result", "ExecMainStatus", "NRestarts")
+
+        def written():  # the service's own output (not systemd's lines about it), once its last line is in
+            out = self.c.run("journalctl", "--no-pager", "--output=json", f"--after-cursor={cursor}").stdout
+            lines = [e["MESSAGE"] for e in map(json.loads, out.splitlines())
+                     if e.get("SYSLOG_IDENTIFIER") == "raman-device" and isinstance(e.get("MESSAGE"), str)]
+            return any(line.startswith("error:") for line in lines) and lines
+
+        return started, s, wait_for(written, "the service's error line in the journal", 10)
+
+    def gpio_failure(self) -> str:
+        """The example configuration (a button, LEDs, a buzzer) with no GPIO here: one line, exit status 6.
+
+        lgpio is installed and really tried. With a working directory the service may not write (as the
+        unit had before it had one of its own) lgpio cannot make its notification pipe and says so: the
+        negative control, which shows that the check sees lgpio's complaints.
+        """
+        self.c.write(CONFIG, self.gpio_config)
+        started, s, lines = self._start_with_pins()
+        expect(started.returncode != 0, "the service started, though the configuration names GPIO pins")
+        expect((s["Result"], s["ExecMainStatus"], s["SubState"], s["NRestarts"]) == ("exit-code", "6", "failed", "0"),
+               f"after the start: {s} (exit status 6, failed, no restart expected)")
+        expect(len(lines) == 1 and lines[0].startswith("error: no GPIO on this machine"),
+               f"the service wrote {len(lines)} lines: {lines}")
+        name, text = NO_WORKDIR_DROP_IN
+        drop_in = UNITS / f"{SERVICE}.service.d" / name
+        self.c.write(drop_in, text)
+        self.c.run("systemctl", "daemon-reload")
+        _, _, control = self._start_with_pins()
+        self.c.run("rm", str(drop_in))
+        self.c.run("systemctl", "daemon-reload")
+        self.c.run("systemctl", "reset-failed", SERVICE, check=False)
+        expect(any(".lgd-nfy" in line for line in control), f"negative control: no complaint of lgpio in {control}")
+        return (f"exit status {s['ExecMainStatus']}, {s['SubState']}, {s['NRestarts']} restarts, one line: "
+                f"'{lines[0][:90]}...'; negative control (WorkingDirectory=/): {len(control)} lines, lgpio: "
+                f"'{next(line for line in control if '.lgd-nfy' in line)[:70]}'")
+
+
 def summary(results: list[Result]) -> str:
     """The results as a table: check, result, seconds."""
     width = max(len(r.name) for r in results)
@@ -592,11 +658,10 @@ def summary(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
-def run_unit_test(cache: Path, as_shipped: bool = False, log=print) -> int:
+def run_unit_test(cache: Path, log=print) -> int:
     """Build, boot, install and check (see the module docstring); 0 if every check passed.
 
-    ``cache`` keeps the container's root between runs; ``as_shipped`` runs the unit without the drop-in of
-    fixes it still needs (:data:`FIX_DROP_IN`).
+    ``cache`` keeps the container's root between runs.
     """
     t0 = time.monotonic()
     host_tools()
@@ -611,7 +676,8 @@ def run_unit_test(cache: Path, as_shipped: bool = False, log=print) -> int:
         installer = build("host", Path(out))
         log(f"root     {RELEASE} {platform.machine()} with {', '.join(PACKAGES)} (debootstrap, cached in {cache})")
         root = root_file_system(RELEASE, platform.machine(), PACKAGES, cache)
-        config = test_config((installer / "deploy" / "raman-edge.toml").read_text())
+        example = (installer / "deploy" / "raman-edge.toml").read_text()
+        config = test_config(example)
         with Container(root, Path(tempfile.mkdtemp(prefix="unit-test-", dir=cache)), log) as c:
             operator_account(c.tree)
             home = c.tree / "home" / OPERATOR
@@ -621,10 +687,9 @@ def run_unit_test(cache: Path, as_shipped: bool = False, log=print) -> int:
             for p in (home / "unit-test.toml", home / installer.name, *(home / installer.name).rglob("*")):
                 os.lchown(p, owner.st_uid, owner.st_gid)
             log(f"boot     systemd-nspawn {c.tree}: {c.boot()}")
-            test = UnitTest(c, log)
-            test.run_all(installer.name, as_shipped)
+            test = UnitTest(c, log, gpio_config=test_config(example, pins=True))
+            test.run_all(installer.name)
     results = test.results
     log("\n" + summary(results) + f"\n{len(results)} checks, {sum(bool(r.ok) for r in results)} passed, "
-        f"{time.monotonic() - t0:.0f} s in all" + (" (unit as shipped, without the fixes' drop-in)" if as_shipped
-                                                   else ""))
+        f"{time.monotonic() - t0:.0f} s in all")
     return 0 if all(r.ok for r in results) else 1
