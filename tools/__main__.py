@@ -37,17 +37,9 @@ def cmd_soak(args) -> int:
 
 def cmd_installer(args) -> int:
     """Build the offline installer for a board, first the wheels its Python has none of on the index."""
-    from tools.installer import ROOT, build, target_settings
+    from tools.installer import make_installer
 
-    wheels = None
-    if args.target != "host" and target_settings(args.target)["from_source"]:
-        from tools.board.native_wheels import build_native_wheels
-
-        wheels = ROOT / "build" / "wheels" / args.target
-        build_native_wheels(args.target, wheels, log=lambda msg: print(msg, flush=True))
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    build(args.target, out, wheels)
+    make_installer(args.target, Path(args.out).resolve(), log=lambda msg: print(msg, flush=True))
     return 0
 
 

@@ -149,3 +149,14 @@ def build(target: str, out: Path, wheels: Path | None = None) -> Path:
     return tree
 
 
+def make_installer(target: str, out: Path, log=print) -> Path:
+    """The installer for ``target`` under ``out`` (its ``.tar.gz``), first building the wheels it needs from source."""
+    wheels = None
+    if target != "host" and target_settings(target)["from_source"]:
+        from tools.board.native_wheels import build_native_wheels  # it needs the targets of this module
+
+        wheels = ROOT / "build" / "wheels" / target
+        build_native_wheels(target, wheels, log=log)
+    out.mkdir(parents=True, exist_ok=True)
+    tree = build(target, out, wheels)
+    return tree.with_name(tree.name + ".tar.gz")

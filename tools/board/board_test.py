@@ -16,7 +16,7 @@ and runs it under qemu-user emulation of a Pi 4's Cortex-A72 that sees a Pi 4's 
 3. for ``-legacy``: its installer over the default one, which must leave an environment with
    tflite-runtime and NumPy < 2 and none of LiteRT's wheels.
 
-Each step is timed (emulation times, about ten times a Pi's) and printed as a table; the run fails on any
+Each step is timed (emulation times, not a Pi's) and printed as a table; the run fails on any
 failed step.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from tools.board.roots import CACHE, copy_root, in_root, mounted, remove_root, root_file_system
-from tools.installer import ROOT, build, target_settings
+from tools.installer import make_installer, target_settings
 
 #: What the emulated board has besides a minimal Debian: what Raspberry Pi OS Lite has of what install.sh uses.
 BOARD_PACKAGES = ("python3", "sudo", "systemd", "procps")
@@ -74,18 +74,6 @@ class Steps:
     def passed(self) -> bool:
         """Whether every step passed."""
         return bool(self.rows) and all(p for _, p, _, _ in self.rows)
-
-
-def make_installer(target: str, out: Path, log) -> Path:
-    """The installer for ``target`` (its tarball), with the wheels it builds from source."""
-    wheels = None
-    if target_settings(target)["from_source"]:
-        from tools.board.native_wheels import build_native_wheels
-
-        wheels = ROOT / "build" / "wheels" / target
-        build_native_wheels(target, wheels, log=log)
-    tree = build(target, out, wheels)
-    return tree.with_name(tree.name + ".tar.gz")
 
 
 def prepare_board(base: Path, target: str, archives: list[Path]) -> Path:

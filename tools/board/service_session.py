@@ -33,7 +33,7 @@ from device.service.record import RecordStore
 
 CONFIG = Path("/etc/raman-edge/raman-edge.toml")
 RECORD = Path("/var/lib/raman-edge/record.db")
-TIMEOUT = 120.0  # emulated: every step is ~10 times slower than on a Pi
+TIMEOUT = 120.0  # s; generous: emulated, every step is much slower than on a Pi
 
 
 def reply(fd: int, command: bytes) -> dict:
