@@ -26,7 +26,7 @@ DEBIAN_ARCH = {"aarch64": "arm64", "x86_64": "amd64"}
 #: A Raspberry Pi 4's ``/proc/cpuinfo``, shown to emulated programs in place of this machine's (LiteRT crashes
 #: under qemu on an x86 one; gpiozero reads the board's revision from it).
 PI4_CPUINFO = Path(__file__).with_name("pi4-cpuinfo.txt")
-#: The CPU qemu emulates for aarch64: a Raspberry Pi 4's Cortex-A72 (the Pi 5's A76 needs a newer qemu).
+#: The CPU qemu emulates for aarch64: a Raspberry Pi 4's Cortex-A72 (``cortex-a76`` would be a Pi 5's).
 QEMU_CPU = "cortex-a72"
 
 
