@@ -49,7 +49,8 @@ def checkout_state() -> str:
     """Every file of the checkout git sees, ignored ones included, but caches (Python, tools, emulated boards)."""
     r = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=ROOT,
                        capture_output=True, text=True, check=True)
-    caches = ("__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "build/roots/", "build/wheels/")
+    caches = ("__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "build/roots/", "build/wheels/",
+              "build/board-test")
     return "\n".join(ln for ln in r.stdout.splitlines() if not any(c in ln for c in caches))
 
 

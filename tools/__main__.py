@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = add_subcommand(sub, "board-test", help="the installer on an emulated board (debootstrap, qemu), offline, "
                                                "used as the README says; needs root")
     b.add_argument("--target", default="trixie-aarch64", choices=[t for t in TARGETS if "aarch64" in t])
-    b.add_argument("--out", default="dist", help="where the installers are built")
+    b.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "build" / "board-test"),
+                   help="where the installers are built and unpacked (default: build/board-test)")
     b.set_defaults(func=cmd_board_test)
     u = add_subcommand(sub, "unit-test", help="the installed service under systemd as PID 1 of a container (root)")
     u.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "build" / "roots"),
