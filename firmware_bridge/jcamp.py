@@ -304,15 +304,15 @@ def write_jcamp(spectra, title: str) -> bytes:
     ----------
     spectra : sequence of (shift, intensity, labels)
         ``shift`` (cm-1) and ``intensity`` (arbitrary units) of shape (N,), finite; ``labels`` a dict of
-        further records for the block (e.g. ``{"TITLE": "phosmet", "LONGDATE": "2026-11-22T14:30:05"}``), keys
-        as written.
+        further records for the block (e.g. ``{"TITLE": "phosmet", "LONG DATE": "2026/11/22 14:30:05"}``), keys
+        as written, values on one line.
     title : str
         The file's title (the LINK block's, or the single block's when it has no TITLE of its own).
 
     Returns
     -------
     bytes
-        ASCII, CRLF line ends; values written with 10 significant digits (``repr`` round trip within 1e-10).
+        ASCII, CRLF line ends; every value written as Python's shortest repr, so it reads back exactly.
     """
     def block(shift, intensity, labels, block_id=None) -> list[str]:
         x, y = np.asarray(shift, dtype=np.float64), np.asarray(intensity, dtype=np.float64)
@@ -322,9 +322,9 @@ def write_jcamp(spectra, title: str) -> bytes:
             out.append(f"##BLOCK_ID={block_id}")
         out += [f"##{k}={v}" for k, v in head.items()]
         out += ["##XUNITS=1/CM", "##YUNITS=ARBITRARY UNITS", "##XFACTOR=1", "##YFACTOR=1",
-                f"##FIRSTX={x[0]:.10g}", f"##LASTX={x[-1]:.10g}", f"##FIRSTY={y[0]:.10g}",
+                f"##FIRSTX={float(x[0])!r}", f"##LASTX={float(x[-1])!r}", f"##FIRSTY={float(y[0])!r}",
                 f"##NPOINTS={x.size}", "##XYPOINTS=(XY..XY)"]
-        out += [f"{a:.10g}, {b:.10g}" for a, b in zip(x, y)]
+        out += [f"{float(a)!r}, {float(b)!r}" for a, b in zip(x, y)]
         return out + ["##END="]
 
     spectra = list(spectra)
