@@ -14,8 +14,9 @@ A codec without I/O: bytes in, arrays out (and back). Forms read:
 ========================  ===================================================================================
 
 Labels are compared as the standard says (case, spaces, ``-``, ``/`` and ``_`` ignored), ``$$`` starts a
-comment. A file whose first Y disagrees with its ``##FIRSTY`` beyond one unit of YFACTOR is read with a
-warning, as the test-disk file ``jtpolysd.jdx`` needs (its YFACTOR is mistyped).
+comment. A file whose first Y disagrees with its ``##FIRSTY`` by more than one unit of YFACTOR (or a
+thousandth of the largest Y, if that is less) is read with a warning, as the test-disk file ``jtpolysd.jdx``
+needs (its YFACTOR is mistyped).
 
 References
 ----------
@@ -289,7 +290,7 @@ def _checked_first_y(s: JcampSpectrum, name: str) -> JcampSpectrum:
     if "FIRSTY" not in s.labels or not s.y.size:
         return s
     first_y = _number(s.labels, "FIRSTY", name, s.line)
-    tolerance = abs(_number(s.labels, "YFACTOR", name, s.line, 1.0)) + 1e-6 * abs(first_y)
+    tolerance = min(abs(_number(s.labels, "YFACTOR", name, s.line, 1.0)), 1e-3 * np.abs(s.y).max())
     if abs(s.y[0] - first_y) <= tolerance:
         return s
     return JcampSpectrum(s.x, s.y, s.labels, s.line, (
