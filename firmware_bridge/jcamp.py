@@ -129,7 +129,11 @@ def _tokens(line: str, number: int, name: str) -> list[tuple[str, float]]:
             raise SpectrumFileError(f"{name}: line {number}: a missing value '?'; the device needs every point.")
         digits = t[1:]
         if c in "+-.0123456789":
-            out.append(("abs", float(t)))
+            try:
+                out.append(("abs", float(t)))
+            except ValueError:  # a sign or a point alone
+                raise SpectrumFileError(f"{name}: line {number}: {t!r} at column {m.start() + 1} is not a "
+                                        "number.") from None
         elif c in _DUP:
             if digits and not digits.isdigit():
                 raise SpectrumFileError(f"{name}: line {number}: DUP count {t!r} is not a whole number.")

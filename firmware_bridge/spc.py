@@ -85,7 +85,8 @@ def _y_values(data: bytes, offset: int, points: int, exponent: int, flags: int, 
         dtype, scale = "<i4", 2.0 ** (exponent - 32)
     size = points * np.dtype(dtype).itemsize
     _need(data, offset, size, f"subfile {index}'s {points} Y values", name)
-    y = np.frombuffer(data, dtype=dtype, count=points, offset=offset).astype(np.float64) * scale
+    with np.errstate(invalid="ignore"):  # a NaN's bits in the file: reported below
+        y = np.frombuffer(data, dtype=dtype, count=points, offset=offset).astype(np.float64) * scale
     if not np.all(np.isfinite(y)):
         bad = int(np.flatnonzero(~np.isfinite(y))[0])
         raise SpectrumFileError(f"{name}: byte {offset + bad * np.dtype(dtype).itemsize}: subfile {index}'s Y "
@@ -151,7 +152,8 @@ def read_spc(data: bytes, name: str = "<data>") -> SpcFile:
     offset = HEADER_BYTES
     if flags & TXVALS:
         _need(data, offset, 4 * npts, f"the X array of {npts} float32 values", name)
-        x = np.frombuffer(data, dtype="<f4", count=npts, offset=offset).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a NaN's bits in the file: reported below
+            x = np.frombuffer(data, dtype="<f4", count=npts, offset=offset).astype(np.float64)
         offset += 4 * npts
     else:
         x = np.linspace(first, last, npts)
