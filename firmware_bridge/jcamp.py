@@ -192,8 +192,8 @@ def _xpp_yy(lines, labels: dict, name: str, line: int) -> tuple[np.ndarray, np.n
             index -= 1
             if values[0] != y[-1]:
                 raise SpectrumFileError(
-                    f"{name}: line {number}: DIF Y-check failed: the line starts with {values[0]:g}, but line "
-                    f"{number - 1} ends with {y[-1]:g}; the compressed data are corrupt.")
+                    f"{name}: line {number}: DIF Y-check failed: the line starts with {values[0]:.10g}, but line "
+                    f"{number - 1} ends with {y[-1]:.10g}; the compressed data are corrupt.")
             values = values[1:]
         expected = first + index * step
         if abs(x_line - expected) > 0.5 * abs(step) + 1e-9 * max(abs(first), abs(last)):

@@ -107,7 +107,8 @@ def test_one_byte_changed_fails_the_dif_y_check_naming_the_line():
     read_jcamp(bytes(data))  # unchanged: every Y-check passes
     at = data.index(b"M56289")  # a DIF difference on file line 22
     data[at + 1] = ord("7")
-    with pytest.raises(bridge_errors.SpectrumFileError, match=r"f.jdx: line 23: DIF Y-check failed: .*line 22 ends"):
+    with pytest.raises(bridge_errors.SpectrumFileError, match=r"f.jdx: line 23: DIF Y-check failed: the line starts "
+                                                              r"with 418228023, but line 22 ends with 418248023"):
         read_jcamp(bytes(data), "f.jdx")
 
 
@@ -258,6 +259,19 @@ def test_write_jcamp_keeps_records_and_order():
     assert first.labels["TITLE"] == "one" and first.labels["$RECORDID"] == "7" and second.labels["TITLE"] == "two"
     np.testing.assert_array_equal(second.y, [4.0, 5.0, 6.5])
     assert first.line == 5 and second.line > first.line
+
+
+def test_fit_reads_jcamp_and_spc_in_class_folders(tmp_path):
+    from trainer.data.dataset import load_dataset
+
+    for cls, files in {"A": [("jcamp", "tannic_acid.jdx"), ("spc", "PST10_iR532_Probe_100_3000msx7.spc")],
+                       "B": [("spc", "Witec_timeseries3x_SPC_Data_1.spc")]}.items():
+        (tmp_path / cls).mkdir()
+        for kind, name in files:
+            (tmp_path / cls / name).write_bytes(_file(kind, name).read_bytes())
+    data = load_dataset(tmp_path)
+    assert data.class_names == ("A", "B") and list(data.y) == [0, 0, 1, 1, 1]
+    assert data.axis.start >= 175 and data.axis.stop <= 2854.713
 
 
 def test_classify_reads_jcamp_and_spc_and_says_when_the_axis_does_not_fit(shipped_bundle, capsys):
