@@ -95,7 +95,6 @@ def _y_values(data: bytes, offset: int, points: int, exponent: int, flags: int, 
 
 
 def _log(data: bytes, offset: int, name: str) -> dict:
-    _need(data, offset, LOG_HEADER_BYTES, "the log block's header", name)
     size, _, text_offset = struct.unpack_from("<iii", data, offset)
     if text_offset <= 0 or size <= text_offset:
         return {}
@@ -169,5 +168,8 @@ def read_spc(data: bytes, name: str = "<data>") -> SpcFile:
         y, offset = _y_values(data, offset + SUBHEADER_BYTES, npts, exponent, flags, index, name)
         rows.append(y)
         z.append(time)
+    if log_offset and not HEADER_BYTES <= log_offset <= len(data) - LOG_HEADER_BYTES:
+        raise SpectrumFileError(f"{name}: byte 248: the log block's offset flogoff = {log_offset} is outside the "
+                                f"file ({len(data)} bytes); the file is corrupt.")
     log = _log(data, log_offset, name) if log_offset else {}
     return SpcFile(x, np.array(rows), np.array(z, dtype=np.float64), fxtype, fytype, fexper, log)

@@ -195,8 +195,10 @@ def _spc_with(name: str, **bytes_at) -> bytes:
     (lambda: _spc_with("raman_atacamit.spc", b1=0x20), r"byte 1: version 0x20 is not that of an SPC file"),
     (lambda: _spc_with("raman_atacamit.spc", b0=0x40), r"byte 0: each subfile has its own X array \(flag TXYXYS\)"),
     (lambda: _spc_with("raman_atacamit.spc", b7=0x7F), r"byte 4: fnpts = .* points is not from 1 to"),
+    (lambda: _spc_with("raman_atacamit.spc", b251=0x80), r"byte 248: the log block's offset flogoff = -2147483648 is "
+                                                         r"outside the file \(2780 bytes\)"),
 ], ids=["truncated-data", "truncated-header", "truncated-subfile", "old-format", "big-endian", "not-spc", "txyxys",
-        "fnpts"])
+        "fnpts", "log-offset"])
 def test_malformed_spc_names_the_byte_offset(data, words):
     with pytest.raises(bridge_errors.SpectrumFileError, match=words):
         read_spc(data(), "f.spc")
