@@ -9,10 +9,14 @@ TARGET ?= trixie-aarch64
 .PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer board-test \
     unit-test clean
 
+# An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
+# so it builds only without build isolation.
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$*]"
+	case ",$*," in *,test,*) $(PY) -m pip install --quiet setuptools && \
+	    $(PY) -m pip install --quiet --no-build-isolation "spc-spectra==0.4.0";; esac
 	touch $@
 
 # The whole loop: a simulated spectrometer on a pty, the service on it with the shipped model,

@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``raman-device`` command line: one subcommand per task."""
     p = argparse.ArgumentParser(prog="raman-device", description="Raman spectrum classification on the device.")
     sub = p.add_subparsers(dest="command", required=True)
-    c = add_subcommand(sub, "classify", help="classify spectrum files (two-column text/CSV or .npz with X/wavenumber)")
+    c = add_subcommand(sub, "classify", help="classify spectrum files (two-column text/CSV, .npz with X/wavenumber, "
+                                              "JCAMP-DX, SPC)")
     c.add_argument("--model", required=True, help="model bundle directory")
     c.add_argument("--backend", choices=BACKENDS, default="numpy", help="inference backend (default numpy)")
     c.add_argument("--format", choices=("json", "table"), default="json",
@@ -233,10 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)
-    x = add_subcommand(sub, "export", help="export recorded spectra as training data (csv or npz)")
+    x = add_subcommand(sub, "export", help="export recorded spectra as training data (csv, npz or JCAMP-DX)")
     _record_filters(x)
     x.add_argument("--model", required=True, help="bundle whose axis the spectra are resampled onto")
-    x.add_argument("--format", choices=("csv", "npz"), required=True)
+    x.add_argument("--format", choices=("csv", "npz", "jcamp"), required=True,
+                   help="csv: wide table; npz: X, y, wavenumber, class_names; jcamp: JCAMP-DX 5.01, one block per "
+                        "spectrum titled with its label")
     x.add_argument("--out", required=True, help="file to write (an existing one only with --force)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.set_defaults(func=cmd_export)

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
+
+from firmware_bridge.errors import SpectrumFileWarning
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -42,15 +45,27 @@ def refuse_existing(path, force: bool, option: str = "--out") -> None:
         raise OutputExistsError(f"{path} already exists; give --force to replace it, or choose another {option}")
 
 
+def _one_line_for_spectrum_files(show):
+    """``show`` (a ``warnings.showwarning``), but a spectrum file's warning is one ``warning: ...`` line."""
+    def show_warning(message, category, *where):
+        if issubclass(category, SpectrumFileWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *where)
+    return show_warning
+
+
 def run(func, args, errors: tuple, interrupted: str = "interrupted") -> int:
     """``func(args)``, its exit status; expected errors become one message.
 
     An exception of ``errors`` (or :class:`OutputExistsError`) prints ``error: ...`` and returns 2;
-    Ctrl-C returns 130.
+    Ctrl-C returns 130. A :class:`~firmware_bridge.errors.SpectrumFileWarning` prints ``warning: ...``.
     """
     errors = (*errors, OutputExistsError)
     try:
-        return func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_for_spectrum_files(warnings.showwarning)
+            return func(args)
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head` (before OSError)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

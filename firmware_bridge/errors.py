@@ -59,3 +59,7 @@ class CalibrationError(BridgeError, ValueError):
 
 class SpectrumFileError(BridgeError, ValueError):
     """A spectrum file cannot be read or parsed."""
+
+
+class SpectrumFileWarning(UserWarning):
+    """A spectrum file was read past an inconsistency it states (e.g. a JCAMP-DX ``##FIRSTY`` off the data)."""

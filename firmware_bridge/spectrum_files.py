@@ -1,4 +1,4 @@
-"""Reading spectrum files: two-column text/CSV and NumPy ``.npz``, into arrays.
+"""Reading spectrum files: two-column text/CSV, NumPy ``.npz``, JCAMP-DX and Galactic SPC, into arrays.
 
 The one reader of spectrum files: the device runtime makes its spectra of what it returns, and the
 simulators their scenes.
@@ -11,15 +11,27 @@ UTF-16 or UTF-32 with a byte-order mark (as some Windows programs save "Unicode"
 
 ``.npz`` files hold ``X`` (one spectrum of shape (N,) or several of shape (n, N)) and ``wavenumber``
 of shape (N,), and are read with ``allow_pickle=False``.
+
+JCAMP-DX files (``.jdx``, ``.dx``, ``.jcamp``, or any file starting ``##TITLE=``) are decoded by
+:mod:`firmware_bridge.jcamp`, one spectrum per data block; Galactic SPC files (``.spc``) by
+:mod:`firmware_bridge.spc`, one spectrum per subfile. Their X axis must be in cm-1: JCAMP ``##XUNITS=1/CM``,
+SPC ``fxtype`` 13 (Raman shift) or 1 (wavenumber, which many Raman programs write). It is returned as the
+Raman shift it is, without conversion. Refused with a message: another unit (nanometres need the laser line,
+which these files do not carry in a standard field), and a file that says it holds another technique's
+spectrum (JCAMP ``##DATA TYPE=INFRARED SPECTRUM``, SPC ``fexper`` of NIR, UV-VIS, NMR, ...), whose
+wavenumbers are not Raman shifts. Read with a :class:`~firmware_bridge.errors.SpectrumFileWarning`: a JCAMP
+block whose first Y disagrees with its ``##FIRSTY``.
 """
 from __future__ import annotations
 
 import codecs
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from firmware_bridge.errors import SpectrumFileError
+from firmware_bridge import jcamp, spc
+from firmware_bridge.errors import SpectrumFileError, SpectrumFileWarning
 
 #: Largest spectrum file read, and largest total its .npz arrays may unpack to, bytes; a spectrum is a few
 #: tens of kB.
@@ -29,6 +41,15 @@ MAX_TEXT_BYTES = 2 * 1024 * 1024
 #: Most memory the spectra of one .npz file may take, bytes (the 6,978 spectra of the SERS data set: 175 MB).
 MAX_NPZ_SPECTRA_BYTES = 256 * 1024 * 1024
 #: Byte-order marks of UTF-32 and UTF-16, and their codecs; UTF-32 first (its LE mark begins with UTF-16's).
+#: Largest JCAMP-DX file parsed, bytes (some 400 spectra of 1,500 points as ``raman-device export`` writes them).
+MAX_JCAMP_BYTES = 16 * 1024 * 1024
+#: File name endings read as JCAMP-DX, and as SPC.
+JCAMP_SUFFIXES = (".jdx", ".dx", ".jcamp")
+SPC_SUFFIXES = (".spc",)
+#: JCAMP ``##XUNITS`` values of cm-1 (the standard's, and two that writers use), spaces removed.
+JCAMP_CM1 = ("1/CM", "CM-1", "CM^-1")
+#: SPC ``fexper`` codes whose cm-1 axis may be a Raman shift: general, FT-IR/NIR/Raman, Raman.
+SPC_RAMAN_EXPERIMENTS = (0, 4, 11)
 BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
         (codecs.BOM_UTF16_BE, "utf-16"))
 
@@ -43,9 +64,10 @@ def read_spectrum_file(path) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     Returns
     -------
     list of (shift, intensity, meta)
-        One for a text file; one per row of ``X`` for ``.npz``. ``shift`` (cm-1) and ``intensity`` have
-        shape (N,), unchecked beyond the format; ``meta`` holds ``source`` (the path) and, for ``.npz``,
-        ``index``.
+        One for a text file; one per row of ``X`` for ``.npz``, per data block of a JCAMP-DX file and per
+        subfile of an SPC file. ``shift`` (cm-1) and ``intensity`` have shape (N,), unchecked beyond the
+        format; ``meta`` holds ``source`` (the path) and, for files of several spectra, ``index`` (from 0);
+        JCAMP-DX adds ``title``, a multi-spectrum SPC ``z`` (the subfile's Z value).
 
     Raises
     ------
@@ -63,9 +85,15 @@ def read_spectrum_file(path) -> list[tuple[np.ndarray, np.ndarray, dict]]:
         raise SpectrumFileError(f"{path}: {size} bytes is too large for a spectrum file "
                                 f"(limit {MAX_FILE_BYTES}); is it the right file?")
     try:
-        if path.suffix.lower() == ".npz":
+        suffix = path.suffix.lower()
+        if suffix == ".npz":
             return _read_npz(path)
-        return [(*parse_two_columns(path.read_bytes(), str(path)), {"source": str(path)})]
+        if suffix in SPC_SUFFIXES:
+            return _read_spc(path.read_bytes(), str(path))
+        data = path.read_bytes()
+        if suffix in JCAMP_SUFFIXES or data.lstrip()[:8].upper() == b"##TITLE=":
+            return _read_jcamp(data, str(path))
+        return [(*parse_two_columns(data, str(path)), {"source": str(path)})]
     except OSError as exc:
         raise SpectrumFileError(f"{path}: cannot read ({exc.strerror or exc}).") from None
 
@@ -103,6 +131,52 @@ def _read_npz(path: Path) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     if X.ndim == 1:
         return [(wn, X, {"source": str(path)})]
     return [(wn, row, {"source": str(path), "index": i}) for i, row in enumerate(X)]
+
+
+def _numbered(spectra: list[tuple[np.ndarray, np.ndarray, dict]]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """``spectra`` with ``index`` in each ``meta`` when there are several."""
+    if len(spectra) > 1:
+        for i, (_, _, meta) in enumerate(spectra):
+            meta["index"] = i
+    return spectra
+
+
+def _read_jcamp(data: bytes, name: str) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    if len(data) > MAX_JCAMP_BYTES:
+        raise SpectrumFileError(f"{name}: {len(data)} bytes is too large for a JCAMP-DX file "
+                                f"(limit {MAX_JCAMP_BYTES}); split it.")
+    out = []
+    for s in jcamp.read_jcamp(data, name):
+        where = f"{name}: the block at line {s.line}"
+        kind = s.labels.get("DATATYPE", "")
+        if kind and "RAMAN" not in kind.upper():
+            raise SpectrumFileError(f"{where} is ##DATA TYPE={kind}, not a Raman spectrum; its wavenumbers "
+                                    "are not Raman shifts, so the device cannot use it.")
+        unit = s.labels.get("XUNITS", "")
+        if unit.replace(" ", "").upper() not in JCAMP_CM1:
+            raise SpectrumFileError(f"{where} has its X axis in {unit or 'no stated unit'} (##XUNITS); the device "
+                                    "reads Raman shift in cm-1 (##XUNITS=1/CM): export the spectrum on a "
+                                    "Raman-shift axis.")
+        for message in s.warnings:
+            warnings.warn(message, SpectrumFileWarning, stacklevel=4)
+        out.append((s.x, s.y, {"source": name, "title": s.labels.get("TITLE", "")}))
+    return _numbered(out)
+
+
+def _read_spc(data: bytes, name: str) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    f = spc.read_spc(data, name)
+    what = spc.X_TYPES.get(f.fxtype, f"code {f.fxtype}")
+    if f.fxtype not in (1, 13):
+        raise SpectrumFileError(f"{name}: byte 28: the X axis is {what} (fxtype); the device reads Raman shift in "
+                                "cm-1 (fxtype 13): export the spectrum on a Raman-shift axis.")
+    if f.fxtype == 1 and f.fexper not in SPC_RAMAN_EXPERIMENTS:
+        kind = spc.EXPERIMENTS.get(f.fexper, f"code {f.fexper}")
+        raise SpectrumFileError(f"{name}: byte 2: the file holds a {kind} spectrum (fexper {f.fexper}) on a "
+                                "wavenumber axis, not a Raman spectrum; its wavenumbers are not Raman shifts, so "
+                                "the device cannot use it.")
+    if len(f.y) == 1:
+        return [(f.x, f.y[0], {"source": name})]
+    return _numbered([(f.x, row, {"source": name, "z": float(z)}) for row, z in zip(f.y, f.z)])
 
 
 def _delimiter(line: str):

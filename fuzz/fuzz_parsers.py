@@ -214,10 +214,11 @@ class Control:
 
 
 class Readers:
-    """The first byte picks what the rest is: a .csv, .txt or .npz file, or one entry of a valid .npz file.
+    """The first byte picks what the rest is: a .csv, .txt, .npz, .jdx or .spc file, or one entry of an .npz file.
 
     0 a .csv file, 1 a .txt file, 2 an .npz file, 3 one entry of a valid .npz file (next byte: X or
-    wavenumber; then its .npy bytes).
+    wavenumber; then its .npy bytes), 4 a JCAMP-DX file, 5 an SPC file (seeded with the sample files in
+    ``shared/datasets/formats`` when they are there).
     """
 
     def __init__(self):
@@ -241,14 +242,21 @@ class Readers:
     def seeds(self) -> list[bytes]:
         csv = next(SHIPPED.glob("examples/*/*.CSV")).read_bytes()
         text = b"# a\nshift;counts\n500,0;1,5\n501,5;2\n502;3,25\n"
-        return [b"\0" + csv, b"\1" + text, b"\2" + _zip(self.entries)] + [
+        from firmware_bridge.jcamp import write_jcamp
+
+        jdx = write_jcamp([([500.0, 501.5, 503.0], [1.0, 2.5, 3.0], {}), ([500.0, 502.0, 504.0], [4.0, 5.0, 6.0], {})],
+                          "seed")
+        samples = ROOT.parent / "shared" / "datasets" / "formats"
+        files = [b"\4" + p.read_bytes() for p in sorted(samples.glob("jcamp/*.jdx"))] + [
+            b"\5" + p.read_bytes() for p in sorted(samples.glob("spc/*.spc"))]
+        return [b"\0" + csv, b"\1" + text, b"\2" + _zip(self.entries), b"\4" + jdx, *files] + [
             b"\3" + bytes([i]) + member for i, member in enumerate(self.entries.values())]
 
     def __call__(self, data: bytes) -> None:
-        mode, content = (data[0] % 4, data[1:]) if data else (0, b"")
+        mode, content = (data[0] % 6, data[1:]) if data else (0, b"")
         if mode == 3:
             content = _zip(self.entries, content[0] % 2 if content else 0, content[1:])
-        path = self.dir / ("case.csv", "case.txt", "case.npz", "case.npz")[mode]
+        path = self.dir / ("case.csv", "case.txt", "case.npz", "case.npz", "case.jdx", "case.spc")[mode]
         path.write_bytes(content)
         try:
             spectra = WATCH.run(self.read, path, allowed=FILES_ONLY)

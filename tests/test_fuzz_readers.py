@@ -1,6 +1,7 @@
 """Fuzz tests of the spectrum-file readers: random, mutated and type-confused files.
 
-The reader is firmware_bridge.spectrum_files; device.inference.readers builds spectra on it.
+The reader is firmware_bridge.spectrum_files (with firmware_bridge.jcamp and firmware_bridge.spc for JCAMP-DX
+and SPC); device.inference.readers builds spectra on it.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATASETS
 from fuzzing import DTYPES, MUTATIONS, NO_UNPICKLING, SHIPPED, WATCH, Payload, fuzz_settings, mutate, npz_bytes, zip_npz
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -18,6 +20,8 @@ from device.inference.readers import read_spectra
 from device.inference.spectrum import Spectrum
 from firmware_bridge import errors as bridge_errors
 from firmware_bridge import spectrum_files
+from firmware_bridge.jcamp import read_jcamp, write_jcamp
+from firmware_bridge.spc import read_spc
 from firmware_bridge.spectrum_files import parse_two_columns
 
 pytestmark = pytest.mark.device  # needs only the device extra
@@ -36,7 +40,19 @@ def _spectra_or_error(path: Path):
 
 
 VALID_NPZ = npz_bytes(X=np.random.default_rng(0).normal(size=(2, 50)), wavenumber=np.linspace(400, 1800, 50))
-SUFFIXES = [".csv", ".CSV", ".txt", ".dat", ".npz"]
+SUFFIXES = [".csv", ".CSV", ".txt", ".dat", ".npz", ".jdx", ".spc"]
+#: Real JCAMP-DX files of every compressed form (DIFDUP, SQZ+DUP cut to its first 3 kB of data, DIF+DUP),
+#: and SPC files of every layout read (even X with integer Y, TXVALS, TMULTI with a log block).
+JCAMP_SAMPLES = ["jtpolysd.jdx", "dupinc1.jdx", "tannic_acid.jdx"]
+SPC_SAMPLES = ["raman_atacamit.spc", "PST_WITEcAlpha532_100x_075_10000ms_000_Spec.Data_1.spc",
+               "Witec_timeseries3x_SPC_Data_1.spc", "PST_Reflex532_Z050_010_10000msx2.spc"]
+
+
+def _sample(kind: str, name: str) -> bytes:
+    path = DATASETS / "formats" / kind / name
+    if not path.exists():
+        pytest.skip(f"sample file not found at {path}; set RAMAN_EDGE_DATASETS to the datasets folder")
+    return path.read_bytes()
 
 
 @fuzz_settings(300)
@@ -98,6 +114,74 @@ def test_two_column_text_round_trip(columns, sep, decimal_comma, number_format, 
     rtol = 0 if number_format == "{!r}" else 1e-5
     np.testing.assert_allclose(x, columns[0], rtol=rtol)
     np.testing.assert_allclose(y, columns[1], rtol=rtol)
+
+
+@fuzz_settings(300)
+@given(st.sampled_from(["(X++(Y..Y))", "(XY..XY)"]),
+       st.text(alphabet="0123456789.,; \n+-eE?@ABIabiJKRjkr%STZs$#=", max_size=300))
+def test_read_jcamp_random_tables(form, table):
+    data = f"##TITLE=fuzz\n##FIRSTX=100\n##LASTX=200\n##NPOINTS=11\n##XYDATA={form}\n{table}\n##END=\n"
+    try:
+        spectra = read_jcamp(data.encode(), "fuzz.jdx")
+    except bridge_errors.SpectrumFileError:
+        return
+    for s in spectra:
+        assert s.x.dtype == s.y.dtype == np.float64 and s.x.shape == s.y.shape and s.x.ndim == 1
+
+
+@fuzz_settings(150)
+@given(st.sampled_from(JCAMP_SAMPLES), MUTATIONS)
+def test_read_jcamp_mutated_files(name, ops):
+    data = _sample("jcamp", name)
+    try:
+        spectra = read_jcamp(mutate(data, ops), name)
+    except bridge_errors.SpectrumFileError:
+        return
+    assert spectra and all(s.x.shape == s.y.shape for s in spectra)
+
+
+@fuzz_settings(150)
+@given(st.sampled_from(SPC_SAMPLES), MUTATIONS)
+def test_read_spc_mutated_files(name, ops):
+    data = _sample("spc", name)
+    try:
+        f = read_spc(mutate(data, ops), name)
+    except bridge_errors.SpectrumFileError:
+        return
+    assert f.y.ndim == 2 and f.y.shape[1] == f.x.size and f.z.size == f.y.shape[0]
+
+
+@fuzz_settings(150)
+@given(st.binary(min_size=0, max_size=2000), st.sampled_from([0x00, 0x80, 0x94, 0x95, 0x05]))
+def test_read_spc_random_bytes_behind_a_header_mark(data, flags):
+    try:
+        f = read_spc(bytes([flags, 0x4B]) + data, "fuzz.spc")
+    except bridge_errors.SpectrumFileError:
+        return
+    assert np.all(np.isfinite(f.y)) and np.all(np.isfinite(f.x))
+
+
+@fuzz_settings(100)
+@given(st.sampled_from(JCAMP_SAMPLES + SPC_SAMPLES), MUTATIONS)
+@pytest.mark.slow
+def test_read_spectra_mutated_jcamp_and_spc(tmp_path, name, ops):
+    kind = "spc" if name.endswith(".spc") else "jcamp"
+    path = tmp_path / name
+    path.write_bytes(mutate(_sample(kind, name), ops))
+    _spectra_or_error(path)
+
+
+@fuzz_settings(150)
+@given(st.lists(st.integers(3, 40).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n), st.lists(st.floats(-1e300, 1e300), min_size=n,
+                                                                      max_size=n))), min_size=1, max_size=3))
+def test_jcamp_write_read_round_trip(blocks):
+    data = write_jcamp([(x, y, {}) for x, y in blocks], "round trip")
+    spectra = read_jcamp(data, "round-trip.jdx")
+    assert len(spectra) == len(blocks)
+    for s, (x, y) in zip(spectra, blocks):
+        np.testing.assert_array_equal(s.x, x)
+        np.testing.assert_array_equal(s.y, y)
 
 
 @pytest.mark.parametrize("key", ["X", "wavenumber"])

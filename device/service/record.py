@@ -21,6 +21,7 @@ import numpy as np
 from device.errors import RamanEdgeError
 from device.fileio import write_replacing
 from device.inference.verdict import UNCERTAIN, UNKNOWN
+from firmware_bridge.jcamp import write_jcamp
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -83,6 +84,11 @@ def _blob(a):
 
 def _array(b):
     return None if b is None else np.frombuffer(b, dtype="<f8").copy()
+
+
+def _jcamp_date(t: float) -> str:
+    """Seconds since the epoch -> a JCAMP-DX ``##LONG DATE`` (``2026/11/22 14:30:05``, UTC)."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y/%m/%d %H:%M:%S")
 
 
 def storage_problem(directory: Path, reserve_bytes: float) -> str | None:
@@ -208,7 +214,9 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
     Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
     are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
-    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``. The label is the verdict: review
+    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jcamp``: JCAMP-DX 5.01, one
+    ``(XY..XY)`` block per spectrum titled with its label (with ``##LONG DATE`` and ``##$RECORD ID``), in a
+    ``##DATA TYPE=LINK`` compound file when there are several. The label is the verdict: review
     it before training on it. The file is written whole or not at all. Returns the number of spectra
     written.
 
@@ -259,7 +267,11 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
         for label, row in zip(labels, rows):
             text.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
         text.flush()
+    elif fmt == "jcamp":
+        blocks = [(axis.values, row, {"TITLE": label, "LONG DATE": _jcamp_date(t), "$RECORD ID": i})
+                  for label, row, t, i in zip(labels, rows, times, ids)]
+        buffer.write(write_jcamp(blocks, title=f"raman-edge export, {len(blocks)} spectra"))
     else:
-        raise ValueError(f"export format is csv or npz, not {fmt!r}")
+        raise ValueError(f"export format is csv, npz or jcamp, not {fmt!r}")
     write_replacing(path, buffer.getvalue())
     return len(rows)
