@@ -325,11 +325,14 @@ class UnitTest:
         out = self.c.run("journalctl", "--lines=0", "--show-cursor", "--no-pager").stdout
         return out.split("-- cursor: ", 1)[1].strip()
 
+    def journal_entries(self, cursor: str, *matches: str) -> list[dict]:
+        """The journal's entries (every field) for ``matches`` after ``cursor`` whose message is text."""
+        out = self.c.run("journalctl", "--no-pager", "--output=json", f"--after-cursor={cursor}", *matches).stdout
+        return [e for e in map(json.loads, out.splitlines()) if isinstance(e.get("MESSAGE"), str)]
+
     def journal_times(self, cursor: str, *matches: str) -> list[tuple[float, str]]:
         """(time, message) of the journal entries for ``matches`` after ``cursor``; time in s since the epoch."""
-        out = self.c.run("journalctl", "--no-pager", "--output=json", f"--after-cursor={cursor}", *matches).stdout
-        entries = [json.loads(line) for line in out.splitlines()]
-        return [(int(e["__REALTIME_TIMESTAMP"]) / 1e6, e["MESSAGE"]) for e in entries if isinstance(e["MESSAGE"], str)]
+        return [(int(e["__REALTIME_TIMESTAMP"]) / 1e6, e["MESSAGE"]) for e in self.journal_entries(cursor, *matches)]
 
     def wait_journal(self, cursor: str, text: str, timeout: float = 10.0) -> list[str]:
         """The service's journal lines after ``cursor`` with ``text``, waited for; the failure shows the journal."""
@@ -614,9 +617,7 @@ class UnitTest:
         s = self.show(SERVICE, "ActiveState", "SubState", "Result", "ExecMainStatus", "NRestarts")
 
         def written():  # the service's own output (not systemd's lines about it), once its last line is in
-            out = self.c.run("journalctl", "--no-pager", "--output=json", f"--after-cursor={cursor}").stdout
-            lines = [e["MESSAGE"] for e in map(json.loads, out.splitlines())
-                     if e.get("SYSLOG_IDENTIFIER") == "raman-device" and isinstance(e.get("MESSAGE"), str)]
+            lines = [e["MESSAGE"] for e in self.journal_entries(cursor) if e.get("SYSLOG_IDENTIFIER") == "raman-device"]
             return any(line.startswith("error:") for line in lines) and lines
 
         return started, s, wait_for(written, "the service's error line in the journal", 10)
