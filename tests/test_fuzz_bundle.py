@@ -239,7 +239,7 @@ def test_npz_object_array_in_a_bundle_is_never_unpickled(workdir):
 
 @pytest.mark.parametrize("edit, words", [
     (lambda c: c["files"].update({"a" * 300: {"sha256": "0"}}), "cannot be read"),  # OSError before the fix
-    (lambda c: c["files"].update({"/etc/hostname": {"sha256": "0"}}), "not a file inside the bundle"),
+    (lambda c: c["files"].update({"/etc/hostname": {"sha256": "0"}}), "not a file inside the directory"),
     (lambda c: c["files"].update({"../sers-pesticides/model.npz": {"sha256": "0"}}), "not a file inside"),
     (lambda c: c.update(examples=5), "examples"),  # TypeError when the service read the examples
     (lambda c: c.update(examples=[{"file": [1], "label": "x"}]), "examples"),

@@ -29,22 +29,19 @@ preprocessing step this release does not know is refused by name, with the versi
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from device.errors import BundleError
-from device.fileio import publish_directory, sha256_file, write_synced
 from device.inference.convnet import Conv, ConvNet, MaxPool, from_arrays, to_arrays
 from device.inference.features import FEATURE_NAMES
 from device.inference.inputs import NORMALISATIONS, Standardizer, as_chain, network_inputs
 from device.inference.network import ACTIVATIONS, Dense, DenseNet
 from device.inference.ood import OODDetector
 from device.inference.preprocess import STEPS, Chain, UnknownStepError
+from device.inference.sealed import read_arrays, read_card, verify_files, write_sealed
 from device.inference.spectrum import Axis
 from device.inference.validation import MAX_AXIS_POINTS
 
@@ -187,83 +184,22 @@ def load_bundle(path) -> ModelBundle:
         card, the schema version is unknown, or the weights are inconsistent.
     """
     path = Path(path)
-    if not path.is_dir():
-        raise _fail(path, "not found or not a directory",
-                    "pass the directory that holds model.json, model.npz and model.tflite")
-    card_path = path / CARD_FILE
-    if not card_path.is_file():
-        raise _fail(path, f"{CARD_FILE} is missing")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise _fail(path, f"{CARD_FILE} cannot be read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _fail(path, f"{CARD_FILE} is not valid JSON ({exc})") from None
-    except (ValueError, RecursionError):  # a number of thousands of digits, nesting thousands deep
-        raise _fail(path, f"{CARD_FILE} holds a number of thousands of digits or nesting thousands deep") from None
-    if not isinstance(card, dict):
-        raise _fail(path, f"{CARD_FILE} does not hold a JSON object")
+
+    def fail(problem: str, remedy: str | None = None) -> BundleError:
+        return _fail(path, problem, *([remedy] if remedy else []))
+
+    card = read_card(path, CARD_FILE, fail, "pass the directory that holds model.json, model.npz and model.tflite")
     version = card.get("schema_version")
     if version != SCHEMA_VERSION:
         raise _fail(path, f"unknown bundle schema version {version!r} (this raman-edge reads {SCHEMA_VERSION})",
                     "use the raman-edge release that wrote it, or re-export it with this one")
-    files = card.get("files")
-    if not isinstance(files, dict) or NPZ_FILE not in files or TFLITE_FILE not in files:
-        raise _fail(path, f"the card does not list {NPZ_FILE} and {TFLITE_FILE} with their hashes")
-    for rel, entry in files.items():
-        inside = PurePosixPath(rel)
-        if not rel or inside.is_absolute() or ".." in inside.parts:
-            raise _fail(path, f"{CARD_FILE} lists {rel[:100]!r}, which is not a file inside the bundle")
-        target = path / rel
-        try:
-            if not target.is_file():
-                raise _fail(path, f"{rel} is missing")
-            digest = sha256_file(target)
-        except OSError as exc:
-            raise _fail(path, f"{rel[:100]} cannot be read ({exc.strerror or exc})") from None
-        expected = entry.get("sha256") if isinstance(entry, dict) else None
-        if digest != expected:
-            raise _fail(path, f"{rel} does not match its SHA-256 in {CARD_FILE}: it is corrupt or was modified")
+    files = verify_files(path, card, CARD_FILE, (NPZ_FILE, TFLITE_FILE), fail)
     examples = card.get("examples", [])
     if not isinstance(examples, list) or not all(
             isinstance(e, dict) and isinstance(e.get("label"), str) and isinstance(e.get("file"), str)
             and e["file"] in files for e in examples):
         raise _fail(path, f"the examples in {CARD_FILE} must each name a listed file and its expected label")
-    for found in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = found.relative_to(path).as_posix()
-        if rel != CARD_FILE and rel not in files:
-            raise _fail(path, f"{rel} is not listed in {CARD_FILE}",
-                        "bundles are verified whole: remove the file or re-export the bundle")
-    return _read_npz(path, card)
-
-
-def _is_text(a: np.ndarray) -> bool:
-    """True for a Unicode array that UTF-8 can encode: no surrogates, no code point beyond U+10FFFF."""
-    if a.dtype.kind != "U":
-        return False
-    codes = np.frombuffer(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes(), "<u4")
-    return not ((codes > 0x10FFFF) | ((codes >= 0xD800) & (codes <= 0xDFFF))).any()
-
-
-def _read_npz(path: Path, card: dict) -> ModelBundle:
-    try:
-        with np.load(path / NPZ_FILE, allow_pickle=False) as z:
-            unpacked = sum(info.file_size for info in z.zip.infolist())
-            if unpacked > MAX_NPZ_BYTES:
-                raise _fail(path, f"{NPZ_FILE} unpacks to {unpacked} bytes, more than any model ({MAX_NPZ_BYTES})")
-            arrays = {k: z[k] for k in z.files}
-    except BundleError:
-        raise
-    except Exception as exc:  # np.load raises many types for damaged archives
-        raise _fail(path, f"{NPZ_FILE} cannot be read ({exc})") from None
-    raw = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]  # entries without the .npy header
-    if raw:
-        raise _fail(path, f"{NPZ_FILE} entry {raw[0]!r} is not a NumPy array")
-    bad = [k for k, a in arrays.items()
-           if not (_is_text(a) if k in TEXT_ENTRIES else a.dtype.kind in "iuf" and np.isfinite(a).all())]
-    if bad:
-        what = "text" if bad[0] in TEXT_ENTRIES else "finite numbers"
-        raise _fail(path, f"{NPZ_FILE} entry {bad[0]!r} does not hold {what}")
+    arrays = read_arrays(path, NPZ_FILE, TEXT_ENTRIES, MAX_NPZ_BYTES, fail)
     bundle = _network_bundle(path, card, arrays)
     if "ood.threshold" not in arrays:
         return bundle
@@ -545,26 +481,12 @@ def write_bundle(path, *, name: str, class_names, axis: Axis, tflite: bytes, car
             arrays[f"layer{i}_bias"] = np.asarray(layer.bias, np.float32)
     if ood is not None:
         arrays.update(ood.to_arrays())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        with open(tmp / NPZ_FILE, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        write_synced(tmp / TFLITE_FILE, tflite)
-        listed = []
-        for fname, data, label in examples:
-            rel = f"examples/{fname}"
-            write_synced(tmp / rel, data)
-            listed.append({"file": rel, "label": label})
-        files = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
-                 for rel in [NPZ_FILE, TFLITE_FILE] + [e["file"] for e in listed]}
-        full = {"schema_version": SCHEMA_VERSION, "id": f"{name}@{files[NPZ_FILE]['sha256'][:12]}", **card,
+    contents = {NPZ_FILE: arrays, TFLITE_FILE: tflite, **{f"examples/{f}": data for f, data, _ in examples}}
+    listed = [{"file": f"examples/{f}", "label": label} for f, _, label in examples]
+
+    def full_card(files: dict) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "id": f"{name}@{files[NPZ_FILE]['sha256'][:12]}", **card,
                 "format": fmt, "files": files, "examples": listed}
-        write_synced(tmp / CARD_FILE, (json.dumps(full, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        publish_directory(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_sealed(path, CARD_FILE, full_card, contents)
     return load_bundle(path)
