@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models models installer board-test \
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library models libraries installer board-test \
     unit-test clean
 
 # An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
@@ -49,6 +49,10 @@ bench-protocol: $(VENV)/.installed-device,train,test
 bench-service: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_service.py
 
+# Library search: one spectrum against 100 to 10,000 entries, time and memory, beside a straightforward search.
+bench-library: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_library.py
+
 # Every model on the real SERS pesticide set, 0.5 ppm held out: accuracy, cost, accuracy against SNR.
 bench-compare: $(VENV)/.installed-device,train,test
 	time $(VENV)/bin/raman-train compare $(SHARED)/sersformer_pesticides/sersformer_pesticides.npz \
@@ -64,6 +68,11 @@ bench-models: $(VENV)/.installed-device,train,test
 models: $(VENV)/.installed-device,train,test
 	models/recipes/sers-pesticides.sh $(SHARED)
 	models/recipes/microplastics.sh $(SHARED)
+
+# Rebuild the shipped reference libraries (models/libraries) from the same data sets (recipes in models/recipes).
+libraries: $(VENV)/.installed-device,train,test
+	models/recipes/sers-pesticides-library.sh $(SHARED)
+	models/recipes/microplastics-library.sh $(SHARED)
 
 # The offline installer for a board: wheels pinned by hash, models, unit, udev rule, install.sh ->
 # dist/raman-edge-VERSION-$(TARGET).tar.gz, and nothing else written. TARGET: trixie-aarch64 (today's Raspberry

@@ -10,13 +10,13 @@ from pathlib import Path
 
 from device.errors import RamanEdgeError, SpectrumError, SpectrumFileError
 from device.inference.backends import BACKENDS
+from device.inference.library import TOP_HITS
 from device.service.control import COMMANDS
 from firmware_bridge.commandline import add_subcommand, refuse_existing
 from firmware_bridge.commandline import run as run_command
 
 
-def _table(rows: list[dict]) -> str:
-    heads = ["file", "label", "confidence", "expected"]
+def _table(rows: list[dict], heads=("file", "label", "confidence", "expected")) -> str:
     show = [h for h in heads if any(h in r for r in rows)]
     cells = [[str(r.get(h, "")) for h in show] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(show)]
@@ -102,6 +102,67 @@ def cmd_info(args) -> int:
            "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _analyse_files(args, analyse, columns) -> int:
+    """Run ``analyse(spectrum)`` -> Analysis on every spectrum of ``args.files``; JSON lines or a table.
+
+    ``columns(analysis)`` gives the table's cells after ``file``; errors go to stderr, one line per file.
+    """
+    from device.errors import LibraryError
+    from device.inference.readers import read_spectra
+
+    failed, rows = 0, []
+    shown_names = dict(zip(args.files, short_names(args.files)))
+    for name in args.files:
+        try:
+            spectra = read_spectra(name)
+            results = [analyse(s) for s in spectra]
+        except (SpectrumFileError, SpectrumError, LibraryError) as exc:
+            msg = str(exc)
+            print(f"error: {msg if msg.startswith(str(name)) else f'{name}: {msg}'}", file=sys.stderr)
+            failed += 1
+            continue
+        for s, a in zip(spectra, results):
+            row = {"file": str(name), **({"index": s.meta["index"]} if "index" in s.meta else {}),
+                   "verdict": a.verdict, **a.analysis}
+            if args.format == "json":
+                print(json.dumps(row), flush=True)
+            else:
+                rows.append({"file": shown_names[name] + (f"[{row['index']}]" if "index" in row else ""),
+                             **columns(a)})
+    if rows:
+        print(_table(rows, list(rows[0])))
+    return 1 if failed else 0
+
+
+def cmd_identify(args) -> int:
+    """Search a reference library for each spectrum: the best hits with their HQI, no match, or a mixture."""
+    from device.inference.analysis import identify
+    from device.inference.library import load_library
+
+    library = load_library(args.library)
+
+    def columns(a) -> dict:
+        hits = a.analysis["hits"]
+        return {"verdict": a.verdict, "best": f"{hits[0]['name']} ({hits[0]['hqi']:.1f})",
+                "next": ", ".join(f"{h['name']} ({h['hqi']:.1f})" for h in hits[1:3])}
+
+    return _analyse_files(args, lambda s: identify(library, s, top=args.top, mixtures=not args.no_mixtures), columns)
+
+
+def cmd_verify(args) -> int:
+    """Verify each spectrum against the library entry it should be: PASS or FAIL with a p-value."""
+    from device.inference.analysis import verify
+    from device.inference.library import load_library
+
+    library = load_library(args.library)
+    library.variation(args.expect)  # an unknown entry or too few replicates: one message before any file
+
+    def columns(a) -> dict:
+        return {"expected": args.expect, "result": a.verdict, "p-value": f"{a.analysis['p_value']:.3g}"}
+
+    return _analyse_files(args, lambda s: verify(library, s, args.expect, args.alpha), columns)
 
 
 def _when(text: str | None) -> float | None:
@@ -219,6 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON line per spectrum (default) or a readable table")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.set_defaults(func=cmd_classify)
+    d = add_subcommand(sub, "identify", help="search a reference library: best hits with their HQI, no match, "
+                                              "or a mixture of entries")
+    d.add_argument("--library", required=True, help="reference library directory (raman-train library)")
+    d.add_argument("--top", type=int, default=TOP_HITS, help=f"hits to report (default {TOP_HITS})")
+    d.add_argument("--no-mixtures", action="store_true", help="search only, do not unmix (default: unmix too)")
+    d.add_argument("--format", choices=("json", "table"), default="json",
+                   help="one JSON line per spectrum (default) or a readable table")
+    d.add_argument("files", nargs="+", metavar="FILE")
+    d.set_defaults(func=cmd_identify)
+    v = add_subcommand(sub, "verify", help="verify spectra against the library entry they should be: PASS or FAIL")
+    v.add_argument("--library", required=True, help="reference library directory (raman-train library)")
+    v.add_argument("--expect", required=True, metavar="NAME", help="the entry the sample should be")
+    v.add_argument("--alpha", type=float, help="least p-value to pass (default: the library's, 0.05)")
+    v.add_argument("--format", choices=("json", "table"), default="json",
+                   help="one JSON line per spectrum (default) or a readable table")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=cmd_verify)
     i = add_subcommand(sub, "info", help="verify a model bundle and show what it is")
     i.add_argument("--model", required=True, help="model bundle directory")
     i.set_defaults(func=cmd_info)

@@ -49,5 +49,9 @@ class BundleError(RamanEdgeError):
     """A model bundle is missing, corrupt, tampered with or of an unknown version."""
 
 
+class LibraryError(BundleError):
+    """A reference library is missing, corrupt, tampered with, of an unknown version, or cannot take a spectrum."""
+
+
 class BackendUnavailableError(RamanEdgeError):
     """The requested inference backend is not installed."""

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing
+from trainer.library import FALSE_NO_MATCH, MATCHING, MAX_REPLICATES
 from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
 from trainer.models.compact import Hyperparameters
 from trainer.models.keras_convnets import CONV_MODELS, ConvHyperparameters
@@ -278,6 +279,27 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_library(args) -> int:
+    """``raman-train library``: a reference library from labelled spectra, calibrated by leave-one-out."""
+    from trainer.data.dataset import load_dataset
+    from trainer.library import build_library
+
+    refuse_existing(args.out, args.force, "--out")
+    ds = load_dataset(args.data, _axis(args), log=_note)
+    provenance = {k: v for k, v in (("source", args.data_source), ("licence", args.data_licence),
+                                    ("attribution", args.data_attribution), ("description", args.description))
+                  if v}
+    lib = build_library(ds, args.out, name=args.name or Path(args.out).name, matching=args.matching,
+                        references=args.references, false_no_match=args.false_no_match,
+                        max_replicates=args.max_replicates, seed=args.seed, provenance=provenance,
+                        source=str(args.data), log=_note)
+    cal = lib.card["calibration"]
+    print(f"wrote {args.out}: {lib.library_id}, {len(lib.entry_names)} entries, matched after "
+          f"{lib.preprocess.text}; leave-one-out top-1 {cal['top1']:.4f}, top-3 {cal['top3']:.4f} over "
+          f"{cal['queries']} spectra; no match below HQI {lib.no_match_below:.2f}")
+    return 0
+
+
 def cmd_explain(args) -> int:
     """``raman-train explain``: the Raman bands that decided each spectrum's verdict."""
     from device.inference.bundle import load_bundle
@@ -506,6 +528,32 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--axis", help="model axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
     c.add_argument("--seed", type=int, default=0, help="seed of splits, initialisation and degradation")
     c.set_defaults(func=cmd_compare)
+    b = add_subcommand(sub, "library", help="build a reference library for raman-device identify and verify")
+    b.add_argument("data", help="class-folder directory, wide .csv table, or .npz (X, y, wavenumber, class_names): "
+                                "each class becomes an entry")
+    b.add_argument("--out", required=True, help="library directory to write")
+    _force(b, "library at --out")
+    b.add_argument("--name", help="library name (default: the output directory name)")
+    b.add_argument("--axis", help="library axis START:STOP:POINTS in cm-1 (default: from the data; stated on stderr)")
+    b.add_argument("--matching", choices=("auto",) + MATCHING, default="auto",
+                   help="preprocessing before the correlation: snv, derivative (Savitzky-Golay first derivative, "
+                        "then SNV), baseline (AsLS baseline removal, then SNV), or auto (default): the best "
+                        "leave-one-out top-1 of the three")
+    b.add_argument("--references", metavar="KEY=VALUE[,VALUE]",
+                   help="the spectra whose mean is each entry's reference, by a per-spectrum key of the data, e.g. "
+                        "condition=pristine (default: all of the entry's spectra); all are replicates")
+    b.add_argument("--false-no-match", type=float, default=FALSE_NO_MATCH,
+                   help=f"share of genuine samples of a library material the no-match threshold may reject; sets "
+                        f"it by leave-one-out (default {FALSE_NO_MATCH})")
+    b.add_argument("--max-replicates", type=int, default=MAX_REPLICATES,
+                   help=f"replicates stored per entry, for verification (default {MAX_REPLICATES}; a seeded random "
+                        "subsample of larger entries)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the replicate subsample (default 0)")
+    b.add_argument("--data-source", help="where the data comes from (for the card; default: not stated)")
+    b.add_argument("--data-licence", help="the data's licence (for the card; default: not stated)")
+    b.add_argument("--data-attribution", help="required attribution (for the card; default: not stated)")
+    b.add_argument("--description", help="one line on what the library is for (default: entries and data file)")
+    b.set_defaults(func=cmd_library)
     x = add_subcommand(sub, "explain",
                        help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
     x.add_argument("bundle", help="model bundle directory")
