@@ -16,7 +16,7 @@ pytestmark = pytest.mark.device  # needs only the device extra
 class _Service:
     """Stands in for device.service.measurement.Service: fixed replies, no hardware, no files."""
 
-    def measure(self, trigger: str) -> dict:
+    def measure(self, trigger: str, mode: str | None = None, expected: str | None = None) -> dict:
         return {"ok": True, "verdict": "No_pest_present", "confidence": 0.99, "id": 1}
 
     def status(self) -> dict:
@@ -49,13 +49,18 @@ def _expected(line: bytes) -> tuple[bool, str | None]:
         return False, None
     if len(words) == 1 and words[0].upper() in COMMANDS:
         return True, words[0].upper()
+    if words and words[0].upper() == "MEASURE" and (
+            (len(words) == 2 and words[1].upper() in ("CLASSIFY", "IDENTIFY"))
+            or (len(words) >= 3 and words[1].upper() == "VERIFY")):
+        return True, "MEASURE"
     return False, None
 
 
 PIECES = st.one_of(
     st.binary(max_size=80),
     st.sampled_from([b"MEASURE", b"status", b"Help", b"LAST", b"model", b"\n", b"\r\n", b"\r", b"\0", b" ",
-                     b"\t", "\u00e9".encode(), b"\xff", b"A" * 70, b"MODEL extra", b"\x1c", b"../etc/passwd"]))
+                     b"\t", "\u00e9".encode(), b"\xff", b"A" * 70, b"MODEL extra", b"\x1c", b"../etc/passwd",
+                     b"MEASURE identify", b"measure VERIFY ", b"MEASURE verify PS", b"MEASURE classify now"]))
 
 
 @pytest.mark.slow

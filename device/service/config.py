@@ -17,6 +17,12 @@ Example::
     min_confidence = 0.8          # below it the verdict is "uncertain"
     min_snr = 5                   # a spectrum with a lower estimated SNR is refused (0: no check)
 
+    [library]                     # optional: a reference library (raman-train library)
+    path = "/opt/raman-edge/models/libraries/sers-pesticides"
+    mode = "classify"             # what the button and a bare MEASURE do: classify | identify | verify
+    expect = "Phosmet_present"    # the entry a bare MEASURE verifies against (mode verify)
+    alpha = 0.05                  # least p-value of a PASS
+
     [triggers]
     button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
     control_port = "/dev/ttyAMA0" # serial line for a host or PLC; optional
@@ -32,7 +38,9 @@ Example::
     directory = "/var/lib/raman-edge"
     reserve_mb = 50               # measurements stop (and say why) when less is free; optional
 
-A relative bundle path is taken from the configuration file's directory. Every problem is reported at
+With a library, classify mode also unmixes each spectrum against it: a mixture of its entries is
+reported as ``mixture of A + B``, never as one class. A relative bundle or library path is taken from the
+configuration file's directory. Every problem is reported at
 once, each with its key and the reason, as a :class:`ConfigError`.
 """
 from __future__ import annotations
@@ -85,6 +93,20 @@ class ModelConfig:
     min_snr: float = 5.0
 
 
+#: What a MEASURE does: the model's verdict, a library search, or verification against an expected entry.
+MODES = ("classify", "identify", "verify")
+
+
+@dataclass(frozen=True)
+class LibraryConfig:
+    """The ``[library]`` section: the reference library (absolute path), the default mode, its expected entry."""
+
+    path: Path | None = None
+    mode: str = "classify"
+    expect: str | None = None
+    alpha: float = 0.05
+
+
 @dataclass(frozen=True)
 class TriggerConfig:
     """The ``[triggers]`` section: a push button's GPIO (BCM) and a host's serial control line, each optional."""
@@ -114,6 +136,7 @@ class Config:
     outputs: OutputConfig
     data_directory: Path
     data_reserve_mb: float = 50.0
+    library: LibraryConfig = LibraryConfig()
 
 
 _NUMBER = (int, float)
@@ -154,6 +177,12 @@ _SCHEMA = {
         "backend": (str, False, lambda v: v in BACKENDS, f"must be one of {', '.join(BACKENDS)}"),
         "min_confidence": (_NUMBER, False, lambda v: 0 <= v <= 1, "must be between 0 and 1"),
         "min_snr": (_NUMBER, False, lambda v: 0 <= v <= 1000, "must be between 0 (no check) and 1000"),
+    },
+    "library": {
+        "path": (str, False, _name, "must name the reference library's directory"),
+        "mode": (str, False, lambda v: v in MODES, f"must be one of {', '.join(MODES)}"),
+        "expect": (str, False, lambda v: bool(v.strip()) and len(v) <= 100, "must name a library entry"),
+        "alpha": (_NUMBER, False, lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)"),
     },
     "triggers": {
         "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
@@ -239,6 +268,11 @@ def parse_config(text: str, path="<config>") -> Config:
     spec = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("spectrometer.")}
     if "protocol" in spec:
         problems += _protocol_problems(PROTOCOLS[spec["protocol"]], spec)
+    library = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("library.")}
+    if library.get("mode", "classify") != "classify" and "path" not in library:
+        problems.append(f"library.mode: {library['mode']} needs a library; give library.path")
+    if library.get("mode") == "verify" and "expect" not in library:
+        problems.append("library.expect: mode verify needs the entry to verify against; give library.expect")
     if problems:
         raise ConfigError(path, problems)
     if "coefficients" in spec:
@@ -247,10 +281,13 @@ def parse_config(text: str, path="<config>") -> Config:
     model = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("model.")}
     model["bundle"] = (base / model["bundle"]).resolve() if not Path(model["bundle"]).is_absolute() \
         else Path(model["bundle"])
+    if "path" in library:
+        library["path"] = (base / library["path"]).resolve() if not Path(library["path"]).is_absolute() \
+            else Path(library["path"])
     section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
                   OutputConfig(**section("outputs")), Path(values["data.directory"]),
-                  float(values.get("data.reserve_mb", 50.0)))
+                  float(values.get("data.reserve_mb", 50.0)), LibraryConfig(**library))
 
 
 def load_config(path) -> Config:

@@ -1,6 +1,8 @@
 """The control-port line protocol: a host or PLC sends one command per line, gets one JSON line back.
 
-Commands (case-insensitive, no arguments): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``.
+Commands (case-insensitive): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``. Only MEASURE
+takes arguments, a mode: ``MEASURE CLASSIFY``, ``MEASURE IDENTIFY`` or ``MEASURE VERIFY NAME`` (NAME: the
+library entry as written, the rest of the line); a bare ``MEASURE`` measures in the configured mode.
 Lines end with LF (CR LF accepted) and are at most :data:`MAX_LINE` bytes; a longer line is refused
 whole, and an unknown command gets an error line. Nothing a client sends names a file or a setting.
 """
@@ -10,7 +12,8 @@ import json
 
 MAX_LINE = 64
 COMMANDS = {
-    "MEASURE": "take a measurement and reply with the verdict",
+    "MEASURE": "take a measurement and reply with the verdict; MEASURE CLASSIFY | IDENTIFY | VERIFY NAME for a mode "
+               "other than the configured one",
     "STATUS": "service state, spectrometer, model, counts",
     "LAST": "the last recorded measurement",
     "MODEL": "the model in use: id, classes, axis",
@@ -85,12 +88,12 @@ def dispatch(line: str, service, trigger: str = "control-port") -> dict:
     command = words[0].upper()
     if command not in COMMANDS:
         return {"ok": False, "error": f"unknown command {words[0][:16]!r}; send HELP for the commands"}
+    if command == "MEASURE":
+        return {"command": "MEASURE", **_measure(line, words, service, trigger)}
     if len(words) > 1:
         return {"ok": False, "command": command, "error": f"{command} takes no arguments"}
     if command == "HELP":
         return {"ok": True, "command": "HELP", "commands": COMMANDS}
-    if command == "MEASURE":
-        return {"command": "MEASURE", **service.measure(trigger)}
     if command == "STATUS":
         return {"ok": True, "command": "STATUS", **service.status()}
     if command == "LAST":
@@ -98,3 +101,25 @@ def dispatch(line: str, service, trigger: str = "control-port") -> dict:
     if command == "RELOAD":
         return {"command": "RELOAD", **service.reload()}
     return {"ok": True, "command": "MODEL", **service.model_info()}
+
+
+#: The modes MEASURE takes (device.service.config.MODES), as the protocol spells them.
+MEASURE_MODES = ("CLASSIFY", "IDENTIFY", "VERIFY")
+
+
+def _measure(line: str, words: list, service, trigger: str) -> dict:
+    """The reply to a MEASURE line: bare, or with a mode (and, for VERIFY, the entry: the rest of the line)."""
+    if len(words) == 1:
+        return service.measure(trigger)
+    mode = words[1].upper()
+    if mode not in MEASURE_MODES:
+        return {"ok": False, "error": f"MEASURE takes no argument or one of CLASSIFY, IDENTIFY, VERIFY NAME, "
+                                      f"not {words[1][:16]!r}"}
+    if mode == "VERIFY":
+        if len(words) < 3:
+            return {"ok": False, "error": "MEASURE VERIFY needs the library entry to verify against: MEASURE VERIFY "
+                                          "NAME"}
+        return service.measure(trigger, "verify", line.strip().split(None, 2)[2])
+    if len(words) > 2:
+        return {"ok": False, "error": f"MEASURE {mode} takes nothing more"}
+    return service.measure(trigger, mode.lower())

@@ -21,8 +21,10 @@ import threading
 import time
 
 from device.errors import RamanEdgeError
+from device.inference.analysis import identify, mixture_verdict, verify
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
+from device.inference.library import load_library
 from device.inference.quality import problems as quality_problems
 from device.inference.readers import read_spectra
 from device.inference.resample import covers
@@ -112,18 +114,36 @@ class Service:
         self.bundle = load_bundle(config.model.bundle)
         self.classifier = Classifier(self.bundle, config.model.backend)
         self.self_test = self_test(self.bundle, self.classifier)
+        self.library = self._load_library()
         self.store = None
         self.storage_error = self._storage_problem()
         self.started = time.time()
 
+    def _load_library(self):
+        """The configured reference library, verified, with the default expected entry checked; None without one.
+
+        Raises
+        ------
+        LibraryError
+            A library that does not verify, or a ``library.expect`` it has no usable entry for.
+        """
+        settings = self.config.library
+        if settings.path is None:
+            return None
+        library = load_library(settings.path)
+        if settings.expect is not None:
+            library.variation(settings.expect)  # an unknown entry or too few replicates: refused at start
+        return library
+
     def reload(self) -> dict:
-        """Load the configured bundle again and switch to it only if it verifies and passes its self-test.
+        """Load the configured bundle (and library) again; switch only if it verifies and passes its self-test.
 
         Otherwise the model in use keeps serving, and the reply says why the new one was refused.
         """
         try:
             bundle = load_bundle(self.config.model.bundle)
             classifier = Classifier(bundle, self.config.model.backend)
+            library = self._load_library()
         except RamanEdgeError as exc:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {exc}"}
         test = self_test(bundle, classifier)
@@ -135,7 +155,7 @@ class Service:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {problem}"}
         with self._lock:  # never in the middle of a measurement
             previous = self.bundle.model_id
-            self.bundle, self.classifier, self.self_test = bundle, classifier, test
+            self.bundle, self.classifier, self.self_test, self.library = bundle, classifier, test, library
         return {"ok": True, "model": bundle.model_id, "previous": previous}
 
     def _storage_problem(self) -> str | None:
@@ -196,17 +216,49 @@ class Service:
             self.laser(on)
 
     # -- commands ---------------------------------------------------------------------------------
-    def measure(self, trigger: str) -> dict:
-        """One measurement, start to record; the reply says ok, the verdict, or what went wrong."""
+    def measure(self, trigger: str, mode: str | None = None, expected: str | None = None) -> dict:
+        """One measurement, start to record; the reply says ok, the verdict, or what went wrong.
+
+        Parameters
+        ----------
+        trigger : str
+            What triggered it (recorded).
+        mode : str, optional
+            ``classify``, ``identify`` or ``verify`` (:data:`device.service.config.MODES`); default: the
+            configured ``library.mode``.
+        expected : str, optional
+            The entry to verify against (mode verify); default: the configured ``library.expect``.
+        """
+        mode = mode or self.config.library.mode
+        if mode == "verify":
+            expected = expected or self.config.library.expect
+        problem = self._mode_problem(mode, expected)
+        if problem:  # before anything is acquired or recorded
+            return {"ok": False, "error": problem}
         if not self._lock.acquire(blocking=False):
             self.counts["busy"] += 1
             return {"ok": False, "busy": True, "error": "busy: a measurement is running"}
         try:
-            return self._measure(trigger)
+            return self._measure(trigger, mode, expected)
         finally:
             self._lock.release()
 
-    def _measure(self, trigger: str) -> dict:
+    def _mode_problem(self, mode: str, expected: str | None) -> str | None:
+        """Why a measurement in ``mode`` (against ``expected``) cannot be made, or None."""
+        if mode == "classify":
+            return None
+        if self.library is None:
+            return f"{mode} needs a reference library; the configuration has no library.path"
+        if mode == "verify":
+            if expected is None:
+                return "verify needs the entry to verify against: MEASURE VERIFY NAME, or library.expect"
+            try:
+                self.library.variation(expected)
+            except RamanEdgeError as exc:
+                return str(exc)
+        return None
+
+    def _measure(self, trigger: str, mode: str, expected: str | None) -> dict:
         if not self.self_test["passed"]:
             return {"ok": False,
                     "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
@@ -217,11 +269,12 @@ class Service:
         s = self.config.spectrometer
         rec = Record(trigger=trigger, device={"protocol": s.protocol, "port": s.port, "laser_nm": s.laser_nm,
                                               "integration_s": s.integration_s, "averages": s.averages},
-                     model=self.bundle.model_id,
-                     model_files={k: v["sha256"] for k, v in self.bundle.card["files"].items()})
+                     **({"model": self.bundle.model_id,
+                         "model_files": {k: v["sha256"] for k, v in self.bundle.card["files"].items()}}
+                        if mode == "classify" else {}))
         try:
             spectrometer = self.spectrometer()
-            problem = self._axis_problem(self.bundle)
+            problem = self._axis_problem(self.bundle) if mode == "classify" else None
             if problem:  # before the laser is switched on
                 rec.error = f"refused: {problem}"
                 return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
@@ -236,7 +289,13 @@ class Service:
                 rec.error = "rejected: " + "; ".join(refused)
                 return self._finish(rec, {"ok": False, "rejected": True,
                                           "error": "spectrum rejected: " + "; ".join(refused)})
-            prediction = self.classifier.classify(Spectrum.from_measurement(m))
+            spectrum = Spectrum.from_measurement(m)
+            if mode == "classify":
+                prediction = self.classifier.classify(spectrum)
+                mixed = identify(self.library, spectrum) if self.library is not None else None
+            else:
+                found = identify(self.library, spectrum) if mode == "identify" else \
+                    verify(self.library, spectrum, expected, self.config.library.alpha)
         except (BridgeError, RamanEdgeError) as exc:
             if isinstance(exc, BridgeError):
                 self.spectrometer_error = str(exc)
@@ -246,6 +305,9 @@ class Service:
             rec.error = f"{type(exc).__name__}: {exc}"
             return self._finish(rec, {"ok": False, "error": str(exc)})
         self.spectrometer_error = None
+        if mode != "classify":
+            rec.verdict, rec.analysis, rec.evidence = found.verdict, found.analysis, found.evidence
+            return self._finish(rec, {"ok": True, "verdict": found.verdict, **found.analysis})
         rec.probabilities = prediction.probabilities
         rec.verdict = verdict(prediction.label, prediction.confidence, prediction.unknown,
                               self.config.model.min_confidence)
@@ -256,6 +318,15 @@ class Service:
                  "model": self.bundle.model_id}
         if prediction.ood_score is not None:
             reply["ood_score"] = round(prediction.ood_score, 4)
+        rec.analysis = {"mode": "classify"}
+        if mixed is not None and "mixture" in mixed.analysis:
+            rec.analysis.update(library=mixed.analysis["library"], mixture=mixed.analysis["mixture"])
+            rec.evidence = {k: v for k, v in mixed.evidence.items() if not k.startswith("hit.")}
+            reply["mixture"] = mixed.analysis["mixture"]
+            if mixed.is_mixture:  # a mixture of known materials is never reported as one confident class
+                rec.verdict = reply["verdict"] = reply["label"] = mixture_verdict(
+                    c["name"] for c in mixed.analysis["mixture"]["components"][:2])
+                rec.confidence = reply["confidence"] = None
         return self._finish(rec, reply)
 
     def _finish(self, rec: Record, reply: dict) -> dict:
@@ -292,6 +363,8 @@ class Service:
                 "spectrometer_error": self.spectrometer_error, "storage_error": self.storage_error,
                 "shift_range_cm-1": None if self.shift_range is None else [round(v, 1) for v in self.shift_range],
                 "model": self.bundle.model_id, "self_test": self.self_test, "axis_problem": axis,
+                "library": None if self.library is None else self.library.library_id,
+                "mode": self.config.library.mode,
                 "counts": dict(self.counts),
                 "records": self.store.count() if self.store is not None else None,
                 "uptime_s": round(time.time() - self.started, 1)}
@@ -309,8 +382,15 @@ class Service:
     def model_info(self) -> dict:
         """The model in use: id, classes, axis, least confidence and backend."""
         b = self.bundle
-        return {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
-                "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name}
+        out = {"model": b.model_id, "classes": list(b.class_names), "axis_cm-1": str(b.axis),
+               "min_confidence": self.config.model.min_confidence, "backend": self.classifier.backend.name,
+               "mode": self.config.library.mode, "library": None}
+        if self.library is not None:
+            lib = self.library
+            out["library"] = {"id": lib.library_id, "entries": len(lib.entry_names), "axis_cm-1": str(lib.axis),
+                              "matching": lib.preprocess.text, "no_match_below": lib.no_match_below,
+                              "expect": self.config.library.expect, "alpha": self.config.library.alpha}
+        return out
 
     def shutdown(self) -> None:
         """Wait for a running measurement to finish, then :meth:`close`."""
