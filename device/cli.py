@@ -228,8 +228,17 @@ def cmd_measure(args) -> int:
     from device.service.runner import SOCKET_FILE, send_command
 
     path = Path(args.socket) if args.socket else load_config(args.config).data_directory / SOCKET_FILE
+    command = args.command
+    if args.mode or args.expect:
+        if command != "MEASURE":
+            raise RamanEdgeError(f"--mode and --expect go with MEASURE, not {command}")
+        if args.expect and args.mode not in (None, "verify"):
+            raise RamanEdgeError(f"--expect is the entry to verify against; it does not go with --mode {args.mode}")
+        command = f"MEASURE VERIFY {args.expect}" if args.expect else f"MEASURE {args.mode.upper()}"
+        if args.mode == "verify" and not args.expect:
+            raise RamanEdgeError("--mode verify needs --expect NAME, the library entry to verify against")
     try:
-        answer = send_command(path, args.command)
+        answer = send_command(path, command)
     except (FileNotFoundError, ConnectionRefusedError):
         raise RamanEdgeError(f"no service is listening at {path}; is raman-device run going?") from None
     except OSError as exc:
@@ -308,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--config", help="the service's configuration file (to find its socket)")
     where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
     m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS), help="what to ask the service")
+    m.add_argument("--mode", choices=("classify", "identify", "verify"),
+                   help="MEASURE in this mode (default: the configured library.mode)")
+    m.add_argument("--expect", metavar="NAME", help="MEASURE and verify against this library entry")
     m.set_defaults(func=cmd_measure)
     h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)

@@ -129,7 +129,7 @@ def build(target: str, out: Path, wheels: Path | None = None) -> Path:
         + "".join(wheel_requirement(w) + "\n" for w in files))
 
     for model in sorted((ROOT / "models").iterdir()):
-        if (model / "model.json").exists() or model.name == "LICENSES":
+        if (model / "model.json").exists() or model.name in ("LICENSES", "libraries"):
             shutil.copytree(model, tree / "models" / model.name)
     (tree / "deploy").mkdir()
     for f in DEPLOY_FILES:
@@ -145,7 +145,9 @@ def build(target: str, out: Path, wheels: Path | None = None) -> Path:
         tar.add(tree, arcname=name)
     size = sum(p.stat().st_size for p in files) / 1e6
     print(f"{archive}: {len(files)} wheels ({size:.1f} MB), "
-          f"{sum(1 for _ in (tree / 'models').glob('*/model.json'))} models, Python {python}, extras {extras}")
+          f"{sum(1 for _ in (tree / 'models').glob('*/model.json'))} models, "
+          f"{sum(1 for _ in (tree / 'models').glob('libraries/*/library.json'))} libraries, Python {python}, "
+          f"extras {extras}")
     return tree
 
 

@@ -10,6 +10,7 @@ out under ``root`` (``/`` on the board; any directory to stage and inspect an in
 ``/opt/raman-edge/venv``                   a link to the new environment (``--venv``); the one
                                            before is kept until the next installation
 ``/opt/raman-edge/models/NAME``            each model bundle, verified as the service loads it
+``/opt/raman-edge/models/libraries/NAME``  each reference library, verified likewise
 ``/etc/raman-edge/raman-edge.toml``        the configuration: ``--config FILE``, else the one
                                            already there, else the installer's example
 ``/var/lib/raman-edge``                    the data directory (mode 0750)
@@ -255,6 +256,10 @@ def _models(src: Path) -> list[Path]:
     return sorted(p.parent for p in (src / "models").glob("*/model.json"))
 
 
+def _libraries(src: Path) -> list[Path]:
+    return sorted(p.parent for p in (src / "models" / "libraries").glob("*/library.json"))
+
+
 def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) -> tuple[str, str]:
     """The configuration text to install and where it came from, checked; raises on any problem."""
     from device.service.config import ConfigError, parse_config
@@ -272,6 +277,10 @@ def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) ->
     if cfg.model.bundle not in shipped and not _at(root, cfg.model.bundle).is_dir():
         raise InstallError(f"{source}: model.bundle {cfg.model.bundle} is neither in this installer "
                            f"({', '.join(sorted(str(p) for p in shipped))}) nor on the board")
+    libraries = {PREFIX / "models" / "libraries" / m.name for m in _libraries(src)}
+    if cfg.library.path is not None and cfg.library.path not in libraries and not _at(root, cfg.library.path).is_dir():
+        raise InstallError(f"{source}: library.path {cfg.library.path} is neither in this installer "
+                           f"({', '.join(sorted(str(p) for p in libraries)) or 'no library'}) nor on the board")
     if cfg.data_directory != DATA:
         log(f"warning: data.directory is {cfg.data_directory}, but the unit lets the service write only {DATA}; "
             "add ReadWritePaths= in a drop-in (systemctl edit raman-edge) or use the default")
@@ -324,6 +333,7 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     the earlier ones. Raises :class:`InstallError`, ``ConfigError`` or ``BundleError``.
     """
     from device.inference.bundle import load_bundle
+    from device.inference.library import load_library
 
     src, root = src.resolve(), root.resolve()
     live = root == Path("/")
@@ -334,6 +344,7 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     environment = _environment(venv, root)
     identity = parse_usb_id(usb_id) if usb_id else usb_identity(port) if port else None
     bundles = [load_bundle(m) for m in _models(src)]
+    libraries = [load_library(m) for m in _libraries(src)]
     if not bundles:
         raise InstallError(f"the installer {src} holds no model; build it with 'make installer' from a checkout")
     config_text, origin = _check_config(src, root, config, identity is not None, log)
@@ -343,8 +354,8 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
 
     layout = Layout(root)
     try:
-        _lay_out(layout, src, bundles, config_text, origin, identity, environment, enable and live and not systemd,
-                 log)
+        _lay_out(layout, src, bundles, libraries, config_text, origin, identity, environment,
+                 enable and live and not systemd, log)
         if live:
             for cmd in steps:
                 r = subprocess.run(cmd, capture_output=True, text=True)
@@ -375,12 +386,15 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
         log(f"done; edit {CONFIG} if needed, then: sudo systemctl enable --now {SERVICE}")
 
 
-def _lay_out(layout: Layout, src: Path, bundles, config_text: str, origin: str, identity, environment: Path | None,
-             link_wants: bool, log) -> None:
+def _lay_out(layout: Layout, src: Path, bundles, libraries, config_text: str, origin: str, identity,
+             environment: Path | None, link_wants: bool, log) -> None:
     """Every file, link and directory of the installation, recorded in ``layout``."""
     for m, b in zip(_models(src), bundles):
         layout.directory(m, PREFIX / "models" / m.name)
         log(f"model    {PREFIX / 'models' / m.name}  ({b.model_id})")
+    for m, lib in zip(_libraries(src), libraries):
+        layout.directory(m, PREFIX / "models" / "libraries" / m.name)
+        log(f"library  {PREFIX / 'models' / 'libraries' / m.name}  ({lib.library_id})")
     if (src / "models" / "LICENSES").is_dir():
         layout.directory(src / "models" / "LICENSES", PREFIX / "models" / "LICENSES")
     layout.write(CONFIG, config_text.encode())
