@@ -288,7 +288,7 @@ def cmd_explain(args) -> int:
     entries = explain(bundle, args.files, args.class_name)
     written = write_explanations(args.out, bundle, entries)
     for e in entries:
-        bands = ", ".join(f"{b['shift_cm-1']:.0f}" for b in e["top_bands"])
+        bands = ", ".join(f"{b['shift']:.0f}" for b in e["top_bands"])
         print(f"{Path(e['file']).name}: {e['verdict']} ({e['confidence']:.3f}); {e['method']} for "
               f"{e['explained_class']}: top bands {bands} cm-1")
     print(f"wrote {len(written)} figure(s) and explanations.json to {args.out}")
