@@ -19,6 +19,14 @@ COMPACT = ROOT / "models" / "sers-op-synthetic"  # a shipped compact network (in
 TRAIN = [str(Path(sys.executable).parent / "raman-train")]
 
 
+def _examples_on_axis(bundle, n: int) -> np.ndarray:
+    """The bundle's first ``n`` example spectra (n, points) on its axis."""
+    from device.inference.readers import read_spectra
+
+    return np.stack([np.interp(bundle.axis.values, s.shift, s.intensity) for s in
+                     (read_spectra(p)[0] for p, _ in bundle.examples[:n])])
+
+
 def test_grad_cam_against_a_hand_computed_map():
     # one 1x1 convolution with channels relu(x) and relu(-x); head weights for class 0: 1 and 0.5
     net = ConvNet((Conv(np.array([[[1.0, -1.0]]]), np.zeros(2), 1, "relu"),), np.array([[1.0, -2.0], [0.5, 3.0]]),
@@ -40,10 +48,7 @@ def test_grad_cam_stretches_a_strided_map_onto_the_axis():
 
 def test_gradient_x_input_against_finite_differences():
     b = load_bundle(COMPACT)
-    from device.inference.readers import read_spectra
-
-    Y = np.stack([np.interp(b.axis.values, s.shift, s.intensity) for s in
-                  (read_spectra(p)[0] for p, _ in b.examples[:2])])
+    Y = _examples_on_axis(b, 2)
     cls = np.array([0, 3])
     gxi = gradient_x_input(b, Y, cls)
     Z = b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation))
@@ -63,10 +68,7 @@ def test_gradient_x_input_against_finite_differences():
 
 def test_relevance_of_a_dense_network_is_its_gradient_x_input_split_at_the_axis():
     b = load_bundle(COMPACT)
-    from device.inference.readers import read_spectra
-
-    Y = np.stack([np.interp(b.axis.values, s.shift, s.intensity) for s in
-                  (read_spectra(p)[0] for p, _ in b.examples[:2])])
+    Y = _examples_on_axis(b, 2)
     cls = np.array([1, 2])
     rel = relevance(b, Y, cls)
     gxi = gradient_x_input(b, Y, cls)

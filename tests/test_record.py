@@ -1,6 +1,7 @@
 """The measurement record: durable, queryable, exportable as training data; analyses and their evidence."""
 import io
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -184,27 +185,9 @@ def test_export_never_replaces_a_file_unasked(tmp_path, shipped_bundle):
     assert not (tmp_path / "plain.npz").exists()
 
 
-#: The schema of version 1 exactly as raman-edge wrote it before the analysis columns.
-SCHEMA_1 = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS measurements (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,               -- seconds since the epoch (UTC)
-    trigger TEXT NOT NULL,            -- button, control-port, socket, ...
-    device TEXT NOT NULL,             -- JSON: identity and settings
-    raw BLOB,                         -- float64 counts as the device sent them
-    shift BLOB,                       -- float64 Raman shift of the calibrated spectrum, cm-1
-    intensity BLOB,                   -- float64 calibrated intensities
-    model TEXT,                       -- model id
-    model_files TEXT,                 -- JSON: file -> SHA-256
-    probabilities TEXT,               -- JSON: class -> probability
-    verdict TEXT,                     -- a class, 'uncertain', 'unknown', or NULL when the measurement failed
-    confidence REAL,                  -- the most probable class's probability; NULL for 'unknown'
-    error TEXT                        -- what went wrong, or NULL
-);
-CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
-CREATE INDEX IF NOT EXISTS measurements_verdict ON measurements (verdict);
-"""
+#: A record written by raman-edge's version-1 RecordStore (before the analysis columns): a measurement with a
+#: verdict (50 points, 400..2100 cm-1) and a failed one.
+SCHEMA_1_RECORD = Path(__file__).parent / "data" / "record-schema-1.db"
 
 IDENTIFIED = {"mode": "identify", "library": "polymers@0123456789ab",
               "hits": [{"name": "PET", "hqi": 93.14}, {"name": "PBT", "hqi": 81.0}], "match": True,
@@ -213,18 +196,10 @@ IDENTIFIED = {"mode": "identify", "library": "polymers@0123456789ab",
                           "residual": 0.031, "statistic": 12.5, "threshold": 4.0, "is_mixture": True}}
 
 
-def version_1_record(path: Path, extra_sql: str = "") -> None:
-    """A record file as the version-1 code made it, with one measurement written by its INSERT."""
-    db = sqlite3.connect(str(path))
-    db.executescript(SCHEMA_1 + extra_sql)
-    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    db.execute("INSERT INTO measurements (time, trigger, device, raw, shift, intensity, model, model_files, "
-               "probabilities, verdict, confidence, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (1_790_000_000.0, "button", json.dumps({"serial": "S1"}), np.arange(3.0).tobytes(),
-                np.array([400.0, 401.0, 402.0]).tobytes(), np.ones(3).tobytes(), "m@abc", "{}", '{"A": 1.0}', "A",
-                1.0, None))
-    db.commit()
-    db.close()
+def version_1_record(path: Path) -> Path:
+    """A copy of :data:`SCHEMA_1_RECORD` at ``path``."""
+    shutil.copyfile(SCHEMA_1_RECORD, path)
+    return path
 
 
 def columns(path: Path) -> list[str]:
@@ -284,32 +259,38 @@ def test_malformed_evidence_is_refused_and_nothing_is_written(tmp_path, evidence
 
 
 def test_a_version_1_record_is_brought_to_version_2(tmp_path):
-    path = tmp_path / "old.db"
-    version_1_record(path)
+    path = version_1_record(tmp_path / "old.db")
     assert "analysis" not in columns(path) and schema_version(path) == "1"
     store = RecordStore(path)
     assert schema_version(path) == "2" and columns(path)[-2:] == ["analysis", "evidence"]
-    (old,) = store.query()
-    assert old.verdict == "A" and old.device == {"serial": "S1"} and old.analysis is None and old.evidence is None
-    np.testing.assert_array_equal(old.shift, [400.0, 401.0, 402.0])
+    failed, old = store.query()
+    assert failed.error == "no spectrometer" and failed.analysis is None and failed.evidence is None
+    assert old.verdict == "A" and old.device == {"protocol": "obp", "serial": "S1"} and old.confidence == 0.9
+    assert old.probabilities == {"A": 0.9, "B": 0.1} and old.analysis is None and old.evidence is None
+    np.testing.assert_array_equal(old.shift, np.linspace(400.0, 2100.0, 50))
+    np.testing.assert_array_equal(old.intensity, np.sin(np.linspace(400.0, 2100.0, 50) / 50))
     rec = sample(1)
     rec.analysis = {"mode": "verify", "expected": "PS", "p_value": 0.41, "alpha": 0.05, "result": "PASS"}
+    rec.evidence = {"axis": np.arange(4.0), "sample": np.ones(4), "hit.0": np.zeros(4)}
     rid = store.add(rec)
     store.close()
     again = RecordStore(path)  # opening a version-2 record changes nothing
-    assert again.get(rid).analysis["result"] == "PASS" and again.count() == 2 and again.integrity_ok()
+    assert again.get(rid).analysis["result"] == "PASS" and again.count() == 3 and again.integrity_ok()
+    np.testing.assert_array_equal(again.get(rid).evidence["hit.0"], np.zeros(4))
 
 
 def test_a_failed_migration_leaves_the_record_as_it_was(tmp_path):
-    path = tmp_path / "odd.db"
-    # a version-1 file that already has an evidence column: the second ALTER TABLE fails after the first ran
-    version_1_record(path, "ALTER TABLE measurements ADD COLUMN evidence BLOB;")
+    path = version_1_record(tmp_path / "odd.db")
+    db = sqlite3.connect(str(path))  # a version-1 file with an evidence column already: the second ALTER fails
+    db.execute("ALTER TABLE measurements ADD COLUMN evidence BLOB")
+    db.commit()
+    db.close()
     with pytest.raises(RecordError, match="from schema version 1 to 2: duplicate column name: evidence; "
                                           "the record is unchanged"):
         RecordStore(path)
     assert schema_version(path) == "1" and "analysis" not in columns(path)  # the first ALTER was rolled back
     db = sqlite3.connect(str(path))
-    assert db.execute("SELECT verdict FROM measurements").fetchall() == [("A",)]
+    assert db.execute("SELECT verdict FROM measurements ORDER BY id").fetchall() == [("A",), (None,)]
     db.close()
 
 
