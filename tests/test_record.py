@@ -244,6 +244,7 @@ def test_analysis_and_evidence_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("evidence, named", [({"sample": np.ones(3)}, "needs its axis"),
+                                             ({"axis": np.array(5.0)}, "needs its axis"),
                                              ({"axis": np.ones(3), "sample": np.ones(4)}, "sample"),
                                              ({"axis": np.ones(3), "hits": np.ones(3)}, "hits"),
                                              ({"axis": np.ones(3), "fit": np.ones((1, 3))}, "fit")])
@@ -316,22 +317,41 @@ def test_history_shows_a_short_analysis():
 
 def test_exports_carry_the_full_analysis(tmp_path):
     store = RecordStore(tmp_path / "r.db")
-    named = {**IDENTIFIED, "hits": [{"name": "PE $$ grade 2", "hqi": 90.0}]}  # '$$' starts a JCAMP-DX comment
-    for i, analysis in enumerate((IDENTIFIED, None, named)):
+    single = {**IDENTIFIED, "mixture": {**IDENTIFIED["mixture"], "is_mixture": False}}
+    named = {**single, "hits": [{"name": "PE $$ grade 2", "hqi": 90.0}]}  # '$$' starts a JCAMP-DX comment
+    for i, analysis in enumerate((single, None, named)):
         rec = sample(i, "A")
         rec.analysis = analysis
         store.add(rec)
     axis = Axis(500, 2000, 751)
     assert export(store.query(newest_first=False), tmp_path / "x.jsonl", axis, "jsonl") == 3
     lines = [json.loads(line) for line in (tmp_path / "x.jsonl").read_text().splitlines()]
-    assert [line["analysis"] for line in lines] == [IDENTIFIED, None, named]
+    assert [line["analysis"] for line in lines] == [single, None, named]
     assert [line["record_id"] for line in lines] == [1, 2, 3] and lines[0]["label"] == "A"
     assert len(lines[0]["shift"]) == len(lines[0]["intensity"]) == 751
     assert export(store.query(newest_first=False), tmp_path / "x.jdx", axis, "jcamp") == 3
     blocks = read_jcamp((tmp_path / "x.jdx").read_bytes())
     assert [json.loads(b.labels["$RAMANEDGEANALYSIS"]) if "$RAMANEDGEANALYSIS" in b.labels else None
-            for b in blocks] == [IDENTIFIED, None, named]
+            for b in blocks] == [single, None, named]
     text = (tmp_path / "x.jdx").read_text()
     assert text.count("##$RAMAN EDGE ANALYSIS={") == 2 and "$$" not in text
     assert export(store.query(), tmp_path / "x.csv", axis, "csv") == 3  # the training table is unchanged
     assert load_dataset(tmp_path / "x.csv").class_names == ("A",)
+
+
+def test_export_leaves_out_what_names_no_one_material(tmp_path):
+    verified = {"mode": "verify", "expected": "PS", "p_value": 0.41, "alpha": 0.05, "result": "PASS"}
+    no_match = {**IDENTIFIED, "match": False, "mixture": {**IDENTIFIED["mixture"], "is_mixture": False}}
+    store, records = RecordStore(tmp_path / "r.db"), []
+    for i, (verdict, analysis) in enumerate((("PASS", verified), ("no match", no_match),
+                                             ("mixture of PE + PP", IDENTIFIED))):
+        rec = sample(i, verdict)
+        rec.analysis = analysis
+        store.add(rec)
+        records.append(rec)
+    with pytest.raises(ExportError, match=r"\(3 verifications, no match or mixtures\); nothing was written"):
+        export(records, tmp_path / "x.npz", Axis(500, 2000, 751), "npz")
+    records[1].analysis = {**no_match, "match": True}  # control: a match that is one material is a label
+    records[1].verdict = "PET"
+    assert export(records, tmp_path / "x.npz", Axis(500, 2000, 751), "npz") == 1
+    assert load_dataset(tmp_path / "x.npz").class_names == ("PET",)

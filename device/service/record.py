@@ -24,8 +24,8 @@ arrays all of shape (P,) on one axis (:data:`EVIDENCE_ARRAYS`): ``axis`` (cm-1, 
 sample as matched: preprocessed, on the library's or the model's axis), ``hit.0`` .. ``hit.N`` (the
 references of ``hits`` in their order, same space; in verify ``hit.0`` is the expected material's),
 ``fit``, ``background``, ``residual`` (the unmixing), ``component.0`` .. (each component's contribution,
-in the order of ``mixture.components``), ``relevance`` (the model's relevance map). The names of hits and
-components are those of ``analysis``.
+in the order of ``mixture.components``), ``relevance`` (the model's relevance map; resampled onto ``axis``
+when a library's arrays set it). The names of hits and components are those of ``analysis``.
 """
 from __future__ import annotations
 
@@ -128,14 +128,14 @@ def _evidence_blob(evidence: dict | None) -> bytes | None:
     """Evidence arrays -> ``.npz`` bytes, checked against the module docstring's names and shapes."""
     if evidence is None:
         return None
-    arrays = {k: np.ascontiguousarray(v, dtype="<f8") for k, v in evidence.items()}
-    if "axis" not in arrays:
-        raise ValueError(f"evidence needs its axis; got only {', '.join(sorted(arrays))}")
-    points = arrays["axis"].shape
-    bad = [k for k, a in arrays.items() if not EVIDENCE_ARRAYS.fullmatch(k) or a.ndim != 1 or a.shape != points]
-    if bad or not points[0]:
+    arrays = {k: np.asarray(v, dtype="<f8") for k, v in evidence.items()}
+    axis = arrays.get("axis")
+    if axis is None or axis.ndim != 1 or not axis.size:
+        raise ValueError(f"evidence needs its axis, of shape (P,); got {', '.join(sorted(arrays)) or 'nothing'}")
+    bad = [k for k, a in arrays.items() if not EVIDENCE_ARRAYS.fullmatch(k) or a.shape != axis.shape]
+    if bad:
         raise ValueError(f"evidence arrays must be named as in device/service/record.py and of the axis's shape "
-                         f"{points}; not so: {', '.join(bad) or 'axis'}")
+                         f"{axis.shape}; not so: {', '.join(bad)}")
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -351,7 +351,8 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
     """Write measurements with a class verdict as training data for ``raman-train``.
 
     Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
-    are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
+    are failed or refused measurements, the verdicts ``uncertain`` and ``unknown``, and those that name no
+    one material: verification results, searches without a match and mixtures (by their ``analysis``).
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
     ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jsonl``: one JSON object per
     spectrum (``record_id``, ``time``, ``label``, ``analysis`` as recorded or null, ``shift``, ``intensity``);
@@ -371,20 +372,24 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
 
     resamplers = ResamplerCache(axis)
     rows, labels, ids, times, analyses = [], [], [], [], []
-    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
+    left_out = {"failed or refused": 0, "uncertain or unknown": 0, "verifications, no match or mixtures": 0,
                 f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
     reasons = list(left_out)
     for r in records:
+        a = r.analysis or {}
         if r.verdict is None or r.shift is None:
             left_out[reasons[0]] += 1
             continue
         if r.verdict in (UNCERTAIN, UNKNOWN):
             left_out[reasons[1]] += 1
             continue
+        if a.get("mode") == "verify" or not a.get("match", True) or (a.get("mixture") or {}).get("is_mixture"):
+            left_out[reasons[2]] += 1
+            continue
         try:
             rows.append(resamplers.get(r.shift)(r.intensity))
         except AxisCoverageError:
-            left_out[reasons[2]] += 1
+            left_out[reasons[3]] += 1
             continue
         labels.append(r.verdict)
         ids.append(r.id)
