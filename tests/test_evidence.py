@@ -31,9 +31,10 @@ MICROPLASTICS = DATASETS / "rampp_microplastics" / "rampp_microplastics.npz"
 MODEL = ROOT / "models" / "microplastics"
 AXIS = Axis(100.0, 3679.54, 1566)  # the shipped model's: below 100 cm-1 lie the laser line and the filter edge
 LIBRARY = "rampp-pristine@5b1f0c2ad9e4"
-#: tab:green, tab:red, the first colour of the cycle (C0, the best hit) and tab:red at alpha 0.6 on white (the
-#: shaded relevance), as RGB 0..255.
-GREEN, RED, BLUE, SHADED = (44, 160, 44), (214, 39, 40), (31, 119, 180), (230, 125, 126)
+#: tab:green, tab:red, the first colour of the cycle (C0, the best hit), and tab:red and tab:blue at alpha 0.6 on
+#: white (the relevance shaded where it is positive and negative), as RGB 0..255.
+GREEN, RED, BLUE = (44, 160, 44), (214, 39, 40), (31, 119, 180)
+SHADED, SHADED_NEGATIVE = (230, 125, 126), (121, 173, 210)
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +234,17 @@ def test_a_model_verdict_shows_the_bands_that_decided(tmp_path, plastics):
     assert f"bands that decided {bundle.class_names[c]}" in text
     assert f"confidence {probs[c]:.3f}" in text
     assert all(f"{b['shift']:.0f}" in text for b in bands) and len(bands) == 5
-    assert share_of(pixels, SHADED, tolerance=25) > 5e-5 and share_of(pixels, RED, tolerance=25) > 1e-4  # shade, marks
+    shaded = share_of(pixels, SHADED, tolerance=25)
+    assert share_of(pixels, SHADED_NEGATIVE, tolerance=25) > 2e-5  # gradient x input is signed: both shades
+    assert share_of(pixels, RED, tolerance=25) > 1e-4  # the band marks
+    rid = stored(db, verdict=bundle.class_names[c], analysis=analysis, **measured(plastics, i))  # bands, no arrays
+    assert report(db, rid, tmp_path) == 0
+    pixels, pages, box, text = written(tmp_path, rid)
+    check_page(pixels, pages, box)
+    listed = ", ".join(f"{b['shift']:.0f}" for b in bands)
+    assert f"the bands that decided {bundle.class_names[c]}: {listed} cm-1" in text
+    assert share_of(pixels, RED, tolerance=25) > 1e-4  # the marks, and no shading:
+    assert share_of(pixels, SHADED_NEGATIVE, tolerance=25) == 0 and share_of(pixels, SHADED, tolerance=25) < shaded / 2
 
 
 def test_what_cannot_be_reported_is_one_clear_message(tmp_path, plastics, capsys):

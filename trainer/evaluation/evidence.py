@@ -184,7 +184,6 @@ def _measured(ax, rec: Record) -> None:
     ax.plot(rec.shift, rec.intensity, color="k", lw=0.7)
     ax.set_title(f"measured spectrum, calibrated ({rec.shift.size} points)", fontsize=9, loc="left")
     ax.set_ylabel("intensity", fontsize=8)
-    ax.tick_params(labelsize=7)
 
 
 def _identify(ax, analysis: dict, evidence: dict) -> None:
@@ -207,7 +206,6 @@ def _identify(ax, analysis: dict, evidence: dict) -> None:
                  "(sample black over each reference)", fontsize=9, loc="left")
     ax.set_yticks([])
     ax.set_ylabel("scaled, offset", fontsize=8)
-    ax.tick_params(labelsize=7)
 
 
 def _verify(ax, analysis: dict, evidence: dict) -> None:
@@ -222,7 +220,6 @@ def _verify(ax, analysis: dict, evidence: dict) -> None:
                  color="tab:green" if passed else "tab:red")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_ylabel("scaled", fontsize=8)
-    ax.tick_params(labelsize=7)
 
 
 def _mixture(ax, ax_residual, mixture: dict, evidence: dict) -> None:
@@ -241,12 +238,10 @@ def _mixture(ax, ax_residual, mixture: dict, evidence: dict) -> None:
                  f"{mixture['threshold']:.3g})", fontsize=9, loc="left")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_ylabel("preprocessed", fontsize=8)
-    ax.tick_params(labelsize=7)
     if "residual" in evidence:
         ax_residual.plot(x, evidence["residual"], color="tab:purple", lw=0.7)
     ax_residual.axhline(0, color="0.5", lw=0.5)
     ax_residual.set_title(f"residual of the fit ({mixture['residual']:.3g})", fontsize=9, loc="left")
-    ax_residual.tick_params(labelsize=7)
 
 
 def _relevance(ax, ax_map, rec: Record, evidence: dict) -> None:
