@@ -10,13 +10,21 @@ import pytest
 from device.inference.bundle import load_bundle
 from device.inference.convnet import Conv, ConvNet
 from device.inference.inputs import raw_inputs
+from device.inference.relevance import Relevance, grad_cam, gradient_x_input, relevance, top_bands
 from trainer.data.dataset import DatasetError, load_dataset
 from trainer.evaluation.compare import MODELS, make_split
-from trainer.evaluation.explain import grad_cam, gradient_x_input, top_bands
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPACT = ROOT / "models" / "sers-op-synthetic"  # a shipped compact network (intensities + features)
 TRAIN = [str(Path(sys.executable).parent / "raman-train")]
+
+
+def _examples_on_axis(bundle, n: int) -> np.ndarray:
+    """The bundle's first ``n`` example spectra (n, points) on its axis."""
+    from device.inference.readers import read_spectra
+
+    return np.stack([np.interp(bundle.axis.values, s.shift, s.intensity) for s in
+                     (read_spectra(p)[0] for p, _ in bundle.examples[:n])])
 
 
 def test_grad_cam_against_a_hand_computed_map():
@@ -40,10 +48,7 @@ def test_grad_cam_stretches_a_strided_map_onto_the_axis():
 
 def test_gradient_x_input_against_finite_differences():
     b = load_bundle(COMPACT)
-    from device.inference.readers import read_spectra
-
-    Y = np.stack([np.interp(b.axis.values, s.shift, s.intensity) for s in
-                  (read_spectra(p)[0] for p, _ in b.examples[:2])])
+    Y = _examples_on_axis(b, 2)
     cls = np.array([0, 3])
     gxi = gradient_x_input(b, Y, cls)
     Z = b.standardizer.transform(raw_inputs(Y, b.axis, b.prominence, b.normalisation))
@@ -61,12 +66,28 @@ def test_gradient_x_input_against_finite_differences():
             assert gxi[n, i] == pytest.approx(numeric * Z[n, i], rel=1e-5, abs=1e-9)
 
 
+def test_relevance_of_a_dense_network_is_its_gradient_x_input_split_at_the_axis():
+    b = load_bundle(COMPACT)
+    Y = _examples_on_axis(b, 2)
+    cls = np.array([1, 2])
+    rel = relevance(b, Y, cls)
+    gxi = gradient_x_input(b, Y, cls)
+    assert rel.method == "gradient x input (standardised inputs)"
+    np.testing.assert_array_equal(rel.maps, gxi[:, :b.axis.points])
+    np.testing.assert_array_equal(rel.features, gxi[:, b.axis.points:])
+    scaled = rel.scaled()
+    np.testing.assert_allclose(np.abs(scaled).max(axis=1), 1.0)
+    np.testing.assert_allclose(scaled * np.abs(rel.maps).max(axis=1, keepdims=True), rel.maps)
+    zero = Relevance(np.zeros((1, 4)), "Grad-CAM")
+    np.testing.assert_array_equal(zero.scaled(), np.zeros((1, 4)))  # no division by a zero peak
+
+
 def test_top_bands_are_the_highest_separated_maxima():
     shift = np.arange(0.0, 100.0)
     values = np.zeros(100)
     values[[40, 20, 25, 60, 70]] = [0.5, 1.0, 0.9, 0.7, 0.6]
     bands = top_bands(shift, values, k=3)
-    assert [b["shift_cm-1"] for b in bands] == [20.0, 60.0, 40.0]  # 25 and 70 are within 15 cm-1 of a higher one
+    assert [b["shift"] for b in bands] == [20.0, 60.0, 40.0]  # 25 and 70 are within 15 cm-1 of a higher one
 
 
 @pytest.mark.slow

@@ -310,10 +310,23 @@ def cmd_explain(args) -> int:
     entries = explain(bundle, args.files, args.class_name)
     written = write_explanations(args.out, bundle, entries)
     for e in entries:
-        bands = ", ".join(f"{b['shift_cm-1']:.0f}" for b in e["top_bands"])
+        bands = ", ".join(f"{b['shift']:.0f}" for b in e["top_bands"])
         print(f"{Path(e['file']).name}: {e['verdict']} ({e['confidence']:.3f}); {e['method']} for "
               f"{e['explained_class']}: top bands {bands} cm-1")
     print(f"wrote {len(written)} figure(s) and explanations.json to {args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    """``raman-train report``: one recorded measurement's analysis and evidence as ID.png and a one-page ID.pdf."""
+    from trainer.evaluation.evidence import load_measurement, report_paths, write_report
+
+    png, pdf = report_paths(args.out, args.id)
+    for path in (png, pdf):
+        refuse_existing(path, args.force, "--out")
+    rec = load_measurement(args.db, args.id)
+    write_report(rec, png, pdf)
+    print(f"wrote {png} and {pdf}")
     return 0
 
 
@@ -571,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of known spectra the detector may call unknown (sets its threshold)")
     d.add_argument("--seed", type=int, default=0, help="seed of the folds that set the threshold")
     d.set_defaults(func=cmd_detector)
+    r = add_subcommand(sub, "report", help="one recorded measurement's analysis and evidence as a PNG and a one-page "
+                                            "PDF to file")
+    r.add_argument("--db", required=True, help="the device's record (SQLite file, DATA/record.db)")
+    r.add_argument("id", type=int, help="the measurement's id (as raman-device history lists it)")
+    r.add_argument("--out", default=".", help="directory for ID.png and ID.pdf (default: the current directory)")
+    _force(r, "ID.png or ID.pdf in --out")
+    r.set_defaults(func=cmd_report)
     o = add_subcommand(sub, "ood-eval", help="unknown samples: leave each class out, count unknown vs wrongly labelled")
     o.add_argument("data", help="class-folder directory, wide .csv table, or .npz")
     o.add_argument("--report", required=True, help="report directory to write")

@@ -2,14 +2,37 @@
 
 One row per measurement: when, what triggered it, the device and its settings, the raw counts and the
 calibrated spectrum, the model and its file hashes, the probabilities, the verdict, or the error that
-stopped it. :meth:`RecordStore.add` returns only after the row is on disk, so a verdict shown to the
-operator survives a power cut.
+stopped it, and (schema version 2) the analysis and its evidence. :meth:`RecordStore.add` returns only
+after the row is on disk, so a verdict shown to the operator survives a power cut. A record of an older
+schema is brought up to date when opened, in one transaction (all of it or nothing).
+
+The ``analysis`` column is JSON, NULL for rows written before version 2; a key is absent when it does not
+apply, and the dict is stored exactly as given::
+
+    {"mode": "classify" | "identify" | "verify",
+     "library": "NAME@hash12",                              # when a reference library was used
+     "hits": [{"name": str, "hqi": float}, ...],            # identify: best first, HQI = 100 x correlation
+     "match": bool, "no_match_below": float,                # identify: the best HQI reached the threshold?
+     "expected": str, "p_value": float, "alpha": float,     # verify: the material expected, the test ...
+     "result": "PASS" | "FAIL", "t2": float, "q": float,    # ... its outcome and statistics
+     "mixture": {"components": [{"name": str, "fraction": float}, ...], "residual": float,
+                 "statistic": float, "threshold": float, "is_mixture": bool},  # any mode, with a library
+     "bands": [{"shift": float, "weight": float}, ...]}     # classify: the top bands of relevance, cm-1
+
+The ``evidence`` column holds the arrays that draw it (``raman-train report``), an ``.npz`` of float64
+arrays all of shape (P,) on one axis (:data:`EVIDENCE_ARRAYS`): ``axis`` (cm-1, always), ``sample`` (the
+sample as matched: preprocessed, on the library's or the model's axis), ``hit.0`` .. ``hit.N`` (the
+references of ``hits`` in their order, same space; in verify ``hit.0`` is the expected material's),
+``fit``, ``background``, ``residual`` (the unmixing), ``component.0`` .. (each component's contribution,
+in the order of ``mixture.components``), ``relevance`` (the model's relevance map; resampled onto ``axis``
+when a library's arrays set it). The names of hits and components are those of ``analysis``.
 """
 from __future__ import annotations
 
 import io
 import json
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -23,7 +46,7 @@ from device.fileio import write_replacing
 from device.inference.verdict import UNCERTAIN, UNKNOWN
 from firmware_bridge.jcamp import write_jcamp
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS measurements (
@@ -39,11 +62,20 @@ CREATE TABLE IF NOT EXISTS measurements (
     probabilities TEXT,               -- JSON: class -> probability
     verdict TEXT,                     -- a class, 'uncertain', 'unknown', or NULL when the measurement failed
     confidence REAL,                  -- the most probable class's probability; NULL for 'unknown'
-    error TEXT                        -- what went wrong, or NULL
+    error TEXT,                       -- what went wrong, or NULL
+    analysis TEXT,                    -- JSON: identification, verification, mixture, bands (module docstring)
+    evidence BLOB                     -- .npz of the arrays that draw the analysis
 );
 CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
 CREATE INDEX IF NOT EXISTS measurements_verdict ON measurements (verdict);
 """
+#: The statements that bring a record of schema version v (the key) to v + 1.
+_MIGRATIONS = {1: ("ALTER TABLE measurements ADD COLUMN analysis TEXT",
+                   "ALTER TABLE measurements ADD COLUMN evidence BLOB")}
+_COLUMNS = ("id, time, trigger, device, raw, shift, intensity, model, model_files, probabilities, verdict, confidence, "
+            "error, analysis, evidence")
+#: The names an evidence array may have.
+EVIDENCE_ARRAYS = re.compile(r"axis|sample|fit|background|residual|relevance|(hit|component)\.\d+")
 
 
 class RecordError(RamanEdgeError):
@@ -61,7 +93,11 @@ def iso_time(t: float) -> str:
 
 @dataclass
 class Record:
-    """One measurement as stored (arrays float64; ``id`` and ``time`` set when stored)."""
+    """One measurement as stored (arrays float64; ``id`` and ``time`` set when stored).
+
+    ``analysis`` and ``evidence`` are described in the module docstring; None for a measurement recorded
+    without them (and for every row written before schema version 2).
+    """
 
     trigger: str
     device: dict
@@ -74,6 +110,8 @@ class Record:
     verdict: str | None = None
     confidence: float | None = None
     error: str | None = None
+    analysis: dict | None = None
+    evidence: dict[str, np.ndarray] | None = None
     time: float | None = None
     id: int | None = None
 
@@ -84,6 +122,66 @@ def _blob(a):
 
 def _array(b):
     return None if b is None else np.frombuffer(b, dtype="<f8").copy()
+
+
+def _evidence_blob(evidence: dict | None) -> bytes | None:
+    """Evidence arrays -> ``.npz`` bytes, checked against the module docstring's names and shapes."""
+    if evidence is None:
+        return None
+    arrays = {k: np.asarray(v, dtype="<f8") for k, v in evidence.items()}
+    axis = arrays.get("axis")
+    if axis is None or axis.ndim != 1 or not axis.size:
+        raise ValueError(f"evidence needs its axis, of shape (P,); got {', '.join(sorted(arrays)) or 'nothing'}")
+    bad = [k for k, a in arrays.items() if not EVIDENCE_ARRAYS.fullmatch(k) or a.shape != axis.shape]
+    if bad:
+        raise ValueError(f"evidence arrays must be named as in device/service/record.py and of the axis's shape "
+                         f"{axis.shape}; not so: {', '.join(bad)}")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _evidence(blob: bytes | None) -> dict[str, np.ndarray] | None:
+    if blob is None:
+        return None
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def analysis_summary(analysis: dict | None) -> str | None:
+    """A short line for ``analysis`` (``identify: PET (HQI 93.1)``, ``verify PS: PASS p=0.41``), or None."""
+    if not analysis:
+        return None
+    mode, parts = analysis.get("mode"), []
+    if mode == "identify":
+        hits = analysis.get("hits") or []
+        if not hits:
+            parts.append("identify: no reference")
+        elif analysis.get("match", True):
+            parts.append(f"identify: {hits[0]['name']} (HQI {hits[0]['hqi']:.1f})")
+        else:
+            parts.append(f"identify: no match (best {hits[0]['name']}, HQI {hits[0]['hqi']:.1f} below "
+                         f"{analysis['no_match_below']:g})")
+    elif mode == "verify":
+        parts.append(f"verify {analysis['expected']}: {analysis['result']} p={analysis['p_value']:.2g}")
+    elif analysis.get("bands"):
+        parts.append(f"{mode}: bands " + ", ".join(f"{b['shift']:.0f}" for b in analysis["bands"][:3]) + " cm-1")
+    mixture = analysis.get("mixture")
+    if mixture and mixture.get("is_mixture"):
+        parts.append("mixture " + " + ".join(f"{c['name']} {c['fraction']:.2f}" for c in mixture["components"]))
+    return "; ".join(parts) or mode
+
+
+def history_entry(rec: Record) -> dict:
+    """What ``raman-device history`` shows of a measurement: one JSON object, without spectra and evidence."""
+    return {"id": rec.id, "time": iso_time(rec.time), "trigger": rec.trigger, "verdict": rec.verdict,
+            "confidence": rec.confidence, "model": rec.model, "analysis": analysis_summary(rec.analysis),
+            "error": rec.error}
+
+
+def _analysis_json(analysis: dict) -> str:
+    """``analysis`` as JSON on one ASCII line without ``$`` (which a JCAMP-DX ``$$`` comment would cut)."""
+    return json.dumps(analysis, separators=(",", ":")).replace("$", "\\u0024")
 
 
 def _jcamp_date(t: float) -> str:
@@ -141,9 +239,33 @@ class RecordStore:
             elif int(version[0]) > SCHEMA_VERSION:
                 raise RecordError(f"record {self.path} has schema version {version[0]}, newer than this raman-edge "
                                   f"({SCHEMA_VERSION}); upgrade raman-edge")
+            elif int(version[0]) < SCHEMA_VERSION:
+                self._migrate(int(version[0]))
         except (sqlite3.Error, OSError) as exc:
             raise RecordError(f"cannot open the record {self.path}: {exc}; check the data directory's "
                               "permissions and free space") from None
+
+    def _migrate(self, found: int) -> None:
+        """Bring the record up to :data:`SCHEMA_VERSION` in one transaction: all of it, or nothing changed.
+
+        Raises
+        ------
+        RecordError
+            If a statement fails (the record is then as it was).
+        """
+        self._db.execute("BEGIN IMMEDIATE")  # another process may be migrating: wait for it, then look again
+        try:
+            version = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            for v in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[v]:
+                    self._db.execute(statement)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise RecordError(f"cannot bring the record {self.path} from schema version {found} to "
+                              f"{SCHEMA_VERSION}: {exc}; the record is unchanged (check free space and permissions, "
+                              "or keep using the raman-edge that wrote it)") from None
 
     def close(self) -> None:
         """Close the database."""
@@ -154,15 +276,26 @@ class RecordStore:
         return storage_problem(self.path.parent, reserve_bytes)
 
     def add(self, rec: Record) -> int:
-        """Store a measurement durably and return its id (the row is on disk when this returns)."""
+        """Store a measurement durably and return its id (the row is on disk when this returns).
+
+        Raises
+        ------
+        RecordError
+            If the row cannot be written.
+        ValueError
+            If ``rec.evidence`` has no ``axis``, or an array of another name or shape than the module says.
+        """
         rec.time = time.time() if rec.time is None else rec.time
+        evidence = _evidence_blob(rec.evidence)
         try:
             cur = self._db.execute(
                 "INSERT INTO measurements (time, trigger, device, raw, shift, intensity, model, model_files, "
-                "probabilities, verdict, confidence, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "probabilities, verdict, confidence, error, analysis, evidence) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (rec.time, rec.trigger, json.dumps(rec.device, default=str), _blob(rec.raw), _blob(rec.shift),
                  _blob(rec.intensity), rec.model, json.dumps(rec.model_files), json.dumps(rec.probabilities),
-                 rec.verdict, rec.confidence, rec.error))
+                 rec.verdict, rec.confidence, rec.error,
+                 None if rec.analysis is None else json.dumps(rec.analysis), evidence))
         except sqlite3.Error as exc:
             raise RecordError(f"cannot write to the record {self.path}: {exc}; the measurement is not recorded, "
                               "so no verdict is reported") from None
@@ -170,9 +303,16 @@ class RecordStore:
         return rec.id
 
     def _row(self, row) -> Record:
-        (id_, t, trigger, device, raw, shift, intensity, model, files, probs, verdict, conf, error) = row
+        (id_, t, trigger, device, raw, shift, intensity, model, files, probs, verdict, conf, error, analysis,
+         evidence) = row
         return Record(trigger, json.loads(device), _array(raw), _array(shift), _array(intensity), model,
-                      json.loads(files or "{}"), json.loads(probs or "{}"), verdict, conf, error, t, id_)
+                      json.loads(files or "{}"), json.loads(probs or "{}"), verdict, conf, error,
+                      None if analysis is None else json.loads(analysis), _evidence(evidence), t, id_)
+
+    def get(self, id_: int) -> Record | None:
+        """The measurement with id ``id_``, or None when there is none."""
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM measurements WHERE id = ?", (int(id_),)).fetchone()
+        return None if row is None else self._row(row)
 
     def query(self, since: float | None = None, until: float | None = None, verdict: str | None = None,
               limit: int | None = None, newest_first: bool = True) -> list[Record]:
@@ -187,8 +327,7 @@ class RecordStore:
         if verdict is not None:
             where.append("verdict = ?")
             args.append(verdict)
-        sql = ("SELECT id, time, trigger, device, raw, shift, intensity, model, model_files, probabilities, "
-               "verdict, confidence, error FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
+        sql = (f"SELECT {_COLUMNS} FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
                + f" ORDER BY id {'DESC' if newest_first else 'ASC'}" + (" LIMIT ?" if limit else ""))
         if limit:
             args.append(int(limit))
@@ -212,13 +351,16 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
     """Write measurements with a class verdict as training data for ``raman-train``.
 
     Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
-    are failed or refused measurements and the verdicts ``uncertain`` and ``unknown``.
+    are failed or refused measurements, the verdicts ``uncertain`` and ``unknown``, and those that name no
+    one material: verification results, searches without a match and mixtures (by their ``analysis``).
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
-    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jcamp``: JCAMP-DX 5.01, one
-    ``(XY..XY)`` block per spectrum titled with its label (with ``##LONG DATE`` and ``##$RECORD ID``), in a
-    ``##DATA TYPE=LINK`` compound file when there are several. The label is the verdict: review
-    it before training on it. The file is written whole or not at all. Returns the number of spectra
-    written.
+    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jsonl``: one JSON object per
+    spectrum (``record_id``, ``time``, ``label``, ``analysis`` as recorded or null, ``shift``, ``intensity``);
+    ``jcamp``: JCAMP-DX 5.01, one ``(XY..XY)`` block per spectrum titled with its label (with ``##LONG DATE``,
+    ``##$RECORD ID`` and, when recorded, ``##$RAMAN EDGE ANALYSIS=`` the analysis as one line of JSON, ``$``
+    written ``\u0024``), in a ``##DATA TYPE=LINK`` compound file when there are several. The label is the
+    verdict: review it before training on it. The file is written whole or not at all. Returns the number
+    of spectra written.
 
     Raises
     ------
@@ -229,25 +371,30 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
     from device.inference.resample import ResamplerCache
 
     resamplers = ResamplerCache(axis)
-    rows, labels, ids, times = [], [], [], []
-    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
+    rows, labels, ids, times, analyses = [], [], [], [], []
+    left_out = {"failed or refused": 0, "uncertain or unknown": 0, "verifications, no match or mixtures": 0,
                 f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
     reasons = list(left_out)
     for r in records:
+        a = r.analysis or {}
         if r.verdict is None or r.shift is None:
             left_out[reasons[0]] += 1
             continue
         if r.verdict in (UNCERTAIN, UNKNOWN):
             left_out[reasons[1]] += 1
             continue
+        if a.get("mode") == "verify" or not a.get("match", True) or (a.get("mixture") or {}).get("is_mixture"):
+            left_out[reasons[2]] += 1
+            continue
         try:
             rows.append(resamplers.get(r.shift)(r.intensity))
         except AxisCoverageError:
-            left_out[reasons[2]] += 1
+            left_out[reasons[3]] += 1
             continue
         labels.append(r.verdict)
         ids.append(r.id)
         times.append(r.time)
+        analyses.append(r.analysis)
     if not rows:
         if not records:
             raise ExportError("no measurement matches the filters (--since, --until, --label); nothing was written")
@@ -267,11 +414,17 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
         for label, row in zip(labels, rows):
             text.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
         text.flush()
+    elif fmt == "jsonl":
+        shift = axis.values.tolist()
+        for label, row, t, i, a in zip(labels, rows, times, ids, analyses):
+            buffer.write((json.dumps({"record_id": i, "time": iso_time(t), "label": label, "analysis": a,
+                                      "shift": shift, "intensity": row.tolist()}) + "\n").encode())
     elif fmt == "jcamp":
-        blocks = [(axis.values, row, {"TITLE": label, "LONG DATE": _jcamp_date(t), "$RECORD ID": i})
-                  for label, row, t, i in zip(labels, rows, times, ids)]
+        blocks = [(axis.values, row, {"TITLE": label, "LONG DATE": _jcamp_date(t), "$RECORD ID": i,
+                                      **({} if a is None else {"$RAMAN EDGE ANALYSIS": _analysis_json(a)})})
+                  for label, row, t, i, a in zip(labels, rows, times, ids, analyses)]
         buffer.write(write_jcamp(blocks, title=f"raman-edge export, {len(blocks)} spectra"))
     else:
-        raise ValueError(f"export format is csv, npz or jcamp, not {fmt!r}")
+        raise ValueError(f"export format is csv, npz, jsonl or jcamp, not {fmt!r}")
     write_replacing(path, buffer.getvalue())
     return len(rows)
