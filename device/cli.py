@@ -189,12 +189,10 @@ def _records(args):
 
 def cmd_history(args) -> int:
     """List measurements, newest first: one JSON line each (without the spectra)."""
-    from device.service.record import iso_time
+    from device.service.record import history_entry
 
     for r in _records(args):
-        print(json.dumps({"id": r.id, "time": iso_time(r.time),
-                          "trigger": r.trigger, "verdict": r.verdict, "confidence": r.confidence, "model": r.model,
-                          "error": r.error}))
+        print(json.dumps(history_entry(r)))
     return 0
 
 
@@ -327,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = add_subcommand(sub, "export", help="export recorded spectra as training data (csv, npz or JCAMP-DX)")
     _record_filters(x)
     x.add_argument("--model", required=True, help="bundle whose axis the spectra are resampled onto")
-    x.add_argument("--format", choices=("csv", "npz", "jcamp"), required=True,
-                   help="csv: wide table; npz: X, y, wavenumber, class_names; jcamp: JCAMP-DX 5.01, one block per "
-                        "spectrum titled with its label")
+    x.add_argument("--format", choices=("csv", "npz", "jsonl", "jcamp"), required=True,
+                   help="csv: wide table; npz: X, y, wavenumber, class_names; jsonl: one JSON object per spectrum "
+                        "with its analysis; jcamp: JCAMP-DX 5.01, one block per spectrum titled with its label")
     x.add_argument("--out", required=True, help="file to write (an existing one only with --force)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.set_defaults(func=cmd_export)

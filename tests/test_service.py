@@ -133,7 +133,8 @@ def test_control_protocol(tmp_path, shipped_bundle):
     assert replies[0]["commands"] == COMMANDS
     assert replies[1]["state"] == "ready" and replies[2]["classes"] == list(shipped_bundle.class_names)
     assert replies[3] == {"command": "LAST", "ok": False, "error": "no measurement recorded yet"}
-    assert "unknown command 'foo'" in replies[4]["error"] and "takes no arguments" in replies[5]["error"]
+    assert "unknown command 'foo'" in replies[4]["error"]
+    assert "MEASURE takes no argument or one of CLASSIFY, IDENTIFY, VERIFY NAME, not 'now'" in replies[5]["error"]
     assert "longer than 64 bytes" in replies[6]["error"] and "not ASCII" in replies[7]["error"]
     assert "empty line" in replies[8]["error"]
     m = dispatch("measure", svc)

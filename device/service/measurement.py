@@ -20,6 +20,8 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
 from device.errors import RamanEdgeError
 from device.inference.analysis import identify, mixture_verdict, verify
 from device.inference.bundle import load_bundle
@@ -27,6 +29,7 @@ from device.inference.classifier import Classifier
 from device.inference.library import load_library
 from device.inference.quality import problems as quality_problems
 from device.inference.readers import read_spectra
+from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
 from device.inference.spectrum import Spectrum
 from device.inference.verdict import verdict
@@ -38,6 +41,8 @@ from firmware_bridge.measure import measure, switch_off
 from firmware_bridge.registry import make_driver
 
 RECORD_FILE = "record.db"
+#: Evidence arrays of the unmixing that a model verdict's record keeps (with each ``component.I``).
+UNMIXING_EVIDENCE = ("fit", "background", "residual")
 #: What to do about a bundle that fails its self-test.
 NO_EXAMPLES_FIX = ("retrain with raman-train fit (which stores self-test examples; or give them with --examples "
                    "DIR) and install the result with raman-device update-model BUNDLE")
@@ -318,16 +323,28 @@ class Service:
                  "model": self.bundle.model_id}
         if prediction.ood_score is not None:
             reply["ood_score"] = round(prediction.ood_score, 4)
-        rec.analysis = {"mode": "classify"}
+        rec.analysis, rec.evidence = self._classify_evidence(spectrum, prediction)
         if mixed is not None and "mixture" in mixed.analysis:
             rec.analysis.update(library=mixed.analysis["library"], mixture=mixed.analysis["mixture"])
-            rec.evidence = {k: v for k, v in mixed.evidence.items() if not k.startswith("hit.")}
+            on_model_axis = self.bundle.axis.values
+            rec.evidence.update({k: np.interp(on_model_axis, mixed.evidence["axis"], v)
+                                 for k, v in mixed.evidence.items()
+                                 if k in UNMIXING_EVIDENCE or k.startswith("component.")})
             reply["mixture"] = mixed.analysis["mixture"]
             if mixed.is_mixture:  # a mixture of known materials is never reported as one confident class
                 rec.verdict = reply["verdict"] = reply["label"] = mixture_verdict(
                     c["name"] for c in mixed.analysis["mixture"]["components"][:2])
                 rec.confidence = reply["confidence"] = None
         return self._finish(rec, reply)
+
+    def _classify_evidence(self, spectrum: Spectrum, prediction) -> tuple[dict, dict]:
+        """The analysis (the bands that decided) and evidence (spectrum, relevance) of a model verdict."""
+        Y = self.classifier.on_axis([spectrum])
+        k = self.bundle.class_names.index(prediction.label)
+        maps = relevance(self.bundle, Y, np.array([k]))
+        axis = self.bundle.axis.values
+        return ({"mode": "classify", "bands": top_bands(axis, maps.scaled()[0]), "relevance": maps.method},
+                {"axis": axis.copy(), "sample": Y[0], "relevance": maps.maps[0]})
 
     def _finish(self, rec: Record, reply: dict) -> dict:
         """Record first; a verdict that cannot be recorded is not reported."""
