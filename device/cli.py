@@ -165,6 +165,18 @@ def cmd_verify(args) -> int:
     return _analyse_files(args, lambda s: verify(library, s, args.expect, args.alpha), columns)
 
 
+def _significance(text: str) -> float:
+    """``--alpha``: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"give a significance level between 0 and 1 (exclusive), e.g. 0.05, not "
+                                         f"{text!r}")
+    return value
+
+
 def _when(text: str | None) -> float | None:
     """ISO 8601 date or date-time (UTC unless it says otherwise) -> seconds since the epoch."""
     from datetime import datetime, timezone
@@ -299,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = add_subcommand(sub, "verify", help="verify spectra against the library entry they should be: PASS or FAIL")
     v.add_argument("--library", required=True, help="reference library directory (raman-train library)")
     v.add_argument("--expect", required=True, metavar="NAME", help="the entry the sample should be")
-    v.add_argument("--alpha", type=float, help="least p-value to pass (default: the library's, 0.05)")
+    v.add_argument("--alpha", type=_significance, help="least p-value to pass (default 0.05)")
     v.add_argument("--format", choices=("json", "table"), default="json",
                    help="one JSON line per spectrum (default) or a readable table")
     v.add_argument("files", nargs="+", metavar="FILE")

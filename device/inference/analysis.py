@@ -114,19 +114,19 @@ def verify(library: Library, spectrum: Spectrum, expected: str, alpha: float | N
     ------
     LibraryError
         If the library has no entry ``expected`` or the spectrum does not cover the library's axis.
-    NotEnoughReplicatesError
+    TooFewReplicatesError
         If the entry has too few replicates for a variation model (the message says how many it needs).
     """
     from device.inference.verification import ALPHA
 
     alpha = ALPHA if alpha is None else alpha
-    model = library.variation(expected)
+    model = library.variation(expected, alpha)
     y, part = library.on_axis(spectrum)
     if part != slice(0, library.axis.points):
         raise LibraryError(f"verification compares every point of the entry's replicates, "
                            f"{library.axis.start:g}-{library.axis.stop:g} cm-1, and the spectrum covers only part of "
                            "them; acquire over the library's whole range")
-    result = model.test(library.preprocess.apply(y[None, :]), alpha)[0]
+    result = model.test(library.preprocess.apply(y[None, :]))[0]
     analysis = {"mode": "verify", "library": library.library_id, "expected": expected,
                 "p_value": round(float(result.p_value), 6), "alpha": alpha,
                 "result": PASS if result.passed else FAIL,

@@ -25,7 +25,7 @@ calibrated on the library's own replicates rather than fixed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,7 @@ class Library:
     no_match_below: float
     false_no_match: float
     mixture: object = None
+    _variations: dict = field(default_factory=dict, compare=False, repr=False)
 
     def replicates(self, name: str) -> np.ndarray:
         """The replicates of entry ``name`` after the chain: (n, P) float64.
@@ -157,6 +158,29 @@ class Library:
             If the library has no such entry (the message lists the entries).
         """
         return self.spectra[self.spectrum_entry == self.index(name)].astype(np.float64)
+
+    def variation(self, name: str, alpha: float | None = None):
+        """The variation model of entry ``name`` at significance ``alpha`` (fitted once, then kept).
+
+        Returns
+        -------
+        VariationModel
+            :class:`device.inference.verification.VariationModel` of the entry's replicates.
+
+        Raises
+        ------
+        LibraryError
+            If the library has no such entry.
+        TooFewReplicatesError
+            If the entry has fewer replicates than verification needs (the message says how many).
+        """
+        from device.inference.verification import ALPHA, VariationModel
+
+        alpha = ALPHA if alpha is None else alpha
+        key = (self.index(name), alpha)
+        if key not in self._variations:
+            self._variations[key] = VariationModel.fit(self.replicates(name), alpha, entry=f"{name!r} of {self.name}")
+        return self._variations[key]
 
     def index(self, name: str) -> int:
         """The index of entry ``name``; LibraryError naming the entries if there is none."""
