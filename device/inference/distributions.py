@@ -13,7 +13,7 @@ Both reduce to the regularised incomplete gamma and beta functions, evaluated as
 A chi-square variable with ``df`` degrees of freedom has ``cdf(x) = P(df / 2, x / 2)``; an F variable with
 ``(d1, d2)`` has ``cdf(f) = I_{d1 f / (d1 f + d2)}(d1 / 2, d2 / 2)``. Degrees of freedom are positive
 numbers, not necessarily whole (the verification's scaled chi-square has fractional ones). Against
-``scipy.stats``, relative error is below 1e-11 for parameters up to 1e3 and below 1e-8 up to 1e5 (the
+``scipy.stats``, relative error is below 1e-10 for parameters up to 1e3 and below 1e-8 up to 1e5 (the
 log-gamma terms of the prefactor cancel less exactly); tail probabilities below about 1e-300 underflow to 0.
 """
 from __future__ import annotations

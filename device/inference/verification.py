@@ -58,7 +58,8 @@ ALPHA = 0.05
 #: this many leave-one-out residuals (a variance from fewer than five is little more than a guess),
 #: and the ``T^2`` reference needs ``n - k >= 2``.
 MIN_REPLICATES = 5
-#: Eigenvalues below this share of the largest are directions the replicates do not vary in.
+#: Eigenvalues below this share of the largest are directions the replicates do not vary in; replicates
+#: whose largest is below this share of their energy are copies of one spectrum.
 RANK_TOLERANCE = 1e-12
 
 
@@ -192,7 +193,7 @@ class VariationModel:
         Xc = X - mean
         gram = Xc @ Xc.T
         eigenvalues, vectors = _descending_eigh(gram)
-        if not eigenvalues[0] > 0:
+        if not eigenvalues[0] > RANK_TOLERANCE * np.einsum("ij,ij->", X, X):
             raise ReplicateVariationError(f"the {n} replicate spectra of {entry} are identical, so they say nothing "
                                           "about its measurement variation: store separate measurements")
         k = broken_stick_components(eigenvalues, n, points)
@@ -200,9 +201,9 @@ class VariationModel:
         q_loo = leave_one_out_residuals(gram, k)
         mu, v = float(q_loo.mean()), float(q_loo.var(ddof=1))
         if not (mu > 0 and v > 0):
-            raise ReplicateVariationError(f"the {n} replicate spectra of {entry} vary in no more than {k} "
-                                          "directions, so nothing is left to model their residual: store "
-                                          "separate measurements")
+            raise ReplicateVariationError(f"the {n} replicate spectra of {entry} vary along {k} direction(s) "
+                                          "only, which leaves no residual variation to model: store separate "
+                                          "measurements")
         h = 2 * mu * mu / v
         return cls(mean, components, eigenvalues[:k] / (n - 1), mu, h, n, float(alpha),
                    t2_factor(n, k) * f_isf(alpha / 2, k, n - k), mu * f_isf(alpha / 2, h, n * h))
