@@ -1,9 +1,12 @@
-"""Verification against an expected material: the NumPy distributions against SciPy, and the variation model."""
+"""Verification against an expected material: the NumPy distributions against SciPy, and the variation model.
+
+SciPy is the oracle, not installed with the device extra: the tests that need it import it themselves, the others
+are marked ``device``.
+"""
 import math
 
 import numpy as np
 import pytest
-from scipy import special, stats
 
 from device.errors import LengthMismatchError, NonFiniteError, RamanEdgeError
 from device.inference import distributions as dist
@@ -48,18 +51,21 @@ def tolerance(*df: float) -> float:
 
 @pytest.mark.parametrize("df", DFS)
 def test_chi_square_tails_match_scipy_over_both_tails(df):
+    stats = pytest.importorskip("scipy.stats")
     close(dist.chi2_sf(POINTS, df), stats.chi2.sf(POINTS, df), tolerance(df))
     close(dist.chi2_cdf(POINTS, df), stats.chi2.cdf(POINTS, df), tolerance(df))
 
 
 @pytest.mark.parametrize("d1", DFS)
 def test_f_tails_match_scipy_over_both_tails(d1):
+    stats = pytest.importorskip("scipy.stats")
     for d2 in DFS:
         close(dist.f_sf(POINTS, d1, d2), stats.f.sf(POINTS, d1, d2), tolerance(d1, d2))
         close(dist.f_cdf(POINTS, d1, d2), stats.f.cdf(POINTS, d1, d2), tolerance(d1, d2))
 
 
 def test_incomplete_gamma_and_beta_match_scipy_special():
+    special = pytest.importorskip("scipy.special")
     x = np.linspace(0.0, 1.0, 41)
     for a in (0.05, 1.0, 3.5, 250.0):
         lower, upper = dist.regularized_gamma(a, POINTS)
@@ -71,6 +77,7 @@ def test_incomplete_gamma_and_beta_match_scipy_special():
             close(upper, special.betainc(b, a, 1.0 - x), 1e-11)
 
 
+@pytest.mark.device
 def test_the_ends_of_the_distributions_are_exact():
     assert dist.chi2_sf(np.inf, 3.0) == 0.0 and dist.chi2_cdf(0.0, 3.0) == 0.0
     assert dist.f_sf(np.inf, 2.0, 5.0) == 0.0 and dist.f_cdf(np.inf, 2.0, 5.0) == 1.0
@@ -79,6 +86,7 @@ def test_the_ends_of_the_distributions_are_exact():
 
 @pytest.mark.parametrize("p", (0.999, 0.5, 0.025, 1e-6, 1e-100))
 def test_inverse_survival_functions_invert_scipy_survival_functions(p):
+    stats = pytest.importorskip("scipy.stats")
     for df in (0.3, 1.0, 3.3, 50.0, 1500.0):
         assert math.isclose(stats.chi2.sf(dist.chi2_isf(p, df), df), p, rel_tol=1e-9)
         assert math.isclose(stats.f.sf(dist.f_isf(p, df, 57.0), df, 57.0), p, rel_tol=1e-9)  # scipy's isf: inf
@@ -86,6 +94,7 @@ def test_inverse_survival_functions_invert_scipy_survival_functions(p):
             assert math.isclose(dist.f_isf(p, df, 57.0), stats.f.isf(p, df, 57.0), rel_tol=1e-9)
 
 
+@pytest.mark.device
 @pytest.mark.parametrize("call", (lambda: dist.chi2_sf(1.0, 0.0), lambda: dist.f_sf(1.0, 2.0, -1.0),
                                   lambda: dist.chi2_sf(-1.0, 2.0), lambda: dist.f_cdf(np.nan, 1.0, 1.0),
                                   lambda: dist.chi2_isf(0.0, 2.0), lambda: dist.f_isf(1.0, 2.0, 3.0)))
@@ -94,6 +103,7 @@ def test_parameters_and_points_outside_the_domain_are_refused(call):
         call()
 
 
+@pytest.mark.device
 def test_broken_stick_keeps_the_components_above_a_randomly_broken_stick():
     # r = 5: the stick's pieces are 0.457, 0.257, 0.157, 0.090, 0.040 of the variance
     assert broken_stick_components(np.array([50.0, 30.0, 10.0, 5.0, 5.0, 0.0]), 6, 100) == 2
@@ -104,6 +114,7 @@ def test_broken_stick_keeps_the_components_above_a_randomly_broken_stick():
     assert broken_stick_components(np.array([53.0, 28.0, 15.0, 4.0, 0.0]), 5, 3) == 1  # r = P = 3: 0.55 < 0.61
 
 
+@pytest.mark.device
 def test_leave_one_out_residuals_equal_a_refit_without_each_replicate():
     X = replicates(12, np.random.default_rng(3))
     Xc = X - X.mean(axis=0)
@@ -118,6 +129,7 @@ def test_leave_one_out_residuals_equal_a_refit_without_each_replicate():
 
 
 def test_p_values_and_limits_follow_the_stated_references():
+    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(4)
     model = VariationModel.fit(replicates(30, rng))
     n, k = model.n, model.k
@@ -135,6 +147,7 @@ def test_p_values_and_limits_follow_the_stated_references():
 
 @pytest.mark.slow
 def test_genuine_gaussian_replicates_fail_about_alpha_of_the_time():
+    stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(5)
     fails = t2_fails = q_fails = 0
     fits, per_fit = 40, 50
@@ -153,6 +166,7 @@ def test_genuine_gaussian_replicates_fail_about_alpha_of_the_time():
     assert q_fails <= stats.binom.interval(0.999, tests, ALPHA / 2)[1] * 1.5
 
 
+@pytest.mark.device
 def test_a_shifted_band_and_a_far_score_fail_while_a_genuine_replicate_passes():
     rng = np.random.default_rng(6)
     model = VariationModel.fit(replicates(40, rng))
@@ -167,6 +181,7 @@ def test_a_shifted_band_and_a_far_score_fail_while_a_genuine_replicate_passes():
     assert not f.passed and f.p_t2 < 1e-3 and f.q <= f.q_limit
 
 
+@pytest.mark.device
 def test_too_few_replicates_is_a_named_error_with_the_counts():
     X = replicates(MIN_REPLICATES - 1, np.random.default_rng(7))
     with pytest.raises(TooFewReplicatesError, match=f"acetone has {MIN_REPLICATES - 1} replicate spectra; "
@@ -177,6 +192,7 @@ def test_too_few_replicates_is_a_named_error_with_the_counts():
     VariationModel.fit(replicates(MIN_REPLICATES, np.random.default_rng(7)))  # enough
 
 
+@pytest.mark.device
 def test_identical_replicates_and_bad_spectra_are_named_errors():
     with pytest.raises(ReplicateVariationError, match="identical"):
         VariationModel.fit(np.tile(BASE, (8, 1)), entry="water")

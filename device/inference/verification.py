@@ -39,9 +39,10 @@ replicates (three components and noise) genuine spectra fail 0.04-0.055 of the t
 but 0.06-0.08 with 12 and 0.07-0.11 with 6, so a library should hold 20 or more replicates per entry
 where the verdict matters.
 
-Fitting costs ``O(n^2 P + n^4)``: about 10 ms for ``n = 60`` replicates of ``P = 1500`` points on one
-desktop core (a Raspberry Pi 4 takes several times that), so the device fits each entry's model when the
-library is loaded, from the stored replicates.
+Fitting costs ``O(n^2 P + n^4)``: 50-80 ms for ``n = 60`` replicates of ``P = 1500`` points on one x86-64
+core (the batched ``eigh`` of the ``n`` leave-one-out Gram matrices and the two inverse distribution
+functions take most of it; a Raspberry Pi 4 is several times slower), and testing a spectrum about 1 ms,
+so the device fits an entry's model from the stored replicates when it is first needed.
 """
 from __future__ import annotations
 
