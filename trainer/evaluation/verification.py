@@ -11,6 +11,8 @@ by one chain on the data set's axis. Two rates, per entry and overall:
   other ``n - 1`` for each spectrum).
 * **false pass**: every spectrum of every other class tested against the entry's model (on its ``cap``
   spectra, or on all of them); PASS is a false pass: the test could not tell that material from the entry.
+  An entry of a blank or control (e.g. spinach without pesticide) verifies that a spectrum holds nothing
+  beyond the blank's own variation: its false pass is a contaminated sample taken for clean.
 
 Nothing is tuned on the spectra a rate is measured on: the model's components, limits and residual scale
 come from the entry's model replicates alone, by fixed rules. The default chain (:data:`DEFAULT_PREPROCESS`)
