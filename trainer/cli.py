@@ -291,7 +291,8 @@ def cmd_library(args) -> int:
                   if v}
     lib = build_library(ds, args.out, name=args.name or Path(args.out).name, matching=args.matching,
                         references=args.references, false_no_match=args.false_no_match,
-                        max_replicates=args.max_replicates, seed=args.seed, provenance=provenance,
+                        max_replicates=args.max_replicates, spread=args.spread, seed=args.seed,
+                        provenance=provenance,
                         source=str(args.data), log=_note)
     cal = lib.card["calibration"]
     print(f"wrote {args.out}: {lib.library_id}, {len(lib.entry_names)} entries, matched after "
@@ -561,6 +562,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-replicates", type=int, default=MAX_REPLICATES,
                    help=f"replicates stored per entry, for verification (default {MAX_REPLICATES}; a seeded random "
                         "subsample of larger entries)")
+    b.add_argument("--spread", metavar="KEY", help="per-spectrum key of the data the stored replicates of a larger "
+                                                   "entry are spread over, e.g. concentration_ppm (default: none)")
     b.add_argument("--seed", type=int, default=0, help="seed of the replicate subsample (default 0)")
     b.add_argument("--data-source", help="where the data comes from (for the card; default: not stated)")
     b.add_argument("--data-licence", help="the data's licence (for the card; default: not stated)")

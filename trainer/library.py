@@ -3,7 +3,9 @@
 Each class of the data becomes one entry. Its **reference** is the mean, after the matching
 preprocessing, of its reference spectra: all its spectra, or those ``--references KEY=VALUE`` selects
 (e.g. the pristine particles of the microplastics set); every spectrum of the entry is a **replicate**
-(up to ``max_replicates`` are stored, for verification).
+(up to ``max_replicates`` are stored, for verification: for a larger entry, spread over the values of a
+per-spectrum key such as the concentration, as :func:`trainer.evaluation.verification.verification_rates`
+chooses them, so the card's verification rates are those of the stored replicates).
 
 **Calibration by leave-one-out.** Every spectrum of the data is searched against the library with
 itself left out: its own entry's reference is recomputed without it when it is one of that entry's
@@ -33,6 +35,7 @@ from device.inference.library import Library, unit_rows, write_library
 from device.inference.preprocess import Chain
 from device.inference.spectrum import Axis
 from trainer.data.dataset import Dataset
+from trainer.evaluation.verification import spread_choice, verification_rates
 
 #: The matching preprocessing options, simplest first (the order ties are broken in).
 MATCHING = ("snv", "derivative", "baseline")
@@ -125,6 +128,10 @@ def calibration(hqi: np.ndarray, owner: np.ndarray, rate: float) -> dict:
             "false_match_absent": round(float((others.max(axis=1) >= threshold).mean()), 4)}
 
 
+def _share(rate) -> str:
+    return "not measured" if rate is None else f"{rate:.4f}"
+
+
 def _selected(ds: Dataset, references: str | None) -> np.ndarray:
     """Which spectra make the references: all, or those whose ``KEY`` is one of the values of ``KEY=V[,V]``."""
     if references is None:
@@ -153,7 +160,8 @@ def _conditions(ds: Dataset, rows: np.ndarray) -> dict:
 
 
 def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", references: str | None = None,
-                  false_no_match: float = FALSE_NO_MATCH, max_replicates: int = MAX_REPLICATES, seed: int = 0,
+                  false_no_match: float = FALSE_NO_MATCH, max_replicates: int = MAX_REPLICATES,
+                  spread: str | None = None, seed: int = 0,
                   provenance: dict | None = None, source: str = "", log=None) -> Library:
     """Build, calibrate and write a reference library (see the module docstring).
 
@@ -172,6 +180,8 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
         Share of genuine samples the threshold may report as no match, 0-0.5.
     max_replicates : int
         Replicates stored per entry.
+    spread : str, optional
+        A per-spectrum key the stored replicates of a larger entry are spread over (e.g. ``concentration_ppm``).
     seed : int
         Seed of the replicate subsample.
     provenance : dict, optional
@@ -191,6 +201,9 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
     if max_replicates < 1:
         raise LibraryBuildError(f"--max-replicates {max_replicates}: give at least 1")
     chosen_refs = _selected(ds, references)
+    if spread is not None and spread not in ds.meta:
+        raise LibraryBuildError(f"--spread {spread!r}: not a per-spectrum key of the data; its keys: "
+                                f"{', '.join(sorted(ds.meta)) or 'none'}")
     E = len(ds.class_names)
     options = MATCHING if matching == "auto" else (matching,)
     tried = {}
@@ -207,9 +220,15 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
             f"top-3 {tried[option][3]['top3']:.4f} over {tried[option][3]['queries']} spectra")
     best = max(options, key=lambda o: (tried[o][3]["top1"], -options.index(o)))
     chain, P, refs, cal = tried[best]
-    rng = np.random.default_rng(seed)
-    keep = np.concatenate([rows if rows.size <= max_replicates else np.sort(rng.choice(rows, max_replicates, False))
+    strata = np.zeros(len(ds.y)) if spread is None else np.asarray(ds.meta[spread])
+    rng = np.random.default_rng(seed)  # the choice verification_rates makes, so the rates are of these replicates
+    keep = np.concatenate([rows if rows.size <= max_replicates
+                           else rows[spread_choice(strata[rows], max_replicates, rng)]
                            for rows in (np.flatnonzero(ds.y == k) for k in range(E))])
+    verification = verification_rates(ds, chain.text, cap=max_replicates, spread=spread, seed=seed)
+    say(f"verification (alpha {verification['alpha']:g}): false fail {_share(verification['false_fail'])}, "
+        f"false pass {_share(verification['false_pass'])}"
+        + (f"; not verifiable: {', '.join(verification['skipped'])}" if verification["skipped"] else ""))
     prov = dict(provenance or {})
     entries = [{"name": c, "spectra": int((ds.y == k).sum()),
                 "reference_spectra": int((chosen_refs & (ds.y == k)).sum()),
@@ -227,6 +246,7 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
                      "chosen_by": ("given" if matching != "auto" else
                                    "leave-one-out top-1 accuracy, best of " + ", ".join(MATCHING)),
                      "leave_one_out": {o: {k: tried[o][3][k] for k in ("top1", "top3")} for o in options}},
+        "verification": verification,
         "calibration": {**cal, "protocol": "leave-one-out: each spectrum searched with itself left out of its own "
                                            "entry's reference; spectra that alone make a reference are not queries"},
     }
