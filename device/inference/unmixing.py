@@ -10,19 +10,22 @@ relative to the references. The model fits exactly that, in a linear representat
    is linear, so ``T(a A + b B + background) = a T(A) + b T(B)`` for any background ``T`` removes.
 2. **Unmixing**: NNLS (:func:`nnls`, Lawson-Hanson) of ``T(y)`` on the unit-norm ``T(r_e)`` of the candidate
    references ``r_e`` (:func:`component_reference`).
-3. **Verdict**: the best single component is the reference closest to ``T(y)`` (one-column NNLS); the
-   two-component fit refits the two largest components of the unmixing. The statistic is the share of the
-   single fit's residual energy the second component removes::
+3. **Verdict**: the best single component is the reference closest to ``T(y)`` (largest cosine: the
+   one-column NNLS); the two-component fit refits, by NNLS, the two components of the unmixing with the
+   largest contributions (below). The statistic is the share of the single fit's residual energy that the
+   second component removes::
 
        statistic = 1 - E2 / E1,   E1, E2 = |T(y) - fit|^2 of the single and the two-component fit,
 
-   in [0, 1], scale-free. ``is_mixture`` when it exceeds ``threshold``, which the trainer calibrates
+   in [0, 1], scale-free (0 when the unmixing uses one component). The spectrum is a mixture of the two
+   when the statistic exceeds ``threshold`` (and both keep a positive share), which the trainer calibrates
    (:func:`trainer.evaluation.mixtures.calibrate_mixture`) on held-out single-class spectra so that about a
    stated share of them (1 %) are called mixtures.
 
-Fractions are shares of band height: component e's fitted contribution to the spectrum, ``c_e r_e``, has band
+Fractions are shares of band height: entry e's fitted contribution to the spectrum, ``c_e r_e``, has band
 height ``c_e h_e`` (``h_e`` that of ``r_e``, :func:`device.inference.snr.band_height`), and its fraction is
-``c_e h_e / sum(c h)``. NumPy only.
+``c_e h_e / sum(c h)``. The evidence arrays are on the spectrum's own scale: the fitted components
+``sum(c r)``, the least-squares polynomial of the rest, and what remains. NumPy only.
 """
 from __future__ import annotations
 
@@ -265,11 +268,13 @@ class MixtureModel:
 
     Notes
     -----
-    :meth:`unmix` with ``k`` candidates costs about ``(k + 1) P (w + 4 (order + 1)) + k^2 P`` multiply-adds
-    (``w`` the derivative window) plus an NNLS of ``k`` columns: about a millisecond of NumPy for ``k = 10``
-    and ``P = 1500``. The k x k Gram matrix grows as k^2, so a large library unmixes among its top search
-    hits, not among all its entries. The ``T(r_e)`` of the entries used are kept (8 P bytes each, at most
-    ``E P`` float64 once every entry has been a candidate).
+    :meth:`unmix` with ``k`` candidates costs about ``P (w + 4 (order + 1)) + k P + k^2 P`` multiply-adds
+    (``w`` the derivative window; the spectrum's representation, the correlations, the Gram matrix) plus an
+    NNLS of ``k`` columns: 0.7-0.8 ms of NumPy on a workstation core for ``k = 10``, ``P = 1499`` (measured,
+    with and without the derivative). The Gram matrix grows as k^2 (10^4 entries: 10^11 multiply-adds and
+    800 MB), so a large library unmixes among its top search hits, e.g. 10, not among all its entries.
+    ``T(r_e)`` of each entry is computed the first time it is a candidate (``P (w + 4 (order + 1))``) and
+    kept: 8 P bytes per entry used, at most ``E P`` float64.
     """
 
     names: tuple
