@@ -1,4 +1,8 @@
-"""Calibration and measurement of the mixture verdict on real spectra (trainer side)."""
+"""Calibration and measurement of the mixture verdict on real spectra (trainer side).
+
+The calibration on a subsample takes 3-6 s and the measurement on both shared sets about 70-80 s here; both are
+marked slow (the project's marker: more than about half a second).
+"""
 import time
 
 import numpy as np
@@ -66,6 +70,7 @@ def test_synthetic_mixtures_sum_two_entries_at_the_stated_shares_of_band_height(
         synthetic_mixtures(Y, entry, (0.5,), 3, np.random.default_rng(1), allowed=[1])
 
 
+@pytest.mark.slow
 def test_calibration_on_a_subsample_holds_on_spectra_it_never_saw(calibrated, subsample, sers_npz):
     model, seconds = calibrated
     _, _, rest = subsample
@@ -91,6 +96,7 @@ def test_calibration_on_a_subsample_holds_on_spectra_it_never_saw(calibrated, su
     assert len(pairs) > 40 and right >= 0.8 * len(pairs)
 
 
+@pytest.mark.slow
 def test_shuffled_labels_leave_nothing_to_detect(subsample):
     # Negative control: with labels at random every reference is the same average, so the calibration's
     # synthetic mixtures look like single spectra and are rarely called mixtures.
@@ -114,6 +120,7 @@ def test_calibration_refuses_data_it_cannot_use(subsample, change, message):
         calibrate_mixture(X, labels, SERS_AXIS, rate=0.0)
 
 
+@pytest.mark.slow
 def test_mixture_rates_on_a_small_sample_reports_every_ratio(sers_npz):
     rng = np.random.default_rng(4)
     y = sers_npz["y"]

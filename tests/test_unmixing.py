@@ -26,7 +26,7 @@ def random_problems(seed, count):
 
 def test_nnls_matches_scipy_on_random_problems():
     unique = 0
-    for A, b in random_problems(0, 400):
+    for A, b in random_problems(0, 250):
         x, rnorm = nnls(A, b)
         xs, rs = scipy_nnls(A, b)
         assert x.shape == xs.shape and np.all(x >= 0)
@@ -35,7 +35,7 @@ def test_nnls_matches_scipy_on_random_problems():
         if A.shape[0] >= A.shape[1]:  # full column rank: the solution is unique
             np.testing.assert_allclose(x, xs, rtol=1e-7, atol=1e-9)
             unique += 1
-    assert unique > 100
+    assert unique > 80
 
 
 def test_a_clipped_least_squares_solution_is_not_nnls():

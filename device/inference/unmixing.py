@@ -290,6 +290,7 @@ class MixtureModel:
         names = tuple(self.names)
         if not names or not all(isinstance(n, str) and n for n in names):
             raise ValueError("mixture model: names must be one non-empty string per entry")
+        names = tuple(str(n) for n in names)
         if len(set(names)) != len(names):
             twice = next(n for n in names if names.count(n) > 1)
             raise ValueError(f"mixture model: entry name {twice!r} appears more than once")
