@@ -152,6 +152,8 @@ def test_unmixing_recovers_the_fractions_of_a_mixture_of_real_spectra(pesticides
     assert [f for _, f in result.components] == pytest.approx([0.7, 0.3], abs=1e-8)
     assert result.pair_residual < 1e-6 and result.statistic > 0.99
     np.testing.assert_allclose(result.fitted + result.background + result.residual, y, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result.contributions.sum(axis=0), result.fitted, rtol=0, atol=1e-12)
+    assert result.contributions.shape == (len(result.components), y.size)
     np.testing.assert_allclose(result.background, background, rtol=0, atol=1e-6)
     np.testing.assert_allclose(result.fitted, y - background, rtol=0, atol=1e-6)
 

@@ -291,7 +291,7 @@ def cmd_library(args) -> int:
                   if v}
     lib = build_library(ds, args.out, name=args.name or Path(args.out).name, matching=args.matching,
                         references=args.references, false_no_match=args.false_no_match,
-                        max_replicates=args.max_replicates, spread=args.spread, seed=args.seed,
+                        max_replicates=args.max_replicates, spread=args.spread, blank=args.blank, seed=args.seed,
                         provenance=provenance,
                         source=str(args.data), log=_note)
     cal = lib.card["calibration"]
@@ -564,7 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "subsample of larger entries)")
     b.add_argument("--spread", metavar="KEY", help="per-spectrum key of the data the stored replicates of a larger "
                                                    "entry are spread over, e.g. concentration_ppm (default: none)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the replicate subsample (default 0)")
+    b.add_argument("--blank", metavar="NAME", help="a class that is the matrix without analyte (a control): not mixed "
+                                                   "with the others when the mixture rates are measured "
+                                                   "(default: none)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the replicate subsample and the mixture calibration "
+                                                       "(default 0)")
     b.add_argument("--data-source", help="where the data comes from (for the card; default: not stated)")
     b.add_argument("--data-licence", help="the data's licence (for the card; default: not stated)")
     b.add_argument("--data-attribution", help="required attribution (for the card; default: not stated)")

@@ -25,6 +25,7 @@ simpler, in that order); the card lists all three, so the selection is in the op
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,12 +36,15 @@ from device.inference.library import Library, unit_rows, write_library
 from device.inference.preprocess import Chain
 from device.inference.spectrum import Axis
 from trainer.data.dataset import Dataset
+from trainer.evaluation.mixtures import calibrate_mixture, mixture_rates
 from trainer.evaluation.verification import spread_choice, verification_rates
 
 #: The matching preprocessing options, simplest first (the order ties are broken in).
 MATCHING = ("snv", "derivative", "baseline")
 #: Share of genuine samples a calibrated threshold may report as no match, by default.
 FALSE_NO_MATCH = 0.05
+#: Most spectra per entry the mixture rates are measured on (a seeded subsample of larger entries).
+MIXTURE_SAMPLE = 400
 #: Replicates stored per entry, by default (a subsample spread at random, seeded, when an entry has more).
 MAX_REPLICATES = 60
 
@@ -161,7 +165,8 @@ def _conditions(ds: Dataset, rows: np.ndarray) -> dict:
 
 def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", references: str | None = None,
                   false_no_match: float = FALSE_NO_MATCH, max_replicates: int = MAX_REPLICATES,
-                  spread: str | None = None, seed: int = 0,
+                  spread: str | None = None, blank: str | None = None, mixture_sample: int = MIXTURE_SAMPLE,
+                  seed: int = 0,
                   provenance: dict | None = None, source: str = "", log=None) -> Library:
     """Build, calibrate and write a reference library (see the module docstring).
 
@@ -182,8 +187,13 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
         Replicates stored per entry.
     spread : str, optional
         A per-spectrum key the stored replicates of a larger entry are spread over (e.g. ``concentration_ppm``).
+    blank : str, optional
+        An entry that is the matrix without analyte (a control): not mixed with the others when the mixture
+        rates are measured.
+    mixture_sample : int
+        Most spectra per entry the mixture rates are measured on.
     seed : int
-        Seed of the replicate subsample.
+        Seed of the replicate subsample, of the mixture calibration and measurement.
     provenance : dict, optional
         ``source``, ``licence``, ``attribution``, ``description`` for the card.
     source : str
@@ -201,6 +211,8 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
     if max_replicates < 1:
         raise LibraryBuildError(f"--max-replicates {max_replicates}: give at least 1")
     chosen_refs = _selected(ds, references)
+    if blank is not None and blank not in ds.class_names:
+        raise LibraryBuildError(f"--blank {blank!r}: not a class of the data; its classes: {', '.join(ds.class_names)}")
     if spread is not None and spread not in ds.meta:
         raise LibraryBuildError(f"--spread {spread!r}: not a per-spectrum key of the data; its keys: "
                                 f"{', '.join(sorted(ds.meta)) or 'none'}")
@@ -226,6 +238,7 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
                            else rows[spread_choice(strata[rows], max_replicates, rng)]
                            for rows in (np.flatnonzero(ds.y == k) for k in range(E))])
     verification = verification_rates(ds, chain.text, cap=max_replicates, spread=spread, seed=seed)
+    mixture, mixture_card = _mixture(ds, blank, mixture_sample, seed, say)
     say(f"verification (alpha {verification['alpha']:g}): false fail {_share(verification['false_fail'])}, "
         f"false pass {_share(verification['false_pass'])}"
         + (f"; not verifiable: {', '.join(verification['skipped'])}" if verification["skipped"] else ""))
@@ -247,6 +260,7 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
                                    "leave-one-out top-1 accuracy, best of " + ", ".join(MATCHING)),
                      "leave_one_out": {o: {k: tried[o][3][k] for k in ("top1", "top3")} for o in options}},
         "verification": verification,
+        "mixture": mixture_card,
         "calibration": {**cal, "protocol": "leave-one-out: each spectrum searched with itself left out of its own "
                                            "entry's reference; spectra that alone make a reference are not queries"},
     }
@@ -254,4 +268,33 @@ def build_library(ds: Dataset, out, *, name: str, matching: str = "auto", refere
         f"(false no-match {false_no_match:g}); absent materials matched falsely: {cal['false_match_absent']:.4f}")
     return write_library(out, name=name, axis=ds.axis, preprocess=chain, entry_names=ds.class_names,
                          references=refs, spectra=P[keep], spectrum_entry=ds.y[keep],
-                         no_match_below=cal["no_match_below"], false_no_match=false_no_match, card=card)
+                         no_match_below=cal["no_match_below"], false_no_match=false_no_match, card=card,
+                         mixture=mixture)
+
+
+def _mixture(ds: Dataset, blank: str | None, sample: int, seed: int, say) -> tuple:
+    """The library's unmixing model, calibrated on every spectrum, and its measured rates for the card.
+
+    The rates (:func:`trainer.evaluation.mixtures.mixture_rates`: stratified 5-fold, references and threshold
+    from the training side only) are measured on at most ``sample`` spectra per entry (seeded), and mixtures
+    pair every two entries except the ``blank`` (a matrix without analyte, whose sum with an entry is that
+    entry at a lower level).
+    """
+    labels = np.array(ds.class_names)[ds.y]
+    model = calibrate_mixture(ds.X, labels, ds.axis, seed=seed)
+    order = [model.names.index(c) for c in ds.class_names]
+    model = replace(model, names=tuple(ds.class_names), references=model.references[order])
+    rng = np.random.default_rng(seed)
+    rows = np.sort(np.concatenate([r if r.size <= sample else rng.choice(r, sample, replace=False)
+                                   for r in (np.flatnonzero(ds.y == k) for k in range(len(ds.class_names)))]))
+    components = [c for c in ds.class_names if c != blank]
+    rates = mixture_rates(ds.X[rows], labels[rows], ds.axis, components=components, seed=seed)
+    detected = {ratio: m["detected"] for ratio, m in rates["mixtures"].items()}
+    say(f"mixtures: threshold {model.threshold:.4f}; held-out singles called mixtures "
+        f"{rates['false_mixture']['degraded']:.4f} (degraded to SNR {rates['snr']:g}); mixtures detected "
+        + ", ".join(f"{k} {v:.3f}" for k, v in detected.items()))
+    card = {"statistic": "1 - E2/E1: the share of the best single component's residual energy a second removes",
+            "threshold": model.threshold, "false_mixture_rate_calibrated": model.false_mixture_rate,
+            "derivative_window": model.derivative_window, "background_order": model.background_order,
+            "blank": blank, "measured": {**rates, "spectra_per_entry_at_most": sample}}
+    return model, card

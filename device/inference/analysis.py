@@ -60,11 +60,15 @@ def _mixture(library: Library, spectrum: Spectrum, candidates) -> tuple[dict, di
     y, part = library.on_axis(spectrum)
     if part != slice(0, library.axis.points):
         return None  # unmixing needs the whole axis: a spectrum covering part of it is searched only
-    result = model.unmix(y, candidates)
+    try:
+        result = model.unmix(y, candidates)
+    except ValueError:  # no signal above a smooth background: nothing to unmix, the search still reports
+        return None
+    residual = result.pair_residual if result.is_mixture else result.best_residual
     part_json = {"components": [{"name": n, "fraction": round(float(f), 4)} for n, f in result.components],
-                 "residual": round(float(result.residual), 6), "statistic": round(float(result.statistic), 4),
+                 "residual": round(float(residual), 6), "statistic": round(float(result.statistic), 4),
                  "threshold": round(float(model.threshold), 4), "is_mixture": bool(result.is_mixture)}
-    evidence = {"fit": result.fit, "background": result.background, "residual": result.residual_curve,
+    evidence = {"fit": result.fitted, "background": result.background, "residual": result.residual,
                 **{f"component.{i}": c for i, c in enumerate(result.contributions)}}
     return part_json, evidence
 

@@ -228,6 +228,8 @@ class Unmixing:
         Least-squares polynomial of the rest (degree ``background_order``, one more with the derivative).
     residual : ndarray, shape (P,)
         Spectrum minus ``fitted`` minus ``background``.
+    contributions : ndarray, shape (len(components), P)
+        Each reported component's part of ``fitted``, in the order of :attr:`components`.
     """
 
     components: tuple
@@ -241,6 +243,7 @@ class Unmixing:
     fitted: np.ndarray
     background: np.ndarray
     residual: np.ndarray
+    contributions: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -391,7 +394,8 @@ class MixtureModel:
             chosen, coef = np.array([best]), np.array([float(c[best])])
         else:
             chosen, coef = np.array([], dtype=int), np.array([])
-        fitted = (coef / np.where(norms[chosen] > 0, norms[chosen], np.inf)) @ self.references[idx[chosen]]
+        parts = (coef / np.where(norms[chosen] > 0, norms[chosen], np.inf))[:, None] * self.references[idx[chosen]]
+        fitted = parts.sum(axis=0) if parts.size else np.zeros_like(y)
         rest = y - fitted
         background = self._display @ (self._display.T @ rest)
         share = coef * gain[chosen]
@@ -400,7 +404,7 @@ class MixtureModel:
         names = tuple(self.names[idx[i]] for i in pair)
         return Unmixing(components, self.names[idx[best]], float(np.sqrt(max(e1, 0.0) / zz)), names,
                         float(np.sqrt(max(e2, 0.0) / zz)), float(statistic), self.threshold, is_mixture,
-                        fitted, background, rest - background)
+                        fitted, background, rest - background, parts[order].reshape(len(order), y.size))
 
     def _working(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Unit-norm ``T(r_e)`` (k, P) of entries ``idx`` and their norms before scaling (k,), cached per entry."""

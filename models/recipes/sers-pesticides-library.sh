@@ -5,12 +5,13 @@
 # of all the class's spectra (0.5-10 ppm) after the matching preprocessing, which raman-train library chooses
 # by leave-one-out top-1 accuracy among SNV, derivative and baseline. The no-match threshold, the unmixing
 # decision and the verification rates are calibrated on the same spectra (see the card). 60 replicates per
-# entry are stored for verification (a seeded subsample).
+# entry are stored for verification (seeded, spread over the concentrations); the mixture rates pair the five
+# pesticides (the control, spinach alone, is the blank).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 data="${1:-../shared/datasets}/sersformer_pesticides"
 exec .venv/bin/raman-train library "$data/sersformer_pesticides.npz" --out models/libraries/sers-pesticides --force \
-  --name sers-pesticides \
+  --name sers-pesticides --spread concentration_ppm --blank No_pest_present \
   --description "pesticide residues on spinach by SERS: five pesticides and a pesticide-free control, 0.5-10 ppm; entries are the classes of the SERSFormer set" \
   --data-source "SERSFormer data set: Hajikhani et al. (2024), 'A Machine Learning Approach for Rapid Detection of Pesticides by SERS Coupled with Transformers'; github.com/BioinfoMachineLearning/SERSFormer" \
   --data-licence "MIT" \
