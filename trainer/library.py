@@ -35,7 +35,7 @@ from device.errors import RamanEdgeError
 from device.inference.library import Library, unit_rows, write_library
 from device.inference.preprocess import Chain
 from device.inference.spectrum import Axis
-from trainer.data.dataset import Dataset
+from trainer.data.dataset import Dataset, DatasetError
 from trainer.evaluation.mixtures import calibrate_mixture, mixture_rates
 from trainer.evaluation.verification import spread_choice, verification_rates
 
@@ -281,7 +281,11 @@ def _mixture(ds: Dataset, blank: str | None, sample: int, seed: int, say) -> tup
     entry at a lower level).
     """
     labels = np.array(ds.class_names)[ds.y]
-    model = calibrate_mixture(ds.X, labels, ds.axis, seed=seed)
+    try:
+        model = calibrate_mixture(ds.X, labels, ds.axis, seed=seed)
+    except DatasetError as exc:
+        say(f"warning: no mixture verdict in this library: {exc}")
+        return None, {"calibrated": False, "reason": str(exc)}
     order = [model.names.index(c) for c in ds.class_names]
     model = replace(model, names=tuple(ds.class_names), references=model.references[order])
     rng = np.random.default_rng(seed)

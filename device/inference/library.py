@@ -40,7 +40,7 @@ SCHEMA_VERSION = 1
 KIND = "reference-library"
 CARD_FILE = "library.json"
 NPZ_FILE = "library.npz"
-TEXT_ENTRIES = ("kind", "name", "entry_names", "preprocess", "written_by")
+TEXT_ENTRIES = ("kind", "name", "entry_names", "preprocess", "written_by", "mixture.names")
 #: Most bytes ``library.npz`` may unpack to: 10,000 entries of 2,000 points in float32 take 80 MB.
 MAX_NPZ_BYTES = 512 * 1024 * 1024
 #: Least share of the library's axis a spectrum must cover to be searched; less is refused with both ranges.
