@@ -34,6 +34,7 @@ def library(sers_subset, tmp_path_factory):
                          matching="derivative", source="sersformer_pesticides.npz")
 
 
+@pytest.mark.slow
 def test_hqi_is_pearson_correlation_after_the_chain(library, sers_subset):
     """Every HQI is 100 x scipy.stats.pearsonr of the preprocessed sample and the entry's mean reference."""
     chain = library.preprocess
@@ -51,6 +52,7 @@ def test_hqi_is_pearson_correlation_after_the_chain(library, sers_subset):
     assert library.search(Spectrum(sers_subset.axis.values, shuffled)).hits[0].hqi < 20
 
 
+@pytest.mark.slow
 def test_search_on_its_own_axis_and_on_a_partial_one(library, sers_subset):
     """A spectrum on another grid is resampled; one covering 85 % of the axis is matched on that part only."""
     values = sers_subset.axis.values
@@ -66,6 +68,7 @@ def test_search_on_its_own_axis_and_on_a_partial_one(library, sers_subset):
     assert np.isnan(part.sample[~cut]).all() and np.isfinite(part.sample[cut]).all()
 
 
+@pytest.mark.slow
 def test_axes_that_overlap_too_little_are_refused_with_both_ranges(library, sers_subset):
     values = sers_subset.axis.values
     cut = values <= values[0] + (MIN_OVERLAP - 0.1) * (values[-1] - values[0])
@@ -76,6 +79,7 @@ def test_axes_that_overlap_too_little_are_refused_with_both_ranges(library, sers
         library.search(Spectrum(np.linspace(2500, 3000, 200), np.random.default_rng(0).random(200)))
 
 
+@pytest.mark.slow
 def test_leave_one_out_matches_rebuilding_the_library_without_each_spectrum(sers_subset):
     """The vectorised leave-one-out equals the obvious loop that recomputes the own reference without i."""
     P = Chain.parse("snv", 1.0).apply(sers_subset.X[::5])
@@ -108,6 +112,7 @@ def test_calibration_threshold_and_rates():
     assert wrong["top1"] == 0.5
 
 
+@pytest.mark.slow
 def test_the_card_states_what_was_chosen_and_measured(library):
     card = library.card
     assert card["kind"] == "reference-library" and card["id"] == library.library_id
@@ -119,6 +124,7 @@ def test_the_card_states_what_was_chosen_and_measured(library):
     assert set(card["files"]) == {"library.npz"}
 
 
+@pytest.mark.slow
 def test_a_library_of_single_spectra_cannot_be_calibrated(sers_subset, tmp_path):
     one = sers_subset.subset(np.array([np.flatnonzero(sers_subset.y == k)[0] for k in range(6)]))
     with pytest.raises(LibraryBuildError, match="every spectrum alone makes its entry's reference"):
@@ -126,6 +132,7 @@ def test_a_library_of_single_spectra_cannot_be_calibrated(sers_subset, tmp_path)
     assert not (tmp_path / "lib").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.joinpath("library.npz").write_bytes(p.joinpath("library.npz").read_bytes()[:-10] + b"0" * 10),
      "library.npz does not match its SHA-256"),
@@ -180,6 +187,7 @@ def _cli(*args, check=True):
     return r
 
 
+@pytest.mark.slow
 def test_identify_command_json_table_and_errors(library, raw_files, tmp_path):
     files = [str(f) for f in raw_files[::30]]
     rows = [json.loads(line) for line in _cli("identify", "--library", str(library.path), *files).stdout.splitlines()]
@@ -199,3 +207,48 @@ def test_identify_command_json_table_and_errors(library, raw_files, tmp_path):
     assert len(r.stdout.splitlines()) == 1
     r = _cli("identify", "--library", str(tmp_path / "nowhere"), files[0], check=False)
     assert r.returncode == 2 and "reference library" in r.stderr and "not found" in r.stderr
+
+
+@pytest.mark.parametrize("name, entries", [("sers-pesticides", 6), ("microplastics", 11)])
+def test_the_shipped_libraries_verify_and_carry_complete_cards(name, entries):
+    lib = load_library(ROOT / "models" / "libraries" / name)
+    card = lib.card
+    assert len(lib.entry_names) == entries and lib.mixture is not None
+    assert {"source", "licence", "attribution"} <= set(card["data"]) and card["description"]
+    assert card["matching"]["preprocess"] == lib.preprocess.text and card["matching"]["chosen_by"]
+    assert set(card["calibration"]) >= {"no_match_below", "top1", "top3", "false_match_absent", "protocol"}
+    assert card["verification"]["false_fail"] is not None and card["verification"]["protocol"]
+    assert card["mixture"]["measured"]["mixtures"] and card["mixture"]["threshold"] == lib.mixture.threshold
+    assert card["id"] == lib.library_id and (ROOT / "models" / "recipes" / f"{name}-library.sh").is_file()
+
+
+@pytest.mark.slow
+def test_verify_command_passes_the_material_and_fails_the_others(raw_subset):
+    lib = str(ROOT / "models" / "libraries" / "sers-pesticides")
+    own = sorted((raw_subset / "Phosmet_present").glob("*10*"))
+    other = sorted((raw_subset / "Oxamyl_present").glob("*10*"))
+    rows = [json.loads(line) for line in
+            _cli("verify", "--library", lib, "--expect", "Phosmet_present", *map(str, own + other)).stdout.splitlines()]
+    assert [r["result"] for r in rows] == ["PASS"] * len(own) + ["FAIL"] * len(other)
+    assert all(r["p_value"] >= 0.05 for r in rows[:len(own)]) and all(r["p_value"] < 0.05 for r in rows[len(own):])
+    r = _cli("verify", "--library", lib, "--expect", "Glyphosate", str(own[0]), check=False)
+    assert r.returncode == 2 and "has no entry 'Glyphosate'" in r.stderr and "Phosmet_present" in r.stderr
+    r = _cli("verify", "--library", lib, "--expect", "Phosmet_present", "--alpha", "2", str(own[0]), check=False)
+    assert r.returncode == 2 and "between 0 and 1" in r.stderr
+
+
+@pytest.mark.slow
+def test_verify_says_how_many_replicates_an_entry_needs(sers_subset, tmp_path):
+    """An entry of three spectra is searchable, but verification names the count it has and needs."""
+    keep = np.concatenate([np.flatnonzero(sers_subset.y == 0)[:3], np.flatnonzero(sers_subset.y != 0)])
+    lib = build_library(sers_subset.subset(np.sort(keep)), tmp_path / "few", name="few", matching="snv")
+    first = sers_subset.class_names[0]
+    spectrum = Spectrum(sers_subset.axis.values, sers_subset.X[np.flatnonzero(sers_subset.y == 0)[5]])
+    assert lib.search(spectrum).hits[0].name == first
+    from device.inference.verification import TooFewReplicatesError
+
+    with pytest.raises(TooFewReplicatesError, match="has 3 replicate spectra; verification needs at least 5"):
+        lib.variation(first)
+    np.savetxt(tmp_path / "s.csv", np.column_stack([spectrum.shift, spectrum.intensity]), delimiter=",")
+    r = _cli("verify", "--library", str(lib.path), "--expect", first, str(tmp_path / "s.csv"), check=False)
+    assert r.returncode == 2 and "needs at least 5" in r.stderr and "Traceback" not in r.stderr
