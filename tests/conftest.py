@@ -13,6 +13,8 @@ SERS = DATASETS / "sersformer_pesticides"
 SHIPPED = ROOT / "models" / "sers-pesticides"
 #: Every bundle shipped under models/ (the offline installer carries them all).
 SHIPPED_MODELS = ("microplastics", "sers-op-synthetic", "sers-pesticides")
+#: Every reference library shipped under models/libraries/.
+SHIPPED_LIBRARIES = ("microplastics", "sers-pesticides")
 
 
 def _need(path: Path) -> Path:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHIPPED_MODELS
+from conftest import SHIPPED_LIBRARIES, SHIPPED_MODELS
 
 import device
 from device.service.config import ConfigError, parse_config
@@ -108,7 +108,8 @@ def test_staged_installation_lays_out_everything(staged, installer):
     assert 'ATTRS{idVendor}=="0403", ATTRS{idProduct}=="6001", ATTRS{serial}=="A9XYZ"' in rule
     assert 'SYMLINK+="raman-spectrometer"' in rule
     installed = sorted(p.name for p in (root / "opt/raman-edge/models").iterdir())
-    assert installed == sorted(("LICENSES",) + SHIPPED_MODELS)
+    assert installed == sorted(("LICENSES", "libraries") + SHIPPED_MODELS)
+    assert sorted(p.name for p in (root / "opt/raman-edge/models/libraries").iterdir()) == sorted(SHIPPED_LIBRARIES)
     steps = out[out.index("would now run:"):]
     assert "systemd-sysusers" in steps and "usermod --append --groups raman-edge pi" in steps
     # the environment holds the device runtime from the wheelhouse, and no ML framework
