@@ -46,12 +46,16 @@ def short_names(paths) -> list[str]:
 
 def cmd_classify(args) -> int:
     """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
+    from device.errors import LibraryError
+    from device.inference.analysis import identify
     from device.inference.bundle import load_bundle
     from device.inference.classifier import Classifier
+    from device.inference.library import load_library
     from device.inference.readers import read_spectra
 
     bundle = load_bundle(args.model)
     clf = Classifier(bundle, backend=args.backend)
+    library = load_library(args.library) if args.library else None
     expected = {p.resolve(): label for p, label in bundle.examples}
     failed = 0
     rows = []
@@ -60,12 +64,13 @@ def cmd_classify(args) -> int:
         try:
             spectra = read_spectra(name)
             predictions = clf.classify_many(spectra)
-        except (SpectrumFileError, SpectrumError) as exc:
+            mixtures = [identify(library, s) if library is not None else None for s in spectra]
+        except (SpectrumFileError, SpectrumError, LibraryError) as exc:
             msg = str(exc)
             print(f"error: {msg if msg.startswith(str(name)) else f'{name}: {msg}'}", file=sys.stderr)
             failed += 1
             continue
-        for s, p in zip(spectra, predictions):
+        for s, p, mixed in zip(spectra, predictions, mixtures):
             row = {"file": str(name)}
             if "index" in s.meta:
                 row["index"] = s.meta["index"]
@@ -73,12 +78,17 @@ def cmd_classify(args) -> int:
                        model=p.model_id)
             if p.ood_score is not None:
                 row.update(ood_score=round(p.ood_score, 4), unknown=p.unknown)
+            if mixed is not None and "mixture" in mixed.analysis:
+                row.update(library=mixed.analysis["library"], mixture=mixed.analysis["mixture"])
+                if mixed.is_mixture:  # never one confident class for a mixture of known materials
+                    row.update(label=mixed.verdict, confidence=None)
             if args.format == "json":
                 print(json.dumps(row), flush=True)
             else:
+                mixture = mixed is not None and mixed.is_mixture
                 shown = {"file": shown_names[name] + (f"[{row['index']}]" if "index" in row else ""),
-                         "label": f"unknown (nearest {p.label})" if p.unknown else p.label,
-                         "confidence": "-" if p.unknown else f"{p.confidence:.3f}"}
+                         "label": row["label"] if mixture else f"unknown (nearest {p.label})" if p.unknown else p.label,
+                         "confidence": "-" if p.unknown or mixture else f"{p.confidence:.3f}"}
                 if Path(name).resolve() in expected:
                     shown["expected"] = expected[Path(name).resolve()]
                 rows.append(shown)
@@ -295,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "JCAMP-DX, SPC)")
     c.add_argument("--model", required=True, help="model bundle directory")
     c.add_argument("--backend", choices=BACKENDS, default="numpy", help="inference backend (default numpy)")
+    c.add_argument("--library", help="reference library to unmix each spectrum against: a mixture of its entries "
+                                     "is reported as 'mixture of A + B', never as one class (default: none)")
     c.add_argument("--format", choices=("json", "table"), default="json",
                    help="one JSON line per spectrum (default) or a readable table")
     c.add_argument("files", nargs="+", metavar="FILE")

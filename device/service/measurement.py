@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from device.errors import RamanEdgeError
-from device.inference.analysis import identify, mixture_verdict, verify
+from device.inference.analysis import identify, verify
 from device.inference.bundle import load_bundle
 from device.inference.classifier import Classifier
 from device.inference.library import load_library
@@ -332,8 +332,7 @@ class Service:
                                  if k in UNMIXING_EVIDENCE or k.startswith("component.")})
             reply["mixture"] = mixed.analysis["mixture"]
             if mixed.is_mixture:  # a mixture of known materials is never reported as one confident class
-                rec.verdict = reply["verdict"] = reply["label"] = mixture_verdict(
-                    c["name"] for c in mixed.analysis["mixture"]["components"][:2])
+                rec.verdict = reply["verdict"] = reply["label"] = mixed.verdict
                 rec.confidence = reply["confidence"] = None
         return self._finish(rec, reply)
 
