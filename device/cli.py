@@ -341,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--command", default="MEASURE", choices=tuple(COMMANDS), help="what to ask the service")
     m.add_argument("--mode", choices=("classify", "identify", "verify"),
                    help="MEASURE in this mode (default: the configured library.mode)")
-    m.add_argument("--expect", metavar="NAME", help="MEASURE and verify against this library entry")
+    m.add_argument("--expect", metavar="NAME", help="MEASURE and verify against this library entry (default: none; "
+                                                    "without --mode, a MEASURE in library.mode verify uses "
+                                                    "library.expect)")
     m.set_defaults(func=cmd_measure)
     h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)
