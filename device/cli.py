@@ -289,6 +289,14 @@ def cmd_update_model(args) -> int:
     return 0 if reply.get("ok") else 1
 
 
+def _library_files(p) -> None:
+    """``--library``, ``--format`` and the files: the same for identify and verify."""
+    p.add_argument("--library", required=True, help="reference library directory (raman-train library)")
+    p.add_argument("--format", choices=("json", "table"), default="json",
+                   help="one JSON line per spectrum (default) or a readable table")
+    p.add_argument("files", nargs="+", metavar="FILE")
+
+
 def _record_filters(p) -> None:
     p.add_argument("--db", required=True, help="the service's record (SQLite file)")
     p.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated; default: the first)")
@@ -313,20 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_classify)
     d = add_subcommand(sub, "identify", help="search a reference library: best hits with their HQI, no match, "
                                               "or a mixture of entries")
-    d.add_argument("--library", required=True, help="reference library directory (raman-train library)")
+    _library_files(d)
     d.add_argument("--top", type=int, default=TOP_HITS, help=f"hits to report (default {TOP_HITS})")
     d.add_argument("--no-mixtures", action="store_true", help="search only, do not unmix (default: unmix too)")
-    d.add_argument("--format", choices=("json", "table"), default="json",
-                   help="one JSON line per spectrum (default) or a readable table")
-    d.add_argument("files", nargs="+", metavar="FILE")
     d.set_defaults(func=cmd_identify)
     v = add_subcommand(sub, "verify", help="verify spectra against the library entry they should be: PASS or FAIL")
-    v.add_argument("--library", required=True, help="reference library directory (raman-train library)")
+    _library_files(v)
     v.add_argument("--expect", required=True, metavar="NAME", help="the entry the sample should be")
     v.add_argument("--alpha", type=_significance, help="least p-value to pass (default 0.05)")
-    v.add_argument("--format", choices=("json", "table"), default="json",
-                   help="one JSON line per spectrum (default) or a readable table")
-    v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_verify)
     i = add_subcommand(sub, "info", help="verify a model bundle and show what it is")
     i.add_argument("--model", required=True, help="model bundle directory")
