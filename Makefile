@@ -6,8 +6,8 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library models libraries installer board-test \
-    unit-test clean
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify \
+    models libraries installer board-test unit-test clean
 
 # An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
 # so it builds only without build isolation.
@@ -52,6 +52,11 @@ bench-service: $(VENV)/.installed-device,train,test
 # Library search: one spectrum against 100 to 10,000 entries, time and memory, beside a straightforward search.
 bench-library: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_library.py
+
+# Identification beside the shipped classifier on both shared sets: library search, verification, and the
+# classify-mode verdict on cross-validated synthetic mixtures (QUICK=1: a smoke run; WRITE=1: docs/reports/identify.md).
+bench-identify: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_identify.py --datasets $(SHARED) $(if $(QUICK),--quick) $(if $(WRITE),--write)
 
 # Every model on the real SERS pesticide set, 0.5 ppm held out: accuracy, cost, accuracy against SNR.
 bench-compare: $(VENV)/.installed-device,train,test
