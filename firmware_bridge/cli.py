@@ -178,6 +178,30 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_calibrate_response(args) -> int:
+    """``raman-bridge calibrate-response``: the instrument's relative response from a measured standard."""
+    from firmware_bridge.calibration import raman_shift
+    from firmware_bridge.measure import acquire_signal
+    from firmware_bridge.response import STANDARDS, fit_response, standard_from_file
+
+    refuse_existing(args.out, args.force)  # before the device is touched
+    standard = STANDARDS[args.standard] if args.standard in STANDARDS else standard_from_file(args.standard)
+    with _driver(args) as spec:
+        _configure(spec, args)
+        signal, raw, meta = acquire_signal(spec, dark_frame=not args.no_dark)
+        shift = raman_shift(spec.wavelengths(), args.laser)
+    response = fit_response(shift, signal, standard, args.laser, raw=raw, full_scale=meta.get("full_scale"),
+                            inverted=bool(meta.get("inverted")), max_gain=args.max_gain)
+    masked = response.masked_ranges(shift)
+    print(f"response of {response.values.size} pixels from {standard.name}: lowest {response.values.min():.3f} of "
+          f"the peak; masked (correction above {response.max_gain:g}x or outside the standard's range): "
+          + (", ".join(f"{a:.0f}-{b:.0f}" for a, b in masked) + " cm-1" if masked else "none"))
+    Path(args.out).write_text(json.dumps({**response.to_json(), "source": standard.source,
+                                          "serial": meta.get("serial")}, indent=1) + "\n")
+    print(f"wrote {args.out}; give it as spectrometer.response in the service's configuration")
+    return 0
+
+
 def _names(which) -> str:
     """The names of the registered protocols for which ``which(protocol)`` holds, for help texts."""
     return ", ".join(name for name, p in PROTOCOLS.items() if which(p))
@@ -253,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
                                  "default: print only)")
     c.add_argument("--force", action="store_true", help="replace --out if it exists")
     c.set_defaults(func=cmd_calibrate)
+    r = add_subcommand(sub, "calibrate-response", help="measure the relative intensity response with a standard")
+    _device_options(r)
+    r.add_argument("--standard", default="srm2241",
+                   help="srm2241 (NIST SRM 2241, 785 nm; default) or a file of the standard's curve: Raman shift "
+                        "(cm-1) and relative intensity, e.g. from a calibrated white-light source's certificate")
+    r.add_argument("--max-gain", type=_number(float, lambda v: v > 1, "a correction factor above 1"), default=10.0,
+                   help="largest correction of any pixel; pixels needing more are masked (default 10)")
+    r.add_argument("--out", required=True, help="response file to write (JSON; an existing one only with --force)")
+    r.add_argument("--force", action="store_true", help="replace --out if it exists")
+    r.set_defaults(func=cmd_calibrate_response)
     return p
 
 

@@ -73,7 +73,8 @@ def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
     return signal, counts, dict(meta, dark_subtracted=dark is not None or bool(meta.get("inverted")))
 
 
-def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None) -> Measurement:
+def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None,
+            response=None) -> Measurement:
     """Acquire one spectrum (:func:`acquire_signal`) and calibrate it, pixels by increasing Raman shift.
 
     Parameters
@@ -86,9 +87,16 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
         Take and subtract a dark frame where the device can gate its laser.
     laser : callable, optional
         Laser switch for a device without a laser line.
+    response : Response, optional
+        The instrument's relative intensity response (:mod:`firmware_bridge.response`): the dark-subtracted
+        signal is divided by it, and ``meta`` names the standard and the masked Raman-shift ranges.
     """
     intensity, counts, meta = acquire_signal(spectrometer, dark_frame, laser)
     shift = raman_shift(spectrometer.wavelengths(), laser_nm)
+    if response is not None:
+        intensity = response.correct(intensity)
+        meta = dict(meta, response_corrected=response.standard,
+                    response_masked_cm1=[[round(a, 1), round(b, 1)] for a, b in response.masked_ranges(shift)])
     order = np.argsort(shift)
     meta = dict(meta, laser_nm=laser_nm, **{k: v for k, v in spectrometer.identify().items() if k not in meta})
     return Measurement(shift[order], intensity[order], counts[order], meta)

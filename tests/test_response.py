@@ -1,0 +1,157 @@
+"""Relative intensity response: fitted from a standard on the simulators, against their true response."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_drivers import SETUP, configure
+
+from firmware_bridge.calibration import raman_shift
+from firmware_bridge.errors import CalibrationError
+from firmware_bridge.measure import acquire_signal, measure
+from firmware_bridge.registry import PROTOCOLS
+from firmware_bridge.response import SRM_2241, Response, fit_response, standard_from_file
+
+pytestmark = pytest.mark.device  # needs only the device extra
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def standard_scene(path: Path) -> Path:
+    """SRM 2241's luminescence as a scene file the simulators show (two columns, cm-1 and intensity).
+
+    The glass glows beyond the certified range too: the polynomial is continued 150 cm-1 past each end, so
+    the scene has no cliff at the range's edges.
+    """
+    x = np.linspace(SRM_2241.valid[0] - 150, SRM_2241.valid[1] + 150, 2400)
+    np.savetxt(path, np.column_stack([x, np.polynomial.polynomial.polyval(x, SRM_2241.coefficients)]), delimiter=",")
+    return path
+
+
+def test_the_srm_2241_polynomial_and_its_range():
+    x = np.array([100.0, 200.0, 1000.0, 3500.0, 3600.0])
+    y = SRM_2241.relative(x)
+    assert np.isnan(y[[0, 4]]).all() and (y[1:4] > 0).all()
+    assert y[2] == pytest.approx(sum(c * 1000.0 ** i for i, c in enumerate(SRM_2241.coefficients)))
+
+
+@pytest.mark.parametrize("protocol", ["obp", "tcd1304"])
+def test_the_fitted_response_is_the_simulated_instruments(tmp_path, protocol):
+    """The response fitted from the standard matches the simulator's own response (its known truth)."""
+    scene = standard_scene(tmp_path / "srm2241.csv")
+    kwargs, laser, seconds, averages = SETUP[protocol]
+    with PROTOCOLS[protocol].driver()(f"sim://{protocol}?paced=0&seed=3&scene={scene}", **kwargs) as spec:
+        configure(spec, seconds, 4 * averages)
+        signal, raw, meta = acquire_signal(spec)
+        shift = raman_shift(spec.wavelengths(), laser)
+        truth = spec.port.line.device.instrument.response()
+    response = fit_response(shift, signal, SRM_2241, laser, raw=raw, full_scale=meta.get("full_scale"),
+                            inverted=bool(meta.get("inverted")))
+    usable = ~response.masked
+    assert usable.mean() > 0.5
+    expected = truth / truth[usable].max()
+    # where the standard gives little light, the dark level's uncertainty (a few counts) dominates
+    strong = usable & (signal > 0.2 * signal.max())
+    assert strong.mean() > 0.5
+    assert np.max(np.abs(response.values[strong] - expected[strong])) < 0.03
+    flat = np.ones_like(truth)  # negative control: a response that is not the instrument's
+    assert np.max(np.abs(flat[strong] - expected[strong])) > 0.3
+
+
+def test_a_corrected_measurement_has_the_true_shape(tmp_path):
+    """After correction, a sample's spectrum over the standard's curve is flat; before, it has the hump."""
+    scene = standard_scene(tmp_path / "srm2241.csv")
+    url = f"sim://obp?paced=0&seed=4&scene={scene}"
+    driver = PROTOCOLS["obp"].driver()
+    with driver(url) as spec:
+        spec.set_integration_time(0.2)
+        spec.set_averages(8)
+        signal, raw, meta = acquire_signal(spec)
+        shift = raman_shift(spec.wavelengths(), 785.0)
+        response = fit_response(shift, signal, SRM_2241, 785.0, raw=raw, full_scale=meta.get("full_scale"))
+        plain = measure(spec, 785.0)
+        corrected = measure(spec, 785.0, response=response)
+    keep = (corrected.shift > 400) & (corrected.shift < 3000)
+    truth = SRM_2241.relative(corrected.shift[keep])
+    before, after = plain.intensity[keep] / truth, corrected.intensity[keep] / truth
+    assert np.std(after / after.mean()) < 0.03 < np.std(before / before.mean())
+    assert corrected.meta["response_corrected"] == SRM_2241.name
+    assert plain.meta.get("response_corrected") is None
+
+
+def test_bad_references_are_refused_with_the_reason(tmp_path):
+    shift = np.linspace(150, 3400, 1024)
+    true = SRM_2241.relative(shift)
+    hump = 1 - 0.4 * np.linspace(-1, 1, 1024) ** 2
+    rng = np.random.default_rng(0)
+    good = 5000 * np.nan_to_num(true) * hump + rng.normal(0, 5, 1024)
+    assert fit_response(shift, good, SRM_2241, 785.0).masked.sum() > 0  # below 200 cm-1: outside the standard
+    with pytest.raises(CalibrationError, match="too weak"):
+        fit_response(shift, 5 * np.nan_to_num(true) * hump + rng.normal(0, 5, 1024), SRM_2241, 785.0)
+    with pytest.raises(CalibrationError, match="saturated"):
+        fit_response(shift, good, SRM_2241, 785.0, raw=np.full(1024, 65535.0), full_scale=65535)
+    bands = good + 20000 * np.exp(-0.5 * ((shift - 1001) / 4) ** 2)  # a Raman spectrum, not a luminescence
+    with pytest.raises(CalibrationError, match="does not look like NIST SRM 2241"):
+        fit_response(shift, bands, SRM_2241, 785.0)
+    with pytest.raises(CalibrationError, match="certified for 785 nm"):
+        fit_response(shift, good, SRM_2241, 532.0)
+    with pytest.raises(CalibrationError, match="only 0 % of the pixels"):
+        fit_response(np.linspace(4000, 5000, 1024), good, SRM_2241, 785.0)
+
+
+def test_dead_pixels_are_masked_never_divided_by_zero():
+    shift = np.linspace(250, 3400, 1024)
+    signal = 5000 * SRM_2241.relative(shift) * (1 - 0.4 * np.linspace(-1, 1, 1024) ** 2)
+    signal[-60:] = 1e-3 * signal[-60:]  # a filter edge: hardly any light
+    signal[[100, 500]] = 0.0  # two dead pixels
+    signal += np.random.default_rng(1).normal(0, 2, 1024)
+    fitted = fit_response(shift, signal, SRM_2241, 785.0)
+    assert fitted.masked[-60:].all() and fitted.masked[[100, 500]].all() and fitted.masked.sum() == 62
+    corrected = fitted.correct(signal)
+    assert np.isfinite(corrected).all() and corrected[-60:].max() <= 10 * np.abs(signal[-60:]).max() + 1e-9
+    ranges = fitted.masked_ranges(shift)
+    assert len(ranges) == 3 and ranges[-1] == (pytest.approx(shift[-60]), pytest.approx(shift[-1]))
+    response = Response(np.where(np.arange(1024) < 1000, 1.0, 0.05), np.arange(1024) >= 1000, 10.0, "test", 785.0)
+    corrected = response.correct(np.ones(1024))
+    assert np.isfinite(corrected).all() and corrected.max() == pytest.approx(10.0)
+    assert response.masked_ranges(shift) == [(pytest.approx(shift[1000]), pytest.approx(shift[-1]))]
+
+
+def test_the_response_file_round_trip_and_its_checks():
+    response = Response(np.linspace(0.5, 1.0, 100), np.zeros(100, bool), 10.0, "NIST SRM 2241 (785 nm)", 785.0)
+    again = Response.from_json(json.loads(json.dumps(response.to_json())), pixels=100)
+    assert np.allclose(again.values, response.values, atol=1e-7) and again.standard == response.standard
+    with pytest.raises(CalibrationError, match="for 100 pixels, the spectrometer has 2048"):
+        Response.from_json(response.to_json(), pixels=2048)
+    with pytest.raises(CalibrationError, match="malformed"):
+        Response.from_json({"response": [1.0]})
+    with pytest.raises(CalibrationError, match="outside"):
+        Response.from_json({**response.to_json(), "response": [0.0] * 100})
+
+
+def test_a_standard_from_a_file(tmp_path):
+    path = tmp_path / "lamp.txt"
+    x = np.linspace(300, 3000, 50)
+    np.savetxt(path, np.column_stack([x, 1 + x / 3000]))
+    lamp = standard_from_file(path)
+    assert lamp.valid == (300.0, 3000.0) and lamp.relative(1500.0) == pytest.approx(1.5)
+    (tmp_path / "bad.txt").write_text("1 2\n")
+    with pytest.raises(CalibrationError, match="at least 10 rows"):
+        standard_from_file(tmp_path / "bad.txt")
+
+
+def test_calibrate_response_command(tmp_path):
+    scene = standard_scene(tmp_path / "srm2241.csv")
+    out = tmp_path / "response.json"
+    cmd = [sys.executable, "-m", "firmware_bridge.cli", "calibrate-response", "--protocol", "obp", "--port",
+           f"sim://obp?paced=0&scene={scene}", "--laser", "785", "--integration", "0.2", "--averages", "8",
+           "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "masked" in r.stdout and Response.from_json(json.loads(out.read_text()), pixels=1024).values.max() == 1
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 2 and "exists" in again.stderr
