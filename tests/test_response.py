@@ -155,3 +155,41 @@ def test_calibrate_response_command(tmp_path):
     assert "masked" in r.stdout and Response.from_json(json.loads(out.read_text()), pixels=1024).values.max() == 1
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_the_service_applies_the_configured_response(tmp_path):
+    from device.service.config import parse_config
+    from device.service.measurement import Service
+
+    scene = standard_scene(tmp_path / "srm2241.csv")
+    out = tmp_path / "response.json"
+    cmd = [sys.executable, "-m", "firmware_bridge.cli", "calibrate-response", "--protocol", "obp", "--port",
+           f"sim://obp?paced=0&scene={scene}", "--laser", "785", "--integration", "0.2", "--averages", "8",
+           "--out", str(out)]
+    assert subprocess.run(cmd, capture_output=True, cwd=ROOT).returncode == 0
+
+    def service(response: Path) -> Service:
+        return Service(parse_config(f"""
+[spectrometer]
+protocol = "obp"
+port = "sim://obp?paced=0&seed=2&scene={ROOT / 'models/sers-pesticides/examples'}"
+laser_nm = 785.0
+response = "{response}"
+[model]
+bundle = "{ROOT / 'models/sers-pesticides'}"
+[data]
+directory = "{tmp_path / 'data'}"
+"""))
+
+    svc = service(out)
+    assert svc.measure("command")["ok"]
+    device = svc.store.last().device
+    assert device["response_corrected"] == SRM_2241.name and isinstance(device["response_masked_cm1"], list)
+    svc.close()
+    bad = tmp_path / "short.json"
+    bad.write_text(json.dumps({**json.loads(out.read_text()), "response": [1.0] * 10, "masked": []}))
+    svc = service(bad)
+    r = svc.measure("command")
+    assert not r["ok"] and "for 10 pixels, the spectrometer has 1024" in r["error"]
+    assert svc.status()["state"] == "no spectrometer"
+    svc.close()

@@ -10,6 +10,7 @@ Example::
     averages = 4
     dark_frame = true             # devices with a laser line (OBP lamp enable)
     # baud = 115200; coefficients = [772.5, 0.086, -2.1e-6]; firmware = "2019"
+    # response = "/etc/raman-edge/response.json"   # raman-bridge calibrate-response: intensity correction
 
     [model]
     bundle = "/opt/raman-edge/models/sers-pesticides"
@@ -69,7 +70,8 @@ class SpectrometerConfig:
     """The ``[spectrometer]`` section: protocol, serial port and baud, laser line (nm), integration (s).
 
     ``coefficients`` is the wavelength polynomial c0, c1, ... (nm) of a device that stores none;
-    ``firmware`` the firmware generation, for a protocol that has generations (:mod:`firmware_bridge.registry`).
+    ``firmware`` the firmware generation, for a protocol that has generations (:mod:`firmware_bridge.registry`);
+    ``response`` the intensity-response file of ``raman-bridge calibrate-response`` (absolute), or None.
     """
 
     protocol: str
@@ -81,6 +83,7 @@ class SpectrometerConfig:
     baud: int | None = None
     coefficients: tuple | None = None
     firmware: str | None = None
+    response: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ _SCHEMA = {
         "baud": (int, False, lambda v: v in STANDARD_BAUD_RATES, "must be a standard rate (9600 ... 921600)"),
         "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
                          "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
+        "response": (str, False, _name, "must name the response file of raman-bridge calibrate-response"),
         "firmware": (str, False, lambda v: v in firmware_generations(),
                      "must be " + " or ".join(f'"{g}"' for g in firmware_generations())),
     },
@@ -281,6 +285,9 @@ def parse_config(text: str, path="<config>") -> Config:
     model = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("model.")}
     model["bundle"] = (base / model["bundle"]).resolve() if not Path(model["bundle"]).is_absolute() \
         else Path(model["bundle"])
+    if "response" in spec:
+        spec["response"] = (base / spec["response"]).resolve() if not Path(spec["response"]).is_absolute() \
+            else Path(spec["response"])
     if "path" in library:
         library["path"] = (base / library["path"]).resolve() if not Path(library["path"]).is_absolute() \
             else Path(library["path"])

@@ -17,8 +17,10 @@ until it can, and STATUS says why.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -36,9 +38,10 @@ from device.inference.verdict import verdict
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
-from firmware_bridge.errors import BridgeError, LaserError
+from firmware_bridge.errors import BridgeError, CalibrationError, LaserError
 from firmware_bridge.measure import measure, switch_off
 from firmware_bridge.registry import make_driver
+from firmware_bridge.response import Response
 
 RECORD_FILE = "record.db"
 #: Evidence arrays of the unmixing that a model verdict's record keeps (with each ``component.I``).
@@ -113,6 +116,8 @@ class Service:
         self._lock = threading.Lock()
         self._spectrometer = None
         self.spectrometer_error = None
+        #: The intensity response applied to every measurement (firmware_bridge.response), once it is open.
+        self.response = None
         #: Lowest and highest Raman shift the spectrometer delivers, cm-1, known once it has been opened.
         self.shift_range = None
         self.counts = {"measurements": 0, "errors": 0, "busy": 0}
@@ -194,6 +199,7 @@ class Service:
                     driver.set_integration_time(s.integration_s)
                 driver.set_averages(s.averages)
                 shift = raman_shift(driver.wavelengths(), s.laser_nm)  # as firmware_bridge.measure computes it
+                self.response = self._load_response(shift.size)
             except BridgeError as exc:
                 self.spectrometer_error = str(exc)
                 driver.close()
@@ -201,6 +207,24 @@ class Service:
             self._spectrometer, self.spectrometer_error = driver, None
             self.shift_range = (float(shift.min()), float(shift.max()))
         return self._spectrometer
+
+    def _load_response(self, pixels: int):
+        """The configured intensity response, checked for this spectrometer's ``pixels``; None without one.
+
+        Raises
+        ------
+        CalibrationError
+            A response file that cannot be read, is malformed, or is for another number of pixels.
+        """
+        path = self.config.spectrometer.response
+        if path is None:
+            return None
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise CalibrationError(f"spectrometer.response {path}: cannot be read ({exc}); measure it with "
+                                   "raman-bridge calibrate-response") from None
+        return Response.from_json(data, pixels)
 
     def try_connect(self) -> bool:
         """Open the spectrometer if it is not open and no measurement is running; True once it is open."""
@@ -284,7 +308,8 @@ class Service:
                 rec.error = f"refused: {problem}"
                 return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
             try:
-                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser)  # the device's own laser line first
+                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser,  # the device's own laser line first
+                            self.response)
             finally:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)
