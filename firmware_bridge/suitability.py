@@ -1,0 +1,143 @@
+"""The system suitability test: is the instrument still calibrated? Band positions, resolution and SNR of a standard.
+
+A measured spectrum of polystyrene (or cyclohexane) is checked against the standard's band positions
+(:data:`firmware_bridge.calibration.RAMAN_STANDARDS`, ASTM E1840 values as customarily quoted), as commercial
+analysers do before a session:
+
+* **positions**: each reference band inside the spectrum's range and resolved at the instrument's resolution
+  (no other reference band within :data:`RESOLVED_FWHM` line widths) must be found (a peak,
+  :func:`firmware_bridge.calibration.find_peaks`, within :data:`SEARCH_CM` of it) and lie within
+  ``tolerance_cm1`` of its reference position, widened by three times the band's own centre uncertainty
+  (:func:`centroid_uncertainty`: a weak band's centre is known less well, and noise must not fail a healthy
+  instrument); bands less than :data:`LOCATE_SNR` times the noise high are
+  reported but not located; at least :data:`MIN_BANDS` bands must be located. A drifted
+  laser line moves every band alike (0.3 nm at 785 nm: about 5 cm-1); a wrong wavelength polynomial moves
+  them by different amounts;
+* **resolution**: the median FWHM of the bands found, cm-1, at most ``max_fwhm_cm1``;
+* **SNR**: the strongest band's height over the spectrum's noise, at least ``min_snr``.
+
+Every figure is returned, so the record keeps why a test passed or failed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware_bridge.calibration import RAMAN_STANDARDS, find_peaks, noise_level
+
+#: A reference band is looked for within this distance of its position, cm-1.
+SEARCH_CM = 15.0
+#: Reference bands closer than this many line widths to another blend and pull each other's centres:
+#: they are not checked.
+RESOLVED_FWHM = 2.5
+#: A band must stand this many times the noise above the spectrum's median to be located (weaker ones are
+#: reported but not checked).
+LOCATE_SNR = 15.0
+#: Fewest bands a test must find.
+MIN_BANDS = 3
+#: Default tolerance on each band's position, cm-1.
+TOLERANCE_CM = 2.0
+#: Default largest median band width, cm-1 (a handheld's resolution: the OBP STS simulator's bands are 26).
+MAX_FWHM_CM = 35.0
+#: Default least SNR of the strongest band.
+MIN_SNR = 20.0
+
+
+@dataclass(frozen=True)
+class Suitability:
+    """The result of one system suitability test.
+
+    Attributes
+    ----------
+    passed : bool
+    standard : str
+    bands : tuple of dict
+        Each checked band: ``reference`` and ``found`` (cm-1; found None when missing or too weak to locate),
+        ``error`` (cm-1), ``snr`` (its height over the noise) and ``limit`` (the largest error it may have, cm-1).
+    fwhm_cm1 : float
+        Median width of the bands found (NaN when none).
+    snr : float
+        The strongest band's height over the noise.
+    limits : dict
+        ``tolerance_cm1``, ``max_fwhm_cm1``, ``min_snr``, ``min_bands``.
+    reasons : tuple of str
+        Why it failed (empty when it passed).
+    """
+
+    passed: bool
+    standard: str
+    bands: tuple
+    fwhm_cm1: float
+    snr: float
+    limits: dict
+    reasons: tuple
+
+    def to_json(self) -> dict:
+        """The result as the record and the control port give it."""
+        return {"result": "PASS" if self.passed else "FAIL", "standard": self.standard, "bands": list(self.bands),
+                "fwhm_cm1": None if np.isnan(self.fwhm_cm1) else round(self.fwhm_cm1, 2),
+                "snr": round(self.snr, 1), "limits": self.limits, "reasons": list(self.reasons)}
+
+
+def centroid_uncertainty(fwhm_cm1: float, snr: float) -> float:
+    """Standard error (cm-1) of a band centre found in noise: about its width over twice its SNR."""
+    return fwhm_cm1 / (2.0 * max(snr, 1e-12))
+
+
+def system_suitability(shift, intensity, standard: str = "polystyrene", tolerance_cm1: float = TOLERANCE_CM,
+                       max_fwhm_cm1: float = MAX_FWHM_CM, min_snr: float = MIN_SNR) -> Suitability:
+    """Test one measured spectrum of ``standard`` (see the module docstring).
+
+    Parameters
+    ----------
+    shift : array_like, shape (N,)
+        Raman shift, cm-1, increasing (as :func:`firmware_bridge.measure.measure` returns it).
+    intensity : array_like, shape (N,)
+        Dark-subtracted intensity.
+    standard : str
+        A key of :data:`firmware_bridge.calibration.RAMAN_STANDARDS`.
+    tolerance_cm1, max_fwhm_cm1, min_snr : float
+        The limits.
+    """
+    x = np.asarray(shift, dtype=np.float64)
+    y = np.asarray(intensity, dtype=np.float64)
+    limits = {"tolerance_cm1": tolerance_cm1, "max_fwhm_cm1": max_fwhm_cm1, "min_snr": min_snr,
+              "min_bands": MIN_BANDS}
+    centres, widths = find_peaks(y)
+    pixels = np.arange(x.size, dtype=np.float64)
+    found = np.interp(centres, pixels, x)
+    step = np.gradient(x)
+    width_cm = widths * np.interp(centres, pixels, step)
+    reference = np.array([b for b in RAMAN_STANDARDS[standard] if x[0] + SEARCH_CM <= b <= x[-1] - SEARCH_CM])
+    fwhm = float(np.nanmedian(width_cm)) if np.isfinite(width_cm).any() else float("nan")
+    line = fwhm if np.isfinite(fwhm) else 3 * float(np.median(step))
+    resolved = [b for b in reference if np.all((np.abs(reference - b) >= RESOLVED_FWHM * line) | (reference == b))]
+    noise = max(noise_level(y), 1e-12)
+    base = float(np.median(y))
+    bands = []
+    for b in resolved:
+        near = np.flatnonzero(np.abs(found - b) <= SEARCH_CM)
+        hit = near[np.argmin(np.abs(found[near] - b))] if near.size else None
+        height = (float(np.interp(found[hit], x, y)) - base) / noise if hit is not None else 0.0
+        located = hit is not None and height >= LOCATE_SNR
+        bands.append({"reference": float(b), "found": round(float(found[hit]), 2) if located else None,
+                      "error": round(float(found[hit] - b), 2) if located else None, "snr": round(float(height), 1),
+                      "limit": round(tolerance_cm1 + 3 * centroid_uncertainty(line, height), 2) if located else None})
+    snr = float((y.max() - base) / noise)
+    reasons = []
+    present = [band for band in bands if band["found"] is not None]
+    off = [band for band in present if abs(band["error"]) > band["limit"]]
+    if len(present) < MIN_BANDS:
+        reasons.append(f"only {len(present)} of the {len(bands)} resolved {standard} bands found (at least {MIN_BANDS} "
+                       "needed): is the standard in the beam and the laser on?")
+    if off:
+        reasons.append(f"bands off their positions by more than {tolerance_cm1:g} cm-1 (and their noise): " + ", ".join(
+            f"{band['reference']:g} at {band['found']:g} ({band['error']:+.1f})" for band in off)
+                       + "; check the laser line (spectrometer.laser_nm) and the wavelength calibration")
+    if not fwhm <= max_fwhm_cm1:
+        reasons.append(f"resolution: bands {fwhm:.1f} cm-1 wide (FWHM), more than {max_fwhm_cm1:g}: check the focus "
+                       "and the slit")
+    if snr < min_snr:
+        reasons.append(f"SNR {snr:.0f}, below {min_snr:g}: lengthen the integration or check the laser power")
+    return Suitability(not reasons, standard, tuple(bands), fwhm, snr, limits, tuple(reasons))
