@@ -347,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "without --mode, a MEASURE in library.mode verify uses "
                                                     "library.expect)")
     m.set_defaults(func=cmd_measure)
+    t = add_subcommand(sub, "sst", help="ask the running service for the system suitability test (the standard in the "
+                                        "beam): PASS or FAIL with every figure, recorded")
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the service's configuration file (to find its socket)")
+    where.add_argument("--socket", help="the service's socket (DATA/control.sock)")
+    t.set_defaults(func=cmd_measure, command="SST", mode=None, expect=None)
     h = add_subcommand(sub, "history", help="list recorded measurements")
     _record_filters(h)
     h.set_defaults(func=cmd_history)

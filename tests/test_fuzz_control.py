@@ -19,6 +19,9 @@ class _Service:
     def measure(self, trigger: str, mode: str | None = None, expected: str | None = None) -> dict:
         return {"ok": True, "verdict": "No_pest_present", "confidence": 0.99, "id": 1}
 
+    def sst(self, trigger: str) -> dict:
+        return {"ok": True, "verdict": "PASS", "id": 2}
+
     def status(self) -> dict:
         return {"state": "ready"}
 

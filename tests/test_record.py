@@ -349,7 +349,8 @@ def test_export_leaves_out_what_names_no_one_material(tmp_path):
         rec.analysis = analysis
         store.add(rec)
         records.append(rec)
-    with pytest.raises(ExportError, match=r"\(3 verifications, no match or mixtures\); nothing was written"):
+    with pytest.raises(ExportError,
+                       match=r"\(3 verifications, suitability tests, no match or mixtures\); nothing was written"):
         export(records, tmp_path / "x.npz", Axis(500, 2000, 751), "npz")
     records[1].analysis = {**no_match, "match": True}  # control: a match that is one material is a label
     records[1].verdict = "PET"

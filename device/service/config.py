@@ -24,6 +24,15 @@ Example::
     expect = "Phosmet_present"    # the entry a bare MEASURE verifies against (mode verify)
     alpha = 0.05                  # least p-value of a PASS
 
+    [sst]                         # optional: the system suitability test (raman-device sst, control SST)
+    standard = "polystyrene"      # polystyrene | cyclohexane, in the beam when the test runs
+    tolerance_cm1 = 2.0           # each band within this of its position (and its own noise)
+    max_fwhm_cm1 = 35             # resolution: the bands' median width at most this
+    min_snr = 20                  # the strongest band's height over the noise at least this
+    validity_h = 24               # verdicts need a passed test younger than this (0: none needed)
+    enforce = "refuse"            # refuse: no verdict without one; mark: verdicts carry the reason
+    every_h = 0                   # run it every N hours (and at start), for a standard fixed in the beam (0: off)
+
     [triggers]
     button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
     control_port = "/dev/ttyAMA0" # serial line for a host or PLC; optional
@@ -51,6 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.errors import RamanEdgeError
+from firmware_bridge.calibration import RAMAN_STANDARDS
 from firmware_bridge.protocols import STANDARD_BAUD_RATES
 from firmware_bridge.registry import PROTOCOLS, firmware_generations
 
@@ -111,6 +121,19 @@ class LibraryConfig:
 
 
 @dataclass(frozen=True)
+class SuitabilityConfig:
+    """The ``[sst]`` section: the standard, the limits, and how long a passed test lets verdicts through."""
+
+    standard: str = "polystyrene"
+    tolerance_cm1: float = 2.0
+    max_fwhm_cm1: float = 35.0
+    min_snr: float = 20.0
+    validity_h: float = 0.0
+    enforce: str = "refuse"
+    every_h: float = 0.0
+
+
+@dataclass(frozen=True)
 class TriggerConfig:
     """The ``[triggers]`` section: a push button's GPIO (BCM) and a host's serial control line, each optional."""
 
@@ -140,6 +163,7 @@ class Config:
     data_directory: Path
     data_reserve_mb: float = 50.0
     library: LibraryConfig = LibraryConfig()
+    sst: SuitabilityConfig = SuitabilityConfig()
 
 
 _NUMBER = (int, float)
@@ -187,6 +211,15 @@ _SCHEMA = {
         "mode": (str, False, lambda v: v in MODES, f"must be one of {', '.join(MODES)}"),
         "expect": (str, False, lambda v: bool(v.strip()) and len(v) <= 100, "must name a library entry"),
         "alpha": (_NUMBER, False, lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)"),
+    },
+    "sst": {
+        "standard": (str, False, lambda v: v in RAMAN_STANDARDS, f"must be one of {', '.join(RAMAN_STANDARDS)}"),
+        "tolerance_cm1": (_NUMBER, False, lambda v: 0 < v <= 50, "must be between 0 and 50 cm-1"),
+        "max_fwhm_cm1": (_NUMBER, False, lambda v: 0 < v <= 500, "must be between 0 and 500 cm-1"),
+        "min_snr": (_NUMBER, False, lambda v: 0 <= v <= 1e6, "must be 0 or more"),
+        "validity_h": (_NUMBER, False, lambda v: 0 <= v <= 10000, "must be between 0 (none needed) and 10000 hours"),
+        "enforce": (str, False, lambda v: v in ("refuse", "mark"), "must be refuse or mark"),
+        "every_h": (_NUMBER, False, lambda v: v == 0 or 0.01 <= v <= 10000, "must be 0 (off) or 0.01-10000 hours"),
     },
     "triggers": {
         "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
@@ -294,7 +327,8 @@ def parse_config(text: str, path="<config>") -> Config:
     section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
                   OutputConfig(**section("outputs")), Path(values["data.directory"]),
-                  float(values.get("data.reserve_mb", 50.0)), LibraryConfig(**library))
+                  float(values.get("data.reserve_mb", 50.0)), LibraryConfig(**library),
+                  SuitabilityConfig(**section("sst")))
 
 
 def load_config(path) -> Config:

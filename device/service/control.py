@@ -1,6 +1,6 @@
 """The control-port line protocol: a host or PLC sends one command per line, gets one JSON line back.
 
-Commands (case-insensitive): ``MEASURE``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``. Only MEASURE
+Commands (case-insensitive): ``MEASURE``, ``SST``, ``STATUS``, ``LAST``, ``MODEL``, ``RELOAD``, ``HELP``. Only MEASURE
 takes arguments, a mode: ``MEASURE CLASSIFY``, ``MEASURE IDENTIFY`` or ``MEASURE VERIFY NAME`` (NAME: the
 library entry as written, the rest of the line); a bare ``MEASURE`` measures in the configured mode.
 Lines end with LF (CR LF accepted) and are at most :data:`MAX_LINE` bytes; a longer line is refused
@@ -17,6 +17,8 @@ COMMANDS = {
     "STATUS": "service state, spectrometer, model, counts",
     "LAST": "the last recorded measurement",
     "MODEL": "the model in use: id, classes, axis",
+    "SST": "the system suitability test: measure the standard in the beam, check band positions, resolution and "
+           "SNR, record PASS or FAIL",
     "RELOAD": "switch to the configured bundle as it is now, if it verifies, passes its self-test and fits the "
               "spectrometer",
     "HELP": "this list",
@@ -98,6 +100,8 @@ def dispatch(line: str, service, trigger: str = "control-port") -> dict:
         return {"ok": True, "command": "STATUS", **service.status()}
     if command == "LAST":
         return {"command": "LAST", **service.last()}
+    if command == "SST":
+        return {"command": "SST", **service.sst(trigger)}
     if command == "RELOAD":
         return {"command": "RELOAD", **service.reload()}
     return {"ok": True, "command": "MODEL", **service.model_info()}

@@ -42,6 +42,7 @@ from firmware_bridge.errors import BridgeError, CalibrationError, LaserError
 from firmware_bridge.measure import measure, switch_off
 from firmware_bridge.registry import make_driver
 from firmware_bridge.response import Response
+from firmware_bridge.suitability import system_suitability
 
 RECORD_FILE = "record.db"
 #: Evidence arrays of the unmixing that a model verdict's record keeps (with each ``component.I``).
@@ -127,7 +128,14 @@ class Service:
         self.library = self._load_library()
         self.store = None
         self.storage_error = self._storage_problem()
+        #: (time, passed) of the last recorded suitability test, from the record (it outlives a restart).
+        self._last_sst = self._recorded_sst()
         self.started = time.time()
+
+    def _recorded_sst(self) -> tuple | None:
+        """The time and outcome of the last suitability test in the record, or None."""
+        rows = self.store.query(mode="sst", limit=1) if self.store is not None else []
+        return (rows[0].time, rows[0].verdict == "PASS") if rows else None
 
     def _load_library(self):
         """The configured reference library, verified, with the default expected entry checked; None without one.
@@ -253,8 +261,8 @@ class Service:
         trigger : str
             What triggered it (recorded).
         mode : str, optional
-            ``classify``, ``identify`` or ``verify`` (:data:`device.service.config.MODES`); default: the
-            configured ``library.mode``.
+            ``classify``, ``identify`` or ``verify`` (:data:`device.service.config.MODES`), or ``sst`` (the
+            system suitability test, :meth:`sst`); default: the configured ``library.mode``.
         expected : str, optional
             The entry to verify against (mode verify); default: the configured ``library.expect``.
         """
@@ -272,8 +280,41 @@ class Service:
         finally:
             self._lock.release()
 
+    def sst(self, trigger: str) -> dict:
+        """The system suitability test: the configured standard measured and checked, PASS or FAIL, recorded."""
+        return self.measure(trigger, "sst")
+
+    def suitability(self) -> dict:
+        """The last suitability test: ``result``, ``time``, ``age_h``, and ``problem``, why verdicts are held (or None).
+
+        A problem only when the configuration requires a test (``sst.validity_h`` > 0): none passed yet, the
+        last one failed, or it is older than the validity.
+        """
+        last = self._last_sst
+        validity = self.config.sst.validity_h
+        age = None if last is None else (time.time() - last[0]) / 3600.0
+        if validity <= 0:
+            problem = None
+        elif last is None:
+            problem = "no system suitability test has passed yet; measure the standard with SST (raman-device sst)"
+        elif not last[1]:
+            problem = f"the last system suitability test failed ({iso_time(last[0])}); fix the instrument and run SST"
+        elif age > validity:
+            problem = (f"the last system suitability test is {age:.1f} h old, older than sst.validity_h {validity:g}; "
+                       "run SST")
+        else:
+            problem = None
+        return {"result": None if last is None else ("PASS" if last[1] else "FAIL"),
+                "time": None if last is None else iso_time(last[0]),
+                "age_h": None if age is None else round(age, 2), "problem": problem}
+
     def _mode_problem(self, mode: str, expected: str | None) -> str | None:
         """Why a measurement in ``mode`` (against ``expected``) cannot be made, or None."""
+        if mode == "sst":
+            return None
+        held = self.suitability()["problem"]
+        if held and self.config.sst.enforce == "refuse":
+            return f"verdicts refused: {held}"
         if mode == "classify":
             return None
         if self.library is None:
@@ -288,7 +329,7 @@ class Service:
         return None
 
     def _measure(self, trigger: str, mode: str, expected: str | None) -> dict:
-        if not self.self_test["passed"]:
+        if not self.self_test["passed"] and mode != "sst":
             return {"ok": False,
                     "error": f"verdicts refused: the model failed its self-test ({self.self_test['reason']})"}
         self.storage_error = self._storage_problem()
@@ -314,13 +355,17 @@ class Service:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)
             rec.raw, rec.shift, rec.intensity = m.raw, m.shift, m.intensity
-            refused = quality_problems(m.intensity, m.raw, m.meta, self.config.model.min_snr)
+            refused = quality_problems(m.intensity, m.raw, m.meta, 0.0 if mode == "sst" else self.config.model.min_snr)
             if refused:
                 rec.error = "rejected: " + "; ".join(refused)
                 return self._finish(rec, {"ok": False, "rejected": True,
                                           "error": "spectrum rejected: " + "; ".join(refused)})
             spectrum = Spectrum.from_measurement(m)
-            if mode == "classify":
+            if mode == "sst":
+                c = self.config.sst
+                result = system_suitability(m.shift, m.intensity, c.standard, c.tolerance_cm1, c.max_fwhm_cm1,
+                                            c.min_snr)
+            elif mode == "classify":
                 prediction = self.classifier.classify(spectrum)
                 mixed = identify(self.library, spectrum) if self.library is not None else None
             else:
@@ -335,9 +380,19 @@ class Service:
             rec.error = f"{type(exc).__name__}: {exc}"
             return self._finish(rec, {"ok": False, "error": str(exc)})
         self.spectrometer_error = None
+        if mode == "sst":
+            rec.analysis = {"mode": "sst", **result.to_json()}
+            rec.verdict = rec.analysis["result"]
+            reply = self._finish(rec, {"ok": True, "verdict": rec.verdict, **rec.analysis})
+            if reply["ok"]:  # recorded: it counts
+                self._last_sst = (rec.time or time.time(), result.passed)
+            return reply
+        held = self.suitability()["problem"]  # enforce = mark: the verdict carries why it is not vouched for
         if mode != "classify":
             rec.verdict, rec.analysis, rec.evidence = found.verdict, found.analysis, found.evidence
-            return self._finish(rec, {"ok": True, "verdict": found.verdict, **found.analysis})
+            if held:
+                rec.analysis = {**rec.analysis, "sst_problem": held}
+            return self._finish(rec, {"ok": True, "verdict": found.verdict, **rec.analysis})
         rec.probabilities = prediction.probabilities
         rec.verdict = verdict(prediction.label, prediction.confidence, prediction.unknown,
                               self.config.model.min_confidence)
@@ -349,6 +404,8 @@ class Service:
         if prediction.ood_score is not None:
             reply["ood_score"] = round(prediction.ood_score, 4)
         rec.analysis, rec.evidence = self._classify_evidence(spectrum, prediction)
+        if held:
+            rec.analysis["sst_problem"] = reply["sst_problem"] = held
         if mixed is not None and "mixture" in mixed.analysis:
             rec.analysis.update(library=mixed.analysis["library"], mixture=mixed.analysis["mixture"])
             on_model_axis = self.bundle.axis.values
@@ -388,8 +445,11 @@ class Service:
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
         axis = self._axis_problem(self.bundle)
+        sst = self.suitability()
         if not self.self_test["passed"]:
             state = "self-test failed"
+        elif sst["problem"] and self.config.sst.enforce == "refuse":
+            state = "suitability test needed"
         elif axis:
             state = "model does not fit the spectrometer"
         elif self._lock.locked():
@@ -405,7 +465,7 @@ class Service:
                 "shift_range_cm-1": None if self.shift_range is None else [round(v, 1) for v in self.shift_range],
                 "model": self.bundle.model_id, "self_test": self.self_test, "axis_problem": axis,
                 "library": None if self.library is None else self.library.library_id,
-                "mode": self.config.library.mode,
+                "mode": self.config.library.mode, "sst": sst,
                 "counts": dict(self.counts),
                 "records": self.store.count() if self.store is not None else None,
                 "uptime_s": round(time.time() - self.started, 1)}

@@ -164,6 +164,11 @@ def analysis_summary(analysis: dict | None) -> str | None:
                          f"{analysis['no_match_below']:g})")
     elif mode == "verify":
         parts.append(f"verify {analysis['expected']}: {analysis['result']} p={analysis['p_value']:.2g}")
+    elif mode == "sst":
+        located = [b for b in analysis.get("bands", []) if b.get("found") is not None]
+        worst = max((abs(b["error"]) for b in located), default=None)
+        parts.append(f"sst {analysis.get('standard')}: {analysis.get('result')}"
+                     + (f", worst band {worst:.1f} cm-1 off" if worst is not None else ""))
     elif analysis.get("bands"):
         parts.append(f"{mode}: bands " + ", ".join(f"{b['shift']:.0f}" for b in analysis["bands"][:3]) + " cm-1")
     mixture = analysis.get("mixture")
@@ -315,9 +320,12 @@ class RecordStore:
         return None if row is None else self._row(row)
 
     def query(self, since: float | None = None, until: float | None = None, verdict: str | None = None,
-              limit: int | None = None, newest_first: bool = True) -> list[Record]:
-        """Measurements in a time window (seconds since the epoch) and/or with a verdict."""
+              limit: int | None = None, newest_first: bool = True, mode: str | None = None) -> list[Record]:
+        """Measurements in a time window (seconds since the epoch) and/or with a verdict, or an analysis ``mode``."""
         where, args = [], []
+        if mode is not None:
+            where.append("json_extract(analysis, '$.mode') = ?")
+            args.append(mode)
         if since is not None:
             where.append("time >= ?")
             args.append(since)
@@ -372,7 +380,8 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
 
     resamplers = ResamplerCache(axis)
     rows, labels, ids, times, analyses = [], [], [], [], []
-    left_out = {"failed or refused": 0, "uncertain or unknown": 0, "verifications, no match or mixtures": 0,
+    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
+                "verifications, suitability tests, no match or mixtures": 0,
                 f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
     reasons = list(left_out)
     for r in records:
@@ -383,7 +392,7 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
         if r.verdict in (UNCERTAIN, UNKNOWN):
             left_out[reasons[1]] += 1
             continue
-        if a.get("mode") == "verify" or not a.get("match", True) or (a.get("mixture") or {}).get("is_mixture"):
+        if a.get("mode") in ("verify", "sst") or not a.get("match", True) or (a.get("mixture") or {}).get("is_mixture"):
             left_out[reasons[2]] += 1
             continue
         try:

@@ -297,6 +297,23 @@ class Runner:
             else:
                 delay = min(2 * delay, RETRY_MAX)
 
+    def _scheduled_sst(self) -> None:
+        """Run the suitability test at start and every ``sst.every_h`` hours (a standard fixed in the beam).
+
+        A test that cannot run now (a measurement in progress, no spectrometer) is tried again a minute later.
+        """
+        every = self.service.config.sst.every_h * 3600.0
+        delay = 0.0
+        while not self.stopping.wait(delay):
+            reply = self.service.sst("schedule")
+            if reply.get("ok"):
+                self.log(f"suitability test: {reply['result']}" + (f" ({'; '.join(reply['reasons'])})"
+                                                                     if reply.get("reasons") else ""))
+                delay = every
+            else:
+                self.log(f"suitability test not run: {reply.get('error')}; trying again in a minute")
+                delay = min(60.0, every)
+
     def _start(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
@@ -317,11 +334,14 @@ class Runner:
         if not self.service.try_connect():
             self.log(f"spectrometer not available yet ({self.service.spectrometer_error}); retrying with back-off")
         self._start(self._reconnect, "reconnect")
+        if self.service.config.sst.every_h > 0:
+            self._start(self._scheduled_sst, "suitability")
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
                  f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}"
                  + (f"; verdicts refused: {status['axis_problem']}" if status["axis_problem"] else "")
-                 + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else ""))
+                 + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else "")
+                 + (f"; {status['sst']['problem']}" if status["sst"]["problem"] else ""))
         sd_notify(f"READY=1\nSTATUS={status['state']}")
         interval = watchdog_interval()
         last_ping = 0.0
