@@ -1,6 +1,7 @@
 """The suitability test through the service: recorded, required for verdicts, refused or marked, in STATUS."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from test_suitability import polystyrene_scene
 from device.service.config import parse_config
 from device.service.control import dispatch
 from device.service.measurement import Service
-from device.service.record import Record, RecordStore, history_entry
+from device.service.record import ExportError, Record, RecordStore, export, history_entry
 
 pytestmark = pytest.mark.device  # needs only the device extra
 
@@ -51,6 +52,12 @@ def test_verdicts_wait_for_a_passed_test_which_outlives_a_restart(tmp_path, scen
     row = svc.store.query(mode="sst")[0]
     assert row.verdict == "PASS" and row.analysis["standard"] == "polystyrene" and row.shift is not None
     assert history_entry(row)["analysis"].startswith("sst polystyrene: PASS")
+    axis = svc.bundle.axis
+    assert export(svc.store.query(), tmp_path / "all.jsonl", axis, "jsonl") == 2  # the audit keeps the test
+    modes = [json.loads(line)["analysis"]["mode"] for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert sorted(modes) == ["classify", "sst"]
+    with pytest.raises(ExportError, match="1 verifications, suitability tests"):  # training data does not
+        export(svc.store.query(), tmp_path / "train.npz", axis, "npz")
     svc.close()
     again = service(tmp_path, scene)  # a restart reads the last test from the record
     assert again.suitability()["result"] == "PASS" and again.status()["state"] == "ready"

@@ -356,11 +356,13 @@ class RecordStore:
 
 
 def export(records: list[Record], path, axis, fmt: str) -> int:
-    """Write measurements with a class verdict as training data for ``raman-train``.
+    """Write recorded spectra: as training data for ``raman-train`` (csv, npz), or with their analyses (jsonl, jcamp).
 
-    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so
-    are failed or refused measurements, the verdicts ``uncertain`` and ``unknown``, and those that name no
-    one material: verification results, searches without a match and mixtures (by their ``analysis``).
+    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so are
+    failed or refused measurements. The training formats also leave out the verdicts ``uncertain`` and
+    ``unknown`` and those that name no one material: verification results, suitability tests, searches
+    without a match and mixtures (by their ``analysis``); the formats that carry the analysis keep them, so an
+    audit sees every verdict with its p-values, hits and components.
     ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
     ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jsonl``: one JSON object per
     spectrum (``record_id``, ``time``, ``label``, ``analysis`` as recorded or null, ``shift``, ``intensity``);
@@ -384,15 +386,17 @@ def export(records: list[Record], path, axis, fmt: str) -> int:
                 "verifications, suitability tests, no match or mixtures": 0,
                 f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
     reasons = list(left_out)
+    training = fmt in ("csv", "npz")
     for r in records:
         a = r.analysis or {}
         if r.verdict is None or r.shift is None:
             left_out[reasons[0]] += 1
             continue
-        if r.verdict in (UNCERTAIN, UNKNOWN):
+        if training and r.verdict in (UNCERTAIN, UNKNOWN):
             left_out[reasons[1]] += 1
             continue
-        if a.get("mode") in ("verify", "sst") or not a.get("match", True) or (a.get("mixture") or {}).get("is_mixture"):
+        if training and (a.get("mode") in ("verify", "sst") or not a.get("match", True)
+                         or (a.get("mixture") or {}).get("is_mixture")):
             left_out[reasons[2]] += 1
             continue
         try:
