@@ -340,6 +340,7 @@ def test_shipped_configuration_without_gpio_is_one_error(tmp_path, shipped_bundl
         pytest.skip("this machine has GPIO")
     text = (Path(__file__).parents[1] / "deploy" / "raman-edge.toml").read_text()
     text = (text.replace("/dev/raman-spectrometer", "sim://obp?paced=0")
+            .replace("/opt/raman-edge/models/libraries", str(shipped_bundle.path.parent / "libraries"))
             .replace("/opt/raman-edge/models/sers-pesticides", str(shipped_bundle.path))
             .replace("/var/lib/raman-edge", str(tmp_path / "data")))
     cfg = tmp_path / "raman-edge.toml"
