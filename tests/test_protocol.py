@@ -111,9 +111,11 @@ def test_synth_and_evaluate_cli_write_a_full_report(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_no_half_written_report(tmp_path):
+    # 1000 repeats of 40 epochs take over a minute, far longer than the interrupt takes to arrive, and their
+    # progress lines stay below a pipe's buffer, so the interrupted process never waits on a full pipe
     write(tmp_path / "syn", counts=(6, 6, 6, 4), seed=0)
     proc = subprocess.Popen([str(BIN / "raman-train"), "evaluate", str(tmp_path / "syn"), "--report",
-                             str(tmp_path / "rep"), "--folds", "3", "--repeats", "20000", "--epochs", "2"],
+                             str(tmp_path / "rep"), "--folds", "3", "--repeats", "1000", "--epochs", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         OutputLines(proc).read_until(lambda line: line.startswith("repeat 1/"), timeout=300)
