@@ -144,12 +144,17 @@ def test_a_standard_from_a_file(tmp_path):
         standard_from_file(tmp_path / "bad.txt")
 
 
-def test_calibrate_response_command(tmp_path):
+def calibrate_response_command(tmp_path: Path) -> tuple[list, Path]:
+    """``raman-bridge calibrate-response`` on the OBP simulator showing SRM 2241, and the file it writes."""
     scene = standard_scene(tmp_path / "srm2241.csv")
     out = tmp_path / "response.json"
-    cmd = [sys.executable, "-m", "firmware_bridge.cli", "calibrate-response", "--protocol", "obp", "--port",
-           f"sim://obp?paced=0&scene={scene}", "--laser", "785", "--integration", "0.2", "--averages", "8",
-           "--out", str(out)]
+    return [sys.executable, "-m", "firmware_bridge.cli", "calibrate-response", "--protocol", "obp", "--port",
+            f"sim://obp?paced=0&scene={scene}", "--laser", "785", "--integration", "0.2", "--averages", "8",
+            "--out", str(out)], out
+
+
+def test_calibrate_response_command(tmp_path):
+    cmd, out = calibrate_response_command(tmp_path)
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "masked" in r.stdout and Response.from_json(json.loads(out.read_text()), pixels=1024).values.max() == 1
@@ -161,11 +166,7 @@ def test_the_service_applies_the_configured_response(tmp_path):
     from device.service.config import parse_config
     from device.service.measurement import Service
 
-    scene = standard_scene(tmp_path / "srm2241.csv")
-    out = tmp_path / "response.json"
-    cmd = [sys.executable, "-m", "firmware_bridge.cli", "calibrate-response", "--protocol", "obp", "--port",
-           f"sim://obp?paced=0&scene={scene}", "--laser", "785", "--integration", "0.2", "--averages", "8",
-           "--out", str(out)]
+    cmd, out = calibrate_response_command(tmp_path)
     assert subprocess.run(cmd, capture_output=True, cwd=ROOT).returncode == 0
 
     def service(response: Path) -> Service:
