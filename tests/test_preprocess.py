@@ -87,6 +87,23 @@ def test_asls_matches_pybaselines_on_real_spectra(real_spectra, lam, p, max_iter
 
 
 @pytest.mark.device
+@pytest.mark.device
+def test_asls_weights_too_small_for_lam_are_refused_where_the_fit_would_break():
+    from device.inference.preprocess import ASLS_MIN_WEIGHT_PER_LAM
+
+    x = np.linspace(0.0, 50.0, 300)
+    y = (1.0 + np.sin(x / 7.0))[None]
+    for lam in (1e2, 1e5, 1e8, 1e11):  # the smallest accepted weight fits a finite baseline near the data
+        p = lam * ASLS_MIN_WEIGHT_PER_LAM
+        Chain.parse(f"asls:{lam!r}:{p!r}", 1.0)
+        base = AsLS(lam, p).baseline(y)
+        assert np.isfinite(base).all() and np.abs(base).max() < 2 * np.abs(y).max()
+    with pytest.raises(ValueError, match="too close to 0 or 1"):
+        Chain.parse("asls:1e5:2.2e-16", 1.0)
+    with pytest.raises(ZeroDivisionError):  # negative control: the refused step, built anyway, breaks the solver
+        AsLS(1e5, 2.2e-16).baseline(y)
+
+
 def test_asls_removes_a_fluorescence_background():
     x = np.linspace(0, 1, 1500)
     peaks = np.exp(-0.5 * ((x - 0.3) / 0.004) ** 2) + 0.6 * np.exp(-0.5 * ((x - 0.7) / 0.004) ** 2)
@@ -113,6 +130,7 @@ def test_chain_parse_and_text_round_trip():
     ("asls:1e5", r"write asls:LAM:P\[:MAX_ITER\]"),
     ("asls:1e5:1.5", "p must be between 0 and 1"),
     ("asls:-1:0.01", "lam must be a positive number"),
+    ("asls:1e5:2.2e-16", "too close to 0 or 1 for its lam"),
     ("snv:2", "snv takes no parameters"),
     ("wavelet", "unknown step; choose snv"),
     (",".join(["snv"] * 9), "at most 8 steps"),

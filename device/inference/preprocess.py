@@ -37,6 +37,9 @@ ASLS_TOL = 1e-3
 #: Spectra from which the baseline's banded solver runs on rows of all spectra at once (NumPy operations
 #: on arrays); fewer run one at a time in scalar arithmetic, faster below this many.
 ASLS_VECTOR_MIN = 24
+#: Smallest weight of the baseline fit, ``min(p, 1 - p)``, per unit of ``lam``: below it the weights are lost
+#: beside ``lam`` in double precision and the system has no unique solution (its pivots reach zero).
+ASLS_MIN_WEIGHT_PER_LAM = 1e-12
 
 
 class UnknownStepError(ValueError):
@@ -353,6 +356,10 @@ def _check_asls(lam: float, p: float, max_iter: int, tol: float) -> None:
         raise ValueError(f"the baseline's lam must be a positive number up to 1e15, not {lam}")
     if not 0 < p < 1:
         raise ValueError(f"the baseline's p must be between 0 and 1, not {p}")
+    if min(p, 1.0 - p) < lam * ASLS_MIN_WEIGHT_PER_LAM:
+        raise ValueError(f"the baseline's p {p:g} is too close to 0 or 1 for its lam {lam:g}: min(p, 1 - p) must be at "
+                         f"least lam x {ASLS_MIN_WEIGHT_PER_LAM:g}, or the fit has no unique solution; "
+                         "raise p or lower lam")
     if not 1 <= max_iter <= MAX_ITER:
         raise ValueError(f"the baseline's iterations must be from 1 to {MAX_ITER}, not {max_iter}")
     if not (math.isfinite(tol) and tol > 0):
