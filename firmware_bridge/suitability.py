@@ -63,6 +63,12 @@ class Suitability:
         ``tolerance_cm1``, ``max_fwhm_cm1``, ``min_snr``, ``min_bands``.
     reasons : tuple of str
         Why it failed (empty when it passed).
+    offset_cm1 : float
+        Mean error of the bands located, cm-1 (NaN when none): the part a laser-line error gives, which
+        moves every band alike.
+    laser_nm_fit : float or None
+        The laser line that would take :attr:`offset_cm1` away (:func:`fitted_laser_line`), when the test was
+        given the configured one.
     """
 
     passed: bool
@@ -72,12 +78,25 @@ class Suitability:
     snr: float
     limits: dict
     reasons: tuple
+    offset_cm1: float = float("nan")
+    laser_nm_fit: float | None = None
 
     def to_json(self) -> dict:
         """The result as the record and the control port give it."""
         return {"result": "PASS" if self.passed else "FAIL", "standard": self.standard, "bands": list(self.bands),
                 "fwhm_cm1": None if np.isnan(self.fwhm_cm1) else round(self.fwhm_cm1, 2),
-                "snr": round(self.snr, 1), "limits": self.limits, "reasons": list(self.reasons)}
+                "snr": round(self.snr, 1), "limits": self.limits, "reasons": list(self.reasons),
+                "offset_cm1": None if np.isnan(self.offset_cm1) else round(self.offset_cm1, 2),
+                "laser_nm_fit": None if self.laser_nm_fit is None else round(self.laser_nm_fit, 3)}
+
+
+def fitted_laser_line(laser_nm: float, offset_cm1: float) -> float:
+    """The laser line (nm) that moves every band back by ``offset_cm1`` when ``laser_nm`` was assumed.
+
+    A shift is the laser's wavenumber less the scattered light's, so an error in the laser line adds the
+    same ``1e7 / laser_nm - 1e7 / true`` cm-1 to every band: ``true = 1e7 / (1e7 / laser_nm - offset_cm1)``.
+    """
+    return 1e7 / (1e7 / laser_nm - offset_cm1)
 
 
 def centroid_uncertainty(fwhm_cm1: float, snr: float) -> float:
@@ -86,7 +105,8 @@ def centroid_uncertainty(fwhm_cm1: float, snr: float) -> float:
 
 
 def system_suitability(shift, intensity, standard: str = "polystyrene", tolerance_cm1: float = TOLERANCE_CM,
-                       max_fwhm_cm1: float = MAX_FWHM_CM, min_snr: float = MIN_SNR) -> Suitability:
+                       max_fwhm_cm1: float = MAX_FWHM_CM, min_snr: float = MIN_SNR,
+                       laser_nm: float | None = None) -> Suitability:
     """Test one measured spectrum of ``standard`` (see the module docstring).
 
     Parameters
@@ -99,6 +119,8 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
         A key of :data:`firmware_bridge.calibration.RAMAN_STANDARDS`.
     tolerance_cm1, max_fwhm_cm1, min_snr : float
         The limits.
+    laser_nm : float, optional
+        The laser line the shifts were computed with: the result then gives the line that fits the bands.
     """
     x = np.asarray(shift, dtype=np.float64)
     y = np.asarray(intensity, dtype=np.float64)
@@ -128,16 +150,19 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
     reasons = []
     present = [band for band in bands if band["found"] is not None]
     off = [band for band in present if abs(band["error"]) > band["limit"]]
+    offset = float(np.mean([band["error"] for band in present])) if present else float("nan")
+    fit = fitted_laser_line(laser_nm, offset) if laser_nm is not None and present else None
     if len(present) < MIN_BANDS:
         reasons.append(f"only {len(present)} of the {len(bands)} resolved {standard} bands found (at least {MIN_BANDS} "
                        "needed): is the standard in the beam and the laser on?")
     if off:
+        hint = f": {fit:.3f} nm fits the bands' mean offset" if fit is not None else ""
         reasons.append(f"bands off their positions by more than {tolerance_cm1:g} cm-1 (and their noise): " + ", ".join(
             f"{band['reference']:g} at {band['found']:g} ({band['error']:+.1f})" for band in off)
-                       + "; check the laser line (spectrometer.laser_nm) and the wavelength calibration")
+                       + f"; check the laser line (spectrometer.laser_nm{hint}) and the wavelength calibration")
     if not fwhm <= max_fwhm_cm1:
         reasons.append(f"resolution: bands {fwhm:.1f} cm-1 wide (FWHM), more than {max_fwhm_cm1:g}: check the focus "
                        "and the slit")
     if snr < min_snr:
         reasons.append(f"SNR {snr:.0f}, below {min_snr:g}: lengthen the integration or check the laser power")
-    return Suitability(not reasons, standard, tuple(bands), fwhm, snr, limits, tuple(reasons))
+    return Suitability(not reasons, standard, tuple(bands), fwhm, snr, limits, tuple(reasons), offset, fit)

@@ -38,7 +38,7 @@ def run(url: str, laser: float = 785.0, coefficients=None, times: int = 1) -> li
         spec.set_integration_time(SECONDS[protocol])
         spec.set_averages(1 if protocol == "obp" else 8)
         measured = [measure(spec, laser) for _ in range(times)]
-    return [system_suitability(m.shift, m.intensity) for m in measured]
+    return [system_suitability(m.shift, m.intensity, laser_nm=laser) for m in measured]
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,17 @@ def test_a_laser_line_off_by_0_3_nm_fails_every_time(scene, protocol):
     for r in run(f"sim://{protocol}?paced=0&seed=8&laser=785.3&scene={scene}", coefficients=coefficients, times=20):
         assert not r.passed and "off their positions" in r.reasons[0], r.reasons
         assert all(4 < abs(b["error"]) < 6 for b in r.bands if b["found"] is not None)
+
+
+@pytest.mark.parametrize("protocol", ["obp", "tcd1304"])
+def test_the_failed_test_names_the_laser_line_that_fits_and_that_line_passes(scene, protocol):
+    coefficients = TCD1304_COEFFICIENTS if protocol == "tcd1304" else None
+    url = f"sim://{protocol}?paced=0&seed=10&laser=785.3&scene={scene}"
+    drifted = run(url, coefficients=coefficients)[0]
+    assert not drifted.passed and abs(drifted.laser_nm_fit - 785.3) < 0.02, drifted.to_json()
+    assert f"{drifted.laser_nm_fit:.3f} nm fits" in drifted.reasons[0]
+    again = run(url, laser=drifted.laser_nm_fit, coefficients=coefficients)[0]
+    assert again.passed and abs(again.offset_cm1) < 0.3, again.to_json()
 
 
 @pytest.mark.slow

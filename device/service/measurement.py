@@ -364,7 +364,7 @@ class Service:
             if mode == "sst":
                 c = self.config.sst
                 result = system_suitability(m.shift, m.intensity, c.standard, c.tolerance_cm1, c.max_fwhm_cm1,
-                                            c.min_snr)
+                                            c.min_snr, self.config.spectrometer.laser_nm)
             elif mode == "classify":
                 prediction = self.classifier.classify(spectrum)
                 mixed = identify(self.library, spectrum) if self.library is not None else None

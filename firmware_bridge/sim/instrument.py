@@ -41,6 +41,12 @@ class Instrument:
         Counts fall with light (TCD1304): raw = dark_level - signal.
     resolution_pixels : float
         Spectral resolution (FWHM of the line spread), pixels.
+    response_coefficients : tuple of float
+        Relative spectral response as a power series in the pixel position scaled to [-1, 1] (default: a
+        broad hump, 1 in the middle and 0.6 at the ends).
+    axis_error_nm : float
+        How far the true wavelength of every pixel lies from :attr:`coefficients`, nm: the stored (or
+        given) polynomial's calibration error.
     """
 
     coefficients: tuple
@@ -55,6 +61,8 @@ class Instrument:
     inverted: bool = False
     first_pixel: int = 0
     resolution_pixels: float = 3.0
+    response_coefficients: tuple = (1.0, 0.0, -0.4)
+    axis_error_nm: float = 0.0
 
     def _blur(self, light: np.ndarray) -> np.ndarray:
         """The optics' line spread: a Gaussian of FWHM ``resolution_pixels``."""
@@ -65,19 +73,20 @@ class Instrument:
         return np.convolve(padded, kernel / kernel.sum(), mode="valid")
 
     def shifts(self) -> np.ndarray:
-        """Raman shift of every pixel, cm-1 (may decrease or hold anti-Stokes values)."""
-        return raman_shift(wavelengths(self.coefficients, self.pixels, self.first_pixel), self.laser_nm)
+        """True Raman shift of every pixel, cm-1 (may decrease or hold anti-Stokes values)."""
+        true_nm = wavelengths(self.coefficients, self.pixels, self.first_pixel) + self.axis_error_nm
+        return raman_shift(true_nm, self.laser_nm)
 
     def response(self) -> np.ndarray:
-        """Relative spectral response of every pixel: a broad hump, 0.6 at the ends, 1 in the middle."""
-        x = np.linspace(-1, 1, self.pixels)
-        return 1.0 - 0.4 * x * x
+        """Relative spectral response of every pixel, shape (pixels,): :attr:`response_coefficients`."""
+        return np.polynomial.polynomial.polyval(np.linspace(-1, 1, self.pixels), self.response_coefficients)
 
     def expected(self, scene_shift: np.ndarray, scene_intensity: np.ndarray, seconds: float) -> np.ndarray:
         """Mean counts above the dark level (before noise) for one exposure, shape (pixels,)."""
         # Each pixel collects light over its width (4 samples), blurred by the optics.
         sub_pixels = self.first_pixel - 0.375 + 0.25 * np.arange(4 * self.pixels)
-        sub = raman_shift(np.polynomial.polynomial.polyval(sub_pixels, self.coefficients), self.laser_nm)
+        sub_nm = np.polynomial.polynomial.polyval(sub_pixels, self.coefficients) + self.axis_error_nm
+        sub = raman_shift(sub_nm, self.laser_nm)
         order = np.argsort(scene_shift)
         light = np.interp(sub, scene_shift[order], scene_intensity[order], left=0.0, right=0.0)
         light = self._blur(light.reshape(self.pixels, 4).mean(axis=1))

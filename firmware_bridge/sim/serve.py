@@ -1,7 +1,10 @@
 """Building simulated spectrometers by protocol name, and serving them to drivers."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from firmware_bridge.registry import protocol
 from firmware_bridge.sim.faults import FaultInjector
@@ -12,7 +15,10 @@ from firmware_bridge.sim.line import SimulatedLine
 #: pesticides on spinach, 500-2000 cm-1), on one Raman-shift axis; shipped with the package.
 DEFAULT_SCENE = Path(__file__).with_name("default_scene.npz")
 #: Options a ``sim://`` URL takes.
-URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults")
+URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults", "response", "resolution", "axis_error")
+#: Largest wavelength-calibration error (nm) and widest line spread (pixels) a simulated instrument takes.
+MAX_AXIS_ERROR_NM = 5.0
+MAX_RESOLUTION_PIXELS = 50.0
 
 
 def default_scene() -> Scene:
@@ -40,5 +46,29 @@ def make_line(name: str, options: dict) -> SimulatedLine:
     scene = Scene.from_path(options["scene"]) if "scene" in options else None
     device = make_device(name, scene, int(options.get("seed", 0)),
                          float(options["laser"]) if "laser" in options else None, options.get("firmware"))
+    device.instrument = _varied(device.instrument, options)
     faults = FaultInjector(float(options["faults"]), int(options.get("seed", 0)) + 1) if "faults" in options else None
     return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"), faults=faults)
+
+
+def _varied(instrument, options: dict):
+    """``instrument`` with the URL's ``response`` (C0:C1:...), ``resolution`` (pixels) and ``axis_error`` (nm).
+
+    Another unit of the same model differs in these: its optics weight the range differently, its line
+    spread is wider or narrower, and its wavelength polynomial is off by up to its calibration's error.
+    """
+    changes = {}
+    if "response" in options:
+        coefficients = tuple(float(c) for c in options["response"].split(":"))
+        if not np.all(np.polynomial.polynomial.polyval(np.linspace(-1, 1, 201), coefficients) > 0):
+            raise ValueError(f"response {options['response']!r}: must be positive over the detector (-1 to 1)")
+        changes["response_coefficients"] = coefficients
+    if "resolution" in options:
+        changes["resolution_pixels"] = float(options["resolution"])
+        if not 0.5 <= changes["resolution_pixels"] <= MAX_RESOLUTION_PIXELS:
+            raise ValueError(f"resolution {options['resolution']!r}: give 0.5 to {MAX_RESOLUTION_PIXELS:g} pixels")
+    if "axis_error" in options:
+        changes["axis_error_nm"] = float(options["axis_error"])
+        if not abs(changes["axis_error_nm"]) <= MAX_AXIS_ERROR_NM:
+            raise ValueError(f"axis_error {options['axis_error']!r}: give at most {MAX_AXIS_ERROR_NM:g} nm either way")
+    return replace(instrument, **changes)

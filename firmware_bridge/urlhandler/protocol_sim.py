@@ -1,6 +1,7 @@
 """A simulated spectrometer as a pyserial port.
 
-URL: ``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=GENERATION&faults=RATE]``.
+URL: ``sim://PROTOCOL[?seed=N&paced=0|1&scene=PATH&laser=NM&firmware=GENERATION&faults=RATE&response=C0:C1:...
+&resolution=PIXELS&axis_error=NM]``.
 """
 from __future__ import annotations
 
