@@ -109,6 +109,7 @@ def cmd_info(args) -> int:
     out = {"id": b.model_id, "kind": b.kind, "network_kind": b.network_kind, "architecture": b.architecture,
            "written_by": b.written_by, "classes": list(b.class_names),
            "axis_cm-1": str(b.axis), "inputs": b.input_size, "normalisation": b.normalisation,
+           "response_corrected": b.response_corrected,
            "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))
     return 0

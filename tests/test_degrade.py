@@ -218,15 +218,45 @@ def test_augment_draws_snr_log_uniformly():
     Y = lorentzian_spectra(400, seed=8)
     low, high = 5.0, 300.0
     out = augment(Y, X, np.random.default_rng(2), snr_range=(low, high), background_max=0.0,
-                  shift_max_cm=0.0, spike_rate=0.0)
+                  shift_max_cm=0.0, spike_rate=0.0, response_max=0.0, broaden_max_cm=0.0)
     s = np.sum(out * Y, axis=1) / np.sum(Y * Y, axis=1)  # least-squares scale of each spectrum
     measured = empirical_snr(out - s[:, None] * Y, s[:, None] * Y)
     assert measured.min() > 0.85 * low and measured.max() < 1.15 * high
     assert np.mean(measured < np.sqrt(low * high)) == pytest.approx(0.5, abs=0.08)
     fixed = augment(Y, X, np.random.default_rng(2), snr_range=(20.0, 20.0), background_max=0.0,
-                    shift_max_cm=0.0, spike_rate=0.0)
+                    shift_max_cm=0.0, spike_rate=0.0, response_max=0.0, broaden_max_cm=0.0)
     s20 = signal_scale(20.0)
     assert np.mean(empirical_snr(fixed - s20 * Y, s20 * Y)) == pytest.approx(20.0, rel=0.02)
+
+
+def test_broadening_is_scipys_gaussian_filter(spectra):
+    from scipy.ndimage import gaussian_filter1d
+
+    fwhm = np.array([10.0, 20.0, 40.0])  # 1.3-4 points: a continuous Gaussian's samples are scipy's kernel
+    out = degrade(spectra[:3], X, np.inf, np.random.default_rng(0), broaden_cm=fwhm)
+    step = X[1] - X[0]
+    for row, width, y in zip(out, fwhm, spectra[:3]):
+        sigma = width / 2.3548200450309493 / step
+        reference = gaussian_filter1d(y, sigma, mode="nearest", truncate=8.0)
+        assert np.max(np.abs(row - reference)) < 1e-4 * np.abs(y).max()
+        narrower = gaussian_filter1d(y, 0.8 * sigma, mode="nearest", truncate=8.0)  # negative control
+        assert np.max(np.abs(row - narrower)) > 1e-2 * np.abs(y).max()
+
+
+def test_augmented_instruments_differ_in_response_and_resolution():
+    """One band on a flat line, each copy on its own instrument: heights at the ends and widths vary."""
+    Y = np.repeat((0.1 + 1 / (1 + ((X - 1100.0) / 3.0) ** 2))[None], 200, axis=0)
+    kw = dict(snr_range=(F, F), background_max=0.0, shift_max_cm=0.0, spike_rate=0.0)
+    plain = augment(Y, X, np.random.default_rng(3), response_max=0.0, broaden_max_cm=0.0, **kw)
+    out = augment(Y, X, np.random.default_rng(3), **kw)
+    ends = out[:, -5:].mean(axis=1) / out[:, 120:130].mean(axis=1)  # the far end over the middle's floor
+    plain_ends = plain[:, -5:].mean(axis=1) / plain[:, 120:130].mean(axis=1)
+    assert ends.min() < 0.8 and ends.max() > 1.2 and np.all((ends > 0.3) & (ends < 2.2))
+    assert plain_ends.std() < 0.05 < ends.std()  # the control: one instrument, only noise between copies
+    peak = out.argmax(axis=1)
+    assert np.all(np.abs(X[peak] - 1100.0) <= 4.0)
+    heights = out[np.arange(len(out)), peak] / plain[np.arange(len(out)), peak]
+    assert heights.min() < 0.6 < 0.95 < heights.max()  # widened bands are lower; some are hardly widened
 
 
 def test_sweep_levels():
@@ -263,6 +293,9 @@ GOOD = lorentzian_spectra(3, seed=0)
     (lambda: augment(GOOD, X, np.random.default_rng(0), snr_range=(5, 400)), r"0 < low <= high <= full_snr \(300\)"),
     (lambda: augment(GOOD, X, np.random.default_rng(0), snr_range=5), r"snr_range must be two numbers"),
     (lambda: augment(GOOD, X, np.random.default_rng(0), spike_rate=-0.1), r"spike_rate must be a finite number >= 0"),
+    (lambda: augment(GOOD, X, np.random.default_rng(0), response_max=0.6), r"response_max must be below 0.5"),
+    (lambda: degrade(GOOD, X, 10, np.random.default_rng(0), broaden_cm=-1), r"broaden_cm must be >= 0"),
+    (lambda: degrade(GOOD, X, 10, np.random.default_rng(0), response=np.zeros(X.size)), r"response must be positive"),
 ])
 def test_bad_inputs_are_refused_with_a_specific_message(call, message):
     with pytest.raises(ValueError, match=message):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_drivers import SETUP, configure
 
+from device.errors import BundleError
 from firmware_bridge.calibration import raman_shift
 from firmware_bridge.errors import CalibrationError
 from firmware_bridge.measure import acquire_signal, measure
@@ -194,3 +195,51 @@ directory = "{tmp_path / 'data'}"
     assert not r["ok"] and "for 10 pixels, the spectrometer has 1024" in r["error"]
     assert svc.status()["state"] == "no spectrometer"
     svc.close()
+
+
+def test_a_model_trained_on_corrected_spectra_needs_the_response(tmp_path):
+    """A card saying ``intensity_response.corrected``: refused without spectrometer.response, served with it."""
+    import shutil
+
+    from device.inference.bundle import load_bundle
+    from device.service.config import parse_config
+    from device.service.measurement import Service
+
+    bundle = tmp_path / "corrected"
+    shutil.copytree(ROOT / "models/sers-pesticides", bundle)
+    card = json.loads((bundle / "model.json").read_text())
+    card["intensity_response"] = {"corrected": True, "meaning": "trained on corrected spectra"}
+    (bundle / "model.json").write_text(json.dumps(card))
+    assert load_bundle(bundle).response_corrected
+    assert not load_bundle(ROOT / "models/sers-pesticides").response_corrected
+    cmd, out = calibrate_response_command(tmp_path)
+    assert subprocess.run(cmd, capture_output=True, cwd=ROOT).returncode == 0
+
+    def service(model: Path, response: Path | None) -> Service:
+        return Service(parse_config(f"""
+[spectrometer]
+protocol = "obp"
+port = "sim://obp?paced=0&seed=2&scene={ROOT / 'models/sers-pesticides/examples'}"
+laser_nm = 785.0
+{f'response = "{response}"' if response else ''}
+[model]
+bundle = "{model}"
+[data]
+directory = "{tmp_path / 'data'}"
+"""))
+
+    svc = service(bundle, None)
+    status = svc.status()
+    assert status["state"] == "model does not fit the spectrometer"
+    assert "trained on intensity-response-corrected spectra" in status["model_problem"]
+    r = svc.measure("command")
+    assert not r["ok"] and "calibrate-response" in r["error"] and svc.store.last().raw is None
+    svc.close()
+    for model, response in ((bundle, out), (ROOT / "models/sers-pesticides", None)):  # the controls
+        svc = service(model, response)
+        assert svc.measure("command")["ok"] and svc.status()["model_problem"] is None
+        svc.close()
+    card["intensity_response"] = {"corrected": "yes"}
+    (bundle / "model.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="intensity_response in model.json must be an object"):
+        load_bundle(bundle)

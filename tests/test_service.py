@@ -182,14 +182,14 @@ def test_a_model_axis_the_spectrometer_cannot_cover_is_refused(tmp_path, shipped
     assert status["state"] == "model does not fit the spectrometer"
     assert status["shift_range_cm-1"] == [round(lo, 1), round(hi, 1)]
     expected = f"axis 501..1999 cm-1 is outside what the spectrometer covers, {lo:.0f}..{hi:.0f} cm-1 with laser 900 nm"
-    assert expected in status["axis_problem"]
+    assert expected in status["model_problem"]
     r = svc.measure("button")
     assert not r["ok"] and expected in r["error"]
     assert svc._spectrometer.port.line.device.laser_on is False
     assert svc.store.last().error.startswith("refused: ") and svc.store.last().raw is None  # nothing acquired
     svc.close()
     control = Service(config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", laser_nm=785.0))
-    assert control.try_connect() and control.status()["state"] == "ready" and control.status()["axis_problem"] is None
+    assert control.try_connect() and control.status()["state"] == "ready" and control.status()["model_problem"] is None
     control.close()
 
 

@@ -55,7 +55,7 @@ def cmd_fit(args) -> int:
                validation=tuple(validation), groups=args.groups, name=args.name, examples=args.examples,
                provenance=provenance, chosen_by=args.chosen_by, max_flop=args.max_flop,
                augment=not args.no_augment, chains=None if args.model else _chains(args),
-               ood_false_rejection=args.ood_false_rejection, log=_note)
+               ood_false_rejection=args.ood_false_rejection, response_corrected=args.response_corrected, log=_note)
     return 0
 
 
@@ -470,10 +470,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "off; it amplifies the noise of flat spectral regions)")
     f.add_argument("--steps", type=_positive,
                    help=f"convolutional models: optimizer steps (batches) to train for (default {_CONV.steps})")
+    f.add_argument("--response-corrected", action="store_true",
+                   help="the training spectra were corrected for their instrument's intensity response (e.g. measured "
+                        "with spectrometer.response set): the card says so, and a device must correct its own "
+                        "before this model gives verdicts")
     f.add_argument("--no-augment", action="store_true",
                    help="train on the spectra as given only (default: also on a degraded copy of each, as a weaker "
-                        "acquisition would record it: noise, background, shift, spikes; convolutional models draw "
-                        "fresh copies every step)")
+                        "acquisition on another instrument would record it: noise, background, shift, spikes, "
+                        "response and resolution; convolutional models draw fresh copies every step)")
     _training_options(f, defaults=False)
     f.add_argument("--preprocess", metavar="STEP[,STEP...]",
                    help="preprocessing chain before the model, applied in order (default: snv; replaces --normalise): "

@@ -167,7 +167,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                validation: tuple = (), groups: str | None = None, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
                max_flop: float = MAX_FLOP, augment: bool = True, chains: tuple | None = None,
-               ood_false_rejection: float = FALSE_REJECTION, log=print):
+               ood_false_rejection: float = FALSE_REJECTION, response_corrected: bool = False, log=print):
     """Train a model on ``data`` (chosen by inner cross-validation, or ``candidate``) and export a verified bundle.
 
     Parameters
@@ -209,6 +209,9 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         The preprocessing chains to choose among (default: the family's, :data:`trainer.selection.CHAINS`).
     ood_false_rejection : float
         Share of known spectra the out-of-distribution detector may call unknown (sets its threshold).
+    response_corrected : bool
+        The training spectra were corrected for their instrument's intensity response; the card says so
+        (``intensity_response``) and a device must correct its own.
 
     Returns
     -------
@@ -285,10 +288,16 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     card = {
         **card_basics(ds, data, name, provenance, f"{final.name} trained on {Path(data).name}"),
         "preprocessing": preprocessing_card(trained, ds),
+        "intensity_response": {"corrected": response_corrected, "meaning": (
+            "trained on spectra corrected for their instrument's intensity response: a device must apply its own "
+            "(spectrometer.response) before verdicts" if response_corrected else
+            "trained on spectra as their instrument recorded them (response not corrected); the augmentation's "
+            "response and resolution variation is what makes it tolerate another instrument's")},
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
                             "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training "
-                                             "spectrum (SNR 5-300, background, shift, spikes), made once"
+                                             "spectrum (SNR 5-300, background, shift, spikes, another instrument's "
+                                             "response and resolution), made once"
                                              if final.augment and final.kind not in ("cnn", "resnet", "se-resnet")
                                              else "trainer.data.degrade.augment, fresh every step" if final.augment
                                              else "none")},

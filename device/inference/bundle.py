@@ -165,6 +165,14 @@ class ModelBundle:
         return self.path / TFLITE_FILE
 
     @property
+    def response_corrected(self) -> bool:
+        """True when the model was trained on intensity-response-corrected spectra (``intensity_response``).
+
+        A spectrometer must then correct its own (:mod:`firmware_bridge.response`).
+        """
+        return self.card.get("intensity_response", {}).get("corrected") is True
+
+    @property
     def examples(self) -> list[tuple[Path, str]]:
         """Example spectra shipped in the bundle, as (path, expected label)."""
         return [(self.path / e["file"], e["label"]) for e in self.card.get("examples", [])]
@@ -199,6 +207,9 @@ def load_bundle(path) -> ModelBundle:
             isinstance(e, dict) and isinstance(e.get("label"), str) and isinstance(e.get("file"), str)
             and e["file"] in files for e in examples):
         raise _fail(path, f"the examples in {CARD_FILE} must each name a listed file and its expected label")
+    response = card.get("intensity_response", {})
+    if not isinstance(response, dict) or not isinstance(response.get("corrected", False), bool):
+        raise _fail(path, f"intensity_response in {CARD_FILE} must be an object whose 'corrected' is true or false")
     arrays = read_arrays(path, NPZ_FILE, TEXT_ENTRIES, MAX_NPZ_BYTES, fail)
     bundle = _network_bundle(path, card, arrays)
     if "ood.threshold" not in arrays:

@@ -77,6 +77,19 @@ def self_test(bundle, classifier) -> dict:
     return {"passed": passed, "examples": len(bundle.examples), "reason": reason}
 
 
+def response_problem(bundle, response_path) -> str | None:
+    """Why ``bundle`` cannot classify this spectrometer's spectra for want of a response correction, or None.
+
+    A model trained on response-corrected spectra (:attr:`~device.inference.bundle.ModelBundle.response_corrected`)
+    sees another instrument's shape unless the spectrometer corrects its own (``spectrometer.response``).
+    """
+    if bundle.response_corrected and response_path is None:
+        return ("the model was trained on intensity-response-corrected spectra and spectrometer.response is not "
+                "set: measure the response with raman-bridge calibrate-response and give the file as "
+                "spectrometer.response")
+    return None
+
+
 def axis_problem(axis, shift_range: tuple[float, float], laser_nm: float) -> str | None:
     """Why a model on ``axis`` cannot classify this spectrometer's spectra, or None if it can.
 
@@ -168,7 +181,7 @@ class Service:
         if not test["passed"]:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
                                           f"self-test ({test['reason']})"}
-        problem = self._axis_problem(bundle)
+        problem = self._model_problem(bundle)
         if problem:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {problem}"}
         with self._lock:  # never in the middle of a measurement
@@ -187,10 +200,14 @@ class Service:
                     f"the data directory {self.config.data_directory} cannot be created ({exc.strerror})"
         return self.store.storage_problem(self.config.data_reserve_mb * 1e6)
 
-    def _axis_problem(self, bundle) -> str | None:
-        """Why ``bundle`` cannot classify the spectrometer's spectra, or None (also while that is not known)."""
-        if self.shift_range is None:
-            return None
+    def _model_problem(self, bundle) -> str | None:
+        """Why ``bundle`` cannot classify the spectrometer's spectra, or None.
+
+        Its intensity response is checked at once, its axis once the spectrometer's range is known.
+        """
+        problem = response_problem(bundle, self.config.spectrometer.response)
+        if problem or self.shift_range is None:
+            return problem
         return axis_problem(bundle.axis, self.shift_range, self.config.spectrometer.laser_nm)
 
     # -- spectrometer ---------------------------------------------------------------------------
@@ -344,7 +361,7 @@ class Service:
                         if mode == "classify" else {}))
         try:
             spectrometer = self.spectrometer()
-            problem = self._axis_problem(self.bundle) if mode == "classify" else None
+            problem = self._model_problem(self.bundle) if mode == "classify" else None
             if problem:  # before the laser is switched on
                 rec.error = f"refused: {problem}"
                 return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
@@ -444,13 +461,13 @@ class Service:
         """The service's state (``ready``, or what stops it), its spectrometer, model, record and counts."""
         if not self._lock.locked():
             self.storage_error = self._storage_problem()
-        axis = self._axis_problem(self.bundle)
+        misfit = self._model_problem(self.bundle)
         sst = self.suitability()
         if not self.self_test["passed"]:
             state = "self-test failed"
         elif sst["problem"] and self.config.sst.enforce == "refuse":
             state = "suitability test needed"
-        elif axis:
+        elif misfit:
             state = "model does not fit the spectrometer"
         elif self._lock.locked():
             state = "measuring"
@@ -463,7 +480,7 @@ class Service:
         return {"state": state, "spectrometer": self.config.spectrometer.protocol,
                 "spectrometer_error": self.spectrometer_error, "storage_error": self.storage_error,
                 "shift_range_cm-1": None if self.shift_range is None else [round(v, 1) for v in self.shift_range],
-                "model": self.bundle.model_id, "self_test": self.self_test, "axis_problem": axis,
+                "model": self.bundle.model_id, "self_test": self.self_test, "model_problem": misfit,
                 "library": None if self.library is None else self.library.library_id,
                 "mode": self.config.library.mode, "sst": sst,
                 "counts": dict(self.counts),

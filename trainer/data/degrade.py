@@ -15,19 +15,23 @@ so the units do not matter.
 1. **Shift** (``shift_cm``, default 0): the spectrum is moved rigidly by ``d`` cm-1, ``y(x - d)`` by
    linear interpolation, holding the end values beyond the ends of the axis (positive ``d`` moves
    bands to higher shift). ``y`` below is the shifted spectrum and ``H`` its band height.
-2. **Fluorescence** (``background``, default 0): a smooth, positive background ``b = a H c(x)`` is
+2. **Another instrument** (``broaden_cm`` and ``response``, default none): the line spread is widened by a
+   Gaussian of FWHM ``broaden_cm`` cm-1 (a coarser resolution), and the spectrum multiplied by a relative
+   response ``r(x)`` (positive, one curve per spectrum: the weight another instrument's optics and detector
+   give each shift). ``y`` below is the result and ``H`` its band height.
+3. **Fluorescence** (``background``, default 0): a smooth, positive background ``b = a H c(x)`` is
    added, where ``a`` is the relative amplitude and ``c`` a broad Gaussian of peak 1 on the axis, its
    centre uniform over the axis widened by a quarter of its span each side and its standard deviation
    uniform in 0.3-1 span.
-3. **Scaling**: a factor ``s`` in (0, 1] scales signal and background together: ``s (y + b)``.
-4. **Noise**: shot noise of variance ``g s max(y + b, 0)`` at each point (Poisson in the
+4. **Scaling**: a factor ``s`` in (0, 1] scales signal and background together: ``s (y + b)``.
+5. **Noise**: shot noise of variance ``g s max(y + b, 0)`` at each point (Poisson in the
    large-count limit, drawn as Gaussian) plus read noise of constant variance ``sigma_r^2``. The
    constants are fixed per spectrum so that the full acquisition has SNR ``full_snr`` (F) with a
    fraction ``shot_fraction`` (f) of its mean noise variance from shot noise::
 
        g m = f H^2 / F^2,    sigma_r^2 = (1 - f) H^2 / F^2,    m = mean over the axis of max(y + b, 0).
 
-5. **Cosmic spikes** (``spikes``, default 0): a Poisson number of spikes per spectrum with that mean,
+6. **Cosmic spikes** (``spikes``, default 0): a Poisson number of spikes per spectrum with that mean,
    each one or two points wide (equally likely) at a uniform position, amplitude uniform in
    [0.5, 3] x ``s H``, added after the noise.
 
@@ -68,6 +72,12 @@ SPIKE_HEIGHT = (0.5, 3.0)
 BACKGROUND_CENTRE_SLACK = 0.25
 #: Range of the background's standard deviation, in units of the axis span.
 BACKGROUND_WIDTH = (0.3, 1.0)
+#: Training default: largest tilt and curvature of another instrument's response (Legendre P1 and P2
+#: coefficients over the axis): up to +-30 % at the ends, as the simulators' instruments differ.
+RESPONSE_MAX = 0.3
+#: Training default: largest widening of the line spread, FWHM cm-1 (resolutions of 785 nm handhelds differ
+#: by a few to about 10 cm-1).
+BROADEN_MAX_CM = 8.0
 
 
 def signal_scale(snr, full_snr: float = FULL_SNR, shot_fraction: float = SHOT_FRACTION):
@@ -100,11 +110,12 @@ def signal_scale(snr, full_snr: float = FULL_SNR, shot_fraction: float = SHOT_FR
 
 
 def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_SNR,
-            shot_fraction: float = SHOT_FRACTION, background=0.0, shift_cm=0.0, spikes=0.0) -> np.ndarray:
+            shot_fraction: float = SHOT_FRACTION, background=0.0, shift_cm=0.0, spikes=0.0, broaden_cm=0.0,
+            response=None) -> np.ndarray:
     """The spectra as an acquisition of the requested SNR would record them (module docstring).
 
-    ``snr``, ``background``, ``shift_cm`` and ``spikes`` each take one value for every spectrum or
-    an array of shape (n,) with one value per spectrum.
+    ``snr``, ``background``, ``shift_cm``, ``spikes`` and ``broaden_cm`` each take one value for every spectrum
+    or an array of shape (n,) with one value per spectrum.
 
     Parameters
     ----------
@@ -126,6 +137,10 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
         Rigid shift of the spectrum, cm-1 (positive: towards higher shift).
     spikes : float or array_like, shape (n,)
         Mean number of cosmic spikes per spectrum, >= 0.
+    broaden_cm : float or array_like, shape (n,)
+        FWHM of the Gaussian the line spread is widened by, cm-1, >= 0 (0: none).
+    response : array_like, shape (N,) or (n, N), optional
+        Relative response the spectra are multiplied by, positive.
 
     Returns
     -------
@@ -134,7 +149,8 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
     Raises
     ------
     ValueError
-        For non-finite or wrongly shaped spectra or axis, a flat spectrum (H = 0), an SNR that is not
+        For non-finite or wrongly shaped spectra or axis, a response that is not positive, a flat spectrum
+        (H = 0), an SNR that is not
         positive or above ``full_snr``, negative background or spike rates, bad model constants, or
         shot noise asked of a spectrum with no positive intensity.
     TypeError
@@ -149,11 +165,20 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
     background = _per_spectrum(background, n, "background", minimum=0.0)
     shift_cm = _per_spectrum(shift_cm, n, "shift_cm")
     spikes = _per_spectrum(spikes, n, "spikes", minimum=0.0)
+    broaden_cm = _per_spectrum(broaden_cm, n, "broaden_cm", minimum=0.0)
+    if response is not None:
+        response = np.broadcast_to(np.asarray(response, dtype=np.float64), Y.shape) if np.ndim(response) else None
+        if response is None or not (np.all(np.isfinite(response)) and np.all(response > 0)):
+            raise ValueError(f"response must be positive and finite, of shape ({Y.shape[1]},) or {Y.shape}")
     s = signal_scale(snr, full_snr, f)
     seeds = np.random.SeedSequence(rng.integers(0, 2**32, size=4)).spawn(3)
     background_rng, noise_rng, spike_rng = (np.random.default_rng(seed) for seed in seeds)
 
     clean = _shift(Y, x, shift_cm) if np.any(shift_cm) else Y
+    if np.any(broaden_cm):
+        clean = _broaden(clean, x, broaden_cm)
+    if response is not None:
+        clean = clean * response
     height = band_height(clean)
     flat = is_flat(clean)
     if np.any(flat):
@@ -182,13 +207,16 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
 
 
 def augment(Y, shift, rng: np.random.Generator, *, snr_range=(5.0, FULL_SNR), background_max: float = 0.5,
-            shift_max_cm: float = 3.0, spike_rate: float = 0.3, full_snr: float = FULL_SNR,
+            shift_max_cm: float = 3.0, spike_rate: float = 0.3, response_max: float = RESPONSE_MAX,
+            broaden_max_cm: float = BROADEN_MAX_CM, full_snr: float = FULL_SNR,
             shot_fraction: float = SHOT_FRACTION) -> np.ndarray:
-    """Training augmentation: each spectrum degraded with its own random acquisition.
+    """Training augmentation: each spectrum degraded with its own random acquisition on its own instrument.
 
     Per spectrum: SNR log-uniform in ``snr_range``, background amplitude uniform in
     [0, ``background_max``] x H, shift uniform in +-``shift_max_cm`` cm-1, Poisson(``spike_rate``)
-    cosmic spikes; then :func:`degrade`, vectorised over the batch.
+    cosmic spikes, a line spread widened by a FWHM uniform in [0, ``broaden_max_cm``] cm-1 and a response
+    ``1 + a P1(u) + b P2(u)`` (Legendre polynomials of the position ``u`` in [-1, 1] along the axis) with
+    ``a`` and ``b`` uniform in +-``response_max``; then :func:`degrade`, vectorised over the batch.
 
     Parameters
     ----------
@@ -206,6 +234,10 @@ def augment(Y, shift, rng: np.random.Generator, *, snr_range=(5.0, FULL_SNR), ba
         Largest rigid shift, cm-1, >= 0.
     spike_rate : float
         Mean number of cosmic spikes per spectrum, >= 0.
+    response_max : float
+        Largest tilt and curvature of the response, in [0, 0.5) (the response stays positive).
+    broaden_max_cm : float
+        Largest widening of the line spread, FWHM cm-1, >= 0.
     full_snr, shot_fraction : float
         As for :func:`degrade`.
 
@@ -232,11 +264,22 @@ def augment(Y, shift, rng: np.random.Generator, *, snr_range=(5.0, FULL_SNR), ba
     background_max = _setting(background_max, "background_max")
     shift_max_cm = _setting(shift_max_cm, "shift_max_cm")
     spike_rate = _setting(spike_rate, "spike_rate")
+    response_max = _setting(response_max, "response_max")
+    if response_max >= 0.5:
+        raise ValueError(f"response_max must be below 0.5, so the response stays positive; got {response_max:g}")
+    broaden_max_cm = _setting(broaden_max_cm, "broaden_max_cm")
     snr = np.clip(np.exp(rng.uniform(np.log(low), np.log(high), n)), low, high)
     background = rng.uniform(0.0, background_max, n)
     shift_cm = rng.uniform(-shift_max_cm, shift_max_cm, n)
+    broaden_cm = rng.uniform(0.0, broaden_max_cm, n) if broaden_max_cm else 0.0
+    response = None
+    if response_max:
+        u = np.linspace(-1.0, 1.0, Y.shape[1])
+        tilt, curvature = rng.uniform(-response_max, response_max, (2, n, 1))
+        response = 1.0 + tilt * u + curvature * (1.5 * u * u - 0.5)
     return degrade(Y, shift, snr, rng, full_snr=full_snr, shot_fraction=shot_fraction,
-                   background=background, shift_cm=shift_cm, spikes=spike_rate)
+                   background=background, shift_cm=shift_cm, spikes=spike_rate, broaden_cm=broaden_cm,
+                   response=response)
 
 
 def _shift(Y: np.ndarray, x: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -245,6 +288,20 @@ def _shift(Y: np.ndarray, x: np.ndarray, d: np.ndarray) -> np.ndarray:
     left = np.clip(np.searchsorted(x, t, side="right") - 1, 0, x.size - 2)
     w = (t - x[left]) / (x[left + 1] - x[left])
     return (1.0 - w) * np.take_along_axis(Y, left, axis=1) + w * np.take_along_axis(Y, left + 1, axis=1)
+
+
+def _broaden(Y: np.ndarray, x: np.ndarray, fwhm_cm: np.ndarray) -> np.ndarray:
+    """``Y[i]`` convolved with a Gaussian of FWHM ``fwhm_cm[i]`` cm-1 (at the axis' median step): (n, N).
+
+    In the Fourier domain, all rows at once; the ends are held beyond the axis (edge padding), so nothing
+    wraps around.
+    """
+    sigma = fwhm_cm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(np.median(np.diff(x)))  # points
+    pad = int(min(Y.shape[1], np.ceil(4.0 * sigma.max()) + 1))
+    padded = np.pad(Y, ((0, 0), (pad, pad)), mode="edge")
+    frequency = np.fft.rfftfreq(padded.shape[1])  # cycles per point
+    transfer = np.exp(-2.0 * (np.pi * sigma[:, None] * frequency) ** 2)
+    return np.fft.irfft(np.fft.rfft(padded, axis=1) * transfer, n=padded.shape[1], axis=1)[:, pad:pad + Y.shape[1]]
 
 
 def _fluorescence(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
