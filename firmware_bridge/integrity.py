@@ -10,8 +10,12 @@ import numpy as np
 
 from firmware_bridge.errors import SpikeError
 
-#: A pixel is isolated when its second difference exceeds this many robust noise widths...
+#: A pixel is isolated when its second difference exceeds this many robust noise widths (the larger of
+#: the whole frame's and its neighbourhood's: shot noise grows with the signal, so a bright band is noisier
+#: than the dark between bands)...
 SPIKE_SIGMAS = 12.0
+#: Pixels over which the neighbourhood's noise width is taken (odd).
+NOISE_WINDOW = 31
 #: ... and this many counts (so that quantisation steps on a flat dark never count) ...
 SPIKE_MIN_COUNTS = 8.0
 #: ... and this fraction of its height above the pixels two away. A one-pixel spike has a second
@@ -23,17 +27,26 @@ SPIKE_SHAPE = 0.8
 def check_no_isolated_spikes(counts: np.ndarray, what: str) -> None:
     """Raise :class:`SpikeError` if one pixel stands out from both neighbours beyond noise and optics.
 
-    The noise width is 1.4826 x the median absolute deviation of the second differences. The two
-    pixels at each end are not checked (their neighbourhood is incomplete).
+    The noise width at a pixel is 1.4826 x the median absolute deviation of the second differences, over the
+    frame or over the :data:`NOISE_WINDOW` pixels around it, whichever is larger (a median, so the spike itself
+    does not raise it). The two pixels at each end are not checked (their neighbourhood is incomplete).
     """
     y = np.asarray(counts, dtype=np.float64)
     d = y[2:-2] - 0.5 * (y[1:-3] + y[3:-1])  # second difference at pixels 2 .. N-3
     h = y[2:-2] - 0.5 * (y[:-4] + y[4:])  # height above the pixels two away
     all_d = y[1:-1] - 0.5 * (y[:-2] + y[2:])
-    sigma = 1.4826 * np.median(np.abs(all_d - np.median(all_d)))
-    limit = max(SPIKE_SIGMAS * sigma, SPIKE_MIN_COUNTS)
+    deviation = np.abs(all_d - np.median(all_d))
+    sigma = 1.4826 * np.median(deviation)
+    half = NOISE_WINDOW // 2
+    if deviation.size > NOISE_WINDOW:
+        padded = np.pad(deviation, half, mode="edge")
+        local = 1.4826 * np.median(np.lib.stride_tricks.sliding_window_view(padded, NOISE_WINDOW), axis=1)
+        noise = np.maximum(sigma, local[1:-1])  # at pixels 2 .. N-3, as d
+    else:
+        noise = np.full(d.size, sigma)
+    limit = np.maximum(SPIKE_SIGMAS * noise, SPIKE_MIN_COUNTS)
     bad = np.flatnonzero((np.abs(d) > limit) & (np.abs(d) > SPIKE_SHAPE * np.abs(h)))
     if bad.size:
-        k = int(bad[np.argmax(np.abs(d[bad]))])
+        k = int(bad[np.argmax(np.abs(d[bad]) / limit[bad])])
         raise SpikeError(f"{what}: pixel {k + 2} stands {abs(d[k]):.0f} counts out of line with its neighbours "
-                         f"(noise {sigma:.1f}): a transmission error or a cosmic ray; acquire again")
+                         f"(noise there {noise[k]:.1f}): a transmission error or a cosmic ray; acquire again")

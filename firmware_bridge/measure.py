@@ -91,12 +91,33 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
         The instrument's relative intensity response (:mod:`firmware_bridge.response`): the dark-subtracted
         signal is divided by it, and ``meta`` names the standard and the masked Raman-shift ranges.
     """
-    intensity, counts, meta = acquire_signal(spectrometer, dark_frame, laser)
-    shift = raman_shift(spectrometer.wavelengths(), laser_nm)
+    signal, counts, meta = acquire_signal(spectrometer, dark_frame, laser)
+    meta = dict(meta, **{k: v for k, v in spectrometer.identify().items() if k not in meta})
+    return calibrate_signal(signal, counts, meta, spectrometer.wavelengths(), laser_nm, response)
+
+
+def calibrate_signal(signal: np.ndarray, counts: np.ndarray, meta: dict, wavelengths_nm: np.ndarray,
+                     laser_nm: float, response=None) -> Measurement:
+    """A dark-subtracted signal (:func:`acquire_signal`) on its Raman-shift axis, pixels by increasing shift.
+
+    Parameters
+    ----------
+    signal, counts : ndarray, shape (pixels,)
+        The signal and the raw counts, in pixel order.
+    meta : dict
+        The device's metadata.
+    wavelengths_nm : ndarray, shape (pixels,)
+        Wavelength of every pixel, nm.
+    laser_nm : float
+        The measured laser line, nm.
+    response : Response, optional
+        As for :func:`measure`.
+    """
+    shift = raman_shift(wavelengths_nm, laser_nm)
+    intensity = signal
     if response is not None:
-        intensity = response.correct(intensity)
+        intensity = response.correct(signal)
         meta = dict(meta, response_corrected=response.standard,
                     response_masked_cm1=[[round(a, 1), round(b, 1)] for a, b in response.masked_ranges(shift)])
     order = np.argsort(shift)
-    meta = dict(meta, laser_nm=laser_nm, **{k: v for k, v in spectrometer.identify().items() if k not in meta})
-    return Measurement(shift[order], intensity[order], counts[order], meta)
+    return Measurement(shift[order], intensity[order], counts[order], dict(meta, laser_nm=laser_nm))

@@ -16,6 +16,7 @@ from firmware_bridge.errors import CalibrationError
 from firmware_bridge.measure import acquire_signal, measure
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.response import SRM_2241, Response, fit_response, standard_from_file
+from firmware_bridge.sim.standards import srm_2241, write_scene
 
 pytestmark = pytest.mark.device  # needs only the device extra
 
@@ -23,14 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def standard_scene(path: Path) -> Path:
-    """SRM 2241's luminescence as a scene file the simulators show (two columns, cm-1 and intensity).
-
-    The glass glows beyond the certified range too: the polynomial is continued 150 cm-1 past each end, so
-    the scene has no cliff at the range's edges.
-    """
-    x = np.linspace(SRM_2241.valid[0] - 150, SRM_2241.valid[1] + 150, 2400)
-    np.savetxt(path, np.column_stack([x, np.polynomial.polynomial.polyval(x, SRM_2241.coefficients)]), delimiter=",")
-    return path
+    """SRM 2241's luminescence as a scene file the simulators show (two columns, cm-1 and intensity)."""
+    return write_scene(path, *srm_2241())
 
 
 def test_the_srm_2241_polynomial_and_its_range():

@@ -10,20 +10,15 @@ from firmware_bridge.calibration import RAMAN_STANDARDS
 from firmware_bridge.measure import measure
 from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS
 from firmware_bridge.registry import PROTOCOLS
+from firmware_bridge.sim.standards import POLYSTYRENE_HEIGHTS as HEIGHTS
+from firmware_bridge.sim.standards import polystyrene, write_scene
 from firmware_bridge.suitability import system_suitability
 
 pytestmark = pytest.mark.device  # needs only the device extra
 
-#: Relative heights of polystyrene's bands (1001 cm-1 the strongest), for the simulated standard.
-HEIGHTS = (0.25, 0.1, 1.0, 0.3, 0.2, 0.15, 0.1, 0.3, 0.15, 0.3, 0.6)
-
-
 def polystyrene_scene(path: Path) -> Path:
     """A polystyrene spectrum (Lorentzian bands of 6 cm-1 at the reference positions) as a scene file."""
-    x = np.linspace(-200, 3800, 8000)
-    y = 0.02 + sum(h / (1 + ((x - b) / 3.0) ** 2) for b, h in zip(RAMAN_STANDARDS["polystyrene"], HEIGHTS))
-    np.savetxt(path, np.column_stack([x, y]), delimiter=",")
-    return path
+    return write_scene(path, *polystyrene())
 
 
 #: Integration time (s) of a suitability measurement on each simulator: the weakest checked band >= 15 sigma.

@@ -146,6 +146,12 @@ class Scene:
         """The spectrum (shift, intensity) of the sample in view, and its name."""
         return (*self.spectra[self._index], self.names[self._index])
 
+    def show(self, index: int) -> None:
+        """Put sample ``index`` in view (as a sample changer would)."""
+        if not 0 <= index < len(self.spectra):
+            raise IndexError(f"the scene has samples 0 to {len(self.spectra) - 1}, not {index}")
+        self._index = index
+
     def advance(self) -> None:
         """The next sample comes into view (after the last, the first again)."""
         self._index = (self._index + 1) % len(self.spectra)

@@ -1,0 +1,43 @@
+"""Spectra of the reference standards as a simulator shows them: polystyrene for the axis, SRM 2241 for the response.
+
+The calibration commands and the suitability test are checked, and instruments calibrated in the transfer
+benchmark, by showing these to a simulated spectrometer as its scene (:func:`write_scene`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from firmware_bridge.calibration import RAMAN_STANDARDS
+from firmware_bridge.response import SRM_2241
+
+#: Relative heights of polystyrene's bands (:data:`~firmware_bridge.calibration.RAMAN_STANDARDS` order; 1001 cm-1
+#: the strongest).
+POLYSTYRENE_HEIGHTS = (0.25, 0.1, 1.0, 0.3, 0.2, 0.15, 0.1, 0.3, 0.15, 0.3, 0.6)
+#: Width (FWHM) of polystyrene's bands, cm-1.
+POLYSTYRENE_FWHM_CM = 6.0
+#: How far SRM 2241's glow is continued past each end of its certified range, cm-1 (the glass glows there
+#: too, so the scene has no cliff at the range's edges).
+SRM_2241_CONTINUED_CM = 150.0
+
+
+def polystyrene() -> tuple[np.ndarray, np.ndarray]:
+    """Polystyrene's spectrum: Lorentzian bands at the reference positions on a small floor; (shift cm-1, intensity)."""
+    x = np.linspace(-200.0, 3800.0, 8000)
+    half = POLYSTYRENE_FWHM_CM / 2
+    y = 0.02 + sum(h / (1 + ((x - b) / half) ** 2) for b, h in zip(RAMAN_STANDARDS["polystyrene"], POLYSTYRENE_HEIGHTS))
+    return x, y
+
+
+def srm_2241() -> tuple[np.ndarray, np.ndarray]:
+    """SRM 2241's luminescence: its certified polynomial, continued past its range; (shift cm-1, intensity)."""
+    lo, hi = SRM_2241.valid
+    x = np.linspace(lo - SRM_2241_CONTINUED_CM, hi + SRM_2241_CONTINUED_CM, 2400)
+    return x, np.polynomial.polynomial.polyval(x, SRM_2241.coefficients)
+
+
+def write_scene(path, shift: np.ndarray, intensity: np.ndarray) -> Path:
+    """Write one spectrum as a scene file (two columns, cm-1 and intensity); returns ``path``."""
+    np.savetxt(path, np.column_stack([shift, intensity]), delimiter=",")
+    return Path(path)
