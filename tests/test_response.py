@@ -12,7 +12,7 @@ from test_drivers import SETUP, configure
 
 from device.errors import BundleError
 from firmware_bridge.calibration import raman_shift
-from firmware_bridge.errors import CalibrationError
+from firmware_bridge.errors import BridgeError, CalibrationError
 from firmware_bridge.measure import acquire_signal, measure
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.response import SRM_2241, Response, fit_response, standard_from_file
@@ -238,3 +238,29 @@ directory = "{tmp_path / 'data'}"
     (bundle / "model.json").write_text(json.dumps(card))
     with pytest.raises(BundleError, match="intensity_response in model.json must be an object"):
         load_bundle(bundle)
+
+
+def test_another_unit_of_a_model_by_url_options(tmp_path):
+    """``response``, ``resolution`` and ``axis_error`` make another unit: the response fit sees its response."""
+    scene = standard_scene(tmp_path / "srm2241.csv")
+    url = f"sim://obp?paced=0&seed=3&scene={scene}&response=0.85:0.2:-0.25&resolution=8&axis_error=0.05"
+    with PROTOCOLS["obp"].driver()(url) as spec:
+        configure(spec, 0.4, 15)
+        signal, raw, meta = acquire_signal(spec)
+        instrument = spec.port.line.device.instrument
+        shift = raman_shift(spec.wavelengths(), 785.0)
+        stored = spec.wavelengths()
+    assert instrument.resolution_pixels == 8.0 and instrument.axis_error_nm == 0.05
+    # the device's polynomial (float32 coefficients) is off the true axis by the error
+    assert np.allclose(instrument.shifts(), raman_shift(stored + 0.05, 785.0), rtol=0, atol=0.01)
+    assert np.min(np.abs(instrument.shifts() - raman_shift(stored, 785.0))) > 0.4
+    truth = np.polynomial.polynomial.polyval(np.linspace(-1, 1, 1024), (0.85, 0.2, -0.25))
+    response = fit_response(shift, signal, SRM_2241, 785.0, raw=raw)
+    strong = ~response.masked & (signal > 0.2 * signal.max())
+    assert np.max(np.abs(response.values[strong] - (truth / truth[~response.masked].max())[strong])) < 0.03
+    default = np.polynomial.polynomial.polyval(np.linspace(-1, 1, 1024), (1.0, 0.0, -0.4))  # the control
+    assert np.max(np.abs(response.values[strong] - default[strong])) > 0.1
+    for option, message in (("response=-1", "must be positive over the detector"),
+                            ("resolution=0", "give 0.5 to 50 pixels"), ("axis_error=9", "at most 5 nm")):
+        with pytest.raises(BridgeError, match=message):
+            PROTOCOLS["obp"].driver()(f"sim://obp?paced=0&{option}").open()
