@@ -290,7 +290,7 @@ class Runner:
                 delay = RETRY_FIRST
             elif self.service.try_connect():
                 status = self.service.status()
-                self.log("spectrometer connected" + (f"; verdicts refused: {status['axis_problem']}"
+                self.log("spectrometer connected" + (f"; verdicts refused: {status['model_problem']}"
                                                      if status["model_problem"] else ""))
                 sd_notify(f"STATUS={status['state']}")
                 delay = RETRY_FIRST
@@ -339,7 +339,7 @@ class Runner:
         status = self.service.status()
         self.log(f"ready: {status['state']}; model {status['model']}; self-test "
                  f"{'passed' if status['self_test']['passed'] else 'FAILED: ' + str(status['self_test']['reason'])}"
-                 + (f"; verdicts refused: {status['axis_problem']}" if status["model_problem"] else "")
+                 + (f"; verdicts refused: {status['model_problem']}" if status["model_problem"] else "")
                  + (f"; measurements refused: {status['storage_error']}" if status["storage_error"] else "")
                  + (f"; {status['sst']['problem']}" if status["sst"]["problem"] else ""))
         sd_notify(f"READY=1\nSTATUS={status['state']}")
