@@ -29,7 +29,6 @@ for each shared data set (:data:`SETS`: the SERS pesticides, the RaMPP microplas
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -45,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_models import markdown_table, note, pct  # noqa: E402
+from bench_models import markdown_table, note, pct, run_on_shared_sets, shared_sets_parser  # noqa: E402
 
 from device.inference.analysis import MIXTURE_CANDIDATES, identify, mixture_verdict  # noqa: E402
 from device.inference.bundle import load_bundle  # noqa: E402
@@ -75,7 +74,6 @@ from trainer.evaluation.mixtures import (  # noqa: E402
 from trainer.evaluation.verification import verification_rates  # noqa: E402
 from trainer.library import FALSE_NO_MATCH, MAX_REPLICATES, MIXTURE_SAMPLE, calibration, leave_one_out_hqi  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "datasets"
 REPORT = ROOT / "docs" / "reports" / "identify.md"
 SEED = 0
 #: The service's least confidence for a class verdict (its configuration's default).
@@ -482,32 +480,9 @@ def header(quick: bool, write: bool) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run on a few spectra per class")
-    ap.add_argument("--write", action="store_true", help=f"also write the tables to {REPORT.relative_to(ROOT)}")
-    ap.add_argument("--report", type=Path, default=REPORT, help="the file --write writes (default %(default)s)")
-    ap.add_argument("--datasets", type=Path, default=SHARED,
-                    help="the shared datasets folder (default: ../shared/datasets beside the project)")
-    args = ap.parse_args(argv)
-    missing = [s.data for s in SETS if not (args.datasets / s.data).exists()]
-    if missing:
-        print(f"error: data set(s) not found under {args.datasets}: {', '.join(missing)}; give the shared datasets "
-              "folder with --datasets", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    lines = header(args.quick, args.write)
-    print("\n".join(lines), flush=True)
-    for shared in SETS:
-        section = set_section(measure(shared, args.datasets, args.quick))
-        print("\n".join(section), flush=True)
-        lines += section
-    tail = [f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
-    print("\n".join(tail), flush=True)
-    if args.write:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text("\n".join(lines + tail))
-        note(f"wrote {args.report}")
-    return 0
+    args = shared_sets_parser(__doc__.splitlines()[0], REPORT, "spectra").parse_args(argv)
+    return run_on_shared_sets(args, SETS, header(args.quick, args.write),
+                              lambda shared: set_section(measure(shared, args.datasets, args.quick)))
 
 
 if __name__ == "__main__":

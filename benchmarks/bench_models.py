@@ -245,6 +245,44 @@ def note(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def shared_sets_parser(description: str, report: Path, samples: str) -> argparse.ArgumentParser:
+    """The options of a benchmark over the shared sets: ``--quick``, ``--write``, ``--report``, ``--datasets``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run on a few {samples} per class")
+    ap.add_argument("--write", action="store_true", help=f"also write the tables to {report.relative_to(ROOT)}")
+    ap.add_argument("--report", type=Path, default=report, help="the file --write writes (default %(default)s)")
+    ap.add_argument("--datasets", type=Path, default=SHARED,
+                    help="the shared datasets folder (default: ../shared/datasets beside the project)")
+    return ap
+
+
+def run_on_shared_sets(args, sets, header: list, section) -> int:
+    """Print ``header``, then ``section(shared_set)`` (its Markdown lines) for each of ``sets``, and the wall time.
+
+    With ``args.write`` the whole is also written to ``args.report``. Exit status 2, nothing measured, when a
+    set's ``data`` is missing under ``args.datasets``.
+    """
+    missing = [s.data for s in sets if not (args.datasets / s.data).exists()]
+    if missing:
+        print(f"error: data set(s) not found under {args.datasets}: {', '.join(missing)}; give the shared datasets "
+              "folder with --datasets", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    lines = list(header)
+    print("\n".join(lines), flush=True)
+    for shared in sets:
+        part = section(shared)
+        print("\n".join(part), flush=True)
+        lines += part
+    tail = [f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
+    print("\n".join(tail), flush=True)
+    if args.write:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text("\n".join(lines + tail))
+        note(f"wrote {args.report}")
+    return 0
+
+
 def fit_command(data: Path, out: Path, options: list) -> tuple[dict, float]:
     """Run ``raman-train fit DATA --out OUT OPTIONS`` (must succeed); its model card and wall time (s)."""
     exe = Path(sys.executable).parent / "raman-train"

@@ -28,7 +28,6 @@ and the training defaults. ``--quick`` is a smoke run on :data:`QUICK_PER_CLASS`
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -43,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_models import markdown_table, note, pct  # noqa: E402
+from bench_models import markdown_table, note, pct, run_on_shared_sets, shared_sets_parser  # noqa: E402
 
 from device.inference.bundle import load_bundle  # noqa: E402
 from device.inference.classifier import Classifier  # noqa: E402
@@ -51,9 +50,9 @@ from device.inference.resample import resample  # noqa: E402
 from device.inference.spectrum import Axis  # noqa: E402
 from firmware_bridge.calibration import raman_shift  # noqa: E402
 from firmware_bridge.measure import acquire_signal, calibrate_signal, measure  # noqa: E402
-from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS  # noqa: E402
 from firmware_bridge.registry import PROTOCOLS  # noqa: E402
 from firmware_bridge.response import SRM_2241, fit_response  # noqa: E402
+from firmware_bridge.sim.serve import make_device  # noqa: E402
 from firmware_bridge.sim.standards import polystyrene, srm_2241, write_scene  # noqa: E402
 from firmware_bridge.suitability import system_suitability  # noqa: E402
 from trainer.data.dataset import load_dataset  # noqa: E402
@@ -62,7 +61,6 @@ from trainer.fit import fit_bundle  # noqa: E402
 from trainer.models.candidates import Candidate  # noqa: E402
 from trainer.models.linear import LinearSettings  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "datasets"
 REPORT = ROOT / "docs" / "reports" / "transfer.md"
 SEED = 0
 #: The laser line every unit is set to before it is calibrated, nm.
@@ -97,8 +95,10 @@ class Unit:
                 + (f"&{self.options}" if self.options else ""))
 
     def driver_options(self) -> dict:
-        """What the device's configuration gives the driver: a TCD1304 stores no polynomial (the vendor's)."""
-        return {"coefficients": TCD1304_COEFFICIENTS} if self.protocol == "tcd1304" else {}
+        """What the device's configuration gives the driver: a device that stores no polynomial gets the vendor's."""
+        if not PROTOCOLS[self.protocol].needs_calibration:
+            return {}
+        return {"coefficients": make_device(self.protocol).instrument.coefficients}
 
 
 UNITS = (
@@ -307,35 +307,13 @@ def header(quick: bool, write: bool) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="a smoke run on a few samples per class")
-    ap.add_argument("--write", action="store_true", help=f"also write the tables to {REPORT.relative_to(ROOT)}")
-    ap.add_argument("--report", type=Path, default=REPORT, help="the file --write writes (default %(default)s)")
-    ap.add_argument("--datasets", type=Path, default=SHARED,
-                    help="the shared datasets folder (default: ../shared/datasets beside the project)")
+    ap = shared_sets_parser(__doc__.splitlines()[0], REPORT, "samples")
     ap.add_argument("--sets", nargs="+", choices=[s.data.split("/")[0] for s in SETS],
                     help="only these shared sets (default: both)")
     args = ap.parse_args(argv)
     chosen = [s for s in SETS if args.sets is None or s.data.split("/")[0] in args.sets]
-    missing = [s.data for s in chosen if not (args.datasets / s.data).exists()]
-    if missing:
-        print(f"error: data set(s) not found under {args.datasets}: {', '.join(missing)}; give the shared datasets "
-              "folder with --datasets", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    lines = header(args.quick, args.write)
-    print("\n".join(lines), flush=True)
-    for shared in chosen:
-        section = set_section(measure_set(shared, args.datasets, args.quick))
-        print("\n".join(section), flush=True)
-        lines += section
-    tail = [f"Total wall time {time.perf_counter() - t0:.0f} s.", ""]
-    print("\n".join(tail), flush=True)
-    if args.write:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text("\n".join(lines + tail))
-        note(f"wrote {args.report}")
-    return 0
+    return run_on_shared_sets(args, chosen, header(args.quick, args.write),
+                              lambda shared: set_section(measure_set(shared, args.datasets, args.quick)))
 
 
 if __name__ == "__main__":
