@@ -291,8 +291,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "intensity_response": {"corrected": response_corrected, "meaning": (
             "trained on spectra corrected for their instrument's intensity response: a device must apply its own "
             "(spectrometer.response) before verdicts" if response_corrected else
-            "trained on spectra as their instrument recorded them (response not corrected); the augmentation's "
-            "response and resolution variation is what makes it tolerate another instrument's")},
+            "trained on spectra as their instrument recorded them (response not corrected)")},
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
                             "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training "

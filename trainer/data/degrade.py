@@ -73,7 +73,8 @@ BACKGROUND_CENTRE_SLACK = 0.25
 #: Range of the background's standard deviation, in units of the axis span.
 BACKGROUND_WIDTH = (0.3, 1.0)
 #: Training default: largest tilt and curvature of another instrument's response (Legendre P1 and P2
-#: coefficients over the axis): up to +-30 % at the ends, as the simulators' instruments differ.
+#: coefficients over the axis): up to +-30 % at the ends. A prior on how instruments differ, not chosen by
+#: any score: cross-validation on one instrument's data cannot measure what it buys on another.
 RESPONSE_MAX = 0.3
 #: Training default: largest widening of the line spread, FWHM cm-1 (resolutions of 785 nm handhelds differ
 #: by a few to about 10 cm-1).
@@ -167,8 +168,8 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
     spikes = _per_spectrum(spikes, n, "spikes", minimum=0.0)
     broaden_cm = _per_spectrum(broaden_cm, n, "broaden_cm", minimum=0.0)
     if response is not None:
-        response = np.broadcast_to(np.asarray(response, dtype=np.float64), Y.shape) if np.ndim(response) else None
-        if response is None or not (np.all(np.isfinite(response)) and np.all(response > 0)):
+        response = np.asarray(response, dtype=np.float64)
+        if response.shape not in ((Y.shape[1],), Y.shape) or not np.all(np.isfinite(response) & (response > 0)):
             raise ValueError(f"response must be positive and finite, of shape ({Y.shape[1]},) or {Y.shape}")
     s = signal_scale(snr, full_snr, f)
     seeds = np.random.SeedSequence(rng.integers(0, 2**32, size=4)).spawn(3)
