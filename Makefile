@@ -50,7 +50,7 @@ bench-service: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_service.py
 
 # The same samples on three simulated instruments: accuracy lost between them, with and without calibration
-# (laser line, intensity response) and augmentation (QUICK=1: a smoke run; WRITE=1: docs/reports/transfer.md).
+# (laser line, intensity response, resolution) and augmentation (QUICK=1: a smoke run; WRITE=1: docs/reports/transfer.md).
 bench-transfer: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_transfer.py --datasets $(SHARED) $(if $(QUICK),--quick) $(if $(WRITE),--write)
 

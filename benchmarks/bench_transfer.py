@@ -18,8 +18,10 @@ Four ways, in the same run, on the same acquisitions:
 
 * **calibration**: *none* (the nominal laser line, the signal as recorded) or *calibrated* (each unit's laser
   line from a system suitability test on polystyrene, :func:`firmware_bridge.suitability.system_suitability`'s
-  ``laser_nm_fit``, and its intensity response from SRM 2241, :func:`firmware_bridge.response.fit_response`;
-  the model then is trained on A's corrected spectra and says so, ``--response-corrected``);
+  ``laser_nm_fit``, its intensity response from SRM 2241, :func:`firmware_bridge.response.fit_response`, and
+  its resolution, the suitability test's ``fwhm_cm1``; the model then is trained on A's corrected spectra
+  brought to the coarsest unit's resolution and says so, ``--response-corrected --resolution-cm1``, and each
+  unit's spectra are broadened to it, :mod:`device.inference.resolution`);
 * **augmentation**: off (``--no-augment``) or the training default (:func:`trainer.data.degrade.augment`: noise,
   background, shift, spikes, another instrument's response and resolution).
 
@@ -44,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_models import markdown_table, note, pct, run_on_shared_sets, shared_sets_parser  # noqa: E402
 
-from device.inference.bundle import load_bundle  # noqa: E402
+from device.inference.bundle import ModelBundle, load_bundle  # noqa: E402
 from device.inference.classifier import Classifier  # noqa: E402
 from device.inference.resample import resample  # noqa: E402
 from device.inference.spectrum import Axis  # noqa: E402
@@ -188,16 +190,23 @@ def acquire(unit: Unit, folder: Path, samples: np.ndarray, repeats: int, axis: A
     return Acquired(np.array(raw), np.array(corrected)), cal
 
 
-def train(X: np.ndarray, y: np.ndarray, ds, axis: Axis, s: SharedSet, augment: bool, corrected: bool,
-          folder: Path) -> Classifier:
-    """A bundle trained on unit A's spectra ``X`` by the trainer's fit, loaded as the device loads it."""
+def train(X: np.ndarray, y: np.ndarray, ds, axis: Axis, s: SharedSet, augment: bool, resolution: tuple | None,
+          folder: Path) -> ModelBundle:
+    """A bundle trained on unit A's spectra ``X`` by the trainer's fit, loaded as the device loads it.
+
+    ``resolution`` is (target, source) FWHM in cm-1 for calibrated spectra (response-corrected, brought to the
+    target resolution), None for spectra as recorded.
+    """
+    corrected = resolution is not None
     data = folder / f"train-{'cal' if corrected else 'raw'}-{'aug' if augment else 'plain'}.npz"
     np.savez(data, X=X, y=y, wavenumber=axis.values, class_names=np.array(ds.class_names))
     settings = LinearSettings(s.kind, C=s.C, components=s.components)
     out = folder / data.stem
+    target, source = resolution if corrected else (None, None)
     fit_bundle(data, out, Candidate(s.kind, "snv", settings, augment=augment), seed=SEED,
-               response_corrected=corrected, log=lambda msg: None)
-    return Classifier(load_bundle(out))
+               response_corrected=corrected, resolution_cm1=target, source_resolution_cm1=source,
+               log=lambda msg: None)
+    return load_bundle(out)
 
 
 def _quick(rows: np.ndarray, y: np.ndarray, per_class: int) -> np.ndarray:
@@ -222,27 +231,32 @@ def measure_set(s: SharedSet, datasets: Path, quick: bool) -> dict:
         write_scene(scene / "2-polystyrene.csv", *polystyrene())
         standards = {"srm2241": len(ds.y), "polystyrene": len(ds.y) + 1}
         note(f"{s.title}: unit A measures {train_rows.size} training samples")
-        training, _ = acquire(UNITS[0], scene, train_rows, 1, axis, standards, SEED)
+        training, training_cal = acquire(UNITS[0], scene, train_rows, 1, axis, standards, SEED)
         tests, calibrations = {}, {}
         for k, unit in enumerate(UNITS):
             note(f"{s.title}: unit {unit.name} measures {test_rows.size} test samples x {repeats}")
             tests[unit.name], calibrations[unit.name] = acquire(unit, scene, test_rows, repeats, axis, standards,
                                                                 SEED + 10 * (k + 1))
         truth = np.tile(ds.y[test_rows], repeats)
-        accuracy = {}
+        # calibrated, the model is trained at the coarsest unit's resolution, from the training unit's
+        resolution = (max(c["after"].fwhm_cm1 for c in calibrations.values()), training_cal["after"].fwhm_cm1)
+        right = {}
         for corrected in (False, True):
             X = training.corrected if corrected else training.raw
             for augment in (False, True):
                 note(f"{s.title}: training ({'calibrated' if corrected else 'not calibrated'}, "
                      f"augmentation {'on' if augment else 'off'})")
-                classifier = train(X, ds.y[train_rows], ds, axis, s, augment, corrected, folder)
+                bundle = train(X, ds.y[train_rows], ds, axis, s, augment, resolution if corrected else None, folder)
                 for name, got in tests.items():
-                    Y = got.corrected if corrected else got.raw
+                    classifier = Classifier(bundle, resolution_cm1=calibrations[name]["after"].fwhm_cm1
+                                            if corrected else None)
+                    Y = classifier.harmonise(got.corrected) if corrected else got.raw
                     predicted = classifier.probabilities_on_axis(Y).argmax(axis=1)
-                    accuracy[(corrected, augment, name)] = float(np.mean(predicted == truth))
+                    right[(corrected, augment, name)] = predicted == truth
     return {"set": s, "split": split, "train": int(train_rows.size), "test": int(test_rows.size),
-            "repeats": repeats, "axis": axis, "classes": len(ds.class_names), "accuracy": accuracy,
-            "calibrations": calibrations, "seconds": time.perf_counter() - t0}
+            "repeats": repeats, "axis": axis, "classes": len(ds.class_names), "right": right,
+            "accuracy": {k: float(np.mean(v)) for k, v in right.items()},
+            "calibrations": calibrations, "resolution": resolution, "seconds": time.perf_counter() - t0}
 
 
 def loss(m: dict, corrected: bool, augment: bool) -> float:
@@ -251,23 +265,35 @@ def loss(m: dict, corrected: bool, augment: bool) -> float:
     return 100 * max(a[(corrected, augment, "A")] - a[(corrected, augment, u.name)] for u in UNITS[1:])
 
 
+def loss_interval(m: dict, corrected: bool, augment: bool) -> float:
+    """Half-width (points) of the 95 % interval of the worst unit's loss.
+
+    1.96 standard errors of the paired difference: the same samples are right or wrong on A and on that unit.
+    """
+    a, right = m["accuracy"], m["right"]
+    worst = max(UNITS[1:], key=lambda u: a[(corrected, augment, "A")] - a[(corrected, augment, u.name)])
+    paired = right[(corrected, augment, "A")].astype(float) - right[(corrected, augment, worst.name)]
+    return 100 * 1.96 * float(np.std(paired, ddof=1)) / np.sqrt(paired.size)
+
+
 def set_section(m: dict) -> list[str]:
     """The Markdown section of one shared set: the accuracy table, the calibrations, and the target."""
     s, axis = m["set"], m["axis"]
     rows = []
     for corrected in (False, True):
         for augment in (False, True):
-            rows.append(["calibrated (laser line, response)" if corrected else "none",
+            rows.append(["calibrated (laser line, response, resolution)" if corrected else "none",
                          "training default" if augment else "off",
                          *[pct(m["accuracy"][(corrected, augment, u.name)]) for u in UNITS],
-                         f"{loss(m, corrected, augment):.2f}"])
+                         f"{loss(m, corrected, augment):.2f} ± {loss_interval(m, corrected, augment):.2f}"])
     cal_rows = []
     for u in UNITS:
         c = m["calibrations"][u.name]
         masked = ", ".join(f"{a:.0f}-{b:.0f}" for a, b in c["masked"])
         cal_rows.append([u.name, f"{u.laser_nm:.1f}", f"{c['before'].offset_cm1:+.2f}",
                          "PASS" if c["before"].passed else "FAIL", f"{c['laser_nm']:.3f}",
-                         f"{c['after'].offset_cm1:+.2f}", "PASS" if c["after"].passed else "FAIL", masked or "none"])
+                         f"{c['after'].offset_cm1:+.2f}", "PASS" if c["after"].passed else "FAIL",
+                         f"{c['after'].fwhm_cm1:.1f}", masked or "none"])
     held = loss(m, True, True)
     times = f" {m['repeats']} times each" if m["repeats"] > 1 else ""
     components = f", {s.components} components" if s.kind.startswith("pca") else ""
@@ -276,12 +302,19 @@ def set_section(m: dict) -> list[str]:
             f"samples measured by A, B and C{times}; {m['classes']} classes; model axis {axis.start:g}-{axis.stop:g} "
             f"cm-1 ({axis.points} points); {s.kind} (C {s.C:g}{components}) on SNV spectra, the shipped model's "
             f"choice. Measured in {m['seconds']:.0f} s.", "",
-            *markdown_table(["calibration", "augmentation", "A -> A", "A -> B", "A -> C", "lost (points, worst)"],
-                            rows),
+            *markdown_table(["calibration", "augmentation", "A -> A", "A -> B", "A -> C",
+                             "lost (points, worst, 95 % interval)"], rows),
             "", *markdown_table(["unit", "true laser nm", "SST offset at 785.0 (cm-1)", "SST", "fitted laser nm",
-                                 "offset after (cm-1)", "SST after", "response masked (cm-1)"], cal_rows), "",
+                                 "offset after (cm-1)", "SST after", "SST FWHM (cm-1)", "response masked (cm-1)"],
+                                cal_rows), "",
+            f"Calibrated, the model is trained at the coarsest unit's resolution, {m['resolution'][0]:.1f} cm-1 "
+            f"(`raman-train fit --resolution-cm1`; the training spectra broadened from A's "
+            f"{m['resolution'][1]:.1f} cm-1), and each unit's spectra are broadened to it from its own SST FWHM "
+            "(`spectrometer.resolution_cm1`).", "",
             f"Target: at most {TARGET_LOSS_POINTS:g} point lost with calibration and the training defaults: "
-            f"{held:.2f} ({'holds' if held <= TARGET_LOSS_POINTS else '**missed**'}).", ""]
+            f"{held:.2f} ± {loss_interval(m, True, True):.2f} "
+            f"({'holds' if held <= TARGET_LOSS_POINTS else '**missed**'}); "
+            f"calibrated without augmentation: {loss(m, True, False):.2f} ± {loss_interval(m, True, False):.2f}.", ""]
 
 
 def header(quick: bool, write: bool) -> list[str]:

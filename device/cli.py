@@ -12,7 +12,7 @@ from device.errors import RamanEdgeError, SpectrumError, SpectrumFileError
 from device.inference.backends import BACKENDS
 from device.inference.library import TOP_HITS
 from device.service.control import COMMANDS
-from firmware_bridge.commandline import add_subcommand, refuse_existing
+from firmware_bridge.commandline import add_subcommand, positive_float, refuse_existing
 from firmware_bridge.commandline import run as run_command
 
 
@@ -46,15 +46,19 @@ def short_names(paths) -> list[str]:
 
 def cmd_classify(args) -> int:
     """Classify spectrum files; one JSON line (or table row) per spectrum, errors to stderr."""
-    from device.errors import LibraryError
+    from device.errors import LibraryError, ResolutionError
     from device.inference.analysis import identify
     from device.inference.bundle import load_bundle
     from device.inference.classifier import Classifier
     from device.inference.library import load_library
     from device.inference.readers import read_spectra
+    from device.inference.resolution import resolution_problem
 
     bundle = load_bundle(args.model)
-    clf = Classifier(bundle, backend=args.backend)
+    problem = resolution_problem(args.resolution_cm1, bundle.resolution_cm1, setting="--resolution-cm1")
+    if problem:
+        raise ResolutionError(f"model bundle {bundle.path}: {problem}.")
+    clf = Classifier(bundle, backend=args.backend, resolution_cm1=args.resolution_cm1)
     library = load_library(args.library) if args.library else None
     expected = {p.resolve(): label for p, label in bundle.examples}
     failed = 0
@@ -109,7 +113,7 @@ def cmd_info(args) -> int:
     out = {"id": b.model_id, "kind": b.kind, "network_kind": b.network_kind, "architecture": b.architecture,
            "written_by": b.written_by, "classes": list(b.class_names),
            "axis_cm-1": str(b.axis), "inputs": b.input_size, "normalisation": b.normalisation,
-           "response_corrected": b.response_corrected,
+           "response_corrected": b.response_corrected, "resolution_cm1": b.resolution_cm1,
            "flop_per_spectrum": bundle_flop_count(b)["total"], "files_verified": sorted(b.card["files"])}
     print(json.dumps(out, indent=2))
     return 0
@@ -316,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", choices=BACKENDS, default="numpy", help="inference backend (default numpy)")
     c.add_argument("--library", help="reference library to unmix each spectrum against: a mixture of its entries "
                                      "is reported as 'mixture of A + B', never as one class (default: none)")
+    c.add_argument("--resolution-cm1", type=positive_float, metavar="FWHM",
+                   help="the resolution (FWHM of polystyrene's bands, cm-1, as raman-device sst reports it) of the "
+                        "instrument that recorded the files; needed by a model trained with --resolution-cm1, whose "
+                        "resolution the spectra are broadened to (default: none; such a model then refuses the files)")
     c.add_argument("--format", choices=("json", "table"), default="json",
                    help="one JSON line per spectrum (default) or a readable table")
     c.add_argument("files", nargs="+", metavar="FILE")

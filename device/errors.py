@@ -53,5 +53,9 @@ class LibraryError(BundleError):
     """A reference library is missing, corrupt, tampered with, of an unknown version, or cannot take a spectrum."""
 
 
+class ResolutionError(RamanEdgeError):
+    """An instrument's resolution is coarser than a model's, or a model needs it and it is not given."""
+
+
 class BackendUnavailableError(RamanEdgeError):
     """The requested inference backend is not installed."""

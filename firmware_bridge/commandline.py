@@ -29,6 +29,17 @@ def add_subcommand(subparsers, name: str, **kwargs) -> argparse.ArgumentParser:
     return subparsers.add_parser(name, formatter_class=HelpWithDefaults, **kwargs)
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above 0 (a width, a time)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"takes a number above 0; got {text!r}")
+    return value
+
+
 class OutputExistsError(Exception):
     """An output the user named exists and was not to be replaced (no ``--force``)."""
 

@@ -18,13 +18,15 @@ pytestmark = pytest.mark.device  # needs only the device extra
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def service(tmp_path: Path, scene: Path, sim_laser: float = 785.0, sst: str = "validity_h = 24") -> Service:
+def service(tmp_path: Path, scene: Path, sim_laser: float = 785.0, sst: str = "validity_h = 24",
+            options: str = "", spectrometer: str = "") -> Service:
     return Service(parse_config(f"""
 [spectrometer]
 protocol = "obp"
-port = "sim://obp?paced=0&seed=3&laser={sim_laser}&scene={scene}"
+port = "sim://obp?paced=0&seed=3&laser={sim_laser}&scene={scene}{options}"
 laser_nm = 785.0
 integration_s = 2.0
+{spectrometer}
 [model]
 bundle = "{ROOT / 'models/sers-pesticides'}"
 min_snr = 0
@@ -72,6 +74,21 @@ def test_a_drifted_laser_fails_the_test_and_verdicts_are_refused(tmp_path, scene
     assert not r["ok"] and "the last system suitability test failed" in r["error"]
     assert svc.status()["state"] == "suitability test needed"
     svc.close()
+
+
+def test_an_instrument_coarser_than_its_stated_resolution_fails_the_test(tmp_path, scene):
+    """Defocused from 5 to 6.5 pixels, an OBP stated at its calibrated 23 cm-1 fails; the same unit in focus passes."""
+    stated = "resolution_cm1 = 23.0"
+    healthy = service(tmp_path / "a", scene, spectrometer=stated)
+    assert dispatch("SST", healthy)["result"] == "PASS"
+    healthy.close()
+    blurred = service(tmp_path / "b", scene, options="&resolution=6.5", spectrometer=stated)
+    failed = dispatch("SST", blurred)
+    assert failed["result"] == "FAIL" and any(r.startswith("resolution: bands") for r in failed["reasons"]), failed
+    blurred.close()
+    unstated = service(tmp_path / "c", scene, options="&resolution=6.5")  # the control: within max_fwhm_cm1 alone
+    assert dispatch("SST", unstated)["result"] == "PASS"
+    unstated.close()
 
 
 def test_mark_lets_verdicts_through_with_the_reason(tmp_path, scene):

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from firmware_bridge.commandline import add_subcommand, refuse_existing
+from firmware_bridge.commandline import add_subcommand, positive_float, refuse_existing
 from trainer.library import FALSE_NO_MATCH, MATCHING, MAX_REPLICATES
 from trainer.models.candidates import COMPACT_MODELS, KINDS, PROJECTED_MODELS
 from trainer.models.compact import Hyperparameters
@@ -55,7 +55,8 @@ def cmd_fit(args) -> int:
                validation=tuple(validation), groups=args.groups, name=args.name, examples=args.examples,
                provenance=provenance, chosen_by=args.chosen_by, max_flop=args.max_flop,
                augment=not args.no_augment, chains=None if args.model else _chains(args),
-               ood_false_rejection=args.ood_false_rejection, response_corrected=args.response_corrected, log=_note)
+               ood_false_rejection=args.ood_false_rejection, response_corrected=args.response_corrected,
+               resolution_cm1=args.resolution_cm1, source_resolution_cm1=args.source_resolution_cm1, log=_note)
     return 0
 
 
@@ -474,6 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the training spectra were corrected for their instrument's intensity response (e.g. measured "
                         "with spectrometer.response set): the card says so, and a device must correct its own "
                         "before this model gives verdicts")
+    f.add_argument("--resolution-cm1", type=positive_float, metavar="FWHM",
+                   help="train at this resolution (FWHM of polystyrene's bands, cm-1): the training spectra are "
+                        "broadened to it, and devices broaden theirs to it from spectrometer.resolution_cm1. Give "
+                        "the coarsest resolution among the instruments the model is for (their raman-device sst "
+                        "fwhm_cm1); needs --source-resolution-cm1 (default: spectra as recorded)")
+    f.add_argument("--source-resolution-cm1", type=positive_float, metavar="FWHM",
+                   help="the resolution of the instrument that recorded the training spectra (its raman-device sst "
+                        "fwhm_cm1), with --resolution-cm1 (default: none)")
     f.add_argument("--no-augment", action="store_true",
                    help="train on the spectra as given only (default: also on a degraded copy of each, as a weaker "
                         "acquisition on another instrument would record it: noise, background, shift, spikes, "

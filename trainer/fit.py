@@ -19,6 +19,7 @@ from device.inference.bundle import write_bundle
 from device.inference.convnet import ConvNet
 from device.inference.features import DEFAULT_PROMINENCE, FEATURE_NAMES
 from device.inference.inputs import as_chain
+from device.inference.resolution import broaden, harmonising_fwhm
 from device.inference.verdict import is_unknown
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
 from trainer.data.splits import make_splits, pair_groups
@@ -167,7 +168,8 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                validation: tuple = (), groups: str | None = None, name: str | None = None,
                examples: Path | None = None, provenance: dict | None = None, chosen_by: str | None = None,
                max_flop: float = MAX_FLOP, augment: bool = True, chains: tuple | None = None,
-               ood_false_rejection: float = FALSE_REJECTION, response_corrected: bool = False, log=print):
+               ood_false_rejection: float = FALSE_REJECTION, response_corrected: bool = False,
+               resolution_cm1: float | None = None, source_resolution_cm1: float | None = None, log=print):
     """Train a model on ``data`` (chosen by inner cross-validation, or ``candidate``) and export a verified bundle.
 
     Parameters
@@ -212,6 +214,11 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
     response_corrected : bool
         The training spectra were corrected for their instrument's intensity response; the card says so
         (``intensity_response``) and a device must correct its own.
+    resolution_cm1, source_resolution_cm1 : float, optional
+        Resolution harmonisation (:mod:`device.inference.resolution`): the training spectra, recorded at
+        ``source_resolution_cm1`` (FWHM of polystyrene's bands, cm-1), are broadened to ``resolution_cm1``
+        before anything else, the card states it (``resolution``), and a device broadens its own spectra
+        to it. Both or neither; the target at least as coarse as the source.
 
     Returns
     -------
@@ -224,6 +231,8 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         log(f"model {candidate.name}")
     ds, example_files, splits = load_training_data(data, axis, examples, log, validation, seed, groups,
                                                    choosing=candidate is None or tune_hp)
+    if resolution_cm1 is not None or source_resolution_cm1 is not None:
+        ds = harmonised(ds, resolution_cm1, source_resolution_cm1, examples, log)
     for chain in [candidate.chain] if candidate is not None else chains or ():
         try:
             as_chain(chain, ds.axis)
@@ -292,6 +301,10 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
             "trained on spectra corrected for their instrument's intensity response: a device must apply its own "
             "(spectrometer.response) before verdicts" if response_corrected else
             "trained on spectra as their instrument recorded them (response not corrected)")},
+        "resolution": {"fwhm_cm1": resolution_cm1, "source_fwhm_cm1": source_resolution_cm1, "meaning": (
+            f"training spectra broadened from {source_resolution_cm1:g} to {resolution_cm1:g} cm-1 (FWHM of "
+            "polystyrene's bands): a device broadens its spectra to it from its own (spectrometer.resolution_cm1)"
+            if resolution_cm1 is not None else "spectra at their instruments' own resolutions (not harmonised)")},
         "network": trained.card["network"],
         "hyperparameters": {**trained.card["hyperparameters"], "seed": seed, "chosen_by": how,
                             "augmentation": ("trainer.data.degrade.augment: one degraded copy of every training "
@@ -319,6 +332,31 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                           normalisation=trained.chain, input_layout=final.input_layout)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle
+
+
+def harmonised(ds: Dataset, target_cm1: float | None, source_cm1: float | None, examples, log) -> Dataset:
+    """``ds`` with every spectrum broadened from the source resolution to the target (FWHM, cm-1).
+
+    Raises
+    ------
+    DatasetError
+        If only one of the two is given, the source is coarser than the target, or example files were given
+        (they would be at the source's resolution).
+    """
+    if target_cm1 is None or source_cm1 is None:
+        raise DatasetError("--resolution-cm1 and --source-resolution-cm1 go together: give the resolution to "
+                           "train at and the FWHM of polystyrene's bands on the instrument that recorded the "
+                           "training spectra (raman-device sst reports it)")
+    if examples is not None:
+        raise DatasetError("--examples with --resolution-cm1: the example files are at the source's resolution; "
+                           "drop --examples and the bundle ships broadened training spectra")
+    try:
+        extra = harmonising_fwhm(source_cm1, target_cm1)
+    except ValueError as exc:
+        raise DatasetError(f"--source-resolution-cm1 {source_cm1:g}: {exc}; give a --resolution-cm1 of at least "
+                           "the coarsest instrument's") from None
+    log(f"training spectra broadened from {source_cm1:g} to {target_cm1:g} cm-1 (a Gaussian of {extra:.1f} cm-1)")
+    return replace(ds, X=broaden(ds.X, ds.axis.values, extra) if extra > 0 else ds.X)
 
 
 def check_components(candidate: Candidate, ds: Dataset, splits: list) -> None:

@@ -29,6 +29,7 @@ preprocessing step this release does not know is refused by name, with the versi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -173,6 +174,15 @@ class ModelBundle:
         return self.card.get("intensity_response", {}).get("corrected") is True
 
     @property
+    def resolution_cm1(self) -> float | None:
+        """The resolution (FWHM, cm-1) the training spectra were brought to (``resolution``), or None.
+
+        A spectrometer must then state its own (:mod:`device.inference.resolution`).
+        """
+        value = self.card.get("resolution", {}).get("fwhm_cm1")
+        return None if value is None else float(value)
+
+    @property
     def examples(self) -> list[tuple[Path, str]]:
         """Example spectra shipped in the bundle, as (path, expected label)."""
         return [(self.path / e["file"], e["label"]) for e in self.card.get("examples", [])]
@@ -210,6 +220,11 @@ def load_bundle(path) -> ModelBundle:
     response = card.get("intensity_response", {})
     if not isinstance(response, dict) or not isinstance(response.get("corrected", False), bool):
         raise _fail(path, f"intensity_response in {CARD_FILE} must be an object whose 'corrected' is true or false")
+    resolution = card.get("resolution", {})
+    fwhm = resolution.get("fwhm_cm1") if isinstance(resolution, dict) else "?"
+    if fwhm is not None and not (isinstance(fwhm, (int, float)) and not isinstance(fwhm, bool)
+                                 and math.isfinite(fwhm) and fwhm > 0):
+        raise _fail(path, f"resolution in {CARD_FILE} must be an object whose 'fwhm_cm1' is a positive number or null")
     arrays = read_arrays(path, NPZ_FILE, TEXT_ENTRIES, MAX_NPZ_BYTES, fail)
     bundle = _network_bundle(path, card, arrays)
     if "ood.threshold" not in arrays:

@@ -6,10 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from device.errors import BundleError
+from device.errors import BundleError, ResolutionError
 from device.inference.backends import make_backend
 from device.inference.bundle import ModelBundle
 from device.inference.resample import ResamplerCache
+from device.inference.resolution import broaden, harmonising_fwhm, resolution_problem
 from device.inference.spectrum import Spectrum
 from device.inference.verdict import UNKNOWN, is_unknown
 
@@ -60,25 +61,44 @@ class Classifier:
     backend : str or backend object
         ``"numpy"`` (default, needs nothing but NumPy), ``"tflite"``, or an object with a
         ``probabilities(Z)`` method such as :class:`~device.inference.backends.TFLiteBackend`.
+    resolution_cm1 : float, optional
+        The resolution (FWHM, cm-1) of the instrument that recorded the spectra. When the bundle states one
+        (:attr:`~device.inference.bundle.ModelBundle.resolution_cm1`), spectra are broadened to it
+        (:mod:`device.inference.resolution`); None: they are taken to be at the model's resolution already.
+
+    Raises
+    ------
+    ResolutionError
+        If the instrument is coarser than the model's resolution.
     """
 
-    def __init__(self, bundle: ModelBundle, backend: str = "numpy"):
+    def __init__(self, bundle: ModelBundle, backend: str = "numpy", resolution_cm1: float | None = None):
         self.bundle = bundle
         self.backend = make_backend(bundle, backend) if isinstance(backend, str) else backend
         self._resamplers = ResamplerCache(bundle.axis)
+        problem = None if resolution_cm1 is None else resolution_problem(resolution_cm1, bundle.resolution_cm1)
+        if problem:
+            raise ResolutionError(f"model bundle {bundle.path}: {problem}.")
+        #: Gaussian FWHM (cm-1) every spectrum is broadened by on the model axis; 0: none.
+        self.broadening_cm1 = (0.0 if resolution_cm1 is None or bundle.resolution_cm1 is None
+                               else harmonising_fwhm(resolution_cm1, bundle.resolution_cm1))
+
+    def harmonise(self, Y: np.ndarray) -> np.ndarray:
+        """Spectra ``Y`` (n, points) on the model axis brought to the model's resolution: (n, points)."""
+        return broaden(Y, self.bundle.axis.values, self.broadening_cm1) if self.broadening_cm1 > 0 else Y
 
     def on_axis(self, spectra: Sequence[Spectrum]) -> np.ndarray:
-        """Resample spectra onto the model axis: shape (n, points).
+        """Resample spectra onto the model axis and bring them to its resolution: shape (n, points).
 
         Raises
         ------
         AxisCoverageError
             If a spectrum does not cover the model axis.
         """
-        return np.stack([self._resamplers.get(s.shift)(s.intensity) for s in spectra])
+        return self.harmonise(np.stack([self._resamplers.get(s.shift)(s.intensity) for s in spectra]))
 
     def probabilities_on_axis(self, Y: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis."""
+        """Class probabilities (n, C) for intensities ``Y`` (n, points) already on the model axis (and harmonised)."""
         return self.backend.probabilities(self.bundle.inputs(Y))
 
     def probabilities(self, spectra: Sequence[Spectrum]) -> np.ndarray:

@@ -11,6 +11,7 @@ Example::
     dark_frame = true             # devices with a laser line (OBP lamp enable)
     # baud = 115200; coefficients = [772.5, 0.086, -2.1e-6]; firmware = "2019"
     # response = "/etc/raman-edge/response.json"   # raman-bridge calibrate-response: intensity correction
+    # resolution_cm1 = 22.9         # raman-device sst's fwhm_cm1: for models trained with --resolution-cm1
 
     [model]
     bundle = "/opt/raman-edge/models/sers-pesticides"
@@ -81,7 +82,9 @@ class SpectrometerConfig:
 
     ``coefficients`` is the wavelength polynomial c0, c1, ... (nm) of a device that stores none;
     ``firmware`` the firmware generation, for a protocol that has generations (:mod:`firmware_bridge.registry`);
-    ``response`` the intensity-response file of ``raman-bridge calibrate-response`` (absolute), or None.
+    ``response`` the intensity-response file of ``raman-bridge calibrate-response`` (absolute), or None;
+    ``resolution_cm1`` the instrument's resolution, the FWHM of polystyrene's bands that ``raman-device sst``
+    reports (cm-1), or None (:mod:`device.inference.resolution`).
     """
 
     protocol: str
@@ -94,6 +97,7 @@ class SpectrometerConfig:
     coefficients: tuple | None = None
     firmware: str | None = None
     response: Path | None = None
+    resolution_cm1: float | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,8 @@ _SCHEMA = {
         "coefficients": (list, False, lambda v: 2 <= len(v) <= 7 and all(_finite_number(c) for c in v),
                          "must be 2 to 7 finite numbers c0, c1, ... (nm)"),
         "response": (str, False, _name, "must name the response file of raman-bridge calibrate-response"),
+        "resolution_cm1": (_NUMBER, False, lambda v: 0 < v <= 500,
+                           "must be the FWHM of polystyrene's bands in cm-1 that raman-device sst reports (0-500)"),
         "firmware": (str, False, lambda v: v in firmware_generations(),
                      "must be " + " or ".join(f'"{g}"' for g in firmware_generations())),
     },

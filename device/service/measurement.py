@@ -33,6 +33,7 @@ from device.inference.quality import problems as quality_problems
 from device.inference.readers import read_spectra
 from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
+from device.inference.resolution import COARSER_TOLERANCE, resolution_problem
 from device.inference.spectrum import Spectrum
 from device.inference.verdict import verdict
 from device.service.config import Config
@@ -136,14 +137,27 @@ class Service:
         self.shift_range = None
         self.counts = {"measurements": 0, "errors": 0, "busy": 0}
         self.bundle = load_bundle(config.model.bundle)
-        self.classifier = Classifier(self.bundle, config.model.backend)
-        self.self_test = self_test(self.bundle, self.classifier)
+        self.classifier = self._classifier(self.bundle)
+        self.self_test = self_test(self.bundle, self._example_classifier(self.classifier))
         self.library = self._load_library()
         self.store = None
         self.storage_error = self._storage_problem()
         #: (time, passed) of the last recorded suitability test, from the record (it outlives a restart).
         self._last_sst = self._recorded_sst()
         self.started = time.time()
+
+    def _classifier(self, bundle) -> Classifier:
+        """``bundle``'s classifier, broadening to its resolution from the spectrometer's when that can be done.
+
+        When it cannot (not configured, or coarser), :meth:`_model_problem` refuses verdicts with the reason.
+        """
+        instrument = self.config.spectrometer.resolution_cm1
+        usable = resolution_problem(instrument, bundle.resolution_cm1) is None
+        return Classifier(bundle, self.config.model.backend, resolution_cm1=instrument if usable else None)
+
+    def _example_classifier(self, classifier: Classifier) -> Classifier:
+        """A classifier for the bundle's own examples, which are at the model's resolution already."""
+        return classifier if classifier.broadening_cm1 == 0 else Classifier(classifier.bundle, classifier.backend)
 
     def _recorded_sst(self) -> tuple | None:
         """The time and outcome of the last suitability test in the record, or None."""
@@ -173,11 +187,11 @@ class Service:
         """
         try:
             bundle = load_bundle(self.config.model.bundle)
-            classifier = Classifier(bundle, self.config.model.backend)
+            classifier = self._classifier(bundle)
             library = self._load_library()
         except RamanEdgeError as exc:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {exc}"}
-        test = self_test(bundle, classifier)
+        test = self_test(bundle, self._example_classifier(classifier))
         if not test["passed"]:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
                                           f"self-test ({test['reason']})"}
@@ -203,9 +217,11 @@ class Service:
     def _model_problem(self, bundle) -> str | None:
         """Why ``bundle`` cannot classify the spectrometer's spectra, or None.
 
-        Its intensity response is checked at once, its axis once the spectrometer's range is known.
+        Its intensity response and resolution are checked at once, its axis once the spectrometer's range is
+        known.
         """
-        problem = response_problem(bundle, self.config.spectrometer.response)
+        problem = (response_problem(bundle, self.config.spectrometer.response)
+                   or resolution_problem(self.config.spectrometer.resolution_cm1, bundle.resolution_cm1))
         if problem or self.shift_range is None:
             return problem
         return axis_problem(bundle.axis, self.shift_range, self.config.spectrometer.laser_nm)
@@ -379,8 +395,10 @@ class Service:
                                           "error": "spectrum rejected: " + "; ".join(refused)})
             spectrum = Spectrum.from_measurement(m)
             if mode == "sst":
-                c = self.config.sst
-                result = system_suitability(m.shift, m.intensity, c.standard, c.tolerance_cm1, c.max_fwhm_cm1,
+                c, resolution = self.config.sst, self.config.spectrometer.resolution_cm1
+                widest = c.max_fwhm_cm1 if resolution is None else min(c.max_fwhm_cm1,
+                                                                       resolution * (1 + COARSER_TOLERANCE))
+                result = system_suitability(m.shift, m.intensity, c.standard, c.tolerance_cm1, widest,
                                             c.min_snr, self.config.spectrometer.laser_nm)
             elif mode == "classify":
                 prediction = self.classifier.classify(spectrum)

@@ -57,6 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.inference.quality import is_flat
+from device.inference.resolution import broaden
 from device.inference.snr import band_height
 from device.inference.spectrum import Axis
 
@@ -177,7 +178,7 @@ def degrade(Y, shift, snr, rng: np.random.Generator, *, full_snr: float = FULL_S
 
     clean = _shift(Y, x, shift_cm) if np.any(shift_cm) else Y
     if np.any(broaden_cm):
-        clean = _broaden(clean, x, broaden_cm)
+        clean = broaden(clean, x, broaden_cm)
     if response is not None:
         clean = clean * response
     height = band_height(clean)
@@ -289,20 +290,6 @@ def _shift(Y: np.ndarray, x: np.ndarray, d: np.ndarray) -> np.ndarray:
     left = np.clip(np.searchsorted(x, t, side="right") - 1, 0, x.size - 2)
     w = (t - x[left]) / (x[left + 1] - x[left])
     return (1.0 - w) * np.take_along_axis(Y, left, axis=1) + w * np.take_along_axis(Y, left + 1, axis=1)
-
-
-def _broaden(Y: np.ndarray, x: np.ndarray, fwhm_cm: np.ndarray) -> np.ndarray:
-    """``Y[i]`` convolved with a Gaussian of FWHM ``fwhm_cm[i]`` cm-1 (at the axis' median step): (n, N).
-
-    In the Fourier domain, all rows at once; the ends are held beyond the axis (edge padding), so nothing
-    wraps around.
-    """
-    sigma = fwhm_cm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(np.median(np.diff(x)))  # points
-    pad = int(min(Y.shape[1], np.ceil(4.0 * sigma.max()) + 1))
-    padded = np.pad(Y, ((0, 0), (pad, pad)), mode="edge")
-    frequency = np.fft.rfftfreq(padded.shape[1])  # cycles per point
-    transfer = np.exp(-2.0 * (np.pi * sigma[:, None] * frequency) ** 2)
-    return np.fft.irfft(np.fft.rfft(padded, axis=1) * transfer, n=padded.shape[1], axis=1)[:, pad:pad + Y.shape[1]]
 
 
 def _fluorescence(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
