@@ -137,16 +137,20 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
     resolved = [b for b in reference if np.all((np.abs(reference - b) >= RESOLVED_FWHM * line) | (reference == b))]
     noise = max(noise_level(y), 1e-12)
     base = float(np.median(y))
-    bands = []
+    bands, band_widths = [], []
     for b in resolved:
         near = np.flatnonzero(np.abs(found - b) <= SEARCH_CM)
         hit = near[np.argmin(np.abs(found[near] - b))] if near.size else None
         height = (float(np.interp(found[hit], x, y)) - base) / noise if hit is not None else 0.0
         located = hit is not None and height >= LOCATE_SNR
+        if located:
+            band_widths.append(float(width_cm[hit]))
         bands.append({"reference": float(b), "found": round(float(found[hit]), 2) if located else None,
                       "error": round(float(found[hit] - b), 2) if located else None, "snr": round(float(height), 1),
                       "limit": round(tolerance_cm1 + 3 * centroid_uncertainty(line, height), 2) if located else None})
     snr = float((y.max() - base) / noise)
+    if len(band_widths) >= MIN_BANDS:  # the standard's own resolved bands, not every peak, give the resolution
+        fwhm = float(np.median(band_widths))
     reasons = []
     present = [band for band in bands if band["found"] is not None]
     off = [band for band in present if abs(band["error"]) > band["limit"]]

@@ -11,7 +11,7 @@ from firmware_bridge.measure import measure
 from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.sim.standards import POLYSTYRENE_HEIGHTS as HEIGHTS
-from firmware_bridge.sim.standards import polystyrene, write_scene
+from firmware_bridge.sim.standards import cyclohexane, polystyrene, write_scene
 from firmware_bridge.suitability import system_suitability
 
 pytestmark = pytest.mark.device  # needs only the device extra
@@ -25,7 +25,7 @@ def polystyrene_scene(path: Path) -> Path:
 SECONDS = {"obp": 2.0, "tcd1304": 0.05}
 
 
-def run(url: str, laser: float = 785.0, coefficients=None, times: int = 1) -> list:
+def run(url: str, laser: float = 785.0, coefficients=None, times: int = 1, standard: str = "polystyrene") -> list:
     """``times`` suitability tests of one simulated instrument (fresh noise each time)."""
     protocol = url.split("://")[1].split("?")[0]
     kwargs = {"coefficients": coefficients} if coefficients is not None else {}
@@ -33,7 +33,7 @@ def run(url: str, laser: float = 785.0, coefficients=None, times: int = 1) -> li
         spec.set_integration_time(SECONDS[protocol])
         spec.set_averages(1 if protocol == "obp" else 8)
         measured = [measure(spec, laser) for _ in range(times)]
-    return [system_suitability(m.shift, m.intensity, laser_nm=laser) for m in measured]
+    return [system_suitability(m.shift, m.intensity, standard, laser_nm=laser) for m in measured]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,22 @@ def test_a_wavelength_polynomial_off_by_0_5_nm_fails_every_time(scene, fault):
         wrong[1] += 0.5 / 3647  # 0 nm at the first pixel, 0.5 nm at the last
     for r in run(f"sim://tcd1304?paced=0&seed=9&scene={scene}", coefficients=tuple(wrong), times=20):
         assert not r.passed and any("off their positions" in reason for reason in r.reasons), r.reasons
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["obp", "tcd1304"])
+def test_cyclohexane_passes_healthy_and_fails_a_drifted_laser(tmp_path, scene, protocol):
+    """The other standard: 20 healthy tests pass, 20 with the laser 0.3 nm off fail; polystyrene is not it."""
+    cyclohexane_scene = write_scene(tmp_path / "cyclohexane.csv", *cyclohexane())
+    coefficients = TCD1304_COEFFICIENTS if protocol == "tcd1304" else None
+    url = f"sim://{protocol}?paced=0&seed=11&scene={cyclohexane_scene}"
+    healthy = run(url, coefficients=coefficients, times=20, standard="cyclohexane")
+    assert all(r.passed for r in healthy), [r.reasons for r in healthy if not r.passed][:3]
+    assert sum(b["found"] is not None for b in healthy[0].bands) >= 4
+    for r in run(url + "&laser=785.3", coefficients=coefficients, times=20, standard="cyclohexane"):
+        assert not r.passed and "off their positions" in r.reasons[0], r.reasons
+    wrong = run(f"sim://{protocol}?paced=0&seed=12&scene={scene}", coefficients=coefficients, standard="cyclohexane")
+    assert not wrong[0].passed, wrong[0].to_json()
 
 
 def test_no_standard_in_the_beam_fails_with_the_reason(scene):

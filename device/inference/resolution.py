@@ -24,6 +24,9 @@ COARSER_TOLERANCE = 0.1
 def broaden(Y: np.ndarray, x: np.ndarray, fwhm_cm1) -> np.ndarray:
     """``Y``'s rows convolved with Gaussians of FWHM ``fwhm_cm1`` cm-1 (at the axis' median step): (n, N).
 
+    In the Fourier domain, all rows at once; the ends are held beyond the axis (edge padding), so nothing
+    wraps around.
+
     Parameters
     ----------
     Y : ndarray, shape (n, N)
@@ -32,9 +35,6 @@ def broaden(Y: np.ndarray, x: np.ndarray, fwhm_cm1) -> np.ndarray:
         Raman shift, cm-1, ascending.
     fwhm_cm1 : float or ndarray, shape (n,)
         Width added to every row (or to each), cm-1; 0 leaves a row as it is.
-
-    In the Fourier domain, all rows at once; the ends are held beyond the axis (edge padding), so nothing
-    wraps around.
     """
     Y = np.asarray(Y, dtype=np.float64)
     fwhm = np.broadcast_to(np.asarray(fwhm_cm1, dtype=np.float64), (Y.shape[0],))
