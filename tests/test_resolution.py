@@ -109,6 +109,9 @@ def test_classify_needs_the_instruments_resolution(tmp_path):
                           cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[0])["label"]
+    info = subprocess.run([sys.executable, "-m", "device.cli", "info", "--model", str(bundle)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert json.loads(info.stdout)["resolution_cm1"] == 40.0
 
 
 def test_the_service_refuses_verdicts_until_the_resolution_fits(tmp_path):
