@@ -1,5 +1,6 @@
-"""Spectra of the reference standards as a simulator shows them: polystyrene or cyclohexane for the axis, SRM 2241 for
-the response.
+"""Spectra of the reference standards as a simulator shows them: polystyrene, cyclohexane and SRM 2241.
+
+Polystyrene or cyclohexane serve the axis and the suitability test, SRM 2241 the intensity response.
 
 The calibration commands and the suitability test are checked, and instruments calibrated in the transfer
 benchmark, by showing these to a simulated spectrometer as its scene (:func:`write_scene`).
