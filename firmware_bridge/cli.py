@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware_bridge.commandline import add_subcommand, refuse_existing, run
-from firmware_bridge.errors import BridgeError
+from firmware_bridge.errors import BridgeError, CalibrationError
 from firmware_bridge.registry import PROTOCOLS, firmware_generations, make_driver
 
 #: Integration time set when ``--integration`` is not given, s (devices whose time is fixed get none).
@@ -186,10 +186,24 @@ def cmd_calibrate_response(args) -> int:
 
     refuse_existing(args.out, args.force)  # before the device is touched
     standard = STANDARDS[args.standard] if args.standard in STANDARDS else standard_from_file(args.standard)
+    dark = read_dark(args.dark) if args.dark else None
     with _driver(args) as spec:
         _configure(spec, args)
         signal, raw, meta = acquire_signal(spec, dark_frame=not args.no_dark)
         shift = raman_shift(spec.wavelengths(), args.laser)
+    if dark is not None:
+        if meta["dark_subtracted"]:
+            raise CalibrationError(f"--dark {args.dark}: this device takes its own dark frame; drop --dark")
+        if dark[1].size != signal.size or not (dark[0][0] <= shift.min() + 1 and dark[0][-1] >= shift.max() - 1):
+            raise CalibrationError(f"--dark {args.dark}: {dark[1].size} points over {dark[0][0]:.0f}-{dark[0][-1]:.0f} "
+                                   f"cm-1, the spectrometer has {signal.size} pixels over {shift.min():.0f}-"
+                                   f"{shift.max():.0f}: acquire the dark on this device with the same --laser")
+        signal = signal - np.interp(shift, *dark)
+    elif not meta["dark_subtracted"]:
+        raise CalibrationError("the standard was measured without a dark frame (the device cannot switch its light "
+                               "itself, or --no-dark): with the source off or covered, save a dark with raman-bridge "
+                               "acquire ... --out dark.csv at the same integration and averages, and give it with "
+                               "--dark dark.csv")
     response = fit_response(shift, signal, standard, args.laser, raw=raw, full_scale=meta.get("full_scale"),
                             inverted=bool(meta.get("inverted")), max_gain=args.max_gain)
     masked = response.masked_ranges(shift)
@@ -200,6 +214,36 @@ def cmd_calibrate_response(args) -> int:
                                           "serial": meta.get("serial")}, indent=1) + "\n")
     print(f"wrote {args.out}; give it as spectrometer.response in the service's configuration")
     return 0
+
+
+def read_dark(path) -> tuple[np.ndarray, np.ndarray]:
+    """A dark spectrum saved by ``raman-bridge acquire`` (its ``#`` header and column names skipped).
+
+    Returns
+    -------
+    shift, counts : ndarray, shape (N,)
+        Raman shift (cm-1, ascending) and the counts there.
+
+    Raises
+    ------
+    CalibrationError
+        If a line is not two numbers, or the file has no rows.
+    """
+    rows = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.startswith("#") or not line.strip() or line.startswith("raman_shift"):
+                continue
+            try:
+                x, y = (float(v) for v in line.split(","))
+            except ValueError:
+                raise CalibrationError(f"--dark {path}, line {number}: expected two numbers (cm-1,counts) as "
+                                       f"raman-bridge acquire writes them, got {line.strip()[:40]!r}") from None
+            rows.append((x, y))
+    if not rows:
+        raise CalibrationError(f"--dark {path}: no spectrum in it; save one with raman-bridge acquire")
+    data = np.array(sorted(rows))
+    return data[:, 0], data[:, 1]
 
 
 def _names(which) -> str:
@@ -282,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--standard", default="srm2241",
                    help="srm2241 (NIST SRM 2241, 785 nm; default) or a file of the standard's curve: Raman shift "
                         "(cm-1) and relative intensity, e.g. from a calibrated white-light source's certificate")
+    r.add_argument("--dark", metavar="FILE",
+                   help="a dark spectrum (raman-bridge acquire --out, the source off or covered, same integration "
+                        "and averages) for a device that cannot take its own dark frame (default: the device's own)")
     r.add_argument("--max-gain", type=_number(float, lambda v: v > 1, "a correction factor above 1"), default=10.0,
                    help="largest correction of any pixel; pixels needing more are masked (default 10)")
     r.add_argument("--out", required=True, help="response file to write (JSON; an existing one only with --force)")

@@ -16,6 +16,7 @@ from firmware_bridge.errors import BridgeError, CalibrationError
 from firmware_bridge.measure import acquire_signal, measure
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.response import SRM_2241, Response, fit_response, standard_from_file
+from firmware_bridge.sim.serve import make_device
 from firmware_bridge.sim.standards import srm_2241, write_scene
 
 pytestmark = pytest.mark.device  # needs only the device extra
@@ -264,3 +265,39 @@ def test_another_unit_of_a_model_by_url_options(tmp_path):
                             ("resolution=0", "give 0.5 to 50 pixels"), ("axis_error=9", "at most 5 nm")):
         with pytest.raises(BridgeError, match=message):
             PROTOCOLS["obp"].driver()(f"sim://obp?paced=0&{option}").open()
+
+
+@pytest.mark.parametrize("protocol", ["microspec", "groupgets"])
+def test_a_lamp_and_a_dark_file_calibrate_the_c12880ma(tmp_path, protocol):
+    """The C12880MA sketches cannot switch their light: a dark saved by ``acquire`` first, then a lamp's curve."""
+    x = np.linspace(-16000.0, 12000.0, 500)  # beyond the detector's -13,200 to 7,400 cm-1 at 532 nm
+    lamp = 1.0 + 0.5 * np.exp(-0.5 * ((x + 2000.0) / 6000.0) ** 2)  # a smooth lamp, brighter to the blue
+    np.savetxt(tmp_path / "lamp.txt", np.column_stack([x, lamp]))
+    write_scene(tmp_path / "lamp.csv", x, lamp)
+    write_scene(tmp_path / "off.csv", np.array([50000.0, 50001.0, 50002.0]), np.array([0.0, 1.0, 0.0]))  # no light
+    _, laser, seconds, averages = SETUP[protocol]
+    timing = [] if protocol == "groupgets" else ["--integration", str(seconds)]
+
+    def bridge(command, scene, *options):
+        return subprocess.run([sys.executable, "-m", "firmware_bridge.cli", command, "--protocol", protocol, "--port",
+                               f"sim://{protocol}?paced=0&seed=4&scene={tmp_path / scene}", "--laser", str(laser),
+                               *timing, "--averages", str(4 * averages), *options],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    assert bridge("acquire", "off.csv", "--out", str(tmp_path / "dark.csv")).returncode == 0
+    lamp_file = str(tmp_path / "lamp.txt")
+    refused = bridge("calibrate-response", "lamp.csv", "--standard", lamp_file, "--out", str(tmp_path / "no.json"))
+    assert refused.returncode == 2 and "without a dark frame" in refused.stderr and not (tmp_path / "no.json").exists()
+    done = bridge("calibrate-response", "lamp.csv", "--standard", lamp_file, "--dark", str(tmp_path / "dark.csv"),
+                  "--out", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr
+    truth = make_device(protocol).instrument.response()
+    response = Response.from_json(json.loads((tmp_path / "r.json").read_text()), pixels=truth.size)
+    usable = ~response.masked
+    expected = truth / truth[usable].max()
+    assert usable.mean() > 0.5 and np.max(np.abs(response.values[usable] - expected[usable])) < 0.03
+    assert np.max(np.abs(1.0 - expected[usable])) > 0.3  # the control: the simulated response is far from flat
+    (tmp_path / "bad.csv").write_text("# dark\nraman_shift_cm-1,intensity\n1,2\nnot,numbers\n")
+    bad = bridge("calibrate-response", "lamp.csv", "--standard", lamp_file, "--dark", str(tmp_path / "bad.csv"),
+                 "--out", str(tmp_path / "b.json"))
+    assert bad.returncode == 2 and "line 4" in bad.stderr
