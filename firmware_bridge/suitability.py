@@ -156,7 +156,10 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
     off = [band for band in present if abs(band["error"]) > band["limit"]]
     offset = float(np.mean([band["error"] for band in present])) if present else float("nan")
     fit = fitted_laser_line(laser_nm, offset) if laser_nm is not None and present else None
-    if len(present) < MIN_BANDS:
+    if not bands:
+        reasons.append(f"no {standard} band inside the range is resolved at this instrument's line width "
+                       f"({line:.0f} cm-1): the test needs a spectrometer that separates the standard's bands")
+    elif len(present) < MIN_BANDS:
         reasons.append(f"only {len(present)} of the {len(bands)} resolved {standard} bands found (at least {MIN_BANDS} "
                        "needed): is the standard in the beam and the laser on?")
     if off:
@@ -164,7 +167,7 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
         reasons.append(f"bands off their positions by more than {tolerance_cm1:g} cm-1 (and their noise): " + ", ".join(
             f"{band['reference']:g} at {band['found']:g} ({band['error']:+.1f})" for band in off)
                        + f"; check the laser line (spectrometer.laser_nm{hint}) and the wavelength calibration")
-    if not fwhm <= max_fwhm_cm1:
+    if bands and np.isfinite(fwhm) and fwhm > max_fwhm_cm1:
         reasons.append(f"resolution: bands {fwhm:.1f} cm-1 wide (FWHM), more than {max_fwhm_cm1:g}: check the focus "
                        "and the slit")
     if snr < min_snr:

@@ -103,6 +103,16 @@ def test_cyclohexane_passes_healthy_and_fails_a_drifted_laser(tmp_path, scene, p
     assert not wrong[0].passed, wrong[0].to_json()
 
 
+def test_a_spectrometer_that_resolves_no_band_is_told_so(scene):
+    """The C12880MA sketches (about 140 cm-1 line width) separate none of polystyrene's bands."""
+    for protocol in ("microspec", "groupgets"):
+        with PROTOCOLS[protocol].driver()(f"sim://{protocol}?paced=0&seed=4&scene={scene}") as spec:
+            m = measure(spec, 532.0)
+        r = system_suitability(m.shift, m.intensity, laser_nm=532.0)
+        assert not r.passed and r.reasons[0].startswith("no polystyrene band inside the range is resolved"), r.reasons
+        assert not any("nan" in reason for reason in r.reasons)
+
+
 def test_no_standard_in_the_beam_fails_with_the_reason(scene):
     examples = Path(__file__).resolve().parents[1] / "models" / "sers-pesticides" / "examples"
     r = run(f"sim://obp?paced=0&seed=1&scene={sorted(examples.glob('*/*'))[0]}")[0]
