@@ -157,8 +157,9 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
     offset = float(np.mean([band["error"] for band in present])) if present else float("nan")
     fit = fitted_laser_line(laser_nm, offset) if laser_nm is not None and present else None
     if not bands:
-        reasons.append(f"no {standard} band inside the range is resolved at this instrument's line width "
-                       f"({line:.0f} cm-1): the test needs a spectrometer that separates the standard's bands")
+        width = f"its peaks are {fwhm:.0f} cm-1 wide" if np.isfinite(fwhm) else "no peak stands out at all"
+        reasons.append(f"no {standard} band inside the range is resolved ({width}): the test needs a spectrometer "
+                       "that separates the standard's bands")
     elif len(present) < MIN_BANDS:
         reasons.append(f"only {len(present)} of the {len(bands)} resolved {standard} bands found (at least {MIN_BANDS} "
                        "needed): is the standard in the beam and the laser on?")
