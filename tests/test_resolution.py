@@ -143,6 +143,9 @@ directory = "{tmp_path / 'data'}"
     svc = service(23.0)  # the control: an instrument finer than the model, broadened to it
     assert svc.self_test["passed"] and svc.classifier.broadening_cm1 == pytest.approx(np.sqrt(40**2 - 23**2))
     assert svc.measure("command")["ok"] and svc.status()["model_problem"] is None
+    device = svc.store.last().device  # the record says what the model saw
+    assert device["resolution_cm1"] == 23.0
+    assert device["broadened_cm1"] == pytest.approx(np.sqrt(40**2 - 23**2), abs=0.01)
     svc.close()
 
 

@@ -375,6 +375,10 @@ class Service:
                      **({"model": self.bundle.model_id,
                          "model_files": {k: v["sha256"] for k, v in self.bundle.card["files"].items()}}
                         if mode == "classify" else {}))
+        if s.resolution_cm1 is not None:
+            rec.device["resolution_cm1"] = s.resolution_cm1
+        if mode == "classify" and self.classifier.broadening_cm1 > 0:  # what the model saw, for the evidence
+            rec.device["broadened_cm1"] = round(self.classifier.broadening_cm1, 2)
         try:
             spectrometer = self.spectrometer()
             problem = self._model_problem(self.bundle) if mode == "classify" else None
