@@ -251,3 +251,28 @@ def test_groupgets_stream_and_measurement_as_device_spectrum(shipped_bundle):
     assert s.meta["protocol"] == "obp" and s.meta["serial"] == "STS04211" and np.all(np.diff(s.shift) > 0)
     assert Classifier(shipped_bundle).classify(s).label in shipped_bundle.class_names
     assert m.intensity.shape == (288,)
+
+
+@pytest.mark.parametrize("protocol", sorted(SETUP))
+def test_every_driver_reports_its_full_scale(protocol):
+    """The saturation checks need it: each driver's full scale is its simulated ADC's largest count."""
+    from firmware_bridge.sim.serve import make_device
+
+    kwargs, _, seconds, averages = SETUP[protocol]
+    with PROTOCOLS[protocol].driver()(f"sim://{protocol}?paced=0&seed=5", **kwargs) as spec:
+        configure(spec, seconds, averages)
+        _, meta = spec.acquire()
+    assert meta["full_scale"] == make_device(protocol).instrument.max_count
+
+
+def test_a_saturated_c12880ma_spectrum_is_refused():
+    """Ten seconds on the microspec sketch fill its ADC; the device's quality check says so, 20 ms does not."""
+    from device.inference.quality import problems
+
+    with MicrospecSpectrometer("sim://microspec?paced=0&seed=5") as spec:
+        spec.set_averages(1)
+        for seconds, saturated in ((10.0, True), (0.02, False)):
+            spec.set_integration_time(seconds)
+            m = measure(spec, 532.0)
+            found = problems(m.intensity, m.raw, m.meta, min_snr=0)
+            assert any(p.startswith("saturated") for p in found) == saturated, (seconds, found)

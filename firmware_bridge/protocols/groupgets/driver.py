@@ -18,6 +18,7 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
     """
 
     PROTOCOL = PROTOCOL
+    FULL_SCALE = microspec.UNO_FULL_SCALE
     PERIOD = 0.010 + 1200 * 10 / 115200  # one line every 10 ms plus its transfer
 
     def identify(self) -> dict:
@@ -51,7 +52,7 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
             check_no_isolated_spikes(values, "C12880MA stream line")
             total += values
         return total / self.averages, {"protocol": self.protocol, "integration_s": None,
-                                       "averages": self.averages}
+                                       "averages": self.averages, "full_scale": self.FULL_SCALE}
 
 
 DRIVER = GroupGetsSpectrometer

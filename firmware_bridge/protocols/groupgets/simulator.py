@@ -44,7 +44,7 @@ class GroupGetsDevice(SimulatedDevice):
 
 def c12880_uno_instrument(laser_nm: float = 532.0) -> Instrument:
     """The C12880MA read by an Uno's 10-bit ADC."""
-    return Instrument(microspec.EXAMPLE_COEFFICIENTS, microspec.CHANNELS, laser_nm, max_count=1023,
+    return Instrument(microspec.EXAMPLE_COEFFICIENTS, microspec.CHANNELS, laser_nm, max_count=microspec.UNO_FULL_SCALE,
                       dark_level=60.0, dark_rate=0.0, gain=4.0e6, electrons_per_count=20.0, read_noise=1.5,
                       resolution_pixels=8.0)
 

@@ -11,6 +11,10 @@ import numpy as np
 from firmware_bridge.errors import DeviceError, FramingError
 
 CHANNELS = 288
+#: Largest count of the microspec firmware's 16-bit ADC reading.
+FULL_SCALE = 65535
+#: Largest count of the GroupGets sketch's reading (the Uno's 10-bit ADC).
+UNO_FULL_SCALE = 1023
 MAX_LINE = 4096  # 288 values of up to 5 digits and commas fit well within this
 #: Factory polynomial of one unit (inspection sheet of C12880MA 22G03276), nm, pixel from 0.
 EXAMPLE_COEFFICIENTS = (3.120790493e02, 2.681652834e00, -8.061777879e-04, -1.052906745e-05,

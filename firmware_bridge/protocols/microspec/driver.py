@@ -37,6 +37,9 @@ class MicrospecSpectrometer(Spectrometer):
             raise ShortFrameError(f"{what} from {self.url} cut short ({len(line)} bytes, no end of line)")
         return line
 
+    #: Largest count a pixel can read (saturation).
+    FULL_SCALE = microspec.FULL_SCALE
+
     def set_integration_time(self, seconds: float) -> None:
         """Set the integration time, s, within what the device allows."""
         if not 0 < seconds <= 10:
@@ -63,7 +66,7 @@ class MicrospecSpectrometer(Spectrometer):
             check_no_isolated_spikes(values, "C12880MA spectrum")
             total += values
         return total / self.averages, {"protocol": self.protocol, "integration_s": self.integration_s,
-                                       "averages": self.averages}
+                                       "averages": self.averages, "full_scale": self.FULL_SCALE}
 
     def wavelengths(self) -> np.ndarray:
         """Wavelength of every pixel :meth:`acquire` returns, nm."""

@@ -51,7 +51,7 @@ class MicrospecDevice(SimulatedDevice):
 
 def c12880_instrument(laser_nm: float = 532.0) -> Instrument:
     """The instrument model of the simulated unit."""
-    return Instrument(microspec.EXAMPLE_COEFFICIENTS, microspec.CHANNELS, laser_nm, max_count=65535,
+    return Instrument(microspec.EXAMPLE_COEFFICIENTS, microspec.CHANNELS, laser_nm, max_count=microspec.FULL_SCALE,
                       dark_level=800.0, dark_rate=500.0, gain=60000.0, electrons_per_count=2.0, read_noise=20.0,
                       resolution_pixels=8.0)  # 15 nm at ~1.8 nm per pixel
 
