@@ -1,4 +1,7 @@
-"""Test helpers: a small bundle, noise-free band spectra, a child's output read with deadlines."""
+"""Test helpers: bundles (a small one, the shipped one with card changes), a service, spectra, a child's output.
+
+The service runs on a simulator; the spectra are noise-free bands; the output is read with deadlines.
+"""
 from __future__ import annotations
 
 import queue
@@ -56,6 +59,41 @@ def shipped_variant(shipped, path, name: str, relabel: bool = False, shift_cm1: 
                         tflite=shipped.tflite_path.read_bytes(), card={"name": name}, prominence=shipped.prominence,
                         standardizer=shipped.standardizer, layers=shipped.layers, leaky_slope=shipped.leaky_slope,
                         normalisation=shipped.preprocess, input_layout=shipped.input_layout, examples=stored)
+
+
+def shipped_with_card(shipped_dir, path, **fields):
+    """A copy of the shipped bundle at ``path`` whose card has ``fields`` set (the card is not hashed)."""
+    import json
+    import shutil
+
+    shutil.copytree(shipped_dir, path)
+    card = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps({**card, **fields}))
+    return path
+
+
+def examples_service(data_dir, bundle, spectrometer: str = ""):
+    """The service on an instant OBP simulator showing the shipped model's examples, with ``bundle``.
+
+    ``spectrometer`` holds extra lines of the ``[spectrometer]`` section (e.g. ``response = "..."``).
+    """
+    from pathlib import Path
+
+    from device.service.config import parse_config
+    from device.service.measurement import Service
+
+    examples = Path(__file__).resolve().parents[1] / "models" / "sers-pesticides" / "examples"
+    return Service(parse_config(f"""
+[spectrometer]
+protocol = "obp"
+port = "sim://obp?paced=0&seed=2&scene={examples}"
+laser_nm = 785.0
+{spectrometer}
+[model]
+bundle = "{bundle}"
+[data]
+directory = "{data_dir}"
+"""))
 
 
 class OutputLines:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import examples_service, shipped_with_card
 
 from device.errors import BundleError, ResolutionError
 from device.inference.bundle import load_bundle
@@ -67,12 +67,8 @@ def test_a_coarser_instrument_cannot_be_harmonised():
 
 def harmonised_bundle(tmp_path: Path, fwhm) -> Path:
     """The shipped SERS bundle, its card saying its spectra were brought to ``fwhm`` cm-1."""
-    bundle = tmp_path / "harmonised"
-    shutil.copytree(SHIPPED, bundle)
-    card = json.loads((bundle / "model.json").read_text())
-    card["resolution"] = {"fwhm_cm1": fwhm, "source_fwhm_cm1": 10.0, "meaning": "broadened"}
-    (bundle / "model.json").write_text(json.dumps(card))
-    return bundle
+    return shipped_with_card(SHIPPED, tmp_path / "harmonised",
+                             resolution={"fwhm_cm1": fwhm, "source_fwhm_cm1": 10.0, "meaning": "broadened"})
 
 
 def test_the_classifier_broadens_to_the_models_resolution(tmp_path):
@@ -115,23 +111,10 @@ def test_classify_needs_the_instruments_resolution(tmp_path):
 
 
 def test_the_service_refuses_verdicts_until_the_resolution_fits(tmp_path):
-    from device.service.config import parse_config
-    from device.service.measurement import Service
-
     bundle = harmonised_bundle(tmp_path, 40.0)
 
-    def service(resolution: float | None) -> Service:
-        return Service(parse_config(f"""
-[spectrometer]
-protocol = "obp"
-port = "sim://obp?paced=0&seed=2&scene={SHIPPED / 'examples'}"
-laser_nm = 785.0
-{f'resolution_cm1 = {resolution}' if resolution else ''}
-[model]
-bundle = "{bundle}"
-[data]
-directory = "{tmp_path / 'data'}"
-"""))
+    def service(resolution: float | None):
+        return examples_service(tmp_path / "data", bundle, f"resolution_cm1 = {resolution}" if resolution else "")
 
     for resolution, expected in ((None, "spectrometer.resolution_cm1 is not given"),
                                  (60.0, "resolution (60 cm-1) is coarser than the model's (40 cm-1)")):

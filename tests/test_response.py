@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import examples_service, shipped_with_card
 from test_drivers import SETUP, configure
 
 from device.errors import BundleError
@@ -195,34 +196,17 @@ directory = "{tmp_path / 'data'}"
 
 def test_a_model_trained_on_corrected_spectra_needs_the_response(tmp_path):
     """A card saying ``intensity_response.corrected``: refused without spectrometer.response, served with it."""
-    import shutil
-
     from device.inference.bundle import load_bundle
-    from device.service.config import parse_config
-    from device.service.measurement import Service
 
-    bundle = tmp_path / "corrected"
-    shutil.copytree(ROOT / "models/sers-pesticides", bundle)
-    card = json.loads((bundle / "model.json").read_text())
-    card["intensity_response"] = {"corrected": True, "meaning": "trained on corrected spectra"}
-    (bundle / "model.json").write_text(json.dumps(card))
+    bundle = shipped_with_card(ROOT / "models/sers-pesticides", tmp_path / "corrected",
+                               intensity_response={"corrected": True, "meaning": "trained on corrected spectra"})
     assert load_bundle(bundle).response_corrected
     assert not load_bundle(ROOT / "models/sers-pesticides").response_corrected
     cmd, out = calibrate_response_command(tmp_path)
     assert subprocess.run(cmd, capture_output=True, cwd=ROOT).returncode == 0
 
-    def service(model: Path, response: Path | None) -> Service:
-        return Service(parse_config(f"""
-[spectrometer]
-protocol = "obp"
-port = "sim://obp?paced=0&seed=2&scene={ROOT / 'models/sers-pesticides/examples'}"
-laser_nm = 785.0
-{f'response = "{response}"' if response else ''}
-[model]
-bundle = "{model}"
-[data]
-directory = "{tmp_path / 'data'}"
-"""))
+    def service(model: Path, response: Path | None):
+        return examples_service(tmp_path / "data", model, f'response = "{response}"' if response else "")
 
     svc = service(bundle, None)
     status = svc.status()
@@ -235,10 +219,10 @@ directory = "{tmp_path / 'data'}"
         svc = service(model, response)
         assert svc.measure("command")["ok"] and svc.status()["model_problem"] is None
         svc.close()
-    card["intensity_response"] = {"corrected": "yes"}
-    (bundle / "model.json").write_text(json.dumps(card))
+    wrong = shipped_with_card(ROOT / "models/sers-pesticides", tmp_path / "wrong",
+                              intensity_response={"corrected": "yes"})
     with pytest.raises(BundleError, match="intensity_response in model.json must be an object"):
-        load_bundle(bundle)
+        load_bundle(wrong)
 
 
 def test_another_unit_of_a_model_by_url_options(tmp_path):
