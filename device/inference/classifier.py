@@ -76,12 +76,13 @@ class Classifier:
         self.bundle = bundle
         self.backend = make_backend(bundle, backend) if isinstance(backend, str) else backend
         self._resamplers = ResamplerCache(bundle.axis)
-        problem = None if resolution_cm1 is None else resolution_problem(resolution_cm1, bundle.resolution_cm1)
-        if problem:
-            raise ResolutionError(f"model bundle {bundle.path}: {problem}.")
         #: Gaussian FWHM (cm-1) every spectrum is broadened by on the model axis; 0: none.
-        self.broadening_cm1 = (0.0 if resolution_cm1 is None or bundle.resolution_cm1 is None
-                               else harmonising_fwhm(resolution_cm1, bundle.resolution_cm1))
+        self.broadening_cm1 = 0.0
+        if resolution_cm1 is not None and bundle.resolution_cm1 is not None:
+            problem = resolution_problem(resolution_cm1, bundle.resolution_cm1)
+            if problem:
+                raise ResolutionError(f"model bundle {bundle.path}: {problem}.")
+            self.broadening_cm1 = harmonising_fwhm(resolution_cm1, bundle.resolution_cm1)
 
     def harmonise(self, Y: np.ndarray) -> np.ndarray:
         """Spectra ``Y`` (n, points) on the model axis brought to the model's resolution: (n, points)."""

@@ -46,9 +46,14 @@ def broaden(Y: np.ndarray, x: np.ndarray, fwhm_cm1) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(padded, axis=1) * transfer, n=padded.shape[1], axis=1)[:, pad:pad + Y.shape[1]]
 
 
+def coarsest_accepted(fwhm_cm1: float) -> float:
+    """The widest band (FWHM, cm-1) still taken as this resolution: it, plus :data:`COARSER_TOLERANCE`."""
+    return fwhm_cm1 * (1.0 + COARSER_TOLERANCE)
+
+
 def coarser_than(instrument_fwhm_cm1: float, model_fwhm_cm1: float) -> bool:
     """True when an instrument's resolution is too coarse to be harmonised to the model's (beyond the tolerance)."""
-    return instrument_fwhm_cm1 > model_fwhm_cm1 * (1.0 + COARSER_TOLERANCE)
+    return instrument_fwhm_cm1 > coarsest_accepted(model_fwhm_cm1)
 
 
 def harmonising_fwhm(instrument_fwhm_cm1: float, model_fwhm_cm1: float) -> float:

@@ -33,7 +33,7 @@ from device.inference.quality import problems as quality_problems
 from device.inference.readers import read_spectra
 from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
-from device.inference.resolution import COARSER_TOLERANCE, resolution_problem
+from device.inference.resolution import coarsest_accepted, resolution_problem
 from device.inference.spectrum import Spectrum
 from device.inference.verdict import verdict
 from device.service.config import Config
@@ -400,8 +400,7 @@ class Service:
             spectrum = Spectrum.from_measurement(m)
             if mode == "sst":
                 c, resolution = self.config.sst, self.config.spectrometer.resolution_cm1
-                widest = c.max_fwhm_cm1 if resolution is None else min(c.max_fwhm_cm1,
-                                                                       resolution * (1 + COARSER_TOLERANCE))
+                widest = c.max_fwhm_cm1 if resolution is None else min(c.max_fwhm_cm1, coarsest_accepted(resolution))
                 result = system_suitability(m.shift, m.intensity, c.standard, c.tolerance_cm1, widest,
                                             c.min_snr, self.config.spectrometer.laser_nm)
             elif mode == "classify":
