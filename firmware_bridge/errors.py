@@ -49,6 +49,10 @@ class SpikeError(BridgeError):
     """A single pixel jumps far out of line with its neighbours: a transmission error or a cosmic ray."""
 
 
+class TooBrightError(BridgeError):
+    """The sample saturates the detector even at the shortest integration time: the laser must be turned down."""
+
+
 class LaserError(BridgeError):
     """The laser could not be switched off: a safety problem, reported above every other error."""
 

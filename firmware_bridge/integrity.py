@@ -1,8 +1,11 @@
-"""Checks for protocols that carry no checksum (TCD1304 frames, C12880MA text lines).
+"""Checks on a frame's counts: saturation, and isolated spikes for protocols that carry no checksum.
 
-Their optics spread every real spectral feature over several pixels, so a single pixel far out of
-line with both neighbours is a corrupted value or a cosmic ray; either way the acquisition is
-refused so that it can be repeated, never passed on as a spectrum.
+Saturation (:func:`saturated_pixels`) is the one test every saturation check of the project uses.
+The TCD1304 and C12880MA protocols (binary frames, text lines) carry no checksum. Their optics spread every
+real spectral feature over several pixels, so a single pixel far out of line with both neighbours is a
+corrupted value or a cosmic ray; either way the acquisition is refused so that it can be repeated, never
+passed on as a spectrum. A saturated frame is not checked for spikes: its clipped bands have edges sharper
+than the optics make, and it is refused as saturated instead.
 """
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ import numpy as np
 
 from firmware_bridge.errors import SpikeError
 
+#: Raw pixels at the detector's limit that make a frame saturated.
+SATURATED_PIXELS = 2
+#: A raw pixel within this share of full scale of its limit (full scale, or zero when inverted) is at it.
+SATURATION_MARGIN = 0.01
 #: A pixel is isolated when its second difference exceeds this many robust noise widths (the larger of
 #: the whole frame's and its neighbourhood's: shot noise grows with the signal, so a bright band is noisier
 #: than the dark between bands)...
@@ -50,3 +57,27 @@ def check_no_isolated_spikes(counts: np.ndarray, what: str) -> None:
         k = int(bad[np.argmax(np.abs(d[bad]) / limit[bad])])
         raise SpikeError(f"{what}: pixel {k + 2} stands {abs(d[k]):.0f} counts out of line with its neighbours "
                          f"(noise there {noise[k]:.1f}): a transmission error or a cosmic ray; acquire again")
+
+
+def saturated_pixels(raw, full_scale: float | None, inverted: bool = False) -> int:
+    """How many raw pixels sit at the detector's limit (full scale; zero for an inverted detector).
+
+    Parameters
+    ----------
+    raw : ndarray, shape (pixels,)
+        The counts as the detector sent them.
+    full_scale : float or None
+        The detector's largest count; None (unknown) gives 0.
+    inverted : bool
+        The detector's counts fall with light (TCD1304).
+    """
+    if not full_scale:
+        return 0
+    r = np.asarray(raw, dtype=np.float64)
+    limit = SATURATION_MARGIN * full_scale
+    return int((r <= limit).sum() if inverted else (r >= full_scale - limit).sum())
+
+
+def is_saturated(raw, full_scale: float | None, inverted: bool = False) -> bool:
+    """Whether :data:`SATURATED_PIXELS` or more raw pixels are at the limit (:func:`saturated_pixels`)."""
+    return saturated_pixels(raw, full_scale, inverted) >= SATURATED_PIXELS

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware_bridge.errors import CalibrationError
+from firmware_bridge.integrity import is_saturated, saturated_pixels
 
 #: Legendre degree of the smoothed response over the pixels.
 RESPONSE_DEGREE = 8
@@ -42,8 +43,6 @@ MIN_REFERENCE_SNR = 50.0
 MAX_ROUGHNESS = 0.05
 #: Least share of the pixels that must lie inside the standard's range and be usable.
 MIN_USABLE = 0.5
-#: Raw pixels at the detector's full scale that make a reference saturated.
-SATURATED_PIXELS = 2
 
 
 @dataclass(frozen=True)
@@ -225,12 +224,10 @@ def fit_response(shift, signal, standard: Standard, laser_nm: float, raw=None, f
     if standard.laser_nm is not None and abs(laser_nm - standard.laser_nm) > 5:
         raise CalibrationError(f"{standard.name} is certified for {standard.laser_nm:g} nm excitation, and this "
                                f"laser is {laser_nm:g} nm; use the standard made for your laser")
-    if raw is not None and full_scale:
-        r = np.asarray(raw, dtype=np.float64)
-        at_limit = int((r <= 0.01 * full_scale).sum() if inverted else (r >= 0.99 * full_scale).sum())
-        if at_limit >= SATURATED_PIXELS:
-            raise CalibrationError(f"the reference is saturated ({at_limit} pixels at full scale): shorten the "
-                                   "integration time or lower the laser power, then measure it again; nothing stored")
+    if raw is not None and is_saturated(raw, full_scale, inverted):
+        raise CalibrationError(f"the reference is saturated ({saturated_pixels(raw, full_scale, inverted)} pixels "
+                               "at full scale): shorten the integration time or lower the laser power, then measure "
+                               "it again; nothing stored")
     true = standard.relative(x)
     inside = np.isfinite(true) & (true > 0)
     if inside.mean() < MIN_USABLE:

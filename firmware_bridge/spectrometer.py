@@ -80,6 +80,17 @@ class Spectrometer:
         """The device's firmware sets the integration time; :meth:`set_integration_time` refuses."""
         return self.PROTOCOL.fixed_integration
 
+    @property
+    def integration_range_s(self) -> tuple | None:
+        """Shortest and longest integration time the device accepts, s; None when its firmware fixes it."""
+        return self.PROTOCOL.integration_range_s
+
+    def _check_integration(self, seconds: float) -> None:
+        """Raise :class:`SettingError` unless ``seconds`` is inside :attr:`integration_range_s`."""
+        problem = self.PROTOCOL.integration_problem(seconds, self.integration_range_s)
+        if problem:
+            raise SettingError(problem)
+
     def __enter__(self):
         self.open()
         return self

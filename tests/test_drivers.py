@@ -132,7 +132,7 @@ def test_obp_identity_settings_and_nacks():
         assert spec.port.line.device.baud == 115200
         np.testing.assert_allclose(spec.wavelengths()[[0, -1]], [779.97, 1089.86], atol=0.01)
         assert 20 < spec.temperature() < 27
-        with pytest.raises(SettingError, match="10 us - 85 s"):
+        with pytest.raises(SettingError, match="exceeds an OBP device's maximum 85 s"):
             spec.set_integration_time(100)
         with pytest.raises(NackError, match="error 2 \\(unknown message type\\)") as info:
             spec._query(0x00999999)

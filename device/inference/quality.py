@@ -2,8 +2,9 @@
 
 (A spectrum that does not cover the model's axis is refused by the resampler, which never extrapolates.)
 
-* **saturated**: at least :data:`SATURATED_PIXELS` raw pixels at the detector's full scale (within 1 %; at
-  zero for an inverted detector such as the TCD1304), where the driver reports its full scale;
+* **saturated**: at least :data:`~firmware_bridge.integrity.SATURATED_PIXELS` raw pixels at the detector's
+  full scale (within 1 %; at zero for an inverted detector such as the TCD1304), where the driver reports its
+  full scale;
 * **flat**: no band at all, its maximum not above its median (:func:`is_flat`; a disconnected detector,
   the shutter closed, the laser dead, or a clipped or zero-filled export). This is the one definition of
   flat: the trainer refuses such spectra when it loads training data, and the SNR sweep of
@@ -16,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from device.inference.snr import band_height, measured_snr
+from firmware_bridge.integrity import is_saturated, saturated_pixels
 
-#: Raw pixels at full scale that make a spectrum saturated.
-SATURATED_PIXELS = 2
 #: Default least SNR for a verdict.
 MIN_SNR = 5.0
 #: A band height (max - median) at most this share of the largest absolute intensity is no band.
@@ -63,11 +63,9 @@ def problems(intensity: np.ndarray, raw: np.ndarray | None = None, meta: dict | 
     y = np.asarray(intensity, dtype=np.float64)
     found = []
     full = meta.get("full_scale")
-    if raw is not None and full:
-        r = np.asarray(raw, dtype=np.float64)
-        at_limit = r <= 0.01 * full if meta.get("inverted") else r >= 0.99 * full
-        if at_limit.sum() >= SATURATED_PIXELS:
-            found.append(f"saturated: {int(at_limit.sum())} pixels at the detector's full scale ({full} counts); "
+    if raw is not None and is_saturated(raw, full, bool(meta.get("inverted"))):
+        at_limit = saturated_pixels(raw, full, bool(meta.get("inverted")))
+        found.append(f"saturated: {at_limit} pixels at the detector's full scale ({full} counts); "
                          "shorten the integration time or lower the laser power")
     if is_flat(y):
         found.append("flat: the spectrum holds no band (its maximum is not above its median); check the laser, "

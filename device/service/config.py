@@ -137,6 +137,25 @@ class SuitabilityConfig:
     every_h: float = 0.0
 
 
+#: How the integration time is set: the configured one, or chosen for each sample from a probe frame.
+EXPOSURES = ("fixed", "auto")
+
+
+@dataclass(frozen=True)
+class AcquisitionConfig:
+    """The ``[acquisition]`` section: how the integration time is chosen (:mod:`firmware_bridge.exposure`).
+
+    ``exposure`` "fixed" integrates for ``spectrometer.integration_s``; "auto" probes each sample and brings
+    its brightest pixel to ``target_fraction`` of the detector's range, within the device's range and at
+    most ``max_integration_s``; ``probe_s`` is the first probe's integration time.
+    """
+
+    exposure: str = "fixed"
+    target_fraction: float = 0.7
+    max_integration_s: float = 2.0
+    probe_s: float = 0.01
+
+
 @dataclass(frozen=True)
 class TriggerConfig:
     """The ``[triggers]`` section: a push button's GPIO (BCM) and a host's serial control line, each optional."""
@@ -168,6 +187,7 @@ class Config:
     data_reserve_mb: float = 50.0
     library: LibraryConfig = LibraryConfig()
     sst: SuitabilityConfig = SuitabilityConfig()
+    acquisition: AcquisitionConfig = AcquisitionConfig()
 
 
 _NUMBER = (int, float)
@@ -194,7 +214,7 @@ _SCHEMA = {
         "protocol": (str, True, lambda v: v in PROTOCOLS, f"must be one of {', '.join(PROTOCOLS)}"),
         "port": (str, True, _name, "must name a serial port, e.g. /dev/ttyUSB0"),
         "laser_nm": (_NUMBER, True, lambda v: 200 <= v <= 1100, "must be the measured laser line in nm (200-1100)"),
-        "integration_s": (_NUMBER, False, lambda v: 1e-5 <= v <= 85, "must be between 10 us and 85 s"),
+        "integration_s": (_NUMBER, False, lambda v: 0 < v <= 3600, "must be a time in seconds (above 0, at most 3600)"),
         "averages": (int, False, lambda v: 1 <= v <= 5000, "must be a whole number from 1 to 5000"),
         "dark_frame": (bool, False, None, ""),
         "baud": (int, False, lambda v: v in STANDARD_BAUD_RATES, "must be a standard rate (9600 ... 921600)"),
@@ -227,6 +247,13 @@ _SCHEMA = {
         "enforce": (str, False, lambda v: v in ("refuse", "mark"), "must be refuse or mark"),
         "every_h": (_NUMBER, False, lambda v: v == 0 or 0.01 <= v <= 10000, "must be 0 (off) or 0.01-10000 hours"),
     },
+    "acquisition": {
+        "exposure": (str, False, lambda v: v in EXPOSURES, f"must be one of {', '.join(EXPOSURES)}"),
+        "target_fraction": (_NUMBER, False, lambda v: 0.05 <= v <= 0.95,
+                            "must be between 0.05 and 0.95 of the detector's range"),
+        "max_integration_s": (_NUMBER, False, lambda v: 0 < v <= 3600, "must be a time in seconds (at most 3600)"),
+        "probe_s": (_NUMBER, False, lambda v: 0 < v <= 10, "must be a time in seconds (at most 10)"),
+    },
     "triggers": {
         "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
         "control_port": (str, False, _name, "must name a serial port"),
@@ -243,8 +270,8 @@ def _type_name(t) -> str:
     return {str: "text", int: "a whole number", bool: "true or false", list: "a list"}.get(t, "a number")
 
 
-def _protocol_problems(protocol, spec: dict) -> list[str]:
-    """Settings of ``spec`` (the checked ``[spectrometer]`` keys) that ``protocol``'s devices do not take."""
+def _protocol_problems(protocol, spec: dict, acquisition: dict) -> list[str]:
+    """Settings of ``spec`` and ``acquisition`` (checked keys of those sections) ``protocol``'s devices refuse."""
     problems = []
     if protocol.stores_calibration and "coefficients" in spec:
         problems.append(f"spectrometer.coefficients: {protocol.device} stores its own wavelength polynomial; "
@@ -254,6 +281,11 @@ def _protocol_problems(protocol, spec: dict) -> list[str]:
                         "from 'raman-bridge calibrate'")
     if protocol.fixed_integration and "integration_s" in spec:
         problems.append(f"spectrometer.integration_s: {protocol.device}'s integration time is fixed; remove it")
+    elif "integration_s" in spec and protocol.integration_problem(spec["integration_s"]):
+        problems.append(f"spectrometer.integration_s: {protocol.integration_problem(spec['integration_s'])}")
+    if protocol.fixed_integration and acquisition.get("exposure") == "auto":
+        problems.append(f"acquisition.exposure: {protocol.device}'s integration time is fixed by its firmware, so "
+                        "it cannot be chosen; set exposure = \"fixed\"")
     if spec.get("baud", protocol.default_baud) not in protocol.baud_rates:
         problems.append(f"spectrometer.baud: {protocol.device} runs at {', '.join(map(str, protocol.baud_rates))} "
                         f"baud (got {spec['baud']})")
@@ -309,8 +341,9 @@ def parse_config(text: str, path="<config>") -> Config:
             else:
                 values[name] = v
     spec = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("spectrometer.")}
+    section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     if "protocol" in spec:
-        problems += _protocol_problems(PROTOCOLS[spec["protocol"]], spec)
+        problems += _protocol_problems(PROTOCOLS[spec["protocol"]], spec, section("acquisition"))
     library = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("library.")}
     if library.get("mode", "classify") != "classify" and "path" not in library:
         problems.append(f"library.mode: {library['mode']} needs a library; give library.path")
@@ -330,11 +363,10 @@ def parse_config(text: str, path="<config>") -> Config:
     if "path" in library:
         library["path"] = (base / library["path"]).resolve() if not Path(library["path"]).is_absolute() \
             else Path(library["path"])
-    section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
                   OutputConfig(**section("outputs")), Path(values["data.directory"]),
                   float(values.get("data.reserve_mb", 50.0)), LibraryConfig(**library),
-                  SuitabilityConfig(**section("sst")))
+                  SuitabilityConfig(**section("sst")), AcquisitionConfig(**section("acquisition")))
 
 
 def load_config(path) -> Config:

@@ -36,8 +36,9 @@ class Protocol:
         The device holds its wavelength polynomial, so none may be configured.
     needs_calibration : bool
         Neither the device nor its driver knows a wavelength polynomial: one must be configured.
-    fixed_integration : bool
-        The firmware fixes the integration time, so none may be set.
+    integration_range_s : (float, float) or None
+        Shortest and longest integration time its devices accept, s (at the driver's default clock);
+        None when the firmware fixes it, so none may be set.
     has_laser : bool
         The device switches the laser itself (a line a dark frame can be taken with).
     firmware_generations : tuple of str
@@ -55,9 +56,31 @@ class Protocol:
     default_baud: int = 115200
     stores_calibration: bool = False
     needs_calibration: bool = False
-    fixed_integration: bool = False
+    integration_range_s: tuple | None = None
     has_laser: bool = False
     firmware_generations: tuple = ()
+
+    @property
+    def fixed_integration(self) -> bool:
+        """The firmware fixes the integration time: none may be set."""
+        return self.integration_range_s is None
+
+    def integration_problem(self, seconds: float, range_s: tuple | None = None) -> str | None:
+        """What is wrong with integrating for ``seconds`` on this protocol's devices, or None.
+
+        ``range_s`` is a driver's own range where its clock differs from the default one.
+        """
+        range_s = range_s or self.integration_range_s
+        if range_s is None:
+            return f"{self.device}'s integration time is fixed by its firmware"
+        shortest, longest = range_s
+        if not isinstance(seconds, (int, float)) or seconds != seconds:
+            return f"integration time {seconds} is not a number of seconds"
+        if seconds < shortest:
+            return f"integration time {seconds * 1e6:g} us is below {self.device}'s minimum {shortest * 1e6:g} us"
+        if seconds > longest:
+            return f"integration time {seconds:g} s exceeds {self.device}'s maximum {longest:g} s"
+        return None
 
     def driver(self) -> type:
         """The protocol's driver class (a :class:`~firmware_bridge.spectrometer.Spectrometer`)."""

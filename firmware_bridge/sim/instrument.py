@@ -106,7 +106,13 @@ class Scene:
 
     Built from arrays, or from spectrum files (:meth:`from_path`). Each spectrum is
     scaled to a peak of 1 (units differ between sources); an instrument's gain sets the counts.
+    A simulator brings the next sample into view after each measurement (:meth:`advance`) unless the scene
+    is :attr:`held`: then the sample stays until whoever holds the scene changes it (:meth:`show`), as
+    when one sample is probed, exposed and accumulated over many scans.
     """
+
+    #: The sample stays in view: :meth:`advance` does nothing.
+    held = False
 
     def __init__(self, spectra: list[tuple[np.ndarray, np.ndarray]], names: list[str] | None = None):
         if not spectra:
@@ -153,5 +159,7 @@ class Scene:
         self._index = index
 
     def advance(self) -> None:
-        """The next sample comes into view (after the last, the first again)."""
+        """The next sample comes into view (after the last, the first again), unless the scene is held."""
+        if self.held:
+            return
         self._index = (self._index + 1) % len(self.spectra)

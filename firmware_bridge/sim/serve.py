@@ -15,7 +15,8 @@ from firmware_bridge.sim.line import SimulatedLine
 #: pesticides on spinach, 500-2000 cm-1), on one Raman-shift axis; shipped with the package.
 DEFAULT_SCENE = Path(__file__).with_name("default_scene.npz")
 #: Options a ``sim://`` URL takes.
-URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults", "response", "resolution", "axis_error")
+URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults", "response", "resolution", "axis_error",
+               "brightness", "hold")
 #: Largest wavelength-calibration error (nm) and widest line spread (pixels) a simulated instrument takes.
 MAX_AXIS_ERROR_NM = 5.0
 MAX_RESOLUTION_PIXELS = 50.0
@@ -43,7 +44,8 @@ def make_line(name: str, options: dict) -> SimulatedLine:
     unknown = set(options) - set(URL_OPTIONS)
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)}")
-    scene = Scene.from_path(options["scene"]) if "scene" in options else None
+    scene = Scene.from_path(options["scene"]) if "scene" in options else default_scene()
+    scene.held = options.get("hold", "0") not in ("0", "false", "no")
     device = make_device(name, scene, int(options.get("seed", 0)),
                          float(options["laser"]) if "laser" in options else None, options.get("firmware"))
     device.instrument = _varied(device.instrument, options)
@@ -52,12 +54,19 @@ def make_line(name: str, options: dict) -> SimulatedLine:
 
 
 def _varied(instrument, options: dict):
-    """``instrument`` with the URL's ``response`` (C0:C1:...), ``resolution`` (pixels) and ``axis_error`` (nm).
+    """``instrument`` with the URL's ``response`` (C0:C1:...), ``resolution`` (px), ``axis_error`` (nm), ``brightness``.
 
-    Another unit of the same model differs in these: its optics weight the range differently, its line
-    spread is wider or narrower, and its wavelength polynomial is off by up to its calibration's error.
+    Another unit of the same model differs in the first three: its optics weight the range differently, its
+    line spread is wider or narrower, and its wavelength polynomial is off by up to its calibration's error.
+    ``brightness`` is the sample and the laser: laser power times the sample's Raman response, as a factor
+    on the instrument's nominal signal.
     """
     changes = {}
+    if "brightness" in options:
+        factor = float(options["brightness"])
+        if not 1e-4 <= factor <= 1e6:
+            raise ValueError(f"brightness {options['brightness']!r}: give a factor from 0.0001 to 1000000")
+        changes["gain"] = instrument.gain * factor
     if "response" in options:
         coefficients = tuple(float(c) for c in options["response"].split(":"))
         if not np.all(np.polynomial.polynomial.polyval(np.linspace(-1, 1, 201), coefficients) > 0):

@@ -6,4 +6,4 @@ from firmware_bridge.protocols import Protocol
 
 PROTOCOL = Protocol(
     name="groupgets", package=__name__, device="the GroupGets sketch", description="the C12880MA GroupGets sketch",
-    simulated_laser_nm=532.0, fixed_integration=True)
+    simulated_laser_nm=532.0, integration_range_s=None)  # the sketch's clock sets it

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_bridge.errors import FramingError, SettingError
-from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.integrity import check_no_isolated_spikes, is_saturated
 from firmware_bridge.protocols.groupgets import PROTOCOL
 from firmware_bridge.protocols.microspec import codec as microspec
 from firmware_bridge.protocols.microspec.driver import MicrospecSpectrometer
@@ -49,7 +49,8 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
             except FramingError:
                 self._drain()
                 raise
-            check_no_isolated_spikes(values, "C12880MA stream line")
+            if not is_saturated(values, self.FULL_SCALE):
+                check_no_isolated_spikes(values, "C12880MA stream line")
             total += values
         return total / self.averages, {"protocol": self.protocol, "integration_s": None,
                                        "averages": self.averages, "full_scale": self.FULL_SCALE}

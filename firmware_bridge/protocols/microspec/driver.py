@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from firmware_bridge.calibration import wavelengths as polynomial_wavelengths
-from firmware_bridge.errors import FramingError, SettingError, ShortFrameError, SpectrometerTimeout
-from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.errors import FramingError, ShortFrameError, SpectrometerTimeout
+from firmware_bridge.integrity import check_no_isolated_spikes, is_saturated
 from firmware_bridge.protocols.microspec import PROTOCOL
 from firmware_bridge.protocols.microspec import codec as microspec
 from firmware_bridge.spectrometer import Spectrometer
@@ -42,8 +42,7 @@ class MicrospecSpectrometer(Spectrometer):
 
     def set_integration_time(self, seconds: float) -> None:
         """Set the integration time, s, within what the device allows."""
-        if not 0 < seconds <= 10:
-            raise SettingError(f"integration time {seconds:g} s is outside 0-10 s")
+        self._check_integration(seconds)
         self._drain()
         self._io("write", microspec.command("SPEC.INTEG", float(seconds)))
         self.integration_s = seconds
@@ -63,7 +62,8 @@ class MicrospecSpectrometer(Spectrometer):
             except FramingError:
                 self._drain()
                 raise
-            check_no_isolated_spikes(values, "C12880MA spectrum")
+            if not is_saturated(values, self.FULL_SCALE):
+                check_no_isolated_spikes(values, "C12880MA spectrum")
             total += values
         return total / self.averages, {"protocol": self.protocol, "integration_s": self.integration_s,
                                        "averages": self.averages, "full_scale": self.FULL_SCALE}

@@ -5,4 +5,4 @@ from firmware_bridge.protocols.obp.codec import BAUD_RATES
 PROTOCOL = Protocol(
     name="obp", package=__name__, device="an OBP device", description="Ocean Binary Protocol (STS, Spark)",
     simulated_laser_nm=785.0, baud_rates=BAUD_RATES, stores_calibration=True,
-    has_laser=True)  # the lamp-enable line gates the laser driver
+    has_laser=True, integration_range_s=(10e-6, 85.0))  # the lamp-enable line gates the laser driver

@@ -12,7 +12,6 @@ from firmware_bridge.errors import (
     DeviceNotAnswering,
     FramingError,
     NackError,
-    SettingError,
     ShortFrameError,
     SpectrometerTimeout,
 )
@@ -162,8 +161,7 @@ class OBPSpectrometer(Spectrometer):
 
     def set_integration_time(self, seconds: float) -> None:
         """Set the integration time, s, within what the device allows."""
-        if not 10e-6 <= seconds <= 85:  # False for NaN too
-            raise SettingError(f"integration time {seconds:g} s is outside the device's 10 us - 85 s")
+        self._check_integration(seconds)
         us = round(seconds * 1e6)
         self.integration_s = us * 1e-6
         self._settings_sent = True

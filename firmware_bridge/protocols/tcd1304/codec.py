@@ -23,12 +23,19 @@ ACTIVE = slice(32, 3680)
 SHIELDED = slice(13, 29)
 MAX_COUNT = 4095
 MIN_SH = 20
+#: Largest SH period, ticks (a uint32).
+MAX_SH = 0xFFFFFFFF
 MIN_ICG = 14776  # 3694 elements x 4 fM cycles
 MAX_FIRMWARE_AVERAGES = 15
 #: Mode byte meaning by firmware generation: 2019 firmware 0 one-shot / 1 continuous;
 #: 2017 firmware "pc_ready" 1 = send one frame.
 ONE_SHOT = {"2019": 0, "2017": 1}
 CONTINUOUS = 1  # 2019 firmware only
+
+
+def integration_range(fm_hz: int = FM_HZ) -> tuple[float, float]:
+    """Shortest and longest integration time at master clock ``fm_hz``, s (SH from :data:`MIN_SH` to :data:`MAX_SH`)."""
+    return MIN_SH / fm_hz, MAX_SH / fm_hz
 
 
 def periods(integration_s: float, fm_hz: int = FM_HZ) -> tuple[int, int]:
@@ -39,9 +46,9 @@ def periods(integration_s: float, fm_hz: int = FM_HZ) -> tuple[int, int]:
     if sh < MIN_SH:
         raise SettingError(f"integration time {integration_s * 1e6:g} us is below the TCD1304's minimum "
                            f"{MIN_SH / fm_hz * 1e6:g} us")
-    if sh > 0xFFFFFFFF:
+    if sh > MAX_SH:
         raise SettingError(f"integration time {integration_s:g} s exceeds the firmware's maximum "
-                           f"{0xFFFFFFFF / fm_hz:g} s")
+                           f"{MAX_SH / fm_hz:g} s")
     return sh, sh * math.ceil(MIN_ICG / sh)
 
 

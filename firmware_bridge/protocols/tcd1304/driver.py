@@ -5,7 +5,7 @@ import numpy as np
 
 from firmware_bridge.calibration import wavelengths as polynomial_wavelengths
 from firmware_bridge.errors import FramingError, SettingError
-from firmware_bridge.integrity import check_no_isolated_spikes
+from firmware_bridge.integrity import check_no_isolated_spikes, is_saturated
 from firmware_bridge.protocols.tcd1304 import PROTOCOL
 from firmware_bridge.protocols.tcd1304 import codec as tcd1304
 from firmware_bridge.spectrometer import Spectrometer
@@ -31,9 +31,15 @@ class TCD1304Spectrometer(Spectrometer):
         return {"protocol": self.protocol, "model": f"TCD1304 (Rossel firmware {self.firmware})",
                 "serial": None, "pixels": tcd1304.ACTIVE.stop - tcd1304.ACTIVE.start, "baud": self.baud}
 
+    @property
+    def integration_range_s(self) -> tuple[float, float]:
+        """Shortest and longest integration time at this driver's master clock, s."""
+        return tcd1304.integration_range(self.fm)
+
     def set_integration_time(self, seconds: float) -> None:
         """Set the integration time, s, within what the device allows."""
-        tcd1304.periods(seconds, self.fm)  # validates
+        self._check_integration(seconds)
+        tcd1304.periods(seconds, self.fm)  # and the ticks it rounds to
         self.integration_s = seconds
 
     def _frame(self, averages: int) -> np.ndarray:
@@ -61,7 +67,8 @@ class TCD1304Spectrometer(Spectrometer):
         shielded = np.arange(tcd1304.SHIELDED.start, tcd1304.SHIELDED.stop)
         frame[::2] -= frame[shielded[shielded % 2 == 0]].mean() - frame[shielded[shielded % 2 == 1]].mean()
         dark = float(frame[tcd1304.SHIELDED].mean())
-        check_no_isolated_spikes(frame[tcd1304.ACTIVE], "TCD1304 frame")
+        if not is_saturated(frame[tcd1304.ACTIVE], tcd1304.MAX_COUNT, inverted=True):
+            check_no_isolated_spikes(frame[tcd1304.ACTIVE], "TCD1304 frame")
         return frame[tcd1304.ACTIVE].astype(np.float64), {
             "protocol": self.protocol, "integration_s": self.integration_s, "averages": self.averages,
             "dark_reference": dark, "inverted": True, "full_scale": tcd1304.MAX_COUNT}
