@@ -187,4 +187,4 @@ def auto_expose(spectrometer, longest_s: float, target: float = TARGET_FRACTION,
     finally:
         spectrometer.set_averages(averages)
     spectrometer.set_integration_time(t)
-    return Exposure(t, limited, probes)
+    return Exposure(spectrometer.integration_s, limited, probes)  # as the device rounded it

@@ -34,6 +34,12 @@ Example::
     enforce = "refuse"            # refuse: no verdict without one; mark: verdicts carry the reason
     every_h = 0                   # run it every N hours (and at start), for a standard fixed in the beam (0: off)
 
+    [acquisition]                 # optional: how the integration time is chosen (firmware_bridge.exposure)
+    exposure = "auto"             # fixed (default): spectrometer.integration_s; auto: from a probe frame per sample
+    target_fraction = 0.7         # auto: the brightest pixel at this share of the detector's range
+    max_integration_s = 2.0       # auto: at most this (the device's own maximum applies too)
+    probe_s = 0.01                # auto: the first probe's integration time
+
     [triggers]
     button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
     control_port = "/dev/ttyAMA0" # serial line for a host or PLC; optional

@@ -39,7 +39,8 @@ from device.inference.verdict import verdict
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
-from firmware_bridge.errors import BridgeError, CalibrationError, LaserError
+from firmware_bridge.errors import BridgeError, CalibrationError, LaserError, TooBrightError
+from firmware_bridge.exposure import auto_expose
 from firmware_bridge.measure import measure, switch_off
 from firmware_bridge.registry import make_driver
 from firmware_bridge.response import Response
@@ -385,9 +386,17 @@ class Service:
             if problem:  # before the laser is switched on
                 rec.error = f"refused: {problem}"
                 return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
+            a = self.config.acquisition
             try:
+                if a.exposure == "auto":
+                    exposure = auto_expose(spectrometer, a.max_integration_s, a.target_fraction, a.probe_s,
+                                           s.dark_frame, self.laser)
+                    rec.device.update(integration_s=exposure.integration_s, exposure=exposure.to_json())
                 m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser,  # the device's own laser line first
                             self.response)
+            except TooBrightError as exc:  # the sample, not the spectrometer: nothing to reconnect
+                rec.error = f"rejected: {exc}"
+                return self._finish(rec, {"ok": False, "rejected": True, "error": f"spectrum rejected: {exc}"})
             finally:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)
