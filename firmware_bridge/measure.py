@@ -64,13 +64,69 @@ def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
             switch_off(switch)
     else:
         counts, meta = spectrometer.acquire()
+    return dark_subtracted(counts, dark, meta), counts, dict(meta, dark_subtracted=dark is not None
+                                                             or bool(meta.get("inverted")))
+
+
+def dark_subtracted(counts: np.ndarray, dark: np.ndarray | None, meta: dict) -> np.ndarray:
+    """The signal of one frame: ``counts`` less the ``dark`` frame (if any), inverted for inverted detectors.
+
+    An inverted detector (TCD1304) without a dark frame is inverted against its shielded dark elements
+    (``meta["dark_reference"]``).
+    """
     if meta.get("inverted"):
-        signal = meta["dark_reference"] - counts if dark is None else dark - counts
-    elif dark is not None:
-        signal = counts - dark
-    else:
-        signal = counts.copy()
-    return signal, counts, dict(meta, dark_subtracted=dark is not None or bool(meta.get("inverted")))
+        return meta["dark_reference"] - counts if dark is None else dark - counts
+    return counts - dark if dark is not None else counts.copy()
+
+
+def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
+               laser=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Scan one sample again and again, the laser on throughout, until ``enough`` says stop.
+
+    One dark frame is taken first with the laser off (as :func:`acquire_signal` does, where the laser can be
+    gated), then scans at the set integration time and averages; after each, ``enough`` gets every scan so
+    far. The laser is switched off on every path, errors included.
+
+    Parameters
+    ----------
+    spectrometer : Spectrometer
+        An open driver, with integration time and averages set.
+    enough : callable
+        ``enough(signals, raw, meta)``: True to stop; ``signals`` (dark-subtracted) and ``raw`` (as sent) of
+        shape (scans, pixels), pixel order, and the last scan's metadata.
+    dark_frame : bool
+        Take and subtract a dark frame where the device can gate its laser.
+    laser : callable, optional
+        Laser switch for a device without a laser line.
+
+    Returns
+    -------
+    signals : ndarray, shape (scans, pixels)
+        The dark-subtracted scans, in pixel order.
+    raw : ndarray, shape (scans, pixels)
+        The counts of each scan as the device sent them.
+    meta : dict
+        The device's metadata of the last scan, with ``dark_subtracted``.
+    """
+    dark = None
+    switch = spectrometer.set_laser if spectrometer.has_laser else laser
+    signals, raw = [], []
+    try:
+        if switch is not None and dark_frame:
+            switch(False)
+            dark, _ = spectrometer.acquire()
+        if switch is not None:
+            switch(True)
+        while True:
+            counts, meta = spectrometer.acquire()
+            raw.append(counts)
+            signals.append(dark_subtracted(counts, dark, meta))
+            if enough(np.array(signals), np.array(raw), meta):
+                break
+    finally:
+        if switch is not None:
+            switch_off(switch)
+    return np.array(signals), np.array(raw), dict(meta, dark_subtracted=dark is not None or bool(meta.get("inverted")))
 
 
 def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None,

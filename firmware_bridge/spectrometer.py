@@ -85,6 +85,11 @@ class Spectrometer:
         """Shortest and longest integration time the device accepts, s; None when its firmware fixes it."""
         return self.PROTOCOL.integration_range_s
 
+    @property
+    def scan_s(self) -> float:
+        """Light-collecting time of one :meth:`acquire`, s: integration time x averages."""
+        return self.integration_s * self.averages
+
     def _check_integration(self, seconds: float) -> None:
         """Raise :class:`SettingError` unless ``seconds`` is inside :attr:`integration_range_s`."""
         problem = self.PROTOCOL.integration_problem(seconds, self.integration_range_s)

@@ -22,10 +22,11 @@ from device.inference.inputs import as_chain
 from device.inference.resolution import broaden, harmonising_fwhm
 from device.inference.verdict import is_unknown
 from trainer.data.dataset import Dataset, DatasetError, load_dataset
-from trainer.data.splits import make_splits, pair_groups
+from trainer.data.splits import SplitSpec, make_splits, pair_groups
 from trainer.evaluation.metrics import classification_report
 from trainer.evaluation.ood import FALSE_REJECTION, MIN_PER_CLASS, card_entry, fit_detector
 from trainer.evaluation.report import software_versions
+from trainer.evaluation.stopping import calibrate
 from trainer.examples import EXAMPLES_PER_CLASS, choose_examples, read_examples
 from trainer.export import export_check, tflite_bytes, tflite_convnet_bytes
 from trainer.models.candidates import AUGMENT_COPIES, Candidate, TrainingSpectra, device_flop, train
@@ -33,6 +34,8 @@ from trainer.models.compact import pair_seeds
 from trainer.models.projection import max_components
 from trainer.selection import MAX_FLOP, Selection, inner_split, score, select
 
+#: Folds of the split that calibrates the adaptive stop rule when no validation split is given (its first fold).
+CALIBRATION_FOLDS = 5
 #: Grid searched by ``--tune`` (learning rate x L2 coefficient of the compact network), by inner CV.
 TUNING_GRID = {"learning_rate": (1e-3, 3e-3, 1e-2), "l2": (1e-4, 1e-3, 1e-2)}
 
@@ -254,10 +257,15 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                             else select(ds, rows, s, max_flop, augment, chains, log))
         return choices[key].winner, choices[key]
 
+    calibration = splits[0].pairs[0] if splits else None  # the first held-out pair calibrates adaptive stops
+    held_models: dict = {}
+
     def predict(tr, te, s):
         c, _ = chosen(tr, s)
         model = train(c, TrainingSpectra(ds.X[tr], ds.y[tr], ds.axis, s, c.augment), np.arange(tr.size),
                       n_classes, s, final=False)
+        if calibration is not None and te is calibration[1]:
+            held_models["calibration"] = model
         return model.predict(ds.X[te])
 
     choice_rows = held.pairs[0][0] if held else np.arange(ds.y.size)
@@ -287,6 +295,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         f"on {check['spectra']} spectra ({check['tflite_runtime']})")
     metrics["training"] = {**trained.card.get("training", {}), "accuracy": float((probs.argmax(1) == ds.y).mean())}
     ood = fit_detector(ds.X, ds.y, n_classes, ood_false_rejection, seed, log)
+    acquisition = stop_rule_card(ds, final, splits, held_models.get("calibration"), seed, log)
     example_files, examples_from = shipped_examples(example_files, ds, probs, ood, log)
     scope = (f"the training spectra of {held.spec.text} (the held-out spectra never seen); the winner then trained "
              "on all spectra" if held else "all spectra")
@@ -319,6 +328,7 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
         "metrics": metrics,
         "out_of_distribution": {"target_false_unknown": ood_false_rejection, **card_entry(ood, ds.X, ds.y)},
         "examples_from": examples_from,
+        "acquisition": acquisition,
         "flop_per_spectrum": device_flop(trained),
         "export_check": check,
         "training_seconds": round(time.perf_counter() - t0, 1),
@@ -332,6 +342,31 @@ def fit_bundle(data, out, candidate: Candidate | None = None, *, axis=None, seed
                           normalisation=trained.chain, input_layout=final.input_layout)
     log(f"wrote {out} ({bundle.model_id})")
     return bundle
+
+
+def stop_rule_card(ds: Dataset, final: Candidate, splits: list, held_model, seed: int, log) -> dict:
+    """The card's ``acquisition`` section: adaptive acquisition's stop rule, calibrated on held-out spectra.
+
+    With validation splits, the first pair's held-out spectra and the model the report trained without them
+    (``held_model``); without, the first fold of a stratified (grouped, with groups) 5-fold split and the final
+    candidate trained on the rest. See :mod:`trainer.evaluation.stopping`.
+    """
+    if splits:
+        (tr, te), text = splits[0].pairs[0], f"the held-out spectra of the first pair of {splits[0].spec.text}"
+    else:
+        grouped = ds.groups is not None
+        folds = min(CALIBRATION_FOLDS, np.unique(ds.groups).size) if grouped else CALIBRATION_FOLDS
+        spec = SplitSpec("group-kfold" if grouped else "kfold", folds=folds)
+        tr, te = make_splits(spec, ds, seed).pairs[0]
+        text = f"the held-out spectra of the first fold of {spec.text} (seed {seed})"
+    model = held_model or train(final, TrainingSpectra(ds.X[tr], ds.y[tr], ds.axis, seed, final.augment),
+                                np.arange(tr.size), len(ds.class_names), seed, final=False)
+    card = calibrate(model.probabilities, ds.X[te], ds.y[te], ds.axis, seed, text)
+    checked = card["checked"]
+    log(f"adaptive stop rule {card['rule']} on {text}: {100 * checked['stopped_early']:.0f} % stopped early, "
+        f"{checked['mean_scans']:.1f} of {card['calibration']['full_scans']} scans on average, error "
+        f"{100 * checked['error']:.1f} % (full length {100 * checked['full_length_error']:.1f} %)")
+    return card
 
 
 def harmonised(ds: Dataset, target_cm1: float | None, source_cm1: float | None, examples, log) -> Dataset:

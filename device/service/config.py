@@ -39,6 +39,9 @@ Example::
     target_fraction = 0.7         # auto: the brightest pixel at this share of the detector's range
     max_integration_s = 2.0       # auto: at most this (the device's own maximum applies too)
     probe_s = 0.01                # auto: the first probe's integration time
+    stop = "adaptive"             # fixed (default): one acquisition; adaptive: scans until the verdict is certain
+    min_time_s = 0                # adaptive: scan at least this long
+    max_time_s = 10               # adaptive: at most this long (then the verdict as it stands, or too weak)
 
     [triggers]
     button_pin = 17               # GPIO (BCM numbering) of a push button to ground; optional
@@ -145,6 +148,8 @@ class SuitabilityConfig:
 
 #: How the integration time is set: the configured one, or chosen for each sample from a probe frame.
 EXPOSURES = ("fixed", "auto")
+#: When a measurement ends: after one acquisition, or when the verdict is certain (device.service.acquisition).
+STOPS = ("fixed", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,18 @@ class AcquisitionConfig:
 
     ``exposure`` "fixed" integrates for ``spectrometer.integration_s``; "auto" probes each sample and brings
     its brightest pixel to ``target_fraction`` of the detector's range, within the device's range and at
-    most ``max_integration_s``; ``probe_s`` is the first probe's integration time.
+    most ``max_integration_s``; ``probe_s`` is the first probe's integration time. ``stop`` "fixed" measures
+    once (``spectrometer.averages`` frames); "adaptive" scans until the verdict is certain by the model's
+    calibrated rule (:mod:`device.inference.stopping`), for ``min_time_s`` to ``max_time_s`` of scanning.
     """
 
     exposure: str = "fixed"
     target_fraction: float = 0.7
     max_integration_s: float = 2.0
     probe_s: float = 0.01
+    stop: str = "fixed"
+    min_time_s: float = 0.0
+    max_time_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,9 @@ _SCHEMA = {
                             "must be between 0.05 and 0.95 of the detector's range"),
         "max_integration_s": (_NUMBER, False, lambda v: 0 < v <= 3600, "must be a time in seconds (at most 3600)"),
         "probe_s": (_NUMBER, False, lambda v: 0 < v <= 10, "must be a time in seconds (at most 10)"),
+        "stop": (str, False, lambda v: v in STOPS, f"must be one of {', '.join(STOPS)}"),
+        "min_time_s": (_NUMBER, False, lambda v: 0 <= v <= 3600, "must be a time in seconds (0 to 3600)"),
+        "max_time_s": (_NUMBER, False, lambda v: 0 < v <= 3600, "must be a time in seconds (at most 3600)"),
     },
     "triggers": {
         "button_pin": (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)"),
@@ -350,6 +363,11 @@ def parse_config(text: str, path="<config>") -> Config:
     section = lambda s: {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(s + ".")}  # noqa: E731
     if "protocol" in spec:
         problems += _protocol_problems(PROTOCOLS[spec["protocol"]], spec, section("acquisition"))
+    acquisition = section("acquisition")
+    if acquisition.get("min_time_s", 0.0) > acquisition.get("max_time_s", AcquisitionConfig.max_time_s):
+        problems.append(f"acquisition.min_time_s: longer than max_time_s ({acquisition['min_time_s']:g} s > "
+                        f"{acquisition.get('max_time_s', AcquisitionConfig.max_time_s):g} s); lower it or raise "
+                        "max_time_s")
     library = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("library.")}
     if library.get("mode", "classify") != "classify" and "path" not in library:
         problems.append(f"library.mode: {library['mode']} needs a library; give library.path")

@@ -35,13 +35,15 @@ from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
 from device.inference.resolution import coarsest_accepted, resolution_problem
 from device.inference.spectrum import Spectrum
+from device.inference.stopping import StopRule
 from device.inference.verdict import verdict
+from device.service.acquisition import AdaptiveStop
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
 from firmware_bridge.errors import BridgeError, CalibrationError, LaserError, TooBrightError
 from firmware_bridge.exposure import auto_expose
-from firmware_bridge.measure import measure, switch_off
+from firmware_bridge.measure import accumulate, calibrate_signal, measure, switch_off
 from firmware_bridge.registry import make_driver
 from firmware_bridge.response import Response
 from firmware_bridge.suitability import system_suitability
@@ -49,6 +51,9 @@ from firmware_bridge.suitability import system_suitability
 RECORD_FILE = "record.db"
 #: Evidence arrays of the unmixing that a model verdict's record keeps (with each ``component.I``).
 UNMIXING_EVIDENCE = ("fit", "background", "residual")
+#: Why an adaptive measurement with a saturated scan is rejected.
+SATURATED_SCAN = ("saturated: a scan reached the detector's full scale; shorten the integration time (or set "
+                  "acquisition.exposure = \"auto\") or lower the laser power")
 #: What to do about a bundle that fails its self-test.
 NO_EXAMPLES_FIX = ("retrain with raman-train fit (which stores self-test examples; or give them with --examples "
                    "DIR) and install the result with raman-device update-model BUNDLE")
@@ -155,6 +160,11 @@ class Service:
         instrument = self.config.spectrometer.resolution_cm1
         usable = resolution_problem(instrument, bundle.resolution_cm1) is None
         return Classifier(bundle, self.config.model.backend, resolution_cm1=instrument if usable else None)
+
+    @property
+    def stop_rule(self) -> StopRule | None:
+        """The model's calibrated rule for adaptive acquisition, or None (then it never stops early)."""
+        return StopRule.from_card(self.bundle.card)
 
     def _example_classifier(self, classifier: Classifier) -> Classifier:
         """A classifier for the bundle's own examples, which are at the model's resolution already."""
@@ -392,8 +402,13 @@ class Service:
                     exposure = auto_expose(spectrometer, a.max_integration_s, a.target_fraction, a.probe_s,
                                            s.dark_frame, self.laser)
                     rec.device.update(integration_s=exposure.integration_s, exposure=exposure.to_json())
-                m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser,  # the device's own laser line first
-                            self.response)
+                if a.stop == "adaptive" and mode == "classify":
+                    m, run = self._accumulate(spectrometer)
+                    rec.device["acquisition"] = run.to_json()
+                else:
+                    m = measure(spectrometer, s.laser_nm, s.dark_frame, self.laser,  # the device's laser line first
+                                self.response)
+                    run = None
             except TooBrightError as exc:  # the sample, not the spectrometer: nothing to reconnect
                 rec.error = f"rejected: {exc}"
                 return self._finish(rec, {"ok": False, "rejected": True, "error": f"spectrum rejected: {exc}"})
@@ -401,11 +416,17 @@ class Service:
                 self._laser(False)  # whatever happened, the laser is off
             rec.device.update(m.meta)
             rec.raw, rec.shift, rec.intensity = m.raw, m.shift, m.intensity
+            if run is not None and run.reason in ("drift", "saturated"):  # the mean is no spectrum of the sample
+                why = run.drift.reason() if run.reason == "drift" else SATURATED_SCAN
+                rec.error = f"rejected: {why}"
+                return self._finish(rec, {"ok": False, "rejected": True, "error": f"spectrum rejected: {why}",
+                                          "acquisition": run.to_json()})
             refused = quality_problems(m.intensity, m.raw, m.meta, 0.0 if mode == "sst" else self.config.model.min_snr)
             if refused:
                 rec.error = "rejected: " + "; ".join(refused)
                 return self._finish(rec, {"ok": False, "rejected": True,
-                                          "error": "spectrum rejected: " + "; ".join(refused)})
+                                          "error": "spectrum rejected: " + "; ".join(refused),
+                                          **({"acquisition": run.to_json()} if run is not None else {})})
             spectrum = Spectrum.from_measurement(m)
             if mode == "sst":
                 c, resolution = self.config.sst, self.config.spectrometer.resolution_cm1
@@ -448,6 +469,8 @@ class Service:
         reply = {"ok": True, "verdict": rec.verdict, **shown,
                  "probabilities": {k: round(v, 6) for k, v in prediction.probabilities.items()},
                  "model": self.bundle.model_id}
+        if run is not None:
+            reply["acquisition"] = run.to_json()
         if prediction.ood_score is not None:
             reply["ood_score"] = round(prediction.ood_score, 4)
         rec.analysis, rec.evidence = self._classify_evidence(spectrum, prediction)
@@ -464,6 +487,21 @@ class Service:
                 rec.verdict = reply["verdict"] = reply["label"] = mixed.verdict
                 rec.confidence = reply["confidence"] = None
         return self._finish(rec, reply)
+
+    def _accumulate(self, spectrometer) -> tuple:
+        """Scan until the verdict is certain (:mod:`device.service.acquisition`): the mean's Measurement and the run."""
+        s, a = self.config.spectrometer, self.config.acquisition
+        wavelengths_nm = spectrometer.wavelengths()
+        device = spectrometer.identify()
+
+        def to_measurement(signal, raw, meta):
+            meta = dict(meta, **{k: v for k, v in device.items() if k not in meta})
+            return calibrate_signal(signal, raw, meta, wavelengths_nm, s.laser_nm, self.response)
+
+        run = AdaptiveStop(self.classifier, self.stop_rule, to_measurement, spectrometer.scan_s, a.min_time_s,
+                           a.max_time_s, self.config.model.min_snr)
+        signals, raw, meta = accumulate(spectrometer, run, s.dark_frame, self.laser)
+        return to_measurement(signals.mean(axis=0), raw.mean(axis=0), meta), run
 
     def _classify_evidence(self, spectrum: Spectrum, prediction) -> tuple[dict, dict]:
         """The analysis (the bands that decided) and evidence (spectrum, relevance) of a model verdict."""

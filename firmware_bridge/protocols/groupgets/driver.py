@@ -21,6 +21,11 @@ class GroupGetsSpectrometer(MicrospecSpectrometer):
     FULL_SCALE = microspec.UNO_FULL_SCALE
     PERIOD = 0.010 + 1200 * 10 / 115200  # one line every 10 ms plus its transfer
 
+    @property
+    def scan_s(self) -> float:
+        """Time of one :meth:`acquire`, s: a line period per average (the sketch's exposure is not known)."""
+        return self.PERIOD * self.averages
+
     def identify(self) -> dict:
         """What the device is: protocol, model, serial number where it has one, pixels, baud rate."""
         return {**super().identify(), "model": "Hamamatsu C12880MA (GroupGets stream)"}
