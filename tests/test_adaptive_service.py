@@ -1,0 +1,72 @@
+"""Adaptive acquisition in the measuring service: scans until the verdict is certain, and says why it stopped."""
+import json
+import shutil
+
+import pytest
+from test_service import config, first_sample_label
+
+from device.service.config import ConfigError
+from device.service.measurement import Service
+
+pytestmark = pytest.mark.device
+
+ADAPTIVE = '[acquisition]\nstop = "adaptive"\nmin_time_s = 0.2\nmax_time_s = 2.0\n'
+TCD1304 = ("tcd1304", 'coefficients = [772.5, 0.086, -2.1e-6]\n')
+
+
+@pytest.fixture()
+def ruled_bundle(tmp_path, shipped_bundle):
+    """The shipped model with a stop rule in its card: two agreeing running means at 90 %."""
+    path = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle.path, path)
+    card = json.loads((path / "model.json").read_text())
+    card["acquisition"] = {"rule": {"min_confidence": 0.9, "stable_scans": 2}}
+    (path / "model.json").write_text(json.dumps(card))
+    return path
+
+
+def _measure(tmp_path, bundle, port, protocol="obp", extra="", trigger="command"):
+    svc = Service(config(tmp_path, bundle, port, protocol, extra + ADAPTIVE))
+    try:
+        return svc.measure(trigger), svc.store.last()
+    finally:
+        svc.close()
+
+
+@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304])
+def test_a_strong_sample_stops_as_soon_as_it_is_certain(tmp_path, ruled_bundle, shipped_bundle, protocol, extra):
+    r, row = _measure(tmp_path, ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1&brightness=1", protocol, extra)
+    assert r["ok"] and r["verdict"] == first_sample_label(shipped_bundle), r
+    run = row.device["acquisition"]
+    assert run["stop_reason"] == "certain" and run["rule"] == {"min_confidence": 0.9, "stable_scans": 2}
+    assert run["min_scans"] <= run["scans"] < run["max_scans"]
+    assert r["acquisition"]["scans"] == run["scans"]
+    assert run["integration_total_s"] == pytest.approx(run["scans"] * run["scan_s"])
+
+
+def test_without_a_calibrated_rule_it_scans_for_the_maximum_time(tmp_path, shipped_bundle):
+    assert "acquisition" not in shipped_bundle.card or not shipped_bundle.card["acquisition"].get("rule")
+    r, row = _measure(tmp_path, shipped_bundle.path, "sim://obp?paced=0&hold=1&seed=1&brightness=1")
+    run = row.device["acquisition"]
+    assert r["ok"] and run["stop_reason"] == "max_time" and run["scans"] == run["max_scans"]
+
+
+def test_a_sample_too_weak_at_the_maximum_time_is_refused_and_says_so(tmp_path, ruled_bundle):
+    r, row = _measure(tmp_path, ruled_bundle, "sim://obp?paced=0&hold=1&seed=1&brightness=0.0001")
+    assert r["ok"] is False and r["acquisition"]["stop_reason"] == "too_weak", r
+    assert row.device["acquisition"]["scans"] == row.device["acquisition"]["max_scans"]
+
+
+def test_the_button_trigger_measures_adaptively_too(tmp_path, ruled_bundle):
+    r, row = _measure(tmp_path, ruled_bundle, "sim://obp?paced=0&hold=1&seed=1&brightness=1", trigger="button")
+    assert r["ok"] and row.device["acquisition"]["stop_reason"] == "certain"
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('stop = "sometimes"\n', "acquisition.stop"),
+    ("min_time_s = 5\nmax_time_s = 2\n", "min_time_s"),
+    ("max_time_s = 0\n", "max_time_s"),
+])
+def test_bad_acquisition_settings_are_refused(tmp_path, shipped_bundle, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", extra=f"[acquisition]\n{extra}")
