@@ -70,3 +70,18 @@ def test_the_button_trigger_measures_adaptively_too(tmp_path, ruled_bundle):
 def test_bad_acquisition_settings_are_refused(tmp_path, shipped_bundle, extra, message):
     with pytest.raises(ConfigError, match=message):
         config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", extra=f"[acquisition]\n{extra}")
+
+
+@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304])
+def test_a_burning_sample_is_refused_never_averaged_into_a_verdict(tmp_path, ruled_bundle, protocol, extra):
+    strict = ruled_bundle / "model.json"
+    card = json.loads(strict.read_text())
+    card["acquisition"]["rule"] = {"min_confidence": 0.9999999, "stable_scans": 6}  # keeps scanning
+    strict.write_text(json.dumps(card))
+    r, row = _measure(tmp_path, ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1&burn=0.5", protocol, extra)
+    assert r["ok"] is False and r["rejected"] is True and r["acquisition"]["stop_reason"] == "drift", r
+    assert "burning, bleaching or moving" in r["error"] and row.verdict is None
+    assert row.device["acquisition"]["drift"]["drifted"] is True
+    # negative control: the same sample, not burning, is not drift
+    r, row = _measure(tmp_path / "stable", ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1", protocol, extra)
+    assert r["acquisition"]["stop_reason"] != "drift" and not row.device["acquisition"]["drift"]["drifted"]

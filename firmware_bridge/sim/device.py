@@ -21,6 +21,10 @@ class SimulatedDevice:
         self.scene = scene
         self.rng = np.random.default_rng(seed)
         self.line = None
+        #: A burning sample: per second of laser on one sample, a broad background of this share of its
+        #: strongest band grows (0: the sample is stable).
+        self.burn_per_s = 0.0
+        self._dose_s, self._dosed = 0.0, None
         #: Called with the new state each time the laser goes on or off (``raman-bridge simulate`` reports it).
         self.on_laser = None
         self._laser_on = True
@@ -57,4 +61,16 @@ class SimulatedDevice:
         shift, intensity, _ = self.scene.current()
         if not self.laser_on:
             intensity = np.zeros_like(intensity)
+        elif self.burn_per_s:
+            intensity = self._burnt(shift, intensity, seconds * averages)
         return np.mean([self.instrument.render(shift, intensity, seconds, self.rng) for _ in range(averages)], axis=0)
+
+    def _burnt(self, shift: np.ndarray, intensity: np.ndarray, seconds: float) -> np.ndarray:
+        """``intensity`` (N,) with the background its laser dose has grown, at the middle of ``seconds`` more."""
+        if self._dosed is not intensity:
+            self._dose_s, self._dosed = 0.0, intensity
+        dose_s = self._dose_s + seconds / 2
+        self._dose_s += seconds
+        centre, width = shift.mean(), (shift.max() - shift.min()) / 2
+        background = np.exp(-0.5 * ((shift - centre) / width) ** 2)
+        return intensity + self.burn_per_s * dose_s * float(intensity.max()) * background

@@ -16,7 +16,7 @@ from firmware_bridge.sim.line import SimulatedLine
 DEFAULT_SCENE = Path(__file__).with_name("default_scene.npz")
 #: Options a ``sim://`` URL takes.
 URL_OPTIONS = ("seed", "paced", "scene", "laser", "firmware", "faults", "response", "resolution", "axis_error",
-               "brightness", "hold")
+               "brightness", "hold", "burn")
 #: Largest wavelength-calibration error (nm) and widest line spread (pixels) a simulated instrument takes.
 MAX_AXIS_ERROR_NM = 5.0
 MAX_RESOLUTION_PIXELS = 50.0
@@ -49,6 +49,10 @@ def make_line(name: str, options: dict) -> SimulatedLine:
     device = make_device(name, scene, int(options.get("seed", 0)),
                          float(options["laser"]) if "laser" in options else None, options.get("firmware"))
     device.instrument = _varied(device.instrument, options)
+    if "burn" in options:
+        device.burn_per_s = float(options["burn"])
+        if not 0 <= device.burn_per_s <= 100:
+            raise ValueError(f"burn {options['burn']!r}: give a share of the strongest band per second, 0 to 100")
     faults = FaultInjector(float(options["faults"]), int(options.get("seed", 0)) + 1) if "faults" in options else None
     return SimulatedLine(device, paced=options.get("paced", "1") not in ("0", "false", "no"), faults=faults)
 
