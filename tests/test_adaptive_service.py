@@ -25,18 +25,30 @@ def ruled_bundle(tmp_path, shipped_bundle):
     return path
 
 
+def _laser_nm(protocol: str) -> float:
+    return 532.0 if protocol == "microspec" else 785.0  # the microspec range covers the model's axis at 532 nm
+
+
 def _measure(tmp_path, bundle, port, protocol="obp", extra="", trigger="command"):
-    svc = Service(config(tmp_path, bundle, port, protocol, extra + ADAPTIVE))
+    svc = Service(config(tmp_path, bundle, port, protocol, extra + ADAPTIVE, _laser_nm(protocol)))
     try:
         return svc.measure(trigger), svc.store.last()
     finally:
         svc.close()
 
 
-@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304])
+@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304, ("microspec", "")])
 def test_a_strong_sample_stops_as_soon_as_it_is_certain(tmp_path, ruled_bundle, shipped_bundle, protocol, extra):
-    r, row = _measure(tmp_path, ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1&brightness=1", protocol, extra)
-    assert r["ok"] and r["verdict"] == first_sample_label(shipped_bundle), r
+    port = f"sim://{protocol}?paced=0&hold=1&seed=1&brightness=1"
+    r, row = _measure(tmp_path, ruled_bundle, port, protocol, extra)
+    fixed = Service(config(tmp_path / "fixed", ruled_bundle, port, protocol, extra, _laser_nm(protocol)))
+    try:
+        expected = fixed.measure("command")["verdict"]
+    finally:
+        fixed.close()
+    assert r["ok"] and r["verdict"] == expected, r  # the fixed mode's verdict, sooner
+    if protocol != "microspec":  # its simulated optics differ from the training instrument's
+        assert expected == first_sample_label(shipped_bundle)
     run = row.device["acquisition"]
     assert run["stop_reason"] == "certain" and run["rule"] == {"min_confidence": 0.9, "stable_scans": 2}
     assert run["min_scans"] <= run["scans"] < run["max_scans"]
@@ -72,7 +84,7 @@ def test_bad_acquisition_settings_are_refused(tmp_path, shipped_bundle, extra, m
         config(tmp_path, shipped_bundle.path, "sim://obp?paced=0", extra=f"[acquisition]\n{extra}")
 
 
-@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304])
+@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304, ("microspec", "")])
 def test_a_burning_sample_is_refused_never_averaged_into_a_verdict(tmp_path, ruled_bundle, protocol, extra):
     strict = ruled_bundle / "model.json"
     card = json.loads(strict.read_text())
