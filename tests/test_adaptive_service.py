@@ -1,8 +1,14 @@
 """Adaptive acquisition in the measuring service: scans until the verdict is certain, and says why it stopped."""
 import json
+import os
 import shutil
+import signal
+import subprocess
+import tty
 
 import pytest
+from helpers import OutputLines, wait_ready
+from test_runner import BIN, read_lines, write_config
 from test_service import config, first_sample_label
 
 from device.service.config import ConfigError
@@ -97,3 +103,30 @@ def test_a_burning_sample_is_refused_never_averaged_into_a_verdict(tmp_path, rul
     # negative control: the same sample, not burning, is not drift
     r, row = _measure(tmp_path / "stable", ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1", protocol, extra)
     assert r["acquisition"]["stop_reason"] != "drift" and not row.device["acquisition"]["drift"]["drifted"]
+
+
+@pytest.mark.slow
+def test_the_control_port_and_the_local_socket_measure_adaptively(tmp_path, ruled_bundle):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    cfg = write_config(tmp_path, ruled_bundle, f"sim://obp?paced=0&hold=1&seed=1&scene={ruled_bundle / 'examples'}",
+                       os.ttyname(slave), extra=ADAPTIVE)
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    output = OutputLines(proc)
+    try:
+        assert wait_ready(output).startswith("ready: ready")
+        os.write(master, b"MEASURE\n")
+        (port_reply,) = read_lines(master, 1)
+        local = subprocess.run([str(BIN / "raman-device"), "measure", "--config", str(cfg)], capture_output=True,
+                               text=True, timeout=60)
+        socket_reply = json.loads(local.stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        os.close(master)
+        os.close(slave)
+    for r in (port_reply, socket_reply):
+        assert r["ok"] and r["acquisition"]["stop"] == "adaptive", r
+        run = r["acquisition"]
+        assert run["stop_reason"] == "certain" and run["scans"] < run["max_scans"]
