@@ -31,7 +31,7 @@ def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
     callable taking True/False, e.g. a GPIO output) and ``dark_frame``, a dark spectrum is taken first
     with the laser off at the same integration time and subtracted; the laser is switched off again on
     every path, errors included (retried, see :func:`switch_off`). Inverted detectors (TCD1304) are
-    inverted against their shielded dark elements.
+    inverted against their shielded dark elements. It is :func:`accumulate` of one scan.
 
     Parameters
     ----------
@@ -51,21 +51,8 @@ def acquire_signal(spectrometer: Spectrometer, dark_frame: bool = True,
     meta : dict
         The device's metadata, with ``dark_subtracted``.
     """
-    dark = None
-    switch = spectrometer.set_laser if spectrometer.has_laser else laser
-    if switch is not None:
-        try:
-            if dark_frame:
-                switch(False)
-                dark, _ = spectrometer.acquire()
-            switch(True)
-            counts, meta = spectrometer.acquire()
-        finally:
-            switch_off(switch)
-    else:
-        counts, meta = spectrometer.acquire()
-    return dark_subtracted(counts, dark, meta), counts, dict(meta, dark_subtracted=dark is not None
-                                                             or bool(meta.get("inverted")))
+    signals, raw, meta = accumulate(spectrometer, lambda *_: True, dark_frame, laser)  # one scan
+    return signals[0], raw[0], meta
 
 
 def dark_subtracted(counts: np.ndarray, dark: np.ndarray | None, meta: dict) -> np.ndarray:
@@ -83,9 +70,10 @@ def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
                laser=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scan one sample again and again, the laser on throughout, until ``enough`` says stop.
 
-    One dark frame is taken first with the laser off (as :func:`acquire_signal` does, where the laser can be
-    gated), then scans at the set integration time and averages; after each, ``enough`` gets every scan so
-    far. The laser is switched off on every path, errors included.
+    Where the laser can be gated (the device's own laser line, else ``laser``) and ``dark_frame``, one dark
+    frame is taken first with the laser off, then scans at the set integration time and averages; after
+    each, ``enough`` gets every scan so far. The laser is switched off on every path, errors included
+    (retried, see :func:`switch_off`).
 
     Parameters
     ----------
@@ -148,8 +136,24 @@ def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True
         signal is divided by it, and ``meta`` names the standard and the masked Raman-shift ranges.
     """
     signal, counts, meta = acquire_signal(spectrometer, dark_frame, laser)
-    meta = dict(meta, **{k: v for k, v in spectrometer.identify().items() if k not in meta})
-    return calibrate_signal(signal, counts, meta, spectrometer.wavelengths(), laser_nm, response)
+    return signal_calibrator(spectrometer, laser_nm, response)(signal, counts, meta)
+
+
+def signal_calibrator(spectrometer: Spectrometer, laser_nm: float, response=None):
+    """``to_measurement(signal, counts, meta)``: :func:`calibrate_signal` for this device, its identity in ``meta``.
+
+    The device is asked for its identity and wavelengths once, so that the scans of an accumulation
+    (:func:`accumulate`) are calibrated without a word on the line. ``laser_nm`` and ``response`` are as
+    for :func:`measure`.
+    """
+    device = spectrometer.identify()
+    wavelengths_nm = spectrometer.wavelengths()
+
+    def to_measurement(signal: np.ndarray, counts: np.ndarray, meta: dict) -> Measurement:
+        meta = dict(meta, **{k: v for k, v in device.items() if k not in meta})
+        return calibrate_signal(signal, counts, meta, wavelengths_nm, laser_nm, response)
+
+    return to_measurement
 
 
 def calibrate_signal(signal: np.ndarray, counts: np.ndarray, meta: dict, wavelengths_nm: np.ndarray,

@@ -43,7 +43,7 @@ from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
 from firmware_bridge.errors import BridgeError, CalibrationError, LaserError, TooBrightError
 from firmware_bridge.exposure import auto_expose
-from firmware_bridge.measure import accumulate, calibrate_signal, measure, switch_off
+from firmware_bridge.measure import accumulate, measure, signal_calibrator, switch_off
 from firmware_bridge.registry import make_driver
 from firmware_bridge.response import Response
 from firmware_bridge.suitability import system_suitability
@@ -491,13 +491,7 @@ class Service:
     def _accumulate(self, spectrometer) -> tuple:
         """Scan until the verdict is certain (:mod:`device.service.acquisition`): the mean's Measurement and the run."""
         s, a = self.config.spectrometer, self.config.acquisition
-        wavelengths_nm = spectrometer.wavelengths()
-        device = spectrometer.identify()
-
-        def to_measurement(signal, raw, meta):
-            meta = dict(meta, **{k: v for k, v in device.items() if k not in meta})
-            return calibrate_signal(signal, raw, meta, wavelengths_nm, s.laser_nm, self.response)
-
+        to_measurement = signal_calibrator(spectrometer, s.laser_nm, self.response)
         run = AdaptiveStop(self.classifier, self.stop_rule, to_measurement, spectrometer.scan_s, a.min_time_s,
                            a.max_time_s, self.config.model.min_snr)
         signals, raw, meta = accumulate(spectrometer, run, s.dark_frame, self.laser)
