@@ -143,6 +143,25 @@ def test_obp_identity_settings_and_nacks():
         assert spec.identify()["serial"] == "STS04211"  # and the driver keeps working
 
 
+def test_obp_baud_switch_is_acknowledged_at_the_old_rate():
+    spec = OBPSpectrometer("sim://obp?paced=0")
+    spec._connect(spec.POWER_UP_BAUD)
+    line = spec.port.line
+    spec._command(obp.SET_RS232_BAUD_RATE, (115200).to_bytes(4, "little"))  # raises if the ack is lost
+    assert line.device.baud == 115200 and line.host_baud == 9600
+    spec._send(obp.GET_SERIAL_NUMBER, b"", ack=False)  # the host still at 9600: lost both ways
+    with pytest.raises(SpectrometerTimeout):
+        spec._receive(obp.GET_SERIAL_NUMBER, 0.1)
+    spec.port.baudrate = 115200
+    line.device.baud = 9600
+    line.emit(b"sent at 9600")  # output from before a switch never reaches a host at the new rate
+    line.device.baud = 115200
+    spec.port.timeout = 0.05
+    assert line.waiting() == 0 and spec.port.read(12) == b""
+    assert spec.identify()["serial"] == "STS04211"
+    spec.close()
+
+
 @pytest.mark.slow
 def test_obp_device_checks_md5_and_driver_resyncs_after_garbage():
     with OBPSpectrometer("sim://obp?paced=0") as spec:
@@ -153,7 +172,7 @@ def test_obp_device_checks_md5_and_driver_resyncs_after_garbage():
             spec._receive(obp.GET_SERIAL_NUMBER, 1.0)
         line = spec.port.line
         spec._send(obp.GET_SERIAL_NUMBER, b"", ack=False)
-        line._chunks.appendleft([0.0, 0.0, b"\x17\xc1garbage\xc1", 0])  # noise before the reply
+        line._chunks.appendleft([0.0, 0.0, b"\x17\xc1garbage\xc1", 0, line.device.baud])  # noise before the reply
         assert spec._receive(obp.GET_SERIAL_NUMBER, 1.0).data == b"STS04211"
         line.emit(obp.encode(obp.Message(obp.GET_SERIAL_NUMBER, b"x"))[:50])  # a torn reply on the line
         assert spec.identify()["serial"] == "STS04211"

@@ -21,7 +21,7 @@ class SimulatedLine:
         self.faults = faults
         self.gone_until = 0.0
         self.host_baud = device.baud
-        self._chunks: deque = deque()  # [start time, seconds per byte, bytes, next index]
+        self._chunks: deque = deque()  # [start time, seconds per byte, bytes, next index, baud sent at]
         self._end = 0.0
         self._cond = threading.Condition()
         self.closed = False
@@ -40,7 +40,7 @@ class SimulatedLine:
             now = time.monotonic()
             per_byte = 10.0 / self.device.baud if self.paced else 0.0
             start = max(now + (delay if self.paced else 0.0), self._end)
-            self._chunks.append([start, per_byte, bytes(data), 0])
+            self._chunks.append([start, per_byte, bytes(data), 0, self.device.baud])
             self._end = start + per_byte * len(data)
             self._cond.notify_all()
 
@@ -55,8 +55,9 @@ class SimulatedLine:
             self._end = time.monotonic()
 
     # -- host side -----------------------------------------------------------------------
-    def _in_step(self) -> bool:
-        return not self.device.baud_sensitive or self.host_baud == self.device.baud
+    def _in_step(self, baud: int) -> bool:
+        """Whether the host, at its baud rate, receives what was sent at ``baud``."""
+        return not self.device.baud_sensitive or self.host_baud == baud
 
     def vanish(self, seconds: float) -> None:
         """The port disappears (cable pulled, USB reset) and comes back ``seconds`` later."""
@@ -75,27 +76,31 @@ class SimulatedLine:
                 self.vanish(0.2 if self.paced else 0.05)
             if self.gone():
                 return
-            if self._in_step():
+            if self._in_step(self.device.baud):
                 self.device.receive(bytes(data), time.monotonic())
             self._cond.notify_all()
 
     @staticmethod
     def _arrived(chunk, now: float) -> int:
         """How many bytes of a queued reply have arrived at the host by ``now``."""
-        start, per_byte, data, _ = chunk
+        start, per_byte, data = chunk[:3]
         if per_byte == 0:
             return len(data)
         return min(len(data), int((now - start) / per_byte) + 1) if now >= start else 0
 
     def _take(self, size: int, now: float) -> bytes:
+        """Up to ``size`` bytes arrived by ``now``; what arrived at another baud rate is lost."""
         out = bytearray()
         while self._chunks and len(out) < size:
             chunk = self._chunks[0]
-            data, i = chunk[2], chunk[3]
-            n = min(self._arrived(chunk, now) - i, size - len(out))
+            data, i, in_step = chunk[2], chunk[3], self._in_step(chunk[4])
+            n = self._arrived(chunk, now) - i
+            if in_step:
+                n = min(n, size - len(out))
             if n <= 0:
                 break
-            out += data[i:i + n]
+            if in_step:
+                out += data[i:i + n]
             chunk[3] = i + n
             if chunk[3] == len(data):
                 self._chunks.popleft()
@@ -104,7 +109,7 @@ class SimulatedLine:
     def _next_ready(self) -> float | None:
         if not self._chunks:
             return None
-        start, per_byte, data, i = self._chunks[0]
+        start, per_byte, _, i, _ = self._chunks[0]
         return start + per_byte * i
 
     def read(self, size: int, timeout: float | None) -> bytes:
@@ -115,10 +120,7 @@ class SimulatedLine:
             while len(out) < size and not self.closed:
                 now = time.monotonic()
                 self.device.poll(now)
-                if self._in_step():
-                    out += self._take(size - len(out), now)
-                else:
-                    self._take(1 << 30, now)  # at the wrong baud rate nothing readable arrives
+                out += self._take(size - len(out), now)
                 if len(out) >= size or (deadline is not None and now >= deadline):
                     break
                 ready = self._next_ready()
@@ -134,10 +136,11 @@ class SimulatedLine:
             count = 0
             for chunk in self._chunks:
                 ready = self._arrived(chunk, now)
-                count += max(0, ready - chunk[3])
+                if self._in_step(chunk[4]):
+                    count += max(0, ready - chunk[3])
                 if ready < len(chunk[2]):
                     break
-            return count if self._in_step() else 0
+            return count
 
     def drain(self) -> None:
         """Discard what the host could read now."""
