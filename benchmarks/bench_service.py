@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import tty
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from device.service.control import read_reply  # noqa: E402
+from service_process import ServiceProcess  # noqa: E402
+
 from firmware_bridge.measure import measure  # noqa: E402
 from firmware_bridge.protocols.obp.driver import OBPSpectrometer  # noqa: E402
 
@@ -51,23 +50,11 @@ def proc_stat(pid: int) -> tuple[float, float]:
 
 def main() -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "raman-edge.toml"
-        cfg.write_text(f'[spectrometer]\nprotocol = "obp"\nport = "{SPECTROMETER}"\nlaser_nm = 785.0\n'
-                       f'integration_s = 0.05\n[model]\nbundle = "{ROOT / "models" / "sers-pesticides"}"\n'
-                       f'[triggers]\ncontrol_port = "{os.ttyname(slave)}"\n[data]\ndirectory = "{tmp}/data"\n')
-        exe = Path(sys.executable).parent / "raman-device"
-        proc = subprocess.Popen([str(exe), "run", "--config", str(cfg)], stdout=subprocess.PIPE, text=True)
-        while not proc.stdout.readline().startswith("ready:"):
-            pass
-
+    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(
+            f'[spectrometer]\nprotocol = "obp"\nport = "{SPECTROMETER}"\nlaser_nm = 785.0\nintegration_s = 0.05\n'
+            f'[model]\nbundle = "{ROOT / "models" / "sers-pesticides"}"\n', Path(tmp)) as service:
         def trigger() -> float:
-            t = time.perf_counter()
-            os.write(master, b"MEASURE\n")
-            answer = read_reply(lambda: os.read(master, 65536))  # blocks until the service writes
-            elapsed = time.perf_counter() - t
+            answer, elapsed = service.measure()
             assert answer["ok"], answer
             return elapsed
 
@@ -75,13 +62,9 @@ def main() -> int:
             trigger()
         total = np.array([trigger() for _ in range(N)])
         time.sleep(1.0)
-        rss, cpu0 = proc_stat(proc.pid)
+        rss, cpu0 = proc_stat(service.proc.pid)
         time.sleep(10.0)
-        _, cpu1 = proc_stat(proc.pid)
-        proc.terminate()
-        proc.wait(timeout=30)
-    os.close(master)
-    os.close(slave)
+        _, cpu1 = proc_stat(service.proc.pid)
     acquisition = acquisition_times(N)
     print(f"machine: {os.cpu_count()} cores; {N} measurements; spectrometer {SPECTROMETER} (instant)\n")
     print("| | median | p90 |\n|---|---|---|")

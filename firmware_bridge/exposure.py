@@ -1,7 +1,8 @@
 """Auto-exposure: the integration time that puts the brightest pixel at a set fraction of the detector's range.
 
-A short probe frame, taken like a measurement (laser on, dark subtracted), is extrapolated linearly in
-time: the signal grows with the integration time, the dark offset under it does not (to first order).
+A short probe frame (laser on) less the detector's offset (one frame at the device's shortest integration
+time, laser off, taken once) is extrapolated linearly in time: the signal grows with the integration time,
+the offset under it does not (to first order). A probe costs one frame, not a dark frame as well.
 A probe too faint to extrapolate from is followed by a longer one (at most :data:`GROWTH` times longer);
 a saturated probe by a shorter one (:data:`SHRINK`); a probe saturated at the device's shortest
 integration time means the sample is too bright for any setting, and the laser must be turned down.
@@ -133,7 +134,7 @@ class Exposure:
 
 
 def auto_expose(spectrometer, longest_s: float, target: float = TARGET_FRACTION, probe_s: float = PROBE_S,
-                dark_frame: bool = True, laser=None) -> Exposure:
+                laser=None) -> Exposure:
     """Probe, then set the integration time that brings the brightest pixel to ``target`` of the range.
 
     The driver is left at the chosen time, with its averages as they were; the laser is off on every path.
@@ -147,10 +148,12 @@ def auto_expose(spectrometer, longest_s: float, target: float = TARGET_FRACTION,
     target : float
         Share of the detector's range for the brightest pixel, in (0, 1).
     probe_s : float
-        The first probe's integration time, s.
-    dark_frame, laser
-        As for :func:`~firmware_bridge.measure.acquire_signal`. A device that takes no dark frame gives its
-        offset in one frame at its shortest integration time, too short to collect light.
+        The first probe's shortest integration time, s: it is at least ``longest_s / GROWTH``, so that a probe
+        too faint to extrapolate from is followed by the final time, not by another probe.
+    laser : callable, optional
+        Laser switch for a device without a laser line, as for :func:`~firmware_bridge.measure.acquire_signal`.
+        The offset frame is taken before any probe, the laser off where it can be gated (else too short to
+        collect light); an inverted detector (TCD1304) gives its own dark reference instead.
 
     Raises
     ------
@@ -165,13 +168,13 @@ def auto_expose(spectrometer, longest_s: float, target: float = TARGET_FRACTION,
     shortest, device_longest = spectrometer.integration_range_s
     longest = min(longest_s, device_longest)
     averages = spectrometer.averages
-    t = float(np.clip(probe_s, shortest, longest))
+    t = float(np.clip(max(probe_s, longest / GROWTH), shortest, longest))  # a faint probe leads to the end
     probes, offset, saturated_s = [], None, np.inf
     try:
         spectrometer.set_averages(1)
         for _ in range(MAX_PROBES):
             spectrometer.set_integration_time(t)
-            signal, raw, meta = acquire_signal(spectrometer, dark_frame, laser)
+            signal, raw, meta = acquire_signal(spectrometer, False, laser)
             if not meta["dark_subtracted"]:  # the offset under the light: a frame too short to collect any
                 if offset is None:
                     spectrometer.set_integration_time(shortest)

@@ -9,6 +9,8 @@ from firmware_bridge.spectrometer import Spectrometer
 
 #: Tries to switch the laser off before giving up (a reply lost on the line must not leave it on).
 LASER_OFF_ATTEMPTS = 3
+#: An accumulation takes one more dark frame after every this many scans.
+SCANS_PER_DARK = 2
 
 
 def switch_off(switch) -> None:
@@ -68,12 +70,14 @@ def dark_subtracted(counts: np.ndarray, dark: np.ndarray | None, meta: dict) -> 
 
 def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
                laser=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Scan one sample again and again, the laser on throughout, until ``enough`` says stop.
+    """Scan one sample again and again until ``enough`` says stop.
 
-    Where the laser can be gated (the device's own laser line, else ``laser``) and ``dark_frame``, one dark
-    frame is taken first with the laser off, then scans at the set integration time and averages; after
-    each, ``enough`` gets every scan so far. The laser is switched off on every path, errors included
-    (retried, see :func:`switch_off`).
+    Where the laser can be gated (the device's own laser line, else ``laser``) and ``dark_frame``, a dark
+    frame is taken with the laser off first and one more after every :data:`SCANS_PER_DARK` scans, so that
+    the dark's noise averages down with the scans' (a single dark would cap the mean's SNR near one scan's);
+    every scan is taken with the laser on, at the set integration time and averages, and less the mean of
+    the darks so far. After each scan ``enough`` gets every scan so far. The laser is switched off on every
+    path, errors included (retried, see :func:`switch_off`).
 
     Parameters
     ----------
@@ -83,38 +87,41 @@ def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
         ``enough(signals, raw, meta)``: True to stop; ``signals`` (dark-subtracted) and ``raw`` (as sent) of
         shape (scans, pixels), pixel order, and the last scan's metadata.
     dark_frame : bool
-        Take and subtract a dark frame where the device can gate its laser.
+        Take and subtract dark frames where the device can gate its laser.
     laser : callable, optional
         Laser switch for a device without a laser line.
 
     Returns
     -------
     signals : ndarray, shape (scans, pixels)
-        The dark-subtracted scans, in pixel order.
+        The scans less the mean of every dark frame taken, in pixel order.
     raw : ndarray, shape (scans, pixels)
         The counts of each scan as the device sent them.
     meta : dict
-        The device's metadata of the last scan, with ``dark_subtracted``.
+        The device's metadata of the last scan, with ``dark_subtracted`` and ``dark_frames``.
     """
-    dark = None
     switch = spectrometer.set_laser if spectrometer.has_laser else laser
-    signals, raw = [], []
+    darks, raw = [], []
+    gated = switch is not None and dark_frame
     try:
-        if switch is not None and dark_frame:
-            switch(False)
-            dark, _ = spectrometer.acquire()
-        if switch is not None:
-            switch(True)
         while True:
+            if gated and len(raw) == SCANS_PER_DARK * len(darks):
+                switch(False)
+                darks.append(spectrometer.acquire()[0])
+                switch(True)
+            elif switch is not None and not raw:
+                switch(True)
             counts, meta = spectrometer.acquire()
             raw.append(counts)
-            signals.append(dark_subtracted(counts, dark, meta))
-            if enough(np.array(signals), np.array(raw), meta):
+            dark = np.mean(darks, axis=0) if darks else None
+            signals = np.array([dark_subtracted(c, dark, meta) for c in raw])
+            if enough(signals, np.array(raw), meta):
                 break
     finally:
         if switch is not None:
             switch_off(switch)
-    return np.array(signals), np.array(raw), dict(meta, dark_subtracted=dark is not None or bool(meta.get("inverted")))
+    return signals, np.array(raw), dict(meta, dark_subtracted=bool(darks) or bool(meta.get("inverted")),
+                                        dark_frames=len(darks))
 
 
 def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None,

@@ -25,6 +25,14 @@ def test_rule_needs_agreeing_confident_usable_scans():
     assert not StopRule(0.99, 1).certain([[1]], [[0.95]], [[True]]).any()
 
 
+def test_a_devices_least_confidence_raises_the_rule_never_lowers_it():
+    rule = StopRule(0.5, 2)
+    assert rule.at_least(0.8) == StopRule(0.8, 2) and rule.at_least(0.3) == rule
+    labels, conf, usable = [[1, 1, 1]], [[0.7, 0.7, 0.9]], [[True] * 3]
+    assert rule.certain(labels, conf, usable)[0, 1]  # negative control: the card's rule stops at 0.7
+    assert not rule.at_least(0.8).certain(labels, conf, usable)[0, :2].any()
+
+
 def test_rule_round_trips_through_the_card():
     rule = StopRule(0.98, 3)
     assert StopRule.from_card({"acquisition": {"rule": rule.to_json()}}) == rule

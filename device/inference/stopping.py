@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Scans of a full-length measurement: the rule is calibrated on accumulations of this many, and an
+#: auto-exposed adaptive measurement splits its maximum time into at least this many scans.
+FULL_SCANS = 16
+
 
 @dataclass(frozen=True)
 class StopRule:
@@ -26,6 +30,14 @@ class StopRule:
         """The rule a model card's ``acquisition`` section calibrated, or None when it has none."""
         rule = (card.get("acquisition") or {}).get("rule")
         return None if rule is None else cls(float(rule["min_confidence"]), int(rule["stable_scans"]))
+
+    def at_least(self, min_confidence: float) -> "StopRule":
+        """The rule with its confidence raised to ``min_confidence`` where that is higher.
+
+        A device that calls verdicts below its configured ``model.min_confidence`` uncertain stops only on a
+        verdict it would give: the stricter rule, which stops no sooner and so errs no more often early.
+        """
+        return StopRule(max(self.min_confidence, min_confidence), self.stable_scans)
 
     def to_json(self) -> dict:
         """The rule as the card and the record keep it."""

@@ -35,7 +35,7 @@ from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
 from device.inference.resolution import coarsest_accepted, resolution_problem
 from device.inference.spectrum import Spectrum
-from device.inference.stopping import StopRule
+from device.inference.stopping import FULL_SCANS, StopRule
 from device.inference.verdict import verdict
 from device.service.acquisition import AdaptiveStop
 from device.service.config import Config
@@ -398,11 +398,12 @@ class Service:
                 return self._finish(rec, {"ok": False, "error": f"verdicts refused: {problem}"})
             a = self.config.acquisition
             try:
+                adaptive = a.stop == "adaptive" and mode == "classify"
                 if a.exposure == "auto":
-                    exposure = auto_expose(spectrometer, a.max_integration_s, a.target_fraction, a.probe_s,
-                                           s.dark_frame, self.laser)
+                    longest = min(a.max_integration_s, a.max_time_s / FULL_SCANS) if adaptive else a.max_integration_s
+                    exposure = auto_expose(spectrometer, longest, a.target_fraction, a.probe_s, self.laser)
                     rec.device.update(integration_s=exposure.integration_s, exposure=exposure.to_json())
-                if a.stop == "adaptive" and mode == "classify":
+                if adaptive:
                     m, run = self._accumulate(spectrometer)
                     rec.device["acquisition"] = run.to_json()
                 else:
@@ -492,8 +493,9 @@ class Service:
         """Scan until the verdict is certain (:mod:`device.service.acquisition`): the mean's Measurement and the run."""
         s, a = self.config.spectrometer, self.config.acquisition
         to_measurement = signal_calibrator(spectrometer, s.laser_nm, self.response)
-        run = AdaptiveStop(self.classifier, self.stop_rule, to_measurement, spectrometer.scan_s, a.min_time_s,
-                           a.max_time_s, self.config.model.min_snr)
+        rule = self.stop_rule and self.stop_rule.at_least(self.config.model.min_confidence)
+        run = AdaptiveStop(self.classifier, rule, to_measurement, spectrometer.scan_s, a.min_time_s, a.max_time_s,
+                           self.config.model.min_snr)
         signals, raw, meta = accumulate(spectrometer, run, s.dark_frame, self.laser)
         return to_measurement(signals.mean(axis=0), raw.mean(axis=0), meta), run
 

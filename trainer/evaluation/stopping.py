@@ -26,13 +26,11 @@ import numpy as np
 
 from device.inference.quality import MIN_SNR, is_flat
 from device.inference.snr import measured_snr
-from device.inference.stopping import StopRule
+from device.inference.stopping import FULL_SCANS, StopRule
 from trainer.data.degrade import degrade
 
 #: Single-scan SNRs the accumulations are drawn at (their full-length means reach 4x these).
 SCAN_SNRS = (2.0, 4.0, 8.0, 16.0, 32.0)
-#: Scans of a full-length measurement.
-FULL_SCANS = 16
 #: The grid of the rule: least confidence of each agreeing running mean, and how many must agree.
 CONFIDENCES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 STABLE_SCANS = (1, 2, 3, 4, 6)
