@@ -68,16 +68,19 @@ def dark_subtracted(counts: np.ndarray, dark: np.ndarray | None, meta: dict) -> 
     return counts - dark if dark is not None else counts.copy()
 
 
-def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
-               laser=None) -> tuple[np.ndarray, np.ndarray, dict]:
+def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True, laser=None,
+               quick_look_s: float | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Scan one sample again and again until ``enough`` says stop.
 
     Where the laser can be gated (the device's own laser line, else ``laser``) and ``dark_frame``, a dark
     frame is taken with the laser off first and one more after every :data:`SCANS_PER_DARK` scans, so that
     the dark's noise averages down with the scans' (a single dark would cap the mean's SNR near one scan's);
     every scan is taken with the laser on, at the set integration time and averages, and less the mean of
-    the darks so far. After each scan ``enough`` gets every scan so far. The laser is switched off on every
-    path, errors included (retried, see :func:`switch_off`).
+    the darks so far. After each scan ``enough`` gets every scan so far. With ``quick_look_s``, one scan
+    at that integration time (and its own dark frame) comes first and ``enough`` is asked about it alone;
+    unless it stops there, the set integration time returns and the scans start afresh (the quick look is
+    not averaged in: its integration time differs). The laser is switched off on every path, errors
+    included (retried, see :func:`switch_off`).
 
     Parameters
     ----------
@@ -90,38 +93,54 @@ def accumulate(spectrometer: Spectrometer, enough, dark_frame: bool = True,
         Take and subtract dark frames where the device can gate its laser.
     laser : callable, optional
         Laser switch for a device without a laser line.
+    quick_look_s : float, optional
+        Integration time of a first, shorter scan, s.
 
     Returns
     -------
     signals : ndarray, shape (scans, pixels)
-        The scans less the mean of every dark frame taken, in pixel order.
+        The scans less the mean of their dark frames, in pixel order (the quick look alone if it stopped).
     raw : ndarray, shape (scans, pixels)
         The counts of each scan as the device sent them.
     meta : dict
         The device's metadata of the last scan, with ``dark_subtracted`` and ``dark_frames``.
     """
     switch = spectrometer.set_laser if spectrometer.has_laser else laser
-    darks, raw = [], []
     gated = switch is not None and dark_frame
     try:
-        while True:
-            if gated and len(raw) == SCANS_PER_DARK * len(darks):
-                switch(False)
-                darks.append(spectrometer.acquire()[0])
-                switch(True)
-            elif switch is not None and not raw:
-                switch(True)
-            counts, meta = spectrometer.acquire()
-            raw.append(counts)
-            dark = np.mean(darks, axis=0) if darks else None
-            signals = np.array([dark_subtracted(c, dark, meta) for c in raw])
-            if enough(signals, np.array(raw), meta):
-                break
+        if quick_look_s is not None:
+            full_s = spectrometer.integration_s
+            spectrometer.set_integration_time(quick_look_s)
+            try:
+                *result, stopped = _scans(spectrometer, enough, switch, gated, most=1)
+            finally:
+                spectrometer.set_integration_time(full_s)
+            if stopped:
+                return tuple(result)
+        return tuple(_scans(spectrometer, enough, switch, gated)[:3])
     finally:
         if switch is not None:
             switch_off(switch)
-    return signals, np.array(raw), dict(meta, dark_subtracted=bool(darks) or bool(meta.get("inverted")),
-                                        dark_frames=len(darks))
+
+
+def _scans(spectrometer: Spectrometer, enough, switch, gated: bool, most: int | None = None):
+    """:func:`accumulate`'s scans at one integration time: signals, raw, meta, and whether ``enough`` stopped."""
+    darks, raw = [], []
+    while True:
+        if gated and len(raw) == SCANS_PER_DARK * len(darks):
+            switch(False)
+            darks.append(spectrometer.acquire()[0])
+            switch(True)
+        elif switch is not None and not raw:
+            switch(True)
+        counts, meta = spectrometer.acquire()
+        raw.append(counts)
+        dark = np.mean(darks, axis=0) if darks else None
+        signals = np.array([dark_subtracted(c, dark, meta) for c in raw])
+        stopped = bool(enough(signals, np.array(raw), meta))
+        if stopped or (most is not None and len(raw) >= most):
+            meta = dict(meta, dark_subtracted=bool(darks) or bool(meta.get("inverted")), dark_frames=len(darks))
+            return signals, np.array(raw), meta, stopped
 
 
 def measure(spectrometer: Spectrometer, laser_nm: float, dark_frame: bool = True, laser=None,

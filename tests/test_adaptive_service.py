@@ -11,8 +11,9 @@ from helpers import OutputLines, wait_ready
 from test_runner import BIN, read_lines, write_config
 from test_service import config, first_sample_label
 
-from device.service.config import ConfigError
+from device.service.config import ConfigError, parse_config
 from device.service.measurement import Service
+from firmware_bridge.protocols.groupgets.driver import GroupGetsSpectrometer
 
 pytestmark = pytest.mark.device
 
@@ -58,16 +59,65 @@ def test_a_strong_sample_stops_as_soon_as_it_is_certain(tmp_path, ruled_bundle, 
     assert run["stop_reason"] == "certain" and run["rule"] == {"min_confidence": 0.9, "stable_scans": 2}
     assert run["min_scans"] <= run["scans"] < run["max_scans"]
     assert r["acquisition"]["scans"] == run["scans"]
-    assert run["integration_total_s"] == pytest.approx(run["scans"] * run["scan_s"])
+    quick = run["quick_look"]  # at an eighth of a scan first; min_time_s (0.2 s) keeps it from stopping there
+    assert quick == {"scan_s": pytest.approx(run["scan_s"] / 8), "stopped": False}
+    assert run["integration_total_s"] == pytest.approx(run["scans"] * run["scan_s"] + quick["scan_s"])
 
 
-def test_a_model_that_does_not_fit_the_instrument_never_stops_early(tmp_path, ruled_bundle):
+def test_a_quick_look_gives_a_bright_samples_verdict_in_a_fraction_of_a_scan(tmp_path, shipped_bundle):
+    def adaptive(min_time_s):
+        svc = Service(config(tmp_path / str(min_time_s), shipped_bundle.path,
+                             "sim://obp?paced=0&hold=1&seed=1&brightness=1",
+                             extra=f'[acquisition]\nstop = "adaptive"\nmin_time_s = {min_time_s}\n'))
+        try:
+            return svc.measure("command"), svc.store.last().device["acquisition"]
+        finally:
+            svc.close()
+
+    r, run = adaptive(0)
+    assert r["ok"] and r["verdict"] == first_sample_label(shipped_bundle) and run["stop_reason"] == "certain"
+    assert run["quick_look"]["stopped"] is True and run["scans"] == 0
+    assert run["integration_total_s"] == pytest.approx(run["scan_s"] / 8)
+    r, run = adaptive(0.05)  # negative control: a least time longer than the quick look
+    assert r["verdict"] == first_sample_label(shipped_bundle) and run["quick_look"]["stopped"] is False
+    assert run["scans"] >= 1
+
+
+def _groupgets_service(tmp_path, bundle):
+    """A service on the GroupGets simulator: its sketch fixes the integration, so no integration_s."""
+    return Service(parse_config(f"""
+[spectrometer]
+protocol = "groupgets"
+port = "sim://groupgets?paced=0&hold=1&seed=1"
+laser_nm = 532.0
+averages = 2
+[model]
+bundle = "{bundle}"
+min_confidence = 0.8
+{ADAPTIVE}
+[data]
+directory = "{tmp_path / 'data'}"
+"""))
+
+
+@pytest.mark.parametrize("protocol", ["microspec", "groupgets"])
+def test_a_model_that_does_not_fit_the_instrument_never_stops_early(tmp_path, ruled_bundle, protocol):
     # The C12880MA's 15 nm line spread (about 450 cm-1 at 532 nm) blurs the SERS bands the model needs:
     # its running means never agree with confidence, so it scans to the maximum and says it is uncertain.
-    r, row = _measure(tmp_path, ruled_bundle, "sim://microspec?paced=0&hold=1&seed=1&brightness=1", "microspec")
+    if protocol == "microspec":
+        r, row = _measure(tmp_path, ruled_bundle, "sim://microspec?paced=0&hold=1&seed=1&brightness=1", "microspec")
+    else:
+        svc = _groupgets_service(tmp_path, ruled_bundle)
+        try:
+            r, row = svc.measure("command"), svc.store.last()
+        finally:
+            svc.close()
     run = row.device["acquisition"]
     assert r["ok"] and r["verdict"] == "uncertain" and run["stop_reason"] == "max_time", r
     assert run["scans"] == run["max_scans"]
+    if protocol == "groupgets":  # a scan is its fixed line period times the averages; no quick look
+        assert run["quick_look"] is None and run["scan_s"] == pytest.approx(2 * GroupGetsSpectrometer.PERIOD)
+        assert run["max_scans"] == int(2.0 // run["scan_s"])
 
 
 def test_without_a_calibrated_rule_it_scans_for_the_maximum_time(tmp_path, shipped_bundle):
@@ -99,9 +149,20 @@ def test_a_sample_too_weak_at_the_maximum_time_is_refused_and_says_so(tmp_path, 
     assert row.device["acquisition"]["scans"] == row.device["acquisition"]["max_scans"]
 
 
-def test_the_button_trigger_measures_adaptively_too(tmp_path, ruled_bundle):
-    r, row = _measure(tmp_path, ruled_bundle, "sim://obp?paced=0&hold=1&seed=1&brightness=1", trigger="button")
-    assert r["ok"] and row.device["acquisition"]["stop_reason"] == "certain"
+@pytest.mark.parametrize("protocol, extra", [("obp", ""), TCD1304, ("microspec", ""), ("groupgets", "")])
+def test_the_button_trigger_measures_adaptively_too(tmp_path, ruled_bundle, protocol, extra):
+    if protocol == "groupgets":
+        svc = _groupgets_service(tmp_path, ruled_bundle)
+        try:
+            r, row = svc.measure("button"), svc.store.last()
+        finally:
+            svc.close()
+    else:
+        r, row = _measure(tmp_path, ruled_bundle, f"sim://{protocol}?paced=0&hold=1&seed=1&brightness=1", protocol,
+                          extra, trigger="button")
+    assert r["ok"] and row.trigger == "button" and row.device["acquisition"]["stop"] == "adaptive"
+    # certain where the model fits the instrument; the C12880MA's blur keeps it scanning to the maximum
+    assert row.device["acquisition"]["stop_reason"] == ("certain" if protocol in ("obp", "tcd1304") else "max_time")
 
 
 @pytest.mark.parametrize("extra, message", [

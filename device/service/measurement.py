@@ -37,7 +37,7 @@ from device.inference.resolution import coarsest_accepted, resolution_problem
 from device.inference.spectrum import Spectrum
 from device.inference.stopping import FULL_SCANS, StopRule
 from device.inference.verdict import verdict
-from device.service.acquisition import AdaptiveStop
+from device.service.acquisition import QUICK_LOOK, AdaptiveStop
 from device.service.config import Config
 from device.service.record import Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
@@ -494,9 +494,13 @@ class Service:
         s, a = self.config.spectrometer, self.config.acquisition
         to_measurement = signal_calibrator(spectrometer, s.laser_nm, self.response)
         rule = self.stop_rule and self.stop_rule.at_least(self.config.model.min_confidence)
+        settable = spectrometer.integration_range_s
+        quick_s = spectrometer.integration_s / QUICK_LOOK
+        if settable is None or quick_s < settable[0]:
+            quick_s = None  # the GroupGets sketch's integration is fixed; a scan already at the device's shortest
         run = AdaptiveStop(self.classifier, rule, to_measurement, spectrometer.scan_s, a.min_time_s, a.max_time_s,
-                           self.config.model.min_snr)
-        signals, raw, meta = accumulate(spectrometer, run, s.dark_frame, self.laser)
+                           self.config.model.min_snr, quick_s and quick_s * spectrometer.averages)
+        signals, raw, meta = accumulate(spectrometer, run, s.dark_frame, self.laser, quick_s)
         return to_measurement(signals.mean(axis=0), raw.mean(axis=0), meta), run
 
     def _classify_evidence(self, spectrum: Spectrum, prediction) -> tuple[dict, dict]:
