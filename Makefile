@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer \
+.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer bench-acquisition \
     models libraries installer board-test unit-test clean
 
 # An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
@@ -48,6 +48,11 @@ bench-protocol: $(VENV)/.installed-device,train,test
 # The measurement service: trigger-to-verdict overhead, idle memory and CPU.
 bench-service: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_service.py
+
+# Time to verdict: fixed against adaptive acquisition on every simulator, scenes of real SERS spectra at a
+# range of signal strengths; the service's start-up and its overhead beyond acquisition.
+bench-acquisition: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_acquisition.py --datasets $(SHARED)
 
 # The same samples on three simulated instruments: accuracy lost between them, with and without calibration
 # (laser line, intensity response, resolution) and augmentation (QUICK=1: a smoke run; WRITE=1: docs/reports/transfer.md).
