@@ -58,6 +58,20 @@ Example::
     directory = "/var/lib/raman-edge"
     reserve_mb = 50               # measurements stop (and say why) when less is free; optional
 
+    [signatures]                  # optional: bundles must carry the fleet's Ed25519 signature (raman-train sign)
+    required = true               # update-model, RELOAD and service start refuse an unsigned or wrongly signed one
+    public_key = "/etc/raman-edge/fleet-signing.pub"   # the fleet's public key (PEM), installed with the device
+
+    [uplink]                      # optional: the raman-edge-uplink unit (raman-device uplink), not the service
+    broker = "broker.example.org" # the fleet's MQTT broker (TLS, a certificate per device)
+    port = 8883
+    device_id = "pi-017"          # this device's name on the broker: its certificate's common name
+    ca = "/etc/raman-edge/fleet-ca.pem"        # the fleet's certificate authority
+    certificate = "/etc/raman-edge/device.pem" # this device's certificate and key
+    key = "/etc/raman-edge/device.key"
+    keepalive_s = 30              # the broker declares the device offline after 1.5 x this of silence
+    status_every_s = 60           # how often the retained status is refreshed (free space, last verdict)
+
 With a library, classify mode also unmixes each spectrum against it: a mixture of its entries is
 reported as ``mixture of A + B``, never as one class. A relative bundle or library path is taken from the
 configuration file's directory. Every problem is reported at
@@ -66,6 +80,7 @@ once, each with its key and the reason, as a :class:`ConfigError`.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +90,8 @@ from firmware_bridge.protocols import STANDARD_BAUD_RATES
 from firmware_bridge.registry import PROTOCOLS, firmware_generations
 
 BACKENDS = ("numpy", "tflite")
+#: A device's name on the fleet broker: one topic level, and its certificate's common name.
+DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ConfigError(RamanEdgeError):
@@ -192,6 +209,28 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class SignatureConfig:
+    """``[signatures]``: whether bundles must be signed, and by whose key (:mod:`device.inference.signature`)."""
+
+    required: bool = False
+    public_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class UplinkConfig:
+    """``[uplink]``: the fleet broker the uplink publishes to (:mod:`device.uplink`); None when absent."""
+
+    broker: str
+    device_id: str
+    ca: Path
+    certificate: Path
+    key: Path
+    port: int = 8883
+    keepalive_s: int = 30
+    status_every_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole checked configuration: its sections, and the data directory with its reserve (MB)."""
 
@@ -204,6 +243,8 @@ class Config:
     library: LibraryConfig = LibraryConfig()
     sst: SuitabilityConfig = SuitabilityConfig()
     acquisition: AcquisitionConfig = AcquisitionConfig()
+    signatures: SignatureConfig = SignatureConfig()
+    uplink: UplinkConfig | None = None
 
 
 _NUMBER = (int, float)
@@ -280,6 +321,20 @@ _SCHEMA = {
     },
     "outputs": {k: (int, False, lambda v: 0 <= v <= 27, "must be a GPIO number 0-27 (BCM)")
                 for k in ("laser_pin", "led_ok_pin", "led_alert_pin", "buzzer_pin")},
+    "signatures": {"required": (bool, False, None, ""),
+                   "public_key": (str, False, _name, "must name the fleet's public key file (PEM)")},
+    "uplink": {
+        "broker": (str, True, lambda v: bool(v.strip()) and len(v) <= 253 and "/" not in v,
+                   "must be the broker's host name or address, without a scheme"),
+        "port": (int, False, lambda v: 1 <= v <= 65535, "must be a TCP port (1-65535)"),
+        "device_id": (str, True, lambda v: DEVICE_ID.fullmatch(v) is not None,
+                      "must be 1-64 letters, digits, '.', '_' or '-' (it is a topic level and a certificate name)"),
+        "ca": (str, True, _name, "must name the fleet's CA certificate file (PEM)"),
+        "certificate": (str, True, _name, "must name this device's certificate file (PEM)"),
+        "key": (str, True, _name, "must name this device's private key file (PEM)"),
+        "keepalive_s": (int, False, lambda v: 5 <= v <= 3600, "must be 5 to 3600 seconds"),
+        "status_every_s": (_NUMBER, False, lambda v: 1 <= v <= 86400, "must be 1 to 86400 seconds"),
+    },
     "data": {"directory": (str, True, _name, "must name a directory"),
              "reserve_mb": (_NUMBER, False, lambda v: 0 <= v <= 1e6, "must be between 0 and 1000000 (MB)")},
 }
@@ -373,6 +428,13 @@ def parse_config(text: str, path="<config>") -> Config:
         problems.append(f"library.mode: {library['mode']} needs a library; give library.path")
     if library.get("mode") == "verify" and "expect" not in library:
         problems.append("library.expect: mode verify needs the entry to verify against; give library.expect")
+    signatures = section("signatures")
+    if signatures.get("required") and "public_key" not in signatures:
+        problems.append("signatures.public_key: required = true needs the fleet's public key; give its file")
+    uplink = section("uplink")
+    if "uplink" in raw and isinstance(raw["uplink"], dict) and not all(
+            k in uplink for k in ("broker", "device_id", "ca", "certificate", "key")):
+        uplink = None  # its missing keys are reported above
     if problems:
         raise ConfigError(path, problems)
     if "coefficients" in spec:
@@ -387,10 +449,21 @@ def parse_config(text: str, path="<config>") -> Config:
     if "path" in library:
         library["path"] = (base / library["path"]).resolve() if not Path(library["path"]).is_absolute() \
             else Path(library["path"])
+    if "public_key" in signatures:
+        signatures["public_key"] = _from(base, signatures["public_key"])
+    for key in ("ca", "certificate", "key"):
+        if uplink:
+            uplink[key] = _from(base, uplink[key])
     return Config(SpectrometerConfig(**spec), ModelConfig(**model), TriggerConfig(**section("triggers")),
                   OutputConfig(**section("outputs")), Path(values["data.directory"]),
                   float(values.get("data.reserve_mb", 50.0)), LibraryConfig(**library),
-                  SuitabilityConfig(**section("sst")), AcquisitionConfig(**section("acquisition")))
+                  SuitabilityConfig(**section("sst")), AcquisitionConfig(**section("acquisition")),
+                  SignatureConfig(**signatures), UplinkConfig(**uplink) if uplink else None)
+
+
+def _from(base: Path, name: str) -> Path:
+    """A path of the configuration: relative ones are taken from the configuration file's directory."""
+    return Path(name) if Path(name).is_absolute() else (base / name).resolve()
 
 
 def load_config(path) -> Config:
