@@ -35,6 +35,7 @@ import os
 import re
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -224,6 +225,12 @@ class RecordStore:
     path : path-like
         Database file; created with its directory if missing.
 
+    Attributes
+    ----------
+    store_id : str
+        The record file's random identifier (32 hex digits), made when the file is created: with a
+        measurement's id it names the measurement across a fleet.
+
     Raises
     ------
     RecordError
@@ -246,6 +253,9 @@ class RecordStore:
                                   f"({SCHEMA_VERSION}); upgrade raman-edge")
             elif int(version[0]) < SCHEMA_VERSION:
                 self._migrate(int(version[0]))
+            # The record file's own name: its measurements' ids are unique only within it (docs/fleet.md).
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store', ?)", (uuid.uuid4().hex,))
+            self.store_id = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()[0]
         except (sqlite3.Error, OSError) as exc:
             raise RecordError(f"cannot open the record {self.path}: {exc}; check the data directory's "
                               "permissions and free space") from None
@@ -340,6 +350,12 @@ class RecordStore:
         if limit:
             args.append(int(limit))
         return [self._row(r) for r in self._db.execute(sql, args)]
+
+    def after(self, id_: int, limit: int) -> list[Record]:
+        """Up to ``limit`` measurements with an id above ``id_``, oldest first (what the uplink sends next)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM measurements WHERE id > ? ORDER BY id LIMIT ?",
+                                (int(id_), int(limit)))
+        return [self._row(r) for r in rows]
 
     def last(self) -> Record | None:
         """The latest measurement, or None when there is none."""

@@ -1,0 +1,128 @@
+"""``raman-fleet collect``: every device's measurements and status from the broker into the fleet database.
+
+The collector holds a persistent session (the broker keeps what arrives while it is away) and
+acknowledges a message only after the transaction that stores it has committed: killed at any point,
+it loses nothing, and what it had stored but not acknowledged arrives again and is stored once
+(:class:`fleet.database.FleetDatabase` keys measurements by ``(device, store, id)``). Messages are
+stored in batches, one transaction each, which is what makes thousands per second possible.
+
+A message that is not a payload of the schema (a device with another raman-edge release, or a damaged
+one) is logged and acknowledged: it is not a measurement, and it would come back for ever otherwise.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from device.uplink import messages
+from device.uplink.connection import connect_async, tls_client
+from fleet.database import FleetDatabase
+
+#: Most messages stored in one transaction.
+BATCH = 1000
+#: How long a batch waits for more messages once it has one, s.
+LINGER_S = 0.02
+
+
+class Collector:
+    """The collector: the broker's device topics into ``database``.
+
+    Parameters
+    ----------
+    database : FleetDatabase
+        Where measurements and statuses go.
+    broker : str
+        The broker's host name; ``port`` its TLS port.
+    ca, certificate, key : path-like
+        The fleet CA's certificate and the collector's own certificate and key (``raman-fleet pki``).
+    client_id : str
+        The session's name (one per collector).
+    share : str or None
+        A shared-subscription group: collectors of one group divide the messages between them.
+    log : callable
+        Where progress and problems go.
+    """
+
+    def __init__(self, database: FleetDatabase, broker: str, port: int, ca, certificate, key,
+                 client_id: str = "collector", share: str | None = None, log=print):
+        self.database, self.broker, self.port, self.log = database, broker, port, log
+        self.topic = f"$share/{share}/{messages.DEVICES_FILTER}" if share else messages.DEVICES_FILTER
+        self._inbox: queue.Queue = queue.Queue()
+        self._generation = 0  # of the connection a message came on: acknowledgements go on that one only
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self.stored = self.rejected = 0
+        self.client = tls_client(client_id, ca, certificate, key, manual_ack=True)
+        self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.log(f"collect: the broker {self.broker}:{self.port} refused the connection ({reason_code}); check "
+                     "the collector's certificate and the broker's access list")
+            return
+        self._generation += 1
+        client.subscribe(self.topic, qos=1)
+        self.log(f"collect: connected to {self.broker}:{self.port}, storing into {self.database.shown_url()}")
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set():
+            self.log(f"collect: disconnected from the broker ({reason_code}); reconnecting")
+        self.connected.clear()
+
+    def _on_message(self, client, userdata, message) -> None:
+        self._inbox.put((self._generation, message))
+
+    def _batch(self) -> list:
+        """The next messages: waits for one (until stopped), then takes what comes within :data:`LINGER_S`."""
+        batch = []
+        while not batch and not self._stop.is_set():
+            try:
+                batch.append(self._inbox.get(timeout=0.2))
+            except queue.Empty:
+                continue
+        deadline = time.monotonic() + LINGER_S
+        while batch and len(batch) < BATCH:
+            try:
+                batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def store(self, batch: list) -> None:
+        """Store one batch of ``(generation, message)`` in one transaction, then acknowledge each message."""
+        found, statuses = [], {}
+        for _, message in batch:
+            try:
+                device, kind = messages.parse_device_topic(message.topic)
+                if kind == "measurements":
+                    found.append(messages.read_measurement(message.payload, device))
+                else:
+                    statuses[device] = messages.read_status(message.payload, device)  # the latest one counts
+            except messages.PayloadError as exc:
+                self.rejected += 1
+                self.log(f"collect: left out a message on {message.topic[:120]}: {exc}")
+        self.stored += self.database.store(found, list(statuses.values()), time.time())
+        for generation, message in batch:
+            if generation == self._generation and message.qos:
+                self.client.ack(message.mid, message.qos)
+
+    def run(self) -> int:
+        """Collect until :meth:`stop`; returns the exit status (0)."""
+        connect_async(self.client, self.broker, self.port)
+        self.client.loop_start()
+        try:
+            while not self._stop.is_set():
+                batch = self._batch()
+                if batch:
+                    self.store(batch)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+        return 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish after the batch it is storing."""
+        self._stop.set()

@@ -1,0 +1,309 @@
+"""The fleet's central database: every device's measurements, each once, and its latest status.
+
+SQLite by default (a file; WAL, so the dashboard reads while the collector writes), PostgreSQL when
+given a ``postgresql://`` URL. The same SQL serves both; only the placeholders and two column types
+differ (:data:`DIALECTS`). A measurement is named by ``(device, store, record_id)`` (docs/fleet.md) and
+stored once however often it arrives; ``seq`` numbers the stored measurements in the order they came.
+
+Arrays are kept as they travel: ``shift`` and ``intensity`` as little-endian float32 bytes, ``evidence``
+as JSON ``{name: {"f4": base64}}``.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import RamanEdgeError
+from device.service.record import Record
+from device.uplink.messages import decode_array, encode_array
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the databases: the parameter placeholder and two column types."""
+
+    placeholder: str
+    serial: str
+    blob: str
+
+
+DIALECTS = {"sqlite": Dialect("?", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+            "postgresql": Dialect("%s", "BIGSERIAL PRIMARY KEY", "BYTEA")}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY,
+    online INTEGER NOT NULL,          -- 1 while its retained status says online, 0 after its last will
+    model TEXT,                       -- the model id it reported
+    status TEXT NOT NULL,             -- JSON: its latest status payload (docs/fleet.md)
+    status_received DOUBLE PRECISION NOT NULL  -- when the collector stored it, s since the epoch
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    seq {serial},
+    device TEXT NOT NULL,
+    store TEXT NOT NULL,              -- the device's record file
+    record_id BIGINT NOT NULL,        -- the measurement's id in it
+    time DOUBLE PRECISION NOT NULL,   -- when the device recorded it, s since the epoch (UTC)
+    received DOUBLE PRECISION NOT NULL,  -- when the collector committed it
+    trigger TEXT NOT NULL,
+    verdict TEXT,
+    confidence DOUBLE PRECISION,
+    error TEXT,
+    model TEXT,
+    probabilities TEXT,               -- JSON
+    analysis TEXT,                    -- JSON, the keys of device/service/record.py
+    instrument TEXT,                  -- JSON: the device entry of the record
+    shift {blob},                     -- float32 little-endian, cm-1
+    intensity {blob},                 -- float32 little-endian
+    evidence TEXT,                    -- JSON: array name -> its f4 object (docs/fleet.md)
+    UNIQUE (device, store, record_id)
+);
+CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
+CREATE INDEX IF NOT EXISTS measurements_device ON measurements (device, time);
+"""
+_SUMMARY = "seq, device, store, record_id, time, received, trigger, verdict, confidence, error, model, analysis"
+
+
+class DatabaseError(RamanEdgeError):
+    """The fleet database cannot be opened or written; the message says what to check."""
+
+
+def _f4(a: np.ndarray | None) -> bytes | None:
+    return None if a is None else np.ascontiguousarray(a, dtype="<f4").tobytes()
+
+
+def _array(b) -> np.ndarray | None:
+    return None if b is None else np.frombuffer(bytes(b), dtype="<f4").astype(np.float64)
+
+
+class FleetDatabase:
+    """The collector's database.
+
+    Parameters
+    ----------
+    url : str
+        A file path (SQLite; created if missing) or a ``postgresql://user@host:port/db`` URL.
+
+    Raises
+    ------
+    DatabaseError
+        If it cannot be opened or is of a newer schema.
+    """
+
+    def __init__(self, url: str):
+        self.url = str(url)
+        self.kind = "postgresql" if self.url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self.dialect = DIALECTS[self.kind]
+        try:
+            if self.kind == "postgresql":
+                try:
+                    import psycopg
+                except ImportError:
+                    raise DatabaseError("a PostgreSQL database needs psycopg; install the fleet extra: "
+                                        "pip install 'raman-edge[fleet]'") from None
+                self._errors = (psycopg.Error,)
+                self._db = psycopg.connect(self.url)
+            else:
+                Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+                self._errors = (sqlite3.Error,)
+                self._db = sqlite3.connect(self.url, check_same_thread=False, timeout=30)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+        except DatabaseError:
+            raise
+        except Exception as exc:  # each driver has its own connection errors
+            raise DatabaseError(f"cannot open the fleet database {self.shown_url()}: {exc}; check the path or URL, "
+                                "and that the server runs and lets this user in") from None
+        self._transaction(self._create)
+
+    def shown_url(self) -> str:
+        """The URL without a password."""
+        if "@" in self.url and "://" in self.url:
+            scheme, rest = self.url.split("://", 1)
+            who, where = rest.rsplit("@", 1)
+            return f"{scheme}://{who.split(':', 1)[0]}@{where}"
+        return self.url
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.dialect.placeholder)
+
+    def _execute(self, cur, statement: str, args=()):
+        cur.execute(self._sql(statement), args)
+        return cur
+
+    def _transaction(self, work):
+        """Run ``work(cursor)`` in one transaction and commit it; DatabaseError (rolled back) if it fails."""
+        cur = self._db.cursor()
+        try:
+            result = work(cur)
+            self._db.commit()
+            return result
+        except self._errors as exc:
+            self._db.rollback()
+            raise DatabaseError(f"the fleet database {self.shown_url()} failed: {exc}; check its free space and "
+                                "permissions, and that the server is up") from None
+        finally:
+            cur.close()
+
+    def _create(self, cur) -> None:
+        for statement in _SCHEMA.format(serial=self.dialect.serial, blob=self.dialect.blob).split(";"):
+            if statement.strip():
+                cur.execute(statement)
+        self._execute(cur, "SELECT value FROM fleet_meta WHERE key = 'schema_version'")
+        row = cur.fetchone()
+        if row is None:
+            self._execute(cur, "INSERT INTO fleet_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise DatabaseError(f"the fleet database {self.shown_url()} has schema version {row[0]}, newer than this "
+                                f"raman-edge ({SCHEMA_VERSION}); upgrade raman-edge")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    # --- writing ------------------------------------------------------------------------------------
+    def store(self, measurements: list[dict], statuses: list[dict], received: float) -> int:
+        """Store measurements (as :func:`device.uplink.messages.read_measurement` gives them) and statuses.
+
+        One transaction: when this returns, all of them are committed. A measurement already stored is
+        left as it is; a status replaces the device's previous one.
+
+        Returns
+        -------
+        int
+            How many of ``measurements`` were new.
+        """
+        rows = []
+        for m in measurements:
+            spectrum = m["spectrum"] or {}
+            evidence = m["evidence"]
+            rows.append((m["device"], m["store"], m["id"], m["time"], received, m["trigger"], m["verdict"],
+                         m["confidence"], m["error"], m["model"], json.dumps(m["probabilities"] or {}),
+                         None if m["analysis"] is None else json.dumps(m["analysis"]),
+                         json.dumps(m["instrument"] or {}), _f4(spectrum.get("shift")), _f4(spectrum.get("intensity")),
+                         None if evidence is None else json.dumps({k: encode_array(v) for k, v in evidence.items()})))
+
+        def work(cur) -> int:
+            if rows:
+                cur.executemany(self._sql(
+                    "INSERT INTO measurements (device, store, record_id, time, received, trigger, verdict, confidence, "
+                    "error, model, probabilities, analysis, instrument, shift, intensity, evidence) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device, store, record_id) DO NOTHING"), rows)
+            new = cur.rowcount if rows else 0  # the rows inserted: those already there are not counted
+            for s in statuses:
+                self._execute(cur, "INSERT INTO devices (device, online, model, status, status_received) "
+                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                                   "online = excluded.online, model = COALESCE(excluded.model, devices.model), "
+                                   "status = excluded.status, status_received = excluded.status_received",
+                              (s["device"], int(s["online"]), s.get("model"), json.dumps(s), received))
+            return new
+        return self._transaction(work)
+
+    def _count(self, cur) -> int:
+        return self._execute(cur, "SELECT COUNT(*) FROM measurements").fetchone()[0]
+
+    # --- reading ------------------------------------------------------------------------------------
+    def count(self) -> int:
+        """How many measurements are stored."""
+        return self._transaction(self._count)
+
+    def devices(self) -> list[dict]:
+        """Every device known, by name: its status, how many measurements, and when it was last heard from.
+
+        Each dict: ``device``, ``online`` (bool), ``model``, ``status`` (the payload), ``measurements``,
+        ``last_seen`` (s since the epoch: its latest status or measurement, as received), ``last_verdict``.
+        """
+        def work(cur):
+            known = {}
+            for device, online, model, status, received in self._execute(
+                    cur, "SELECT device, online, model, status, status_received FROM devices"):
+                known[device] = {"device": device, "online": bool(online), "model": model, "status": json.loads(status),
+                                 "measurements": 0, "last_seen": received, "last_verdict": None}
+            for device, n, last in self._execute(
+                    cur, "SELECT device, COUNT(*), MAX(received) FROM measurements GROUP BY device"):
+                entry = known.setdefault(device, {"device": device, "online": False, "model": None, "status": None,
+                                                  "measurements": 0, "last_seen": last, "last_verdict": None})
+                entry["measurements"], entry["last_seen"] = n, max(entry["last_seen"], last)
+            for device, verdict in self._execute(
+                    cur, "SELECT m.device, m.verdict FROM measurements m JOIN (SELECT device, MAX(seq) AS seq FROM "
+                         "measurements GROUP BY device) latest ON m.seq = latest.seq"):
+                known[device]["last_verdict"] = verdict
+            return [known[d] for d in sorted(known)]
+        return self._transaction(work)
+
+    def _where(self, device, verdict, since, until) -> tuple[str, list]:
+        where, args = [], []
+        for clause, value in (("device = ?", device), ("verdict = ?", verdict), ("time >= ?", since),
+                              ("time < ?", until)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        return (" WHERE " + " AND ".join(where) if where else ""), args
+
+    def measurements(self, device: str | None = None, verdict: str | None = None, since: float | None = None,
+                     until: float | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """Stored measurements without their arrays, newest first, filtered by device, verdict and time (s)."""
+        where, args = self._where(device, verdict, since, until)
+        sql = f"SELECT {_SUMMARY} FROM measurements{where} ORDER BY time DESC, seq DESC"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [int(limit), int(offset)]
+
+        def work(cur):
+            names = [n.strip() for n in _SUMMARY.split(",")]
+            return [dict(zip(names, row), analysis=None if row[-1] is None else json.loads(row[-1]))
+                    for row in self._execute(cur, sql, args).fetchall()]
+        return self._transaction(work)
+
+    def measurement(self, seq: int) -> dict | None:
+        """One stored measurement with everything, or None when there is none.
+
+        Besides the summary's fields: ``probabilities``, ``instrument``, ``shift`` and ``intensity``
+        (float64, (P,), or None) and ``evidence`` (dict of float64 (P,) arrays, or None).
+        """
+        def work(cur):
+            row = self._execute(cur, f"SELECT {_SUMMARY}, probabilities, instrument, shift, intensity, evidence "
+                                     "FROM measurements WHERE seq = ?", (int(seq),)).fetchone()
+            if row is None:
+                return None
+            names = [n.strip() for n in _SUMMARY.split(",")]
+            m = dict(zip(names, row[:len(names)]))
+            probabilities, instrument, shift, intensity, evidence = row[len(names):]
+            m.update(analysis=None if m["analysis"] is None else json.loads(m["analysis"]),
+                     probabilities=json.loads(probabilities or "{}"), instrument=json.loads(instrument or "{}"),
+                     shift=_array(shift), intensity=_array(intensity),
+                     evidence=None if evidence is None else {k: decode_array(v, k)
+                                                             for k, v in json.loads(evidence).items()})
+            return m
+        return self._transaction(work)
+
+    def records(self, device: str | None = None, verdict: str | None = None, since: float | None = None,
+                until: float | None = None) -> list[Record]:
+        """Stored measurements as records (oldest first), for :func:`device.service.record.export`.
+
+        Each record's ``id`` is its ``seq`` here (unique across the fleet); its ``device`` entry is the
+        instrument entry with ``fleet_device``, ``store`` and ``record_id`` added.
+        """
+        where, args = self._where(device, verdict, since, until)
+
+        def work(cur):
+            out = []
+            for (seq, dev, store, rid, t, trigger, verdict_, conf, error, model, probs, analysis, instrument, shift,
+                 intensity) in self._execute(
+                    cur, "SELECT seq, device, store, record_id, time, trigger, verdict, confidence, error, model, "
+                         f"probabilities, analysis, instrument, shift, intensity FROM measurements{where} "
+                         "ORDER BY time, seq", args):
+                entry = {**json.loads(instrument or "{}"), "fleet_device": dev, "store": store, "record_id": rid}
+                out.append(Record(trigger, entry, None, _array(shift), _array(intensity), model, {},
+                                  json.loads(probs or "{}"), verdict_, conf, error,
+                                  None if analysis is None else json.loads(analysis), None, t, seq))
+            return out
+        return self._transaction(work)
