@@ -48,11 +48,15 @@ def tls_client(client_id: str, ca, certificate, key, manual_ack: bool = False):
     return client
 
 
-def connect_async(client, host: str, port: int, keepalive: int = 30) -> None:
-    """Connect in the background with a persistent session (the client's loop retries until it succeeds)."""
+def connect_async(client, host: str, port: int, keepalive: int = 30, persistent: bool = True) -> None:
+    """Connect in the background (the client's loop retries until it succeeds).
+
+    A persistent session outlives the connection by :data:`SESSION_EXPIRY_S`; a passing client (one
+    rollout) takes a clean session that ends with it.
+    """
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
     properties = Properties(PacketTypes.CONNECT)
-    properties.SessionExpiryInterval = SESSION_EXPIRY_S
-    client.connect_async(host, port, keepalive=keepalive, clean_start=False, properties=properties)
+    properties.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+    client.connect_async(host, port, keepalive=keepalive, clean_start=not persistent, properties=properties)
