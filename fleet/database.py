@@ -5,8 +5,8 @@ given a ``postgresql://`` URL. The same SQL serves both; only the placeholders a
 differ (:data:`DIALECTS`). A measurement is named by ``(device, store, record_id)`` (docs/fleet.md) and
 stored once however often it arrives; ``seq`` numbers the stored measurements in the order they came.
 
-Arrays are kept as they travel: ``shift`` and ``intensity`` as little-endian float32 bytes, ``evidence``
-as JSON ``{name: {"f4": base64}}``.
+Arrays are kept as they travel: ``shift`` as little-endian float64 bytes, ``intensity`` as float32 ones,
+``evidence`` as JSON ``{name: {"f4": base64}}``.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     probabilities TEXT,               -- JSON
     analysis TEXT,                    -- JSON, the keys of device/service/record.py
     instrument TEXT,                  -- JSON: the device entry of the record
-    shift {blob},                     -- float32 little-endian, cm-1
+    shift {blob},                     -- float64 little-endian, cm-1
     intensity {blob},                 -- float32 little-endian
     evidence TEXT,                    -- JSON: array name -> its f4 object (docs/fleet.md)
     UNIQUE (device, store, record_id)
@@ -75,12 +75,12 @@ class DatabaseError(RamanEdgeError):
     """The fleet database cannot be opened or written; the message says what to check."""
 
 
-def _f4(a: np.ndarray | None) -> bytes | None:
-    return None if a is None else np.ascontiguousarray(a, dtype="<f4").tobytes()
+def _bytes(a: np.ndarray | None, dtype: str) -> bytes | None:
+    return None if a is None else np.ascontiguousarray(a, dtype=dtype).tobytes()
 
 
-def _array(b) -> np.ndarray | None:
-    return None if b is None else np.frombuffer(bytes(b), dtype="<f4").astype(np.float64)
+def _array(b, dtype: str) -> np.ndarray | None:
+    return None if b is None else np.frombuffer(bytes(b), dtype=dtype).astype(np.float64)
 
 
 class FleetDatabase:
@@ -187,7 +187,8 @@ class FleetDatabase:
             rows.append((m["device"], m["store"], m["id"], m["time"], received, m["trigger"], m["verdict"],
                          m["confidence"], m["error"], m["model"], json.dumps(m["probabilities"] or {}),
                          None if m["analysis"] is None else json.dumps(m["analysis"]),
-                         json.dumps(m["instrument"] or {}), _f4(spectrum.get("shift")), _f4(spectrum.get("intensity")),
+                         json.dumps(m["instrument"] or {}), _bytes(spectrum.get("shift"), "<f8"),
+                         _bytes(spectrum.get("intensity"), "<f4"),
                          None if evidence is None else json.dumps({k: encode_array(v) for k, v in evidence.items()})))
 
         def work(cur) -> int:
@@ -279,7 +280,7 @@ class FleetDatabase:
             probabilities, instrument, shift, intensity, evidence = row[len(names):]
             m.update(analysis=None if m["analysis"] is None else json.loads(m["analysis"]),
                      probabilities=json.loads(probabilities or "{}"), instrument=json.loads(instrument or "{}"),
-                     shift=_array(shift), intensity=_array(intensity),
+                     shift=_array(shift, "<f8"), intensity=_array(intensity, "<f4"),
                      evidence=None if evidence is None else {k: decode_array(v, k)
                                                              for k, v in json.loads(evidence).items()})
             return m
@@ -302,7 +303,7 @@ class FleetDatabase:
                          f"probabilities, analysis, instrument, shift, intensity FROM measurements{where} "
                          "ORDER BY time, seq", args):
                 entry = {**json.loads(instrument or "{}"), "fleet_device": dev, "store": store, "record_id": rid}
-                out.append(Record(trigger, entry, None, _array(shift), _array(intensity), model, {},
+                out.append(Record(trigger, entry, None, _array(shift, "<f8"), _array(intensity, "<f4"), model, {},
                                   json.loads(probs or "{}"), verdict_, conf, error,
                                   None if analysis is None else json.loads(analysis), None, t, seq))
             return out

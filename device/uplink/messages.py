@@ -1,9 +1,11 @@
 """The fleet's topics and payloads (docs/fleet.md): built on the device, read by the collector.
 
 Every payload is one JSON object in UTF-8 with ``"schema": SCHEMA``; arrays travel as little-endian
-float32 in base64, ``{"f4": "..."}``. The builders take what the record holds; the readers check what
-arrives from the network and raise :class:`PayloadError` for anything malformed, since a payload comes
-from a device the receiver does not control.
+float32 in base64, ``{"f4": "..."}``, but for a spectrum's Raman shift axis, float64 (``{"f8": "..."}``):
+a float32 axis would move the bands by up to 1e-4 cm-1, and the export resamples on it. The builders
+take what the record holds; the readers check what arrives from the network and raise
+:class:`PayloadError` for anything malformed, since a payload comes from a device the receiver does not
+control.
 """
 from __future__ import annotations
 
@@ -61,22 +63,24 @@ def parse_device_topic(topic: str) -> tuple[str, str]:
     return parts[3], parts[4]
 
 
-def encode_array(a) -> dict:
-    """An array -> ``{"f4": base64 of its little-endian float32 values}``."""
-    return {"f4": base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")}
+def encode_array(a, dtype: str = "f4") -> dict:
+    """An array -> ``{dtype: base64 of its little-endian values}``, ``dtype`` ``f4`` (float32) or ``f8`` (float64)."""
+    return {dtype: base64.b64encode(np.ascontiguousarray(a, dtype="<" + dtype).tobytes()).decode("ascii")}
 
 
 def decode_array(value, name: str) -> np.ndarray:
-    """``{"f4": ...}`` -> a float64 array of shape (P,); PayloadError when it is not one of finite numbers."""
-    if not isinstance(value, dict) or not isinstance(value.get("f4"), str):
-        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}})")
+    """``{"f4": ...}`` or ``{"f8": ...}`` -> a float64 array of shape (P,); PayloadError unless of finite numbers."""
+    dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
+    if dtype is None or len(value) != 1:
+        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
     try:
-        raw = base64.b64decode(value["f4"], validate=True)
+        raw = base64.b64decode(value[dtype], validate=True)
     except (binascii.Error, ValueError):
         raise PayloadError(f"{name} is not valid base64") from None
-    if len(raw) % 4 or not 0 < len(raw) // 4 <= MAX_POINTS:
-        raise PayloadError(f"{name} holds {len(raw)} bytes: not 1 to {MAX_POINTS} float32 values")
-    a = np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    size = int(dtype[1])
+    if len(raw) % size or not 0 < len(raw) // size <= MAX_POINTS:
+        raise PayloadError(f"{name} holds {len(raw)} bytes: not 1 to {MAX_POINTS} {dtype} values")
+    a = np.frombuffer(raw, dtype="<" + dtype).astype(np.float64)
     if not np.isfinite(a).all():
         raise PayloadError(f"{name} holds values that are not finite")
     return a
@@ -85,7 +89,7 @@ def decode_array(value, name: str) -> np.ndarray:
 def measurement_payload(device: str, store: str, rec) -> bytes:
     """The payload of one recorded measurement (a :class:`device.service.record.Record`)."""
     spectrum = None if rec.shift is None or rec.intensity is None else {
-        "shift": encode_array(rec.shift), "intensity": encode_array(rec.intensity)}
+        "shift": encode_array(rec.shift, "f8"), "intensity": encode_array(rec.intensity)}
     evidence = None if rec.evidence is None else {k: encode_array(v) for k, v in rec.evidence.items()}
     return json.dumps({
         "schema": SCHEMA, "device": device, "store": store, "id": rec.id, "time": rec.time, "trigger": rec.trigger,
@@ -102,7 +106,7 @@ def _object(payload: bytes, what: str) -> dict:
     if not isinstance(message, dict):
         raise PayloadError(f"the {what} is not a JSON object")
     if message.get("schema") != SCHEMA:
-        raise PayloadError(f"the {what} has schema {str(message.get('schema'))[:20]!r}; this raman-edge reads "
+        raise PayloadError(f"the {what} has schema {str(message.get('schema'))[:20]}; this raman-edge reads "
                            f"schema {SCHEMA}: upgrade the receiver")
     return message
 
