@@ -16,7 +16,8 @@ from firmware_bridge.commandline import add_subcommand, positive_float, refuse_e
 from firmware_bridge.commandline import run as run_command
 
 
-def _table(rows: list[dict], heads=("file", "label", "confidence", "expected")) -> str:
+def table(rows: list[dict], heads=("file", "label", "confidence", "expected")) -> str:
+    """``rows`` as a text table of the columns ``heads`` that some row has, each as wide as its widest cell."""
     show = [h for h in heads if any(h in r for r in rows)]
     cells = [[str(r.get(h, "")) for h in show] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(show)]
@@ -98,7 +99,7 @@ def cmd_classify(args) -> int:
                 rows.append(shown)
     if args.format == "table" and rows:
         print(f"model {bundle.model_id} ({clf.backend.name} backend)")
-        print(_table(rows))
+        print(table(rows))
     if failed:
         print(f"{failed} of {len(args.files)} file(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0
@@ -147,7 +148,7 @@ def _analyse_files(args, analyse, columns) -> int:
                 rows.append({"file": shown_names[name] + (f"[{row['index']}]" if "index" in row else ""),
                              **columns(a)})
     if rows:
-        print(_table(rows, list(rows[0])))
+        print(table(rows, list(rows[0])))
     return 1 if failed else 0
 
 
@@ -192,7 +193,7 @@ def _significance(text: str) -> float:
     return value
 
 
-def _when(text: str | None) -> float | None:
+def parse_when(text: str | None) -> float | None:
     """ISO 8601 date or date-time (UTC unless it says otherwise) -> seconds since the epoch."""
     from datetime import datetime, timezone
 
@@ -211,7 +212,7 @@ def _records(args):
     if not Path(args.db).is_file():
         raise RamanEdgeError(f"no record at {args.db}; give the service's database file with --db")
     store = RecordStore(args.db)
-    return store.query(_when(args.since), _when(args.until), args.label, args.limit)
+    return store.query(parse_when(args.since), parse_when(args.until), args.label, args.limit)
 
 
 def cmd_history(args) -> int:
@@ -247,6 +248,27 @@ def cmd_run(args) -> int:
         return EXIT_NOT_CONFIGURED
 
 
+def cmd_uplink(args) -> int:
+    """Send the record to the fleet's broker until SIGTERM; one it cannot start is exit status 6 (not configured)."""
+    import signal
+
+    from device.service.config import load_config
+    from device.service.runner import EXIT_NOT_CONFIGURED
+    from device.uplink.rollout import Rollouts
+    from device.uplink.uplink import Uplink
+
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    try:
+        config = load_config(args.config)
+        uplink = Uplink(config, log=log, rollouts=Rollouts(config, args.config, log=log))
+    except RamanEdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_CONFIGURED
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: uplink.stop())
+    return uplink.run()
+
+
 def cmd_measure(args) -> int:
     """Send a command to the running service and print its reply."""
     from device.service.config import load_config
@@ -278,18 +300,19 @@ def cmd_install(args) -> int:
 
     install(Path(args.source), Path(args.root), config=Path(args.config) if args.config else None,
             port=args.port, usb_id=args.usb_id, operator=args.operator, enable=args.enable, venv=args.venv,
-            log=lambda msg: print(msg, flush=True))
+            signing_key=Path(args.signing_key) if args.signing_key else None, log=lambda msg: print(msg, flush=True))
     return 0
 
 
-def cmd_update_model(args) -> int:
-    """Install a new bundle atomically (or go back to the previous one) and switch the running service to it."""
+def cmd_update(args) -> int:
+    """Install a new bundle or library atomically (or go back to the one before) and switch the service to it."""
     from device.service.config import load_config
-    from device.service.update import rollback_model, update_model
+    from device.service.update import LIBRARY, MODEL, rollback, update
 
     log = lambda msg: print(msg, flush=True)  # noqa: E731
+    kind = MODEL if args.update == "update-model" else LIBRARY
     config = load_config(args.config)
-    reply = rollback_model(config, log=log) if args.rollback else update_model(config, Path(args.bundle), log=log)
+    reply = rollback(kind, config, log=log) if args.rollback else update(kind, config, Path(args.new), log=log)
     print(json.dumps(reply))
     return 0 if reply.get("ok") else 1
 
@@ -345,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = add_subcommand(sub, "run", help="run the measurement service (triggers: control port, button, local socket)")
     r.add_argument("--config", required=True, help="configuration file (TOML)")
     r.set_defaults(func=cmd_run)
+    u = add_subcommand(sub, "uplink", help="send the record to the fleet's MQTT broker, publish the status, take "
+                                           "signed rollouts (the raman-edge-uplink unit; docs/fleet.md)")
+    u.add_argument("--config", required=True, help="configuration file (TOML) with an [uplink] section")
+    u.set_defaults(func=cmd_uplink)
     m = add_subcommand(sub, "measure", help="ask the running service to measure (or STATUS, LAST, MODEL)")
     where = m.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="the service's configuration file (to find its socket)")
@@ -374,14 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="file to write (an existing one only with --force)")
     x.add_argument("--force", action="store_true", help="replace --out if it exists")
     x.set_defaults(func=cmd_export)
-    u = add_subcommand(sub, "update-model", help="install a new model bundle atomically and switch the service to it")
-    u.add_argument("--config", required=True, help="the service's configuration file")
-    which = u.add_mutually_exclusive_group(required=True)
-    which.add_argument("bundle", nargs="?",
-                       help="the new model bundle directory (verified and self-tested before anything changes)")
-    which.add_argument("--rollback", action="store_true",
-                       help="swap back the model the last update replaced (kept as BUNDLE.previous)")
-    u.set_defaults(func=cmd_update_model)
+    for name, what, where in (("update-model", "model bundle", "model.bundle"),
+                              ("update-library", "reference library", "library.path")):
+        u = add_subcommand(sub, name, help=f"install a new {what} atomically at {where} and switch the service to it")
+        u.add_argument("--config", required=True, help="the service's configuration file")
+        which = u.add_mutually_exclusive_group(required=True)
+        which.add_argument("new", nargs="?", metavar="DIR",
+                           help=f"the new {what} directory (verified before anything changes)")
+        which.add_argument("--rollback", action="store_true",
+                           help=f"swap back the {what} the last update replaced (kept as {where}.previous)")
+        u.set_defaults(func=cmd_update, update=name)
     n = add_subcommand(sub, "install",
                        help="lay out the service on this board from the unpacked offline installer (make installer)")
     n.add_argument("--from", dest="source", required=True, help="the unpacked installer")
@@ -397,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--enable", action="store_true",
                    help="enable and (re)start the service (where systemd does not run, as in an image's chroot: "
                         "enable it for the next boot)")
+    n.add_argument("--signing-key", metavar="PUB.pem",
+                   help="the fleet's public key (raman-train keygen's fleet-signing.pub): installed as "
+                        "/etc/raman-edge/fleet-signing.pub, and the configuration then requires every model and "
+                        "library to be signed with it (default: none; signatures are not checked)")
     n.add_argument("--venv", help="the new environment to switch /opt/raman-edge/venv to (install.sh gives it; "
                                   "default: leave the link as it is)")
     n.set_defaults(func=cmd_install)

@@ -53,6 +53,14 @@ class LibraryError(BundleError):
     """A reference library is missing, corrupt, tampered with, of an unknown version, or cannot take a spectrum."""
 
 
+class SignatureError(BundleError):
+    """A bundle or library is unsigned, signed by another key, or its signature does not match its card."""
+
+
+class SigningKeyError(RamanEdgeError):
+    """A signing key file cannot be used, or the ``cryptography`` package that signatures need is missing."""
+
+
 class ResolutionError(RamanEdgeError):
     """An instrument's resolution is coarser than a model's, or a model needs it and it is not given."""
 

@@ -7,10 +7,13 @@ import shutil
 from pathlib import Path
 
 
-def write_synced(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (creating parent directories) and sync it to disk."""
+def write_synced(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` (creating parent directories) and sync it to disk.
+
+    A new file is created with ``mode`` (less the umask), so that it is never more readable than that.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -66,10 +69,14 @@ def publish_directory(tmp: Path, out: Path, keep: Path | None = None) -> None:
 
 
 def write_replacing(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` atomically: written and synced beside it, then renamed over it."""
+    """Replace ``path`` with ``data`` atomically: written and synced beside it, then renamed over it.
+
+    The file has ``mode`` from its creation on (a private key is never readable by others).
+    """
     tmp = path.with_name(f".{path.name}.new")
     try:
-        write_synced(tmp, data)
+        tmp.unlink(missing_ok=True)
+        write_synced(tmp, data, mode)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

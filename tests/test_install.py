@@ -17,11 +17,14 @@ from conftest import SHIPPED_LIBRARIES, SHIPPED_MODELS
 import device
 from device.service.config import ConfigError, parse_config
 from device.service.install import (
+    CONFIG,
+    SIGNING_KEY,
     InstallError,
     Layout,
     check_sums,
     install,
     parse_usb_id,
+    requiring_signatures,
     system_steps,
     udev_rule,
     usb_identity,
@@ -411,3 +414,41 @@ def test_an_image_that_is_not_a_root_file_system_is_refused(installer, tmp_path)
     r = subprocess.run(["sh", str(installer / "install.sh"), "--image", str(tmp_path), "--port", "/dev/ttyUSB0"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 1 and "give --usb-id" in r.stderr
+
+
+def test_requiring_signatures_replaces_the_section_and_keeps_the_others():
+    example = (ROOT / "deploy/raman-edge.toml").read_text()
+    once = requiring_signatures(example)
+    config = parse_config(once, CONFIG)
+    assert config.signatures.required and config.signatures.public_key == SIGNING_KEY
+    assert config.library.path == parse_config(example, CONFIG).library.path
+    elsewhere = once.replace(str(SIGNING_KEY), "/etc/old.pub") + "[sst]\nvalidity_h = 24\n"
+    again = parse_config(requiring_signatures(elsewhere.replace("required = true", "required = false")), CONFIG)
+    assert again.signatures.public_key == SIGNING_KEY and again.signatures.required
+    assert again.sst.validity_h == 24
+
+
+@pytest.mark.slow
+def test_signing_key_installs_the_public_key_and_requires_signatures(installer, tmp_path):
+    from device.inference.signature import key_id, load_public_keys
+    from trainer.signing import PRIVATE_FILE, PUBLIC_FILE, keygen, load_private_key, sign
+
+    keygen(tmp_path / "keys")
+    key, public = load_private_key(tmp_path / "keys" / PRIVATE_FILE), tmp_path / "keys" / PUBLIC_FILE
+    unsigned_board = tmp_path / "unsigned-board"
+    with pytest.raises(InstallError, match="model.bundle /opt/raman-edge/models/sers-pesticides would be refused "
+                                           "with --signing-key.*it is not signed"):
+        install(installer, unsigned_board, signing_key=public, log=lambda m: None)
+    assert not unsigned_board.exists()
+    copy = linked_copy(installer, tmp_path / "copy")
+    for d in (copy / "models/sers-pesticides", copy / "models/libraries/sers-pesticides"):
+        sign(d, key)  # a new file beside the linked ones: the installer itself is unchanged
+    root = tmp_path / "board"
+    lines = []
+    install(copy, root, signing_key=public, log=lines.append)
+    assert (root / SIGNING_KEY.relative_to("/")).read_bytes() == public.read_bytes()
+    config = parse_config((root / CONFIG.relative_to("/")).read_text(), CONFIG)
+    assert config.signatures.required and config.signatures.public_key == SIGNING_KEY
+    keys = load_public_keys(root / SIGNING_KEY.relative_to("/"))
+    assert any(key_id(key.public_key()) in ln for ln in lines) and list(keys) == [key_id(key.public_key())]
+    assert (root / "opt/raman-edge/models/sers-pesticides/signature.json").is_file()

@@ -302,6 +302,28 @@ def cmd_library(args) -> int:
     return 0
 
 
+def cmd_keygen(args) -> int:
+    """``raman-train keygen``: the fleet's signing key pair."""
+    from trainer.signing import PRIVATE_FILE, PUBLIC_FILE, keygen
+
+    out = Path(args.out)
+    kid = keygen(out, args.force)
+    print(f"wrote {out / PRIVATE_FILE} (private: keep it on this workstation, mode 0600) and {out / PUBLIC_FILE} "
+          f"(public: raman-device install --signing-key on every device); key id {kid}")
+    return 0
+
+
+def cmd_sign(args) -> int:
+    """``raman-train sign``: sign model bundles and reference libraries, each verified whole first."""
+    from device.inference.signature import key_id
+    from trainer.signing import load_private_key, sign
+
+    key = load_private_key(Path(args.key))
+    for path in args.dirs:
+        print(f"signed {path}: {sign(Path(path), key)}, key id {key_id(key.public_key())}")
+    return 0
+
+
 def cmd_explain(args) -> int:
     """``raman-train explain``: the Raman bands that decided each spectrum's verdict."""
     from device.inference.bundle import load_bundle
@@ -587,6 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-attribution", help="required attribution (for the card; default: not stated)")
     b.add_argument("--description", help="one line on what the library is for (default: entries and data file)")
     b.set_defaults(func=cmd_library)
+    k = add_subcommand(sub, "keygen", help="make the fleet's Ed25519 key pair for signing bundles and libraries")
+    k.add_argument("--out", required=True, help="directory for fleet-signing.key (private) and fleet-signing.pub")
+    _force(k, "key pair in --out")
+    k.set_defaults(func=cmd_keygen)
+    s = add_subcommand(sub, "sign", help="sign model bundles and reference libraries with the fleet's private key "
+                                         "(each verified whole first; a signature there is replaced)")
+    s.add_argument("dirs", nargs="+", metavar="DIR", help="model bundle or reference library directories")
+    s.add_argument("--key", required=True, metavar="PRIVATE.pem", help="the private key (raman-train keygen's "
+                                                                       "fleet-signing.key)")
+    s.set_defaults(func=cmd_sign)
     x = add_subcommand(sub, "explain",
                        help="which Raman bands decided: Grad-CAM (convolutional) or gradient x input (compact)")
     x.add_argument("bundle", help="model bundle directory")

@@ -43,6 +43,7 @@ from device.inference.network import ACTIVATIONS, Dense, DenseNet
 from device.inference.ood import OODDetector
 from device.inference.preprocess import STEPS, Chain, UnknownStepError
 from device.inference.sealed import read_arrays, read_card, verify_files, write_sealed
+from device.inference.signature import verify_signature
 from device.inference.spectrum import Axis
 from device.inference.validation import MAX_AXIS_POINTS
 
@@ -192,14 +193,23 @@ def _fail(path: Path, problem: str, remedy: str = "re-export the bundle or resto
     return BundleError(f"model bundle {path}: {problem}; {remedy}.")
 
 
-def load_bundle(path) -> ModelBundle:
+def load_bundle(path, keys: dict | None = None) -> ModelBundle:
     """Load and verify a model bundle directory.
+
+    Parameters
+    ----------
+    path : path-like
+    keys : dict, optional
+        Key id -> public key (:func:`device.inference.signature.load_public_keys`): the bundle must be signed
+        by one of them. None (default): a signature is not checked.
 
     Raises
     ------
     BundleError
         If the directory or a file is missing, a hash does not match, a file is not listed in the
         card, the schema version is unknown, or the weights are inconsistent.
+    SignatureError
+        With ``keys``: unsigned, signed by another key, or a signature that does not match the card.
     """
     path = Path(path)
 
@@ -207,6 +217,8 @@ def load_bundle(path) -> ModelBundle:
         return _fail(path, problem, *([remedy] if remedy else []))
 
     card = read_card(path, CARD_FILE, fail, "pass the directory that holds model.json, model.npz and model.tflite")
+    if keys is not None:
+        verify_signature(path, CARD_FILE, keys, fail)
     version = card.get("schema_version")
     if version != SCHEMA_VERSION:
         raise _fail(path, f"unknown bundle schema version {version!r} (this raman-edge reads {SCHEMA_VERSION})",

@@ -34,6 +34,7 @@ from device.errors import AxisCoverageError, LibraryError
 from device.inference.preprocess import STEPS, Chain, UnknownStepError
 from device.inference.resample import Resampler
 from device.inference.sealed import read_arrays, read_card, verify_files, write_sealed
+from device.inference.signature import verify_signature
 from device.inference.spectrum import Axis, Spectrum
 
 SCHEMA_VERSION = 1
@@ -266,14 +267,23 @@ class Library:
         return self.references[self.index(name)].astype(np.float64)
 
 
-def load_library(path) -> Library:
+def load_library(path, keys: dict | None = None) -> Library:
     """Load and verify a reference library directory.
+
+    Parameters
+    ----------
+    path : path-like
+    keys : dict, optional
+        Key id -> public key (:func:`device.inference.signature.load_public_keys`): the library must be
+        signed by one of them. None (default): a signature is not checked.
 
     Raises
     ------
     LibraryError
         If the directory or a file is missing, a hash does not match, a file is not listed in the card,
         the schema version is unknown, or the arrays are inconsistent.
+    SignatureError
+        With ``keys``: unsigned, signed by another key, or a signature that does not match the card.
     """
     path = Path(path)
 
@@ -281,6 +291,8 @@ def load_library(path) -> Library:
         return _fail(path, problem, *([remedy] if remedy else []))
 
     card = read_card(path, CARD_FILE, fail, "pass the directory that holds library.json and library.npz")
+    if keys is not None:
+        verify_signature(path, CARD_FILE, keys, fail)
     if card.get("kind") != KIND:
         raise fail(f"{CARD_FILE} is not the card of a reference library (kind {str(card.get('kind'))[:40]!r})",
                    "pass a directory made by raman-train library (a model bundle goes to --model)")

@@ -2,7 +2,8 @@
 
 Model bundles (:mod:`device.inference.bundle`) and reference libraries (:mod:`device.inference.library`)
 are both sealed directories, written whole and verified whole: a missing, modified or unlisted file is
-refused, so what runs is exactly what was exported. This module is that verification and that writing,
+refused, so what runs is exactly what was exported. The one file a card cannot list is the signature of
+the card itself (:mod:`device.inference.signature`). This module is that verification and that writing,
 once for both; each kind names itself in its messages (``model bundle PATH: ...``).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from device.fileio import publish_directory, sha256_file, write_synced
+from device.inference.signature import SIGNATURE_FILE
 
 #: Makes the error of one refusal: ``fail(problem, remedy=None)``.
 Fail = Callable[..., Exception]
@@ -62,6 +64,9 @@ def read_card(path: Path, card_file: str, fail: Fail, what_to_pass: str) -> dict
 def verify_files(path: Path, card: dict, card_file: str, required: tuple, fail: Fail) -> dict:
     """Check that the card lists ``required``, that each listed file matches its hash, and nothing else is there.
 
+    Nothing else but the card's signature (:data:`~device.inference.signature.SIGNATURE_FILE`), which is
+    checked where signatures are required.
+
     Returns
     -------
     dict
@@ -70,6 +75,8 @@ def verify_files(path: Path, card: dict, card_file: str, required: tuple, fail: 
     files = card.get("files")
     if not isinstance(files, dict) or not all(name in files for name in required):
         raise fail(f"the card does not list {' and '.join(required)} with their hashes")
+    if SIGNATURE_FILE in files:
+        raise fail(f"{card_file} lists {SIGNATURE_FILE}, the card's signature, which no card can list")
     for rel, entry in files.items():
         inside = PurePosixPath(rel)
         if not rel or inside.is_absolute() or ".." in inside.parts:
@@ -86,7 +93,7 @@ def verify_files(path: Path, card: dict, card_file: str, required: tuple, fail: 
             raise fail(f"{rel} does not match its SHA-256 in {card_file}: it is corrupt or was modified")
     for found in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = found.relative_to(path).as_posix()
-        if rel != card_file and rel not in files:
+        if rel not in (card_file, SIGNATURE_FILE) and rel not in files:
             raise fail(f"{rel} is not listed in {card_file}",
                        "it is verified whole: remove the file or export it again")
     return files

@@ -403,7 +403,7 @@ def parse_config(text: str, path="<config>") -> Config:
         for key, (kind, required, check, reason) in keys.items():
             name = f"{section}.{key}"
             if key not in table:
-                if required:
+                if required and (section in raw or section != "uplink"):  # [uplink] is optional as a whole
                     problems.append(f"{name}: missing")
                 continue
             v = table[key]

@@ -13,6 +13,8 @@ out under ``root`` (``/`` on the board; any directory to stage and inspect an in
 ``/opt/raman-edge/models/libraries/NAME``  each reference library, verified likewise
 ``/etc/raman-edge/raman-edge.toml``        the configuration: ``--config FILE``, else the one
                                            already there, else the installer's example
+``/etc/raman-edge/fleet-signing.pub``      the fleet's public key (``--signing-key``); the
+                                           configuration's ``[signatures]`` then requires it
 ``/var/lib/raman-edge``                    the data directory (mode 0750)
 ``/etc/systemd/system/raman-edge.service`` the unit
 ``/etc/udev/rules.d/99-raman-edge.rules``  ``/dev/raman-spectrometer`` for the spectrometer's USB
@@ -49,6 +51,7 @@ DATA = Path("/var/lib/raman-edge")
 UNIT = Path("/etc/systemd/system/raman-edge.service")
 RULE = Path("/etc/udev/rules.d/99-raman-edge.rules")
 SYSUSERS = Path("/usr/lib/sysusers.d/raman-edge.conf")
+SIGNING_KEY = Path("/etc/raman-edge/fleet-signing.pub")
 COMMAND = Path("/usr/local/bin/raman-device")
 WANTS = Path("/etc/systemd/system/multi-user.target.wants/raman-edge.service")
 USER = "raman-edge"
@@ -260,14 +263,53 @@ def _libraries(src: Path) -> list[Path]:
     return sorted(p.parent for p in (src / "models" / "libraries").glob("*/library.json"))
 
 
-def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) -> tuple[str, str]:
-    """The configuration text to install and where it came from, checked; raises on any problem."""
+def requiring_signatures(text: str) -> str:
+    """A configuration's text with its ``[signatures]`` section replaced by one requiring :data:`SIGNING_KEY`."""
+    kept, inside = [], False
+    for line in text.splitlines():
+        header = re.match(r"\s*\[([^\]]*)\]", line)
+        if header:
+            inside = header.group(1).strip() == "signatures"
+        if not inside:
+            kept.append(line)
+    return "\n".join(kept).rstrip("\n") + (f"\n\n[signatures]                  # written by raman-device install "
+                                           f"--signing-key\nrequired = true\npublic_key = \"{SIGNING_KEY}\"\n")
+
+
+def _check_signed(src: Path, root: Path, cfg, keys: dict, source: Path) -> None:
+    """The configured model and library must be signed by ``keys``, or the service would not start with them."""
+    from device.errors import SignatureError
+    from device.inference.bundle import load_bundle
+    from device.inference.library import load_library
+
+    for where, path, load in (("model.bundle", cfg.model.bundle, load_bundle),
+                              ("library.path", cfg.library.path, load_library)):
+        if path is None:
+            continue
+        shipped = src / path.relative_to(PREFIX) if path.is_relative_to(PREFIX) else None
+        try:
+            load(shipped if shipped is not None and shipped.is_dir() else _at(root, path), keys)
+        except SignatureError as exc:
+            raise InstallError(f"{source}: {where} {path} would be refused with --signing-key, so the service could "
+                               f"not start: {exc} Install signed ones (raman-train sign, then make installer), or "
+                               "name them in --config") from None
+
+
+def _check_config(src: Path, root: Path, given: Path | None, rule: bool, keys: dict | None,
+                  log) -> tuple[str, str]:
+    """The configuration text to install and where it came from, checked; raises on any problem.
+
+    With ``keys`` (``--signing-key``), its ``[signatures]`` requires them, and the configured model and
+    library must be signed by them.
+    """
     from device.service.config import ConfigError, parse_config
 
     dest = _at(root, CONFIG)
     source = given or (dest if dest.exists() else src / "deploy" / "raman-edge.toml")
     try:
         text = source.read_text(encoding="utf-8")
+        if keys is not None:
+            text = requiring_signatures(text)
         cfg = parse_config(text, CONFIG)  # paths in it are those of the board
     except ConfigError as exc:
         raise ConfigError(source, exc.problems) from None
@@ -281,6 +323,8 @@ def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) ->
     if cfg.library.path is not None and cfg.library.path not in libraries and not _at(root, cfg.library.path).is_dir():
         raise InstallError(f"{source}: library.path {cfg.library.path} is neither in this installer "
                            f"({', '.join(sorted(str(p) for p in libraries)) or 'no library'}) nor on the board")
+    if keys is not None:
+        _check_signed(src, root, cfg, keys, source)
     if cfg.data_directory != DATA:
         log(f"warning: data.directory is {cfg.data_directory}, but the unit lets the service write only {DATA}; "
             "add ReadWritePaths= in a drop-in (systemctl edit raman-edge) or use the default")
@@ -288,6 +332,8 @@ def _check_config(src: Path, root: Path, given: Path | None, rule: bool, log) ->
         log(f"warning: spectrometer.port is {STABLE_PORT}, but no udev rule gives that name yet; rerun with "
             "--port /dev/ttyUSB0 (spectrometer plugged in) or --usb-id VID:PID[:SERIAL]")
     origin = f"from {given}" if given else "kept" if source == dest else "the example: edit it for your device"
+    if keys is not None:
+        origin += f"; signatures required, by {SIGNING_KEY}"
     return text, origin
 
 
@@ -325,15 +371,17 @@ def _old_environments(root: Path, current: Path, previous: str | None) -> list[P
 
 def install(src: Path, root: Path = Path("/"), config: Path | None = None, port: str | None = None,
             usb_id: str | None = None, operator: str | None = None, enable: bool = False, venv: str | None = None,
-            log=print) -> None:
+            signing_key: Path | None = None, log=print) -> None:
     """Lay out the service from the unpacked installer ``src`` under ``root`` (see the module docstring).
 
     Everything is checked first (checksums, models, configuration, the spectrometer's identity, the
-    operator, the environment), so an error leaves the system as it was; a step that fails later undoes
-    the earlier ones. Raises :class:`InstallError`, ``ConfigError`` or ``BundleError``.
+    operator, the environment, the signing key and the signatures it requires), so an error leaves the
+    system as it was; a step that fails later undoes the earlier ones. Raises :class:`InstallError`,
+    ``ConfigError``, ``BundleError`` or ``SigningKeyError``.
     """
     from device.inference.bundle import load_bundle
     from device.inference.library import load_library
+    from device.inference.signature import load_public_keys
 
     src, root = src.resolve(), root.resolve()
     live = root == Path("/")
@@ -347,7 +395,9 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     libraries = [load_library(m) for m in _libraries(src)]
     if not bundles:
         raise InstallError(f"the installer {src} holds no model; build it with 'make installer' from a checkout")
-    config_text, origin = _check_config(src, root, config, identity is not None, log)
+    keys = load_public_keys(signing_key) if signing_key is not None else None
+    key_file = signing_key.read_bytes() if signing_key is not None else None
+    config_text, origin = _check_config(src, root, config, identity is not None, keys, log)
     systemd = live and systemd_running()
     steps = system_steps(identity is not None, operator, enable, systemd)
     previous = os.readlink(_at(root, VENV)) if _at(root, VENV).is_symlink() else None
@@ -356,6 +406,9 @@ def install(src: Path, root: Path = Path("/"), config: Path | None = None, port:
     try:
         _lay_out(layout, src, bundles, libraries, config_text, origin, identity, environment,
                  enable and live and not systemd, log)
+        if key_file is not None:
+            layout.write(SIGNING_KEY, key_file)
+            log(f"key      {SIGNING_KEY}  (key id {', '.join(keys)})")
         if live:
             for cmd in steps:
                 r = subprocess.run(cmd, capture_output=True, text=True)

@@ -10,7 +10,10 @@ serialised: a trigger while one runs is answered ``busy``. At start (and on RELO
 verified and checked on its own example spectra; if they do not come back with their expected labels,
 the service stays up but refuses to report verdicts (or keeps its previous model), and says why. The
 same holds for a model whose Raman-shift axis the spectrometer cannot cover (its wavelength calibration
-over its pixels, for the configured laser line), checked once the spectrometer is open.
+over its pixels, for the configured laser line), checked once the spectrometer is open. Where
+``[signatures] required`` is set, the model and the library must be signed by the fleet's key
+(:mod:`device.inference.signature`): at start an unsigned or wrongly signed one is an error, on RELOAD it
+is refused and the model in use keeps serving.
 Likewise when the record cannot be written (read-only or full file system, below the configured
 reserve, or the database cannot be opened): measurements are refused, before the laser is switched on,
 until it can, and STATUS says why.
@@ -34,6 +37,7 @@ from device.inference.readers import read_spectra
 from device.inference.relevance import relevance, top_bands
 from device.inference.resample import covers
 from device.inference.resolution import coarsest_accepted, resolution_problem
+from device.inference.signature import fleet_keys
 from device.inference.spectrum import Spectrum
 from device.inference.stopping import FULL_SCANS, StopRule
 from device.inference.verdict import verdict
@@ -142,10 +146,11 @@ class Service:
         #: Lowest and highest Raman shift the spectrometer delivers, cm-1, known once it has been opened.
         self.shift_range = None
         self.counts = {"measurements": 0, "errors": 0, "busy": 0}
-        self.bundle = load_bundle(config.model.bundle)
+        keys = fleet_keys(config.signatures)
+        self.bundle = load_bundle(config.model.bundle, keys)
         self.classifier = self._classifier(self.bundle)
         self.self_test = self_test(self.bundle, self._example_classifier(self.classifier))
-        self.library = self._load_library()
+        self.library = self._load_library(keys)
         self.store = None
         self.storage_error = self._storage_problem()
         #: (time, passed) of the last recorded suitability test, from the record (it outlives a restart).
@@ -175,18 +180,22 @@ class Service:
         rows = self.store.query(mode="sst", limit=1) if self.store is not None else []
         return (rows[0].time, rows[0].verdict == "PASS") if rows else None
 
-    def _load_library(self):
+    def _load_library(self, keys: dict | None):
         """The configured reference library, verified, with the default expected entry checked; None without one.
+
+        ``keys``: the fleet's public keys, by one of which it must be signed (None: no signature is checked).
 
         Raises
         ------
         LibraryError
             A library that does not verify, or a ``library.expect`` it has no usable entry for.
+        SignatureError
+            With ``keys``, a library they did not sign.
         """
         settings = self.config.library
         if settings.path is None:
             return None
-        library = load_library(settings.path)
+        library = load_library(settings.path, keys)
         if settings.expect is not None:
             library.variation(settings.expect)  # an unknown entry or too few replicates: refused at start
         return library
@@ -194,14 +203,16 @@ class Service:
     def reload(self) -> dict:
         """Load the configured bundle (and library) again; switch only if it verifies and passes its self-test.
 
+        Where signatures are required, both must be signed by the fleet's key (the key file is read again).
         Otherwise the model in use keeps serving, and the reply says why the new one was refused.
         """
         try:
-            bundle = load_bundle(self.config.model.bundle)
+            keys = fleet_keys(self.config.signatures)
+            bundle = load_bundle(self.config.model.bundle, keys)
             classifier = self._classifier(bundle)
-            library = self._load_library()
-        except RamanEdgeError as exc:
-            return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: {exc}"}
+            library = self._load_library(keys)
+        except RamanEdgeError as exc:  # the message names the bundle or the library
+            return {"ok": False, "error": f"refused, still serving {self.bundle.model_id}: {exc}"}
         test = self_test(bundle, self._example_classifier(classifier))
         if not test["passed"]:
             return {"ok": False, "error": f"model refused, still serving {self.bundle.model_id}: it failed its "
@@ -212,7 +223,8 @@ class Service:
         with self._lock:  # never in the middle of a measurement
             previous = self.bundle.model_id
             self.bundle, self.classifier, self.self_test, self.library = bundle, classifier, test, library
-        return {"ok": True, "model": bundle.model_id, "previous": previous}
+        return {"ok": True, "model": bundle.model_id, "previous": previous,
+                **({"library": library.library_id} if library is not None else {})}
 
     def _storage_problem(self) -> str | None:
         """Why a measurement could not be recorded now (opening the record if it is not open), or None."""
