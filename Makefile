@@ -25,7 +25,8 @@ demo: $(VENV)/.installed-device
 	$(PY) -m tools demo --model $(MODEL) --measurements 6
 	$(VENV)/bin/raman-device classify --model $(MODEL) --format table $(MODEL)/examples/*/*
 
-# The full test suite (device, trainer with TensorFlow, TFLite parity).
+# The full test suite (device, trainer with TensorFlow, TFLite parity, and the fleet against the real Mosquitto and
+# PostgreSQL it starts itself: the test extra includes the fleet extra).
 test: $(VENV)/.installed-device,train,test
 	$(PY) -m pytest -q
 

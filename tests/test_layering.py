@@ -1,7 +1,8 @@
-"""Imports flow one way: firmware_bridge -> device -> trainer, and within device, inference -> service -> cli.
+"""Imports flow one way: firmware_bridge -> device -> trainer, and within device, inference -> service -> uplink -> cli.
 
 Each package (or sub-package) may import only those before it. ``tools`` (the demo and the soak) use the
-device side only, and nothing on the device side imports a heavy library.
+device side only, ``fleet`` (the central side) the device side and nothing imports it, and nothing on the
+device side imports a heavy library.
 """
 import ast
 from pathlib import Path
@@ -14,12 +15,16 @@ ALLOWED = {
     "firmware_bridge": set(),
     "device.inference": {"firmware_bridge", "device.__version__", "device.errors", "device.fileio"},
     "device.service": {"firmware_bridge", "device.__version__", "device.errors", "device.fileio", "device.inference"},
-    "device": {"firmware_bridge", "device.inference", "device.service"},
+    "device.uplink": {"firmware_bridge", "device.__version__", "device.errors", "device.fileio", "device.inference",
+                      "device.service"},
+    "device": {"firmware_bridge", "device.inference", "device.service", "device.uplink"},
     "tools": {"firmware_bridge", "device"},
     "trainer": {"firmware_bridge", "device"},
+    "fleet": {"firmware_bridge", "device"},
 }
 #: The parts whose rule the whole project obeys: nobody may import from a part not listed for it.
-PARTS = ("firmware_bridge", "device.inference", "device.service", "device", "tools", "trainer")
+PARTS = ("firmware_bridge", "device.inference", "device.service", "device.uplink", "device", "tools", "trainer",
+         "fleet")
 HEAVY = {"tensorflow", "keras", "scipy", "sklearn", "matplotlib"}
 
 
@@ -72,6 +77,8 @@ def test_the_rule_can_fail():
     assert not allowed("device.inference.bundle", "firmware_bridge")
     assert not allowed("trainer.data.degrade", "tools")
     assert not allowed("device.cli.main", "device.inference")
+    assert not allowed("fleet.pki", "device") and not allowed("fleet.collector", "device.uplink")
+    assert not allowed("device.uplink.connection", "device.service") and not allowed("fleet.broker", "trainer")
     assert allowed("device.inference.spectrum", "device.service") and allowed("numpy", "firmware_bridge")
 
 

@@ -1,0 +1,4 @@
+"""The central side of a fleet: certificate authority, broker configuration, collector, dashboard, rollouts.
+
+See docs/fleet.md.
+"""
