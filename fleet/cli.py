@@ -1,10 +1,13 @@
-"""``raman-fleet``: the central side of a fleet (certificates, the broker's configuration, ...)."""
+"""``raman-fleet``: the central side of a fleet (docs/fleet.md).
+
+Certificates, the broker's configuration, the collector and its database, the dashboard, and rollouts.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from firmware_bridge.commandline import add_subcommand
+from firmware_bridge.commandline import add_subcommand, refuse_existing
 
 
 def port(text: str) -> int:
@@ -50,6 +53,160 @@ def cmd_broker_config(args) -> int:
     conf = write_config(args.pki, args.out, port=args.port, bind=args.bind, user=args.user, force=args.force)
     print(f"{conf} (run: mosquitto -c {conf})")
     return 0
+
+
+def _interruptible(part) -> int:
+    """Run ``part`` (with ``run()`` and ``stop()``) until SIGTERM or Ctrl-C, which stop it cleanly."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: part.stop())
+    return part.run()
+
+
+def cmd_collect(args) -> int:
+    """Store every device's measurements and status until SIGTERM."""
+    from fleet.collector import Collector
+    from fleet.database import FleetDatabase
+
+    collector = Collector(FleetDatabase(args.db), args.broker, args.port, args.ca, args.cert, args.key,
+                          client_id=args.client_id, share=args.share, log=lambda msg: print(msg, flush=True))
+    return _interruptible(collector)
+
+
+def cmd_status(args) -> int:
+    """List the devices: online, model, last seen, measurements, last verdict."""
+    import json
+
+    from device.service.record import iso_time
+    from fleet.database import FleetDatabase
+
+    devices = FleetDatabase(args.db).devices()
+    if args.format == "json":
+        for d in devices:
+            print(json.dumps({**d, "last_seen": iso_time(d["last_seen"])}))
+        return 0
+    from device.cli import table
+
+    heads = ("device", "state", "model", "last seen (UTC)", "measurements", "last verdict", "rollout")
+    rows = [dict(zip(heads, (d["device"], "online" if d["online"] else "offline", d["model"] or "-",
+                             iso_time(d["last_seen"]), d["measurements"], d["last_verdict"] or "-",
+                             ((d["status"] or {}).get("rollout") or {}).get("result", "-")))) for d in devices]
+    print(table(rows, heads) if rows else "no device has reported yet")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Write the fleet's measurements as training data (csv, npz) or with their analyses (jsonl, jcamp)."""
+    from device.cli import parse_when
+    from device.inference.bundle import load_bundle
+    from device.service.record import export
+    from fleet.database import FleetDatabase
+
+    refuse_existing(args.out, args.force)
+    records = FleetDatabase(args.db).records(args.device, args.label, parse_when(args.since), parse_when(args.until))
+    n = export(records, args.out, load_bundle(args.model).axis, args.format)
+    print(f"wrote {n} spectra to {args.out} (labels are the recorded verdicts: review them before training)")
+    return 0
+
+
+def cmd_rollout(args) -> int:
+    """Publish a signed bundle to devices and report what each one did with it."""
+    from fleet.rollout import roll_out
+
+    devices = None if args.all else [d for d in args.devices.split(",") if d]
+    outcomes = roll_out(args.bundle, devices, args.broker, args.port, args.ca, args.cert, args.key, args.wait,
+                        log=lambda msg: print(msg, flush=True))
+    for device, outcome in sorted(outcomes.items()):
+        print(f"{device}: {outcome['result']} {outcome.get('bundle') or ''}"
+              + (f" ({outcome['reason']})" if outcome.get("reason") else ""))
+    missing = sorted(set(devices or ()) - set(outcomes))
+    if missing and args.wait > 0:
+        print(f"no outcome within {args.wait:g} s from {', '.join(missing)} (offline devices get it when they "
+              "come back; raman-fleet status shows it)")
+    refused = any(o["result"] == "refused" for o in outcomes.values())
+    return 1 if refused or missing and args.wait > 0 else 0
+
+
+def cmd_serve(args) -> int:
+    """Serve the dashboard over the fleet database until Ctrl-C."""
+    from device.errors import RamanEdgeError
+    from fleet.dashboard import serve
+
+    try:
+        token = open(args.token_file, encoding="utf-8").read().strip()
+    except OSError as exc:
+        raise RamanEdgeError(f"cannot read the token file {args.token_file} ({exc.strerror}); write a long random "
+                             "token into it (e.g. openssl rand -hex 24 > FILE)") from None
+    if len(token) < 16:
+        raise RamanEdgeError(f"the token in {args.token_file} has {len(token)} characters; use at least 16 (e.g. "
+                             "openssl rand -hex 24 > FILE)")
+    serve(args.db, args.host, args.port, token, log=lambda msg: print(msg, flush=True))
+    return 0
+
+
+def _broker_options(p, identity: str) -> None:
+    """``--broker``, ``--port`` and the TLS files of ``identity``."""
+    from fleet.broker import DEFAULT_PORT
+
+    p.add_argument("--broker", required=True, help="the broker's host name or address")
+    p.add_argument("--port", type=port, default=DEFAULT_PORT, help="the broker's TLS port")
+    p.add_argument("--ca", required=True, help="the fleet CA's certificate (ca.pem of raman-fleet pki)")
+    p.add_argument("--cert", required=True, help=f"this identity's certificate ({identity}.pem)")
+    p.add_argument("--key", required=True, help=f"this identity's private key ({identity}.key)")
+
+
+def _db_option(p) -> None:
+    p.add_argument("--db", required=True, help="the fleet database: a SQLite file, or postgresql://USER@HOST/DB")
+
+
+def _add_collect(sub) -> None:
+    c = add_subcommand(sub, "collect", help="store every device's measurements and status from the broker into the "
+                                            "fleet database, each once")
+    _db_option(c)
+    _broker_options(c, "collector")
+    c.add_argument("--client-id", default="collector", help="the session's name: one per collector")
+    c.add_argument("--share", metavar="GROUP", help="a shared subscription group: collectors of one group divide "
+                                                    "the messages (default: this collector takes all)")
+    c.set_defaults(func=cmd_collect)
+    s = add_subcommand(sub, "status", help="list the devices: online, model, last seen, measurements, last verdict")
+    _db_option(s)
+    s.add_argument("--format", choices=("table", "json"), default="table", help="a table or one JSON line each")
+    s.set_defaults(func=cmd_status)
+    x = add_subcommand(sub, "export", help="write the fleet's measurements as training data for raman-train")
+    _db_option(x)
+    x.add_argument("--model", required=True, help="model bundle whose axis the spectra are resampled onto")
+    x.add_argument("--out", required=True, help="the file to write")
+    x.add_argument("--format", choices=("csv", "npz", "jsonl", "jcamp"), default="csv",
+                   help="csv/npz: training data (class verdicts only); jsonl/jcamp: with every analysis")
+    x.add_argument("--device", help="only this device (default: all)")
+    x.add_argument("--since", help="from this date or time (ISO 8601, UTC unless stated; default: the first)")
+    x.add_argument("--until", help="up to this date or time (default: now)")
+    x.add_argument("--label", help="only this verdict (default: every verdict)")
+    x.add_argument("--force", action="store_true", help="replace --out if it exists")
+    x.set_defaults(func=cmd_export)
+
+
+def _add_rollout(sub) -> None:
+    r = add_subcommand(sub, "rollout", help="publish a signed model bundle or library to devices; each installs it "
+                                            "(self-test, atomic exchange, rollback) and reports the outcome")
+    r.add_argument("bundle", help="a model bundle or library directory signed with raman-train sign")
+    which = r.add_mutually_exclusive_group(required=True)
+    which.add_argument("--devices", help="comma-separated device ids")
+    which.add_argument("--all", action="store_true", help="every device, those offline when they come back")
+    _broker_options(r, "fleet-admin")
+    r.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the devices' outcomes (0: none)")
+    r.set_defaults(func=cmd_rollout)
+
+
+def _add_serve(sub) -> None:
+    s = add_subcommand(sub, "serve", help="serve the read-only dashboard over the fleet database")
+    _db_option(s)
+    s.add_argument("--host", default="127.0.0.1", help="the address to listen on (put a TLS proxy in front for "
+                                                      "other machines)")
+    s.add_argument("--port", type=port, default=8080, help="the port to listen on")
+    s.add_argument("--token-file", required=True, help="a file holding the login token (16 characters or more)")
+    s.set_defaults(func=cmd_serve)
 
 
 def _add_pki(sub) -> None:
@@ -99,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``raman-fleet`` command line: one subcommand per task, each added by its ``_add_...`` function."""
     p = argparse.ArgumentParser(prog="raman-fleet", description="The central side of a raman-edge fleet.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_pki, _add_broker_config):
+    for add in (_add_pki, _add_broker_config, _add_collect, _add_rollout, _add_serve):
         add(sub)
     return p
 

@@ -6,6 +6,10 @@ it loses nothing, and what it had stored but not acknowledged arrives again and 
 (:class:`fleet.database.FleetDatabase` keys measurements by ``(device, store, id)``). Messages are
 stored in batches, one transaction each, which is what makes thousands per second possible.
 
+The broker queues messages only for subscriptions that exist: a collector's first start, which makes
+its session, comes before the devices' first measurements (the session then outlives any absence of
+the collector shorter than :data:`device.uplink.connection.SESSION_EXPIRY_S`).
+
 A message that is not a payload of the schema (a device with another raman-edge release, or a damaged
 one) is logged and acknowledged: it is not a measurement, and it would come back for ever otherwise.
 """
@@ -52,10 +56,11 @@ class Collector:
         self._generation = 0  # of the connection a message came on: acknowledgements go on that one only
         self._stop = threading.Event()
         self.connected = threading.Event()
-        self.stored = self.rejected = 0
+        self.subscribed = threading.Event()
+        self.seen = self.stored = self.rejected = 0  # measurements received, of them new; messages left out
         self.client = tls_client(client_id, ca, certificate, key, manual_ack=True)
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
-        self.client.on_message = self._on_message
+        self.client.on_message, self.client.on_subscribe = self._on_message, self._on_subscribe
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -66,6 +71,14 @@ class Collector:
         client.subscribe(self.topic, qos=1)
         self.log(f"collect: connected to {self.broker}:{self.port}, storing into {self.database.shown_url()}")
         self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            self.log(f"collect: the broker refused the subscription to {self.topic} ({reason_codes[0]}); the "
+                     "collector's certificate must be the fleet's 'collector' identity")
+            return
+        self.log(f"collect: subscribed to {self.topic}")
+        self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set():
@@ -104,6 +117,7 @@ class Collector:
             except messages.PayloadError as exc:
                 self.rejected += 1
                 self.log(f"collect: left out a message on {message.topic[:120]}: {exc}")
+        self.seen += len(found)
         self.stored += self.database.store(found, list(statuses.values()), time.time())
         for generation, message in batch:
             if generation == self._generation and message.qos:
