@@ -145,3 +145,89 @@ def write_config(pki, out, port: int = DEFAULT_PORT, bind: str | None = None, us
     files.acl.write_text(acl_text())
     conf.write_text(config_text(files, port, bind, user))
     return conf
+
+
+class BrokerProcess:
+    """Mosquitto with the fleet's configuration, run on this machine (the demo, the benchmark, the tests).
+
+    The configuration, access list, persistence (``data/``) and log (``mosquitto.log``) live in
+    ``directory``; the port is kept across :meth:`stop` / :meth:`kill` and :meth:`start`, so a restart
+    finds its sessions.
+
+    Parameters
+    ----------
+    pki : path-like
+        The :mod:`fleet.pki` directory; it must hold the collector's certificate (the readiness check).
+    directory : path-like
+        The broker's directory.
+    port : int
+        Its TLS port on ``host``.
+    host : str
+        The address it listens on.
+
+    Raises
+    ------
+    BrokerConfigError
+        When Mosquitto is not installed.
+    """
+
+    def __init__(self, pki, directory, port: int, host: str = "127.0.0.1"):
+        import os
+        import shutil
+
+        self.executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+        if self.executable is None:
+            raise BrokerConfigError("Mosquitto is not installed: apt-get install mosquitto")
+        self.pki_dir, self.directory, self.host, self.port = Path(pki), Path(directory), host, port
+        self.conf = write_config(self.pki_dir, self.directory, port=port, bind=host,
+                                 user="root" if os.geteuid() == 0 else None, force=True)
+        self.persistence = self.directory / "data"
+        self.log_path = self.directory / "mosquitto.log"
+        self.process = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start Mosquitto and return once it completes a TLS handshake with the collector's certificate.
+
+        Raises
+        ------
+        BrokerConfigError
+            It exited, or did not serve within ``timeout`` s (the message carries its log).
+        """
+        import socket
+        import ssl
+        import subprocess
+        import time
+
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen([self.executable, "-c", str(self.conf)], stdout=log,
+                                            stderr=subprocess.STDOUT)
+        context = ssl.create_default_context(cafile=str(self.pki_dir / "ca.pem"))
+        context.load_cert_chain(str(self.pki_dir / f"{COLLECTOR}.pem"), str(self.pki_dir / f"{COLLECTOR}.key"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=timeout) as raw, \
+                        context.wrap_socket(raw, server_hostname=self.host):
+                    return
+            except ConnectionRefusedError:
+                time.sleep(0.02)  # not listening yet: try again (the handshake, not the delay, ends the wait)
+        self.kill()
+        raise BrokerConfigError(f"mosquitto did not serve on port {self.port}:\n{self.log()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop Mosquitto cleanly (SIGTERM; it saves its persistence database) and wait until it has exited."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=timeout)
+        self.process = None
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """Kill Mosquitto (SIGKILL: what it has not saved yet is lost) and wait until it is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=timeout)
+        self.process = None
+
+    def log(self) -> str:
+        """Everything Mosquitto has logged in this directory."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -17,7 +17,6 @@ import itertools
 import os
 import queue
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -185,62 +184,16 @@ class Client:
         self.paho.loop_stop()
 
 
-class Broker:
-    """Mosquitto with the fleet's configuration (:func:`fleet.broker.write_config`) on :data:`HOST`.
-
-    The configuration, access list, persistence (``data/``) and log (``mosquitto.log``) live in ``directory``;
-    the port is kept across :meth:`stop` / :meth:`kill` and :meth:`start`, so a restart finds its sessions.
-    """
+class Broker(broker_config.BrokerProcess):
+    """:class:`fleet.broker.BrokerProcess` on :data:`HOST` and a free port, with clients for the test's identities."""
 
     def __init__(self, pki: Pki, directory, port: int | None = None):
-        self.executable = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-        if self.executable is None:
-            pytest.skip("Mosquitto is not installed (apt-get install mosquitto; .ci/run installs it)")
-        self.pki, self.directory = pki, Path(directory)
-        self.host, self.port = HOST, port or free_port()
-        self.conf = broker_config.write_config(pki.path, self.directory, port=self.port, bind=HOST,
-                                               user="root" if os.geteuid() == 0 else None)
-        self.persistence = self.directory / "data"
-        self.log_path = self.directory / "mosquitto.log"
-        self.process: subprocess.Popen | None = None
+        try:
+            super().__init__(pki.path, directory, port or free_port(), HOST)
+        except broker_config.BrokerConfigError as exc:
+            pytest.skip(f"{exc} (.ci/run installs it)")
+        self.pki = pki
         self._clients: list[Client] = []
-
-    def start(self) -> None:
-        """Start Mosquitto and return once it completes a TLS handshake with the collector's certificate.
-
-        Raises
-        ------
-        RuntimeError
-            It exited, or did not serve within :data:`TIMEOUT` (the message carries its log).
-        """
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen([self.executable, "-c", str(self.conf)], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        context = self.pki.context(fleet_pki.COLLECTOR)
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                with socket.create_connection((HOST, self.port), timeout=TIMEOUT) as raw, \
-                        context.wrap_socket(raw, server_hostname=HOST):
-                    return
-            except ConnectionRefusedError:
-                time.sleep(0.02)  # not listening yet: try again (the handshake, not the delay, ends the wait)
-        self.kill()
-        raise RuntimeError(f"mosquitto did not serve on port {self.port}:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Stop Mosquitto cleanly (SIGTERM; it saves its persistence database) and wait until it has exited."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=TIMEOUT)
-        self.process = None
-
-    def kill(self) -> None:
-        """Kill Mosquitto (SIGKILL: what it has not saved yet is lost) and wait until it is gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=TIMEOUT)
-        self.process = None
 
     def connect(self, identity: str | None, client_id: str = "", clean_start: bool = True,
                 context: ssl.SSLContext | None = None) -> Client:
@@ -252,10 +205,6 @@ class Broker:
         client = Client(context or self.pki.context(identity), self.port, client_id, clean_start)
         self._clients.append(client)
         return client
-
-    def log(self) -> str:
-        """Everything Mosquitto has logged in this directory."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def close(self) -> None:
         """Close every client of :meth:`connect` and stop the broker."""
