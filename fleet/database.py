@@ -173,7 +173,8 @@ class FleetDatabase:
         """Store measurements (as :func:`device.uplink.messages.read_measurement` gives them) and statuses.
 
         One transaction: when this returns, all of them are committed. A measurement already stored is
-        left as it is; a status replaces the device's previous one.
+        left as it is; a status replaces the device's previous one, but for an offline one (a last will),
+        which keeps what the previous one said besides ``online`` and ``time``.
 
         Returns
         -------
@@ -200,6 +201,10 @@ class FleetDatabase:
                     "ON CONFLICT (device, store, record_id) DO NOTHING"), rows)
             new = cur.rowcount if rows else 0  # the rows inserted: those already there are not counted
             for s in statuses:
+                if not s["online"]:  # a last will says only that: the rest is kept from the status before it
+                    previous = self._execute(cur, "SELECT status FROM devices WHERE device = ?",
+                                             (s["device"],)).fetchone()
+                    s = {**(json.loads(previous[0]) if previous else {}), **s}
                 self._execute(cur, "INSERT INTO devices (device, online, model, status, status_received) "
                                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
                                    "online = excluded.online, model = COALESCE(excluded.model, devices.model), "

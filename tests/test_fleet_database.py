@@ -104,7 +104,9 @@ def test_devices_list_status_counts_and_last_verdict(tmp_path):
     assert one["last_verdict"] == recs[-1].verdict and two["measurements"] == 1 and two["status"] is None
     offline = messages.read_status(messages.offline_payload("pi-001", 1796000300.0), "pi-001")
     db.store([], [offline], 1796000300.0)
-    assert db.devices()[0]["online"] is False and db.devices()[0]["model"] == SHIPPED.model_id
+    gone = db.devices()[0]
+    assert gone["online"] is False and gone["model"] == SHIPPED.model_id
+    assert gone["status"]["free_mb"] == 100.0 and gone["status"]["time"] == 1796000300.0  # the rest kept
 
 
 def test_filters_by_device_verdict_and_time(tmp_path):
