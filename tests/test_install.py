@@ -102,6 +102,8 @@ def test_staged_installation_lays_out_everything(staged, installer):
     assert sorted(p.name for p in venv.parent.glob("venv*")) == ["venv", os.readlink(venv)]
     assert (root / "etc/systemd/system/raman-edge.service").read_bytes() == \
         (ROOT / "deploy/raman-edge.service").read_bytes()
+    assert (root / "etc/systemd/system/raman-edge-uplink.service").read_bytes() == \
+        (ROOT / "deploy/raman-edge-uplink.service").read_bytes()
     config = parse_config((root / "etc/raman-edge/raman-edge.toml").read_text())
     assert (root / config.model.bundle.relative_to("/") / "model.json").is_file()
     assert config.data_directory == Path("/var/lib/raman-edge")
@@ -279,7 +281,8 @@ def test_targets_name_release_machine_and_runtime():
     assert (bookworm["python"], trixie["python"]) == ("3.11", "3.13")
     assert bookworm["platforms"][0] == "manylinux_2_36_aarch64" and trixie["platforms"][0] == "manylinux_2_41_aarch64"
     assert "linux_aarch64" in trixie["platforms"] and not any("x86_64" in p for p in trixie["platforms"])
-    assert bookworm["extras"] == "device,gpio" and target_settings("bookworm-aarch64-legacy")["extras"] == "tflite,gpio"
+    assert bookworm["extras"] == "device,gpio,uplink"
+    assert target_settings("bookworm-aarch64-legacy")["extras"] == "tflite,gpio,uplink"
     assert list(trixie["from_source"]) == ["lgpio==0.2.2.0"] and bookworm["from_source"] == {}
     with pytest.raises(ValueError, match="unknown target 'trixie-aarch64-legacy'"):
         target_settings("trixie-aarch64-legacy")  # tflite-runtime has no wheel for Python 3.13

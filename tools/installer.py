@@ -36,13 +36,15 @@ from device.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the raman-edge wheel is built from (pyproject.toml, its packages, readme and licence).
-WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "device", "trainer", "firmware_bridge")
-DEPLOY_FILES = ("raman-edge.service", "99-raman-edge.rules", "raman-edge.sysusers", "raman-edge.toml")
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "device", "trainer", "firmware_bridge", "fleet")
+DEPLOY_FILES = ("raman-edge.service", "raman-edge-uplink.service", "99-raman-edge.rules", "raman-edge.sysusers",
+                "raman-edge.toml")
 #: Debian release of each Raspberry Pi OS image -> (its CPython, its glibc's minor version).
 RELEASES = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41)}
 ARCHES = ("aarch64", "x86_64")
-#: raman-edge extras of the default targets and of the ``-legacy`` ones.
-EXTRAS = {"": "device,gpio", "-legacy": "tflite,gpio"}
+#: raman-edge extras of the default targets and of the ``-legacy`` ones (uplink: the fleet's MQTT client and the
+#: signature check).
+EXTRAS = {"": "device,gpio,uplink", "-legacy": "tflite,gpio,uplink"}
 #: Dependencies with no binary wheel on the package index for a release's Python, by release: built from
 #: their source in an emulated root (lgpio's PyPI wheels stop at Python 3.12), with the build's environment.
 FROM_SOURCE = {"trixie": {"lgpio==0.2.2.0": {"PYPI": "1"}}}  # PYPI=1: liblgpio linked in, as its PyPI wheels

@@ -49,6 +49,8 @@ VENV = PREFIX / "venv"
 CONFIG = Path("/etc/raman-edge/raman-edge.toml")
 DATA = Path("/var/lib/raman-edge")
 UNIT = Path("/etc/systemd/system/raman-edge.service")
+#: The uplink's unit: installed, enabled by hand once the configuration has an [uplink] section.
+UPLINK_UNIT = Path("/etc/systemd/system/raman-edge-uplink.service")
 RULE = Path("/etc/udev/rules.d/99-raman-edge.rules")
 SYSUSERS = Path("/usr/lib/sysusers.d/raman-edge.conf")
 SIGNING_KEY = Path("/etc/raman-edge/fleet-signing.pub")
@@ -459,6 +461,8 @@ def _lay_out(layout: Layout, src: Path, bundles, libraries, config_text: str, or
     layout.write(UNIT, (src / "deploy" / "raman-edge.service").read_bytes())
     layout.write(SYSUSERS, (src / "deploy" / "raman-edge.sysusers").read_bytes())
     log(f"unit     {UNIT}; user {USER} ({SYSUSERS})")
+    layout.write(UPLINK_UNIT, (src / "deploy" / "raman-edge-uplink.service").read_bytes())
+    log(f"unit     {UPLINK_UNIT} (the fleet uplink: enable it once the configuration has an [uplink] section)")
     if identity:
         rule = udev_rule((src / "deploy" / "99-raman-edge.rules").read_text(), *identity)
         layout.write(RULE, rule.encode())
