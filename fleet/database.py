@@ -5,8 +5,9 @@ given a ``postgresql://`` URL. The same SQL serves both; only the placeholders a
 differ (:data:`DIALECTS`). A measurement is named by ``(device, store, record_id)`` (docs/fleet.md) and
 stored once however often it arrives; ``seq`` numbers the stored measurements in the order they came.
 
-Arrays are kept as they travel: ``shift`` as little-endian float64 bytes, ``intensity`` as float32 ones,
-``evidence`` as JSON ``{name: {"f4": base64}}``.
+Each measurement is kept as the device sent it (``payload``, the message's bytes: what an audit would
+ask for), with the fields that are searched and listed beside it in columns; its spectrum and evidence
+are decoded when it is read.
 """
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from device.errors import RamanEdgeError
 from device.service.record import Record
-from device.uplink.messages import decode_array, encode_array
+from device.uplink.messages import PayloadError, read_measurement
 
 SCHEMA_VERSION = 1
 
@@ -57,30 +56,19 @@ CREATE TABLE IF NOT EXISTS measurements (
     confidence DOUBLE PRECISION,
     error TEXT,
     model TEXT,
-    probabilities TEXT,               -- JSON
     analysis TEXT,                    -- JSON, the keys of device/service/record.py
-    instrument TEXT,                  -- JSON: the device entry of the record
-    shift {blob},                     -- float64 little-endian, cm-1
-    intensity {blob},                 -- float32 little-endian
-    evidence TEXT,                    -- JSON: array name -> its f4 object (docs/fleet.md)
+    payload {blob} NOT NULL,          -- the message as received (docs/fleet.md)
     UNIQUE (device, store, record_id)
 );
 CREATE INDEX IF NOT EXISTS measurements_time ON measurements (time);
 CREATE INDEX IF NOT EXISTS measurements_device ON measurements (device, time);
 """
 _SUMMARY = "seq, device, store, record_id, time, received, trigger, verdict, confidence, error, model, analysis"
+_NAMES = [n.strip() for n in _SUMMARY.split(",")]
 
 
 class DatabaseError(RamanEdgeError):
     """The fleet database cannot be opened or written; the message says what to check."""
-
-
-def _bytes(a: np.ndarray | None, dtype: str) -> bytes | None:
-    return None if a is None else np.ascontiguousarray(a, dtype=dtype).tobytes()
-
-
-def _array(b, dtype: str) -> np.ndarray | None:
-    return None if b is None else np.frombuffer(bytes(b), dtype=dtype).astype(np.float64)
 
 
 class FleetDatabase:
@@ -169,10 +157,13 @@ class FleetDatabase:
         self._db.close()
 
     # --- writing ------------------------------------------------------------------------------------
-    def store(self, measurements: list[dict], statuses: list[dict], received: float) -> int:
-        """Store measurements (as :func:`device.uplink.messages.read_measurement` gives them) and statuses.
+    def store(self, measurements: list[tuple[dict, bytes]], statuses: list[dict], received: float) -> int:
+        """Store measurements, each ``(fields, payload)``, and statuses, in one transaction.
 
-        One transaction: when this returns, all of them are committed. A measurement already stored is
+        ``fields`` are :func:`~device.uplink.messages.read_measurement`'s (arrays decoded or not),
+        ``payload`` the message as received; a status is :func:`~device.uplink.messages.read_status`'s.
+
+        When this returns, all of them are committed. A measurement already stored is
         left as it is; a status replaces the device's previous one, but for an offline one (a last will),
         which keeps what the previous one said besides ``online`` and ``time``.
 
@@ -181,23 +172,15 @@ class FleetDatabase:
         int
             How many of ``measurements`` were new.
         """
-        rows = []
-        for m in measurements:
-            spectrum = m["spectrum"] or {}
-            evidence = m["evidence"]
-            rows.append((m["device"], m["store"], m["id"], m["time"], received, m["trigger"], m["verdict"],
-                         m["confidence"], m["error"], m["model"], json.dumps(m["probabilities"] or {}),
-                         None if m["analysis"] is None else json.dumps(m["analysis"]),
-                         json.dumps(m["instrument"] or {}), _bytes(spectrum.get("shift"), "<f8"),
-                         _bytes(spectrum.get("intensity"), "<f4"),
-                         None if evidence is None else json.dumps({k: encode_array(v) for k, v in evidence.items()})))
+        rows = [(m["device"], m["store"], m["id"], m["time"], received, m["trigger"], m["verdict"], m["confidence"],
+                 m["error"], m["model"], None if m["analysis"] is None else json.dumps(m["analysis"]), payload)
+                for m, payload in measurements]
 
         def work(cur) -> int:
             if rows:
                 cur.executemany(self._sql(
                     "INSERT INTO measurements (device, store, record_id, time, received, trigger, verdict, confidence, "
-                    "error, model, probabilities, analysis, instrument, shift, intensity, evidence) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "error, model, analysis, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (device, store, record_id) DO NOTHING"), rows)
             new = cur.rowcount if rows else 0  # the rows inserted: those already there are not counted
             for s in statuses:
@@ -264,31 +247,24 @@ class FleetDatabase:
             args += [int(limit), int(offset)]
 
         def work(cur):
-            names = [n.strip() for n in _SUMMARY.split(",")]
-            return [dict(zip(names, row), analysis=None if row[-1] is None else json.loads(row[-1]))
+            return [dict(zip(_NAMES, row), analysis=None if row[-1] is None else json.loads(row[-1]))
                     for row in self._execute(cur, sql, args).fetchall()]
         return self._transaction(work)
 
     def measurement(self, seq: int) -> dict | None:
         """One stored measurement with everything, or None when there is none.
 
-        Besides the summary's fields: ``probabilities``, ``instrument``, ``shift`` and ``intensity``
-        (float64, (P,), or None) and ``evidence`` (dict of float64 (P,) arrays, or None).
+        Besides the summary's fields: ``probabilities``, ``instrument``, ``shift`` and ``intensity`` (arrays
+        (P,), or None) and ``evidence`` (dict of arrays (P,), or None), decoded from the payload; and
+        ``problem``: None, or why the payload's arrays could not be decoded (they are then None).
         """
         def work(cur):
-            row = self._execute(cur, f"SELECT {_SUMMARY}, probabilities, instrument, shift, intensity, evidence "
-                                     "FROM measurements WHERE seq = ?", (int(seq),)).fetchone()
+            row = self._execute(cur, f"SELECT {_SUMMARY}, payload FROM measurements WHERE seq = ?",
+                                (int(seq),)).fetchone()
             if row is None:
                 return None
-            names = [n.strip() for n in _SUMMARY.split(",")]
-            m = dict(zip(names, row[:len(names)]))
-            probabilities, instrument, shift, intensity, evidence = row[len(names):]
-            m.update(analysis=None if m["analysis"] is None else json.loads(m["analysis"]),
-                     probabilities=json.loads(probabilities or "{}"), instrument=json.loads(instrument or "{}"),
-                     shift=_array(shift, "<f8"), intensity=_array(intensity, "<f4"),
-                     evidence=None if evidence is None else {k: decode_array(v, k)
-                                                             for k, v in json.loads(evidence).items()})
-            return m
+            m = dict(zip(_NAMES, row[:-1]), analysis=None if row[-2] is None else json.loads(row[-2]))
+            return {**m, **_decoded(bytes(row[-1]), m["device"])}
         return self._transaction(work)
 
     def records(self, device: str | None = None, verdict: str | None = None, since: float | None = None,
@@ -296,20 +272,34 @@ class FleetDatabase:
         """Stored measurements as records (oldest first), for :func:`device.service.record.export`.
 
         Each record's ``id`` is its ``seq`` here (unique across the fleet); its ``device`` entry is the
-        instrument entry with ``fleet_device``, ``store`` and ``record_id`` added.
+        instrument entry with ``fleet_device``, ``store`` and ``record_id`` added. A measurement whose
+        arrays cannot be decoded comes without a spectrum (the export leaves it out).
         """
         where, args = self._where(device, verdict, since, until)
 
         def work(cur):
             out = []
-            for (seq, dev, store, rid, t, trigger, verdict_, conf, error, model, probs, analysis, instrument, shift,
-                 intensity) in self._execute(
-                    cur, "SELECT seq, device, store, record_id, time, trigger, verdict, confidence, error, model, "
-                         f"probabilities, analysis, instrument, shift, intensity FROM measurements{where} "
-                         "ORDER BY time, seq", args):
-                entry = {**json.loads(instrument or "{}"), "fleet_device": dev, "store": store, "record_id": rid}
-                out.append(Record(trigger, entry, None, _array(shift, "<f8"), _array(intensity, "<f4"), model, {},
-                                  json.loads(probs or "{}"), verdict_, conf, error,
-                                  None if analysis is None else json.loads(analysis), None, t, seq))
+            for row in self._execute(cur, f"SELECT {_SUMMARY}, payload FROM measurements{where} ORDER BY time, seq",
+                                     args):
+                m = dict(zip(_NAMES, row[:-1]), analysis=None if row[-2] is None else json.loads(row[-2]))
+                d = _decoded(bytes(row[-1]), m["device"])
+                entry = {**d["instrument"], "fleet_device": m["device"], "store": m["store"],
+                         "record_id": m["record_id"]}
+                out.append(Record(m["trigger"], entry, None, d["shift"], d["intensity"], m["model"], {},
+                                  d["probabilities"], m["verdict"], m["confidence"], m["error"], m["analysis"], None,
+                                  m["time"], m["seq"]))
             return out
         return self._transaction(work)
+
+
+def _decoded(payload: bytes, device: str) -> dict:
+    """The parts of a stored payload its columns do not hold, arrays decoded (``problem`` says if they cannot be)."""
+    try:
+        m = read_measurement(payload, device)
+    except PayloadError as exc:
+        return {"probabilities": {}, "instrument": {}, "shift": None, "intensity": None, "evidence": None,
+                "problem": str(exc)}
+    spectrum = m["spectrum"] or {}
+    return {"probabilities": m["probabilities"] or {}, "instrument": m["instrument"] or {},
+            "shift": spectrum.get("shift"), "intensity": spectrum.get("intensity"), "evidence": m["evidence"],
+            "problem": None}

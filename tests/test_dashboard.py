@@ -84,12 +84,13 @@ def identify_record(i: int, names=("PET", "PS"), trigger="socket", verdict="PET"
                   time=DAY0 + 86400.0 + i * 1800.0)
 
 
-def received(device: str, records: list[Record]) -> list[dict]:
+def received(device: str, records: list[Record]) -> list[tuple[dict, bytes]]:
     """``records`` of one device's record file as the collector has them: built, sent, read back."""
     store = uuid.uuid4().hex
     for n, rec in enumerate(records, 1):
         rec.id = n
-    return [messages.read_measurement(messages.measurement_payload(device, store, rec), device) for rec in records]
+    payloads = [messages.measurement_payload(device, store, rec) for rec in records]
+    return [(messages.read_measurement(p, device, decode=False), p) for p in payloads]
 
 
 def status(device: str, **fields) -> dict:

@@ -33,13 +33,15 @@ def example_records(n: int = 6) -> list[Record]:
     return out
 
 
-def received(rec: Record, device="pi-001", store=STORE) -> dict:
-    return messages.read_measurement(messages.measurement_payload(device, store, rec), device)
+def received(rec: Record, device="pi-001", store=STORE) -> tuple[dict, bytes]:
+    """What the collector stores of a record's payload: its fields (arrays left encoded) and the payload."""
+    payload = messages.measurement_payload(device, store, rec)
+    return messages.read_measurement(payload, device, decode=False), payload
 
 
 def test_a_measurement_survives_the_trip_to_float32():
     rec = example_records(1)[0]
-    m = received(rec)
+    m = messages.read_measurement(messages.measurement_payload("pi-001", STORE, rec), "pi-001")
     assert (m["device"], m["store"], m["id"], m["verdict"], m["trigger"]) == ("pi-001", STORE, 1, rec.verdict, "button")
     np.testing.assert_allclose(m["spectrum"]["intensity"], rec.intensity, rtol=1e-6)
     np.testing.assert_allclose(m["evidence"]["sample"], rec.evidence["sample"], rtol=1e-6)
@@ -152,3 +154,28 @@ def test_a_record_file_has_its_own_store_id_kept_across_opens(tmp_path):
 def test_the_array_encoding_is_little_endian_float32():
     encoded = messages.encode_array([1.0, -2.5])
     assert base64.b64decode(encoded["f4"]) == np.array([1.0, -2.5], "<f4").tobytes()
+
+
+def test_the_payload_is_kept_as_received_and_bad_arrays_are_named_when_read(tmp_path):
+    db = FleetDatabase(tmp_path / "fleet.db")
+    rec = example_records(1)[0]
+    good = messages.measurement_payload("pi-001", STORE, rec)
+    db.store([received(rec)], [], 1796000100.0)
+    (stored,) = db._transaction(lambda cur: cur.execute("SELECT payload FROM measurements").fetchone())
+    assert bytes(stored) == good
+    bad = json.loads(good)
+    bad["id"] = 2
+    bad["spectrum"]["intensity"] = {"f4": "!!!!" * (len(bad["spectrum"]["intensity"]["f4"]) // 4)}  # form, not base64
+    payload = json.dumps(bad).encode()
+    db.store([(messages.read_measurement(payload, "pi-001", decode=False), payload)], [], 1796000200.0)
+    assert db.measurement(1)["problem"] is None
+    broken = db.measurement(2)
+    assert "not valid base64" in broken["problem"] and broken["intensity"] is None and broken["verdict"] == rec.verdict
+
+
+@pytest.mark.parametrize("value", [{"f4": "AAA"}, {"f2": "AAAA"}, {"f4": "AAAA", "f8": "AAAA"}, "AAAA",
+                                   {"f4": "A" * 4 * (messages.MAX_POINTS * 4 // 3 + 4)}])
+def test_an_array_of_the_wrong_form_is_refused_without_decoding(value):
+    with pytest.raises(messages.PayloadError):
+        messages.check_array(value, "x")
+    messages.check_array({"f4": "AAAA"}, "x")  # the control: one float32 of the right form

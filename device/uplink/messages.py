@@ -68,8 +68,20 @@ def encode_array(a, dtype: str = "f4") -> dict:
     return {dtype: base64.b64encode(np.ascontiguousarray(a, dtype="<" + dtype).tobytes()).decode("ascii")}
 
 
+def check_array(value, name: str) -> None:
+    """PayloadError unless ``value`` has the form of an array (``{"f4": str}``, ``{"f8": str}``) of a size allowed.
+
+    The values themselves are checked by :func:`decode_array`.
+    """
+    dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
+    if dtype is None or len(value) != 1:
+        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
+    if len(value[dtype]) % 4 or not 0 < len(value[dtype]) // 4 * 3 <= MAX_POINTS * int(dtype[1]) + 2:
+        raise PayloadError(f"{name} is not base64 of 1 to {MAX_POINTS} {dtype} values")
+
+
 def decode_array(value, name: str) -> np.ndarray:
-    """``{"f4": ...}`` or ``{"f8": ...}`` -> a float64 array of shape (P,); PayloadError unless of finite numbers."""
+    """``{"f4": ...}`` or ``{"f8": ...}`` -> the array, (P,), read-only, in that dtype; PayloadError unless finite."""
     dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
     if dtype is None or len(value) != 1:
         raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
@@ -80,7 +92,7 @@ def decode_array(value, name: str) -> np.ndarray:
     size = int(dtype[1])
     if len(raw) % size or not 0 < len(raw) // size <= MAX_POINTS:
         raise PayloadError(f"{name} holds {len(raw)} bytes: not 1 to {MAX_POINTS} {dtype} values")
-    a = np.frombuffer(raw, dtype="<" + dtype).astype(np.float64)
+    a = np.frombuffer(raw, dtype="<" + dtype)
     if not np.isfinite(a).all():
         raise PayloadError(f"{name} holds values that are not finite")
     return a
@@ -133,17 +145,23 @@ _MEASUREMENT = {"device": (_TEXT, True), "store": (_TEXT, True), "id": ((int,), 
                 "evidence": ((dict,), False)}
 
 
-def read_measurement(payload: bytes, device: str) -> dict:
-    """A measurement payload from ``device``'s topic, checked, with its arrays decoded (float64, (P,)).
+def read_measurement(payload: bytes, device: str, decode: bool = True) -> dict:
+    """A measurement payload from ``device``'s topic, checked, with its arrays decoded.
 
     The ``device`` named in the payload must be the topic's: the broker's access list lets a device
     publish under its own topic only, so the topic is what vouches for the sender.
 
+    Parameters
+    ----------
+    decode : bool
+        Decode the arrays (and check their values); False: check their form only and leave them as they
+        came (what the collector does: it stores the payload as received, and it is decoded when read).
+
     Returns
     -------
     dict
-        The payload's fields; ``spectrum`` is ``{"shift", "intensity"}`` of arrays or None, ``evidence``
-        a dict of arrays or None.
+        The payload's fields; ``spectrum`` is ``{"shift", "intensity"}`` of arrays (P,) or None,
+        ``evidence`` a dict of arrays (P,) or None.
     """
     m = _object(payload, "measurement")
     _check(m, "measurement", _MEASUREMENT)
@@ -151,14 +169,18 @@ def read_measurement(payload: bytes, device: str) -> dict:
         raise PayloadError(f"a measurement of device {m['device'][:64]!r} arrived on {device!r}'s topic")
     if not re.fullmatch(r"[0-9a-f]{32}", m["store"]) or m["id"] < 1:
         raise PayloadError("the measurement's store or id is malformed")
+    read = decode_array if decode else check_array
     if m["spectrum"] is not None:
-        shift = decode_array(m["spectrum"].get("shift"), "spectrum.shift")
-        intensity = decode_array(m["spectrum"].get("intensity"), "spectrum.intensity")
-        if shift.shape != intensity.shape:
-            raise PayloadError("spectrum.shift and spectrum.intensity differ in length")
-        m["spectrum"] = {"shift": shift, "intensity": intensity}
+        shift = read(m["spectrum"].get("shift"), "spectrum.shift")
+        intensity = read(m["spectrum"].get("intensity"), "spectrum.intensity")
+        if decode:
+            if shift.shape != intensity.shape:
+                raise PayloadError("spectrum.shift and spectrum.intensity differ in length")
+            m["spectrum"] = {"shift": shift, "intensity": intensity}
     if m["evidence"] is not None:
-        m["evidence"] = {str(k)[:40]: decode_array(v, f"evidence.{str(k)[:40]}") for k, v in m["evidence"].items()}
+        arrays = {str(k)[:40]: read(v, f"evidence.{str(k)[:40]}") for k, v in m["evidence"].items()}
+        if decode:
+            m["evidence"] = arrays
     return m
 
 
