@@ -357,6 +357,11 @@ class RecordStore:
                                 (int(id_), int(limit)))
         return [self._row(r) for r in rows]
 
+    def last_summary(self) -> dict | None:
+        """``id``, ``time`` and ``verdict`` of the latest measurement (None when there is none), arrays unread."""
+        row = self._db.execute("SELECT id, time, verdict FROM measurements ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else dict(zip(("id", "time", "verdict"), row))
+
     def last(self) -> Record | None:
         """The latest measurement, or None when there is none."""
         rows = self.query(limit=1)
