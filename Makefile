@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer bench-acquisition \
+.PHONY: demo fleet-demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer bench-acquisition \
     models libraries installer board-test unit-test clean
 
 # An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
@@ -24,6 +24,11 @@ $(VENV)/.installed-%: pyproject.toml
 demo: $(VENV)/.installed-device
 	$(PY) -m tools demo --model $(MODEL) --measurements 6
 	$(VENV)/bin/raman-device classify --model $(MODEL) --format table $(MODEL)/examples/*/*
+
+# A whole fleet on this machine: Mosquitto, the collector, DEVICES (default 3) simulated devices with their uplinks,
+# measurements stored centrally once each, a signed rollout to all, the dashboard; a report (docs/fleet.md).
+fleet-demo: $(VENV)/.installed-device,fleet
+	$(PY) -m tools fleet-demo $(if $(DEVICES),--devices $(DEVICES))
 
 # The full test suite (device, trainer with TensorFlow, TFLite parity, and the fleet against the real Mosquitto and
 # PostgreSQL it starts itself: the test extra includes the fleet extra).

@@ -1,7 +1,7 @@
 """``python -m tools``: the developer tools of a checkout, not installed on a board.
 
-The demo and the fault soak on this machine, the offline installer for a board, the board test, and the unit
-test (the installed service under a real systemd).
+The demo, the fleet demo and the fault soak on this machine, the offline installer for a board, the board test,
+and the unit test (the installed service under a real systemd).
 
 Run from the repository's top folder, e.g. ``python -m tools demo --model models/sers-pesticides``.
 """
@@ -21,6 +21,14 @@ def cmd_demo(args) -> int:
     from tools.demo import run_demo
 
     return run_demo(Path(args.model), args.measurements, Path(args.data), out=lambda msg: print(msg, flush=True))
+
+
+def cmd_fleet_demo(args) -> int:
+    """A whole fleet: broker, collector, simulated devices, measurements, a signed rollout, the dashboard."""
+    from tools.fleet_demo import run_fleet_demo
+
+    return run_fleet_demo(args.devices, Path(args.keep) if args.keep else None, args.serve,
+                          out=lambda msg: print(msg, flush=True))
 
 
 def cmd_soak(args) -> int:
@@ -58,7 +66,7 @@ def cmd_unit_test(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m tools`` argument parser: ``demo``, ``soak``, ``installer``, ``board-test``, ``unit-test``."""
+    """The ``python -m tools`` argument parser: one subcommand per tool (``demo``, ``fleet-demo``, ``soak``, ...)."""
     p = argparse.ArgumentParser(prog="python -m tools", description="Developer tools of raman-edge (not on a board).")
     sub = p.add_subparsers(dest="command", required=True)
     d = add_subcommand(sub, "demo", help="the whole loop on this machine: simulated spectrometer, service, triggers")
@@ -66,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--measurements", type=int, default=6, help="triggers to send")
     d.add_argument("--data", default="demo-data", help="data directory of the demo's service (emptied first)")
     d.set_defaults(func=cmd_demo)
+    f = add_subcommand(sub, "fleet-demo", help="a whole fleet on this machine: Mosquitto, the collector, simulated "
+                                               "devices with uplinks, a signed rollout, the dashboard")
+    f.add_argument("--devices", type=int, default=3, help="how many simulated devices (default 3)")
+    f.add_argument("--keep", metavar="DIR", help="run in this new or empty directory and keep it (default: a "
+                                                 "temporary one, removed)")
+    f.add_argument("--serve", action="store_true", help="after the report, keep the fleet running until Ctrl-C")
+    f.set_defaults(func=cmd_fleet_demo)
     k = add_subcommand(sub, "soak", help="the service against each simulator with injected serial faults, counted")
     k.add_argument("--model", required=True, help="model bundle (its example spectra are the samples)")
     k.add_argument("--protocols", default="obp,tcd1304,microspec", help="simulators to soak, comma-separated")
