@@ -13,7 +13,7 @@ shipped SERS model and library: spectrum, analysis, unmixing evidence), renumber
    (``fleet-admin``'s own session): what the broker and one Python MQTT client deliver at all.
 2. **Latency.** The collector runs; every device publishes one measurement per ``--period`` s for
    ``--seconds`` s, each stamped when published; latency = the collector's commit time minus that stamp.
-3. **The real uplink.** One ``raman-device uplink`` process reads a real record, to which this process
+3. **The real uplink.** One ``raman-edge-uplink`` process reads a real record, to which this process
    commits a measurement every 0.5 s during phase 2: latency from the record's commit to the central
    commit (the uplink's poll of the record included), and the uplink's memory (VmHWM, peak resident),
    beside a bare Python interpreter that imports the same MQTT client (baseline).
@@ -39,8 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from device.service.config import parse_config  # noqa: E402
-from device.service.measurement import RECORD_FILE, Service  # noqa: E402
-from device.service.record import Record, RecordStore  # noqa: E402
+from device.service.measurement import Service  # noqa: E402
+from device.service.record import (  # noqa: E402
+    RECORD_FILE,  # noqa: E402
+    Record,
+    RecordStore,
+)
 from device.uplink import messages  # noqa: E402
 from device.uplink.connection import connect_async, tls_client  # noqa: E402
 from fleet import pki  # noqa: E402
@@ -68,8 +72,9 @@ def real_payload(directory: Path) -> tuple[bytes, Record]:
     service = Service(cfg)
     assert service.measure("control-port")["ok"]
     service.close()
-    rec = RecordStore(directory / RECORD_FILE).last()
-    return messages.measurement_payload("template", "0" * 32, rec), rec
+    record = RecordStore(directory / RECORD_FILE)
+    (stored,) = record.stored_after(0, 1)
+    return messages.measurement_payload("template", "0" * 32, stored), record.last()
 
 
 def renumbered(template: dict, device: str, store: str, n: int, stamp: float) -> bytes:
@@ -252,7 +257,7 @@ def run(args, tmp: Path, pki_dir: Path, port: int, template: dict, template_rec:
     # 2 and 3: steady load from every device, and one real uplink reading a real record
     config = uplink_config(tmp / "device", pki_dir, port)
     record = RecordStore(tmp / "device" / RECORD_FILE)
-    uplink = subprocess.Popen([sys.executable, "-m", "device.cli", "uplink", "--config", str(config)], cwd=ROOT,
+    uplink = subprocess.Popen([sys.executable, "-m", "device.uplink.cli", "--config", str(config)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stop = threading.Event()
 
@@ -307,7 +312,7 @@ def report(args, r: dict, payload_bytes: int) -> None:
     print("\n| memory of the uplink | peak (VmHWM) | resident at the end | unique (USS) | target |")
     print("|---|---|---|---|---|")
     print(f"| bare Python importing the MQTT client (baseline) | {r['bare_mb']:.1f} MB | | | |")
-    print(f"| **raman-device uplink** | **{r['uplink_peak_mb']:.1f} MB** ({r['uplink_peak_mb'] / r['bare_mb']:.2f} x "
+    print(f"| **raman-edge-uplink** | **{r['uplink_peak_mb']:.1f} MB** ({r['uplink_peak_mb'] / r['bare_mb']:.2f} x "
           f"baseline) | {r['uplink_rss_mb']:.1f} MB | {r['uplink_uss_mb']:.1f} MB | <= {UPLINK_MB_TARGET:.0f} MB: "
           f"{'met' if r['uplink_peak_mb'] <= UPLINK_MB_TARGET else 'NOT met'} |")
     print(f"\nduplicates stored centrally: {r['duplicates']}")

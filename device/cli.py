@@ -227,7 +227,7 @@ def cmd_history(args) -> int:
 def cmd_export(args) -> int:
     """Export recorded spectra (on the model's axis) as training data for raman-train."""
     from device.inference.bundle import load_bundle
-    from device.service.record import export
+    from device.service.export import export
 
     refuse_existing(args.out, args.force)
     n = export(_records(args), args.out, load_bundle(args.model).axis, args.format)
@@ -238,7 +238,8 @@ def cmd_export(args) -> int:
 def cmd_run(args) -> int:
     """Run the measurement service until SIGTERM; one it cannot start is an error, exit status 6 (not configured)."""
     from device.service.config import load_config
-    from device.service.runner import EXIT_NOT_CONFIGURED, Runner
+    from device.service.runner import Runner
+    from device.service.systemd import EXIT_NOT_CONFIGURED
 
     try:
         runner = Runner(load_config(args.config), log=lambda msg: print(msg, flush=True))
@@ -248,31 +249,10 @@ def cmd_run(args) -> int:
         return EXIT_NOT_CONFIGURED
 
 
-def cmd_uplink(args) -> int:
-    """Send the record to the fleet's broker until SIGTERM; one it cannot start is exit status 6 (not configured)."""
-    import signal
-
-    from device.service.config import load_config
-    from device.service.runner import EXIT_NOT_CONFIGURED
-    from device.uplink.rollout import Rollouts
-    from device.uplink.uplink import Uplink
-
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
-    try:
-        config = load_config(args.config)
-        uplink = Uplink(config, log=log, rollouts=Rollouts(config, args.config, log=log))
-    except RamanEdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_NOT_CONFIGURED
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: uplink.stop())
-    return uplink.run()
-
-
 def cmd_measure(args) -> int:
     """Send a command to the running service and print its reply."""
     from device.service.config import load_config
-    from device.service.runner import SOCKET_FILE, send_command
+    from device.service.control import SOCKET_FILE, send_command
 
     path = Path(args.socket) if args.socket else load_config(args.config).data_directory / SOCKET_FILE
     command = args.command
@@ -312,7 +292,8 @@ def cmd_update(args) -> int:
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     kind = MODEL if args.update == "update-model" else LIBRARY
     config = load_config(args.config)
-    reply = rollback(kind, config, log=log) if args.rollback else update(kind, config, Path(args.new), log=log)
+    reply = rollback(kind, config, log=log) if args.rollback else \
+        update(kind, config, Path(args.new), log=log, require_signature=args.require_signature)
     print(json.dumps(reply))
     return 0 if reply.get("ok") else 1
 
@@ -368,10 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
     r = add_subcommand(sub, "run", help="run the measurement service (triggers: control port, button, local socket)")
     r.add_argument("--config", required=True, help="configuration file (TOML)")
     r.set_defaults(func=cmd_run)
-    u = add_subcommand(sub, "uplink", help="send the record to the fleet's MQTT broker, publish the status, take "
-                                           "signed rollouts (the raman-edge-uplink unit; docs/fleet.md)")
-    u.add_argument("--config", required=True, help="configuration file (TOML) with an [uplink] section")
-    u.set_defaults(func=cmd_uplink)
     m = add_subcommand(sub, "measure", help="ask the running service to measure (or STATUS, LAST, MODEL)")
     where = m.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", help="the service's configuration file (to find its socket)")
@@ -410,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"the new {what} directory (verified before anything changes)")
         which.add_argument("--rollback", action="store_true",
                            help=f"swap back the {what} the last update replaced (kept as {where}.previous)")
+        u.add_argument("--require-signature", action="store_true",
+                       help="refuse it unless signed by the fleet's key (signatures.public_key), even where "
+                            "signatures.required is not set (the uplink's rollouts)")
         u.set_defaults(func=cmd_update, update=name)
     n = add_subcommand(sub, "install",
                        help="lay out the service on this board from the unpacked offline installer (make installer)")

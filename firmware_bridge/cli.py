@@ -142,8 +142,9 @@ def cmd_acquire(args) -> int:
 
 def cmd_calibrate(args) -> int:
     """``raman-bridge calibrate``: fit the wavelength polynomial to a reference's lines."""
-    from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift
+    from firmware_bridge.calibration import fit_wavelengths, raman_shift, wavelength_of_shift
     from firmware_bridge.measure import acquire_signal
+    from firmware_bridge.raman_standards import RAMAN_STANDARDS
 
     refuse_existing(args.out, args.force)  # before the device is touched
 

@@ -1,7 +1,7 @@
 """The system suitability test: is the instrument still calibrated? Band positions, resolution and SNR of a standard.
 
 A measured spectrum of polystyrene (or cyclohexane) is checked against the standard's band positions
-(:data:`firmware_bridge.calibration.RAMAN_STANDARDS`, ASTM E1840 values as customarily quoted), as commercial
+(:data:`firmware_bridge.raman_standards.RAMAN_STANDARDS`, ASTM E1840 values as customarily quoted), as commercial
 analysers do before a session:
 
 * **positions**: each reference band inside the spectrum's range and resolved at the instrument's resolution
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_bridge.calibration import RAMAN_STANDARDS, find_peaks, noise_level
+from firmware_bridge.calibration import find_peaks, noise_level
+from firmware_bridge.raman_standards import RAMAN_STANDARDS
 
 #: A reference band is looked for within this distance of its position, cm-1.
 SEARCH_CM = 15.0
@@ -116,7 +117,7 @@ def system_suitability(shift, intensity, standard: str = "polystyrene", toleranc
     intensity : array_like, shape (N,)
         Dark-subtracted intensity.
     standard : str
-        A key of :data:`firmware_bridge.calibration.RAMAN_STANDARDS`.
+        A key of :data:`firmware_bridge.raman_standards.RAMAN_STANDARDS`.
     tolerance_cm1, max_fwhm_cm1, min_snr : float
         The limits.
     laser_nm : float, optional

@@ -100,7 +100,7 @@ def cmd_export(args) -> int:
     """Write the fleet's measurements as training data (csv, npz) or with their analyses (jsonl, jcamp)."""
     from device.cli import parse_when
     from device.inference.bundle import load_bundle
-    from device.service.record import export
+    from device.service.export import export
     from fleet.database import FleetDatabase
 
     refuse_existing(args.out, args.force)

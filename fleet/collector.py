@@ -111,7 +111,7 @@ class Collector:
             try:
                 device, kind = messages.parse_device_topic(message.topic)
                 if kind == "measurements":
-                    found.append((messages.read_measurement(message.payload, device, decode=False), message.payload))
+                    found.append((messages.read_measurement(message.payload, device), message.payload))
                 else:
                     statuses[device] = messages.read_status(message.payload, device)  # the latest one counts
             except messages.PayloadError as exc:

@@ -11,14 +11,18 @@ are decoded when it is read.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from device.errors import RamanEdgeError
 from device.service.record import Record
-from device.uplink.messages import PayloadError, read_measurement
+from device.uplink.messages import MAX_POINTS, PayloadError, read_measurement
 
 SCHEMA_VERSION = 1
 
@@ -69,6 +73,47 @@ _NAMES = [n.strip() for n in _SUMMARY.split(",")]
 
 class DatabaseError(RamanEdgeError):
     """The fleet database cannot be opened or written; the message says what to check."""
+
+
+def decode_array(value, name: str) -> np.ndarray:
+    """``{"f4": ...}`` or ``{"f8": ...}`` -> the array, (P,), read-only, in that dtype; PayloadError unless finite."""
+    dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
+    if dtype is None or len(value) != 1:
+        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
+    try:
+        raw = base64.b64decode(value[dtype], validate=True)
+    except (binascii.Error, ValueError):
+        raise PayloadError(f"{name} is not valid base64") from None
+    size = int(dtype[1])
+    if len(raw) % size or not 0 < len(raw) // size <= MAX_POINTS:
+        raise PayloadError(f"{name} holds {len(raw)} bytes: not 1 to {MAX_POINTS} {dtype} values")
+    a = np.frombuffer(raw, dtype="<" + dtype)
+    if not np.isfinite(a).all():
+        raise PayloadError(f"{name} holds values that are not finite")
+    return a
+
+
+def decode_measurement(payload: bytes, device: str) -> dict:
+    """A measurement payload (:func:`~device.uplink.messages.read_measurement`) with its arrays decoded.
+
+    ``spectrum`` becomes ``{"shift", "intensity"}`` of arrays (P,), ``evidence`` a dict of arrays (P,).
+
+    Raises
+    ------
+    PayloadError
+        As :func:`read_measurement`, for an array that is not valid base64 of finite values, or a spectrum
+        whose shift and intensity differ in length.
+    """
+    m = read_measurement(payload, device)
+    if m["spectrum"] is not None:
+        shift = decode_array(m["spectrum"]["shift"], "spectrum.shift")
+        intensity = decode_array(m["spectrum"]["intensity"], "spectrum.intensity")
+        if shift.shape != intensity.shape:
+            raise PayloadError("spectrum.shift and spectrum.intensity differ in length")
+        m["spectrum"] = {"shift": shift, "intensity": intensity}
+    if m["evidence"] is not None:
+        m["evidence"] = {str(k)[:40]: decode_array(v, f"evidence.{str(k)[:40]}") for k, v in m["evidence"].items()}
+    return m
 
 
 class FleetDatabase:
@@ -160,7 +205,7 @@ class FleetDatabase:
     def store(self, measurements: list[tuple[dict, bytes]], statuses: list[dict], received: float) -> int:
         """Store measurements, each ``(fields, payload)``, and statuses, in one transaction.
 
-        ``fields`` are :func:`~device.uplink.messages.read_measurement`'s (arrays decoded or not),
+        ``fields`` are :func:`~device.uplink.messages.read_measurement`'s,
         ``payload`` the message as received; a status is :func:`~device.uplink.messages.read_status`'s.
 
         When this returns, all of them are committed. A measurement already stored is
@@ -295,7 +340,7 @@ class FleetDatabase:
 def _decoded(payload: bytes, device: str) -> dict:
     """The parts of a stored payload its columns do not hold, arrays decoded (``problem`` says if they cannot be)."""
     try:
-        m = read_measurement(payload, device)
+        m = decode_measurement(payload, device)
     except PayloadError as exc:
         return {"probabilities": {}, "instrument": {}, "shift": None, "intensity": None, "evidence": None,
                 "problem": str(exc)}

@@ -14,7 +14,7 @@ report`` draws them on paper (:mod:`device.service.record` names the arrays and 
 Everything a device supplied is untrusted: its text (names, verdicts) is escaped, a malformed analysis entry
 is left out, and an evidence array of another shape than ``axis`` is not drawn. Colours are presentation
 attributes (no style sheet, no script), so the figure shows under a strict Content-Security-Policy. The
-arrays are taken to be finite, as :func:`device.uplink.messages.decode_array` makes them.
+arrays are taken to be finite, as :func:`fleet.database.decode_array` makes them.
 """
 from __future__ import annotations
 

@@ -173,3 +173,20 @@ def band_spectra(n: int, seed: int = 0) -> np.ndarray:
     return np.stack([sum(a * np.exp(-0.5 * ((BAND_AXIS - c) / w) ** 2) for a, c, w in
                          zip(rng.uniform(0.3, 1, 4), rng.uniform(500, 1700, 4), rng.uniform(5, 15, 4))) + 0.2
                      for _ in range(n)])
+
+
+def payload_of(rec, device: str = "pi-001", store: str = "0123456789abcdef0123456789abcdef") -> bytes:
+    """The uplink's payload of ``rec`` (a :class:`~device.service.record.Record`) as ``device``'s measurement.
+
+    ``rec`` goes through a real record (in memory) and comes back as the uplink reads it; it keeps its id.
+    """
+    from dataclasses import replace
+
+    from device.service.record import RecordStore
+    from device.uplink.messages import measurement_payload
+
+    record = RecordStore(":memory:")
+    record.add(replace(rec))
+    (stored,) = record.stored_after(0, 1)
+    record.close()
+    return measurement_payload(device, store, {**stored, "id": rec.id})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from helpers import OutputLines
 
-from firmware_bridge.calibration import RAMAN_STANDARDS, fit_wavelengths, raman_shift, wavelength_of_shift, wavelengths
+from firmware_bridge.calibration import fit_wavelengths, raman_shift, wavelength_of_shift, wavelengths
 from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS, tcd1304_instrument
+from firmware_bridge.raman_standards import RAMAN_STANDARDS
 from firmware_bridge.sim.serve import make_device
 
 BIN = Path(sys.executable).parent

@@ -27,6 +27,7 @@ import flask
 import numpy as np
 import pytest
 import waitress
+from helpers import payload_of
 
 from device.service.record import Record, iso_time
 from device.uplink import messages
@@ -89,8 +90,8 @@ def received(device: str, records: list[Record]) -> list[tuple[dict, bytes]]:
     store = uuid.uuid4().hex
     for n, rec in enumerate(records, 1):
         rec.id = n
-    payloads = [messages.measurement_payload(device, store, rec) for rec in records]
-    return [(messages.read_measurement(p, device, decode=False), p) for p in payloads]
+    payloads = [payload_of(rec, device, store) for rec in records]
+    return [(messages.read_measurement(p, device), p) for p in payloads]
 
 
 def status(device: str, **fields) -> dict:

@@ -74,9 +74,9 @@ UPLINK_UNIT = ROOT / "deploy" / "raman-edge-uplink.service"
 
 def test_uplink_unit_verifies_and_its_exposure_stays_low(tmp_path):
     """The uplink needs the network (so more exposure than the service's), and nothing else."""
-    exe = Path(sys.executable).parent / "raman-device"
+    exe = Path(sys.executable).parent / "raman-edge-uplink"
     unit = tmp_path / "raman-edge-uplink.service"
-    unit.write_text(UPLINK_UNIT.read_text().replace("/opt/raman-edge/venv/bin/raman-device", str(exe)))
+    unit.write_text(UPLINK_UNIT.read_text().replace("/opt/raman-edge/venv/bin/raman-edge-uplink", str(exe)))
     r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr.strip() == "", r.stderr
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
@@ -85,6 +85,6 @@ def test_uplink_unit_verifies_and_its_exposure_stays_low(tmp_path):
     text = UPLINK_UNIT.read_text()
     for line in ("Type=notify", "WatchdogSec=", "User=raman-edge", "StateDirectory=raman-edge", "PrivateDevices=yes",
                  "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "ProtectSystem=strict",
-                 "ExecStart=/opt/raman-edge/venv/bin/raman-device uplink --config /etc/raman-edge/raman-edge.toml"):
+                 "ExecStart=/opt/raman-edge/venv/bin/raman-edge-uplink --config /etc/raman-edge/raman-edge.toml"):
         assert line in text, line
     assert "PrivateNetwork=yes" in UNIT.read_text()  # the measuring service itself keeps no network

@@ -9,12 +9,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers import payload_of
 
 from device.inference.bundle import load_bundle
 from device.inference.readers import read_spectra
 from device.service.record import Record, RecordStore
 from device.uplink import messages
-from fleet.database import FleetDatabase
+from fleet.database import FleetDatabase, decode_measurement
 
 pytest.importorskip("paho.mqtt")
 SHIPPED = load_bundle("models/sers-pesticides")
@@ -35,13 +36,17 @@ def example_records(n: int = 6) -> list[Record]:
 
 def received(rec: Record, device="pi-001", store=STORE) -> tuple[dict, bytes]:
     """What the collector stores of a record's payload: its fields (arrays left encoded) and the payload."""
-    payload = messages.measurement_payload(device, store, rec)
-    return messages.read_measurement(payload, device, decode=False), payload
+    payload = payload_of(rec, device, store)
+    return messages.read_measurement(payload, device), payload
+
+
+def f4(values) -> dict:
+    return {"f4": base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()}
 
 
 def test_a_measurement_survives_the_trip_to_float32():
     rec = example_records(1)[0]
-    m = messages.read_measurement(messages.measurement_payload("pi-001", STORE, rec), "pi-001")
+    m = decode_measurement(payload_of(rec), "pi-001")
     assert (m["device"], m["store"], m["id"], m["verdict"], m["trigger"]) == ("pi-001", STORE, 1, rec.verdict, "button")
     np.testing.assert_allclose(m["spectrum"]["intensity"], rec.intensity, rtol=1e-6)
     np.testing.assert_allclose(m["evidence"]["sample"], rec.evidence["sample"], rtol=1e-6)
@@ -49,7 +54,7 @@ def test_a_measurement_survives_the_trip_to_float32():
 
 
 def tampered(field, value) -> bytes:
-    payload = json.loads(messages.measurement_payload("pi-001", STORE, example_records(1)[0]))
+    payload = json.loads(payload_of(example_records(1)[0]))
     payload[field] = value
     return json.dumps(payload).encode()
 
@@ -62,15 +67,23 @@ def tampered(field, value) -> bytes:
     (tampered("id", "7"), "id is of the wrong type"),
     (tampered("store", "x" * 32), "store or id is malformed"),
     (tampered("time", None), "lacks time"),
-    (tampered("spectrum", {"shift": {"f4": "!!"}, "intensity": {"f4": "AAAA"}}), "not valid base64"),
-    (tampered("spectrum", {"shift": messages.encode_array([np.nan]), "intensity": messages.encode_array([1])}),
-     "not finite"),
-    (tampered("spectrum", {"shift": messages.encode_array([1, 2]), "intensity": messages.encode_array([1])}),
-     "differ in length"),
+    (tampered("spectrum", {"shift": {"f4": "!!"}, "intensity": {"f4": "AAAA"}}), "not base64 of 1 to"),
+    (tampered("evidence", {"axis": [1, 2]}), "evidence.axis is not an array"),
 ])
 def test_a_malformed_measurement_is_refused_by_name(payload, problem):
     with pytest.raises(messages.PayloadError, match=problem):
         messages.read_measurement(payload, "pi-001")
+
+
+@pytest.mark.parametrize("payload, problem", [
+    (tampered("spectrum", {"shift": {"f4": "!!!!"}, "intensity": {"f4": "AAAA"}}), "not valid base64"),
+    (tampered("spectrum", {"shift": f4([np.nan]), "intensity": f4([1])}), "not finite"),
+    (tampered("spectrum", {"shift": f4([1, 2]), "intensity": f4([1])}), "differ in length"),
+])
+def test_array_values_are_checked_when_decoded(payload, problem):
+    messages.read_measurement(payload, "pi-001")  # the form is right: the collector stores it
+    with pytest.raises(messages.PayloadError, match=problem):
+        decode_measurement(payload, "pi-001")
 
 
 def test_topics_are_parsed_and_others_refused():
@@ -124,7 +137,7 @@ def test_filters_by_device_verdict_and_time(tmp_path):
 
 
 def test_fleet_export_is_training_data_the_trainer_reads(tmp_path):
-    from device.service.record import export
+    from device.service.export import export
     from trainer.data.dataset import load_dataset
 
     db = FleetDatabase(tmp_path / "fleet.db")
@@ -151,15 +164,35 @@ def test_a_record_file_has_its_own_store_id_kept_across_opens(tmp_path):
     assert RecordStore(tmp_path / "a.db").store_id == a.store_id
 
 
-def test_the_array_encoding_is_little_endian_float32():
-    encoded = messages.encode_array([1.0, -2.5])
-    assert base64.b64decode(encoded["f4"]) == np.array([1.0, -2.5], "<f4").tobytes()
+def test_float32_conversion_without_numpy_agrees_with_numpy():
+    values = np.random.default_rng(3).normal(0, 1e4, 1000)
+    assert messages.float32_bytes(values.astype("<f8").tobytes()) == values.astype("<f4").tobytes()
+
+
+def test_evidence_npz_is_read_without_numpy_as_numpy_reads_it(tmp_path):
+    import io
+
+    rng = np.random.default_rng(4)
+    arrays = {"axis": np.linspace(400, 1800, 700), "hit.0": rng.normal(size=700), "component.1": rng.normal(size=700)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    read = messages.npz_float64(buffer.getvalue())
+    assert sorted(read) == sorted(arrays)
+    for name, values in arrays.items():
+        assert np.array_equal(np.frombuffer(read[name], "<f8"), values)
+    for bad in ({"axis": np.zeros(5, "<f4")}, {"axis": np.zeros((2, 3))}):  # negative controls
+        buffer = io.BytesIO()
+        np.savez(buffer, **bad)
+        with pytest.raises(ValueError, match="not a 1-D little-endian float64"):
+            messages.npz_float64(buffer.getvalue())
+    with pytest.raises(ValueError, match="not an .npz"):
+        messages.npz_float64(b"not a zip")
 
 
 def test_the_payload_is_kept_as_received_and_bad_arrays_are_named_when_read(tmp_path):
     db = FleetDatabase(tmp_path / "fleet.db")
     rec = example_records(1)[0]
-    good = messages.measurement_payload("pi-001", STORE, rec)
+    good = payload_of(rec)
     db.store([received(rec)], [], 1796000100.0)
     (stored,) = db._transaction(lambda cur: cur.execute("SELECT payload FROM measurements").fetchone())
     assert bytes(stored) == good
@@ -167,7 +200,7 @@ def test_the_payload_is_kept_as_received_and_bad_arrays_are_named_when_read(tmp_
     bad["id"] = 2
     bad["spectrum"]["intensity"] = {"f4": "!!!!" * (len(bad["spectrum"]["intensity"]["f4"]) // 4)}  # form, not base64
     payload = json.dumps(bad).encode()
-    db.store([(messages.read_measurement(payload, "pi-001", decode=False), payload)], [], 1796000200.0)
+    db.store([(messages.read_measurement(payload, "pi-001"), payload)], [], 1796000200.0)
     assert db.measurement(1)["problem"] is None
     broken = db.measurement(2)
     assert "not valid base64" in broken["problem"] and broken["intensity"] is None and broken["verdict"] == rec.verdict

@@ -132,7 +132,7 @@ def wait_for(condition, what: str, timeout: float = TIMEOUT) -> None:
 
 
 def uplink_process(config: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "device.cli", "uplink", "--config", str(config)],
+    return subprocess.Popen([sys.executable, "-m", "device.uplink.cli", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
 
 

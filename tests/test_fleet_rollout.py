@@ -23,7 +23,7 @@ from helpers import shipped_variant as variant
 
 from device.inference.bundle import load_bundle
 from device.service.config import load_config
-from device.service.runner import SOCKET_FILE, send_command
+from device.service.control import SOCKET_FILE, send_command
 from device.uplink import messages
 from device.uplink.rollout import Rollouts
 from device.uplink.uplink import Uplink

@@ -16,7 +16,8 @@ from device.cli import main
 from device.errors import SpectrumFileError
 from device.inference.readers import read_spectra
 from device.inference.spectrum import Axis
-from device.service.record import Record, RecordStore, export
+from device.service.export import export
+from device.service.record import Record, RecordStore
 from firmware_bridge import errors as bridge_errors
 from firmware_bridge.errors import SpectrumFileWarning
 from firmware_bridge.jcamp import read_jcamp, write_jcamp

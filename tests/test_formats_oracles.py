@@ -12,7 +12,7 @@ import spc_spectra
 from test_formats import JCAMP_FILES, SPC_FILES, _file, _records
 
 from device.inference.spectrum import Axis
-from device.service.record import export
+from device.service.export import export
 from firmware_bridge.jcamp import read_jcamp
 from firmware_bridge.spc import read_spc
 

@@ -13,7 +13,8 @@ import pytest
 from helpers import OutputLines
 
 from device.inference.spectrum import Axis
-from device.service.record import ExportError, Record, RecordError, RecordStore, analysis_summary, export, history_entry
+from device.service.export import ExportError, export
+from device.service.record import Record, RecordError, RecordStore, analysis_summary, history_entry
 from firmware_bridge.jcamp import read_jcamp
 from trainer.data.dataset import load_dataset
 

@@ -22,6 +22,7 @@ from firmware_bridge.sim.line import SimulatedLine
 from firmware_bridge.sim.pty import PtyServer
 from firmware_bridge.sim.serve import default_scene
 
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -435,3 +436,26 @@ def test_control_port_that_appears_later_is_served(tmp_path, shipped_bundle):
             proc.kill()
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.slow
+def test_every_kind_of_measurement_gets_its_reply_over_the_socket(tmp_path, shipped_bundle):
+    """Replies without a confidence or a model (identify, verify) are logged and sent like the others."""
+    from device.service.control import SOCKET_FILE, send_command
+
+    library = ROOT / "models" / "libraries" / "sers-pesticides"
+    cfg = write_config(tmp_path, shipped_bundle.path, "sim://obp?paced=0&seed=4",
+                       extra=f'[library]\npath = "{library}"')
+    proc = subprocess.Popen([str(BIN / "raman-device"), "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out = OutputLines(proc)
+        assert wait_ready(out).startswith("ready: ready")
+        for command in ("MEASURE IDENTIFY", "MEASURE VERIFY Phosmet_present", "MEASURE"):
+            reply = send_command(tmp_path / "data" / SOCKET_FILE, command, timeout=60)
+            assert reply["ok"], (command, reply)
+            said = f"measurement {reply['id']}:"
+            assert out.read_until(lambda line, said=said: line.startswith(said))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

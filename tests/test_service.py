@@ -10,7 +10,8 @@ from helpers import shipped_variant
 
 from device.service.config import parse_config
 from device.service.control import COMMANDS, LineReader, dispatch, read_reply, reply
-from device.service.measurement import RECORD_FILE, Service
+from device.service.measurement import Service
+from device.service.record import RECORD_FILE
 from firmware_bridge.sim.instrument import Scene
 
 pytestmark = pytest.mark.device  # needs only the device extra

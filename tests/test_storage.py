@@ -13,8 +13,8 @@ from test_service import config
 
 from device.service.config import ConfigError, parse_config
 from device.service.control import dispatch
-from device.service.measurement import RECORD_FILE, Service
-from device.service.record import storage_problem
+from device.service.measurement import Service
+from device.service.record import RECORD_FILE, storage_problem
 
 pytestmark = pytest.mark.device  # needs only the device extra
 

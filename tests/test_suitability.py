@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware_bridge.calibration import RAMAN_STANDARDS
 from firmware_bridge.measure import measure
 from firmware_bridge.protocols.tcd1304.simulator import TCD1304_COEFFICIENTS
+from firmware_bridge.raman_standards import RAMAN_STANDARDS
 from firmware_bridge.registry import PROTOCOLS
 from firmware_bridge.sim.standards import POLYSTYRENE_HEIGHTS as HEIGHTS
 from firmware_bridge.sim.standards import cyclohexane, polystyrene, write_scene

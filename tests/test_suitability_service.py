@@ -10,8 +10,9 @@ from test_suitability import polystyrene_scene
 
 from device.service.config import parse_config
 from device.service.control import dispatch
+from device.service.export import ExportError, export
 from device.service.measurement import Service
-from device.service.record import ExportError, Record, RecordStore, export, history_entry
+from device.service.record import Record, RecordStore, history_entry
 
 pytestmark = pytest.mark.device  # needs only the device extra
 

@@ -16,8 +16,8 @@ from helpers import shipped_variant as variant
 from device.errors import BundleError
 from device.inference.bundle import load_bundle
 from device.service.config import parse_config
+from device.service.control import SOCKET_FILE, send_command
 from device.service.measurement import Service
-from device.service.runner import SOCKET_FILE, send_command
 from device.service.update import UpdateError, update_model
 
 BIN = Path(sys.executable).parent

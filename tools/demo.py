@@ -21,8 +21,7 @@ from pathlib import Path
 from device.errors import RamanEdgeError
 from device.inference.bundle import load_bundle
 from device.service.control import read_reply
-from device.service.measurement import RECORD_FILE
-from device.service.record import RecordStore
+from device.service.record import RECORD_FILE, RecordStore
 from firmware_bridge.sim.instrument import Scene
 from firmware_bridge.sim.line import SimulatedLine
 from firmware_bridge.sim.pty import PtyServer

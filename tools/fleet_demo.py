@@ -3,7 +3,7 @@
 In one fresh directory: the fleet's PKI and signing key pair; Mosquitto with the fleet's configuration on a
 free loopback port; the collector (``raman-fleet collect``) into a SQLite fleet database; N devices, each a
 service (``raman-device run``) on a simulated spectrometer of its own (protocol and seed) with a signed copy
-of the shipped model and library, and its uplink (``raman-device uplink``). Every process is a subprocess
+of the shipped model and library, and its uplink (``raman-edge-uplink``). Every process is a subprocess
 running the real command; its output goes to ``logs/NAME.log``.
 
 The checks, in order: every measurement of every device's record reaches the fleet database exactly once,
@@ -33,9 +33,8 @@ from pathlib import Path
 
 from device.errors import RamanEdgeError
 from device.inference.bundle import load_bundle, write_bundle
-from device.service.measurement import RECORD_FILE
-from device.service.record import RecordStore
-from device.service.runner import SOCKET_FILE, send_command
+from device.service.control import SOCKET_FILE, send_command
+from device.service.record import RECORD_FILE, RecordStore
 from device.uplink.uplink import CURSOR_FILE
 from firmware_bridge import registry
 from fleet import pki
@@ -47,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "sers-pesticides"
 LIBRARY = ROOT / "models" / "libraries" / "sers-pesticides"
 #: The project's commands, each run as its module with this Python (the ``main`` of the installed script).
-MODULES = {"raman-device": "device.cli", "raman-fleet": "fleet.cli", "raman-train": "trainer.cli"}
+MODULES = {"raman-device": "device.cli", "raman-edge-uplink": "device.uplink.cli", "raman-fleet": "fleet.cli",
+           "raman-train": "trainer.cli"}
 HOST = "127.0.0.1"
 #: Longest any one step may take, s.
 TIMEOUT = 60.0
@@ -193,7 +193,7 @@ class Device:
         """``(device, store, id)`` of every measurement in its record."""
         store = RecordStore(self.data / RECORD_FILE)
         try:
-            return {(self.name, store.store_id, r.id) for r in store.after(0, store.count())}
+            return {(self.name, store.store_id, r["id"]) for r in store.stored_after(0, store.count())}
         finally:
             store.close()
 
@@ -312,8 +312,8 @@ class FleetDemo:
         self.out(f"uplinks: {len(uplinks)} connected to the broker")
 
     def start_uplink(self, device: Device) -> Child:
-        """``raman-device uplink`` of ``device``."""
-        return self.start(f"{device.name} uplink", "raman-device", ["uplink", "--config", device.config])
+        """``raman-edge-uplink`` of ``device``."""
+        return self.start(f"{device.name} uplink", "raman-edge-uplink", ["--config", device.config])
 
     def measure(self, commands: tuple) -> None:
         """Send ``commands`` to every device's service, the devices at once; CheckFailed if one is not answered."""

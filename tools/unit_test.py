@@ -48,9 +48,10 @@ from pathlib import Path
 
 from device.errors import RamanEdgeError
 from device.service.config import parse_config
+from device.service.control import SOCKET_FILE
 from device.service.install import CONFIG, DATA, PREFIX, SERVICE, USER
-from device.service.measurement import RECORD_FILE
-from device.service.runner import SOCKET_FILE, gpio_pins
+from device.service.record import RECORD_FILE
+from device.service.runner import gpio_pins
 from tools.board.roots import ensure_commands, require_root, root_file_system
 from tools.installer import build
 

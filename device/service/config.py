@@ -62,7 +62,7 @@ Example::
     required = true               # update-model, RELOAD and service start refuse an unsigned or wrongly signed one
     public_key = "/etc/raman-edge/fleet-signing.pub"   # the fleet's public key (PEM), installed with the device
 
-    [uplink]                      # optional: the raman-edge-uplink unit (raman-device uplink), not the service
+    [uplink]                      # optional: the raman-edge-uplink unit (raman-edge-uplink), not the service
     broker = "broker.example.org" # the fleet's MQTT broker (TLS, a certificate per device)
     port = 8883
     device_id = "pi-017"          # this device's name on the broker: its certificate's common name
@@ -85,8 +85,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.errors import RamanEdgeError
-from firmware_bridge.calibration import RAMAN_STANDARDS
 from firmware_bridge.protocols import STANDARD_BAUD_RATES
+from firmware_bridge.raman_standards import RAMAN_STANDARDS
 from firmware_bridge.registry import PROTOCOLS, firmware_generations
 
 BACKENDS = ("numpy", "tflite")

@@ -9,7 +9,10 @@ whole, and an unknown command gets an error line. Nothing a client sends names a
 from __future__ import annotations
 
 import json
+import socket
 
+#: The service's local socket in its data directory, which speaks this protocol.
+SOCKET_FILE = "control.sock"
 MAX_LINE = 64
 COMMANDS = {
     "MEASURE": "take a measurement and reply with the verdict; MEASURE CLASSIFY | IDENTIFY | VERIFY NAME for a mode "
@@ -127,3 +130,12 @@ def _measure(line: str, words: list, service, trigger: str) -> dict:
     if len(words) > 2:
         return {"ok": False, "error": f"MEASURE {mode} takes nothing more"}
     return service.measure(trigger, mode.lower())
+
+
+def send_command(path, command: str, timeout: float = 120.0) -> dict:
+    """Send one command to a running service's local socket and return its JSON reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(command.encode("ascii") + b"\n")
+        return read_reply(lambda: s.recv(65536))

@@ -43,7 +43,7 @@ from device.inference.stopping import FULL_SCANS, StopRule
 from device.inference.verdict import verdict
 from device.service.acquisition import QUICK_LOOK, AdaptiveStop
 from device.service.config import Config
-from device.service.record import Record, RecordError, RecordStore, iso_time
+from device.service.record import RECORD_FILE, Record, RecordError, RecordStore, iso_time
 from firmware_bridge.calibration import raman_shift
 from firmware_bridge.errors import BridgeError, CalibrationError, LaserError, TooBrightError
 from firmware_bridge.exposure import auto_expose
@@ -52,7 +52,6 @@ from firmware_bridge.registry import make_driver
 from firmware_bridge.response import Response
 from firmware_bridge.suitability import system_suitability
 
-RECORD_FILE = "record.db"
 #: Evidence arrays of the unmixing that a model verdict's record keeps (with each ``component.I``).
 UNMIXING_EVIDENCE = ("fit", "background", "residual")
 #: Why an adaptive measurement with a saturated scan is rejected.

@@ -39,13 +39,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from device.errors import RamanEdgeError
-from device.fileio import write_replacing
-from device.inference.verdict import UNCERTAIN, UNKNOWN
-from firmware_bridge.jcamp import write_jcamp
+
+if TYPE_CHECKING:  # NumPy is imported where arrays are: the uplink reads the record without it
+    import numpy as np
+
+#: The record's file in the data directory.
+RECORD_FILE = "record.db"
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -83,10 +85,6 @@ class RecordError(RamanEdgeError):
     """The record cannot be opened or written."""
 
 
-class ExportError(RamanEdgeError):
-    """No recorded spectrum can be exported; the message says why."""
-
-
 def iso_time(t: float) -> str:
     """Seconds since the epoch -> ISO 8601 in UTC to the second (``2026-11-22T14:30:05+00:00``), as shown."""
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
@@ -118,10 +116,14 @@ class Record:
 
 
 def _blob(a):
+    import numpy as np
+
     return None if a is None else np.ascontiguousarray(a, dtype="<f8").tobytes()
 
 
 def _array(b):
+    import numpy as np
+
     return None if b is None else np.frombuffer(b, dtype="<f8").copy()
 
 
@@ -129,6 +131,8 @@ def _evidence_blob(evidence: dict | None) -> bytes | None:
     """Evidence arrays -> ``.npz`` bytes, checked against the module docstring's names and shapes."""
     if evidence is None:
         return None
+    import numpy as np
+
     arrays = {k: np.asarray(v, dtype="<f8") for k, v in evidence.items()}
     axis = arrays.get("axis")
     if axis is None or axis.ndim != 1 or not axis.size:
@@ -145,6 +149,8 @@ def _evidence_blob(evidence: dict | None) -> bytes | None:
 def _evidence(blob: bytes | None) -> dict[str, np.ndarray] | None:
     if blob is None:
         return None
+    import numpy as np
+
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -183,16 +189,6 @@ def history_entry(rec: Record) -> dict:
     return {"id": rec.id, "time": iso_time(rec.time), "trigger": rec.trigger, "verdict": rec.verdict,
             "confidence": rec.confidence, "model": rec.model, "analysis": analysis_summary(rec.analysis),
             "error": rec.error}
-
-
-def _analysis_json(analysis: dict) -> str:
-    """``analysis`` as JSON on one ASCII line without ``$`` (which a JCAMP-DX ``$$`` comment would cut)."""
-    return json.dumps(analysis, separators=(",", ":")).replace("$", "\\u0024")
-
-
-def _jcamp_date(t: float) -> str:
-    """Seconds since the epoch -> a JCAMP-DX ``##LONG DATE`` (``2026/11/22 14:30:05``, UTC)."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y/%m/%d %H:%M:%S")
 
 
 def storage_problem(directory: Path, reserve_bytes: float) -> str | None:
@@ -351,11 +347,23 @@ class RecordStore:
             args.append(int(limit))
         return [self._row(r) for r in self._db.execute(sql, args)]
 
-    def after(self, id_: int, limit: int) -> list[Record]:
-        """Up to ``limit`` measurements with an id above ``id_``, oldest first (what the uplink sends next)."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM measurements WHERE id > ? ORDER BY id LIMIT ?",
+    def stored_after(self, id_: int, limit: int) -> list[dict]:
+        """Up to ``limit`` measurements with an id above ``id_``, oldest first, as stored (what the uplink sends).
+
+        Each is a dict of the columns without ``raw`` and ``model_files``: JSON parsed, arrays as their
+        bytes (``shift``, ``intensity``: float64 little-endian; ``evidence``: the ``.npz``). No NumPy.
+        """
+        names = ("id", "time", "trigger", "device", "shift", "intensity", "model", "probabilities", "verdict",
+                 "confidence", "error", "analysis", "evidence")
+        rows = self._db.execute(f"SELECT {', '.join(names)} FROM measurements WHERE id > ? ORDER BY id LIMIT ?",
                                 (int(id_), int(limit)))
-        return [self._row(r) for r in rows]
+        out = []
+        for row in rows:
+            m = dict(zip(names, row))
+            m.update(device=json.loads(m["device"]), probabilities=json.loads(m["probabilities"] or "{}"),
+                     analysis=None if m["analysis"] is None else json.loads(m["analysis"]))
+            out.append(m)
+        return out
 
     def last_summary(self) -> dict | None:
         """``id``, ``time`` and ``verdict`` of the latest measurement (None when there is none), arrays unread."""
@@ -374,91 +382,3 @@ class RecordStore:
     def integrity_ok(self) -> bool:
         """True if SQLite's integrity check passes."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-
-def export(records: list[Record], path, axis, fmt: str) -> int:
-    """Write recorded spectra: as training data for ``raman-train`` (csv, npz), or with their analyses (jsonl, jcamp).
-
-    Spectra are resampled onto ``axis`` (the model's); those that do not cover it are left out, and so are
-    failed or refused measurements. The training formats also leave out the verdicts ``uncertain`` and
-    ``unknown`` and those that name no one material: verification results, suitability tests, searches
-    without a match and mixtures (by their ``analysis``); the formats that carry the analysis keep them, so an
-    audit sees every verdict with its p-values, hits and components.
-    ``csv``: a wide table (label column, one column per Raman shift); ``npz``: ``X``, ``y``,
-    ``wavenumber``, ``class_names``, plus ``time`` and ``record_id``; ``jsonl``: one JSON object per
-    spectrum (``record_id``, ``time``, ``label``, ``analysis`` as recorded or null, ``shift``, ``intensity``);
-    ``jcamp``: JCAMP-DX 5.01, one ``(XY..XY)`` block per spectrum titled with its label (with ``##LONG DATE``,
-    ``##$RECORD ID`` and, when recorded, ``##$RAMAN EDGE ANALYSIS=`` the analysis as one line of JSON, ``$``
-    written ``\u0024``), in a ``##DATA TYPE=LINK`` compound file when there are several. The label is the
-    verdict: review it before training on it. The file is written whole or not at all. Returns the number
-    of spectra written.
-
-    Raises
-    ------
-    ExportError
-        When none is left to write (nothing is written then), saying why.
-    """
-    from device.errors import AxisCoverageError
-    from device.inference.resample import ResamplerCache
-
-    resamplers = ResamplerCache(axis)
-    rows, labels, ids, times, analyses = [], [], [], [], []
-    left_out = {"failed or refused": 0, "uncertain or unknown": 0,
-                "verifications, suitability tests, no match or mixtures": 0,
-                f"not covering the model's axis {axis.start:g}..{axis.stop:g} cm-1": 0}
-    reasons = list(left_out)
-    training = fmt in ("csv", "npz")
-    for r in records:
-        a = r.analysis or {}
-        if r.verdict is None or r.shift is None:
-            left_out[reasons[0]] += 1
-            continue
-        if training and r.verdict in (UNCERTAIN, UNKNOWN):
-            left_out[reasons[1]] += 1
-            continue
-        if training and (a.get("mode") in ("verify", "sst") or not a.get("match", True)
-                         or (a.get("mixture") or {}).get("is_mixture")):
-            left_out[reasons[2]] += 1
-            continue
-        try:
-            rows.append(resamplers.get(r.shift)(r.intensity))
-        except AxisCoverageError:
-            left_out[reasons[3]] += 1
-            continue
-        labels.append(r.verdict)
-        ids.append(r.id)
-        times.append(r.time)
-        analyses.append(r.analysis)
-    if not rows:
-        if not records:
-            raise ExportError("no measurement matches the filters (--since, --until, --label); nothing was written")
-        why = ", ".join(f"{n} {reason}" for reason, n in left_out.items() if n)
-        raise ExportError(f"none of the {len(records)} matching measurements has a spectrum with a class verdict "
-                          f"to export ({why}); nothing was written")
-    path = Path(path)
-    buffer = io.BytesIO()
-    if fmt == "npz":
-        classes = sorted(set(labels))
-        np.savez(buffer, X=np.array(rows).reshape(len(rows), axis.points), wavenumber=axis.values,
-                 y=np.array([classes.index(c) for c in labels], dtype=np.int64), class_names=np.array(classes),
-                 record_id=np.array(ids, dtype=np.int64), time=np.array(times))
-    elif fmt == "csv":
-        text = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
-        text.write("label," + ",".join(f"{x:g}" for x in axis.values) + "\n")
-        for label, row in zip(labels, rows):
-            text.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
-        text.flush()
-    elif fmt == "jsonl":
-        shift = axis.values.tolist()
-        for label, row, t, i, a in zip(labels, rows, times, ids, analyses):
-            buffer.write((json.dumps({"record_id": i, "time": iso_time(t), "label": label, "analysis": a,
-                                      "shift": shift, "intensity": row.tolist()}) + "\n").encode())
-    elif fmt == "jcamp":
-        blocks = [(axis.values, row, {"TITLE": label, "LONG DATE": _jcamp_date(t), "$RECORD ID": i,
-                                      **({} if a is None else {"$RAMAN EDGE ANALYSIS": _analysis_json(a)})})
-                  for label, row, t, i, a in zip(labels, rows, times, ids, analyses)]
-        buffer.write(write_jcamp(blocks, title=f"raman-edge export, {len(blocks)} spectra"))
-    else:
-        raise ValueError(f"export format is csv, npz, jsonl or jcamp, not {fmt!r}")
-    write_replacing(path, buffer.getvalue())
-    return len(rows)

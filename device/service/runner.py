@@ -8,7 +8,7 @@ switches the laser off and closes the spectrometer and the record.
 
 What the service cannot run with on this machine (configured GPIO pins without GPIO, a data directory
 where the control socket cannot be made) is a :class:`StartError` before any trigger is served; the
-command exits with :data:`EXIT_NOT_CONFIGURED`, which the systemd unit does not restart on.
+command exits with :data:`~device.service.systemd.EXIT_NOT_CONFIGURED`, which the systemd unit does not restart on.
 """
 from __future__ import annotations
 
@@ -24,14 +24,11 @@ from pathlib import Path
 from device.errors import RamanEdgeError
 from device.inference.verdict import UNCERTAIN, UNKNOWN
 from device.service.config import Config
-from device.service.control import LineReader, dispatch, read_reply, reply
+from device.service.control import SOCKET_FILE, LineReader, dispatch, reply
 from device.service.measurement import Service
+from device.service.systemd import sd_notify, watchdog_interval
 
-SOCKET_FILE = "control.sock"
 RETRY_FIRST, RETRY_MAX = 0.5, 30.0  # back-off between attempts to open a missing spectrometer or control port, s
-#: Exit status of ``raman-device run`` for a configuration it cannot run with: the LSB "program is not
-#: configured" status, which systemd shows as NOTCONFIGURED (the unit's RestartPreventExitStatus).
-EXIT_NOT_CONFIGURED = 6
 
 
 class StartError(RamanEdgeError):
@@ -85,30 +82,6 @@ def socket_problem(directory: Path, exc: OSError) -> str:
     else:
         fix = "create it as a directory this user may write, or set data.directory to one"
     return f"the data directory {directory} cannot hold the control socket {SOCKET_FILE} ({reason}): {fix}"
-
-
-def sd_notify(message: str) -> bool:
-    """Send ``message`` (e.g. ``READY=1``) to systemd if it is listening; True if sent."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):  # abstract namespace
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.sendto(message.encode(), address)
-        return True
-    except OSError:
-        return False
-
-
-def watchdog_interval() -> float | None:
-    """Half the watchdog period systemd asks for, in seconds, or None."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):  # the watchdog is meant for another process
-        return None
-    return int(usec) / 2e6
 
 
 class Runner:
@@ -171,8 +144,9 @@ class Runner:
         if buzzer is not None and not good:
             buzzer.blink(on_time=0.1, off_time=0.1, n=2)
         if result.get("ok"):
-            confidence = "" if result["confidence"] is None else f"{result['confidence']:.3f}, "
-            self.log(f"measurement {result.get('id')}: {result['verdict']} ({confidence}{result['model']})")
+            confidence = "" if result.get("confidence") is None else f"{result['confidence']:.3f}, "
+            self.log(f"measurement {result.get('id')}: {result.get('verdict')} ({confidence}"
+                     f"{result.get('model') or result.get('mode')})")
         elif not result.get("busy"):
             self.log(f"measurement failed: {result.get('error')}")
 
@@ -371,12 +345,3 @@ class Runner:
         for device in self._gpio:
             device.close()
         self._gpio.clear()
-
-
-def send_command(path, command: str, timeout: float = 120.0) -> dict:
-    """Send one command to a running service's local socket and return its JSON reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(command.encode("ascii") + b"\n")
-        return read_reply(lambda: s.recv(65536))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,8 +34,8 @@ from device.inference.classifier import Classifier
 from device.inference.library import load_library
 from device.inference.signature import fleet_keys
 from device.service.config import Config
+from device.service.control import SOCKET_FILE, send_command
 from device.service.measurement import self_test
-from device.service.runner import SOCKET_FILE, send_command
 
 
 class UpdateError(RamanEdgeError):
@@ -111,8 +111,11 @@ def _reload(config: Config, kind: Kind, installed: str, undo) -> dict:
     return reply
 
 
-def update(kind: Kind, config: Config, new: Path, log=print) -> dict:
+def update(kind: Kind, config: Config, new: Path, log=print, require_signature: bool = False) -> dict:
     """Install ``new`` at the configured path of ``kind`` and switch a running service to it.
+
+    ``require_signature``: the fleet's signature is checked even where ``[signatures] required`` is not
+    set (a rollout is installed only signed, whatever the configuration says).
 
     Returns the running service's RELOAD reply, or ``{"ok": True, "service": "not running", NOUN: ID}``.
     Raises ``BundleError`` (``SignatureError``) or :class:`UpdateError` (nothing changed) for one that is
@@ -120,7 +123,10 @@ def update(kind: Kind, config: Config, new: Path, log=print) -> dict:
     """
     new = Path(new)
     target = _target(kind, config)
-    keys = fleet_keys(config.signatures)
+    if require_signature and config.signatures.public_key is None:
+        raise UpdateError("a signature is required, but the configuration names no fleet public key "
+                          "(signatures.public_key); install it with raman-device install --signing-key")
+    keys = fleet_keys(replace(config.signatures, required=True) if require_signature else config.signatures)
     installed = kind.checked(new, config, keys)
     log(f"verified {installed}: every file's hash" + (", its signature" if keys is not None else "")
         + (" and its example spectra" if kind is MODEL else ""))

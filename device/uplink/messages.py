@@ -1,21 +1,25 @@
 """The fleet's topics and payloads (docs/fleet.md): built on the device, read by the collector.
 
-Every payload is one JSON object in UTF-8 with ``"schema": SCHEMA``; arrays travel as little-endian
-float32 in base64, ``{"f4": "..."}``, but for a spectrum's Raman shift axis, float64 (``{"f8": "..."}``):
-a float32 axis would move the bands by up to 1e-4 cm-1, and the export resamples on it. The builders
-take what the record holds; the readers check what arrives from the network and raise
-:class:`PayloadError` for anything malformed, since a payload comes from a device the receiver does not
-control.
+This module needs no NumPy (the uplink runs without it); the collector's side decodes the arrays
+(:mod:`fleet.database`). Every payload is one JSON object in UTF-8 with ``"schema": SCHEMA``; arrays
+travel as little-endian float32 in base64, ``{"f4": "..."}``, but for a spectrum's Raman shift axis,
+float64 (``{"f8": "..."}``): a float32 axis would move the bands by up to 1e-4 cm-1, and the export
+resamples on it. The builders take what the record holds; the readers check what arrives from the
+network and raise :class:`PayloadError` for anything malformed, since a payload comes from a device the
+receiver does not control.
 """
 from __future__ import annotations
 
+import array
+import ast
 import base64
 import binascii
+import io
 import json
 import math
 import re
-
-import numpy as np
+import sys
+import zipfile
 
 from device.errors import RamanEdgeError
 from device.service.config import DEVICE_ID
@@ -63,15 +67,55 @@ def parse_device_topic(topic: str) -> tuple[str, str]:
     return parts[3], parts[4]
 
 
-def encode_array(a, dtype: str = "f4") -> dict:
-    """An array -> ``{dtype: base64 of its little-endian values}``, ``dtype`` ``f4`` (float32) or ``f8`` (float64)."""
-    return {dtype: base64.b64encode(np.ascontiguousarray(a, dtype="<" + dtype).tobytes()).decode("ascii")}
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def float32_bytes(float64: bytes) -> bytes:
+    """Little-endian float64 values -> the same values as little-endian float32 (nearest), without NumPy."""
+    values = array.array("d")
+    values.frombytes(float64)
+    if sys.byteorder == "big":
+        values.byteswap()
+    out = array.array("f", values)
+    if sys.byteorder == "big":
+        out.byteswap()
+    return out.tobytes()
+
+
+def npz_float64(blob: bytes) -> dict[str, bytes]:
+    """The arrays of an ``.npz`` of 1-D little-endian float64 arrays (the record's evidence), as their bytes.
+
+    Raises
+    ------
+    ValueError
+        When it holds anything else (another dtype, more dimensions, Fortran order, a damaged archive).
+    """
+    out = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as z:
+            for member in z.namelist():
+                data = z.read(member)
+                if not (member.endswith(".npy") and data[:6] == b"\x93NUMPY" and data[6] in (1, 2, 3)):
+                    raise ValueError(f"{member} is not a .npy array")
+                size = 2 if data[6] == 1 else 4
+                length = int.from_bytes(data[8:8 + size], "little")
+                header = ast.literal_eval(data[8 + size:8 + size + length].decode("latin-1"))
+                if header.get("descr") != "<f8" or header.get("fortran_order") or len(header.get("shape", ())) != 1:
+                    raise ValueError(f"{member} is not a 1-D little-endian float64 array")
+                values = data[8 + size + length:]
+                if len(values) != 8 * header["shape"][0]:
+                    raise ValueError(f"{member} holds {len(values)} bytes, not {header['shape'][0]} values")
+                out[member[:-4]] = values
+    except (zipfile.BadZipFile, SyntaxError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+        raise ValueError(f"the evidence is not an .npz of arrays ({exc})") from None
+    return out
 
 
 def check_array(value, name: str) -> None:
     """PayloadError unless ``value`` has the form of an array (``{"f4": str}``, ``{"f8": str}``) of a size allowed.
 
-    The values themselves are checked by :func:`decode_array`.
+    The values themselves are checked by :func:`fleet.database.decode_array`.
     """
     dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
     if dtype is None or len(value) != 1:
@@ -80,34 +124,18 @@ def check_array(value, name: str) -> None:
         raise PayloadError(f"{name} is not base64 of 1 to {MAX_POINTS} {dtype} values")
 
 
-def decode_array(value, name: str) -> np.ndarray:
-    """``{"f4": ...}`` or ``{"f8": ...}`` -> the array, (P,), read-only, in that dtype; PayloadError unless finite."""
-    dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
-    if dtype is None or len(value) != 1:
-        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
-    try:
-        raw = base64.b64decode(value[dtype], validate=True)
-    except (binascii.Error, ValueError):
-        raise PayloadError(f"{name} is not valid base64") from None
-    size = int(dtype[1])
-    if len(raw) % size or not 0 < len(raw) // size <= MAX_POINTS:
-        raise PayloadError(f"{name} holds {len(raw)} bytes: not 1 to {MAX_POINTS} {dtype} values")
-    a = np.frombuffer(raw, dtype="<" + dtype)
-    if not np.isfinite(a).all():
-        raise PayloadError(f"{name} holds values that are not finite")
-    return a
-
-
-def measurement_payload(device: str, store: str, rec) -> bytes:
-    """The payload of one recorded measurement (a :class:`device.service.record.Record`)."""
-    spectrum = None if rec.shift is None or rec.intensity is None else {
-        "shift": encode_array(rec.shift, "f8"), "intensity": encode_array(rec.intensity)}
-    evidence = None if rec.evidence is None else {k: encode_array(v) for k, v in rec.evidence.items()}
+def measurement_payload(device: str, store: str, stored: dict) -> bytes:
+    """The payload of one recorded measurement, as :meth:`~device.service.record.RecordStore.stored_after` gives it."""
+    spectrum = None if stored["shift"] is None or stored["intensity"] is None else {
+        "shift": {"f8": _base64(stored["shift"])}, "intensity": {"f4": _base64(float32_bytes(stored["intensity"]))}}
+    evidence = None if stored["evidence"] is None else {
+        name: {"f4": _base64(float32_bytes(values))} for name, values in npz_float64(stored["evidence"]).items()}
     return json.dumps({
-        "schema": SCHEMA, "device": device, "store": store, "id": rec.id, "time": rec.time, "trigger": rec.trigger,
-        "verdict": rec.verdict, "confidence": rec.confidence, "error": rec.error, "model": rec.model,
-        "probabilities": rec.probabilities, "analysis": rec.analysis, "instrument": rec.device,
-        "spectrum": spectrum, "evidence": evidence}, separators=(",", ":"), default=str).encode()
+        "schema": SCHEMA, "device": device, "store": store, "id": stored["id"], "time": stored["time"],
+        "trigger": stored["trigger"], "verdict": stored["verdict"], "confidence": stored["confidence"],
+        "error": stored["error"], "model": stored["model"], "probabilities": stored["probabilities"],
+        "analysis": stored["analysis"], "instrument": stored["device"], "spectrum": spectrum, "evidence": evidence},
+        separators=(",", ":"), default=str).encode()
 
 
 def _object(payload: bytes, what: str) -> dict:
@@ -145,23 +173,18 @@ _MEASUREMENT = {"device": (_TEXT, True), "store": (_TEXT, True), "id": ((int,), 
                 "evidence": ((dict,), False)}
 
 
-def read_measurement(payload: bytes, device: str, decode: bool = True) -> dict:
-    """A measurement payload from ``device``'s topic, checked, with its arrays decoded.
+def read_measurement(payload: bytes, device: str) -> dict:
+    """A measurement payload from ``device``'s topic, checked; its arrays keep their encoded form.
 
     The ``device`` named in the payload must be the topic's: the broker's access list lets a device
-    publish under its own topic only, so the topic is what vouches for the sender.
-
-    Parameters
-    ----------
-    decode : bool
-        Decode the arrays (and check their values); False: check their form only and leave them as they
-        came (what the collector does: it stores the payload as received, and it is decoded when read).
+    publish under its own topic only, so the topic is what vouches for the sender. The arrays are
+    checked in form only (:func:`check_array`): the collector stores the payload as received, and its
+    values are decoded and checked when it is read (:func:`fleet.database.decode_measurement`).
 
     Returns
     -------
     dict
-        The payload's fields; ``spectrum`` is ``{"shift", "intensity"}`` of arrays (P,) or None,
-        ``evidence`` a dict of arrays (P,) or None.
+        The payload's fields; ``spectrum`` ``{"shift", "intensity"}`` or None, ``evidence`` a dict or None.
     """
     m = _object(payload, "measurement")
     _check(m, "measurement", _MEASUREMENT)
@@ -169,18 +192,11 @@ def read_measurement(payload: bytes, device: str, decode: bool = True) -> dict:
         raise PayloadError(f"a measurement of device {m['device'][:64]!r} arrived on {device!r}'s topic")
     if not re.fullmatch(r"[0-9a-f]{32}", m["store"]) or m["id"] < 1:
         raise PayloadError("the measurement's store or id is malformed")
-    read = decode_array if decode else check_array
     if m["spectrum"] is not None:
-        shift = read(m["spectrum"].get("shift"), "spectrum.shift")
-        intensity = read(m["spectrum"].get("intensity"), "spectrum.intensity")
-        if decode:
-            if shift.shape != intensity.shape:
-                raise PayloadError("spectrum.shift and spectrum.intensity differ in length")
-            m["spectrum"] = {"shift": shift, "intensity": intensity}
-    if m["evidence"] is not None:
-        arrays = {str(k)[:40]: read(v, f"evidence.{str(k)[:40]}") for k, v in m["evidence"].items()}
-        if decode:
-            m["evidence"] = arrays
+        check_array(m["spectrum"].get("shift"), "spectrum.shift")
+        check_array(m["spectrum"].get("intensity"), "spectrum.intensity")
+    for k, v in (m["evidence"] or {}).items():
+        check_array(v, f"evidence.{str(k)[:40]}")
     return m
 
 

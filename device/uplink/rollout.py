@@ -2,11 +2,12 @@
 
 Chunks are kept on disk as they arrive (``rollouts/ID/`` in the data directory), so a rollout survives a
 restart of the uplink half-way. When every chunk is there, the archive's SHA-256 is checked, it is
-unpacked (only plain files and directories inside it), and the bundle must be signed by the fleet's key
-(``signatures.public_key``: a rollout is refused without one, whatever ``signatures.required`` says) and
-match every hash of its card. It is then installed by ``raman-device update-model`` (or
-``update-library``) in a process of its own: self-test, atomic exchange, RELOAD of the running service,
-and the previous bundle back if the service refuses it. The outcome is kept (``rollouts/last.json``) and
+unpacked (only plain files and directories inside it), and handed to ``raman-device update-model`` (or
+``update-library``) ``--require-signature`` in a process of its own: the bundle must be signed by the
+fleet's key (``signatures.public_key``: a rollout is refused without one, whatever
+``signatures.required`` says) and match every hash of its card, then self-test, atomic exchange, RELOAD
+of the running service, and the previous bundle back if the service refuses it. The uplink itself loads
+no model (and no NumPy). The outcome is kept (``rollouts/last.json``) and
 reported in the device's status; a rollout that arrives again after its outcome is ignored.
 """
 from __future__ import annotations
@@ -147,30 +148,12 @@ class Rollouts:
         bundle = stage / "bundle" / manifest["name"]
         bundle.mkdir(parents=True)
         unpack(archive, bundle)
-        keys = self._keys()
-        from device.inference.bundle import load_bundle
-        from device.inference.library import load_library
-
-        load = load_bundle if manifest["kind"] == "model" else load_library
-        try:
-            loaded = load(bundle, keys)
-        except RamanEdgeError as exc:
-            raise RolloutError(str(exc)) from None
         command = "update-model" if manifest["kind"] == "model" else "update-library"
         done = subprocess.run([sys.executable, "-m", "device.cli", command, "--config", str(self.config_path),
-                               str(bundle)], capture_output=True, text=True)
+                               "--require-signature", str(bundle)], capture_output=True, text=True)
+        lines = (done.stderr or done.stdout).strip().splitlines()
         if done.returncode:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            raise RolloutError(lines[-1] if lines else f"raman-device {command} failed ({done.returncode})")
-        return loaded.model_id if manifest["kind"] == "model" else loaded.library_id
-
-    def _keys(self) -> dict:
-        from device.inference.signature import load_public_keys
-
-        if self.config.signatures.public_key is None:
-            raise RolloutError("this device holds no fleet public key (signatures.public_key), and a rollout must "
-                               "be signed by it; install the key (raman-device install --signing-key)")
-        try:
-            return load_public_keys(self.config.signatures.public_key)
-        except RamanEdgeError as exc:
-            raise RolloutError(str(exc)) from None
+            raise RolloutError(lines[-1].removeprefix("error: ") if lines
+                               else f"raman-device {command} failed ({done.returncode})")
+        reply = json.loads(done.stdout.strip().splitlines()[-1])
+        return reply.get(manifest["kind"])

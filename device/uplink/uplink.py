@@ -1,4 +1,4 @@
-"""``raman-device uplink``: every recorded measurement to the fleet's broker, at least once, and the status.
+"""``raman-edge-uplink``: every recorded measurement to the fleet's broker, at least once, and the status.
 
 The record is the queue. The uplink reads the measurements the service has committed (SQLite in WAL mode
 lets it read beside the writer), publishes each with QoS 1, and moves a durable cursor (``uplink.json``
@@ -23,9 +23,9 @@ from device import __version__
 from device.errors import RamanEdgeError
 from device.fileio import write_replacing
 from device.service.config import Config
-from device.service.measurement import RECORD_FILE
-from device.service.record import RecordStore
-from device.service.runner import SOCKET_FILE, sd_notify, send_command, watchdog_interval
+from device.service.control import SOCKET_FILE, send_command
+from device.service.record import RECORD_FILE, RecordStore
+from device.service.systemd import sd_notify, watchdog_interval
 from device.uplink import messages
 from device.uplink.connection import connect_async, tls_client
 
@@ -157,10 +157,10 @@ class Uplink:
         if room <= 0:
             return
         after = self._inflight[-1][0] if self._inflight else self.sent
-        for rec in self.record.after(after, room):
+        for stored in self.record.stored_after(after, room):
             info = self.client.publish(messages.measurements_topic(self.device),
-                                       messages.measurement_payload(self.device, self.record.store_id, rec), qos=1)
-            self._inflight.append((rec.id, info.mid))
+                                       messages.measurement_payload(self.device, self.record.store_id, stored), qos=1)
+            self._inflight.append((stored["id"], info.mid))
 
     def _advance(self) -> None:
         """Move the cursor past every measurement acknowledged in order; a refused one stops it, said once."""

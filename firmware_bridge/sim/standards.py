@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_bridge.calibration import RAMAN_STANDARDS
+from firmware_bridge.raman_standards import RAMAN_STANDARDS
 from firmware_bridge.response import SRM_2241
 
-#: Relative heights of polystyrene's bands (:data:`~firmware_bridge.calibration.RAMAN_STANDARDS` order; 1001 cm-1
+#: Relative heights of polystyrene's bands (:data:`~firmware_bridge.raman_standards.RAMAN_STANDARDS` order; 1001 cm-1
 #: the strongest).
 POLYSTYRENE_HEIGHTS = (0.25, 0.1, 1.0, 0.3, 0.2, 0.15, 0.1, 0.3, 0.15, 0.3, 0.6)
 #: Relative heights of cyclohexane's bands (the same order; 801 cm-1 the strongest in the fingerprint, the C-H

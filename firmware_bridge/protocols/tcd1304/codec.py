@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import struct
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from firmware_bridge.errors import FramingError, SettingError, ShortFrameError
+
+if TYPE_CHECKING:  # NumPy is imported by the frame codecs only: the registry reads this module without it
+    import numpy as np
 
 FM_HZ = 2_000_000
 ELEMENTS = 3694
@@ -89,6 +91,8 @@ def decode_frame(data: bytes) -> np.ndarray:
     if len(data) > FRAME_BYTES:
         raise FramingError(f"TCD1304 frame of {len(data)} bytes, expected {FRAME_BYTES}: the stream holds extra "
                            "bytes; drain the line and request a new frame")
+    import numpy as np
+
     values = np.frombuffer(data, dtype="<u2")
     if values.max() > MAX_COUNT:
         raise FramingError(f"TCD1304 frame holds a value {int(values.max())} above the 12-bit maximum "
@@ -98,6 +102,8 @@ def decode_frame(data: bytes) -> np.ndarray:
 
 def encode_frame(values: np.ndarray) -> bytes:
     """Pack 3694 element values (0-4095) as the firmware sends them."""
+    import numpy as np
+
     return np.asarray(values, dtype="<u2").tobytes()
 
 
