@@ -94,6 +94,8 @@ max_queued_messages 0
 max_queued_bytes 0
 max_inflight_messages {MAX_INFLIGHT}
 message_size_limit {MESSAGE_SIZE_LIMIT}
+# Each message leaves at once (no Nagle delay waiting for the peer's acknowledgement of the last).
+set_tcp_nodelay true
 
 log_dest stderr
 log_type error

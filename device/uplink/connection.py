@@ -6,6 +6,7 @@ persistent: the broker keeps a party's subscriptions, and what arrives for them,
 """
 from __future__ import annotations
 
+import socket
 import ssl
 
 from device.errors import RamanEdgeError
@@ -45,7 +46,13 @@ def tls_client(client_id: str, ca, certificate, key, manual_ack: bool = False):
                          manual_ack=manual_ack)
     client.tls_set(ca_certs=str(ca), certfile=str(certificate), keyfile=str(key), tls_version=ssl.PROTOCOL_TLS_CLIENT)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.on_socket_open = _no_delay
     return client
+
+
+def _no_delay(client, userdata, sock) -> None:
+    """Send each packet at once (Nagle's algorithm would hold a PUBACK until the peer's next segment)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def connect_async(client, host: str, port: int, keepalive: int = 30, persistent: bool = True) -> None:
