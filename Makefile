@@ -6,7 +6,7 @@ SHARED ?= ../shared/datasets
 MODEL  := models/sers-pesticides
 TARGET ?= trixie-aarch64
 
-.PHONY: demo fleet-demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer bench-acquisition \
+.PHONY: demo fleet-demo test docs lint bench bench-protocol bench-service bench-compare bench-models bench-library bench-identify bench-transfer bench-acquisition bench-fleet \
     models libraries installer board-test unit-test clean
 
 # An extra with test also gets spc-spectra, the SPC reader the tests compare with: its setup.py imports NumPy,
@@ -59,6 +59,11 @@ bench-service: $(VENV)/.installed-device,train,test
 # range of signal strengths; the service's start-up and its overhead beyond acquisition.
 bench-acquisition: $(VENV)/.installed-device,train,test
 	$(PY) benchmarks/bench_acquisition.py --datasets $(SHARED)
+
+# The fleet on one local Mosquitto: collector ingest of 200 devices' backlog into SQLite against a bare subscriber,
+# latency from commit to central commit, the uplink's memory (needs mosquitto: apt-get install mosquitto).
+bench-fleet: $(VENV)/.installed-device,train,test
+	$(PY) benchmarks/bench_fleet.py
 
 # The same samples on three simulated instruments: accuracy lost between them, with and without calibration
 # (laser line, intensity response, resolution) and augmentation (QUICK=1: a smoke run; WRITE=1: docs/reports/transfer.md).

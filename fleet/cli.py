@@ -70,7 +70,7 @@ def cmd_collect(args) -> int:
     from fleet.database import FleetDatabase
 
     collector = Collector(FleetDatabase(args.db), args.broker, args.port, args.ca, args.cert, args.key,
-                          client_id=args.client_id, share=args.share, log=lambda msg: print(msg, flush=True))
+                          log=lambda msg: print(msg, flush=True))
     return _interruptible(collector)
 
 
@@ -165,9 +165,6 @@ def _add_collect(sub) -> None:
                                             "fleet database, each once")
     _db_option(c)
     _broker_options(c, "collector")
-    c.add_argument("--client-id", default="collector", help="the session's name: one per collector")
-    c.add_argument("--share", metavar="GROUP", help="a shared subscription group: collectors of one group divide "
-                                                    "the messages (default: this collector takes all)")
     c.set_defaults(func=cmd_collect)
     s = add_subcommand(sub, "status", help="list the devices: online, model, last seen, measurements, last verdict")
     _db_option(s)

@@ -40,25 +40,20 @@ class Collector:
         The broker's host name; ``port`` its TLS port.
     ca, certificate, key : path-like
         The fleet CA's certificate and the collector's own certificate and key (``raman-fleet pki``).
-    client_id : str
-        The session's name (one per collector).
-    share : str or None
-        A shared-subscription group: collectors of one group divide the messages between them.
     log : callable
         Where progress and problems go.
     """
 
-    def __init__(self, database: FleetDatabase, broker: str, port: int, ca, certificate, key,
-                 client_id: str = "collector", share: str | None = None, log=print):
+    def __init__(self, database: FleetDatabase, broker: str, port: int, ca, certificate, key, log=print):
         self.database, self.broker, self.port, self.log = database, broker, port, log
-        self.topic = f"$share/{share}/{messages.DEVICES_FILTER}" if share else messages.DEVICES_FILTER
+        self.topic = messages.DEVICES_FILTER
         self._inbox: queue.Queue = queue.Queue()
         self._generation = 0  # of the connection a message came on: acknowledgements go on that one only
         self._stop = threading.Event()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.seen = self.stored = self.rejected = 0  # measurements received, of them new; messages left out
-        self.client = tls_client(client_id, ca, certificate, key, manual_ack=True)
+        self.client = tls_client("collector", ca, certificate, key, manual_ack=True)  # the broker names it so
         self.client.on_connect, self.client.on_disconnect = self._on_connect, self._on_disconnect
         self.client.on_message, self.client.on_subscribe = self._on_message, self._on_subscribe
 

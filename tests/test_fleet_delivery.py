@@ -101,9 +101,13 @@ class Running:
 
 
 def collector(broker, db) -> Running:
-    """The collector running, once it has subscribed (its session then keeps what comes while it is away)."""
+    """The collector on a connection of its own to ``db``'s database, running once it has subscribed.
+
+    Its session then keeps what comes while it is away.
+    """
     cert, key = broker.pki.files("collector")
-    running = Running(Collector(db, broker.host, broker.port, broker.pki.ca, cert, key, log=lambda _: None))
+    running = Running(Collector(FleetDatabase(db.url), broker.host, broker.port, broker.pki.ca, cert, key,
+                                log=lambda _: None))
     assert running.part.subscribed.wait(TIMEOUT), "the collector did not subscribe"
     return running
 
