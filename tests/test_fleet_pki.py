@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -92,3 +93,15 @@ def test_the_command_line_makes_a_pki_and_a_configuration(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["broker-config", "--pki", "p", "--out", "b", "--port", "70000"])
+
+
+def test_the_documented_broker_configuration_is_the_one_written():
+    """docs/fleet.md shows mosquitto.conf and the access list as broker-config writes them for its paths."""
+    from fleet.broker import BrokerFiles, acl_text, config_text
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "fleet.md").read_text()
+    files = BrokerFiles(pki=Path("/etc/raman-fleet/pki"), acl=Path("/var/lib/raman-fleet/broker/acl"),
+                        persistence=Path("/var/lib/raman-fleet/broker/data"))
+    assert "```text\n" + config_text(files) + "```" in docs
+    assert "```text\n" + acl_text() + "```" in docs
+    assert "```text\n" + config_text(files, port=1883) + "```" not in docs  # the check can fail
