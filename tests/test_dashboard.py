@@ -362,6 +362,19 @@ def test_an_analysis_a_device_garbled_is_shown_as_such(tmp_path):
     assert row[-1] == "analysis not readable"
 
 
+def test_arrays_a_device_sent_damaged_are_named_not_drawn(tmp_path):
+    db = FleetDatabase(str(tmp_path / "fleet.db"))
+    (fields, payload), = received("pi-031", [identify_record(0)])
+    damaged = json.loads(payload)
+    damaged["spectrum"]["intensity"] = {"f4": "!!!!" * (len(damaged["spectrum"]["intensity"]["f4"]) // 4)}
+    payload = json.dumps(damaged).encode()
+    db.store([(messages.read_measurement(payload, "pi-031"), payload)], [], received=DAY0)
+    db.close()
+    client = logged_in(create_app(str(tmp_path / "fleet.db"), TOKEN).test_client())
+    page = client.get("/measurements/1").get_data(as_text=True)
+    assert "cannot be read (spectrum.intensity is not valid base64)" in page and "<polyline" not in page
+
+
 def test_no_route_writes(client, fleet):
     path = fleet[0]
 
