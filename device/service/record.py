@@ -223,9 +223,9 @@ class RecordStore:
 
     Attributes
     ----------
-    store_id : str
-        The record file's random identifier (32 hex digits), made when the file is created: with a
-        measurement's id it names the measurement across a fleet.
+    store_id : str or None
+        The record file's random identifier (32 hex digits), made when the file is first opened: with a
+        measurement's id it names the measurement across a fleet (None: see :meth:`_store_id`).
 
     Raises
     ------
@@ -249,12 +249,24 @@ class RecordStore:
                                   f"({SCHEMA_VERSION}); upgrade raman-edge")
             elif int(version[0]) < SCHEMA_VERSION:
                 self._migrate(int(version[0]))
-            # The record file's own name: its measurements' ids are unique only within it (docs/fleet.md).
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store', ?)", (uuid.uuid4().hex,))
-            self.store_id = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()[0]
+            self.store_id = self._store_id()
         except (sqlite3.Error, OSError) as exc:
             raise RecordError(f"cannot open the record {self.path}: {exc}; check the data directory's "
                               "permissions and free space") from None
+
+    def _store_id(self) -> str | None:
+        """The record file's own name, made once (its measurements' ids are unique only within it: docs/fleet.md).
+
+        None for a record of an older release on a file system that cannot be written.
+        """
+        row = self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()
+        if row is not None:
+            return row[0]
+        try:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store', ?)", (uuid.uuid4().hex,))
+        except sqlite3.OperationalError:  # read-only: the service says so when it is asked to measure
+            return None
+        return self._db.execute("SELECT value FROM meta WHERE key='store'").fetchone()[0]
 
     def _migrate(self, found: int) -> None:
         """Bring the record up to :data:`SCHEMA_VERSION` in one transaction: all of it, or nothing changed.

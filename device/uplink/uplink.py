@@ -87,6 +87,9 @@ class Uplink:
         self.config, self.settings, self.log, self.rollouts = config, config.uplink, log, rollouts
         self.device = self.settings.device_id
         self.record = RecordStore(config.data_directory / RECORD_FILE)
+        if self.record.store_id is None:
+            raise UplinkError(f"the record {self.record.path} cannot be given its fleet id: its file system is "
+                              "read-only; check or replace the storage card, then start the service and the uplink")
         self.cursor_path = config.data_directory / CURSOR_FILE
         self.sent = read_cursor(self.cursor_path, self.record.store_id)
         self._inflight: list[tuple[int, int]] = []  # (record id, message id), in the order published
