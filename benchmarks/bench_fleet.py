@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,19 +48,13 @@ from device.service.record import (  # noqa: E402
 from device.uplink import messages  # noqa: E402
 from device.uplink.connection import connect_async, tls_client  # noqa: E402
 from fleet import pki  # noqa: E402
-from fleet.broker import BrokerProcess  # noqa: E402
+from fleet.broker import BrokerProcess, free_port  # noqa: E402
 from fleet.database import FleetDatabase  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 300.0
 #: Targets of the fleet (docs/fleet.md): ingest into SQLite, and the uplink's memory on the device.
 INGEST_TARGET, UPLINK_MB_TARGET = 5000.0, 40.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def real_payload(directory: Path) -> tuple[bytes, Record]:
@@ -229,7 +222,7 @@ def main() -> int:
         pki.init(pki_dir)
         for name in ["collector", "fleet-admin", "bench-uplink"] + [f"bench-{i:03d}" for i in range(args.devices)]:
             pki.issue_client(pki_dir, name)
-        port = free_port()
+        port = free_port(HOST)
         broker = BrokerProcess(pki_dir, tmp / "broker", port, HOST)
         broker.start()
         template_bytes, template_rec = real_payload(tmp / "template")

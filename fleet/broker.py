@@ -11,6 +11,7 @@ away has no limit (the collector's queue is the only buffer between the devices 
 """
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,13 @@ def write_config(pki, out, port: int = DEFAULT_PORT, bind: str | None = None, us
     files.acl.write_text(acl_text())
     conf.write_text(config_text(files, port, bind, user))
     return conf
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (for a broker, a dashboard, a database on this machine)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 class BrokerProcess:

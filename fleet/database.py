@@ -78,17 +78,25 @@ _SUMMARY = "seq, device, store, record_id, time, received, trigger, verdict, con
 _NAMES = [n.strip() for n in _SUMMARY.split(",")]
 
 
+def _summary(row) -> dict:
+    """A row whose first columns are :data:`_SUMMARY` -> their dict, ``analysis`` parsed."""
+    m = dict(zip(_NAMES, row))
+    m["analysis"] = None if m["analysis"] is None else json.loads(m["analysis"])
+    return m
+
+
 class DatabaseError(RamanEdgeError):
     """The fleet database cannot be opened or written; the message says what to check."""
 
 
 def decode_array(value, name: str) -> np.ndarray:
-    """``{"f4": ...}`` or ``{"f8": ...}`` -> the array, (P,), read-only, in that dtype; PayloadError unless finite."""
-    dtype = next((k for k in ("f4", "f8") if isinstance(value, dict) and isinstance(value.get(k), str)), None)
-    if dtype is None or len(value) != 1:
-        raise PayloadError(f"{name} is not an array ({{\"f4\": base64}} or {{\"f8\": base64}})")
+    """An array of a payload -> the array, (P,), read-only, in its dtype; PayloadError unless base64 of finite values.
+
+    ``value`` has the form :func:`~device.uplink.messages.check_array` passed: ``{"f4": ...}`` or ``{"f8": ...}``.
+    """
+    ((dtype, text),) = value.items()
     try:
-        raw = base64.b64decode(value[dtype], validate=True)
+        raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise PayloadError(f"{name} is not valid base64") from None
     size = int(dtype[1])
@@ -304,8 +312,7 @@ class FleetDatabase:
             args += [int(limit), int(offset)]
 
         def work(cur):
-            return [dict(zip(_NAMES, row), analysis=None if row[-1] is None else json.loads(row[-1]))
-                    for row in self._execute(cur, sql, args).fetchall()]
+            return [_summary(row) for row in self._execute(cur, sql, args).fetchall()]
         return self._transaction(work)
 
     def measurement(self, seq: int) -> dict | None:
@@ -320,7 +327,7 @@ class FleetDatabase:
                                 (int(seq),)).fetchone()
             if row is None:
                 return None
-            m = dict(zip(_NAMES, row[:-1]), analysis=None if row[-2] is None else json.loads(row[-2]))
+            m = _summary(row)
             return {**m, **_decoded(bytes(row[-1]), m["device"])}
         return self._transaction(work)
 
@@ -338,7 +345,7 @@ class FleetDatabase:
             out = []
             for row in self._execute(cur, f"SELECT {_SUMMARY}, payload FROM measurements{where} ORDER BY time, seq",
                                      args):
-                m = dict(zip(_NAMES, row[:-1]), analysis=None if row[-2] is None else json.loads(row[-2]))
+                m = _summary(row)
                 d = _decoded(bytes(row[-1]), m["device"])
                 entry = {**d["instrument"], "fleet_device": m["device"], "store": m["store"],
                          "record_id": m["record_id"]}

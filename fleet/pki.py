@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import re
 import tempfile
 from pathlib import Path
 
@@ -27,12 +26,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from device.errors import RamanEdgeError
+from device.service.config import DEVICE_ID
 
 #: The central identities beside the devices: the collector reads every device's topics, the administrator
 #: publishes rollouts.
 COLLECTOR, ADMIN = "collector", "fleet-admin"
-#: A valid identity: the device-id pattern of docs/fleet.md.
-IDENTITY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: A valid identity: a device id's pattern (docs/fleet.md), for every identity.
+IDENTITY = DEVICE_ID
 #: Names no identity may take: the CA's and the broker's files, the topic level of a rollout to every device.
 RESERVED = frozenset({"ca", "broker", "crl", "all"})
 #: The broker's default host names.

@@ -17,7 +17,6 @@ import itertools
 import os
 import queue
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -30,19 +29,13 @@ import pytest
 
 from fleet import broker as broker_config
 from fleet import pki as fleet_pki
+from fleet.broker import free_port
 
 #: The identities whose certificates the session's PKI holds from the start.
 IDENTITIES = (fleet_pki.COLLECTOR, fleet_pki.ADMIN, "pi-001", "pi-002", "pi-003")
 HOST = "127.0.0.1"
 #: How long a server or a client may take to answer, s.
 TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -189,7 +182,7 @@ class Broker(broker_config.BrokerProcess):
 
     def __init__(self, pki: Pki, directory, port: int | None = None):
         try:
-            super().__init__(pki.path, directory, port or free_port(), HOST)
+            super().__init__(pki.path, directory, port or free_port(HOST), HOST)
         except broker_config.BrokerConfigError as exc:
             pytest.skip(f"{exc} (.ci/run installs it)")
         self.pki = pki
@@ -242,7 +235,7 @@ class Postgres:
     def __init__(self, bindir: Path):
         self.bindir = bindir
         self.directory = Path(tempfile.mkdtemp(prefix="raman-edge-postgres-"))
-        self.port = free_port()
+        self.port = free_port(HOST)
         self._as = {"user": "nobody", "group": "nogroup", "extra_groups": []} if os.geteuid() == 0 else {}
         if self._as:
             shutil.chown(self.directory, "nobody", "nogroup")

@@ -19,7 +19,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from device.service.record import RECORD_FILE, RecordStore
 from device.uplink.uplink import CURSOR_FILE
 from firmware_bridge import registry
 from fleet import pki
-from fleet.broker import BrokerProcess
+from fleet.broker import BrokerProcess, free_port
 from fleet.database import FleetDatabase
 from tools.soak import PROTOCOLS
 
@@ -59,13 +58,6 @@ NEW_MODEL = "sers-pesticides-v2"
 
 class CheckFailed(RamanEdgeError):
     """A check of the demo that did not hold, or a process that did not get as far; the message says which."""
-
-
-def free_port() -> int:
-    """A TCP port on :data:`HOST` that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def renamed_model(shipped, path: Path, name: str):
@@ -272,7 +264,7 @@ class FleetDemo:
         for name in names:
             pki.issue_client(self.pki, name)
         self.out(f"pki: CA, broker (localhost, {HOST}), {', '.join(names)} in {self.pki}")
-        self.broker = BrokerProcess(self.pki, self.directory / "broker", free_port(), HOST)  # needs Mosquitto
+        self.broker = BrokerProcess(self.pki, self.directory / "broker", free_port(HOST), HOST)  # needs Mosquitto
 
     def make_bundles(self):
         """The signing key pair; a signed copy of the shipped model and library per device, and the new model."""
@@ -414,7 +406,7 @@ class FleetDemo:
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
         dashboard = self.start("dashboard", "raman-fleet", ["serve", "--db", self.db, "--host", HOST, "--port",
-                                                            free_port(), "--token-file", token_file])
+                                                            free_port(HOST), "--token-file", token_file])
         url = re.search(r"http://\S+/", dashboard.wait_for("serve:")).group(0)
         last = self.stored()[0]
         pages = {url: [d.name for d in self.devices], f"{url}measurements/{last['seq']}": [last["device"]]}

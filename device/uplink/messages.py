@@ -27,7 +27,7 @@ from device.service.config import DEVICE_ID
 SCHEMA = 1
 ROOT = "raman-edge/v1"
 #: A rollout's name (a topic level too).
-ROLLOUT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+ROLLOUT_ID = DEVICE_ID
 #: Most array elements a payload may carry per array (a detector has a few thousand pixels).
 MAX_POINTS = 65536
 #: Everything a collector subscribes to: every device's measurements and status.
@@ -232,7 +232,7 @@ def chunk_payload(rollout: str, kind: str, name: str, index: int, count: int, ar
     """One chunk of a rollout's archive."""
     return json.dumps({"schema": SCHEMA, "rollout": rollout, "kind": kind, "name": name, "index": index,
                        "count": count, "archive_sha256": archive_sha256,
-                       "data": base64.b64encode(data).decode("ascii")}, separators=(",", ":")).encode()
+                       "data": _base64(data)}, separators=(",", ":")).encode()
 
 
 _CHUNK = {"rollout": (_TEXT, True), "kind": (_TEXT, True), "name": (_TEXT, True), "index": ((int,), True),

@@ -151,8 +151,8 @@ class Rollouts:
         command = "update-model" if manifest["kind"] == "model" else "update-library"
         done = subprocess.run([sys.executable, "-m", "device.cli", command, "--config", str(self.config_path),
                                "--require-signature", str(bundle)], capture_output=True, text=True)
-        lines = (done.stderr or done.stdout).strip().splitlines()
         if done.returncode:
+            lines = (done.stderr or done.stdout).strip().splitlines()
             raise RolloutError(lines[-1].removeprefix("error: ") if lines
                                else f"raman-device {command} failed ({done.returncode})")
         reply = json.loads(done.stdout.strip().splitlines()[-1])

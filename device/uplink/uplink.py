@@ -51,10 +51,8 @@ def read_cursor(path, store: str) -> int:
     try:
         cursor = json.loads(path.read_text())
         return int(cursor["sent"]) if cursor.get("store") == store else 0
-    except FileNotFoundError:
-        return 0
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 0  # a damaged cursor: everything again, which the collector stores once
+        return 0  # none yet, or a damaged one: everything again, which the collector stores once
 
 
 def write_cursor(path, store: str, sent: int) -> None:
